@@ -1,0 +1,1 @@
+//! `nnx-benches`: criterion benchmarks (run with `cargo bench -p nnx-benches`).

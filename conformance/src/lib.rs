@@ -1,0 +1,2 @@
+//! `nnx-conformance`: engine-independent checks of the NNX model.
+#![forbid(unsafe_code)]

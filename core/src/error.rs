@@ -1,0 +1,301 @@
+//! The one error type of the project, shared by every crate.
+//!
+//! Every fallible public function returns [`Result`]. Each [`Error`] variant carries the data
+//! a user needs to fix the problem (shapes, axes, paths), and [`Error::kind`] groups variants
+//! into coarse [`ErrorKind`]s for programs that branch on the category.
+//!
+//! Messages keep Flax's key phrases verbatim where people will search for them
+//! ("Non-exhaustive filters", "Cannot mutate Param from a different trace level").
+
+use crate::graph::Path;
+use crate::tensor::DType;
+
+/// `Result` with the project's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Coarse categories of [`Error`], for code that branches on the kind of failure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// Array shapes that do not fit an operation.
+    Shape,
+    /// A dtype an operation does not accept.
+    DType,
+    /// An axis that is out of range or repeated.
+    Axis,
+    /// A value that is invalid for reasons other than shape, dtype or axis.
+    Value,
+    /// An attribute, key or path that does not exist.
+    NotFound,
+    /// Filters that are malformed or do not cover every Variable.
+    Filter,
+    /// A graph that is malformed for the requested operation.
+    Graph,
+    /// A `merge` whose states do not match its `GraphDef`.
+    Merge,
+    /// A mutation of an object from a trace level other than the one that owns it.
+    TraceContext,
+}
+
+/// The error type of every fallible operation in the project.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// Shapes that do not broadcast together (numpy rules).
+    #[error("{op}: shapes {lhs:?} and {rhs:?} cannot be broadcast together")]
+    Broadcast {
+        /// The operation that was attempted.
+        op: &'static str,
+        /// Shape of the left operand.
+        lhs: Vec<usize>,
+        /// Shape of the right operand.
+        rhs: Vec<usize>,
+    },
+    /// Matrix multiplication with inner dimensions that do not agree.
+    #[error(
+        "matmul: contracting dimensions differ: lhs shape {lhs:?} has {lhs_inner} columns, \
+         rhs shape {rhs:?} has {rhs_inner} rows"
+    )]
+    MatmulShape {
+        /// Shape of the left operand.
+        lhs: Vec<usize>,
+        /// Shape of the right operand.
+        rhs: Vec<usize>,
+        /// Size of the left operand's contracting dimension.
+        lhs_inner: usize,
+        /// Size of the right operand's contracting dimension.
+        rhs_inner: usize,
+    },
+    /// A shape that does not fit an operation, with an explanation.
+    #[error("{op}: {message}")]
+    Shape {
+        /// The operation that was attempted.
+        op: &'static str,
+        /// What was wrong, naming the shapes involved.
+        message: String,
+    },
+    /// An axis outside `[-ndim, ndim)`.
+    #[error("{op}: axis {axis} is out of bounds for an array of rank {ndim} (shape {shape:?})")]
+    AxisOutOfBounds {
+        /// The operation that was attempted.
+        op: &'static str,
+        /// The axis that was given.
+        axis: isize,
+        /// The rank of the array.
+        ndim: usize,
+        /// The shape of the array.
+        shape: Vec<usize>,
+    },
+    /// The same axis given twice.
+    #[error("{op}: axis {axis} is repeated in {axes:?}")]
+    RepeatedAxis {
+        /// The operation that was attempted.
+        op: &'static str,
+        /// The normalised axis that appears more than once.
+        axis: usize,
+        /// The axes as given.
+        axes: Vec<isize>,
+    },
+    /// An index outside the extent of an axis.
+    #[error("{op}: index {index} is out of bounds for axis {axis} with size {size}")]
+    IndexOutOfBounds {
+        /// The operation that was attempted.
+        op: &'static str,
+        /// The index that was given.
+        index: isize,
+        /// The axis indexed.
+        axis: usize,
+        /// The size of that axis.
+        size: usize,
+    },
+    /// A dtype that the operation does not support.
+    #[error("{op}: unsupported dtype {dtype}{}", expected_suffix(.expected))]
+    UnsupportedDType {
+        /// The operation that was attempted.
+        op: &'static str,
+        /// The dtype that was given.
+        dtype: DType,
+        /// What the operation accepts, if it is worth saying.
+        expected: Option<&'static str>,
+    },
+    /// Operands whose dtypes cannot be combined.
+    #[error("{op}: dtypes {lhs} and {rhs} cannot be combined")]
+    DTypeMismatch {
+        /// The operation that was attempted.
+        op: &'static str,
+        /// The first dtype.
+        lhs: DType,
+        /// The second dtype.
+        rhs: DType,
+    },
+    /// Data whose length does not match the requested shape.
+    #[error("cannot build an array of shape {shape:?} ({expected} elements) from {got} elements")]
+    DataLength {
+        /// The requested shape.
+        shape: Vec<usize>,
+        /// The number of elements the shape needs.
+        expected: usize,
+        /// The number of elements supplied.
+        got: usize,
+    },
+    /// A value that is invalid for the operation.
+    #[error("{0}")]
+    InvalidValue(String),
+    /// An attribute that does not exist on an object.
+    #[error("'{type_name}' object has no attribute '{name}' (it has: {})", list_or_none(.available))]
+    AttributeNotFound {
+        /// Type name of the object.
+        type_name: String,
+        /// The attribute asked for.
+        name: String,
+        /// The attributes the object does have.
+        available: Vec<String>,
+    },
+    /// An attribute holding another kind of value than the one asked for.
+    #[error("attribute '{name}' of '{type_name}' is {found}, not {expected}")]
+    AttributeType {
+        /// Type name of the object.
+        type_name: String,
+        /// The attribute asked for.
+        name: String,
+        /// What the caller expected (e.g. "a Variable").
+        expected: &'static str,
+        /// What the attribute holds.
+        found: String,
+    },
+    /// A container index outside its length.
+    #[error("index {index} is out of range for a {container} of length {len}")]
+    ContainerIndex {
+        /// The container kind ("List", "tuple").
+        container: &'static str,
+        /// The index that was given.
+        index: usize,
+        /// The container's length.
+        len: usize,
+    },
+    /// A key that is not present in a mapping (State, Dict).
+    #[error("key {key} not found in {container} (keys: {})", list_or_none(.available))]
+    KeyNotFound {
+        /// The container kind ("State", "Dict").
+        container: &'static str,
+        /// The key asked for, in Python repr.
+        key: String,
+        /// The keys that are present.
+        available: Vec<String>,
+    },
+    /// Filters passed to `split` that leave some Variables unmatched.
+    #[error(
+        "Non-exhaustive filters, got a non-empty remainder: {}.\nUse `Filter::Everything` (`...` in \
+         Flax) as the last filter to match all remaining elements.",
+        paths_list(.remainder)
+    )]
+    NonExhaustiveFilters {
+        /// Paths of the Variables no filter matched.
+        remainder: Vec<Path>,
+    },
+    /// `Everything` used before the last position in a list of filters.
+    #[error(
+        "`Everything` (`...` or `True`) can only be used as the last filter, got it at index {index}"
+    )]
+    EverythingNotLast {
+        /// Position of the misplaced filter.
+        index: usize,
+    },
+    /// States given to `merge` whose paths do not match the `GraphDef`.
+    #[error("merge: the states do not match the GraphDef: {}", merge_mismatch(.missing, .unexpected))]
+    MergeMismatch {
+        /// Leaf paths the GraphDef needs that no State provides.
+        missing: Vec<Path>,
+        /// Paths in the States that the GraphDef has no leaf for.
+        unexpected: Vec<Path>,
+    },
+    /// The same path provided by more than one State given to `merge`.
+    #[error("merge: path {path} is provided by more than one State")]
+    MergeDuplicate {
+        /// The duplicated path.
+        path: Path,
+    },
+    /// `update` found a subgraph where the State has a leaf, or the other way round.
+    #[error("{0}")]
+    StructureMismatch(String),
+    /// A mutation from a trace level that does not own the object (the closure rule).
+    #[error("Cannot mutate {type_name} from a different trace level{}", trace_levels(*.object_level, *.current_level))]
+    TraceContext {
+        /// Type name of the object or Variable.
+        type_name: String,
+        /// The level that owns the object.
+        object_level: u32,
+        /// The level the mutation was attempted from.
+        current_level: u32,
+    },
+}
+
+impl Error {
+    /// The coarse category of this error.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Error::Broadcast { .. }
+            | Error::MatmulShape { .. }
+            | Error::Shape { .. }
+            | Error::DataLength { .. } => ErrorKind::Shape,
+            Error::AxisOutOfBounds { .. }
+            | Error::RepeatedAxis { .. }
+            | Error::IndexOutOfBounds { .. } => ErrorKind::Axis,
+            Error::UnsupportedDType { .. } | Error::DTypeMismatch { .. } => ErrorKind::DType,
+            Error::InvalidValue(_) => ErrorKind::Value,
+            Error::AttributeNotFound { .. }
+            | Error::ContainerIndex { .. }
+            | Error::KeyNotFound { .. } => ErrorKind::NotFound,
+            Error::AttributeType { .. } | Error::StructureMismatch(_) => ErrorKind::Graph,
+            Error::NonExhaustiveFilters { .. } | Error::EverythingNotLast { .. } => {
+                ErrorKind::Filter
+            }
+            Error::MergeMismatch { .. } | Error::MergeDuplicate { .. } => ErrorKind::Merge,
+            Error::TraceContext { .. } => ErrorKind::TraceContext,
+        }
+    }
+
+    /// Shorthand for [`Error::Shape`].
+    pub(crate) fn shape(op: &'static str, message: impl Into<String>) -> Self {
+        Error::Shape {
+            op,
+            message: message.into(),
+        }
+    }
+}
+
+fn expected_suffix(expected: &Option<&'static str>) -> String {
+    expected
+        .map(|e| format!(" (expected {e})"))
+        .unwrap_or_default()
+}
+
+fn list_or_none(items: &[String]) -> String {
+    if items.is_empty() {
+        "none".to_owned()
+    } else {
+        items.join(", ")
+    }
+}
+
+fn paths_list(paths: &[Path]) -> String {
+    let items: Vec<String> = paths.iter().map(|p| p.to_string()).collect();
+    format!("[{}]", items.join(", "))
+}
+
+fn merge_mismatch(missing: &[Path], unexpected: &[Path]) -> String {
+    let mut parts = Vec::new();
+    if !missing.is_empty() {
+        parts.push(format!("missing paths {}", paths_list(missing)));
+    }
+    if !unexpected.is_empty() {
+        parts.push(format!("unexpected paths {}", paths_list(unexpected)));
+    }
+    parts.join("; ")
+}
+
+fn trace_levels(object_level: u32, current_level: u32) -> String {
+    format!(
+        " (the object belongs to trace level {object_level}, the mutation came from level {current_level}; pass the object as an argument of the transform instead of capturing it)"
+    )
+}

@@ -1,0 +1,41 @@
+//! The NNX object graph: objects, Variables and containers with reference semantics, and
+//! the operations that take graphs apart and put them back together.
+//!
+//! - [`Object`] (alias [`Module`]), [`List`] and [`Dict`] are graph nodes with identity;
+//!   [`Variable`] holds a tensor and metadata. All are handles: cloning shares.
+//! - [`split`] / [`split_by`] turn a graph into a [`GraphDef`] (structure) and [`State`]s
+//!   (leaves by [`Path`]); [`merge`] rebuilds it; [`update`] writes a State back in place;
+//!   [`state`], [`graphdef`] and [`clone`] are the usual shorthands.
+//! - [`Filter`]s select Variables by type, tag, path or predicate.
+//!
+//! Traversal is a pre-order walk over children in sorted key order; every graph node and
+//! Variable gets an index from one shared counter and is described once, later occurrences
+//! being references to that index. That is how shared references and cycles survive.
+
+mod display;
+mod filter;
+mod graphdef;
+mod merge;
+mod node;
+mod node_id;
+mod ops;
+mod path;
+mod state;
+mod static_value;
+mod update;
+mod value;
+mod variable;
+
+pub use filter::{Filter, Predicate};
+pub use graphdef::{GraphDef, NodeDef, VariableDef};
+pub use node::{Dict, List, Module, NodeKind, Object};
+pub use node_id::NodeId;
+pub use ops::{clone, graphdef, merge, split, split_by, state, state_by, update};
+pub use path::{Key, Path};
+pub use state::{Leaf, NestedState, State};
+pub use static_value::Static;
+pub use value::{GraphValue, Value};
+pub use variable::{
+    BatchStat, Cache, Intermediate, Param, Perturbation, RngCount, RngKey, RngState, Variable,
+    VariableType, VariableTypeDef,
+};

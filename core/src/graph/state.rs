@@ -1,0 +1,266 @@
+//! `State`: the leaves of a graph by path.
+
+use std::collections::BTreeMap;
+
+use super::filter::Filter;
+use super::path::{Key, Path};
+use super::variable::Variable;
+use crate::error::{Error, Result};
+use crate::tensor::Tensor;
+
+/// A leaf of a graph's state: a Variable (the very Variable object of the graph, as in Flax)
+/// or a raw array attribute.
+#[derive(Clone, Debug)]
+pub enum Leaf {
+    /// A Variable handle.
+    Variable(Variable),
+    /// A raw array.
+    Array(Tensor),
+}
+
+impl Leaf {
+    /// The array held by the leaf.
+    pub fn value(&self) -> Tensor {
+        match self {
+            Leaf::Variable(v) => v.value(),
+            Leaf::Array(t) => t.clone(),
+        }
+    }
+
+    /// The Variable, if this leaf is one.
+    pub fn as_variable(&self) -> Option<&Variable> {
+        match self {
+            Leaf::Variable(v) => Some(v),
+            Leaf::Array(_) => None,
+        }
+    }
+}
+
+/// The state of a graph: leaves (Variables and raw arrays) by path, kept sorted by path.
+///
+/// `State` has a flat view ([`State::iter`]: `(path, leaf)` in sorted order, Flax's
+/// `FlatState`) and a nested view ([`State::nested`], [`State::at`]: the `{'sub': {'w': …}}`
+/// mapping Flax prints). Leaves that are Variables are the graph's own Variable handles, so
+/// mutating them through the State mutates the graph; [`State::map`] builds a State of new
+/// Variables instead.
+#[derive(Clone, Debug, Default)]
+pub struct State {
+    leaves: BTreeMap<Path, Leaf>,
+}
+
+/// The nested view of a [`State`]: a tree of mappings whose leaves are [`Leaf`]s.
+#[derive(Clone, Debug)]
+pub enum NestedState {
+    /// A leaf.
+    Leaf(Leaf),
+    /// A mapping from keys to subtrees, sorted by key.
+    Map(BTreeMap<Key, NestedState>),
+}
+
+impl State {
+    /// An empty State.
+    pub fn new() -> State {
+        State::default()
+    }
+
+    /// Adds or replaces the leaf at `path`, returning the previous one.
+    pub fn insert(&mut self, path: impl Into<Path>, leaf: Leaf) -> Option<Leaf> {
+        self.leaves.insert(path.into(), leaf)
+    }
+
+    /// The leaf at `path`.
+    pub fn get(&self, path: &Path) -> Option<&Leaf> {
+        self.leaves.get(path)
+    }
+
+    /// The Variable at `path`.
+    ///
+    /// # Errors
+    /// [`Error::KeyNotFound`] when there is no leaf at `path`, and [`Error::InvalidValue`] when
+    /// the leaf is a raw array.
+    pub fn variable(&self, path: &Path) -> Result<Variable> {
+        match self.leaves.get(path) {
+            Some(Leaf::Variable(v)) => Ok(v.clone()),
+            Some(Leaf::Array(_)) => Err(Error::InvalidValue(format!(
+                "the leaf at {path} is a raw array, not a Variable"
+            ))),
+            None => Err(Error::KeyNotFound {
+                container: "State",
+                key: path.to_string(),
+                available: self.leaves.keys().map(Path::to_string).collect(),
+            }),
+        }
+    }
+
+    /// Removes the leaf at `path`.
+    pub fn remove(&mut self, path: &Path) -> Option<Leaf> {
+        self.leaves.remove(path)
+    }
+
+    /// The number of leaves.
+    pub fn len(&self) -> usize {
+        self.leaves.len()
+    }
+
+    /// Whether there are no leaves.
+    pub fn is_empty(&self) -> bool {
+        self.leaves.is_empty()
+    }
+
+    /// The flat view: `(path, leaf)` sorted by path.
+    pub fn iter(&self) -> impl Iterator<Item = (&Path, &Leaf)> {
+        self.leaves.iter()
+    }
+
+    /// The paths, sorted.
+    pub fn paths(&self) -> impl Iterator<Item = &Path> {
+        self.leaves.keys()
+    }
+
+    /// The sub-State under `prefix`, with `prefix` removed from its paths (`state['sub']`).
+    pub fn at(&self, prefix: &Path) -> State {
+        State {
+            leaves: self
+                .leaves
+                .iter()
+                .filter(|(p, _)| p.starts_with(prefix))
+                .map(|(p, l)| (p.strip_prefix_len(prefix.len()), l.clone()))
+                .collect(),
+        }
+    }
+
+    /// The nested view. A State whose only leaf is at the root path (the State of a bare
+    /// Variable) is `NestedState::Leaf`.
+    pub fn nested(&self) -> NestedState {
+        if let Some(root) = self.leaves.get(&Path::root()) {
+            return NestedState::Leaf(root.clone());
+        }
+        let mut root = BTreeMap::new();
+        for (path, leaf) in &self.leaves {
+            insert_nested(&mut root, path.keys(), leaf.clone());
+        }
+        NestedState::Map(root)
+    }
+
+    /// The leaves the filter selects (Flax's `filter_state`).
+    pub fn filter(&self, filter: &Filter) -> State {
+        State {
+            leaves: self
+                .leaves
+                .iter()
+                .filter(|(p, l)| filter.matches(p, l))
+                .map(|(p, l)| (p.clone(), l.clone()))
+                .collect(),
+        }
+    }
+
+    /// The union of several States (Flax's `merge_state`); later States win on equal paths.
+    pub fn merged<'a>(states: impl IntoIterator<Item = &'a State>) -> State {
+        let mut out = State::new();
+        for s in states {
+            out.leaves
+                .extend(s.leaves.iter().map(|(p, l)| (p.clone(), l.clone())));
+        }
+        out
+    }
+
+    /// A State of *new* Variables (same types and metadata) holding `f(path, value)`; raw
+    /// array leaves stay raw arrays. The canonical SGD step is
+    /// `params.map(|p, w| w - lr * grads[p])` followed by `update(model, &new)`.
+    ///
+    /// # Errors
+    /// Whatever `f` returns.
+    pub fn map(&self, mut f: impl FnMut(&Path, &Tensor) -> Result<Tensor>) -> Result<State> {
+        let mut leaves = BTreeMap::new();
+        for (path, leaf) in &self.leaves {
+            let new = match leaf {
+                Leaf::Variable(v) => {
+                    let copy = v.copy();
+                    copy.set_value(f(path, &v.value())?)?;
+                    Leaf::Variable(copy)
+                }
+                Leaf::Array(t) => Leaf::Array(f(path, t)?),
+            };
+            leaves.insert(path.clone(), new);
+        }
+        Ok(State { leaves })
+    }
+
+    pub(crate) fn from_leaves(leaves: impl IntoIterator<Item = (Path, Leaf)>) -> State {
+        State {
+            leaves: leaves.into_iter().collect(),
+        }
+    }
+
+    pub(crate) fn into_leaves(self) -> BTreeMap<Path, Leaf> {
+        self.leaves
+    }
+}
+
+fn insert_nested(map: &mut BTreeMap<Key, NestedState>, keys: &[Key], leaf: Leaf) {
+    let Some((first, rest)) = keys.split_first() else {
+        return;
+    };
+    if rest.is_empty() {
+        map.insert(first.clone(), NestedState::Leaf(leaf));
+        return;
+    }
+    let entry = map
+        .entry(first.clone())
+        .or_insert_with(|| NestedState::Map(BTreeMap::new()));
+    if let NestedState::Map(inner) = entry {
+        insert_nested(inner, rest, leaf);
+    }
+}
+
+impl<'a> IntoIterator for &'a State {
+    type Item = (&'a Path, &'a Leaf);
+    type IntoIter = std::collections::btree_map::Iter<'a, Path, Leaf>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.leaves.iter()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::graph::Param;
+
+    #[test]
+    fn nested_and_sub_views() {
+        let mut s = State::new();
+        s.insert(
+            ["sub", "w"],
+            Leaf::Variable(Param::new(Tensor::zeros(&[1]))),
+        );
+        s.insert(["b"], Leaf::Array(Tensor::zeros(&[1])));
+        let NestedState::Map(top) = s.nested() else {
+            panic!("expected a map");
+        };
+        assert_eq!(
+            top.keys().cloned().collect::<Vec<_>>(),
+            vec![Key::from("b"), Key::from("sub")]
+        );
+        assert_eq!(
+            s.at(&Path::from(["sub"]))
+                .paths()
+                .cloned()
+                .collect::<Vec<_>>(),
+            vec![Path::from(["w"])]
+        );
+        assert!(s.variable(&Path::from(["b"])).is_err());
+        assert!(s.variable(&Path::from(["zz"])).is_err());
+    }
+
+    #[test]
+    fn map_builds_new_variables() {
+        let p = Param::new(Tensor::zeros(&[2]));
+        let mut s = State::new();
+        s.insert(["p"], Leaf::Variable(p.clone()));
+        let m = s.map(|_, t| t + 1.0).unwrap();
+        let new = m.variable(&Path::from(["p"])).unwrap();
+        assert!(!new.ptr_eq(&p));
+        assert_eq!(new.value().to_vec::<f32>().unwrap(), vec![1.0, 1.0]);
+        assert_eq!(p.value().to_vec::<f32>().unwrap(), vec![0.0, 0.0]);
+    }
+}

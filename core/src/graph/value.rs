@@ -1,0 +1,206 @@
+//! What an attribute (or a container element) can hold.
+
+use super::node::{Dict, List, Object};
+use super::static_value::Static;
+use super::variable::Variable;
+use crate::error::{Error, Result};
+use crate::tensor::Tensor;
+
+/// The value of an attribute, a list element or a dict entry.
+///
+/// `Variable`, `Object`, `List` and `Dict` are handles with identity (shared references and
+/// cycles are preserved by every graph operation); `Array` and `Tuple` are plain values;
+/// `Static` values are part of the graph's structure rather than its state.
+#[derive(Clone, Debug)]
+pub enum Value {
+    /// A static value (`None`, numbers, strings, and lists/tuples/dicts of them).
+    Static(Static),
+    /// A raw array attribute (state, but not a Variable).
+    Array(Tensor),
+    /// A Variable.
+    Variable(Variable),
+    /// An object (a Module, `Rngs`, …).
+    Object(Object),
+    /// A mutable list with identity (`nnx.List`).
+    List(List),
+    /// A mutable dict with identity (`nnx.Dict`).
+    Dict(Dict),
+    /// An immutable tuple holding data (a tuple of statics is [`Static::Tuple`]).
+    Tuple(Vec<Value>),
+}
+
+impl Value {
+    /// A short description of the kind of value, for error messages.
+    pub fn kind_name(&self) -> String {
+        match self {
+            Value::Static(s) => format!("the static value {s}"),
+            Value::Array(t) => format!("an array of shape {:?}", t.shape()),
+            Value::Variable(v) => format!("a {} variable", v.type_name()),
+            Value::Object(o) => format!("a '{}' object", o.type_name()),
+            Value::List(_) => "a List".to_owned(),
+            Value::Dict(_) => "a Dict".to_owned(),
+            Value::Tuple(_) => "a tuple".to_owned(),
+        }
+    }
+
+    /// A tuple of values; if every item is static the result is a [`Static::Tuple`].
+    pub fn tuple(items: Vec<Value>) -> Value {
+        if items.iter().all(|v| matches!(v, Value::Static(_))) {
+            let statics = items
+                .into_iter()
+                .filter_map(|v| match v {
+                    Value::Static(s) => Some(s),
+                    _ => None,
+                })
+                .collect();
+            Value::Static(Static::Tuple(statics))
+        } else {
+            Value::Tuple(items)
+        }
+    }
+
+    /// The variable, if this is one.
+    pub fn as_variable(&self) -> Option<&Variable> {
+        match self {
+            Value::Variable(v) => Some(v),
+            _ => None,
+        }
+    }
+
+    /// The object, if this is one.
+    pub fn as_object(&self) -> Option<&Object> {
+        match self {
+            Value::Object(o) => Some(o),
+            _ => None,
+        }
+    }
+
+    /// The static value, if this is one.
+    pub fn as_static(&self) -> Option<&Static> {
+        match self {
+            Value::Static(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    /// Whether two values are the same value: identical handles for Variables, objects and
+    /// containers (Python's `is`), equal statics, bit-identical arrays, and tuples of same
+    /// values.
+    pub fn same_as(&self, other: &Value) -> bool {
+        match (self, other) {
+            (Value::Static(a), Value::Static(b)) => a == b,
+            (Value::Array(a), Value::Array(b)) => a.identical(b),
+            (Value::Variable(a), Value::Variable(b)) => a.ptr_eq(b),
+            (Value::Object(a), Value::Object(b)) => a.ptr_eq(b),
+            (Value::List(a), Value::List(b)) => a.ptr_eq(b),
+            (Value::Dict(a), Value::Dict(b)) => a.ptr_eq(b),
+            (Value::Tuple(a), Value::Tuple(b)) => {
+                a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.same_as(y))
+            }
+            _ => false,
+        }
+    }
+}
+
+impl From<Static> for Value {
+    fn from(v: Static) -> Value {
+        Value::Static(v)
+    }
+}
+
+impl From<Tensor> for Value {
+    fn from(v: Tensor) -> Value {
+        Value::Array(v)
+    }
+}
+
+impl From<Variable> for Value {
+    fn from(v: Variable) -> Value {
+        Value::Variable(v)
+    }
+}
+
+impl From<&Variable> for Value {
+    fn from(v: &Variable) -> Value {
+        Value::Variable(v.clone())
+    }
+}
+
+impl From<Object> for Value {
+    fn from(v: Object) -> Value {
+        Value::Object(v)
+    }
+}
+
+impl From<&Object> for Value {
+    fn from(v: &Object) -> Value {
+        Value::Object(v.clone())
+    }
+}
+
+impl From<List> for Value {
+    fn from(v: List) -> Value {
+        Value::List(v)
+    }
+}
+
+impl From<Dict> for Value {
+    fn from(v: Dict) -> Value {
+        Value::Dict(v)
+    }
+}
+
+macro_rules! value_from_static {
+    ($($t:ty),*) => {$(
+        impl From<$t> for Value {
+            fn from(v: $t) -> Value {
+                Value::Static(Static::from(v))
+            }
+        }
+    )*};
+}
+value_from_static!(bool, i64, i32, usize, f64, &str, String);
+
+/// Types that a graph operation can take as its root and give back from `merge`: objects,
+/// lists, dicts, variables, and [`Value`] itself.
+pub trait GraphValue: Sized {
+    /// Wraps into a [`Value`].
+    fn to_value(&self) -> Value;
+    /// Unwraps from a [`Value`].
+    ///
+    /// # Errors
+    /// [`Error::InvalidValue`] when the value is of another kind.
+    fn from_value(value: Value) -> Result<Self>;
+}
+
+impl GraphValue for Value {
+    fn to_value(&self) -> Value {
+        self.clone()
+    }
+    fn from_value(value: Value) -> Result<Value> {
+        Ok(value)
+    }
+}
+
+macro_rules! graph_value {
+    ($t:ident, $what:literal) => {
+        impl GraphValue for $t {
+            fn to_value(&self) -> Value {
+                Value::$t(self.clone())
+            }
+            fn from_value(value: Value) -> Result<$t> {
+                match value {
+                    Value::$t(x) => Ok(x),
+                    other => Err(Error::InvalidValue(format!(
+                        concat!("expected ", $what, ", got {}"),
+                        other.kind_name()
+                    ))),
+                }
+            }
+        }
+    };
+}
+graph_value!(Object, "an object");
+graph_value!(List, "a List");
+graph_value!(Dict, "a Dict");
+graph_value!(Variable, "a Variable");

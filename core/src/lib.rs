@@ -1,0 +1,46 @@
+//! `nnx-core`: Flax NNX's programming model for Rust — the parts every engine shares.
+//!
+//! - [`Tensor`]: n-d arrays (float32, int32, uint32, bool, PRNG keys) with numpy semantics.
+//! - [`graph`]: objects, Variables and containers with reference semantics, and the graph
+//!   operations `split`, `merge`, `update`, `state`, `graphdef`, `clone`, with filters.
+//! - [`random`]: JAX's threefry PRNG, bit for bit.
+//! - [`trace`]: trace levels, behind the rule that captured objects cannot be mutated.
+//! - [`Error`]: the one error type, with a [`kind`](Error::kind).
+//!
+//! Split a model into structure and state, edit the state, and merge it back:
+//!
+//! ```
+//! use nnx_core::{Object, Param, Tensor, graph, static_list};
+//! # fn main() -> nnx_core::Result<()> {
+//! let model = Object::new("Linear")
+//!     .with("kernel", Param::new(Tensor::ones(&[2, 3])))?
+//!     .with("bias", Param::new(Tensor::zeros(&[3])))?
+//!     .with("features", static_list![2, 3])?;
+//!
+//! let (def, state) = graph::split(&model);
+//! // A State of new Variables holding kernel * 2 (the model is untouched).
+//! let doubled = state.map(|_path, w| w * 2.0)?;
+//! let twice: nnx_core::Object = graph::merge(&def, [&doubled])?;
+//! assert_eq!(twice.value("kernel")?.to_vec::<f32>()?, vec![2.0; 6]);
+//! assert_eq!(model.value("kernel")?.to_vec::<f32>()?, vec![1.0; 6]);
+//!
+//! // Or write it back into the original model in place.
+//! graph::update(&model, &doubled)?;
+//! assert_eq!(model.value("kernel")?.to_vec::<f32>()?, vec![2.0; 6]);
+//! # Ok(())
+//! # }
+//! ```
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
+
+pub mod error;
+pub mod graph;
+pub mod random;
+pub mod tensor;
+pub mod trace;
+
+pub use error::{Error, ErrorKind, Result};
+pub use graph::{
+    BatchStat, Cache, Dict, Filter, GraphDef, Intermediate, Key, List, Module, Object, Param, Path,
+    RngCount, RngKey, RngState, State, Static, Value, Variable, VariableType,
+};
+pub use tensor::{Axes, DType, Tensor};

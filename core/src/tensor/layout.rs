@@ -1,0 +1,450 @@
+//! Operations that move elements without computing on them: reshape, transpose, expand and
+//! squeeze, index and slice along an axis, stack, concatenate, broadcast. They work on every
+//! dtype, keys included.
+
+use std::ops::Range;
+
+use super::reduce::Axes;
+use super::shape::{
+    broadcast_shapes, broadcast_strides, normalize_axes, normalize_axis, strided_indices, strides,
+};
+use super::{Buffer, Tensor, map_buffer};
+use crate::error::{Error, Result};
+
+impl Tensor {
+    /// The same elements in a new shape; one dimension may be `-1` and is then inferred.
+    ///
+    /// # Errors
+    /// [`Error::Shape`] when the sizes differ, more than one `-1` is given, or a dimension is
+    /// negative.
+    ///
+    /// ```
+    /// # use nnx_core::Tensor;
+    /// let t = Tensor::arange(6).reshape(&[3, -1]).unwrap();
+    /// assert_eq!(t.shape(), &[3, 2]);
+    /// ```
+    pub fn reshape(&self, shape: &[isize]) -> Result<Tensor> {
+        let size = self.size();
+        let bad = |message: String| Error::shape("reshape", message);
+        let mut inferred = None;
+        let mut known = 1usize;
+        for (i, &d) in shape.iter().enumerate() {
+            match d {
+                -1 if inferred.is_none() => inferred = Some(i),
+                -1 => {
+                    return Err(bad(format!(
+                        "can only specify one unknown dimension, got {shape:?}"
+                    )));
+                }
+                d if d < 0 => return Err(bad(format!("negative dimension {d} in {shape:?}"))),
+                d => known *= d as usize,
+            }
+        }
+        let mut new_shape: Vec<usize> = shape.iter().map(|&d| d.max(0) as usize).collect();
+        if let Some(i) = inferred {
+            if known == 0 || size % known != 0 {
+                return Err(bad(format!(
+                    "cannot reshape array of shape {:?} (size {size}) into shape {shape:?}",
+                    self.shape()
+                )));
+            }
+            new_shape[i] = size / known;
+        } else if known != size {
+            return Err(bad(format!(
+                "cannot reshape array of shape {:?} (size {size}) into shape {shape:?}",
+                self.shape()
+            )));
+        }
+        Ok(Tensor::from_parts(
+            new_shape,
+            self.buffer().clone(),
+            self.is_weak(),
+        ))
+    }
+
+    /// Reverses the order of the axes (`x.T`).
+    pub fn transpose(&self) -> Tensor {
+        let perm: Vec<usize> = (0..self.ndim()).rev().collect();
+        self.permute_unchecked(&perm)
+    }
+
+    /// Reorders the axes: output axis `i` is input axis `axes[i]` (`jnp.transpose(x, axes)`).
+    ///
+    /// # Errors
+    /// [`Error::Shape`] when `axes` is not a permutation of the array's axes.
+    pub fn permute_axes(&self, axes: &[isize]) -> Result<Tensor> {
+        if axes.len() != self.ndim() {
+            return Err(Error::shape(
+                "transpose",
+                format!(
+                    "axes {axes:?} do not match an array of shape {:?}",
+                    self.shape()
+                ),
+            ));
+        }
+        let perm = normalize_axes("transpose", axes, self.shape())?;
+        Ok(self.permute_unchecked(&perm))
+    }
+
+    fn permute_unchecked(&self, perm: &[usize]) -> Tensor {
+        if perm.iter().enumerate().all(|(i, &p)| i == p) {
+            return self.clone();
+        }
+        let in_strides = strides(self.shape());
+        let out_shape: Vec<usize> = perm.iter().map(|&p| self.shape()[p]).collect();
+        let gather_strides: Vec<usize> = perm.iter().map(|&p| in_strides[p]).collect();
+        let indices = strided_indices(&out_shape, &gather_strides);
+        Tensor::from_parts(out_shape, self.buffer().gather(&indices), self.is_weak())
+    }
+
+    /// Moves axis `source` to position `destination` (`jnp.moveaxis`).
+    ///
+    /// # Errors
+    /// [`Error::AxisOutOfBounds`] for axes outside the array's rank.
+    pub fn moveaxis(&self, source: isize, destination: isize) -> Result<Tensor> {
+        let src = normalize_axis("moveaxis", source, self.shape())?;
+        let dst = normalize_axis("moveaxis", destination, self.shape())?;
+        let mut perm: Vec<usize> = (0..self.ndim()).filter(|&a| a != src).collect();
+        perm.insert(dst, src);
+        Ok(self.permute_unchecked(&perm))
+    }
+
+    /// Inserts a size-1 axis at `axis` (which may be `ndim`, or negative counting from the
+    /// end of the *result*).
+    ///
+    /// # Errors
+    /// [`Error::AxisOutOfBounds`] when `axis` is outside `[-ndim-1, ndim]`.
+    pub fn expand_dims(&self, axis: isize) -> Result<Tensor> {
+        let mut result_shape = self.shape().to_vec();
+        result_shape.push(1);
+        let a = normalize_axis("expand_dims", axis, &result_shape)?;
+        let mut shape = self.shape().to_vec();
+        shape.insert(a, 1);
+        Ok(Tensor::from_parts(
+            shape,
+            self.buffer().clone(),
+            self.is_weak(),
+        ))
+    }
+
+    /// Removes size-1 axes: all of them for [`Axes::All`], else the ones named.
+    ///
+    /// # Errors
+    /// [`Error::Shape`] when a named axis does not have size 1.
+    pub fn squeeze(&self, axes: impl Into<Axes>) -> Result<Tensor> {
+        let remove: Vec<usize> = match axes.into() {
+            Axes::All => (0..self.ndim()).filter(|&a| self.shape()[a] == 1).collect(),
+            Axes::Some(list) => {
+                let list = normalize_axes("squeeze", &list, self.shape())?;
+                if let Some(&a) = list.iter().find(|&&a| self.shape()[a] != 1) {
+                    return Err(Error::shape(
+                        "squeeze",
+                        format!(
+                            "cannot select an axis to squeeze out which has size not equal to one: axis {a} of shape {:?}",
+                            self.shape()
+                        ),
+                    ));
+                }
+                list
+            }
+        };
+        let shape = self
+            .shape()
+            .iter()
+            .enumerate()
+            .filter(|(a, _)| !remove.contains(a))
+            .map(|(_, &d)| d)
+            .collect();
+        Ok(Tensor::from_parts(
+            shape,
+            self.buffer().clone(),
+            self.is_weak(),
+        ))
+    }
+
+    /// The sub-array at `index` along `axis`, with that axis removed (`x[:, i]` for axis 1).
+    /// Negative indices count from the end.
+    ///
+    /// # Errors
+    /// [`Error::AxisOutOfBounds`] or [`Error::IndexOutOfBounds`].
+    pub fn index_axis(&self, axis: isize, index: isize) -> Result<Tensor> {
+        let a = normalize_axis("index_axis", axis, self.shape())?;
+        let size = self.shape()[a];
+        let i = if index < 0 {
+            index + size as isize
+        } else {
+            index
+        };
+        if i < 0 || i as usize >= size {
+            return Err(Error::IndexOutOfBounds {
+                op: "index_axis",
+                index,
+                axis: a,
+                size,
+            });
+        }
+        let sliced = self.slice_unchecked(a, i as usize..i as usize + 1);
+        let mut shape = sliced.shape().to_vec();
+        shape.remove(a);
+        Ok(Tensor::from_parts(
+            shape,
+            sliced.buffer().clone(),
+            self.is_weak(),
+        ))
+    }
+
+    /// The elements `range` along `axis`, keeping the axis (`x[:, 1:3]` for axis 1).
+    ///
+    /// # Errors
+    /// [`Error::AxisOutOfBounds`], or [`Error::Shape`] when the range does not fit the axis.
+    pub fn slice_axis(&self, axis: isize, range: Range<usize>) -> Result<Tensor> {
+        let a = normalize_axis("slice_axis", axis, self.shape())?;
+        if range.start > range.end || range.end > self.shape()[a] {
+            return Err(Error::shape(
+                "slice_axis",
+                format!(
+                    "range {range:?} does not fit axis {a} of size {} (shape {:?})",
+                    self.shape()[a],
+                    self.shape()
+                ),
+            ));
+        }
+        Ok(self.slice_unchecked(a, range))
+    }
+
+    fn slice_unchecked(&self, axis: usize, range: Range<usize>) -> Tensor {
+        let mut out_shape = self.shape().to_vec();
+        out_shape[axis] = range.len();
+        let in_strides = strides(self.shape());
+        let offset = range.start * in_strides[axis];
+        let indices: Vec<usize> = strided_indices(&out_shape, &in_strides)
+            .into_iter()
+            .map(|i| i + offset)
+            .collect();
+        Tensor::from_parts(out_shape, self.buffer().gather(&indices), self.is_weak())
+    }
+
+    /// Broadcasts to a larger shape (numpy rules).
+    ///
+    /// # Errors
+    /// [`Error::Broadcast`] when the array's shape does not broadcast to `shape`.
+    pub fn broadcast_to(&self, shape: &[usize]) -> Result<Tensor> {
+        let joined = broadcast_shapes("broadcast_to", self.shape(), shape)?;
+        if joined != shape {
+            return Err(Error::Broadcast {
+                op: "broadcast_to",
+                lhs: self.shape().to_vec(),
+                rhs: shape.to_vec(),
+            });
+        }
+        if self.shape() == shape {
+            return Ok(self.clone());
+        }
+        let indices = strided_indices(shape, &broadcast_strides(self.shape(), shape));
+        Ok(Tensor::from_parts(
+            shape.to_vec(),
+            self.buffer().gather(&indices),
+            self.is_weak(),
+        ))
+    }
+
+    /// Joins arrays of one shape along a new axis.
+    ///
+    /// # Errors
+    /// [`Error::Shape`] when the list is empty or the shapes differ,
+    /// [`Error::DTypeMismatch`] when the dtypes differ, [`Error::AxisOutOfBounds`].
+    pub fn stack(tensors: &[Tensor], axis: isize) -> Result<Tensor> {
+        let first = tensors
+            .first()
+            .ok_or_else(|| Error::shape("stack", "need at least one array to stack"))?;
+        if let Some(other) = tensors.iter().find(|t| t.shape() != first.shape()) {
+            return Err(Error::shape(
+                "stack",
+                format!(
+                    "all input arrays must have the same shape, got {:?} and {:?}",
+                    first.shape(),
+                    other.shape()
+                ),
+            ));
+        }
+        let expanded = tensors
+            .iter()
+            .map(|t| t.expand_dims(axis))
+            .collect::<Result<Vec<_>>>()?;
+        let mut result_shape = first.shape().to_vec();
+        result_shape.push(1);
+        let a = normalize_axis("stack", axis, &result_shape)?;
+        Tensor::concatenate(&expanded, a as isize)
+    }
+
+    /// Joins arrays along an existing axis.
+    ///
+    /// # Errors
+    /// [`Error::Shape`] when the list is empty or shapes differ off the axis,
+    /// [`Error::DTypeMismatch`] when the dtypes differ, [`Error::AxisOutOfBounds`].
+    pub fn concatenate(tensors: &[Tensor], axis: isize) -> Result<Tensor> {
+        let first = tensors
+            .first()
+            .ok_or_else(|| Error::shape("concatenate", "need at least one array to concatenate"))?;
+        let a = normalize_axis("concatenate", axis, first.shape())?;
+        for t in tensors {
+            if t.dtype() != first.dtype() {
+                return Err(Error::DTypeMismatch {
+                    op: "concatenate",
+                    lhs: first.dtype(),
+                    rhs: t.dtype(),
+                });
+            }
+            let same_off_axis = t.ndim() == first.ndim()
+                && t.shape()
+                    .iter()
+                    .zip(first.shape())
+                    .enumerate()
+                    .all(|(i, (x, y))| i == a || x == y);
+            if !same_off_axis {
+                return Err(Error::shape(
+                    "concatenate",
+                    format!(
+                        "all input array dimensions except for the concatenation axis {a} must match, got {:?} and {:?}",
+                        first.shape(),
+                        t.shape()
+                    ),
+                ));
+            }
+        }
+        let mut out_shape = first.shape().to_vec();
+        out_shape[a] = tensors.iter().map(|t| t.shape()[a]).sum();
+        let outer: usize = first.shape()[..a].iter().product();
+        let chunk = |t: &Tensor| t.shape()[a..].iter().product::<usize>();
+        let weak = tensors.iter().all(Tensor::is_weak);
+        let buffer = map_buffer!(first.buffer(), _first => {
+            let mut data = Vec::with_capacity(out_shape.iter().product());
+            for o in 0..outer {
+                for t in tensors {
+                    let c = chunk(t);
+                    let src = typed(t.buffer(), _first);
+                    data.extend_from_slice(&src[o * c..(o + 1) * c]);
+                }
+            }
+            data
+        });
+        Ok(Tensor::from_parts(out_shape, buffer, weak))
+    }
+}
+
+/// The typed data of `buffer`, known to have the same variant as `like`.
+fn typed<'a, T>(buffer: &'a Buffer, like: &std::sync::Arc<Vec<T>>) -> &'a [T]
+where
+    Buffer: TypedView<T>,
+{
+    let _ = like;
+    buffer.view()
+}
+
+/// Access to a buffer's data as a given element type, for code generic over the variant.
+trait TypedView<T> {
+    fn view(&self) -> &[T];
+}
+
+macro_rules! impl_typed_view {
+    ($t:ty, $variant:ident) => {
+        impl TypedView<$t> for Buffer {
+            fn view(&self) -> &[$t] {
+                match self {
+                    Buffer::$variant(d) => d.as_slice(),
+                    // Callers check that all buffers share one dtype first.
+                    _ => &[],
+                }
+            }
+        }
+    };
+}
+impl_typed_view!(bool, Bool);
+impl_typed_view!(i32, I32);
+impl_typed_view!(u32, U32);
+impl_typed_view!(f32, F32);
+impl_typed_view!([u32; 2], Key);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn iota(shape: &[usize]) -> Tensor {
+        let n = shape.iter().product();
+        Tensor::arange(n)
+            .reshape(&shape.iter().map(|&d| d as isize).collect::<Vec<_>>())
+            .unwrap()
+    }
+
+    #[test]
+    fn reshape_infers_and_rejects() {
+        assert_eq!(iota(&[2, 3]).reshape(&[-1]).unwrap().shape(), &[6]);
+        let err = iota(&[2, 3]).reshape(&[4, -1]).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "reshape: cannot reshape array of shape [2, 3] (size 6) into shape [4, -1]"
+        );
+        assert!(iota(&[2, 3]).reshape(&[-1, -1]).is_err());
+    }
+
+    #[test]
+    fn transpose_and_moveaxis() {
+        let t = iota(&[2, 3]).transpose();
+        assert_eq!(t.shape(), &[3, 2]);
+        assert_eq!(t.to_vec::<i32>().unwrap(), vec![0, 3, 1, 4, 2, 5]);
+        let m = iota(&[2, 3, 4]).moveaxis(0, -1).unwrap();
+        assert_eq!(m.shape(), &[3, 4, 2]);
+        assert_eq!(m.index_axis(2, 1).unwrap().to_vec::<i32>().unwrap()[0], 12);
+    }
+
+    #[test]
+    fn index_and_slice() {
+        let x = iota(&[3, 4]);
+        assert_eq!(
+            x.index_axis(1, -1).unwrap().to_vec::<i32>().unwrap(),
+            vec![3, 7, 11]
+        );
+        assert_eq!(
+            x.slice_axis(0, 1..3).unwrap().to_vec::<i32>().unwrap(),
+            vec![4, 5, 6, 7, 8, 9, 10, 11]
+        );
+        let err = x.index_axis(0, 3).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "index_axis: index 3 is out of bounds for axis 0 with size 3"
+        );
+        assert!(x.slice_axis(0, 2..5).is_err());
+    }
+
+    #[test]
+    fn stack_and_concatenate() {
+        let a = Tensor::from_slice(&[1i32, 2]);
+        let b = Tensor::from_slice(&[3i32, 4]);
+        let s = Tensor::stack(&[a.clone(), b.clone()], 1).unwrap();
+        assert_eq!(s.shape(), &[2, 2]);
+        assert_eq!(s.to_vec::<i32>().unwrap(), vec![1, 3, 2, 4]);
+        let c = Tensor::concatenate(&[a.clone(), b], 0).unwrap();
+        assert_eq!(c.to_vec::<i32>().unwrap(), vec![1, 2, 3, 4]);
+        assert!(Tensor::stack(&[a, Tensor::arange(3)], 0).is_err());
+        assert!(Tensor::stack(&[], 0).is_err());
+    }
+
+    #[test]
+    fn squeeze_and_expand() {
+        let x = iota(&[1, 3, 1]);
+        assert_eq!(x.squeeze(Axes::All).unwrap().shape(), &[3]);
+        assert_eq!(x.squeeze(0).unwrap().shape(), &[3, 1]);
+        assert!(x.squeeze(1).is_err());
+        assert_eq!(iota(&[3]).expand_dims(-1).unwrap().shape(), &[3, 1]);
+    }
+
+    #[test]
+    fn keys_move_like_any_dtype() {
+        let k = Tensor::from_keys(&[2], vec![[1, 2], [3, 4]]).unwrap();
+        let s = Tensor::stack(&[k.clone(), k], 0).unwrap();
+        assert_eq!(
+            s.index_axis(1, 1).unwrap().keys().unwrap(),
+            &[[3, 4], [3, 4]]
+        );
+    }
+}

@@ -1,0 +1,538 @@
+//! n-dimensional arrays: row-major, immutable, cheap to clone.
+//!
+//! [`Tensor`] is the concrete array type of the project (JAX's `jax.Array`). Its buffer is
+//! shared on clone (`Arc`), and every operation returns a new tensor, so arrays have value
+//! semantics exactly as in JAX; the *reference* semantics of the project live in
+//! [`Variable`](crate::graph::Variable)s, which hold tensors.
+//!
+//! Operations follow numpy: broadcasting elementwise arithmetic ([`elementwise`]), matmul
+//! ([`Tensor::matmul`]), reductions ([`Tensor::sum`]), layout changes ([`Tensor::reshape`],
+//! [`Tensor::stack`], …). Shape and dtype mistakes are [`Error`](crate::Error) values that name
+//! the shapes involved; nothing panics on user input.
+//!
+//! ```
+//! use nnx_core::Tensor;
+//! # fn main() -> nnx_core::Result<()> {
+//! let x = Tensor::arange(6).reshape(&[2, 3])?;
+//! let y = (&x + 1)?;
+//! assert_eq!(y.to_vec::<i32>()?, vec![1, 2, 3, 4, 5, 6]);
+//! assert_eq!(format!("{}", Tensor::arange(3)), "Array([0, 1, 2], dtype=int32)");
+//! # Ok(())
+//! # }
+//! ```
+
+mod display;
+mod dtype;
+pub mod elementwise;
+mod layout;
+mod matmul;
+mod reduce;
+mod shape;
+
+use std::sync::Arc;
+
+pub use dtype::DType;
+pub(crate) use dtype::promote;
+pub use reduce::{Axes, ReduceOp};
+
+use crate::error::{Error, Result};
+
+/// An immutable n-dimensional array with a [`DType`], stored row-major.
+///
+/// Cloning shares the buffer. A tensor may be *weakly typed* (JAX's `weak_type=True`): Rust
+/// literals used in arithmetic (`&x + 1`) are weak, so they adopt the other operand's dtype.
+#[derive(Clone)]
+pub struct Tensor {
+    shape: Vec<usize>,
+    buffer: Buffer,
+    weak: bool,
+}
+
+/// The typed storage behind a tensor (an implementation detail, public only because the
+/// sealed [`Element`] trait mentions it).
+#[doc(hidden)]
+#[derive(Clone, Debug)]
+pub enum Buffer {
+    Bool(Arc<Vec<bool>>),
+    I32(Arc<Vec<i32>>),
+    U32(Arc<Vec<u32>>),
+    F32(Arc<Vec<f32>>),
+    Key(Arc<Vec<[u32; 2]>>),
+}
+
+/// Applies the same generic expression to whichever variant a [`Buffer`] holds.
+macro_rules! map_buffer {
+    ($buffer:expr, $data:ident => $body:expr) => {
+        match $buffer {
+            Buffer::Bool($data) => Buffer::Bool(std::sync::Arc::new($body)),
+            Buffer::I32($data) => Buffer::I32(std::sync::Arc::new($body)),
+            Buffer::U32($data) => Buffer::U32(std::sync::Arc::new($body)),
+            Buffer::F32($data) => Buffer::F32(std::sync::Arc::new($body)),
+            Buffer::Key($data) => Buffer::Key(std::sync::Arc::new($body)),
+        }
+    };
+}
+pub(crate) use map_buffer;
+
+impl Buffer {
+    fn dtype(&self) -> DType {
+        match self {
+            Buffer::Bool(_) => DType::Bool,
+            Buffer::I32(_) => DType::I32,
+            Buffer::U32(_) => DType::U32,
+            Buffer::F32(_) => DType::F32,
+            Buffer::Key(_) => DType::Key,
+        }
+    }
+
+    fn len(&self) -> usize {
+        match self {
+            Buffer::Bool(d) => d.len(),
+            Buffer::I32(d) => d.len(),
+            Buffer::U32(d) => d.len(),
+            Buffer::F32(d) => d.len(),
+            Buffer::Key(d) => d.len(),
+        }
+    }
+
+    /// A new buffer holding `self[indices[0]], self[indices[1]], …`.
+    pub(crate) fn gather(&self, indices: &[usize]) -> Buffer {
+        map_buffer!(self, data => indices.iter().map(|&i| data[i]).collect::<Vec<_>>())
+    }
+}
+
+/// A Rust type that can be the element of a [`Tensor`]: `f32`, `i32`, `u32` or `bool`.
+pub trait Element: Copy + PartialEq + std::fmt::Debug + private::Sealed + 'static {
+    /// The dtype this type stores as.
+    const DTYPE: DType;
+    #[doc(hidden)]
+    fn into_buffer(data: Vec<Self>) -> Buffer;
+    #[doc(hidden)]
+    fn from_buffer(buffer: &Buffer) -> Option<&[Self]>;
+    #[doc(hidden)]
+    fn to_f64(self) -> f64;
+    #[doc(hidden)]
+    fn from_f64(value: f64) -> Self;
+}
+
+mod private {
+    pub trait Sealed {}
+    impl Sealed for f32 {}
+    impl Sealed for i32 {}
+    impl Sealed for u32 {}
+    impl Sealed for bool {}
+}
+
+macro_rules! impl_element {
+    ($t:ty, $variant:ident, $dtype:expr, |$x:ident| $to:expr, |$v:ident| $from:expr) => {
+        impl Element for $t {
+            const DTYPE: DType = $dtype;
+            fn into_buffer(data: Vec<Self>) -> Buffer {
+                Buffer::$variant(Arc::new(data))
+            }
+            fn from_buffer(buffer: &Buffer) -> Option<&[Self]> {
+                match buffer {
+                    Buffer::$variant(d) => Some(d.as_slice()),
+                    _ => None,
+                }
+            }
+            fn to_f64(self) -> f64 {
+                let $x = self;
+                $to
+            }
+            fn from_f64(value: f64) -> Self {
+                let $v = value;
+                $from
+            }
+        }
+    };
+}
+
+impl_element!(f32, F32, DType::F32, |x| x as f64, |v| v as f32);
+impl_element!(i32, I32, DType::I32, |x| x as f64, |v| v as i32);
+impl_element!(u32, U32, DType::U32, |x| x as f64, |v| v as u32);
+impl_element!(
+    bool,
+    Bool,
+    DType::Bool,
+    |x| if x { 1.0 } else { 0.0 },
+    |v| v != 0.0
+);
+
+impl Tensor {
+    pub(crate) fn from_parts(shape: Vec<usize>, buffer: Buffer, weak: bool) -> Tensor {
+        debug_assert_eq!(shape.iter().product::<usize>(), buffer.len());
+        Tensor {
+            shape,
+            buffer,
+            weak,
+        }
+    }
+
+    pub(crate) fn buffer(&self) -> &Buffer {
+        &self.buffer
+    }
+
+    /// An array of the given shape from row-major data.
+    ///
+    /// # Errors
+    /// [`Error::DataLength`] when `data.len()` is not the product of `shape`.
+    ///
+    /// ```
+    /// # use nnx_core::Tensor;
+    /// let t = Tensor::from_vec(&[2, 2], vec![1.0f32, 2.0, 3.0, 4.0]).unwrap();
+    /// assert_eq!(t.shape(), &[2, 2]);
+    /// assert!(Tensor::from_vec(&[3], vec![1i32]).is_err());
+    /// ```
+    pub fn from_vec<T: Element>(shape: &[usize], data: Vec<T>) -> Result<Tensor> {
+        let expected: usize = shape.iter().product();
+        if expected != data.len() {
+            return Err(Error::DataLength {
+                shape: shape.to_vec(),
+                expected,
+                got: data.len(),
+            });
+        }
+        Ok(Tensor::from_parts(
+            shape.to_vec(),
+            T::into_buffer(data),
+            false,
+        ))
+    }
+
+    /// A 1-D array holding `data`.
+    pub fn from_slice<T: Element>(data: &[T]) -> Tensor {
+        Tensor::from_parts(vec![data.len()], T::into_buffer(data.to_vec()), false)
+    }
+
+    /// A 0-d (scalar) array.
+    pub fn scalar<T: Element>(value: T) -> Tensor {
+        Tensor::from_parts(Vec::new(), T::into_buffer(vec![value]), false)
+    }
+
+    /// A weakly typed 0-d array, the equivalent of a Python scalar in JAX: in arithmetic it
+    /// takes the dtype of the other operand. `From<f32>`/`From<i32>` build these too.
+    pub fn weak_scalar<T: Element>(value: T) -> Tensor {
+        Tensor::from_parts(Vec::new(), T::into_buffer(vec![value]), true)
+    }
+
+    /// An array of the given shape filled with `value`.
+    pub fn full<T: Element>(shape: &[usize], value: T) -> Tensor {
+        let n = shape.iter().product();
+        Tensor::from_parts(shape.to_vec(), T::into_buffer(vec![value; n]), false)
+    }
+
+    /// A float32 array of zeros.
+    pub fn zeros(shape: &[usize]) -> Tensor {
+        Tensor::full(shape, 0.0f32)
+    }
+
+    /// A float32 array of ones.
+    pub fn ones(shape: &[usize]) -> Tensor {
+        Tensor::full(shape, 1.0f32)
+    }
+
+    /// An array of zeros (or `false`) of any non-key dtype.
+    ///
+    /// # Errors
+    /// [`Error::UnsupportedDType`] for [`DType::Key`] (use the `random` module for keys).
+    pub fn zeros_of(shape: &[usize], dtype: DType) -> Result<Tensor> {
+        Tensor::zeros(shape).astype(dtype)
+    }
+
+    /// `[0, 1, …, n-1]` as int32, like `jnp.arange(n)`.
+    pub fn arange(n: usize) -> Tensor {
+        let data: Vec<i32> = (0..n).map(|i| i as i32).collect();
+        Tensor::from_parts(vec![n], i32::into_buffer(data), false)
+    }
+
+    /// An array of PRNG keys (dtype `key<fry>`) from their `[k0, k1]` words.
+    ///
+    /// # Errors
+    /// [`Error::DataLength`] when `keys.len()` is not the product of `shape`.
+    pub fn from_keys(shape: &[usize], keys: Vec<[u32; 2]>) -> Result<Tensor> {
+        let expected: usize = shape.iter().product();
+        if expected != keys.len() {
+            return Err(Error::DataLength {
+                shape: shape.to_vec(),
+                expected,
+                got: keys.len(),
+            });
+        }
+        Ok(Tensor::from_parts(
+            shape.to_vec(),
+            Buffer::Key(Arc::new(keys)),
+            false,
+        ))
+    }
+
+    /// The shape.
+    pub fn shape(&self) -> &[usize] {
+        &self.shape
+    }
+
+    /// The number of dimensions.
+    pub fn ndim(&self) -> usize {
+        self.shape.len()
+    }
+
+    /// The number of elements.
+    pub fn size(&self) -> usize {
+        self.buffer.len()
+    }
+
+    /// The element type.
+    pub fn dtype(&self) -> DType {
+        self.buffer.dtype()
+    }
+
+    /// Bytes held by the elements (what Flax's printing reports).
+    pub fn nbytes(&self) -> usize {
+        self.size() * self.dtype().size_in_bytes()
+    }
+
+    /// Whether the array is weakly typed (JAX's `weak_type=True`).
+    pub fn is_weak(&self) -> bool {
+        self.weak
+    }
+
+    /// The same array, strongly typed.
+    pub fn strong(mut self) -> Tensor {
+        self.weak = false;
+        self
+    }
+
+    /// The elements as a slice of `T`.
+    ///
+    /// # Errors
+    /// [`Error::DTypeMismatch`] when `T` is not the array's dtype (no conversion happens;
+    /// use [`Tensor::astype`] first).
+    pub fn as_slice<T: Element>(&self) -> Result<&[T]> {
+        T::from_buffer(&self.buffer).ok_or(Error::DTypeMismatch {
+            op: "as_slice",
+            lhs: self.dtype(),
+            rhs: T::DTYPE,
+        })
+    }
+
+    /// The elements, copied into a `Vec<T>`; see [`Tensor::as_slice`].
+    ///
+    /// # Errors
+    /// [`Error::DTypeMismatch`] when `T` is not the array's dtype.
+    pub fn to_vec<T: Element>(&self) -> Result<Vec<T>> {
+        self.as_slice().map(<[T]>::to_vec)
+    }
+
+    /// The elements converted to `f64` (exact for every dtype we have).
+    ///
+    /// # Errors
+    /// [`Error::UnsupportedDType`] for key arrays.
+    pub fn to_f64_vec(&self) -> Result<Vec<f64>> {
+        Ok(match &self.buffer {
+            Buffer::Bool(d) => d.iter().map(|&x| x.to_f64()).collect(),
+            Buffer::I32(d) => d.iter().map(|&x| x.to_f64()).collect(),
+            Buffer::U32(d) => d.iter().map(|&x| x.to_f64()).collect(),
+            Buffer::F32(d) => d.iter().map(|&x| x.to_f64()).collect(),
+            Buffer::Key(_) => {
+                return Err(Error::UnsupportedDType {
+                    op: "to_f64_vec",
+                    dtype: DType::Key,
+                    expected: Some("a numeric or bool dtype; use key_data for keys"),
+                });
+            }
+        })
+    }
+
+    /// The single element of a size-1 array.
+    ///
+    /// # Errors
+    /// [`Error::Shape`] when the array does not have exactly one element, and
+    /// [`Error::DTypeMismatch`] when `T` is not its dtype.
+    pub fn item<T: Element>(&self) -> Result<T> {
+        let data = self.as_slice::<T>()?;
+        match data {
+            [x] => Ok(*x),
+            _ => Err(Error::shape(
+                "item",
+                format!(
+                    "only arrays with one element can be converted to a scalar, got shape {:?}",
+                    self.shape
+                ),
+            )),
+        }
+    }
+
+    /// The keys of a key array, as `[k0, k1]` words.
+    ///
+    /// # Errors
+    /// [`Error::DTypeMismatch`] when the array is not a key array.
+    pub fn keys(&self) -> Result<&[[u32; 2]]> {
+        match &self.buffer {
+            Buffer::Key(d) => Ok(d.as_slice()),
+            _ => Err(Error::DTypeMismatch {
+                op: "keys",
+                lhs: self.dtype(),
+                rhs: DType::Key,
+            }),
+        }
+    }
+
+    /// The raw words of a key array as a uint32 array of shape `shape + [2]`, like
+    /// `jax.random.key_data`.
+    ///
+    /// # Errors
+    /// [`Error::DTypeMismatch`] when the array is not a key array.
+    pub fn key_data(&self) -> Result<Tensor> {
+        let words: Vec<u32> = self.keys()?.iter().flatten().copied().collect();
+        let mut shape = self.shape.clone();
+        shape.push(2);
+        Tensor::from_vec(&shape, words)
+    }
+
+    /// Converts to another dtype, like `x.astype(dtype)`: floats truncate toward zero when
+    /// converted to integers (saturating at the integer range), and nonzero means `true`.
+    ///
+    /// # Errors
+    /// [`Error::UnsupportedDType`] when converting to or from [`DType::Key`] (other than
+    /// key to key).
+    pub fn astype(&self, dtype: DType) -> Result<Tensor> {
+        if self.dtype() == dtype {
+            return Ok(self.clone().strong());
+        }
+        fn convert<A: Element, B: Element>(data: &[A]) -> Vec<B> {
+            data.iter().map(|&x| B::from_f64(x.to_f64())).collect()
+        }
+        fn to<B: Element>(buffer: &Buffer) -> Option<Vec<B>> {
+            Some(match buffer {
+                Buffer::Bool(d) => convert(d),
+                Buffer::I32(d) => convert(d),
+                Buffer::U32(d) => convert(d),
+                Buffer::F32(d) => convert(d),
+                Buffer::Key(_) => return None,
+            })
+        }
+        let buffer = match dtype {
+            DType::Bool => to::<bool>(&self.buffer).map(bool::into_buffer),
+            DType::I32 => to::<i32>(&self.buffer).map(i32::into_buffer),
+            DType::U32 => to::<u32>(&self.buffer).map(u32::into_buffer),
+            DType::F32 => to::<f32>(&self.buffer).map(f32::into_buffer),
+            DType::Key => None,
+        };
+        buffer
+            .map(|b| Tensor::from_parts(self.shape.clone(), b, false))
+            .ok_or(Error::UnsupportedDType {
+                op: "astype",
+                dtype: if dtype == DType::Key {
+                    dtype
+                } else {
+                    self.dtype()
+                },
+                expected: Some("conversions between bool, int32, uint32 and float32"),
+            })
+    }
+
+    /// Whether two arrays have the same shape, dtype and elements (bit-for-bit for floats,
+    /// so `NaN` equals itself here).
+    pub fn identical(&self, other: &Tensor) -> bool {
+        if self.shape != other.shape {
+            return false;
+        }
+        match (&self.buffer, &other.buffer) {
+            (Buffer::F32(a), Buffer::F32(b)) => a
+                .iter()
+                .zip(b.iter())
+                .all(|(x, y)| x.to_bits() == y.to_bits()),
+            (Buffer::Bool(a), Buffer::Bool(b)) => a == b,
+            (Buffer::I32(a), Buffer::I32(b)) => a == b,
+            (Buffer::U32(a), Buffer::U32(b)) => a == b,
+            (Buffer::Key(a), Buffer::Key(b)) => a == b,
+            _ => false,
+        }
+    }
+
+    /// Whether two arrays have the same shape and all elements are within
+    /// `atol + rtol * |other|` (like `numpy.allclose`, with NaN never close).
+    ///
+    /// # Errors
+    /// [`Error::UnsupportedDType`] for key arrays.
+    pub fn allclose(&self, other: &Tensor, rtol: f64, atol: f64) -> Result<bool> {
+        if self.shape != other.shape {
+            return Ok(false);
+        }
+        let a = self.to_f64_vec()?;
+        let b = other.to_f64_vec()?;
+        Ok(a.iter()
+            .zip(&b)
+            .all(|(x, y)| (x - y).abs() <= atol + rtol * y.abs()))
+    }
+}
+
+impl From<f32> for Tensor {
+    /// A weakly typed float scalar (like a Python float in JAX).
+    fn from(value: f32) -> Tensor {
+        Tensor::weak_scalar(value)
+    }
+}
+
+impl From<i32> for Tensor {
+    /// A weakly typed int scalar (like a Python int in JAX).
+    fn from(value: i32) -> Tensor {
+        Tensor::weak_scalar(value)
+    }
+}
+
+impl From<bool> for Tensor {
+    /// A weakly typed bool scalar.
+    fn from(value: bool) -> Tensor {
+        Tensor::weak_scalar(value)
+    }
+}
+
+impl std::fmt::Debug for Tensor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Display::fmt(self, f)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn from_vec_rejects_wrong_length_naming_the_shape() {
+        let err = Tensor::from_vec(&[2, 3], vec![1.0f32; 5]).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "cannot build an array of shape [2, 3] (6 elements) from 5 elements"
+        );
+    }
+
+    #[test]
+    fn astype_truncates_and_saturates() {
+        let t = Tensor::from_slice(&[1.7f32, -1.7, 3e10, f32::NAN]);
+        assert_eq!(
+            t.astype(DType::I32).unwrap().to_vec::<i32>().unwrap(),
+            vec![1, -1, i32::MAX, 0]
+        );
+        assert_eq!(
+            t.astype(DType::Bool).unwrap().to_vec::<bool>().unwrap(),
+            vec![true, true, true, true]
+        );
+    }
+
+    #[test]
+    fn key_data_appends_a_words_axis() {
+        let k = Tensor::from_keys(&[2], vec![[0, 1], [2, 3]]).unwrap();
+        let d = k.key_data().unwrap();
+        assert_eq!(d.shape(), &[2, 2]);
+        assert_eq!(d.to_vec::<u32>().unwrap(), vec![0, 1, 2, 3]);
+        assert!(k.astype(DType::F32).is_err());
+    }
+
+    #[test]
+    fn item_requires_one_element() {
+        assert_eq!(Tensor::scalar(3i32).item::<i32>().unwrap(), 3);
+        assert!(Tensor::arange(2).item::<i32>().is_err());
+        assert!(Tensor::scalar(3i32).item::<f32>().is_err());
+    }
+}

@@ -1,0 +1,157 @@
+//! Shape arithmetic shared by the array operations: broadcasting, axes, strides.
+
+use crate::error::{Error, Result};
+
+/// The numpy broadcast of two shapes.
+pub(crate) fn broadcast_shapes(
+    op: &'static str,
+    lhs: &[usize],
+    rhs: &[usize],
+) -> Result<Vec<usize>> {
+    let ndim = lhs.len().max(rhs.len());
+    let mut out = vec![0; ndim];
+    for (i, slot) in out.iter_mut().enumerate() {
+        let l = dim_from_right(lhs, ndim - 1 - i);
+        let r = dim_from_right(rhs, ndim - 1 - i);
+        *slot = match (l, r) {
+            (a, b) if a == b => a,
+            (1, b) => b,
+            (a, 1) => a,
+            _ => {
+                return Err(Error::Broadcast {
+                    op,
+                    lhs: lhs.to_vec(),
+                    rhs: rhs.to_vec(),
+                });
+            }
+        };
+    }
+    Ok(out)
+}
+
+/// The size of dimension `from_right` counted from the last (0 = last), 1 if absent.
+fn dim_from_right(shape: &[usize], from_right: usize) -> usize {
+    if from_right < shape.len() {
+        shape[shape.len() - 1 - from_right]
+    } else {
+        1
+    }
+}
+
+/// Row-major strides (in elements) of a shape.
+pub(crate) fn strides(shape: &[usize]) -> Vec<usize> {
+    let mut strides = vec![1; shape.len()];
+    for i in (0..shape.len().saturating_sub(1)).rev() {
+        strides[i] = strides[i + 1] * shape[i + 1];
+    }
+    strides
+}
+
+/// Strides of `shape` seen through a broadcast to `out_shape` (0 on broadcast dimensions).
+pub(crate) fn broadcast_strides(shape: &[usize], out_shape: &[usize]) -> Vec<usize> {
+    let own = strides(shape);
+    let offset = out_shape.len() - shape.len();
+    (0..out_shape.len())
+        .map(|i| {
+            if i < offset || shape[i - offset] == 1 {
+                0
+            } else {
+                own[i - offset]
+            }
+        })
+        .collect()
+}
+
+/// For every element of `out_shape` in row-major order, the flat index into a buffer with the
+/// given (possibly zero) strides.
+pub(crate) fn strided_indices(out_shape: &[usize], strides: &[usize]) -> Vec<usize> {
+    let n: usize = out_shape.iter().product();
+    let mut indices = Vec::with_capacity(n);
+    if n == 0 {
+        return indices;
+    }
+    let ndim = out_shape.len();
+    let mut counter = vec![0usize; ndim];
+    let mut flat = 0usize;
+    for _ in 0..n {
+        indices.push(flat);
+        for axis in (0..ndim).rev() {
+            counter[axis] += 1;
+            flat += strides[axis];
+            if counter[axis] < out_shape[axis] {
+                break;
+            }
+            flat -= strides[axis] * counter[axis];
+            counter[axis] = 0;
+        }
+    }
+    indices
+}
+
+/// Normalises a possibly negative axis into `[0, ndim)`.
+pub(crate) fn normalize_axis(op: &'static str, axis: isize, shape: &[usize]) -> Result<usize> {
+    let ndim = shape.len() as isize;
+    let normalized = if axis < 0 { axis + ndim } else { axis };
+    if (0..ndim).contains(&normalized) {
+        Ok(normalized as usize)
+    } else {
+        Err(Error::AxisOutOfBounds {
+            op,
+            axis,
+            ndim: shape.len(),
+            shape: shape.to_vec(),
+        })
+    }
+}
+
+/// Normalises a list of axes, rejecting repeats.
+pub(crate) fn normalize_axes(
+    op: &'static str,
+    axes: &[isize],
+    shape: &[usize],
+) -> Result<Vec<usize>> {
+    let mut out = Vec::with_capacity(axes.len());
+    for &axis in axes {
+        let a = normalize_axis(op, axis, shape)?;
+        if out.contains(&a) {
+            return Err(Error::RepeatedAxis {
+                op,
+                axis: a,
+                axes: axes.to_vec(),
+            });
+        }
+        out.push(a);
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn broadcasting_follows_numpy() {
+        assert_eq!(broadcast_shapes("t", &[3, 1], &[4]).unwrap(), vec![3, 4]);
+        assert_eq!(broadcast_shapes("t", &[], &[2, 2]).unwrap(), vec![2, 2]);
+        let err = broadcast_shapes("add", &[3], &[4]).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "add: shapes [3] and [4] cannot be broadcast together"
+        );
+    }
+
+    #[test]
+    fn strided_indices_walk_broadcasts() {
+        let s = broadcast_strides(&[3, 1], &[3, 2]);
+        assert_eq!(strided_indices(&[3, 2], &s), vec![0, 0, 1, 1, 2, 2]);
+        let s = broadcast_strides(&[2], &[3, 2]);
+        assert_eq!(strided_indices(&[3, 2], &s), vec![0, 1, 0, 1, 0, 1]);
+    }
+
+    #[test]
+    fn axes_are_normalised_and_checked() {
+        assert_eq!(normalize_axis("t", -1, &[2, 3]).unwrap(), 1);
+        assert!(normalize_axis("t", 2, &[2, 3]).is_err());
+        assert!(normalize_axes("t", &[0, -2], &[2, 3]).is_err());
+    }
+}

@@ -1,0 +1,2 @@
+//! The transforms guide, section by section (object-graph part for now).
+fn main() {}

@@ -1,0 +1,16 @@
+//! `nnx-fast`: the production engine and the crate users depend on.
+//!
+//! It re-exports everything a user needs from `nnx-core`; `use nnx_fast::prelude::*;` brings
+//! the everyday names into scope.
+
+pub use nnx_core::*;
+
+/// The everyday names: arrays, objects, Variables and their types, filters, graph operations.
+pub mod prelude {
+    pub use nnx_core::graph::{self, GraphValue};
+    pub use nnx_core::{
+        Axes, BatchStat, DType, Dict, Error, Filter, GraphDef, List, Module, Object, Param, Path,
+        Result, State, Static, Tensor, Value, Variable, VariableType, static_list, static_tuple,
+        variable_type,
+    };
+}
