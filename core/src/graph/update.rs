@@ -29,6 +29,14 @@ pub(crate) fn update(root: &Value, state: &State) -> Result<()> {
 enum Write {
     UpdateVariable(super::variable::Variable, Leaf),
     SetChild(Node, Key, Value),
+    /// Tuples are immutable values: rebuild the tuple held by `node[key]` with the element at
+    /// `positions` replaced, and set it back.
+    SetInTuple {
+        node: Node,
+        key: Key,
+        positions: Vec<usize>,
+        value: Value,
+    },
 }
 
 impl Write {
@@ -37,6 +45,17 @@ impl Write {
             Write::UpdateVariable(target, Leaf::Variable(source)) => target.update_from(&source),
             Write::UpdateVariable(target, Leaf::Array(t)) => target.set_value(t),
             Write::SetChild(node, key, value) => node.set(key, value),
+            Write::SetInTuple {
+                node,
+                key,
+                positions,
+                value,
+            } => {
+                let current = node.get(&key).ok_or_else(|| {
+                    Error::StructureMismatch(format!("attribute {key} disappeared during update"))
+                })?;
+                node.set(key, replace_in_tuple(current, &positions, value)?)
+            }
         }
     }
 }
@@ -52,28 +71,51 @@ fn plan(root: &Value, path: &Path, leaf: &Leaf) -> Result<Write> {
         };
     };
     let mut current = root.clone();
+    // The nearest graph node above the current position, the key under which the tuple
+    // chain starts, and the positions inside nested tuples below it.
+    let mut anchor: Option<(Node, Key, Vec<usize>)> = None;
     for (depth, key) in parents.iter().enumerate() {
         let here = Path::from(parents[..=depth].to_vec());
-        current = match child(&current, key) {
-            Some(next) => next,
-            None => {
-                return Err(Error::StructureMismatch(format!(
-                    "cannot update path {path}: there is no subgraph at {here}"
-                )));
+        let next = child(&current, key).ok_or_else(|| {
+            Error::StructureMismatch(format!(
+                "cannot update path {path}: there is no subgraph at {here}"
+            ))
+        })?;
+        match (&current, key, &mut anchor) {
+            (Value::Tuple(_), Key::Int(i), Some((_, _, positions))) => positions.push(*i as usize),
+            (Value::Tuple(_), _, _) => {}
+            _ => anchor = as_node(&current).map(|n| (n, key.clone(), Vec::new())),
+        }
+        current = next;
+    }
+    if let Value::Tuple(items) = &current {
+        let (Some((node, key, mut positions)), Key::Int(i)) = (anchor, last) else {
+            return Err(Error::StructureMismatch(format!(
+                "cannot update path {path}: the tuple holding it is not inside an object, list or dict"
+            )));
+        };
+        return match items.get(*i as usize) {
+            Some(Value::Variable(v)) => Ok(Write::UpdateVariable(v.clone(), leaf.clone())),
+            Some(Value::Array(_)) => {
+                positions.push(*i as usize);
+                Ok(Write::SetInTuple {
+                    node,
+                    key,
+                    positions,
+                    value: Value::Array(leaf.value()),
+                })
             }
+            _ => Err(Error::StructureMismatch(format!(
+                "cannot update path {path}: the tuple has no array or Variable there"
+            ))),
         };
     }
-    let parent = match &current {
-        Value::Object(o) => o.0.clone(),
-        Value::List(l) => l.0.clone(),
-        Value::Dict(d) => d.0.clone(),
-        other => {
-            return Err(Error::StructureMismatch(format!(
-                "cannot update path {path}: its parent is {}, which has no children to set",
-                other.kind_name()
-            )));
-        }
-    };
+    let parent = as_node(&current).ok_or_else(|| {
+        Error::StructureMismatch(format!(
+            "cannot update path {path}: its parent is {}, which has no children to set",
+            current.kind_name()
+        ))
+    })?;
     match parent.get(last) {
         Some(Value::Variable(v)) => Ok(Write::UpdateVariable(v, leaf.clone())),
         Some(Value::Array(_)) | None => {
@@ -86,6 +128,33 @@ fn plan(root: &Value, path: &Path, leaf: &Leaf) -> Result<Write> {
         Some(existing) => Err(Error::StructureMismatch(format!(
             "Expected a leaf at {path} to match the State, but the graph holds {} there",
             existing.kind_name()
+        ))),
+    }
+}
+
+fn as_node(value: &Value) -> Option<Node> {
+    match value {
+        Value::Object(o) => Some(o.0.clone()),
+        Value::List(l) => Some(l.0.clone()),
+        Value::Dict(d) => Some(d.0.clone()),
+        _ => None,
+    }
+}
+
+fn replace_in_tuple(current: Value, positions: &[usize], value: Value) -> Result<Value> {
+    let Some((&first, rest)) = positions.split_first() else {
+        return Ok(value);
+    };
+    match current {
+        Value::Tuple(mut items) if first < items.len() => {
+            let inner =
+                std::mem::replace(&mut items[first], Value::Static(crate::graph::Static::None));
+            items[first] = replace_in_tuple(inner, rest, value)?;
+            Ok(Value::Tuple(items))
+        }
+        other => Err(Error::StructureMismatch(format!(
+            "expected a tuple during update, found {}",
+            other.kind_name()
         ))),
     }
 }
