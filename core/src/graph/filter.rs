@@ -57,8 +57,10 @@ pub enum Filter {
 #[derive(Clone)]
 pub struct Predicate {
     name: String,
-    f: Rc<dyn Fn(&Path, &Leaf) -> bool>,
+    f: PredicateFn,
 }
+
+type PredicateFn = Rc<dyn Fn(&Path, &Leaf) -> bool>;
 
 impl Filter {
     /// `Any(filters)`.

@@ -42,7 +42,7 @@ impl Tensor {
         }
         let mut new_shape: Vec<usize> = shape.iter().map(|&d| d.max(0) as usize).collect();
         if let Some(i) = inferred {
-            if known == 0 || size % known != 0 {
+            if known == 0 || !size.is_multiple_of(known) {
                 return Err(bad(format!(
                     "cannot reshape array of shape {:?} (size {size}) into shape {shape:?}",
                     self.shape()

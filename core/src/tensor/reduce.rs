@@ -192,23 +192,27 @@ fn reduce_groups<T: Element>(
     count: usize,
     op: ReduceOp,
 ) -> Vec<T> {
-    (0..groups)
-        .map(|g| {
-            let run = indices[g * count..(g + 1) * count]
-                .iter()
-                .map(|&i| data[i].to_f64());
-            let value = match op {
-                ReduceOp::Sum => {
-                    T::from_f64(sum_in::<T>(data, &indices[g * count..(g + 1) * count]))
-                }
-                ReduceOp::Mean => {
-                    let s: f64 = sum_in::<T>(data, &indices[g * count..(g + 1) * count]);
-                    T::from_f64(s / count as f64)
-                }
-                ReduceOp::Max => T::from_f64(run.fold(f64::NEG_INFINITY, nan_max)),
-                ReduceOp::Min => T::from_f64(run.fold(f64::INFINITY, |a, b| -nan_max(-a, -b))),
-            };
-            value
+    if count == 0 {
+        // Max/min of nothing is rejected earlier; the empty sum is 0 and the empty mean NaN.
+        let empty = if op == ReduceOp::Mean { f64::NAN } else { 0.0 };
+        return vec![T::from_f64(empty); groups];
+    }
+    indices
+        .chunks(count)
+        .take(groups)
+        .map(|run| match op {
+            ReduceOp::Sum => T::from_f64(sum_in::<T>(data, run)),
+            ReduceOp::Mean => T::from_f64(sum_in::<T>(data, run) / count as f64),
+            ReduceOp::Max => T::from_f64(
+                run.iter()
+                    .map(|&i| data[i].to_f64())
+                    .fold(f64::NEG_INFINITY, nan_max),
+            ),
+            ReduceOp::Min => T::from_f64(
+                run.iter()
+                    .map(|&i| data[i].to_f64())
+                    .fold(f64::INFINITY, |a, b| -nan_max(-a, -b)),
+            ),
         })
         .collect()
 }
