@@ -263,15 +263,20 @@ pub(crate) fn key_words<'a>(op: &'static str, keys: &'a Tensor) -> Result<&'a [[
 pub(crate) fn single_key(op: &'static str, key: &Tensor) -> Result<[u32; 2]> {
     match (key.shape(), key_words(op, key)?) {
         ([], [k]) => Ok(*k),
-        _ => Err(Error::shape(
-            op,
-            format!(
-                "{op} accepts a single key, but was given a key array of shape {} != (). \
-                 Use vmap for batching.",
-                py_shape(key.shape())
-            ),
-        )),
+        _ => Err(not_single_key(op, key.shape())),
     }
+}
+
+/// JAX's error for a key array passed where a single key is needed.
+pub(crate) fn not_single_key(op: &'static str, shape: &[usize]) -> Error {
+    Error::shape(
+        op,
+        format!(
+            "expected a single key, but was given a key array of shape {} != (). \
+             Use vmap for batching.",
+            py_shape(shape)
+        ),
+    )
 }
 
 /// The number of elements of `shape`, or an error when it overflows `usize`.
