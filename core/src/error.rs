@@ -35,6 +35,20 @@ pub enum ErrorKind {
     Merge,
     /// A mutation of an object from a trace level other than the one that owns it.
     TraceContext,
+    /// The same Variable transformed in two different ways.
+    Aliasing,
+    /// A transform prefix (axes, filters) that does not fit the values.
+    Prefix,
+}
+
+/// One Variable reached with different prefixes, for [`Error::InconsistentAliasing`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct AliasConflict {
+    /// The Variable's type name.
+    pub type_name: String,
+    /// Every occurrence: the full path from the transform's arguments or output, and the
+    /// prefix it got there.
+    pub occurrences: Vec<(String, String)>,
 }
 
 /// The error type of every fallible operation in the project.
@@ -218,6 +232,42 @@ pub enum Error {
     /// `update` found a subgraph where the State has a leaf, or the other way round.
     #[error("{0}")]
     StructureMismatch(String),
+    /// The same Variable reached through transform inputs/outputs with different prefixes.
+    #[error(
+        "Inconsistent aliasing detected. The following nodes have different prefixes:\n{}",
+        alias_conflicts(.conflicts)
+    )]
+    InconsistentAliasing {
+        /// Every Variable with more than one prefix, with all its occurrences.
+        conflicts: Vec<AliasConflict>,
+    },
+    /// A Variable that no filter of a `StateAxes` (or similar mapping) matches.
+    #[error("No axis found for path={path}, variable={variable}")]
+    NoAxisFound {
+        /// The Variable's path inside the node the mapping applies to.
+        path: Path,
+        /// The Variable's repr.
+        variable: String,
+    },
+    /// An object from another trace level passed into or returned from a transform.
+    #[error(
+        "Cannot extract graph node from a different trace level: {type_name} at {path} belongs to \
+         trace level {object_level} but the transform runs at level {current_level}; pass it \
+         as an argument of the enclosing transform instead of capturing it"
+    )]
+    ExtractFromOtherTrace {
+        /// Type name of the object or Variable.
+        type_name: String,
+        /// Where it was found (`args[0].sub`).
+        path: String,
+        /// The level that owns it.
+        object_level: u32,
+        /// The level of the transform.
+        current_level: u32,
+    },
+    /// A transform prefix (`in_axes`, `out_axes`, …) that does not fit the values.
+    #[error("{0}")]
+    InvalidPrefix(String),
     /// A mutation from a trace level that does not own the object (the closure rule).
     #[error("Cannot mutate {type_name} from a different trace level{}", trace_levels(*.object_level, *.current_level))]
     TraceContext {
@@ -251,7 +301,11 @@ impl Error {
                 ErrorKind::Filter
             }
             Error::MergeMismatch { .. } | Error::MergeDuplicate { .. } => ErrorKind::Merge,
-            Error::TraceContext { .. } => ErrorKind::TraceContext,
+            Error::TraceContext { .. } | Error::ExtractFromOtherTrace { .. } => {
+                ErrorKind::TraceContext
+            }
+            Error::InconsistentAliasing { .. } => ErrorKind::Aliasing,
+            Error::NoAxisFound { .. } | Error::InvalidPrefix(_) => ErrorKind::Prefix,
         }
     }
 
@@ -298,4 +352,19 @@ fn trace_levels(object_level: u32, current_level: u32) -> String {
     format!(
         " (the object belongs to trace level {object_level}, the mutation came from level {current_level}; pass the object as an argument of the transform instead of capturing it)"
     )
+}
+
+fn alias_conflicts(conflicts: &[AliasConflict]) -> String {
+    let blocks: Vec<String> = conflicts
+        .iter()
+        .map(|c| {
+            let lines: Vec<String> = c
+                .occurrences
+                .iter()
+                .map(|(path, prefix)| format!("  {path}: {prefix}"))
+                .collect();
+            format!("Node: {}\n{}", c.type_name, lines.join("\n"))
+        })
+        .collect();
+    blocks.join("\n")
 }

@@ -34,11 +34,12 @@
 
 pub mod error;
 pub mod graph;
+pub mod lift;
 pub mod random;
 pub mod tensor;
 pub mod trace;
 
-pub use error::{Error, ErrorKind, Result};
+pub use error::{AliasConflict, Error, ErrorKind, Result};
 pub use graph::{
     BatchStat, Cache, Dict, Filter, GraphDef, Intermediate, Key, List, Module, Object, Param, Path,
     RngCount, RngKey, RngState, State, Static, Value, Variable, VariableType,

@@ -150,30 +150,57 @@ fn write_def(
 /// `flatten`): graph nodes and Variables get indexes from one shared counter, repeats become
 /// [`NodeDef::Ref`], and leaves are collected with their paths.
 #[derive(Default)]
-pub(crate) struct Flattener {
+pub(crate) struct Flattener<'a> {
     seen: HashMap<NodeId, usize>,
     leaves: Vec<(Path, Leaf)>,
+    /// Every node and Variable by index (for writing results back into them).
+    by_index: Vec<Value>,
+    /// Inside a transform: the outer index of each object that came in as an input.
+    outer_indexes: Option<&'a HashMap<NodeId, usize>>,
 }
 
-impl Flattener {
+/// The result of flattening: the structure, the leaves in traversal order, and every node
+/// and Variable by its index.
+pub(crate) struct Flattened {
+    pub(crate) def: GraphDef,
+    pub(crate) leaves: Vec<(Path, Leaf)>,
+    pub(crate) by_index: Vec<Value>,
+}
+
+impl<'a> Flattener<'a> {
     /// Flattens one root, returning its GraphDef and its leaves in traversal order.
     pub(crate) fn flatten(root: &Value) -> (GraphDef, Vec<(Path, Leaf)>) {
-        let mut flattener = Flattener::default();
+        let f = Flattener::flatten_with(root, None);
+        (f.def, f.leaves)
+    }
+
+    /// Flattens one root, recording outer indexes for the objects in `outer_indexes`.
+    pub(crate) fn flatten_with(
+        root: &Value,
+        outer_indexes: Option<&'a HashMap<NodeId, usize>>,
+    ) -> Flattened {
+        let mut flattener = Flattener {
+            outer_indexes,
+            ..Flattener::default()
+        };
         let def = flattener.visit(root, &mut Path::root());
         let num_leaves = flattener.leaves.len();
-        (
-            GraphDef {
+        Flattened {
+            def: GraphDef {
                 root: def,
                 num_leaves,
             },
-            flattener.leaves,
-        )
+            leaves: flattener.leaves,
+            by_index: flattener.by_index,
+        }
     }
 
-    fn next_index(&mut self, id: NodeId) -> usize {
+    fn next_index(&mut self, id: NodeId, value: Value) -> (usize, Option<usize>) {
         let index = self.seen.len();
         self.seen.insert(id, index);
-        index
+        self.by_index.push(value);
+        let outer = self.outer_indexes.and_then(|m| m.get(&id).copied());
+        (index, outer)
     }
 
     fn visit(&mut self, value: &Value, path: &mut Path) -> NodeDef {
@@ -184,9 +211,7 @@ impl Flattener {
                 NodeDef::Leaf
             }
             Value::Variable(v) => self.visit_variable(v, path),
-            Value::Object(o) => self.visit_node(&o.0, path),
-            Value::List(l) => self.visit_node(&l.0, path),
-            Value::Dict(d) => self.visit_node(&d.0, path),
+            Value::Object(_) | Value::List(_) | Value::Dict(_) => self.visit_node(value, path),
             Value::Tuple(items) => NodeDef::Tuple(
                 items
                     .iter()
@@ -206,21 +231,24 @@ impl Flattener {
         if let Some(&index) = self.seen.get(&v.id()) {
             return NodeDef::Ref(index);
         }
-        let index = self.next_index(v.id());
+        let (index, outer_index) = self.next_index(v.id(), Value::Variable(v.clone()));
         self.leaves.push((path.clone(), Leaf::Variable(v.clone())));
         NodeDef::Variable(VariableDef {
             ty: v.variable_type(),
             index,
-            outer_index: None,
+            outer_index,
             metadata: v.metadata(),
         })
     }
 
-    fn visit_node(&mut self, node: &Node, path: &mut Path) -> NodeDef {
+    fn visit_node(&mut self, value: &Value, path: &mut Path) -> NodeDef {
+        let Some(node) = node_of(value) else {
+            return NodeDef::Static(Static::None);
+        };
         if let Some(&index) = self.seen.get(&node.id()) {
             return NodeDef::Ref(index);
         }
-        let index = self.next_index(node.id());
+        let (index, outer_index) = self.next_index(node.id(), value.clone());
         let attributes = node
             .sorted_children()
             .into_iter()
@@ -234,8 +262,18 @@ impl Flattener {
         NodeDef::Node {
             kind: node.kind().clone(),
             index,
-            outer_index: None,
+            outer_index,
             attributes,
         }
+    }
+}
+
+/// The node behind an object, list or dict value.
+pub(crate) fn node_of(value: &Value) -> Option<&Node> {
+    match value {
+        Value::Object(o) => Some(&o.0),
+        Value::List(l) => Some(&l.0),
+        Value::Dict(d) => Some(&d.0),
+        _ => None,
     }
 }

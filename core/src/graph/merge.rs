@@ -4,8 +4,9 @@ use std::collections::{BTreeMap, HashMap};
 
 use indexmap::IndexMap;
 
-use super::graphdef::{GraphDef, NodeDef};
+use super::graphdef::{GraphDef, NodeDef, node_of};
 use super::node::{Dict, List, Node, NodeKind, Object};
+use super::node_id::NodeId;
 use super::path::Path;
 use super::state::Leaf;
 use super::value::Value;
@@ -28,9 +29,28 @@ pub(crate) enum VariableReuse {
 /// [`Error::MergeMismatch`]. A failed merge creates nothing.
 pub(crate) fn unflatten(
     def: &GraphDef,
-    mut leaves: BTreeMap<Path, Leaf>,
+    leaves: BTreeMap<Path, Leaf>,
     reuse: VariableReuse,
 ) -> Result<Value> {
+    unflatten_with(def, leaves, reuse, None).map(|u| u.value)
+}
+
+/// The result of [`unflatten_with`]: the rebuilt value, and the index each rebuilt node and
+/// Variable had in the GraphDef.
+pub(crate) struct Unflattened {
+    pub(crate) value: Value,
+    pub(crate) index_of: HashMap<NodeId, usize>,
+}
+
+/// [`unflatten`], reusing existing objects: a node or Variable whose definition has
+/// `outer_index = Some(i)` is `outer[i]`, updated in place (children replaced; value and
+/// metadata overwritten) instead of a new object. This is a transform's write-back step.
+pub(crate) fn unflatten_with(
+    def: &GraphDef,
+    mut leaves: BTreeMap<Path, Leaf>,
+    reuse: VariableReuse,
+    outer: Option<&[Value]>,
+) -> Result<Unflattened> {
     let needed = def.leaf_paths();
     let missing: Vec<Path> = needed
         .iter()
@@ -52,15 +72,23 @@ pub(crate) fn unflatten(
     let mut builder = Builder {
         leaves: &mut leaves,
         by_index: HashMap::new(),
+        index_of: HashMap::new(),
         reuse,
+        outer,
     };
-    builder.build(&def.root, &mut Path::root())
+    let value = builder.build(&def.root, &mut Path::root())?;
+    Ok(Unflattened {
+        value,
+        index_of: builder.index_of,
+    })
 }
 
 struct Builder<'a> {
     leaves: &'a mut BTreeMap<Path, Leaf>,
     by_index: HashMap<usize, Value>,
+    index_of: HashMap<NodeId, usize>,
     reuse: VariableReuse,
+    outer: Option<&'a [Value]>,
 }
 
 impl Builder<'_> {
@@ -84,14 +112,27 @@ impl Builder<'_> {
                 ))
             })?,
             NodeDef::Variable(vd) => {
-                let variable = match (self.take_leaf(path)?, self.reuse) {
-                    (Leaf::Variable(v), VariableReuse::Share) => v,
-                    (Leaf::Variable(v), VariableReuse::Copy) => v.copy(),
-                    (Leaf::Array(t), _) => {
+                let outer = vd
+                    .outer_index
+                    .and_then(|i| self.outer.and_then(|o| o.get(i)))
+                    .and_then(Value::as_variable)
+                    .filter(|v| v.variable_type() == vd.ty)
+                    .cloned();
+                let leaf = self.take_leaf(path)?;
+                let variable = match (outer, leaf, self.reuse) {
+                    (Some(target), leaf, _) => {
+                        let metadata: IndexMap<_, _> = vd.metadata.iter().cloned().collect();
+                        target.overwrite(leaf.value(), metadata);
+                        target
+                    }
+                    (None, Leaf::Variable(v), VariableReuse::Share) => v,
+                    (None, Leaf::Variable(v), VariableReuse::Copy) => v.copy(),
+                    (None, Leaf::Array(t), _) => {
                         let metadata: IndexMap<_, _> = vd.metadata.iter().cloned().collect();
                         Variable::with_parts(vd.ty, t, metadata)
                     }
                 };
+                self.index_of.insert(variable.id(), vd.index);
                 let value = Value::Variable(variable);
                 self.by_index.insert(vd.index, value.clone());
                 value
@@ -108,11 +149,17 @@ impl Builder<'_> {
             NodeDef::Node {
                 kind,
                 index,
+                outer_index,
                 attributes,
-                ..
             } => {
-                // Register the empty node before its children so cycles resolve to it.
-                let node = Node::new(kind.clone());
+                let outer = outer_index
+                    .and_then(|i| self.outer.and_then(|o| o.get(i)))
+                    .and_then(node_of)
+                    .filter(|n| n.kind() == kind)
+                    .cloned();
+                // Register the (empty or reused) node before its children so cycles resolve.
+                let node = outer.unwrap_or_else(|| Node::new(kind.clone()));
+                self.index_of.insert(node.id(), *index);
                 let value = wrap_node(node.clone());
                 self.by_index.insert(*index, value.clone());
                 let mut children = Vec::with_capacity(attributes.len());

@@ -14,8 +14,8 @@
 
 mod display;
 mod filter;
-mod graphdef;
-mod merge;
+pub(crate) mod graphdef;
+pub(crate) mod merge;
 mod node;
 mod node_id;
 mod ops;

@@ -69,6 +69,10 @@ impl Node {
         &self.0.kind
     }
 
+    pub(crate) fn trace_level(&self) -> TraceLevel {
+        self.0.trace_level
+    }
+
     pub(crate) fn ptr_eq(&self, other: &Node) -> bool {
         Rc::ptr_eq(&self.0, &other.0)
     }

@@ -159,7 +159,7 @@ macro_rules! value_from_static {
         }
     )*};
 }
-value_from_static!(bool, i64, i32, usize, f64, &str, String);
+value_from_static!(bool, i64, i32, usize, f64, &str, String, ());
 
 /// Types that a graph operation can take as its root and give back from `merge`: objects,
 /// lists, dicts, variables, and [`Value`] itself.

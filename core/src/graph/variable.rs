@@ -428,6 +428,14 @@ impl Variable {
         Ok(())
     }
 
+    /// Replaces value and metadata without the trace-level check: a transform writing its
+    /// results back into the caller's Variables.
+    pub(crate) fn overwrite(&self, value: Tensor, metadata: IndexMap<String, Static>) {
+        let mut inner = self.0.inner.borrow_mut();
+        inner.value = value;
+        inner.metadata = metadata;
+    }
+
     fn check_can_mutate(&self) -> Result<()> {
         check_can_mutate(self.type_name(), self.0.trace_level)
     }

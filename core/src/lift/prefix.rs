@@ -1,0 +1,58 @@
+//! Prefix trees: how each part of a transform's inputs or outputs is transformed.
+
+use std::fmt;
+
+use crate::graph::Filter;
+
+/// A prefix over a transform's arguments (or outputs), like JAX's `in_axes`: a leaf applies
+/// to everything below it, a tuple matches a tuple of values position by position, and
+/// [`Prefix::StateAxes`] maps the Variables of one graph node by filter (`nnx.StateAxes`).
+///
+/// `L` is what a transform attaches to each leaf: an axis for `vmap`, a differentiation flag
+/// for `grad`, a carry marker for `scan`.
+#[derive(Clone, Debug)]
+pub enum Prefix<L> {
+    /// Applies `L` to the whole subtree.
+    Leaf(L),
+    /// Matches a tuple (or the argument list) element by element.
+    Tuple(Vec<Prefix<L>>),
+    /// Only valid directly on a graph node: each Variable gets the `L` of the first filter
+    /// that matches it (filters are tried in order).
+    StateAxes(Vec<(Filter, L)>),
+}
+
+impl<L> Prefix<L> {
+    /// `StateAxes` from `(filter, leaf)` pairs.
+    pub fn state_axes(groups: impl IntoIterator<Item = (Filter, L)>) -> Prefix<L> {
+        Prefix::StateAxes(groups.into_iter().collect())
+    }
+}
+
+impl<L> From<L> for Prefix<L> {
+    fn from(leaf: L) -> Prefix<L> {
+        Prefix::Leaf(leaf)
+    }
+}
+
+impl<L: fmt::Display> fmt::Display for Prefix<L> {
+    /// Python-like: `0`, `(0, None)`, `StateAxes({OfType(Param): 0, ...})`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Prefix::Leaf(l) => write!(f, "{l}"),
+            Prefix::Tuple(items) => {
+                let parts: Vec<String> = items.iter().map(ToString::to_string).collect();
+                match parts.as_slice() {
+                    [one] => write!(f, "({one},)"),
+                    _ => write!(f, "({})", parts.join(", ")),
+                }
+            }
+            Prefix::StateAxes(groups) => {
+                let parts: Vec<String> = groups
+                    .iter()
+                    .map(|(flt, l)| format!("{flt}: {l}"))
+                    .collect();
+                write!(f, "StateAxes({{{}}})", parts.join(", "))
+            }
+        }
+    }
+}
