@@ -187,6 +187,14 @@ pub enum Error {
         /// The container's length.
         len: usize,
     },
+    /// A stream name with no RngStream in an Rngs and no `default` stream to fall back to.
+    #[error("No RngStream named '{name}' found in Rngs. {}", rng_streams_hint(.available))]
+    RngStreamNotFound {
+        /// The stream asked for.
+        name: String,
+        /// The streams the Rngs has.
+        available: Vec<String>,
+    },
     /// A key that is not present in a mapping (State, Dict).
     #[error("key {key} not found in {container} (keys: {})", list_or_none(.available))]
     KeyNotFound {
@@ -295,7 +303,8 @@ impl Error {
             Error::InvalidValue(_) => ErrorKind::Value,
             Error::AttributeNotFound { .. }
             | Error::ContainerIndex { .. }
-            | Error::KeyNotFound { .. } => ErrorKind::NotFound,
+            | Error::KeyNotFound { .. }
+            | Error::RngStreamNotFound { .. } => ErrorKind::NotFound,
             Error::AttributeType { .. } | Error::StructureMismatch(_) => ErrorKind::Graph,
             Error::NonExhaustiveFilters { .. } | Error::EverythingNotLast { .. } => {
                 ErrorKind::Filter
@@ -367,4 +376,16 @@ fn alias_conflicts(conflicts: &[AliasConflict]) -> String {
         })
         .collect();
     blocks.join("\n")
+}
+
+fn rng_streams_hint(available: &[String]) -> String {
+    if available.is_empty() {
+        "It has no streams.".to_owned()
+    } else {
+        let names: Vec<String> = available.iter().map(|n| format!("'{n}'")).collect();
+        format!(
+            "Its streams are {}, and there is no 'default' stream to fall back to.",
+            names.join(", ")
+        )
+    }
 }

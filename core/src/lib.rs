@@ -44,4 +44,5 @@ pub use graph::{
     BatchStat, Cache, Dict, Filter, GraphDef, Intermediate, Key, List, Module, Object, Param, Path,
     RngCount, RngKey, RngState, State, Static, Value, Variable, VariableType,
 };
+pub use random::{RngStream, Rngs};
 pub use tensor::{Axes, DType, Tensor};

@@ -3,7 +3,7 @@
 //!
 //! Covered sections: `threefry2x32_kat`, `seeds` (key data, `split`, `fold_in`, `bits`,
 //! `uniform_f32`, `normal_f32`, `randint`, `bernoulli`), `normal_large` and
-//! `normal_edge_bits`. The `nnx` section (the `Rngs` object) is not covered here.
+//! `normal_edge_bits`. The `nnx` section (the `Rngs` object) is checked by `rngs.rs`.
 //! Float32 values are compared through their `bits` field; the `decimal` field is also
 //! checked to round to the same bits. Every mismatch is collected and reported before
 //! the test fails.

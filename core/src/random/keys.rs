@@ -105,11 +105,13 @@ pub fn key(seed: i64) -> Tensor {
 /// # }
 /// ```
 pub fn wrap_key_data(data: &Tensor) -> Result<Tensor> {
-    let words = data.as_slice::<u32>().map_err(|_| Error::UnsupportedDType {
-        op: "wrap_key_data",
-        dtype: data.dtype(),
-        expected: Some("uint32 key data"),
-    })?;
+    let words = data
+        .as_slice::<u32>()
+        .map_err(|_| Error::UnsupportedDType {
+            op: "wrap_key_data",
+            dtype: data.dtype(),
+            expected: Some("uint32 key data"),
+        })?;
     let (last, batch) = match data.shape().split_last() {
         Some((&last, batch)) => (last, batch),
         None => (0, &[] as &[usize]),
@@ -222,11 +224,13 @@ pub fn fold_in(key: &Tensor, data: u32) -> Result<Tensor> {
 /// ```
 pub fn fold_in_each(keys: &Tensor, data: &Tensor) -> Result<Tensor> {
     let words = key_words("fold_in_each", keys)?;
-    let values = data.as_slice::<u32>().map_err(|_| Error::UnsupportedDType {
-        op: "fold_in_each",
-        dtype: data.dtype(),
-        expected: Some("uint32 data"),
-    })?;
+    let values = data
+        .as_slice::<u32>()
+        .map_err(|_| Error::UnsupportedDType {
+            op: "fold_in_each",
+            dtype: data.dtype(),
+            expected: Some("uint32 data"),
+        })?;
     let folded: Vec<[u32; 2]> = if data.shape() == keys.shape() {
         words
             .iter()

@@ -135,35 +135,20 @@ impl Rngs {
     /// (`rngs[name]` / `rngs.<name>`).
     ///
     /// # Errors
-    /// [`Error::InvalidValue`] "No RngStream named '…' found in Rngs." listing the streams
-    /// when neither exists; [`Error::InvalidValue`] when the stream is malformed.
+    /// [`Error::RngStreamNotFound`] ("No RngStream named '…' found in Rngs.") listing the
+    /// streams when neither exists; [`Error::InvalidValue`] when the stream is malformed.
     pub fn stream(&self, name: &str) -> Result<RngStream> {
         let found = if self.0.has(name) {
             self.0.get(name)?
         } else if self.0.has(DEFAULT_STREAM) {
             self.0.get(DEFAULT_STREAM)?
         } else {
-            return Err(Error::InvalidValue(self.missing_stream_message(name)));
+            return Err(Error::RngStreamNotFound {
+                name: name.to_owned(),
+                available: self.stream_names(),
+            });
         };
         RngStream::from_value(found)
-    }
-
-    fn missing_stream_message(&self, name: &str) -> String {
-        let names: Vec<String> = self
-            .stream_names()
-            .iter()
-            .map(|n| format!("'{n}'"))
-            .collect();
-        let existing = if names.is_empty() {
-            "it has no streams".to_owned()
-        } else {
-            format!("its streams are {}", names.join(", "))
-        };
-        format!(
-            "No RngStream named '{name}' found in Rngs. {}{existing}, and there is no \
-             '{DEFAULT_STREAM}' stream to fall back to.",
-            char::from(b'I').to_string() + "n this Rngs, "
-        )
     }
 
     /// Draws a key from stream `name` (falling back to `default`): `rngs.<name>()`.

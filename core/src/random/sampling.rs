@@ -14,7 +14,7 @@
 //! None of these functions panics, whatever the inputs (NaN or infinite bounds included);
 //! the only failure mode is the allocation of the returned `Vec`.
 
-use super::threefry::{fold_in, random_bits_u32};
+use super::threefry::{fold_in, random_bits_u32, random_bits_u32_iter};
 
 /// The lower bound that `jax.random.normal` passes to `uniform`: `nextafter(-1, 0)`,
 /// `-0.99999994` (`0xBF7FFFFF`).
@@ -46,18 +46,32 @@ fn xla_max(lhs: f32, rhs: f32) -> f32 {
 pub fn uniform_f32_from_bits(bits: &[u32], minval: f32, maxval: f32) -> Vec<f32> {
     let span = maxval - minval;
     bits.iter()
-        .map(|&b| xla_max(minval, unit_from_bits(b).mul_add(span, minval)))
+        .map(|&b| uniform_from_word(b, minval, span))
         .collect()
+}
+
+/// One uniform value: `max(minval, fma((b >> 9) * 2^-23, span, minval))`.
+fn uniform_from_word(bits: u32, minval: f32, span: f32) -> f32 {
+    xla_max(minval, unit_from_bits(bits).mul_add(span, minval))
 }
 
 /// `jax.random.uniform(key, shape, float32, minval, maxval)` with `n` elements.
 ///
-/// This is [`uniform_f32_from_bits`] applied to `random_bits_u32(key, n)`. With the
-/// default bounds `[0, 1)`, `uniform_f32(key(0), 4, 0.0, 1.0)` starts with
-/// `0.947667, 0.9785799`.
+/// This is [`uniform_f32_from_bits`] applied to `random_bits_u32(key, n)` (computed in one
+/// pass, without the intermediate words). With the default bounds `[0, 1)`,
+/// `uniform_f32(key(0), 4, 0.0, 1.0)` starts with `0.947667, 0.9785799`.
 #[must_use]
 pub fn uniform_f32(key: [u32; 2], n: usize, minval: f32, maxval: f32) -> Vec<f32> {
-    uniform_f32_from_bits(&random_bits_u32(key, n), minval, maxval)
+    let span = maxval - minval;
+    random_bits_u32_iter(key, n)
+        .map(|b| uniform_from_word(b, minval, span))
+        .collect()
+}
+
+/// One normal value from one word: `sqrt(2) * erf_inv(uniform(NORMAL_MINVAL, 1.0))`.
+fn normal_from_word(bits: u32) -> f32 {
+    // The span `1 - NORMAL_MINVAL` rounds to exactly 2 in f32.
+    SQRT_2 * erf_inv_f32(uniform_from_word(bits, NORMAL_MINVAL, 1.0 - NORMAL_MINVAL))
 }
 
 /// `jax.random.normal(key, shape, float32)`, from precomputed 32-bit words.
@@ -66,18 +80,16 @@ pub fn uniform_f32(key: [u32; 2], n: usize, minval: f32, maxval: f32) -> Vec<f32
 /// span rounds to exactly 2), and the result is `f32(sqrt 2) * erf_inv_f32(u)`.
 #[must_use]
 pub fn normal_f32_from_bits(bits: &[u32]) -> Vec<f32> {
-    uniform_f32_from_bits(bits, NORMAL_MINVAL, 1.0)
-        .into_iter()
-        .map(|u| SQRT_2 * erf_inv_f32(u))
-        .collect()
+    bits.iter().map(|&b| normal_from_word(b)).collect()
 }
 
 /// `jax.random.normal(key, shape, float32)` with `n` elements.
 ///
-/// This is [`normal_f32_from_bits`] applied to `random_bits_u32(key, n)`.
+/// This is [`normal_f32_from_bits`] applied to `random_bits_u32(key, n)` (computed in one
+/// pass, without the intermediate words).
 #[must_use]
 pub fn normal_f32(key: [u32; 2], n: usize) -> Vec<f32> {
-    normal_f32_from_bits(&random_bits_u32(key, n))
+    random_bits_u32_iter(key, n).map(normal_from_word).collect()
 }
 
 /// Coefficients of the `erf_inv` polynomial for `w < 5` (from the highest degree down).
@@ -276,9 +288,8 @@ pub fn randint_i32(key: [u32; 2], n: usize, minval: i32, maxval: i32) -> Vec<i32
 /// `false`, `p <= 0` all `false`, and `p > 1` all `true`.
 #[must_use]
 pub fn bernoulli(key: [u32; 2], n: usize, p: f32) -> Vec<bool> {
-    uniform_f32(key, n, 0.0, 1.0)
-        .into_iter()
-        .map(|u| u < p)
+    random_bits_u32_iter(key, n)
+        .map(|b| uniform_from_word(b, 0.0, 1.0) < p)
         .collect()
 }
 

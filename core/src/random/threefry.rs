@@ -102,7 +102,7 @@ fn counter_of(i: usize) -> [u32; 2] {
 }
 
 /// Hashes the counters of the row-major indices `0..n`.
-fn hash_iota(key: [u32; 2], n: usize) -> impl Iterator<Item = [u32; 2]> {
+fn hash_iota(key: [u32; 2], n: usize) -> impl ExactSizeIterator<Item = [u32; 2]> {
     (0..n).map(move |i| threefry2x32(key, counter_of(i)))
 }
 
@@ -123,6 +123,12 @@ pub fn split(key: [u32; 2], n: usize) -> Vec<[u32; 2]> {
 #[must_use]
 pub fn random_bits_u32(key: [u32; 2], n: usize) -> Vec<u32> {
     hash_iota(key, n).map(|[y0, y1]| y0 ^ y1).collect()
+}
+
+/// The words of [`random_bits_u32`], produced lazily: the samplers consume them one at a
+/// time instead of materialising an intermediate `Vec`.
+pub fn random_bits_u32_iter(key: [u32; 2], n: usize) -> impl ExactSizeIterator<Item = u32> {
+    hash_iota(key, n).map(|[y0, y1]| y0 ^ y1)
 }
 
 /// `jax.random.bits(key, shape, uint8)`: the low 8 bits of [`random_bits_u32`].

@@ -64,6 +64,11 @@ impl Tensor {
     pub fn summary_repr(&self) -> String {
         if self.size() <= 1 {
             self.repr()
+        } else if self.dtype() == DType::Key {
+            format!(
+                "Array(shape={}, dtype=key<fry>)",
+                python_shape(self.shape())
+            )
         } else {
             format!(
                 "Array(shape={}, dtype=dtype('{}'))",
