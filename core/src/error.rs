@@ -39,6 +39,8 @@ pub enum ErrorKind {
     Aliasing,
     /// A transform prefix (axes, filters) that does not fit the values.
     Prefix,
+    /// A traced value used in a way that needs its contents, or after its trace ended.
+    Tracing,
 }
 
 /// One Variable reached with different prefixes, for [`Error::InconsistentAliasing`].
@@ -155,6 +157,28 @@ pub enum Error {
     /// A value that is invalid for the operation.
     #[error("{0}")]
     InvalidValue(String),
+    /// The contents of a traced array were asked for inside a transform.
+    #[error(
+        "Attempted to read the contents of a traced array ({aval}) inside a transform. Traced \
+         arrays only have a shape and a dtype while the function is being traced; compute with \
+         array operations instead of reading values, or move the read outside the transform"
+    )]
+    Concretization {
+        /// The tracer's shape and dtype.
+        aval: String,
+    },
+    /// A tracer used after its transform finished (it leaked out of the function).
+    #[error(
+        "Encountered an escaped tracer ({aval}) in {op}: it belongs to a transform that has \
+         already finished; return values from the transformed function instead of storing them \
+         elsewhere"
+    )]
+    EscapedTracer {
+        /// The tracer's shape and dtype.
+        aval: String,
+        /// The operation it was used in.
+        op: String,
+    },
     /// An attribute that does not exist on an object.
     #[error("'{type_name}' object has no attribute '{name}' (it has: {})", list_or_none(.available))]
     AttributeNotFound {
@@ -301,6 +325,7 @@ impl Error {
             | Error::IndexOutOfBounds { .. } => ErrorKind::Axis,
             Error::UnsupportedDType { .. } | Error::DTypeMismatch { .. } => ErrorKind::DType,
             Error::InvalidValue(_) => ErrorKind::Value,
+            Error::Concretization { .. } | Error::EscapedTracer { .. } => ErrorKind::Tracing,
             Error::AttributeNotFound { .. }
             | Error::ContainerIndex { .. }
             | Error::KeyNotFound { .. }

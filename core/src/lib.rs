@@ -35,6 +35,7 @@
 pub mod error;
 pub mod graph;
 pub mod lift;
+pub mod program;
 pub mod random;
 pub mod tensor;
 pub mod trace;
@@ -45,4 +46,4 @@ pub use graph::{
     RngCount, RngKey, RngState, State, Static, Value, Variable, VariableType,
 };
 pub use random::{RngStream, Rngs};
-pub use tensor::{Axes, DType, Tensor};
+pub use tensor::{Array, Axes, DType, Tensor};

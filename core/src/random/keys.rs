@@ -8,7 +8,8 @@
 use std::sync::Arc;
 
 use crate::error::{Error, Result};
-use crate::tensor::{Buffer, Tensor};
+use crate::program::Primitive;
+use crate::tensor::{Array, Buffer, Tensor};
 
 use super::primitive::RandomOp;
 use super::threefry;
@@ -80,11 +81,11 @@ impl<const N: usize> From<[usize; N]> for Splits {
 /// # }
 /// ```
 pub fn key(seed: i64) -> Tensor {
-    Tensor::from_parts(
+    Tensor::from(Array::from_parts(
         Vec::new(),
         Buffer::Key(Arc::new(vec![threefry::seed_key(seed)])),
         false,
-    )
+    ))
 }
 
 /// `jax.random.wrap_key_data(data)`: a key array from raw uint32 words of shape
@@ -223,7 +224,14 @@ pub fn fold_in(key: &Tensor, data: u32) -> Result<Tensor> {
 /// # }
 /// ```
 pub fn fold_in_each(keys: &Tensor, data: &Tensor) -> Result<Tensor> {
-    let words = key_words("fold_in_each", keys)?;
+    Tensor::apply(Primitive::FoldInEach, &[keys, data])
+}
+
+/// The reference kernel of [`fold_in_each`] on concrete arrays.
+pub(crate) fn fold_in_each_array(keys: &Array, data: &Array) -> Result<Array> {
+    let words = keys
+        .keys()
+        .map_err(|_| not_a_key("fold_in_each", keys.dtype()))?;
     let values = data
         .as_slice::<u32>()
         .map_err(|_| Error::UnsupportedDType {
@@ -231,41 +239,58 @@ pub fn fold_in_each(keys: &Tensor, data: &Tensor) -> Result<Tensor> {
             dtype: data.dtype(),
             expected: Some("uint32 data"),
         })?;
+    check_fold_in_each_shapes(keys.shape(), data.shape())?;
     let folded: Vec<[u32; 2]> = if data.shape() == keys.shape() {
         words
             .iter()
             .zip(values)
             .map(|(&k, &d)| threefry::fold_in(k, d))
             .collect()
-    } else if let ([], [d]) = (data.shape(), values) {
-        words.iter().map(|&k| threefry::fold_in(k, *d)).collect()
     } else {
-        return Err(Error::shape(
+        let d = values.first().copied().unwrap_or(0);
+        words.iter().map(|&k| threefry::fold_in(k, d)).collect()
+    };
+    Array::from_keys(keys.shape(), folded)
+}
+
+/// `data` must be a scalar or have the keys' shape.
+pub(crate) fn check_fold_in_each_shapes(keys: &[usize], data: &[usize]) -> Result<()> {
+    if data == keys || data.is_empty() {
+        Ok(())
+    } else {
+        Err(Error::shape(
             "fold_in_each",
             format!(
                 "data of shape {} does not match keys of shape {}",
-                py_shape(data.shape()),
-                py_shape(keys.shape())
+                py_shape(data),
+                py_shape(keys)
             ),
-        ));
-    };
-    Tensor::from_keys(keys.shape(), folded)
+        ))
+    }
+}
+
+fn not_a_key(op: &'static str, dtype: crate::DType) -> Error {
+    Error::UnsupportedDType {
+        op,
+        dtype,
+        expected: Some(
+            "a PRNG key array (dtype key<fry>); make one with random::key or random::wrap_key_data",
+        ),
+    }
 }
 
 /// The words of a key array, or an error naming `op` when it is not one.
 pub(crate) fn key_words<'a>(op: &'static str, keys: &'a Tensor) -> Result<&'a [[u32; 2]]> {
-    keys.keys().map_err(|_| Error::UnsupportedDType {
-        op,
-        dtype: keys.dtype(),
-        expected: Some(
-            "a PRNG key array (dtype key<fry>); make one with random::key or random::wrap_key_data",
-        ),
+    keys.keys().map_err(|e| match e {
+        Error::Concretization { .. } => e,
+        _ => not_a_key(op, keys.dtype()),
     })
 }
 
 /// The words of a single (scalar) key, or JAX's "accepts a single key" error.
-pub(crate) fn single_key(op: &'static str, key: &Tensor) -> Result<[u32; 2]> {
-    match (key.shape(), key_words(op, key)?) {
+pub(crate) fn single_key(op: &'static str, key: &Array) -> Result<[u32; 2]> {
+    let words = key.keys().map_err(|_| not_a_key(op, key.dtype()))?;
+    match (key.shape(), words) {
         ([], [k]) => Ok(*k),
         _ => Err(not_single_key(op, key.shape())),
     }

@@ -44,6 +44,7 @@ mod walk;
 pub use keys::{
     Splits, fold_in, fold_in_each, key, key_data, split, split_into, split_shape, wrap_key_data,
 };
+pub(crate) use keys::{check_fold_in_each_shapes, fold_in_each_array};
 pub use primitive::RandomOp;
 pub use rngs::{DEFAULT_STREAM, RNGS_TYPE, Rngs, RngsBuilder};
 pub use samplers::{bernoulli, bits, normal, randint, uniform, uniform_range};

@@ -9,7 +9,8 @@
 use std::sync::Arc;
 
 use crate::error::Result;
-use crate::tensor::{Buffer, DType, Tensor};
+use crate::program::Primitive;
+use crate::tensor::{Array, Buffer, DType, Tensor};
 
 use super::keys::{not_single_key, numel, single_key};
 use super::{sampling, threefry};
@@ -130,13 +131,22 @@ impl RandomOp {
         }
     }
 
-    /// Evaluates the primitive on a single key.
+    /// Applies the primitive to a single key: computed now for a concrete key, recorded
+    /// when the key is traced.
     ///
     /// # Errors
     /// [`Error::UnsupportedDType`](crate::Error::UnsupportedDType) when `key` is not a key
     /// array; [`Error::Shape`](crate::Error::Shape) when it is not a single key, or when
     /// the result shape has more elements than `usize` can count.
     pub fn apply(&self, key: &Tensor) -> Result<Tensor> {
+        Tensor::apply(Primitive::Random(self.clone()), &[key])
+    }
+
+    /// The reference kernel: evaluates the primitive on a concrete single key.
+    ///
+    /// # Errors
+    /// As [`RandomOp::apply`].
+    pub fn eval(&self, key: &Array) -> Result<Array> {
         let k = single_key(self.name(), key)?;
         let shape = self.shape().to_vec();
         let n = numel(self.name(), &shape)?;
@@ -153,6 +163,6 @@ impl RandomOp {
             }
             RandomOp::Bernoulli { p, .. } => Buffer::Bool(Arc::new(sampling::bernoulli(k, n, *p))),
         };
-        Ok(Tensor::from_parts(shape, buffer, false))
+        Ok(Array::from_parts(shape, buffer, false))
     }
 }

@@ -5,14 +5,14 @@
 use std::fmt;
 
 use super::shape::strides;
-use super::{Buffer, DType, Tensor};
+use super::{Array, Buffer, DType};
 
 const LINE_WIDTH: usize = 75;
 const SUMMARY_THRESHOLD: usize = 1000;
 const EDGE_ITEMS: usize = 3;
 const FLOAT_PRECISION: usize = 8;
 
-impl fmt::Display for Tensor {
+impl fmt::Display for Array {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.repr())
     }
@@ -29,7 +29,7 @@ pub(crate) fn python_shape(shape: &[usize]) -> String {
     }
 }
 
-impl Tensor {
+impl Array {
     /// The repr JAX prints for this array (`Array([1, 2], dtype=int32)`); what `Display` shows.
     pub fn repr(&self) -> String {
         if self.dtype() == DType::Key {
@@ -91,7 +91,7 @@ impl Tensor {
 }
 
 /// numpy's `array2string` for a non-empty array.
-fn array2string(t: &Tensor, prefix_len: usize, suffix_len: usize, separator: &str) -> String {
+fn array2string(t: &Array, prefix_len: usize, suffix_len: usize, separator: &str) -> String {
     let summarize = t.size() > SUMMARY_THRESHOLD;
     let visible = visible_indices(t.shape(), summarize);
     let formatter = ElementFormatter::new(t, &visible);
@@ -126,7 +126,7 @@ fn visible_indices(shape: &[usize], summarize: bool) -> Vec<usize> {
 }
 
 struct Printer<'a> {
-    tensor: &'a Tensor,
+    tensor: &'a Array,
     strides: Vec<usize>,
     formatter: ElementFormatter,
     separator: &'a str,
@@ -230,7 +230,7 @@ enum ElementFormatter {
 }
 
 impl ElementFormatter {
-    fn new(t: &Tensor, visible: &[usize]) -> ElementFormatter {
+    fn new(t: &Array, visible: &[usize]) -> ElementFormatter {
         match t.buffer() {
             Buffer::Bool(_) => ElementFormatter::Bool {
                 scalar: t.ndim() == 0,
@@ -414,13 +414,13 @@ fn scientific_parts(x: f32) -> (String, String, String) {
 mod tests {
     use super::*;
 
-    fn f32s(data: &[f32]) -> Tensor {
-        Tensor::from_slice(data)
+    fn f32s(data: &[f32]) -> Array {
+        Array::from_slice(data)
     }
 
     #[test]
     fn ints_pad_to_the_widest() {
-        let t = (Tensor::arange(10) + 1).unwrap();
+        let t = (Array::arange(10) + 1).unwrap();
         assert_eq!(
             t.to_string(),
             "Array([ 1,  2,  3,  4,  5,  6,  7,  8,  9, 10], dtype=int32)"
@@ -429,7 +429,7 @@ mod tests {
 
     #[test]
     fn long_rows_wrap_at_75_columns() {
-        let t = (Tensor::arange(30) * 1000).unwrap();
+        let t = (Array::arange(30) * 1000).unwrap();
         assert_eq!(
             t.to_string(),
             "Array([    0,  1000,  2000,  3000,  4000,  5000,  6000,  7000,  8000,\n        9000, 10000, 11000, 12000, 13000, 14000, 15000, 16000, 17000,\n       18000, 19000, 20000, 21000, 22000, 23000, 24000, 25000, 26000,\n       27000, 28000, 29000], dtype=int32)"
@@ -443,11 +443,11 @@ mod tests {
             "Array([ 1.5 ,  2.  , -3.25], dtype=float32)"
         );
         assert_eq!(
-            Tensor::ones(&[3]).to_string(),
+            Array::ones(&[3]).to_string(),
             "Array([1., 1., 1.], dtype=float32)"
         );
         assert_eq!(
-            Tensor::weak_scalar(0.1f32).to_string(),
+            Array::weak_scalar(0.1f32).to_string(),
             "Array(0.1, dtype=float32, weak_type=True)"
         );
         assert_eq!(
@@ -479,20 +479,20 @@ mod tests {
     #[test]
     fn nested_arrays_and_bools() {
         assert_eq!(
-            Tensor::ones(&[2, 2, 2]).to_string(),
+            Array::ones(&[2, 2, 2]).to_string(),
             "Array([[[1., 1.],\n        [1., 1.]],\n\n       [[1., 1.],\n        [1., 1.]]], dtype=float32)"
         );
-        let b = Tensor::from_vec(&[1, 2], vec![true, false]).unwrap();
+        let b = Array::from_vec(&[1, 2], vec![true, false]).unwrap();
         assert_eq!(b.to_string(), "Array([[ True, False]], dtype=bool)");
         assert_eq!(
-            Tensor::zeros(&[2, 0]).to_string(),
+            Array::zeros(&[2, 0]).to_string(),
             "Array([], shape=(2, 0), dtype=float32)"
         );
     }
 
     #[test]
     fn large_arrays_are_summarised() {
-        let t = Tensor::ones(&[1000, 1000]);
+        let t = Array::ones(&[1000, 1000]);
         assert_eq!(
             t.to_string(),
             "Array([[1., 1., 1., ..., 1., 1., 1.],\n       [1., 1., 1., ..., 1., 1., 1.],\n       [1., 1., 1., ..., 1., 1., 1.],\n       ...,\n       [1., 1., 1., ..., 1., 1., 1.],\n       [1., 1., 1., ..., 1., 1., 1.],\n       [1., 1., 1., ..., 1., 1., 1.]], dtype=float32)"
@@ -505,7 +505,7 @@ mod tests {
 
     #[test]
     fn keys_show_their_data() {
-        let k = Tensor::from_keys(&[], vec![[0, 0]]).unwrap();
+        let k = Array::from_keys(&[], vec![[0, 0]]).unwrap();
         assert_eq!(
             k.to_string(),
             "Array((), dtype=key<fry>) overlaying:\n[0 0]"

@@ -2,7 +2,7 @@
 
 use std::fmt;
 
-/// The element type of a [`Tensor`](super::Tensor).
+/// The element type of a [`Array`](super::Array).
 ///
 /// `Key` is JAX's typed PRNG key (`key<fry>`): each element is a threefry key of two `u32`
 /// words. It supports layout operations (reshape, index, stack, …) but no arithmetic.

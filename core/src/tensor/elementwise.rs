@@ -1,14 +1,14 @@
 //! Elementwise operations with numpy broadcasting and JAX dtype promotion.
 //!
 //! Binary arithmetic is [`BinaryOp`], comparisons [`CompareOp`], unary maths [`UnaryOp`]. The
-//! operators `+ - * /` and unary `-` are implemented for `Tensor`, `&Tensor` and Rust scalars
-//! (which act as weakly typed scalars) and return [`Result<Tensor>`], because shapes may not
+//! operators `+ - * /` and unary `-` are implemented for `Array`, `&Array` and Rust scalars
+//! (which act as weakly typed scalars) and return [`Result<Array>`], because shapes may not
 //! broadcast.
 
 use std::ops::{Add, Div, Mul, Neg, Sub};
 
 use super::shape::{broadcast_shapes, broadcast_strides, strided_indices};
-use super::{Buffer, DType, Element, Tensor, promote};
+use super::{Array, Buffer, DType, Element, Tensor, promote};
 use crate::error::{Error, Result};
 
 /// A binary arithmetic operation.
@@ -196,7 +196,7 @@ impl UnaryOp {
     }
 
     /// Whether the operation is only defined on floats (so integers are promoted).
-    fn is_transcendental(self) -> bool {
+    pub(crate) fn is_transcendental(self) -> bool {
         !matches!(self, UnaryOp::Neg | UnaryOp::Abs)
     }
 
@@ -249,10 +249,10 @@ fn unsupported(op: &'static str, dtype: DType) -> Error {
     }
 }
 
-impl Tensor {
+impl Array {
     /// Promotes both operands to a common dtype; returns the converted operands and whether
     /// the result is weak.
-    fn promoted(&self, other: &Tensor, op: &'static str) -> Result<(Tensor, Tensor, bool)> {
+    fn promoted(&self, other: &Array, op: &'static str) -> Result<(Array, Array, bool)> {
         let (dtype, weak) = promote(self.dtype(), self.is_weak(), other.dtype(), other.is_weak())
             .ok_or(Error::DTypeMismatch {
             op,
@@ -267,7 +267,7 @@ impl Tensor {
     /// # Errors
     /// [`Error::Broadcast`] when the shapes do not broadcast; [`Error::UnsupportedDType`] for
     /// bool or key operands.
-    pub fn binary(&self, op: BinaryOp, other: &Tensor) -> Result<Tensor> {
+    pub fn binary(&self, op: BinaryOp, other: &Array) -> Result<Array> {
         let name = op.name();
         let out_shape = broadcast_shapes(name, self.shape(), other.shape())?;
         let (mut a, mut b, weak) = self.promoted(other, name)?;
@@ -302,7 +302,7 @@ impl Tensor {
             )),
             _ => return Err(unsupported(name, a.dtype())),
         };
-        Ok(Tensor::from_parts(out_shape, buffer, weak))
+        Ok(Array::from_parts(out_shape, buffer, weak))
     }
 
     /// Compares elementwise with broadcasting, giving a bool array.
@@ -310,7 +310,7 @@ impl Tensor {
     /// # Errors
     /// [`Error::Broadcast`] when the shapes do not broadcast; [`Error::DTypeMismatch`] for
     /// key operands.
-    pub fn compare(&self, op: CompareOp, other: &Tensor) -> Result<Tensor> {
+    pub fn compare(&self, op: CompareOp, other: &Array) -> Result<Array> {
         let name = op.name();
         let out_shape = broadcast_shapes(name, self.shape(), other.shape())?;
         let (a, b, _) = self.promoted(other, name)?;
@@ -337,18 +337,14 @@ impl Tensor {
             }
             _ => return Err(unsupported(name, a.dtype())),
         };
-        Ok(Tensor::from_parts(
-            out_shape,
-            bool::into_buffer(data),
-            false,
-        ))
+        Ok(Array::from_parts(out_shape, bool::into_buffer(data), false))
     }
 
     /// Applies a unary operation elementwise.
     ///
     /// # Errors
     /// [`Error::UnsupportedDType`] for bool or key arrays.
-    pub fn unary(&self, op: UnaryOp) -> Result<Tensor> {
+    pub fn unary(&self, op: UnaryOp) -> Result<Array> {
         let name = op.name();
         let source = if op.is_transcendental() && matches!(self.dtype(), DType::I32 | DType::U32) {
             self.astype(DType::F32)?
@@ -381,7 +377,7 @@ impl Tensor {
             ),
             Buffer::Bool(_) | Buffer::Key(_) => return Err(unsupported(name, self.dtype())),
         };
-        Ok(Tensor::from_parts(
+        Ok(Array::from_parts(
             self.shape().to_vec(),
             buffer,
             self.is_weak(),
@@ -394,7 +390,7 @@ impl Tensor {
     /// # Errors
     /// [`Error::DTypeMismatch`] when `self` is not bool; [`Error::Broadcast`] when the three
     /// shapes do not broadcast.
-    pub fn select(&self, on_true: &Tensor, on_false: &Tensor) -> Result<Tensor> {
+    pub fn select(&self, on_true: &Array, on_false: &Array) -> Result<Array> {
         if self.dtype() != DType::Bool {
             return Err(Error::DTypeMismatch {
                 op: "select",
@@ -414,7 +410,7 @@ impl Tensor {
             .enumerate()
             .map(|(i, &c)| if c { i } else { n + i })
             .collect();
-        let both = Tensor::concatenate(
+        let both = Array::concatenate(
             &[
                 t.broadcast_to(&out_shape)?.reshape(&[-1])?,
                 f.broadcast_to(&out_shape)?.reshape(&[-1])?,
@@ -422,205 +418,212 @@ impl Tensor {
             0,
         )?;
         let buffer = both.buffer().gather(&indices);
-        Ok(Tensor::from_parts(out_shape, buffer, weak))
+        Ok(Array::from_parts(out_shape, buffer, weak))
     }
 
-    /// `self + other`; see [`Tensor::binary`].
+    /// `self + other`; see [`Array::binary`].
     ///
     /// # Errors
-    /// As [`Tensor::binary`].
-    pub fn add(&self, other: &Tensor) -> Result<Tensor> {
+    /// As [`Array::binary`].
+    pub fn add(&self, other: &Array) -> Result<Array> {
         self.binary(BinaryOp::Add, other)
     }
 
-    /// `self - other`; see [`Tensor::binary`].
+    /// `self - other`; see [`Array::binary`].
     ///
     /// # Errors
-    /// As [`Tensor::binary`].
-    pub fn sub(&self, other: &Tensor) -> Result<Tensor> {
+    /// As [`Array::binary`].
+    pub fn sub(&self, other: &Array) -> Result<Array> {
         self.binary(BinaryOp::Sub, other)
     }
 
-    /// `self * other`; see [`Tensor::binary`].
+    /// `self * other`; see [`Array::binary`].
     ///
     /// # Errors
-    /// As [`Tensor::binary`].
-    pub fn mul(&self, other: &Tensor) -> Result<Tensor> {
+    /// As [`Array::binary`].
+    pub fn mul(&self, other: &Array) -> Result<Array> {
         self.binary(BinaryOp::Mul, other)
     }
 
-    /// `self / other` (true division); see [`Tensor::binary`].
+    /// `self / other` (true division); see [`Array::binary`].
     ///
     /// # Errors
-    /// As [`Tensor::binary`].
-    pub fn div(&self, other: &Tensor) -> Result<Tensor> {
+    /// As [`Array::binary`].
+    pub fn div(&self, other: &Array) -> Result<Array> {
         self.binary(BinaryOp::Div, other)
     }
 
-    /// `self ** other`; see [`Tensor::binary`].
+    /// `self ** other`; see [`Array::binary`].
     ///
     /// # Errors
-    /// As [`Tensor::binary`].
-    pub fn pow(&self, other: &Tensor) -> Result<Tensor> {
+    /// As [`Array::binary`].
+    pub fn pow(&self, other: &Array) -> Result<Array> {
         self.binary(BinaryOp::Pow, other)
     }
 
-    /// Elementwise maximum; see [`Tensor::binary`].
+    /// Elementwise maximum; see [`Array::binary`].
     ///
     /// # Errors
-    /// As [`Tensor::binary`].
-    pub fn maximum(&self, other: &Tensor) -> Result<Tensor> {
+    /// As [`Array::binary`].
+    pub fn maximum(&self, other: &Array) -> Result<Array> {
         self.binary(BinaryOp::Maximum, other)
     }
 
-    /// Elementwise minimum; see [`Tensor::binary`].
+    /// Elementwise minimum; see [`Array::binary`].
     ///
     /// # Errors
-    /// As [`Tensor::binary`].
-    pub fn minimum(&self, other: &Tensor) -> Result<Tensor> {
+    /// As [`Array::binary`].
+    pub fn minimum(&self, other: &Array) -> Result<Array> {
         self.binary(BinaryOp::Minimum, other)
     }
 
     /// `self == other` elementwise.
     ///
     /// # Errors
-    /// As [`Tensor::compare`].
-    pub fn equal(&self, other: &Tensor) -> Result<Tensor> {
+    /// As [`Array::compare`].
+    pub fn equal(&self, other: &Array) -> Result<Array> {
         self.compare(CompareOp::Eq, other)
     }
 
     /// `self < other` elementwise.
     ///
     /// # Errors
-    /// As [`Tensor::compare`].
-    pub fn less(&self, other: &Tensor) -> Result<Tensor> {
+    /// As [`Array::compare`].
+    pub fn less(&self, other: &Array) -> Result<Array> {
         self.compare(CompareOp::Lt, other)
     }
 
     /// `self > other` elementwise.
     ///
     /// # Errors
-    /// As [`Tensor::compare`].
-    pub fn greater(&self, other: &Tensor) -> Result<Tensor> {
+    /// As [`Array::compare`].
+    pub fn greater(&self, other: &Array) -> Result<Array> {
         self.compare(CompareOp::Gt, other)
     }
 
     /// `e^self` elementwise.
     ///
     /// # Errors
-    /// As [`Tensor::unary`].
-    pub fn exp(&self) -> Result<Tensor> {
+    /// As [`Array::unary`].
+    pub fn exp(&self) -> Result<Array> {
         self.unary(UnaryOp::Exp)
     }
 
     /// Natural logarithm elementwise.
     ///
     /// # Errors
-    /// As [`Tensor::unary`].
-    pub fn log(&self) -> Result<Tensor> {
+    /// As [`Array::unary`].
+    pub fn log(&self) -> Result<Array> {
         self.unary(UnaryOp::Log)
     }
 
     /// Hyperbolic tangent elementwise.
     ///
     /// # Errors
-    /// As [`Tensor::unary`].
-    pub fn tanh(&self) -> Result<Tensor> {
+    /// As [`Array::unary`].
+    pub fn tanh(&self) -> Result<Array> {
         self.unary(UnaryOp::Tanh)
     }
 
     /// Square root elementwise.
     ///
     /// # Errors
-    /// As [`Tensor::unary`].
-    pub fn sqrt(&self) -> Result<Tensor> {
+    /// As [`Array::unary`].
+    pub fn sqrt(&self) -> Result<Array> {
         self.unary(UnaryOp::Sqrt)
     }
 
     /// `max(self, 0)` elementwise.
     ///
     /// # Errors
-    /// As [`Tensor::binary`].
-    pub fn relu(&self) -> Result<Tensor> {
-        self.maximum(&Tensor::from(0))
+    /// As [`Array::binary`].
+    pub fn relu(&self) -> Result<Array> {
+        self.maximum(&Array::from(0))
     }
 }
 
 macro_rules! impl_binary_operator {
-    ($trait:ident, $method:ident, $op:expr) => {
-        impl $trait<&Tensor> for &Tensor {
-            type Output = Result<Tensor>;
-            fn $method(self, rhs: &Tensor) -> Result<Tensor> {
+    ($ty:ident, $trait:ident, $method:ident, $op:expr) => {
+        impl $trait<&$ty> for &$ty {
+            type Output = Result<$ty>;
+            fn $method(self, rhs: &$ty) -> Result<$ty> {
                 self.binary($op, rhs)
             }
         }
-        impl $trait<Tensor> for &Tensor {
-            type Output = Result<Tensor>;
-            fn $method(self, rhs: Tensor) -> Result<Tensor> {
+        impl $trait<$ty> for &$ty {
+            type Output = Result<$ty>;
+            fn $method(self, rhs: $ty) -> Result<$ty> {
                 self.binary($op, &rhs)
             }
         }
-        impl $trait<&Tensor> for Tensor {
-            type Output = Result<Tensor>;
-            fn $method(self, rhs: &Tensor) -> Result<Tensor> {
+        impl $trait<&$ty> for $ty {
+            type Output = Result<$ty>;
+            fn $method(self, rhs: &$ty) -> Result<$ty> {
                 self.binary($op, rhs)
             }
         }
-        impl $trait<Tensor> for Tensor {
-            type Output = Result<Tensor>;
-            fn $method(self, rhs: Tensor) -> Result<Tensor> {
+        impl $trait<$ty> for $ty {
+            type Output = Result<$ty>;
+            fn $method(self, rhs: $ty) -> Result<$ty> {
                 self.binary($op, &rhs)
             }
         }
-        impl_binary_operator!(@scalar $trait, $method, $op, f32);
-        impl_binary_operator!(@scalar $trait, $method, $op, i32);
+        impl_binary_operator!(@scalar $ty, $trait, $method, $op, f32);
+        impl_binary_operator!(@scalar $ty, $trait, $method, $op, i32);
     };
-    (@scalar $trait:ident, $method:ident, $op:expr, $t:ty) => {
-        impl $trait<$t> for &Tensor {
-            type Output = Result<Tensor>;
-            fn $method(self, rhs: $t) -> Result<Tensor> {
-                self.binary($op, &Tensor::from(rhs))
+    (@scalar $ty:ident, $trait:ident, $method:ident, $op:expr, $t:ty) => {
+        impl $trait<$t> for &$ty {
+            type Output = Result<$ty>;
+            fn $method(self, rhs: $t) -> Result<$ty> {
+                self.binary($op, &$ty::from(rhs))
             }
         }
-        impl $trait<$t> for Tensor {
-            type Output = Result<Tensor>;
-            fn $method(self, rhs: $t) -> Result<Tensor> {
-                self.binary($op, &Tensor::from(rhs))
+        impl $trait<$t> for $ty {
+            type Output = Result<$ty>;
+            fn $method(self, rhs: $t) -> Result<$ty> {
+                self.binary($op, &$ty::from(rhs))
             }
         }
-        impl $trait<&Tensor> for $t {
-            type Output = Result<Tensor>;
-            fn $method(self, rhs: &Tensor) -> Result<Tensor> {
-                Tensor::from(self).binary($op, rhs)
+        impl $trait<&$ty> for $t {
+            type Output = Result<$ty>;
+            fn $method(self, rhs: &$ty) -> Result<$ty> {
+                $ty::from(self).binary($op, rhs)
             }
         }
-        impl $trait<Tensor> for $t {
-            type Output = Result<Tensor>;
-            fn $method(self, rhs: Tensor) -> Result<Tensor> {
-                Tensor::from(self).binary($op, &rhs)
+        impl $trait<$ty> for $t {
+            type Output = Result<$ty>;
+            fn $method(self, rhs: $ty) -> Result<$ty> {
+                $ty::from(self).binary($op, &rhs)
             }
         }
     };
 }
 
-impl_binary_operator!(Add, add, BinaryOp::Add);
-impl_binary_operator!(Sub, sub, BinaryOp::Sub);
-impl_binary_operator!(Mul, mul, BinaryOp::Mul);
-impl_binary_operator!(Div, div, BinaryOp::Div);
+macro_rules! impl_operators {
+    ($ty:ident) => {
+        impl_binary_operator!($ty, Add, add, BinaryOp::Add);
+        impl_binary_operator!($ty, Sub, sub, BinaryOp::Sub);
+        impl_binary_operator!($ty, Mul, mul, BinaryOp::Mul);
+        impl_binary_operator!($ty, Div, div, BinaryOp::Div);
 
-impl Neg for &Tensor {
-    type Output = Result<Tensor>;
-    fn neg(self) -> Result<Tensor> {
-        self.unary(UnaryOp::Neg)
-    }
+        impl Neg for &$ty {
+            type Output = Result<$ty>;
+            fn neg(self) -> Result<$ty> {
+                self.unary(UnaryOp::Neg)
+            }
+        }
+
+        impl Neg for $ty {
+            type Output = Result<$ty>;
+            fn neg(self) -> Result<$ty> {
+                self.unary(UnaryOp::Neg)
+            }
+        }
+    };
 }
 
-impl Neg for Tensor {
-    type Output = Result<Tensor>;
-    fn neg(self) -> Result<Tensor> {
-        self.unary(UnaryOp::Neg)
-    }
-}
+impl_operators!(Array);
+impl_operators!(Tensor);
 
 #[cfg(test)]
 mod tests {
@@ -628,12 +631,12 @@ mod tests {
 
     #[test]
     fn broadcasting_add() {
-        let a = Tensor::arange(6).reshape(&[2, 3]).unwrap();
-        let b = Tensor::from_slice(&[10i32, 20, 30]);
+        let a = Array::arange(6).reshape(&[2, 3]).unwrap();
+        let b = Array::from_slice(&[10i32, 20, 30]);
         let c = (&a + &b).unwrap();
         assert_eq!(c.shape(), &[2, 3]);
         assert_eq!(c.to_vec::<i32>().unwrap(), vec![10, 21, 32, 13, 24, 35]);
-        let col = Tensor::from_vec(&[2, 1], vec![1i32, 2]).unwrap();
+        let col = Array::from_vec(&[2, 1], vec![1i32, 2]).unwrap();
         assert_eq!(
             (&a * &col).unwrap().to_vec::<i32>().unwrap(),
             vec![0, 1, 2, 6, 8, 10]
@@ -642,25 +645,25 @@ mod tests {
 
     #[test]
     fn scalars_are_weak() {
-        let x = Tensor::from_slice(&[1.0f32, 2.0]);
+        let x = Array::from_slice(&[1.0f32, 2.0]);
         let y = (&x + 1).unwrap();
         assert_eq!(y.dtype(), DType::F32);
         assert!(!y.is_weak());
-        let i = (Tensor::arange(3) + 1.5f32).unwrap();
+        let i = (Array::arange(3) + 1.5f32).unwrap();
         assert_eq!(i.dtype(), DType::F32);
         assert!(i.is_weak());
     }
 
     #[test]
     fn integer_division_is_true_division() {
-        let q = (Tensor::arange(3) / 2).unwrap();
+        let q = (Array::arange(3) / 2).unwrap();
         assert_eq!(q.dtype(), DType::F32);
         assert_eq!(q.to_vec::<f32>().unwrap(), vec![0.0, 0.5, 1.0]);
     }
 
     #[test]
     fn mismatched_shapes_are_errors() {
-        let err = (Tensor::zeros(&[3]) + Tensor::zeros(&[4])).unwrap_err();
+        let err = (Array::zeros(&[3]) + Array::zeros(&[4])).unwrap_err();
         assert_eq!(
             err.to_string(),
             "add: shapes [3] and [4] cannot be broadcast together"
@@ -669,18 +672,18 @@ mod tests {
 
     #[test]
     fn bool_and_key_arithmetic_is_rejected() {
-        let b = Tensor::from_slice(&[true]);
+        let b = Array::from_slice(&[true]);
         assert!((&b + &b).is_err());
-        let k = Tensor::from_keys(&[], vec![[0, 0]]).unwrap();
+        let k = Array::from_keys(&[], vec![[0, 0]]).unwrap();
         assert!((&k + 1).is_err());
     }
 
     #[test]
     fn comparisons_and_select() {
-        let x = Tensor::from_slice(&[-1.0f32, 0.5, 2.0]);
-        let mask = x.greater(&Tensor::from(0.0f32)).unwrap();
+        let x = Array::from_slice(&[-1.0f32, 0.5, 2.0]);
+        let mask = x.greater(&Array::from(0.0f32)).unwrap();
         assert_eq!(mask.to_vec::<bool>().unwrap(), vec![false, true, true]);
-        let y = mask.select(&x, &Tensor::from(0.0f32)).unwrap();
+        let y = mask.select(&x, &Array::from(0.0f32)).unwrap();
         assert_eq!(y.to_vec::<f32>().unwrap(), vec![0.0, 0.5, 2.0]);
         assert_eq!(
             x.relu().unwrap().to_vec::<f32>().unwrap(),
@@ -690,10 +693,10 @@ mod tests {
 
     #[test]
     fn unary_promotes_integers_for_transcendentals() {
-        let e = Tensor::arange(2).exp().unwrap();
+        let e = Array::arange(2).exp().unwrap();
         assert_eq!(e.dtype(), DType::F32);
         assert_eq!(
-            (-Tensor::arange(2)).unwrap().to_vec::<i32>().unwrap(),
+            (-Array::arange(2)).unwrap().to_vec::<i32>().unwrap(),
             vec![0, -1]
         );
     }

@@ -8,10 +8,10 @@ use super::reduce::Axes;
 use super::shape::{
     broadcast_shapes, broadcast_strides, normalize_axes, normalize_axis, strided_indices, strides,
 };
-use super::{Buffer, Tensor, map_buffer};
+use super::{Array, Buffer, map_buffer};
 use crate::error::{Error, Result};
 
-impl Tensor {
+impl Array {
     /// The same elements in a new shape; one dimension may be `-1` and is then inferred.
     ///
     /// # Errors
@@ -19,43 +19,13 @@ impl Tensor {
     /// negative.
     ///
     /// ```
-    /// # use nnx_core::Tensor;
-    /// let t = Tensor::arange(6).reshape(&[3, -1]).unwrap();
+    /// # use nnx_core::Array;
+    /// let t = Array::arange(6).reshape(&[3, -1]).unwrap();
     /// assert_eq!(t.shape(), &[3, 2]);
     /// ```
-    pub fn reshape(&self, shape: &[isize]) -> Result<Tensor> {
-        let size = self.size();
-        let bad = |message: String| Error::shape("reshape", message);
-        let mut inferred = None;
-        let mut known = 1usize;
-        for (i, &d) in shape.iter().enumerate() {
-            match d {
-                -1 if inferred.is_none() => inferred = Some(i),
-                -1 => {
-                    return Err(bad(format!(
-                        "can only specify one unknown dimension, got {shape:?}"
-                    )));
-                }
-                d if d < 0 => return Err(bad(format!("negative dimension {d} in {shape:?}"))),
-                d => known *= d as usize,
-            }
-        }
-        let mut new_shape: Vec<usize> = shape.iter().map(|&d| d.max(0) as usize).collect();
-        if let Some(i) = inferred {
-            if known == 0 || !size.is_multiple_of(known) {
-                return Err(bad(format!(
-                    "cannot reshape array of shape {:?} (size {size}) into shape {shape:?}",
-                    self.shape()
-                )));
-            }
-            new_shape[i] = size / known;
-        } else if known != size {
-            return Err(bad(format!(
-                "cannot reshape array of shape {:?} (size {size}) into shape {shape:?}",
-                self.shape()
-            )));
-        }
-        Ok(Tensor::from_parts(
+    pub fn reshape(&self, shape: &[isize]) -> Result<Array> {
+        let new_shape = resolve_reshape(self.shape(), shape)?;
+        Ok(Array::from_parts(
             new_shape,
             self.buffer().clone(),
             self.is_weak(),
@@ -63,7 +33,7 @@ impl Tensor {
     }
 
     /// Reverses the order of the axes (`x.T`).
-    pub fn transpose(&self) -> Tensor {
+    pub fn transpose(&self) -> Array {
         let perm: Vec<usize> = (0..self.ndim()).rev().collect();
         self.permute_unchecked(&perm)
     }
@@ -72,7 +42,7 @@ impl Tensor {
     ///
     /// # Errors
     /// [`Error::Shape`] when `axes` is not a permutation of the array's axes.
-    pub fn permute_axes(&self, axes: &[isize]) -> Result<Tensor> {
+    pub fn permute_axes(&self, axes: &[isize]) -> Result<Array> {
         if axes.len() != self.ndim() {
             return Err(Error::shape(
                 "transpose",
@@ -86,7 +56,7 @@ impl Tensor {
         Ok(self.permute_unchecked(&perm))
     }
 
-    fn permute_unchecked(&self, perm: &[usize]) -> Tensor {
+    fn permute_unchecked(&self, perm: &[usize]) -> Array {
         if perm.iter().enumerate().all(|(i, &p)| i == p) {
             return self.clone();
         }
@@ -94,14 +64,14 @@ impl Tensor {
         let out_shape: Vec<usize> = perm.iter().map(|&p| self.shape()[p]).collect();
         let gather_strides: Vec<usize> = perm.iter().map(|&p| in_strides[p]).collect();
         let indices = strided_indices(&out_shape, &gather_strides);
-        Tensor::from_parts(out_shape, self.buffer().gather(&indices), self.is_weak())
+        Array::from_parts(out_shape, self.buffer().gather(&indices), self.is_weak())
     }
 
     /// Moves axis `source` to position `destination` (`jnp.moveaxis`).
     ///
     /// # Errors
     /// [`Error::AxisOutOfBounds`] for axes outside the array's rank.
-    pub fn moveaxis(&self, source: isize, destination: isize) -> Result<Tensor> {
+    pub fn moveaxis(&self, source: isize, destination: isize) -> Result<Array> {
         let src = normalize_axis("moveaxis", source, self.shape())?;
         let dst = normalize_axis("moveaxis", destination, self.shape())?;
         let mut perm: Vec<usize> = (0..self.ndim()).filter(|&a| a != src).collect();
@@ -114,13 +84,13 @@ impl Tensor {
     ///
     /// # Errors
     /// [`Error::AxisOutOfBounds`] when `axis` is outside `[-ndim-1, ndim]`.
-    pub fn expand_dims(&self, axis: isize) -> Result<Tensor> {
+    pub fn expand_dims(&self, axis: isize) -> Result<Array> {
         let mut result_shape = self.shape().to_vec();
         result_shape.push(1);
         let a = normalize_axis("expand_dims", axis, &result_shape)?;
         let mut shape = self.shape().to_vec();
         shape.insert(a, 1);
-        Ok(Tensor::from_parts(
+        Ok(Array::from_parts(
             shape,
             self.buffer().clone(),
             self.is_weak(),
@@ -131,7 +101,7 @@ impl Tensor {
     ///
     /// # Errors
     /// [`Error::Shape`] when a named axis does not have size 1.
-    pub fn squeeze(&self, axes: impl Into<Axes>) -> Result<Tensor> {
+    pub fn squeeze(&self, axes: impl Into<Axes>) -> Result<Array> {
         let remove: Vec<usize> = match axes.into() {
             Axes::All => (0..self.ndim()).filter(|&a| self.shape()[a] == 1).collect(),
             Axes::Some(list) => {
@@ -155,7 +125,7 @@ impl Tensor {
             .filter(|(a, _)| !remove.contains(a))
             .map(|(_, &d)| d)
             .collect();
-        Ok(Tensor::from_parts(
+        Ok(Array::from_parts(
             shape,
             self.buffer().clone(),
             self.is_weak(),
@@ -167,7 +137,7 @@ impl Tensor {
     ///
     /// # Errors
     /// [`Error::AxisOutOfBounds`] or [`Error::IndexOutOfBounds`].
-    pub fn index_axis(&self, axis: isize, index: isize) -> Result<Tensor> {
+    pub fn index_axis(&self, axis: isize, index: isize) -> Result<Array> {
         let a = normalize_axis("index_axis", axis, self.shape())?;
         let size = self.shape()[a];
         let i = if index < 0 {
@@ -186,7 +156,7 @@ impl Tensor {
         let sliced = self.slice_unchecked(a, i as usize..i as usize + 1);
         let mut shape = sliced.shape().to_vec();
         shape.remove(a);
-        Ok(Tensor::from_parts(
+        Ok(Array::from_parts(
             shape,
             sliced.buffer().clone(),
             self.is_weak(),
@@ -197,7 +167,7 @@ impl Tensor {
     ///
     /// # Errors
     /// [`Error::AxisOutOfBounds`], or [`Error::Shape`] when the range does not fit the axis.
-    pub fn slice_axis(&self, axis: isize, range: Range<usize>) -> Result<Tensor> {
+    pub fn slice_axis(&self, axis: isize, range: Range<usize>) -> Result<Array> {
         let a = normalize_axis("slice_axis", axis, self.shape())?;
         if range.start > range.end || range.end > self.shape()[a] {
             return Err(Error::shape(
@@ -212,7 +182,7 @@ impl Tensor {
         Ok(self.slice_unchecked(a, range))
     }
 
-    fn slice_unchecked(&self, axis: usize, range: Range<usize>) -> Tensor {
+    fn slice_unchecked(&self, axis: usize, range: Range<usize>) -> Array {
         let mut out_shape = self.shape().to_vec();
         out_shape[axis] = range.len();
         let in_strides = strides(self.shape());
@@ -221,14 +191,14 @@ impl Tensor {
             .into_iter()
             .map(|i| i + offset)
             .collect();
-        Tensor::from_parts(out_shape, self.buffer().gather(&indices), self.is_weak())
+        Array::from_parts(out_shape, self.buffer().gather(&indices), self.is_weak())
     }
 
     /// Broadcasts to a larger shape (numpy rules).
     ///
     /// # Errors
     /// [`Error::Broadcast`] when the array's shape does not broadcast to `shape`.
-    pub fn broadcast_to(&self, shape: &[usize]) -> Result<Tensor> {
+    pub fn broadcast_to(&self, shape: &[usize]) -> Result<Array> {
         let joined = broadcast_shapes("broadcast_to", self.shape(), shape)?;
         if joined != shape {
             return Err(Error::Broadcast {
@@ -241,7 +211,7 @@ impl Tensor {
             return Ok(self.clone());
         }
         let indices = strided_indices(shape, &broadcast_strides(self.shape(), shape));
-        Ok(Tensor::from_parts(
+        Ok(Array::from_parts(
             shape.to_vec(),
             self.buffer().gather(&indices),
             self.is_weak(),
@@ -253,7 +223,7 @@ impl Tensor {
     /// # Errors
     /// [`Error::Shape`] when the list is empty or the shapes differ,
     /// [`Error::DTypeMismatch`] when the dtypes differ, [`Error::AxisOutOfBounds`].
-    pub fn stack(tensors: &[Tensor], axis: isize) -> Result<Tensor> {
+    pub fn stack(tensors: &[Array], axis: isize) -> Result<Array> {
         let first = tensors
             .first()
             .ok_or_else(|| Error::shape("stack", "need at least one array to stack"))?;
@@ -274,7 +244,7 @@ impl Tensor {
         let mut result_shape = first.shape().to_vec();
         result_shape.push(1);
         let a = normalize_axis("stack", axis, &result_shape)?;
-        Tensor::concatenate(&expanded, a as isize)
+        Array::concatenate(&expanded, a as isize)
     }
 
     /// Joins arrays along an existing axis.
@@ -282,7 +252,7 @@ impl Tensor {
     /// # Errors
     /// [`Error::Shape`] when the list is empty or shapes differ off the axis,
     /// [`Error::DTypeMismatch`] when the dtypes differ, [`Error::AxisOutOfBounds`].
-    pub fn concatenate(tensors: &[Tensor], axis: isize) -> Result<Tensor> {
+    pub fn concatenate(tensors: &[Array], axis: isize) -> Result<Array> {
         let first = tensors
             .first()
             .ok_or_else(|| Error::shape("concatenate", "need at least one array to concatenate"))?;
@@ -315,8 +285,8 @@ impl Tensor {
         let mut out_shape = first.shape().to_vec();
         out_shape[a] = tensors.iter().map(|t| t.shape()[a]).sum();
         let outer: usize = first.shape()[..a].iter().product();
-        let chunk = |t: &Tensor| t.shape()[a..].iter().product::<usize>();
-        let weak = tensors.iter().all(Tensor::is_weak);
+        let chunk = |t: &Array| t.shape()[a..].iter().product::<usize>();
+        let weak = tensors.iter().all(Array::is_weak);
         let buffer = map_buffer!(first.buffer(), _first => {
             let mut data = Vec::with_capacity(out_shape.iter().product());
             for o in 0..outer {
@@ -328,7 +298,7 @@ impl Tensor {
             }
             data
         });
-        Ok(Tensor::from_parts(out_shape, buffer, weak))
+        Ok(Array::from_parts(out_shape, buffer, weak))
     }
 }
 
@@ -365,13 +335,48 @@ impl_typed_view!(u32, U32);
 impl_typed_view!(f32, F32);
 impl_typed_view!([u32; 2], Key);
 
+/// The shape `reshape(shape)` gives an array of shape `from`: one `-1` is inferred.
+pub(crate) fn resolve_reshape(from: &[usize], shape: &[isize]) -> Result<Vec<usize>> {
+    let size: usize = from.iter().product();
+    let bad = |message: String| Error::shape("reshape", message);
+    let mut inferred = None;
+    let mut known = 1usize;
+    for (i, &d) in shape.iter().enumerate() {
+        match d {
+            -1 if inferred.is_none() => inferred = Some(i),
+            -1 => {
+                return Err(bad(format!(
+                    "can only specify one unknown dimension, got {shape:?}"
+                )));
+            }
+            d if d < 0 => return Err(bad(format!("negative dimension {d} in {shape:?}"))),
+            d => known *= d as usize,
+        }
+    }
+    let mut new_shape: Vec<usize> = shape.iter().map(|&d| d.max(0) as usize).collect();
+    let mismatch = || {
+        bad(format!(
+            "cannot reshape array of shape {from:?} (size {size}) into shape {shape:?}"
+        ))
+    };
+    if let Some(i) = inferred {
+        if known == 0 || !size.is_multiple_of(known) {
+            return Err(mismatch());
+        }
+        new_shape[i] = size / known;
+    } else if known != size {
+        return Err(mismatch());
+    }
+    Ok(new_shape)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn iota(shape: &[usize]) -> Tensor {
+    fn iota(shape: &[usize]) -> Array {
         let n = shape.iter().product();
-        Tensor::arange(n)
+        Array::arange(n)
             .reshape(&shape.iter().map(|&d| d as isize).collect::<Vec<_>>())
             .unwrap()
     }
@@ -418,15 +423,15 @@ mod tests {
 
     #[test]
     fn stack_and_concatenate() {
-        let a = Tensor::from_slice(&[1i32, 2]);
-        let b = Tensor::from_slice(&[3i32, 4]);
-        let s = Tensor::stack(&[a.clone(), b.clone()], 1).unwrap();
+        let a = Array::from_slice(&[1i32, 2]);
+        let b = Array::from_slice(&[3i32, 4]);
+        let s = Array::stack(&[a.clone(), b.clone()], 1).unwrap();
         assert_eq!(s.shape(), &[2, 2]);
         assert_eq!(s.to_vec::<i32>().unwrap(), vec![1, 3, 2, 4]);
-        let c = Tensor::concatenate(&[a.clone(), b], 0).unwrap();
+        let c = Array::concatenate(&[a.clone(), b], 0).unwrap();
         assert_eq!(c.to_vec::<i32>().unwrap(), vec![1, 2, 3, 4]);
-        assert!(Tensor::stack(&[a, Tensor::arange(3)], 0).is_err());
-        assert!(Tensor::stack(&[], 0).is_err());
+        assert!(Array::stack(&[a, Array::arange(3)], 0).is_err());
+        assert!(Array::stack(&[], 0).is_err());
     }
 
     #[test]
@@ -440,8 +445,8 @@ mod tests {
 
     #[test]
     fn keys_move_like_any_dtype() {
-        let k = Tensor::from_keys(&[2], vec![[1, 2], [3, 4]]).unwrap();
-        let s = Tensor::stack(&[k.clone(), k], 0).unwrap();
+        let k = Array::from_keys(&[2], vec![[1, 2], [3, 4]]).unwrap();
+        let s = Array::stack(&[k.clone(), k], 0).unwrap();
         assert_eq!(
             s.index_axis(1, 1).unwrap().keys().unwrap(),
             &[[3, 4], [3, 4]]

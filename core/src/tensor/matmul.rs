@@ -1,10 +1,10 @@
 //! Matrix multiplication with numpy's `matmul` semantics.
 
 use super::shape::broadcast_shapes;
-use super::{Buffer, DType, Element, Tensor, promote};
+use super::{Array, Buffer, DType, Element, promote};
 use crate::error::{Error, Result};
 
-impl Tensor {
+impl Array {
     /// `self @ other` with numpy semantics: 1-D operands are promoted to a row (left) or a
     /// column (right) vector and the added axis removed afterwards; leading (batch) axes
     /// broadcast. Accumulates in the operands' dtype (float32 stays float32, as in JAX).
@@ -15,24 +15,15 @@ impl Tensor {
     /// [`Error::UnsupportedDType`] for bool or key operands.
     ///
     /// ```
-    /// # use nnx_core::Tensor;
-    /// let x = Tensor::from_slice(&[1.0f32, 2.0]);
-    /// let w = Tensor::from_vec(&[2, 3], vec![1.0f32, 0.0, 1.0, 0.0, 1.0, 1.0]).unwrap();
+    /// # use nnx_core::Array;
+    /// let x = Array::from_slice(&[1.0f32, 2.0]);
+    /// let w = Array::from_vec(&[2, 3], vec![1.0f32, 0.0, 1.0, 0.0, 1.0, 1.0]).unwrap();
     /// let y = x.matmul(&w).unwrap();
     /// assert_eq!(y.shape(), &[3]);
     /// assert_eq!(y.to_vec::<f32>().unwrap(), vec![1.0, 2.0, 3.0]);
     /// ```
-    pub fn matmul(&self, other: &Tensor) -> Result<Tensor> {
-        if self.ndim() == 0 || other.ndim() == 0 {
-            return Err(Error::shape(
-                "matmul",
-                format!(
-                    "operands must have at least one dimension, got shapes {:?} and {:?}",
-                    self.shape(),
-                    other.shape()
-                ),
-            ));
-        }
+    pub fn matmul(&self, other: &Array) -> Result<Array> {
+        let out_shape = matmul_shape(self.shape(), other.shape())?;
         let (dtype, weak) = promote(self.dtype(), self.is_weak(), other.dtype(), other.is_weak())
             .filter(|(d, _)| d.is_numeric())
             .ok_or(Error::DTypeMismatch {
@@ -51,15 +42,7 @@ impl Tensor {
             rhs
         };
         let (m, k) = last_two(lhs.shape());
-        let (k2, n) = last_two(rhs.shape());
-        if k != k2 {
-            return Err(Error::MatmulShape {
-                lhs: self.shape().to_vec(),
-                rhs: other.shape().to_vec(),
-                lhs_inner: k,
-                rhs_inner: k2,
-            });
-        }
+        let n = rhs.shape()[rhs.ndim() - 1];
         let lhs_batch = &lhs.shape()[..lhs.ndim() - 2];
         let rhs_batch = &rhs.shape()[..rhs.ndim() - 2];
         let batch = broadcast_shapes("matmul", lhs_batch, rhs_batch)?;
@@ -94,16 +77,47 @@ impl Tensor {
                 });
             }
         };
-        let mut out_shape = batch;
-        if !lhs_vector {
-            out_shape.push(m);
-        }
-        if !rhs_vector {
-            out_shape.push(n);
-        }
         debug_assert_ne!(dtype, DType::Key);
-        Ok(Tensor::from_parts(out_shape, buffer, weak))
+        Ok(Array::from_parts(out_shape, buffer, weak))
     }
+}
+
+/// The shape of `lhs @ rhs` (numpy `matmul`), validating the operands' shapes.
+pub(crate) fn matmul_shape(lhs: &[usize], rhs: &[usize]) -> Result<Vec<usize>> {
+    if lhs.is_empty() || rhs.is_empty() {
+        return Err(Error::shape(
+            "matmul",
+            format!("operands must have at least one dimension, got shapes {lhs:?} and {rhs:?}"),
+        ));
+    }
+    let l: Vec<usize> = if lhs.len() == 1 {
+        vec![1, lhs[0]]
+    } else {
+        lhs.to_vec()
+    };
+    let r: Vec<usize> = if rhs.len() == 1 {
+        vec![rhs[0], 1]
+    } else {
+        rhs.to_vec()
+    };
+    let (m, k) = last_two(&l);
+    let (k2, n) = last_two(&r);
+    if k != k2 {
+        return Err(Error::MatmulShape {
+            lhs: lhs.to_vec(),
+            rhs: rhs.to_vec(),
+            lhs_inner: k,
+            rhs_inner: k2,
+        });
+    }
+    let mut out = broadcast_shapes("matmul", &l[..l.len() - 2], &r[..r.len() - 2])?;
+    if lhs.len() > 1 {
+        out.push(m);
+    }
+    if rhs.len() > 1 {
+        out.push(n);
+    }
+    Ok(out)
 }
 
 fn last_two(shape: &[usize]) -> (usize, usize) {
@@ -144,8 +158,8 @@ fn gemm<T: Element + Default>(a: &[T], b: &[T], d: GemmDims, fma: impl Fn(T, T, 
 mod tests {
     use super::*;
 
-    fn t(shape: &[usize], data: Vec<f32>) -> Tensor {
-        Tensor::from_vec(shape, data).unwrap()
+    fn t(shape: &[usize], data: Vec<f32>) -> Array {
+        Array::from_vec(shape, data).unwrap()
     }
 
     #[test]
@@ -167,8 +181,8 @@ mod tests {
 
     #[test]
     fn batch_axes_broadcast() {
-        let a = Tensor::ones(&[4, 1, 2, 3]);
-        let b = Tensor::ones(&[5, 3, 2]);
+        let a = Array::ones(&[4, 1, 2, 3]);
+        let b = Array::ones(&[5, 3, 2]);
         let c = a.matmul(&b).unwrap();
         assert_eq!(c.shape(), &[4, 5, 2, 2]);
         assert!(c.to_vec::<f32>().unwrap().iter().all(|&x| x == 3.0));
@@ -176,19 +190,19 @@ mod tests {
 
     #[test]
     fn contracting_mismatch_names_both_shapes() {
-        let err = Tensor::ones(&[2, 3])
-            .matmul(&Tensor::ones(&[2, 3]))
+        let err = Array::ones(&[2, 3])
+            .matmul(&Array::ones(&[2, 3]))
             .unwrap_err();
         assert_eq!(
             err.to_string(),
             "matmul: contracting dimensions differ: lhs shape [2, 3] has 3 columns, rhs shape [2, 3] has 2 rows"
         );
-        assert!(Tensor::scalar(1.0f32).matmul(&Tensor::ones(&[1])).is_err());
+        assert!(Array::scalar(1.0f32).matmul(&Array::ones(&[1])).is_err());
     }
 
     #[test]
     fn integer_matmul() {
-        let a = Tensor::arange(4).reshape(&[2, 2]).unwrap();
+        let a = Array::arange(4).reshape(&[2, 2]).unwrap();
         assert_eq!(
             a.matmul(&a).unwrap().to_vec::<i32>().unwrap(),
             vec![2, 3, 6, 11]

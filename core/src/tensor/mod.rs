@@ -1,14 +1,12 @@
-//! n-dimensional arrays: row-major, immutable, cheap to clone.
+//! n-dimensional arrays: [`Tensor`] (what user code handles: concrete or traced) and
+//! [`Array`] (concrete, row-major, immutable, cheap to clone).
 //!
-//! [`Tensor`] is the concrete array type of the project (JAX's `jax.Array`). Its buffer is
-//! shared on clone (`Arc`), and every operation returns a new tensor, so arrays have value
-//! semantics exactly as in JAX; the *reference* semantics of the project live in
-//! [`Variable`](crate::graph::Variable)s, which hold tensors.
-//!
-//! Operations follow numpy: broadcasting elementwise arithmetic ([`elementwise`]), matmul
-//! ([`Tensor::matmul`]), reductions ([`Tensor::sum`]), layout changes ([`Tensor::reshape`],
-//! [`Tensor::stack`], …). Shape and dtype mistakes are [`Error`](crate::Error) values that name
-//! the shapes involved; nothing panics on user input.
+//! Arrays have value semantics exactly as in JAX; the *reference* semantics of the project
+//! live in [`Variable`](crate::graph::Variable)s, which hold tensors. Operations follow numpy:
+//! broadcasting elementwise arithmetic ([`elementwise`]), matmul, reductions, layout changes.
+//! Shape and dtype mistakes are [`Error`](crate::Error) values that name the shapes involved;
+//! nothing panics on user input. [`Array`]'s methods are the reference kernels; [`Tensor`]'s
+//! run them eagerly or record them when tracing.
 //!
 //! ```
 //! use nnx_core::Tensor;
@@ -21,6 +19,7 @@
 //! # }
 //! ```
 
+mod dispatch;
 mod display;
 mod dtype;
 pub mod elementwise;
@@ -31,18 +30,22 @@ mod shape;
 
 use std::sync::Arc;
 
+pub use dispatch::Tensor;
 pub use dtype::DType;
 pub(crate) use dtype::promote;
+pub(crate) use matmul::matmul_shape;
 pub use reduce::{Axes, ReduceOp};
+pub(crate) use shape::broadcast_shapes;
 
 use crate::error::{Error, Result};
 
-/// An immutable n-dimensional array with a [`DType`], stored row-major.
+/// A concrete, immutable n-dimensional array with a [`DType`], stored row-major. Engines
+/// compute on these; user code usually holds [`Tensor`]s.
 ///
 /// Cloning shares the buffer. A tensor may be *weakly typed* (JAX's `weak_type=True`): Rust
 /// literals used in arithmetic (`&x + 1`) are weak, so they adopt the other operand's dtype.
 #[derive(Clone)]
-pub struct Tensor {
+pub struct Array {
     shape: Vec<usize>,
     buffer: Buffer,
     weak: bool,
@@ -101,7 +104,7 @@ impl Buffer {
     }
 }
 
-/// A Rust type that can be the element of a [`Tensor`]: `f32`, `i32`, `u32` or `bool`.
+/// A Rust type that can be the element of a [`Array`]: `f32`, `i32`, `u32` or `bool`.
 pub trait Element: Copy + PartialEq + std::fmt::Debug + private::Sealed + 'static {
     /// The dtype this type stores as.
     const DTYPE: DType;
@@ -159,10 +162,10 @@ impl_element!(
     |v| v != 0.0
 );
 
-impl Tensor {
-    pub(crate) fn from_parts(shape: Vec<usize>, buffer: Buffer, weak: bool) -> Tensor {
+impl Array {
+    pub(crate) fn from_parts(shape: Vec<usize>, buffer: Buffer, weak: bool) -> Array {
         debug_assert_eq!(shape.iter().product::<usize>(), buffer.len());
-        Tensor {
+        Array {
             shape,
             buffer,
             weak,
@@ -179,12 +182,12 @@ impl Tensor {
     /// [`Error::DataLength`] when `data.len()` is not the product of `shape`.
     ///
     /// ```
-    /// # use nnx_core::Tensor;
-    /// let t = Tensor::from_vec(&[2, 2], vec![1.0f32, 2.0, 3.0, 4.0]).unwrap();
+    /// # use nnx_core::Array;
+    /// let t = Array::from_vec(&[2, 2], vec![1.0f32, 2.0, 3.0, 4.0]).unwrap();
     /// assert_eq!(t.shape(), &[2, 2]);
-    /// assert!(Tensor::from_vec(&[3], vec![1i32]).is_err());
+    /// assert!(Array::from_vec(&[3], vec![1i32]).is_err());
     /// ```
-    pub fn from_vec<T: Element>(shape: &[usize], data: Vec<T>) -> Result<Tensor> {
+    pub fn from_vec<T: Element>(shape: &[usize], data: Vec<T>) -> Result<Array> {
         let expected: usize = shape.iter().product();
         if expected != data.len() {
             return Err(Error::DataLength {
@@ -193,7 +196,7 @@ impl Tensor {
                 got: data.len(),
             });
         }
-        Ok(Tensor::from_parts(
+        Ok(Array::from_parts(
             shape.to_vec(),
             T::into_buffer(data),
             false,
@@ -201,56 +204,56 @@ impl Tensor {
     }
 
     /// A 1-D array holding `data`.
-    pub fn from_slice<T: Element>(data: &[T]) -> Tensor {
-        Tensor::from_parts(vec![data.len()], T::into_buffer(data.to_vec()), false)
+    pub fn from_slice<T: Element>(data: &[T]) -> Array {
+        Array::from_parts(vec![data.len()], T::into_buffer(data.to_vec()), false)
     }
 
     /// A 0-d (scalar) array.
-    pub fn scalar<T: Element>(value: T) -> Tensor {
-        Tensor::from_parts(Vec::new(), T::into_buffer(vec![value]), false)
+    pub fn scalar<T: Element>(value: T) -> Array {
+        Array::from_parts(Vec::new(), T::into_buffer(vec![value]), false)
     }
 
     /// A weakly typed 0-d array, the equivalent of a Python scalar in JAX: in arithmetic it
     /// takes the dtype of the other operand. `From<f32>`/`From<i32>` build these too.
-    pub fn weak_scalar<T: Element>(value: T) -> Tensor {
-        Tensor::from_parts(Vec::new(), T::into_buffer(vec![value]), true)
+    pub fn weak_scalar<T: Element>(value: T) -> Array {
+        Array::from_parts(Vec::new(), T::into_buffer(vec![value]), true)
     }
 
     /// An array of the given shape filled with `value`.
-    pub fn full<T: Element>(shape: &[usize], value: T) -> Tensor {
+    pub fn full<T: Element>(shape: &[usize], value: T) -> Array {
         let n = shape.iter().product();
-        Tensor::from_parts(shape.to_vec(), T::into_buffer(vec![value; n]), false)
+        Array::from_parts(shape.to_vec(), T::into_buffer(vec![value; n]), false)
     }
 
     /// A float32 array of zeros.
-    pub fn zeros(shape: &[usize]) -> Tensor {
-        Tensor::full(shape, 0.0f32)
+    pub fn zeros(shape: &[usize]) -> Array {
+        Array::full(shape, 0.0f32)
     }
 
     /// A float32 array of ones.
-    pub fn ones(shape: &[usize]) -> Tensor {
-        Tensor::full(shape, 1.0f32)
+    pub fn ones(shape: &[usize]) -> Array {
+        Array::full(shape, 1.0f32)
     }
 
     /// An array of zeros (or `false`) of any non-key dtype.
     ///
     /// # Errors
     /// [`Error::UnsupportedDType`] for [`DType::Key`] (use the `random` module for keys).
-    pub fn zeros_of(shape: &[usize], dtype: DType) -> Result<Tensor> {
-        Tensor::zeros(shape).astype(dtype)
+    pub fn zeros_of(shape: &[usize], dtype: DType) -> Result<Array> {
+        Array::zeros(shape).astype(dtype)
     }
 
     /// `[0, 1, …, n-1]` as int32, like `jnp.arange(n)`.
-    pub fn arange(n: usize) -> Tensor {
+    pub fn arange(n: usize) -> Array {
         let data: Vec<i32> = (0..n).map(|i| i as i32).collect();
-        Tensor::from_parts(vec![n], i32::into_buffer(data), false)
+        Array::from_parts(vec![n], i32::into_buffer(data), false)
     }
 
     /// An array of PRNG keys (dtype `key<fry>`) from their `[k0, k1]` words.
     ///
     /// # Errors
     /// [`Error::DataLength`] when `keys.len()` is not the product of `shape`.
-    pub fn from_keys(shape: &[usize], keys: Vec<[u32; 2]>) -> Result<Tensor> {
+    pub fn from_keys(shape: &[usize], keys: Vec<[u32; 2]>) -> Result<Array> {
         let expected: usize = shape.iter().product();
         if expected != keys.len() {
             return Err(Error::DataLength {
@@ -259,7 +262,7 @@ impl Tensor {
                 got: keys.len(),
             });
         }
-        Ok(Tensor::from_parts(
+        Ok(Array::from_parts(
             shape.to_vec(),
             Buffer::Key(Arc::new(keys)),
             false,
@@ -297,7 +300,7 @@ impl Tensor {
     }
 
     /// The same array, strongly typed.
-    pub fn strong(mut self) -> Tensor {
+    pub fn strong(mut self) -> Array {
         self.weak = false;
         self
     }
@@ -306,7 +309,7 @@ impl Tensor {
     ///
     /// # Errors
     /// [`Error::DTypeMismatch`] when `T` is not the array's dtype (no conversion happens;
-    /// use [`Tensor::astype`] first).
+    /// use [`Array::astype`] first).
     pub fn as_slice<T: Element>(&self) -> Result<&[T]> {
         T::from_buffer(&self.buffer).ok_or(Error::DTypeMismatch {
             op: "as_slice",
@@ -315,7 +318,7 @@ impl Tensor {
         })
     }
 
-    /// The elements, copied into a `Vec<T>`; see [`Tensor::as_slice`].
+    /// The elements, copied into a `Vec<T>`; see [`Array::as_slice`].
     ///
     /// # Errors
     /// [`Error::DTypeMismatch`] when `T` is not the array's dtype.
@@ -382,11 +385,11 @@ impl Tensor {
     ///
     /// # Errors
     /// [`Error::DTypeMismatch`] when the array is not a key array.
-    pub fn key_data(&self) -> Result<Tensor> {
+    pub fn key_data(&self) -> Result<Array> {
         let words: Vec<u32> = self.keys()?.iter().flatten().copied().collect();
         let mut shape = self.shape.clone();
         shape.push(2);
-        Tensor::from_vec(&shape, words)
+        Array::from_vec(&shape, words)
     }
 
     /// Converts to another dtype, like `x.astype(dtype)`: floats truncate toward zero when
@@ -395,7 +398,7 @@ impl Tensor {
     /// # Errors
     /// [`Error::UnsupportedDType`] when converting to or from [`DType::Key`] (other than
     /// key to key).
-    pub fn astype(&self, dtype: DType) -> Result<Tensor> {
+    pub fn astype(&self, dtype: DType) -> Result<Array> {
         if self.dtype() == dtype {
             return Ok(self.clone().strong());
         }
@@ -419,7 +422,7 @@ impl Tensor {
             DType::Key => None,
         };
         buffer
-            .map(|b| Tensor::from_parts(self.shape.clone(), b, false))
+            .map(|b| Array::from_parts(self.shape.clone(), b, false))
             .ok_or(Error::UnsupportedDType {
                 op: "astype",
                 dtype: if dtype == DType::Key {
@@ -433,7 +436,7 @@ impl Tensor {
 
     /// Whether two arrays have the same shape, dtype and elements (bit-for-bit for floats,
     /// so `NaN` equals itself here).
-    pub fn identical(&self, other: &Tensor) -> bool {
+    pub fn identical(&self, other: &Array) -> bool {
         if self.shape != other.shape {
             return false;
         }
@@ -455,7 +458,7 @@ impl Tensor {
     ///
     /// # Errors
     /// [`Error::UnsupportedDType`] for key arrays.
-    pub fn allclose(&self, other: &Tensor, rtol: f64, atol: f64) -> Result<bool> {
+    pub fn allclose(&self, other: &Array, rtol: f64, atol: f64) -> Result<bool> {
         if self.shape != other.shape {
             return Ok(false);
         }
@@ -467,28 +470,28 @@ impl Tensor {
     }
 }
 
-impl From<f32> for Tensor {
+impl From<f32> for Array {
     /// A weakly typed float scalar (like a Python float in JAX).
-    fn from(value: f32) -> Tensor {
-        Tensor::weak_scalar(value)
+    fn from(value: f32) -> Array {
+        Array::weak_scalar(value)
     }
 }
 
-impl From<i32> for Tensor {
+impl From<i32> for Array {
     /// A weakly typed int scalar (like a Python int in JAX).
-    fn from(value: i32) -> Tensor {
-        Tensor::weak_scalar(value)
+    fn from(value: i32) -> Array {
+        Array::weak_scalar(value)
     }
 }
 
-impl From<bool> for Tensor {
+impl From<bool> for Array {
     /// A weakly typed bool scalar.
-    fn from(value: bool) -> Tensor {
-        Tensor::weak_scalar(value)
+    fn from(value: bool) -> Array {
+        Array::weak_scalar(value)
     }
 }
 
-impl std::fmt::Debug for Tensor {
+impl std::fmt::Debug for Array {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         std::fmt::Display::fmt(self, f)
     }
@@ -500,7 +503,7 @@ mod tests {
 
     #[test]
     fn from_vec_rejects_wrong_length_naming_the_shape() {
-        let err = Tensor::from_vec(&[2, 3], vec![1.0f32; 5]).unwrap_err();
+        let err = Array::from_vec(&[2, 3], vec![1.0f32; 5]).unwrap_err();
         assert_eq!(
             err.to_string(),
             "cannot build an array of shape [2, 3] (6 elements) from 5 elements"
@@ -509,7 +512,7 @@ mod tests {
 
     #[test]
     fn astype_truncates_and_saturates() {
-        let t = Tensor::from_slice(&[1.7f32, -1.7, 3e10, f32::NAN]);
+        let t = Array::from_slice(&[1.7f32, -1.7, 3e10, f32::NAN]);
         assert_eq!(
             t.astype(DType::I32).unwrap().to_vec::<i32>().unwrap(),
             vec![1, -1, i32::MAX, 0]
@@ -522,7 +525,7 @@ mod tests {
 
     #[test]
     fn key_data_appends_a_words_axis() {
-        let k = Tensor::from_keys(&[2], vec![[0, 1], [2, 3]]).unwrap();
+        let k = Array::from_keys(&[2], vec![[0, 1], [2, 3]]).unwrap();
         let d = k.key_data().unwrap();
         assert_eq!(d.shape(), &[2, 2]);
         assert_eq!(d.to_vec::<u32>().unwrap(), vec![0, 1, 2, 3]);
@@ -531,8 +534,8 @@ mod tests {
 
     #[test]
     fn item_requires_one_element() {
-        assert_eq!(Tensor::scalar(3i32).item::<i32>().unwrap(), 3);
-        assert!(Tensor::arange(2).item::<i32>().is_err());
-        assert!(Tensor::scalar(3i32).item::<f32>().is_err());
+        assert_eq!(Array::scalar(3i32).item::<i32>().unwrap(), 3);
+        assert!(Array::arange(2).item::<i32>().is_err());
+        assert!(Array::scalar(3i32).item::<f32>().is_err());
     }
 }

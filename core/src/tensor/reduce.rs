@@ -1,7 +1,7 @@
 //! Reductions over axes: sum, mean, max, min.
 
 use super::shape::{normalize_axes, strided_indices, strides};
-use super::{Buffer, DType, Element, Tensor};
+use super::{Array, Buffer, DType, Element};
 use crate::error::{Error, Result};
 
 /// Which axes an operation applies to: all of them, or a list (negative axes count from the
@@ -58,7 +58,8 @@ pub enum ReduceOp {
 }
 
 impl ReduceOp {
-    fn name(self) -> &'static str {
+    /// The operation's name (`sum`, `mean`, `max`, `min`).
+    pub fn name(self) -> &'static str {
         match self {
             ReduceOp::Sum => "sum",
             ReduceOp::Mean => "mean",
@@ -68,7 +69,7 @@ impl ReduceOp {
     }
 }
 
-impl Tensor {
+impl Array {
     /// Reduces over `axes`; the reduced axes are removed, or kept with size 1 when
     /// `keepdims` is true.
     ///
@@ -76,7 +77,7 @@ impl Tensor {
     /// [`Error::AxisOutOfBounds`], [`Error::RepeatedAxis`]; [`Error::Shape`] for `max`/`min`
     /// over an empty axis; [`Error::UnsupportedDType`] for keys (and bool `mean`/`max`/`min`
     /// is computed on the values as 0/1, like numpy).
-    pub fn reduce(&self, op: ReduceOp, axes: impl Into<Axes>, keepdims: bool) -> Result<Tensor> {
+    pub fn reduce(&self, op: ReduceOp, axes: impl Into<Axes>, keepdims: bool) -> Result<Array> {
         let name = op.name();
         let axes = match axes.into() {
             Axes::All => (0..self.ndim()).collect(),
@@ -141,45 +142,45 @@ impl Tensor {
         } else {
             kept.iter().map(|&a| self.shape()[a]).collect()
         };
-        Ok(Tensor::from_parts(out_shape, buffer, self.is_weak()))
+        Ok(Array::from_parts(out_shape, buffer, self.is_weak()))
     }
 
     /// Sum over `axes` ([`Axes::All`] for every axis).
     ///
     /// # Errors
-    /// As [`Tensor::reduce`].
+    /// As [`Array::reduce`].
     ///
     /// ```
-    /// # use nnx_core::{Axes, Tensor};
-    /// let x = Tensor::arange(6).reshape(&[2, 3]).unwrap();
+    /// # use nnx_core::{Axes, Array};
+    /// let x = Array::arange(6).reshape(&[2, 3]).unwrap();
     /// assert_eq!(x.sum(1).unwrap().to_vec::<i32>().unwrap(), vec![3, 12]);
     /// assert_eq!(x.sum(Axes::All).unwrap().item::<i32>().unwrap(), 15);
     /// ```
-    pub fn sum(&self, axes: impl Into<Axes>) -> Result<Tensor> {
+    pub fn sum(&self, axes: impl Into<Axes>) -> Result<Array> {
         self.reduce(ReduceOp::Sum, axes, false)
     }
 
     /// Mean over `axes`, as float32.
     ///
     /// # Errors
-    /// As [`Tensor::reduce`].
-    pub fn mean(&self, axes: impl Into<Axes>) -> Result<Tensor> {
+    /// As [`Array::reduce`].
+    pub fn mean(&self, axes: impl Into<Axes>) -> Result<Array> {
         self.reduce(ReduceOp::Mean, axes, false)
     }
 
     /// Maximum over `axes`.
     ///
     /// # Errors
-    /// As [`Tensor::reduce`].
-    pub fn max(&self, axes: impl Into<Axes>) -> Result<Tensor> {
+    /// As [`Array::reduce`].
+    pub fn max(&self, axes: impl Into<Axes>) -> Result<Array> {
         self.reduce(ReduceOp::Max, axes, false)
     }
 
     /// Minimum over `axes`.
     ///
     /// # Errors
-    /// As [`Tensor::reduce`].
-    pub fn min(&self, axes: impl Into<Axes>) -> Result<Tensor> {
+    /// As [`Array::reduce`].
+    pub fn min(&self, axes: impl Into<Axes>) -> Result<Array> {
         self.reduce(ReduceOp::Min, axes, false)
     }
 }
@@ -250,7 +251,7 @@ mod tests {
 
     #[test]
     fn sums_over_axes() {
-        let x = Tensor::arange(24).reshape(&[2, 3, 4]).unwrap();
+        let x = Array::arange(24).reshape(&[2, 3, 4]).unwrap();
         let s = x.sum([0isize, 2]).unwrap();
         assert_eq!(s.shape(), &[3]);
         assert_eq!(s.to_vec::<i32>().unwrap(), vec![60, 92, 124]);
@@ -260,14 +261,14 @@ mod tests {
 
     #[test]
     fn mean_is_float_and_max_propagates_nan() {
-        let x = Tensor::arange(4);
+        let x = Array::arange(4);
         let m = x.mean(Axes::All).unwrap();
         assert_eq!(m.dtype(), DType::F32);
         assert_eq!(m.item::<f32>().unwrap(), 1.5);
-        let f = Tensor::from_slice(&[1.0f32, f32::NAN]);
+        let f = Array::from_slice(&[1.0f32, f32::NAN]);
         assert!(f.max(0).unwrap().item::<f32>().unwrap().is_nan());
         assert_eq!(
-            Tensor::from_slice(&[3i32, -2])
+            Array::from_slice(&[3i32, -2])
                 .min(0)
                 .unwrap()
                 .item::<i32>()
@@ -278,10 +279,10 @@ mod tests {
 
     #[test]
     fn empty_max_is_an_error() {
-        let err = Tensor::zeros(&[0, 2]).max(0).unwrap_err();
+        let err = Array::zeros(&[0, 2]).max(0).unwrap_err();
         assert!(err.to_string().contains("zero-size array"));
         assert_eq!(
-            Tensor::zeros(&[0, 2])
+            Array::zeros(&[0, 2])
                 .sum(0)
                 .unwrap()
                 .to_vec::<f32>()

@@ -1,0 +1,90 @@
+//! Programs: the typed IR that tracing records and engines execute (JAX's jaxpr).
+
+use std::fmt;
+
+use super::aval::AbstractValue;
+use super::primitive::Primitive;
+use crate::tensor::Array;
+
+/// A variable of a [`Program`] (an index into its abstract values).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct VarId(pub u32);
+
+/// An operand: a variable, or a constant array captured while tracing.
+#[derive(Clone, Debug)]
+pub enum Atom {
+    /// A program variable.
+    Var(VarId),
+    /// A constant.
+    Literal(Array),
+}
+
+/// One primitive application: `outputs = primitive(inputs)`.
+#[derive(Clone, Debug)]
+pub struct Equation {
+    /// The operation.
+    pub primitive: Primitive,
+    /// Its operands.
+    pub inputs: Vec<Atom>,
+    /// The variable it defines.
+    pub output: VarId,
+}
+
+/// A traced function: inputs, a straight-line list of equations, outputs.
+///
+/// Programs are pure: all state was moved into inputs and outputs by the transform that
+/// traced the function. `avals[v]` is the abstract value of variable `v`.
+#[derive(Clone, Debug, Default)]
+pub struct Program {
+    /// The input variables, in argument order.
+    pub inputs: Vec<VarId>,
+    /// The equations, in execution order.
+    pub equations: Vec<Equation>,
+    /// The outputs.
+    pub outputs: Vec<Atom>,
+    /// The abstract value of every variable.
+    pub avals: Vec<AbstractValue>,
+}
+
+impl Program {
+    /// The abstract value of an atom.
+    pub fn aval_of(&self, atom: &Atom) -> AbstractValue {
+        match atom {
+            Atom::Var(v) => self.avals[v.0 as usize].clone(),
+            Atom::Literal(a) => AbstractValue::new(a.shape().to_vec(), a.dtype(), a.is_weak()),
+        }
+    }
+}
+
+impl fmt::Display for Program {
+    /// A jaxpr-like listing: `{ lambda ; a:f32[2,3] b:f32[3]. let c:f32[3] = matmul a b in (c) }`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let name = |v: &VarId| format!("v{}", v.0);
+        let atom = |a: &Atom| match a {
+            Atom::Var(v) => name(v),
+            Atom::Literal(x) => format!(
+                "{}",
+                AbstractValue::new(x.shape().to_vec(), x.dtype(), x.is_weak())
+            ),
+        };
+        let inputs: Vec<String> = self
+            .inputs
+            .iter()
+            .map(|v| format!("{}:{}", name(v), self.avals[v.0 as usize]))
+            .collect();
+        writeln!(f, "{{ lambda {}.", inputs.join(" "))?;
+        for eq in &self.equations {
+            let args: Vec<String> = eq.inputs.iter().map(atom).collect();
+            writeln!(
+                f,
+                "    {}:{} = {} {}",
+                name(&eq.output),
+                self.avals[eq.output.0 as usize],
+                eq.primitive,
+                args.join(" ")
+            )?;
+        }
+        let outs: Vec<String> = self.outputs.iter().map(atom).collect();
+        write!(f, "  in ({}) }}", outs.join(", "))
+    }
+}

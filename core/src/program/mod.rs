@@ -1,0 +1,18 @@
+//! The program IR and tracing: how a user's closure becomes something an engine can run.
+//!
+//! Inside a transform the closure runs once on tracers ([`trace_fn`]); each array operation
+//! on a tracer is recorded as an [`Equation`] applying a [`Primitive`]. The resulting
+//! [`Program`] (JAX's jaxpr) is pure and typed: every variable has an [`AbstractValue`].
+//! Every primitive has a shape/dtype rule ([`Primitive::abstract_eval`]) and a reference
+//! evaluation ([`Primitive::eval`]).
+
+mod aval;
+mod ir;
+mod primitive;
+mod tracing;
+
+pub use aval::AbstractValue;
+pub use ir::{Atom, Equation, Program, VarId};
+pub use primitive::Primitive;
+pub(crate) use tracing::record;
+pub use tracing::{TraceId, TracedFunction, Tracer, trace_fn};

@@ -1,0 +1,418 @@
+//! The primitive operations a program is made of, with their shape/dtype rules and their
+//! reference evaluation.
+//!
+//! Every rule is an exhaustive `match` over [`Primitive`], so adding a primitive without a
+//! rule is a compile error.
+
+use std::fmt;
+
+use super::aval::AbstractValue;
+use crate::error::{Error, Result};
+use crate::random::RandomOp;
+use crate::tensor::elementwise::{BinaryOp, CompareOp, UnaryOp};
+use crate::tensor::{Array, DType, ReduceOp, broadcast_shapes, matmul_shape, promote};
+
+/// One primitive operation with its static parameters. Axes are normalised (non-negative)
+/// and shapes resolved (no `-1`) before a primitive is recorded.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Primitive {
+    /// Broadcasting binary arithmetic.
+    Binary(BinaryOp),
+    /// Broadcasting comparison (bool result).
+    Compare(CompareOp),
+    /// Elementwise unary maths.
+    Unary(UnaryOp),
+    /// `where(cond, on_true, on_false)` with broadcasting.
+    Select,
+    /// numpy `matmul`.
+    Matmul,
+    /// Reduction over axes.
+    Reduce {
+        /// The reduction.
+        op: ReduceOp,
+        /// Reduced axes (normalised).
+        axes: Vec<usize>,
+        /// Keep reduced axes with size 1.
+        keepdims: bool,
+    },
+    /// Reshape to a resolved shape.
+    Reshape {
+        /// The new shape.
+        shape: Vec<usize>,
+    },
+    /// Permute axes: output axis `i` is input axis `perm[i]`.
+    Transpose {
+        /// The permutation.
+        perm: Vec<usize>,
+    },
+    /// Broadcast to a shape.
+    BroadcastTo {
+        /// The target shape.
+        shape: Vec<usize>,
+    },
+    /// Insert a size-1 axis.
+    ExpandDims {
+        /// Position in the result.
+        axis: usize,
+    },
+    /// Remove size-1 axes.
+    Squeeze {
+        /// The axes removed (normalised, each of size 1).
+        axes: Vec<usize>,
+    },
+    /// Take one index along an axis, removing the axis.
+    IndexAxis {
+        /// The axis.
+        axis: usize,
+        /// The index (normalised).
+        index: usize,
+    },
+    /// Take a range along an axis.
+    SliceAxis {
+        /// The axis.
+        axis: usize,
+        /// First index.
+        start: usize,
+        /// One past the last index.
+        end: usize,
+    },
+    /// Join along an existing axis (any number of inputs).
+    Concatenate {
+        /// The axis.
+        axis: usize,
+    },
+    /// Join along a new axis (any number of inputs).
+    Stack {
+        /// Position of the new axis.
+        axis: usize,
+    },
+    /// dtype conversion.
+    Astype {
+        /// The target dtype.
+        dtype: DType,
+    },
+    /// A random primitive on one scalar key.
+    Random(RandomOp),
+    /// `fold_in` of each key with the matching uint32 datum (an `Rngs` draw on key arrays).
+    FoldInEach,
+}
+
+impl Primitive {
+    /// The primitive's name as printed in programs.
+    pub fn name(&self) -> String {
+        match self {
+            Primitive::Binary(op) => op.name().to_owned(),
+            Primitive::Compare(op) => op.name().to_owned(),
+            Primitive::Unary(op) => op.name().to_owned(),
+            Primitive::Select => "select".to_owned(),
+            Primitive::Matmul => "matmul".to_owned(),
+            Primitive::Reduce { op, .. } => format!("reduce_{op:?}").to_lowercase(),
+            Primitive::Reshape { .. } => "reshape".to_owned(),
+            Primitive::Transpose { .. } => "transpose".to_owned(),
+            Primitive::BroadcastTo { .. } => "broadcast_to".to_owned(),
+            Primitive::ExpandDims { .. } => "expand_dims".to_owned(),
+            Primitive::Squeeze { .. } => "squeeze".to_owned(),
+            Primitive::IndexAxis { .. } => "index_axis".to_owned(),
+            Primitive::SliceAxis { .. } => "slice_axis".to_owned(),
+            Primitive::Concatenate { .. } => "concatenate".to_owned(),
+            Primitive::Stack { .. } => "stack".to_owned(),
+            Primitive::Astype { .. } => "convert".to_owned(),
+            Primitive::Random(op) => format!("random_{}", op.name()),
+            Primitive::FoldInEach => "random_fold_in".to_owned(),
+        }
+    }
+
+    /// The shapes and dtypes of the outputs for inputs of the given shapes and dtypes,
+    /// validating exactly what evaluation would.
+    ///
+    /// # Errors
+    /// The same shape and dtype errors evaluation would report.
+    pub fn abstract_eval(&self, inputs: &[AbstractValue]) -> Result<AbstractValue> {
+        let arity = |n: usize| -> Result<()> {
+            if inputs.len() == n {
+                Ok(())
+            } else {
+                Err(Error::InvalidValue(format!(
+                    "{} takes {n} operands, got {}",
+                    self.name(),
+                    inputs.len()
+                )))
+            }
+        };
+        let first = inputs.first();
+        let one = || -> Result<&AbstractValue> {
+            arity(1)?;
+            first.ok_or_else(|| Error::InvalidValue("missing operand".into()))
+        };
+        Ok(match self {
+            Primitive::Binary(op) => {
+                arity(2)?;
+                let (a, b) = (&inputs[0], &inputs[1]);
+                let shape = broadcast_shapes(op.name(), &a.shape, &b.shape)?;
+                let (mut dtype, weak) =
+                    promote(a.dtype, a.weak, b.dtype, b.weak).ok_or(Error::DTypeMismatch {
+                        op: op.name(),
+                        lhs: a.dtype,
+                        rhs: b.dtype,
+                    })?;
+                if !dtype.is_numeric() {
+                    return Err(Error::UnsupportedDType {
+                        op: op.name(),
+                        dtype,
+                        expected: Some("int32, uint32 or float32"),
+                    });
+                }
+                if *op == BinaryOp::Div {
+                    dtype = DType::F32;
+                }
+                AbstractValue::new(shape, dtype, weak)
+            }
+            Primitive::Compare(op) => {
+                arity(2)?;
+                let (a, b) = (&inputs[0], &inputs[1]);
+                let shape = broadcast_shapes(op.name(), &a.shape, &b.shape)?;
+                promote(a.dtype, a.weak, b.dtype, b.weak).ok_or(Error::DTypeMismatch {
+                    op: op.name(),
+                    lhs: a.dtype,
+                    rhs: b.dtype,
+                })?;
+                AbstractValue::new(shape, DType::Bool, false)
+            }
+            Primitive::Unary(op) => {
+                let a = one()?;
+                if !a.dtype.is_numeric() {
+                    return Err(Error::UnsupportedDType {
+                        op: op.name(),
+                        dtype: a.dtype,
+                        expected: Some("int32, uint32 or float32"),
+                    });
+                }
+                let dtype = if op.is_transcendental() {
+                    DType::F32
+                } else {
+                    a.dtype
+                };
+                AbstractValue::new(a.shape.clone(), dtype, a.weak)
+            }
+            Primitive::Select => {
+                arity(3)?;
+                let (c, t, f) = (&inputs[0], &inputs[1], &inputs[2]);
+                if c.dtype != DType::Bool {
+                    return Err(Error::DTypeMismatch {
+                        op: "select",
+                        lhs: c.dtype,
+                        rhs: DType::Bool,
+                    });
+                }
+                let (dtype, weak) =
+                    promote(t.dtype, t.weak, f.dtype, f.weak).ok_or(Error::DTypeMismatch {
+                        op: "select",
+                        lhs: t.dtype,
+                        rhs: f.dtype,
+                    })?;
+                let value_shape = broadcast_shapes("select", &t.shape, &f.shape)?;
+                AbstractValue::new(
+                    broadcast_shapes("select", &c.shape, &value_shape)?,
+                    dtype,
+                    weak,
+                )
+            }
+            Primitive::Matmul => {
+                arity(2)?;
+                let (a, b) = (&inputs[0], &inputs[1]);
+                let (dtype, weak) = promote(a.dtype, a.weak, b.dtype, b.weak)
+                    .filter(|(d, _)| d.is_numeric())
+                    .ok_or(Error::DTypeMismatch {
+                        op: "matmul",
+                        lhs: a.dtype,
+                        rhs: b.dtype,
+                    })?;
+                AbstractValue::new(matmul_shape(&a.shape, &b.shape)?, dtype, weak)
+            }
+            Primitive::Reduce { op, axes, keepdims } => {
+                let a = one()?;
+                let shape = (0..a.shape.len())
+                    .filter_map(|i| match (axes.contains(&i), keepdims) {
+                        (true, true) => Some(1),
+                        (true, false) => None,
+                        (false, _) => Some(a.shape[i]),
+                    })
+                    .collect();
+                let dtype = match (op, a.dtype) {
+                    (ReduceOp::Mean, _) => DType::F32,
+                    (ReduceOp::Sum, DType::Bool) => DType::I32,
+                    (_, d) => d,
+                };
+                AbstractValue::new(shape, dtype, a.weak)
+            }
+            Primitive::Reshape { shape } => {
+                let a = one()?;
+                if shape.iter().product::<usize>() != a.size() {
+                    return Err(Error::shape(
+                        "reshape",
+                        format!(
+                            "cannot reshape array of shape {:?} into shape {shape:?}",
+                            a.shape
+                        ),
+                    ));
+                }
+                AbstractValue::new(shape.clone(), a.dtype, a.weak)
+            }
+            Primitive::Transpose { perm } => {
+                let a = one()?;
+                AbstractValue::new(perm.iter().map(|&p| a.shape[p]).collect(), a.dtype, a.weak)
+            }
+            Primitive::BroadcastTo { shape } => {
+                let a = one()?;
+                AbstractValue::new(shape.clone(), a.dtype, a.weak)
+            }
+            Primitive::ExpandDims { axis } => {
+                let a = one()?;
+                let mut shape = a.shape.clone();
+                shape.insert(*axis, 1);
+                AbstractValue::new(shape, a.dtype, a.weak)
+            }
+            Primitive::Squeeze { axes } => {
+                let a = one()?;
+                let shape = a
+                    .shape
+                    .iter()
+                    .enumerate()
+                    .filter(|(i, _)| !axes.contains(i))
+                    .map(|(_, &d)| d)
+                    .collect();
+                AbstractValue::new(shape, a.dtype, a.weak)
+            }
+            Primitive::IndexAxis { axis, .. } => {
+                let a = one()?;
+                let mut shape = a.shape.clone();
+                shape.remove(*axis);
+                AbstractValue::new(shape, a.dtype, a.weak)
+            }
+            Primitive::SliceAxis { axis, start, end } => {
+                let a = one()?;
+                let mut shape = a.shape.clone();
+                shape[*axis] = end - start;
+                AbstractValue::new(shape, a.dtype, a.weak)
+            }
+            Primitive::Concatenate { axis } => {
+                let a =
+                    first.ok_or_else(|| Error::shape("concatenate", "need at least one array"))?;
+                let mut shape = a.shape.clone();
+                shape[*axis] = inputs.iter().map(|x| x.shape[*axis]).sum();
+                AbstractValue::new(shape, a.dtype, inputs.iter().all(|x| x.weak))
+            }
+            Primitive::Stack { axis } => {
+                let a = first.ok_or_else(|| Error::shape("stack", "need at least one array"))?;
+                let mut shape = a.shape.clone();
+                shape.insert(*axis, inputs.len());
+                AbstractValue::new(shape, a.dtype, inputs.iter().all(|x| x.weak))
+            }
+            Primitive::Astype { dtype } => {
+                let a = one()?;
+                AbstractValue::new(a.shape.clone(), *dtype, false)
+            }
+            Primitive::Random(op) => {
+                let key = one()?;
+                if key.dtype != DType::Key {
+                    return Err(Error::DTypeMismatch {
+                        op: "random",
+                        lhs: key.dtype,
+                        rhs: DType::Key,
+                    });
+                }
+                AbstractValue::new(op.output_shape(&key.shape)?, op.output_dtype(), false)
+            }
+            Primitive::FoldInEach => {
+                arity(2)?;
+                let (keys, data) = (&inputs[0], &inputs[1]);
+                if keys.dtype != DType::Key || data.dtype != DType::U32 {
+                    return Err(Error::DTypeMismatch {
+                        op: "fold_in_each",
+                        lhs: keys.dtype,
+                        rhs: data.dtype,
+                    });
+                }
+                crate::random::check_fold_in_each_shapes(&keys.shape, &data.shape)?;
+                AbstractValue::new(keys.shape.clone(), DType::Key, false)
+            }
+        })
+    }
+
+    /// Evaluates the primitive on concrete arrays with the reference (naive) kernels.
+    ///
+    /// # Errors
+    /// The kernels' shape and dtype errors.
+    pub fn eval(&self, inputs: &[Array]) -> Result<Array> {
+        let arg = |i: usize| {
+            inputs.get(i).ok_or_else(|| {
+                Error::InvalidValue(format!("{} is missing operand {i}", self.name()))
+            })
+        };
+        match self {
+            Primitive::Binary(op) => arg(0)?.binary(*op, arg(1)?),
+            Primitive::Compare(op) => arg(0)?.compare(*op, arg(1)?),
+            Primitive::Unary(op) => arg(0)?.unary(*op),
+            Primitive::Select => arg(0)?.select(arg(1)?, arg(2)?),
+            Primitive::Matmul => arg(0)?.matmul(arg(1)?),
+            Primitive::Reduce { op, axes, keepdims } => {
+                let axes: Vec<isize> = axes.iter().map(|&a| a as isize).collect();
+                arg(0)?.reduce(*op, axes, *keepdims)
+            }
+            Primitive::Reshape { shape } => {
+                let shape: Vec<isize> = shape.iter().map(|&d| d as isize).collect();
+                arg(0)?.reshape(&shape)
+            }
+            Primitive::Transpose { perm } => {
+                let perm: Vec<isize> = perm.iter().map(|&p| p as isize).collect();
+                arg(0)?.permute_axes(&perm)
+            }
+            Primitive::BroadcastTo { shape } => arg(0)?.broadcast_to(shape),
+            Primitive::ExpandDims { axis } => arg(0)?.expand_dims(*axis as isize),
+            Primitive::Squeeze { axes } => {
+                let axes: Vec<isize> = axes.iter().map(|&a| a as isize).collect();
+                arg(0)?.squeeze(axes)
+            }
+            Primitive::IndexAxis { axis, index } => {
+                arg(0)?.index_axis(*axis as isize, *index as isize)
+            }
+            Primitive::SliceAxis { axis, start, end } => {
+                arg(0)?.slice_axis(*axis as isize, *start..*end)
+            }
+            Primitive::Concatenate { axis } => Array::concatenate(inputs, *axis as isize),
+            Primitive::Stack { axis } => Array::stack(inputs, *axis as isize),
+            Primitive::Astype { dtype } => arg(0)?.astype(*dtype),
+            Primitive::Random(op) => op.eval(arg(0)?),
+            Primitive::FoldInEach => crate::random::fold_in_each_array(arg(0)?, arg(1)?),
+        }
+    }
+}
+
+impl fmt::Display for Primitive {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Primitive::Reduce { axes, keepdims, .. } => {
+                write!(f, "{}[axes={axes:?}, keepdims={keepdims}]", self.name())
+            }
+            Primitive::Reshape { shape } | Primitive::BroadcastTo { shape } => {
+                write!(f, "{}[shape={shape:?}]", self.name())
+            }
+            Primitive::Transpose { perm } => write!(f, "transpose[perm={perm:?}]"),
+            Primitive::ExpandDims { axis }
+            | Primitive::Concatenate { axis }
+            | Primitive::Stack { axis } => {
+                write!(f, "{}[axis={axis}]", self.name())
+            }
+            Primitive::Squeeze { axes } => write!(f, "squeeze[axes={axes:?}]"),
+            Primitive::IndexAxis { axis, index } => {
+                write!(f, "index_axis[axis={axis}, index={index}]")
+            }
+            Primitive::SliceAxis { axis, start, end } => {
+                write!(f, "slice_axis[axis={axis}, {start}..{end}]")
+            }
+            Primitive::Astype { dtype } => write!(f, "convert[{dtype}]"),
+            Primitive::Random(op) => write!(f, "{op:?}"),
+            _ => f.write_str(&self.name()),
+        }
+    }
+}

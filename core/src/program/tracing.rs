@@ -1,0 +1,193 @@
+//! Tracing: running a closure once on tracers and recording its array operations.
+//!
+//! A trace is a frame on a thread-local stack. While a frame is open, an operation with at
+//! least one tracer operand is *recorded* into the deepest frame among its operands instead of
+//! being computed: operands from that frame become variables, concrete operands become
+//! literals, and tracers of enclosing frames are *captured* as extra inputs (closure
+//! conversion, as in JAX). Each frame also enters a new trace level, so the closure rule
+//! applies to everything created outside it.
+
+use std::cell::RefCell;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use super::aval::AbstractValue;
+use super::ir::{Atom, Equation, Program, VarId};
+use super::primitive::Primitive;
+use crate::error::{Error, Result};
+use crate::tensor::Tensor;
+use crate::trace::{TraceLevel, current_level, enter_level};
+
+/// The identity of one trace.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct TraceId(u64);
+
+static NEXT_TRACE: AtomicU64 = AtomicU64::new(0);
+
+/// A traced array: a variable of an open trace with its abstract value.
+#[derive(Clone, Debug)]
+pub struct Tracer {
+    pub(crate) trace: TraceId,
+    pub(crate) var: VarId,
+    pub(crate) aval: AbstractValue,
+    pub(crate) level: TraceLevel,
+}
+
+impl Tracer {
+    /// The abstract value (shape, dtype, weak type).
+    pub fn aval(&self) -> &AbstractValue {
+        &self.aval
+    }
+
+    /// The trace level the tracer belongs to.
+    pub fn level(&self) -> TraceLevel {
+        self.level
+    }
+}
+
+struct Frame {
+    id: TraceId,
+    level: TraceLevel,
+    avals: Vec<AbstractValue>,
+    inputs: Vec<VarId>,
+    equations: Vec<Equation>,
+    /// Tracers of enclosing traces used here, with the input variable standing for each.
+    captured: Vec<(Tensor, TraceId, VarId, VarId)>,
+}
+
+impl Frame {
+    fn new_var(&mut self, aval: AbstractValue) -> VarId {
+        let v = VarId(self.avals.len() as u32);
+        self.avals.push(aval);
+        v
+    }
+
+    /// The atom standing for `t` in this frame.
+    fn atom(&mut self, t: &Tensor) -> Atom {
+        match t.tracer() {
+            None => match t.concrete() {
+                Ok(a) => Atom::Literal(a.clone()),
+                Err(_) => Atom::Literal(crate::tensor::Array::scalar(0.0f32)),
+            },
+            Some(tr) if tr.trace == self.id => Atom::Var(tr.var),
+            Some(tr) => {
+                if let Some((_, _, _, inner)) = self
+                    .captured
+                    .iter()
+                    .find(|(_, id, var, _)| *id == tr.trace && *var == tr.var)
+                {
+                    return Atom::Var(*inner);
+                }
+                let inner = self.new_var(tr.aval.clone());
+                self.captured.push((t.clone(), tr.trace, tr.var, inner));
+                Atom::Var(inner)
+            }
+        }
+    }
+}
+
+thread_local! {
+    static STACK: RefCell<Vec<Frame>> = const { RefCell::new(Vec::new()) };
+}
+
+/// A traced function: its program and the enclosing-trace tensors it captured, which the
+/// caller must pass as extra inputs after the declared ones.
+pub struct TracedFunction<T> {
+    /// The program. Its inputs are the declared inputs followed by one per captured tensor.
+    pub program: Program,
+    /// Tensors of enclosing traces (or of no trace) the program reads, in input order.
+    pub captured: Vec<Tensor>,
+    /// What the closure returned besides its output tensors.
+    pub extra: T,
+}
+
+/// Runs `f` once on fresh tracers with the given abstract values and records what it does.
+/// `f` returns its output tensors and any extra data the caller needs.
+///
+/// # Errors
+/// Whatever `f` returns; the trace is closed either way.
+pub fn trace_fn<T>(
+    in_avals: &[AbstractValue],
+    f: impl FnOnce(Vec<Tensor>) -> Result<(Vec<Tensor>, T)>,
+) -> Result<TracedFunction<T>> {
+    let _level = enter_level();
+    let id = TraceId(NEXT_TRACE.fetch_add(1, Ordering::Relaxed));
+    let level = current_level();
+    let mut frame = Frame {
+        id,
+        level,
+        avals: Vec::new(),
+        inputs: Vec::new(),
+        equations: Vec::new(),
+        captured: Vec::new(),
+    };
+    let inputs: Vec<Tensor> = in_avals
+        .iter()
+        .map(|aval| {
+            let var = frame.new_var(aval.clone());
+            frame.inputs.push(var);
+            Tensor::from_tracer(Tracer {
+                trace: id,
+                var,
+                aval: aval.clone(),
+                level,
+            })
+        })
+        .collect();
+    STACK.with(|s| s.borrow_mut().push(frame));
+    let result = f(inputs);
+    // Close the frame whether or not the closure succeeded.
+    let mut frame = STACK
+        .with(|s| s.borrow_mut().pop())
+        .ok_or_else(|| Error::InvalidValue("trace stack is empty".into()))?;
+    let (outputs, extra) = result?;
+    let outputs: Vec<Atom> = outputs.iter().map(|t| frame.atom(t)).collect();
+    let mut program_inputs = frame.inputs.clone();
+    program_inputs.extend(frame.captured.iter().map(|c| c.3));
+    Ok(TracedFunction {
+        program: Program {
+            inputs: program_inputs,
+            equations: frame.equations,
+            outputs,
+            avals: frame.avals,
+        },
+        captured: frame.captured.into_iter().map(|c| c.0).collect(),
+        extra,
+    })
+}
+
+/// Records `primitive(inputs)` into the deepest open trace among the traced inputs.
+pub(crate) fn record(primitive: Primitive, inputs: &[&Tensor]) -> Result<Tensor> {
+    STACK.with(|s| {
+        let mut stack = s.borrow_mut();
+        let mut target = None;
+        for t in inputs {
+            if let Some(tr) = t.tracer() {
+                let Some(depth) = stack.iter().position(|f| f.id == tr.trace) else {
+                    return Err(Error::EscapedTracer {
+                        aval: tr.aval.to_string(),
+                        op: primitive.name(),
+                    });
+                };
+                target = Some(target.map_or(depth, |d: usize| d.max(depth)));
+            }
+        }
+        let depth =
+            target.ok_or_else(|| Error::InvalidValue("record called without tracers".into()))?;
+        let frame = &mut stack[depth];
+        let atoms: Vec<Atom> = inputs.iter().map(|t| frame.atom(t)).collect();
+        let avals: Vec<AbstractValue> = inputs.iter().map(|t| t.aval()).collect();
+        let aval = primitive.abstract_eval(&avals)?;
+        let output = frame.new_var(aval.clone());
+        frame.equations.push(Equation {
+            primitive,
+            inputs: atoms,
+            output,
+        });
+        Ok(Tensor::from_tracer(Tracer {
+            trace: frame.id,
+            var: output,
+            aval,
+            level: frame.level,
+        }))
+    })
+}

@@ -1,0 +1,808 @@
+//! [`Tensor`]: the array type user code works with — concrete, or a tracer inside a
+//! transform. Every operation runs eagerly on concrete arrays and is recorded as a
+//! [`Primitive`] when an operand is traced.
+
+use std::fmt;
+
+use super::elementwise::{BinaryOp, CompareOp, UnaryOp};
+use super::layout::resolve_reshape;
+use super::reduce::{Axes, ReduceOp};
+use super::shape::{broadcast_shapes, normalize_axes, normalize_axis};
+use super::{Array, DType, Element};
+use crate::error::{Error, Result};
+use crate::program::{AbstractValue, Primitive, Tracer, record};
+
+/// An n-dimensional array as user code sees it: either concrete (an [`Array`]) or, inside a
+/// transform, a *tracer* standing for values that do not exist yet.
+///
+/// Outside transforms every operation runs immediately. Inside a transform's function the
+/// same code records operations into a program that the engine runs later (once per trace,
+/// as in JAX). Asking a tracer for its contents (`to_vec`, `item`, …) is an
+/// [`Error::Concretization`] error; its shape and dtype are always known.
+///
+/// Cloning is cheap: concrete buffers are shared, tracers are small.
+///
+/// ```
+/// use nnx_core::Tensor;
+/// # fn main() -> nnx_core::Result<()> {
+/// let x = Tensor::arange(6).reshape(&[2, 3])?;
+/// let y = (&x * 2)?.sum(1)?;
+/// assert_eq!(y.to_vec::<i32>()?, vec![6, 24]);
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct Tensor(Repr);
+
+#[derive(Clone)]
+enum Repr {
+    Concrete(Array),
+    Traced(Tracer),
+}
+
+impl From<Array> for Tensor {
+    fn from(a: Array) -> Tensor {
+        Tensor(Repr::Concrete(a))
+    }
+}
+
+impl Tensor {
+    pub(crate) fn from_tracer(t: Tracer) -> Tensor {
+        Tensor(Repr::Traced(t))
+    }
+
+    /// The tracer, if this tensor is traced.
+    pub fn tracer(&self) -> Option<&Tracer> {
+        match &self.0 {
+            Repr::Traced(t) => Some(t),
+            Repr::Concrete(_) => None,
+        }
+    }
+
+    /// Whether this tensor is a tracer.
+    pub fn is_traced(&self) -> bool {
+        self.tracer().is_some()
+    }
+
+    /// The concrete array.
+    ///
+    /// # Errors
+    /// [`Error::Concretization`] for a tracer.
+    pub fn concrete(&self) -> Result<&Array> {
+        match &self.0 {
+            Repr::Concrete(a) => Ok(a),
+            Repr::Traced(t) => Err(Error::Concretization {
+                aval: t.aval().to_string(),
+            }),
+        }
+    }
+
+    /// The concrete array, consuming the tensor.
+    ///
+    /// # Errors
+    /// [`Error::Concretization`] for a tracer.
+    pub fn into_concrete(self) -> Result<Array> {
+        match self.0 {
+            Repr::Concrete(a) => Ok(a),
+            Repr::Traced(t) => Err(Error::Concretization {
+                aval: t.aval().to_string(),
+            }),
+        }
+    }
+
+    /// Shape, dtype and weak type.
+    pub fn aval(&self) -> AbstractValue {
+        match &self.0 {
+            Repr::Concrete(a) => AbstractValue::new(a.shape().to_vec(), a.dtype(), a.is_weak()),
+            Repr::Traced(t) => t.aval().clone(),
+        }
+    }
+
+    // ----- constructors (always concrete) -----
+
+    /// See [`Array::from_vec`].
+    ///
+    /// # Errors
+    /// [`Error::DataLength`] when `data.len()` is not the product of `shape`.
+    pub fn from_vec<T: Element>(shape: &[usize], data: Vec<T>) -> Result<Tensor> {
+        Array::from_vec(shape, data).map(Tensor::from)
+    }
+
+    /// A 1-D array holding `data`.
+    pub fn from_slice<T: Element>(data: &[T]) -> Tensor {
+        Array::from_slice(data).into()
+    }
+
+    /// A 0-d array.
+    pub fn scalar<T: Element>(value: T) -> Tensor {
+        Array::scalar(value).into()
+    }
+
+    /// A weakly typed 0-d array (a Rust literal in arithmetic); see [`Array::weak_scalar`].
+    pub fn weak_scalar<T: Element>(value: T) -> Tensor {
+        Array::weak_scalar(value).into()
+    }
+
+    /// An array filled with `value`.
+    pub fn full<T: Element>(shape: &[usize], value: T) -> Tensor {
+        Array::full(shape, value).into()
+    }
+
+    /// float32 zeros.
+    pub fn zeros(shape: &[usize]) -> Tensor {
+        Array::zeros(shape).into()
+    }
+
+    /// float32 ones.
+    pub fn ones(shape: &[usize]) -> Tensor {
+        Array::ones(shape).into()
+    }
+
+    /// Zeros of any non-key dtype.
+    ///
+    /// # Errors
+    /// [`Error::UnsupportedDType`] for keys.
+    pub fn zeros_of(shape: &[usize], dtype: DType) -> Result<Tensor> {
+        Array::zeros_of(shape, dtype).map(Tensor::from)
+    }
+
+    /// `[0, 1, …, n-1]` as int32.
+    pub fn arange(n: usize) -> Tensor {
+        Array::arange(n).into()
+    }
+
+    /// A key array from `[k0, k1]` words.
+    ///
+    /// # Errors
+    /// [`Error::DataLength`] when `keys.len()` is not the product of `shape`.
+    pub fn from_keys(shape: &[usize], keys: Vec<[u32; 2]>) -> Result<Tensor> {
+        Array::from_keys(shape, keys).map(Tensor::from)
+    }
+
+    // ----- metadata (known for tracers too) -----
+
+    /// The shape.
+    pub fn shape(&self) -> &[usize] {
+        match &self.0 {
+            Repr::Concrete(a) => a.shape(),
+            Repr::Traced(t) => &t.aval().shape,
+        }
+    }
+
+    /// The number of dimensions.
+    pub fn ndim(&self) -> usize {
+        self.shape().len()
+    }
+
+    /// The number of elements.
+    pub fn size(&self) -> usize {
+        self.shape().iter().product()
+    }
+
+    /// The element type.
+    pub fn dtype(&self) -> DType {
+        match &self.0 {
+            Repr::Concrete(a) => a.dtype(),
+            Repr::Traced(t) => t.aval().dtype,
+        }
+    }
+
+    /// Bytes held by the elements.
+    pub fn nbytes(&self) -> usize {
+        self.size() * self.dtype().size_in_bytes()
+    }
+
+    /// JAX's `weak_type`.
+    pub fn is_weak(&self) -> bool {
+        match &self.0 {
+            Repr::Concrete(a) => a.is_weak(),
+            Repr::Traced(t) => t.aval().weak,
+        }
+    }
+
+    // ----- contents (concrete only) -----
+
+    /// The elements as a slice; see [`Array::as_slice`].
+    ///
+    /// # Errors
+    /// [`Error::Concretization`] for a tracer; [`Error::DTypeMismatch`].
+    pub fn as_slice<T: Element>(&self) -> Result<&[T]> {
+        self.concrete()?.as_slice()
+    }
+
+    /// The elements copied into a `Vec`.
+    ///
+    /// # Errors
+    /// [`Error::Concretization`] for a tracer; [`Error::DTypeMismatch`].
+    pub fn to_vec<T: Element>(&self) -> Result<Vec<T>> {
+        self.concrete()?.to_vec()
+    }
+
+    /// The elements as `f64`.
+    ///
+    /// # Errors
+    /// [`Error::Concretization`] for a tracer; [`Error::UnsupportedDType`] for keys.
+    pub fn to_f64_vec(&self) -> Result<Vec<f64>> {
+        self.concrete()?.to_f64_vec()
+    }
+
+    /// The single element of a size-1 array.
+    ///
+    /// # Errors
+    /// [`Error::Concretization`] for a tracer; [`Error::Shape`]; [`Error::DTypeMismatch`].
+    pub fn item<T: Element>(&self) -> Result<T> {
+        self.concrete()?.item()
+    }
+
+    /// The keys of a key array.
+    ///
+    /// # Errors
+    /// [`Error::Concretization`] for a tracer; [`Error::DTypeMismatch`].
+    pub fn keys(&self) -> Result<&[[u32; 2]]> {
+        self.concrete()?.keys()
+    }
+
+    /// The raw words of a key array (`shape + [2]`, uint32).
+    ///
+    /// # Errors
+    /// [`Error::Concretization`] for a tracer; [`Error::DTypeMismatch`].
+    pub fn key_data(&self) -> Result<Tensor> {
+        self.concrete()?.key_data().map(Tensor::from)
+    }
+
+    /// Whether two tensors are the same concrete array bit for bit, or the same tracer.
+    pub fn identical(&self, other: &Tensor) -> bool {
+        match (&self.0, &other.0) {
+            (Repr::Concrete(a), Repr::Concrete(b)) => a.identical(b),
+            (Repr::Traced(a), Repr::Traced(b)) => a.trace == b.trace && a.var == b.var,
+            _ => false,
+        }
+    }
+
+    /// `numpy.allclose`.
+    ///
+    /// # Errors
+    /// [`Error::Concretization`] for tracers; [`Error::UnsupportedDType`] for keys.
+    pub fn allclose(&self, other: &Tensor, rtol: f64, atol: f64) -> Result<bool> {
+        self.concrete()?.allclose(other.concrete()?, rtol, atol)
+    }
+
+    /// JAX's repr (`Array([1, 2], dtype=int32)`), or `Traced<f32[2,3]>` for a tracer.
+    pub fn repr(&self) -> String {
+        match &self.0 {
+            Repr::Concrete(a) => a.repr(),
+            Repr::Traced(t) => format!("Traced<{}>with<level {}>", t.aval(), t.level()),
+        }
+    }
+
+    /// Flax's repr inside a Module (shape summary for more than one element).
+    pub fn summary_repr(&self) -> String {
+        match &self.0 {
+            Repr::Concrete(a) => a.summary_repr(),
+            Repr::Traced(_) => self.repr(),
+        }
+    }
+
+    // ----- operations -----
+
+    /// Applies `primitive`: eagerly when every input is concrete, else recorded.
+    pub(crate) fn apply(primitive: Primitive, inputs: &[&Tensor]) -> Result<Tensor> {
+        if inputs.iter().any(|t| t.is_traced()) {
+            return record(primitive, inputs);
+        }
+        let arrays: Vec<Array> = inputs
+            .iter()
+            .map(|t| t.concrete().cloned())
+            .collect::<Result<_>>()?;
+        primitive.eval(&arrays).map(Tensor::from)
+    }
+
+    /// Runs `eager` on the concrete array, or records the primitive `traced` builds from
+    /// this tensor's shape.
+    fn unary_op(
+        &self,
+        eager: impl FnOnce(&Array) -> Result<Array>,
+        traced: impl FnOnce(&[usize]) -> Result<Primitive>,
+    ) -> Result<Tensor> {
+        match &self.0 {
+            Repr::Concrete(a) => eager(a).map(Tensor::from),
+            Repr::Traced(_) => record(traced(self.shape())?, &[self]),
+        }
+    }
+
+    /// Binary arithmetic with broadcasting and promotion; see [`Array::binary`].
+    ///
+    /// # Errors
+    /// As [`Array::binary`].
+    pub fn binary(&self, op: BinaryOp, other: &Tensor) -> Result<Tensor> {
+        Tensor::apply(Primitive::Binary(op), &[self, other])
+    }
+
+    /// Comparison; see [`Array::compare`].
+    ///
+    /// # Errors
+    /// As [`Array::compare`].
+    pub fn compare(&self, op: CompareOp, other: &Tensor) -> Result<Tensor> {
+        Tensor::apply(Primitive::Compare(op), &[self, other])
+    }
+
+    /// Unary maths; see [`Array::unary`].
+    ///
+    /// # Errors
+    /// As [`Array::unary`].
+    pub fn unary(&self, op: UnaryOp) -> Result<Tensor> {
+        Tensor::apply(Primitive::Unary(op), &[self])
+    }
+
+    /// `where(self, on_true, on_false)`; see [`Array::select`].
+    ///
+    /// # Errors
+    /// As [`Array::select`].
+    pub fn select(&self, on_true: &Tensor, on_false: &Tensor) -> Result<Tensor> {
+        Tensor::apply(Primitive::Select, &[self, on_true, on_false])
+    }
+
+    /// `self @ other`; see [`Array::matmul`].
+    ///
+    /// # Errors
+    /// As [`Array::matmul`].
+    pub fn matmul(&self, other: &Tensor) -> Result<Tensor> {
+        Tensor::apply(Primitive::Matmul, &[self, other])
+    }
+
+    /// dtype conversion; see [`Array::astype`].
+    ///
+    /// # Errors
+    /// As [`Array::astype`].
+    pub fn astype(&self, dtype: DType) -> Result<Tensor> {
+        self.unary_op(|a| a.astype(dtype), |_| Ok(Primitive::Astype { dtype }))
+    }
+
+    /// The same values, strongly typed.
+    pub fn strong(self) -> Tensor {
+        if !self.is_weak() {
+            return self;
+        }
+        let dtype = self.dtype();
+        match self.astype(dtype) {
+            Ok(t) => t,
+            Err(_) => self,
+        }
+    }
+
+    /// Reduction; see [`Array::reduce`].
+    ///
+    /// # Errors
+    /// As [`Array::reduce`].
+    pub fn reduce(&self, op: ReduceOp, axes: impl Into<Axes>, keepdims: bool) -> Result<Tensor> {
+        let axes = axes.into();
+        self.unary_op(
+            |a| a.reduce(op, axes.clone(), keepdims),
+            |shape| {
+                let axes = match &axes {
+                    Axes::All => (0..shape.len()).collect(),
+                    Axes::Some(list) => normalize_axes(op.name(), list, shape)?,
+                };
+                if matches!(op, ReduceOp::Max | ReduceOp::Min)
+                    && axes.iter().any(|&a| shape[a] == 0)
+                {
+                    return Err(Error::shape(
+                        op.name(),
+                        "zero-size array to reduction operation which has no identity",
+                    ));
+                }
+                Ok(Primitive::Reduce { op, axes, keepdims })
+            },
+        )
+    }
+
+    /// Sum over `axes`.
+    ///
+    /// # Errors
+    /// As [`Array::reduce`].
+    pub fn sum(&self, axes: impl Into<Axes>) -> Result<Tensor> {
+        self.reduce(ReduceOp::Sum, axes, false)
+    }
+
+    /// Mean over `axes` (float32).
+    ///
+    /// # Errors
+    /// As [`Array::reduce`].
+    pub fn mean(&self, axes: impl Into<Axes>) -> Result<Tensor> {
+        self.reduce(ReduceOp::Mean, axes, false)
+    }
+
+    /// Maximum over `axes`.
+    ///
+    /// # Errors
+    /// As [`Array::reduce`].
+    pub fn max(&self, axes: impl Into<Axes>) -> Result<Tensor> {
+        self.reduce(ReduceOp::Max, axes, false)
+    }
+
+    /// Minimum over `axes`.
+    ///
+    /// # Errors
+    /// As [`Array::reduce`].
+    pub fn min(&self, axes: impl Into<Axes>) -> Result<Tensor> {
+        self.reduce(ReduceOp::Min, axes, false)
+    }
+
+    /// Reshape (one `-1` inferred); see [`Array::reshape`].
+    ///
+    /// # Errors
+    /// As [`Array::reshape`].
+    pub fn reshape(&self, shape: &[isize]) -> Result<Tensor> {
+        self.unary_op(
+            |a| a.reshape(shape),
+            |from| {
+                Ok(Primitive::Reshape {
+                    shape: resolve_reshape(from, shape)?,
+                })
+            },
+        )
+    }
+
+    /// Reverses the axes.
+    ///
+    /// # Errors
+    /// Never for concrete tensors; recording errors for tracers.
+    pub fn transpose(&self) -> Result<Tensor> {
+        let perm: Vec<isize> = (0..self.ndim() as isize).rev().collect();
+        self.permute_axes(&perm)
+    }
+
+    /// Reorders axes; see [`Array::permute_axes`].
+    ///
+    /// # Errors
+    /// As [`Array::permute_axes`].
+    pub fn permute_axes(&self, axes: &[isize]) -> Result<Tensor> {
+        self.unary_op(
+            |a| a.permute_axes(axes),
+            |shape| {
+                if axes.len() != shape.len() {
+                    return Err(Error::shape(
+                        "transpose",
+                        format!("axes {axes:?} do not match an array of shape {shape:?}"),
+                    ));
+                }
+                Ok(Primitive::Transpose {
+                    perm: normalize_axes("transpose", axes, shape)?,
+                })
+            },
+        )
+    }
+
+    /// Moves an axis; see [`Array::moveaxis`].
+    ///
+    /// # Errors
+    /// As [`Array::moveaxis`].
+    pub fn moveaxis(&self, source: isize, destination: isize) -> Result<Tensor> {
+        let src = normalize_axis("moveaxis", source, self.shape())?;
+        let dst = normalize_axis("moveaxis", destination, self.shape())?;
+        let mut perm: Vec<isize> = (0..self.ndim() as isize)
+            .filter(|&a| a != src as isize)
+            .collect();
+        perm.insert(dst, src as isize);
+        self.permute_axes(&perm)
+    }
+
+    /// Inserts a size-1 axis; see [`Array::expand_dims`].
+    ///
+    /// # Errors
+    /// As [`Array::expand_dims`].
+    pub fn expand_dims(&self, axis: isize) -> Result<Tensor> {
+        self.unary_op(
+            |a| a.expand_dims(axis),
+            |shape| {
+                let mut result = shape.to_vec();
+                result.push(1);
+                Ok(Primitive::ExpandDims {
+                    axis: normalize_axis("expand_dims", axis, &result)?,
+                })
+            },
+        )
+    }
+
+    /// Removes size-1 axes; see [`Array::squeeze`].
+    ///
+    /// # Errors
+    /// As [`Array::squeeze`].
+    pub fn squeeze(&self, axes: impl Into<Axes>) -> Result<Tensor> {
+        let axes = axes.into();
+        self.unary_op(
+            |a| a.squeeze(axes.clone()),
+            |shape| {
+                let axes: Vec<usize> = match &axes {
+                    Axes::All => (0..shape.len()).filter(|&a| shape[a] == 1).collect(),
+                    Axes::Some(list) => {
+                        let list = normalize_axes("squeeze", list, shape)?;
+                        if let Some(&a) = list.iter().find(|&&a| shape[a] != 1) {
+                            return Err(Error::shape(
+                                "squeeze",
+                                format!("cannot select an axis to squeeze out which has size not equal to one: axis {a} of shape {shape:?}"),
+                            ));
+                        }
+                        list
+                    }
+                };
+                Ok(Primitive::Squeeze { axes })
+            },
+        )
+    }
+
+    /// One index along an axis, removing it; see [`Array::index_axis`].
+    ///
+    /// # Errors
+    /// As [`Array::index_axis`].
+    pub fn index_axis(&self, axis: isize, index: isize) -> Result<Tensor> {
+        self.unary_op(
+            |a| a.index_axis(axis, index),
+            |shape| {
+                let axis = normalize_axis("index_axis", axis, shape)?;
+                let size = shape[axis];
+                let i = if index < 0 {
+                    index + size as isize
+                } else {
+                    index
+                };
+                if i < 0 || i as usize >= size {
+                    return Err(Error::IndexOutOfBounds {
+                        op: "index_axis",
+                        index,
+                        axis,
+                        size,
+                    });
+                }
+                Ok(Primitive::IndexAxis {
+                    axis,
+                    index: i as usize,
+                })
+            },
+        )
+    }
+
+    /// A range along an axis; see [`Array::slice_axis`].
+    ///
+    /// # Errors
+    /// As [`Array::slice_axis`].
+    pub fn slice_axis(&self, axis: isize, range: std::ops::Range<usize>) -> Result<Tensor> {
+        self.unary_op(
+            |a| a.slice_axis(axis, range.clone()),
+            |shape| {
+                let axis = normalize_axis("slice_axis", axis, shape)?;
+                if range.start > range.end || range.end > shape[axis] {
+                    return Err(Error::shape(
+                        "slice_axis",
+                        format!(
+                            "range {range:?} does not fit axis {axis} of size {} (shape {shape:?})",
+                            shape[axis]
+                        ),
+                    ));
+                }
+                Ok(Primitive::SliceAxis {
+                    axis,
+                    start: range.start,
+                    end: range.end,
+                })
+            },
+        )
+    }
+
+    /// Broadcast to a shape; see [`Array::broadcast_to`].
+    ///
+    /// # Errors
+    /// As [`Array::broadcast_to`].
+    pub fn broadcast_to(&self, shape: &[usize]) -> Result<Tensor> {
+        self.unary_op(
+            |a| a.broadcast_to(shape),
+            |from| {
+                if broadcast_shapes("broadcast_to", from, shape)? != shape {
+                    return Err(Error::Broadcast {
+                        op: "broadcast_to",
+                        lhs: from.to_vec(),
+                        rhs: shape.to_vec(),
+                    });
+                }
+                Ok(Primitive::BroadcastTo {
+                    shape: shape.to_vec(),
+                })
+            },
+        )
+    }
+
+    /// Joins tensors along a new axis; see [`Array::stack`].
+    ///
+    /// # Errors
+    /// As [`Array::stack`].
+    pub fn stack(tensors: &[Tensor], axis: isize) -> Result<Tensor> {
+        let first = tensors
+            .first()
+            .ok_or_else(|| Error::shape("stack", "need at least one array to stack"))?;
+        check_same_shapes("stack", tensors, None)?;
+        let mut result = first.shape().to_vec();
+        result.push(1);
+        let axis = normalize_axis("stack", axis, &result)?;
+        let refs: Vec<&Tensor> = tensors.iter().collect();
+        Tensor::apply(Primitive::Stack { axis }, &refs)
+    }
+
+    /// Joins tensors along an existing axis; see [`Array::concatenate`].
+    ///
+    /// # Errors
+    /// As [`Array::concatenate`].
+    pub fn concatenate(tensors: &[Tensor], axis: isize) -> Result<Tensor> {
+        let first = tensors
+            .first()
+            .ok_or_else(|| Error::shape("concatenate", "need at least one array to concatenate"))?;
+        let axis = normalize_axis("concatenate", axis, first.shape())?;
+        check_same_shapes("concatenate", tensors, Some(axis))?;
+        let refs: Vec<&Tensor> = tensors.iter().collect();
+        Tensor::apply(Primitive::Concatenate { axis }, &refs)
+    }
+}
+
+/// All tensors share dtype and shape (except along `except`).
+fn check_same_shapes(op: &'static str, tensors: &[Tensor], except: Option<usize>) -> Result<()> {
+    let Some(first) = tensors.first() else {
+        return Ok(());
+    };
+    for t in tensors {
+        if t.dtype() != first.dtype() {
+            return Err(Error::DTypeMismatch {
+                op,
+                lhs: first.dtype(),
+                rhs: t.dtype(),
+            });
+        }
+        let same = t.ndim() == first.ndim()
+            && t.shape()
+                .iter()
+                .zip(first.shape())
+                .enumerate()
+                .all(|(i, (x, y))| Some(i) == except || x == y);
+        if !same {
+            return Err(Error::shape(
+                op,
+                format!(
+                    "all input arrays must have matching shapes, got {:?} and {:?}",
+                    first.shape(),
+                    t.shape()
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+macro_rules! forward_binary {
+    ($($(#[$doc:meta])* $name:ident => $op:expr),* $(,)?) => {
+        impl Tensor {
+            $(
+                $(#[$doc])*
+                ///
+                /// # Errors
+                /// As [`Tensor::binary`].
+                pub fn $name(&self, other: &Tensor) -> Result<Tensor> {
+                    self.binary($op, other)
+                }
+            )*
+        }
+    };
+}
+
+forward_binary! {
+    /// `self + other`.
+    add => BinaryOp::Add,
+    /// `self - other`.
+    sub => BinaryOp::Sub,
+    /// `self * other`.
+    mul => BinaryOp::Mul,
+    /// `self / other` (true division).
+    div => BinaryOp::Div,
+    /// `self ** other`.
+    pow => BinaryOp::Pow,
+    /// Elementwise maximum.
+    maximum => BinaryOp::Maximum,
+    /// Elementwise minimum.
+    minimum => BinaryOp::Minimum,
+}
+
+impl Tensor {
+    /// `self == other` elementwise.
+    ///
+    /// # Errors
+    /// As [`Tensor::compare`].
+    pub fn equal(&self, other: &Tensor) -> Result<Tensor> {
+        self.compare(CompareOp::Eq, other)
+    }
+
+    /// `self < other` elementwise.
+    ///
+    /// # Errors
+    /// As [`Tensor::compare`].
+    pub fn less(&self, other: &Tensor) -> Result<Tensor> {
+        self.compare(CompareOp::Lt, other)
+    }
+
+    /// `self > other` elementwise.
+    ///
+    /// # Errors
+    /// As [`Tensor::compare`].
+    pub fn greater(&self, other: &Tensor) -> Result<Tensor> {
+        self.compare(CompareOp::Gt, other)
+    }
+
+    /// `e^self`.
+    ///
+    /// # Errors
+    /// As [`Tensor::unary`].
+    pub fn exp(&self) -> Result<Tensor> {
+        self.unary(UnaryOp::Exp)
+    }
+
+    /// Natural logarithm.
+    ///
+    /// # Errors
+    /// As [`Tensor::unary`].
+    pub fn log(&self) -> Result<Tensor> {
+        self.unary(UnaryOp::Log)
+    }
+
+    /// Hyperbolic tangent.
+    ///
+    /// # Errors
+    /// As [`Tensor::unary`].
+    pub fn tanh(&self) -> Result<Tensor> {
+        self.unary(UnaryOp::Tanh)
+    }
+
+    /// Square root.
+    ///
+    /// # Errors
+    /// As [`Tensor::unary`].
+    pub fn sqrt(&self) -> Result<Tensor> {
+        self.unary(UnaryOp::Sqrt)
+    }
+
+    /// `max(self, 0)`.
+    ///
+    /// # Errors
+    /// As [`Tensor::binary`].
+    pub fn relu(&self) -> Result<Tensor> {
+        self.maximum(&Tensor::from(0))
+    }
+}
+
+impl From<f32> for Tensor {
+    /// A weakly typed float scalar.
+    fn from(value: f32) -> Tensor {
+        Tensor::weak_scalar(value)
+    }
+}
+
+impl From<i32> for Tensor {
+    /// A weakly typed int scalar.
+    fn from(value: i32) -> Tensor {
+        Tensor::weak_scalar(value)
+    }
+}
+
+impl From<bool> for Tensor {
+    /// A weakly typed bool scalar.
+    fn from(value: bool) -> Tensor {
+        Tensor::weak_scalar(value)
+    }
+}
+
+impl fmt::Display for Tensor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.repr())
+    }
+}
+
+impl fmt::Debug for Tensor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.repr())
+    }
+}
