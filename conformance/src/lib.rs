@@ -1,14 +1,22 @@
-//! `nnx-conformance`: engine-independent checks of the NNX model.
+//! `nnx-conformance`: the engine-independent specification, runnable against any engine.
 //!
-//! - [`graphs`]: proptest strategies for random object graphs (nesting, shared Variables and
-//!   objects, cycles, statics, containers, several Variable types).
-//! - [`isomorphism`]: structural comparison of two graphs up to identity, used to state
-//!   invariants such as "`merge(split(g))` is `g` with every sharing preserved".
-//!
-//! Engine-generic transform cases and the `suite!` macro join these as the engines grow.
+//! - [`cases`]: engine-generic cases (the transforms guide section by section, its errors),
+//!   each a `fn(&dyn Engine) -> CaseResult` checked against golden data from real Flax/JAX.
+//! - [`suite!`]: one `#[test]` per case for an engine —
+//!   `nnx_conformance::suite!(nnx_reference::Reference);` — and [`run_all`] for a single test
+//!   that reports every failure.
+//! - [`graphs`]: proptest strategies for random object graphs; [`isomorphism`]: graph
+//!   comparison up to identity.
+//! - Snapshots of printed structure and error messages live in this crate
+//!   (`src/snapshots/`), so every engine is compared with the same files.
 #![forbid(unsafe_code)]
 
+pub mod cases;
+pub mod golden;
 pub mod graphs;
 pub mod isomorphism;
+pub mod snapshots;
+mod suite;
 
 pub use isomorphism::{VariableIdentity, check_isomorphic};
+pub use suite::{Case, CaseResult, Failure, Outcome, run_all, run_case};

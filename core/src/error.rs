@@ -344,7 +344,7 @@ impl Error {
     }
 
     /// Shorthand for [`Error::Shape`].
-    pub(crate) fn shape(op: &'static str, message: impl Into<String>) -> Self {
+    pub fn shape(op: &'static str, message: impl Into<String>) -> Self {
         Error::Shape {
             op,
             message: message.into(),

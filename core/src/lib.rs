@@ -32,6 +32,7 @@
 //! ```
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
+pub mod engine;
 pub mod error;
 pub mod graph;
 pub mod lift;
@@ -39,7 +40,9 @@ pub mod program;
 pub mod random;
 pub mod tensor;
 pub mod trace;
+pub mod transforms;
 
+pub use engine::Engine;
 pub use error::{AliasConflict, Error, ErrorKind, Result};
 pub use graph::{
     BatchStat, Cache, Dict, Filter, GraphDef, Intermediate, Key, List, Module, Object, Param, Path,

@@ -1,8 +1,144 @@
 //! `nnx-reference`: the reference engine, the executable specification of the library.
 //!
-//! The engine's transform plumbing (vmap, jit, scan, grad) lands with the tracing work; today
-//! the crate re-exports the shared object model so that code written against it keeps
-//! working as the engine grows.
+//! It interprets programs plainly: equations in order with the naive kernels of
+//! `nnx-core`'s [`Array`]; `vmap` is the definition itself — run the program once per lane on
+//! the sliced inputs and stack the results (`vmap(f)(x)[i] == f(x[i])`). Nothing is fused,
+//! cached or parallelised, so it is slow and obviously right; the `fast` engine must agree
+//! with it.
+//!
+//! ```
+//! use nnx_core::{Tensor, Value, transforms::vmap};
+//! use nnx_reference::Reference;
+//! # fn main() -> nnx_core::Result<()> {
+//! let x = Tensor::arange(6).reshape(&[3, 2])?;
+//! let y = vmap(|args: &[Value]| {
+//!     let row = args[0].as_tensor()?;
+//!     Ok(Value::from(row.sum(0)?))
+//! })
+//! .call(&Reference, &[Value::from(x)])?;
+//! assert_eq!(y.as_tensor()?.to_vec::<i32>()?, vec![1, 5, 9]);
+//! # Ok(())
+//! # }
+//! ```
 #![forbid(unsafe_code)]
 
-pub use nnx_core::*;
+use nnx_core::program::{Atom, Batching, Primitive, Program};
+use nnx_core::{Array, Engine, Error, Result};
+
+/// The reference engine: a plain interpreter.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Reference;
+
+impl Engine for Reference {
+    fn name(&self) -> &str {
+        "reference"
+    }
+
+    fn run(&self, program: &Program, inputs: &[Array]) -> Result<Vec<Array>> {
+        if inputs.len() != program.inputs.len() {
+            return Err(Error::InvalidValue(format!(
+                "program takes {} inputs, got {}",
+                program.inputs.len(),
+                inputs.len()
+            )));
+        }
+        let mut env: Vec<Option<Array>> = vec![None; program.avals.len()];
+        for (var, value) in program.inputs.iter().zip(inputs) {
+            let expected = &program.avals[var.0 as usize];
+            if value.shape() != expected.shape.as_slice() || value.dtype() != expected.dtype {
+                return Err(Error::InvalidValue(format!(
+                    "program input v{} expects {expected}, got {:?} {}",
+                    var.0,
+                    value.shape(),
+                    value.dtype()
+                )));
+            }
+            env[var.0 as usize] = Some(value.clone());
+        }
+        let read = |env: &[Option<Array>], atom: &Atom| -> Result<Array> {
+            match atom {
+                Atom::Literal(a) => Ok(a.clone()),
+                Atom::Var(v) => env[v.0 as usize].clone().ok_or_else(|| {
+                    Error::InvalidValue(format!("v{} used before it is defined", v.0))
+                }),
+            }
+        };
+        for eq in &program.equations {
+            let args = eq
+                .inputs
+                .iter()
+                .map(|a| read(&env, a))
+                .collect::<Result<Vec<_>>>()?;
+            let outputs = match &eq.primitive {
+                Primitive::Call { program } => self.run(&program.0, &args)?,
+                Primitive::Vmap { program, batching } => {
+                    self.run_batched(&program.0, &args, batching)?
+                }
+                primitive => vec![primitive.eval(&args)?],
+            };
+            for (var, value) in eq.outputs.iter().zip(outputs) {
+                env[var.0 as usize] = Some(value);
+            }
+        }
+        program.outputs.iter().map(|a| read(&env, a)).collect()
+    }
+
+    fn run_batched(
+        &self,
+        program: &Program,
+        inputs: &[Array],
+        batching: &Batching,
+    ) -> Result<Vec<Array>> {
+        for (input, axis) in inputs.iter().zip(&batching.in_axes) {
+            if let Some(axis) = axis
+                && input.shape().get(*axis) != Some(&batching.axis_size)
+            {
+                return Err(Error::shape(
+                    "vmap",
+                    format!(
+                        "input of shape {:?} cannot be mapped along axis {axis} with {} lanes",
+                        input.shape(),
+                        batching.axis_size
+                    ),
+                ));
+            }
+        }
+        let mut lanes: Vec<Vec<Array>> =
+            vec![Vec::with_capacity(batching.axis_size); program.outputs.len()];
+        for lane in 0..batching.axis_size {
+            let lane_inputs = inputs
+                .iter()
+                .zip(&batching.in_axes)
+                .map(|(input, axis)| match axis {
+                    Some(axis) => input.index_axis(*axis as isize, lane as isize),
+                    None => Ok(input.clone()),
+                })
+                .collect::<Result<Vec<_>>>()?;
+            for (j, out) in self.run(program, &lane_inputs)?.into_iter().enumerate() {
+                lanes[j].push(out);
+            }
+        }
+        lanes
+            .into_iter()
+            .zip(&batching.out_axes)
+            .enumerate()
+            .map(|(j, (values, axis))| {
+                if values.is_empty() {
+                    // Zero lanes: nothing ran; the result is empty along the batch axis.
+                    let mut aval = program.aval_of(&program.outputs[j]);
+                    if let Some(axis) = axis {
+                        aval.shape.insert((*axis).min(aval.shape.len()), 0);
+                    }
+                    return Array::zeros_of(&aval.shape, aval.dtype);
+                }
+                match axis {
+                    Some(axis) => Array::stack(&values, *axis as isize),
+                    None => values
+                        .into_iter()
+                        .next()
+                        .ok_or_else(|| Error::InvalidValue("no lanes".into())),
+                }
+            })
+            .collect()
+    }
+}

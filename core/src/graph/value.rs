@@ -67,6 +67,21 @@ impl Value {
         }
     }
 
+    /// The array held: a raw array, or a Variable's value.
+    ///
+    /// # Errors
+    /// [`Error::InvalidValue`] for any other kind of value.
+    pub fn as_tensor(&self) -> Result<Tensor> {
+        match self {
+            Value::Array(t) => Ok(t.clone()),
+            Value::Variable(v) => Ok(v.value()),
+            other => Err(Error::InvalidValue(format!(
+                "expected an array, got {}",
+                other.kind_name()
+            ))),
+        }
+    }
+
     /// The object, if this is one.
     pub fn as_object(&self) -> Option<&Object> {
         match self {

@@ -19,15 +19,16 @@ pub enum Atom {
     Literal(Array),
 }
 
-/// One primitive application: `outputs = primitive(inputs)`.
+/// One primitive application: `outputs = primitive(inputs)` (first-order primitives have
+/// exactly one output; higher-order ones such as a nested `vmap` may have several).
 #[derive(Clone, Debug)]
 pub struct Equation {
     /// The operation.
     pub primitive: Primitive,
     /// Its operands.
     pub inputs: Vec<Atom>,
-    /// The variable it defines.
-    pub output: VarId,
+    /// The variables it defines.
+    pub outputs: Vec<VarId>,
 }
 
 /// A traced function: inputs, a straight-line list of equations, outputs.
@@ -47,6 +48,29 @@ pub struct Program {
 }
 
 impl Program {
+    /// For each output, whether it depends on at least one input marked in `inputs`
+    /// (`inputs[i]` for program input `i`). This is how a batching transform knows which
+    /// outputs carry the batch axis.
+    pub fn depends_on(&self, inputs: &[bool]) -> Vec<bool> {
+        let mut marked = vec![false; self.avals.len()];
+        for (v, &m) in self.inputs.iter().zip(inputs) {
+            marked[v.0 as usize] = m;
+        }
+        for eq in &self.equations {
+            let any = eq
+                .inputs
+                .iter()
+                .any(|a| matches!(a, Atom::Var(v) if marked[v.0 as usize]));
+            for out in &eq.outputs {
+                marked[out.0 as usize] = any;
+            }
+        }
+        self.outputs
+            .iter()
+            .map(|a| matches!(a, Atom::Var(v) if marked[v.0 as usize]))
+            .collect()
+    }
+
     /// The abstract value of an atom.
     pub fn aval_of(&self, atom: &Atom) -> AbstractValue {
         match atom {
@@ -75,11 +99,15 @@ impl fmt::Display for Program {
         writeln!(f, "{{ lambda {}.", inputs.join(" "))?;
         for eq in &self.equations {
             let args: Vec<String> = eq.inputs.iter().map(atom).collect();
+            let outs: Vec<String> = eq
+                .outputs
+                .iter()
+                .map(|v| format!("{}:{}", name(v), self.avals[v.0 as usize]))
+                .collect();
             writeln!(
                 f,
-                "    {}:{} = {} {}",
-                name(&eq.output),
-                self.avals[eq.output.0 as usize],
+                "    {} = {} {}",
+                outs.join(" "),
                 eq.primitive,
                 args.join(" ")
             )?;

@@ -6,11 +6,38 @@
 
 use std::fmt;
 
+use std::sync::Arc;
+
 use super::aval::AbstractValue;
+use super::ir::Program;
 use crate::error::{Error, Result};
 use crate::random::RandomOp;
 use crate::tensor::elementwise::{BinaryOp, CompareOp, UnaryOp};
 use crate::tensor::{Array, DType, ReduceOp, broadcast_shapes, matmul_shape, promote};
+
+/// A program held by a higher-order primitive. Equality is identity (two equations call the
+/// same program only if they share it).
+#[derive(Clone, Debug)]
+pub struct ProgramRef(pub Arc<Program>);
+
+impl PartialEq for ProgramRef {
+    fn eq(&self, other: &ProgramRef) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+/// How a batched (vmapped) program maps its inputs and outputs: `in_axes[i]` is the batch
+/// axis of input `i` (`None`: the same value for every lane), `out_axes[j]` where output `j`
+/// gets the batch axis (`None`: the output must not depend on batched inputs).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Batching {
+    /// Batch axis of each input.
+    pub in_axes: Vec<Option<usize>>,
+    /// Batch axis of each output.
+    pub out_axes: Vec<Option<usize>>,
+    /// The number of lanes.
+    pub axis_size: usize,
+}
 
 /// One primitive operation with its static parameters. Axes are normalised (non-negative)
 /// and shapes resolved (no `-1`) before a primitive is recorded.
@@ -95,6 +122,20 @@ pub enum Primitive {
     Random(RandomOp),
     /// `fold_in` of each key with the matching uint32 datum (an `Rngs` draw on key arrays).
     FoldInEach,
+    /// `jax.random.key(seed)` elementwise on an int32/uint32 array of seeds.
+    SeedKeys,
+    /// Higher-order: call a program (a `jit` inside another transform).
+    Call {
+        /// The program.
+        program: ProgramRef,
+    },
+    /// Higher-order: a batched program (a `vmap` inside another transform).
+    Vmap {
+        /// The per-lane program.
+        program: ProgramRef,
+        /// How inputs and outputs are batched.
+        batching: Batching,
+    },
 }
 
 impl Primitive {
@@ -119,6 +160,39 @@ impl Primitive {
             Primitive::Astype { .. } => "convert".to_owned(),
             Primitive::Random(op) => format!("random_{}", op.name()),
             Primitive::FoldInEach => "random_fold_in".to_owned(),
+            Primitive::SeedKeys => "random_seed".to_owned(),
+            Primitive::Call { .. } => "call".to_owned(),
+            Primitive::Vmap { .. } => "vmap".to_owned(),
+        }
+    }
+
+    /// The abstract values of all outputs (several for higher-order primitives).
+    ///
+    /// # Errors
+    /// As [`Primitive::abstract_eval`].
+    pub fn output_avals(&self, inputs: &[AbstractValue]) -> Result<Vec<AbstractValue>> {
+        match self {
+            Primitive::Call { program } => Ok(program
+                .0
+                .outputs
+                .iter()
+                .map(|a| program.0.aval_of(a))
+                .collect()),
+            Primitive::Vmap { program, batching } => Ok(program
+                .0
+                .outputs
+                .iter()
+                .zip(&batching.out_axes)
+                .map(|(a, axis)| {
+                    let mut aval = program.0.aval_of(a);
+                    if let Some(axis) = axis {
+                        aval.shape
+                            .insert((*axis).min(aval.shape.len()), batching.axis_size);
+                    }
+                    aval
+                })
+                .collect()),
+            _ => Ok(vec![self.abstract_eval(inputs)?]),
         }
     }
 
@@ -323,6 +397,23 @@ impl Primitive {
                 }
                 AbstractValue::new(op.output_shape(&key.shape)?, op.output_dtype(), false)
             }
+            Primitive::SeedKeys => {
+                let a = one()?;
+                if !matches!(a.dtype, DType::I32 | DType::U32) {
+                    return Err(Error::UnsupportedDType {
+                        op: "random_seed",
+                        dtype: a.dtype,
+                        expected: Some("int32 or uint32 seeds"),
+                    });
+                }
+                AbstractValue::new(a.shape.clone(), DType::Key, false)
+            }
+            Primitive::Call { .. } | Primitive::Vmap { .. } => {
+                return Err(Error::InvalidValue(format!(
+                    "{} has several outputs; use output_avals",
+                    self.name()
+                )));
+            }
             Primitive::FoldInEach => {
                 arity(2)?;
                 let (keys, data) = (&inputs[0], &inputs[1]);
@@ -384,6 +475,11 @@ impl Primitive {
             Primitive::Astype { dtype } => arg(0)?.astype(*dtype),
             Primitive::Random(op) => op.eval(arg(0)?),
             Primitive::FoldInEach => crate::random::fold_in_each_array(arg(0)?, arg(1)?),
+            Primitive::SeedKeys => crate::random::seed_keys_array(arg(0)?),
+            Primitive::Call { .. } | Primitive::Vmap { .. } => Err(Error::InvalidValue(format!(
+                "{} is a higher-order primitive: an engine evaluates it",
+                self.name()
+            ))),
         }
     }
 }
@@ -412,6 +508,11 @@ impl fmt::Display for Primitive {
             }
             Primitive::Astype { dtype } => write!(f, "convert[{dtype}]"),
             Primitive::Random(op) => write!(f, "{op:?}"),
+            Primitive::Vmap { batching, .. } => write!(
+                f,
+                "vmap[axis_size={}, in_axes={:?}, out_axes={:?}]",
+                batching.axis_size, batching.in_axes, batching.out_axes
+            ),
             _ => f.write_str(&self.name()),
         }
     }

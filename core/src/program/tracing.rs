@@ -157,6 +157,13 @@ pub fn trace_fn<T>(
 
 /// Records `primitive(inputs)` into the deepest open trace among the traced inputs.
 pub(crate) fn record(primitive: Primitive, inputs: &[&Tensor]) -> Result<Tensor> {
+    record_multi(primitive, inputs)?
+        .pop()
+        .ok_or_else(|| Error::InvalidValue("primitive produced no output".into()))
+}
+
+/// Records a primitive with any number of outputs (a nested transform).
+pub(crate) fn record_multi(primitive: Primitive, inputs: &[&Tensor]) -> Result<Vec<Tensor>> {
     STACK.with(|s| {
         let mut stack = s.borrow_mut();
         let mut target = None;
@@ -176,18 +183,25 @@ pub(crate) fn record(primitive: Primitive, inputs: &[&Tensor]) -> Result<Tensor>
         let frame = &mut stack[depth];
         let atoms: Vec<Atom> = inputs.iter().map(|t| frame.atom(t)).collect();
         let avals: Vec<AbstractValue> = inputs.iter().map(|t| t.aval()).collect();
-        let aval = primitive.abstract_eval(&avals)?;
-        let output = frame.new_var(aval.clone());
+        let out_avals = primitive.output_avals(&avals)?;
+        let outputs: Vec<VarId> = out_avals.iter().map(|a| frame.new_var(a.clone())).collect();
+        let tensors = outputs
+            .iter()
+            .zip(out_avals)
+            .map(|(&var, aval)| {
+                Tensor::from_tracer(Tracer {
+                    trace: frame.id,
+                    var,
+                    aval,
+                    level: frame.level,
+                })
+            })
+            .collect();
         frame.equations.push(Equation {
             primitive,
             inputs: atoms,
-            output,
+            outputs,
         });
-        Ok(Tensor::from_tracer(Tracer {
-            trace: frame.id,
-            var: output,
-            aval,
-            level: frame.level,
-        }))
+        Ok(tensors)
     })
 }

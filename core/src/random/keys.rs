@@ -88,6 +88,49 @@ pub fn key(seed: i64) -> Tensor {
     ))
 }
 
+/// `jax.random.key(seeds)` for an int32 or uint32 array of seeds (one key per element, of
+/// the same shape). Unlike [`key`] it works on traced seeds, as in the guide's
+/// `vmap(create_weights)(jnp.arange(10))`.
+///
+/// # Errors
+/// [`Error::UnsupportedDType`] for other dtypes.
+///
+/// ```
+/// use nnx_core::{Tensor, random};
+/// # fn main() -> nnx_core::Result<()> {
+/// let keys = random::key_from_seeds(&Tensor::arange(3))?;
+/// assert!(keys.index_axis(0, 2)?.identical(&random::key(2)));
+/// # Ok(())
+/// # }
+/// ```
+pub fn key_from_seeds(seeds: &Tensor) -> Result<Tensor> {
+    Tensor::apply(Primitive::SeedKeys, &[seeds])
+}
+
+/// The reference kernel of [`key_from_seeds`].
+pub(crate) fn seed_keys_array(seeds: &Array) -> Result<Array> {
+    let keys: Vec<[u32; 2]> = match seeds.dtype() {
+        crate::DType::I32 => seeds
+            .as_slice::<i32>()?
+            .iter()
+            .map(|&s| threefry::seed_key(s.into()))
+            .collect(),
+        crate::DType::U32 => seeds
+            .as_slice::<u32>()?
+            .iter()
+            .map(|&s| threefry::seed_key(s.into()))
+            .collect(),
+        other => {
+            return Err(Error::UnsupportedDType {
+                op: "key_from_seeds",
+                dtype: other,
+                expected: Some("int32 or uint32 seeds"),
+            });
+        }
+    };
+    Array::from_keys(seeds.shape(), keys)
+}
+
 /// `jax.random.wrap_key_data(data)`: a key array from raw uint32 words of shape
 /// `[..., 2]`; the result has the shape without the trailing `2`.
 ///

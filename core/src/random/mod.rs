@@ -42,9 +42,10 @@ pub mod threefry;
 mod walk;
 
 pub use keys::{
-    Splits, fold_in, fold_in_each, key, key_data, split, split_into, split_shape, wrap_key_data,
+    Splits, fold_in, fold_in_each, key, key_data, key_from_seeds, split, split_into, split_shape,
+    wrap_key_data,
 };
-pub(crate) use keys::{check_fold_in_each_shapes, fold_in_each_array};
+pub(crate) use keys::{check_fold_in_each_shapes, fold_in_each_array, seed_keys_array};
 pub use primitive::RandomOp;
 pub use rngs::{DEFAULT_STREAM, RNGS_TYPE, Rngs, RngsBuilder};
 pub use samplers::{bernoulli, bits, normal, randint, uniform, uniform_range};

@@ -1,0 +1,388 @@
+//! The transforms guide, section by section, as engine-generic cases checked against what
+//! real Flax/JAX computed (`conformance/golden/seed_guide.json`).
+
+use nnx_core::random::{self, Rngs};
+use nnx_core::transforms::{StateAxes, jit, vmap};
+use nnx_core::{
+    Dict, Engine, Filter, List, Object, Param, Result, Tensor, Value, VariableType, static_list,
+    variable_type,
+};
+
+use crate::golden::{assert_close, golden};
+use crate::{CaseResult, Failure, Outcome, ensure};
+
+variable_type!(
+    /// The guide's `class Count(nnx.Variable): pass`.
+    pub Count: nnx_core::Variable
+);
+
+fn weights(kernel: Tensor, bias: Tensor, count: Option<Tensor>) -> Result<Object> {
+    let w = Object::new("Weights")
+        .with("kernel", Param::new(kernel))?
+        .with("bias", Param::new(bias))?;
+    if let Some(count) = count {
+        w.set("count", Count::new(count))?;
+    }
+    Ok(w)
+}
+
+fn object(v: &Value) -> Result<Object> {
+    v.as_object().cloned().ok_or_else(|| {
+        nnx_core::Error::InvalidValue(format!("expected an object, got {}", v.kind_name()))
+    })
+}
+
+/// `x @ weights.kernel + weights.bias`, checking there are no batch dimensions.
+fn vector_dot(w: &Object, x: &Tensor) -> Result<Tensor> {
+    if w.value("kernel")?.ndim() != 2 || x.ndim() != 1 {
+        return Err(nnx_core::Error::InvalidValue(
+            "Batch dimensions not allowed".into(),
+        ));
+    }
+    x.matmul(&w.value("kernel")?)?.add(&w.value("bias")?)
+}
+
+fn guide_inputs() -> Result<(Tensor, Tensor)> {
+    let kernel = random::uniform(&random::key(0), &[10, 2, 3])?;
+    let x = random::normal(&random::key(1), &[10, 2])?;
+    Ok((kernel, x))
+}
+
+/// Basic example: `vmap(vector_dot, in_axes=0, out_axes=1)(weights, x)`.
+pub fn guide_basic(engine: &dyn Engine) -> CaseResult {
+    let (kernel, x) = guide_inputs()?;
+    let g = golden();
+    assert_close("basic.kernel", &kernel, &g["basic"]["kernel"])?;
+    assert_close("basic.x", &x, &g["basic"]["x"])?;
+    let w = weights(kernel, Tensor::zeros(&[10, 3]), None)?;
+    let y = vmap(|args: &[Value]| {
+        Ok(Value::from(vector_dot(
+            &object(&args[0])?,
+            &args[1].as_tensor()?,
+        )?))
+    })
+    .in_axes(0)
+    .out_axes(1)
+    .call(engine, &[Value::from(&w), Value::from(x)])?;
+    assert_close("basic.y", &y.as_tensor()?, &g["basic"]["y"])?;
+    Ok(Outcome::Pass)
+}
+
+fn create_weights(seed: &Tensor) -> Result<Object> {
+    let key = random::key_from_seeds(seed)?;
+    weights(random::uniform(&key, &[2, 3])?, Tensor::zeros(&[3]), None)
+}
+
+/// Objects as outputs: `vmap(create_weights)(jnp.arange(10))` builds a stack of Weights.
+pub fn guide_create_weights(engine: &dyn Engine) -> CaseResult {
+    let w = vmap(|args: &[Value]| Ok(Value::from(create_weights(&args[0].as_tensor()?)?)))
+        .call(engine, &[Value::from(Tensor::arange(10))])?;
+    let w = object(&w)?;
+    let g = golden();
+    assert_close(
+        "create_weights.kernel",
+        &w.value("kernel")?,
+        &g["create_weights"]["kernel"],
+    )?;
+    assert_close(
+        "create_weights.bias",
+        &w.value("bias")?,
+        &g["create_weights"]["bias"],
+    )?;
+    Ok(Outcome::Pass)
+}
+
+/// Transformed methods: `WeightStack.__init__` and `__call__` decorated with `vmap`.
+pub fn guide_methods(engine: &dyn Engine) -> CaseResult {
+    // __init__(self, seed) under vmap: the method body runs on a fresh object per lane.
+    let stack = vmap(|args: &[Value]| {
+        let w = create_weights(&args[0].as_tensor()?)?;
+        let s = Object::new("WeightStack")
+            .with("kernel", w.var("kernel")?)?
+            .with("bias", w.var("bias")?)?;
+        Ok(Value::from(s))
+    })
+    .call(engine, &[Value::from(Tensor::arange(10))])?;
+    let stack = object(&stack)?;
+    let x = random::normal(&random::key(1), &[10, 2])?;
+    let call = vmap(|args: &[Value]| {
+        Ok(Value::from(vector_dot(
+            &object(&args[0])?,
+            &args[1].as_tensor()?,
+        )?))
+    })
+    .in_axes(0)
+    .out_axes(1);
+    let y = call.call(engine, &[Value::from(&stack), Value::from(x)])?;
+    let g = golden();
+    assert_close("methods.y", &y.as_tensor()?, &g["methods"]["y"])?;
+    ensure!(
+        stack.value("kernel")?.shape() == [10, 2, 3],
+        "kernel shape {:?}",
+        stack.value("kernel")?.shape()
+    );
+    Ok(Outcome::Pass)
+}
+
+fn stateful_vector_dot(args: &[Value]) -> Result<Value> {
+    let w = object(&args[0])?;
+    w.var("count")?.update(|c| c + 1)?;
+    Ok(Value::from(vector_dot(&w, &args[1].as_tensor()?)?))
+}
+
+/// State propagation: `count += 1` inside `vmap` updates the caller's Variable.
+pub fn guide_state_propagation(engine: &dyn Engine) -> CaseResult {
+    let (kernel, x) = guide_inputs()?;
+    let w = weights(kernel, Tensor::zeros(&[10, 3]), Some(Tensor::arange(10)))?;
+    let count = w.var("count")?;
+    let y = vmap(stateful_vector_dot)
+        .in_axes(0)
+        .out_axes(1)
+        .call(engine, &[Value::from(&w), Value::from(x)])?;
+    let g = golden();
+    ensure!(
+        w.var("count")?.ptr_eq(&count),
+        "count was replaced instead of updated"
+    );
+    assert_close(
+        "state_propagation.count",
+        &count.value(),
+        &g["state_propagation"]["count"],
+    )?;
+    assert_close(
+        "state_propagation.y",
+        &y.as_tensor()?,
+        &g["state_propagation"]["y"],
+    )?;
+    crate::snapshots::snapshot("guide_state_propagation_count", &count.to_string());
+    Ok(Outcome::Pass)
+}
+
+/// Graph updates propagation: the guide's `crazy_vector_dot`.
+pub fn guide_graph_updates(engine: &dyn Engine) -> CaseResult {
+    let (kernel, x) = guide_inputs()?;
+    let w = weights(kernel, Tensor::zeros(&[10, 3]), Some(Tensor::arange(10)))?;
+    let kernel_var = w.var("kernel")?;
+    let y = vmap(|args: &[Value]| {
+        let w = object(&args[0])?;
+        w.var("count")?.update(|c| c + 1)?;
+        let y = vector_dot(&w, &args[1].as_tensor()?)?;
+        w.set("some_property", static_list!["a", 2, false])?;
+        w.del("bias")?;
+        w.set("new_param", w.get("kernel")?)?;
+        Ok(Value::from(y))
+    })
+    .in_axes(0)
+    .out_axes(1)
+    .call(engine, &[Value::from(&w), Value::from(x)])?;
+    let g = &golden()["graph_updates"];
+    let expected = g["repr"].as_str().unwrap_or_default();
+    ensure!(
+        w.to_string() == expected,
+        "repr:\n{w}\nexpected:\n{expected}"
+    );
+    ensure!(
+        w.var("new_param")?.ptr_eq(&kernel_var),
+        "new_param is not the same Variable as kernel"
+    );
+    ensure!(!w.has("bias"), "bias was not deleted");
+    assert_close("graph_updates.count", &w.value("count")?, &g["count"])?;
+    ensure!(
+        y.as_tensor()?.shape() == [3, 10],
+        "y shape {:?}",
+        y.as_tensor()?.shape()
+    );
+    Ok(Outcome::Pass)
+}
+
+/// StateAxes: Params mapped, Count broadcast (a single counter for all lanes).
+pub fn guide_state_axes(engine: &dyn Engine) -> CaseResult {
+    let (kernel, x) = guide_inputs()?;
+    let w = weights(
+        kernel,
+        Tensor::zeros(&[10, 3]),
+        Some(Tensor::weak_scalar(0i32)),
+    )?;
+    let state_axes = StateAxes::new([
+        (VariableType::PARAM.into(), Some(0)),
+        (Count::TYPE.into(), None),
+    ]);
+    let y = vmap(stateful_vector_dot)
+        .in_axes((state_axes, 0))
+        .out_axes(1)
+        .call(engine, &[Value::from(&w), Value::from(x)])?;
+    let g = &golden()["state_axes"];
+    assert_close("state_axes.count", &w.value("count")?, &g["count"])?;
+    ensure!(
+        y.as_tensor()?.shape() == [3, 10],
+        "y shape {:?}",
+        y.as_tensor()?.shape()
+    );
+    crate::snapshots::snapshot("guide_state_axes_count", &w.var("count")?.to_string());
+    Ok(Outcome::Pass)
+}
+
+fn noisy_weights(seed: Tensor) -> Result<Object> {
+    let w = weights(
+        random::uniform(&random::key(0), &[2, 3])?,
+        Tensor::zeros(&[3]),
+        Some(Tensor::weak_scalar(0i32)),
+    )?;
+    w.set("rngs", Rngs::builder().stream("noise", seed).build()?)?;
+    Ok(w)
+}
+
+fn noisy_vector_dot(args: &[Value]) -> Result<Value> {
+    let w = object(&args[0])?;
+    w.var("count")?.update(|c| c + 1)?;
+    let y = vector_dot(&w, &args[1].as_tensor()?)?;
+    let rngs = Rngs::from_object(w.object("rngs")?)?;
+    let noise = random::normal(&rngs.next_key("noise")?, y.shape())?;
+    Ok(Value::from(y.add(&noise)?))
+}
+
+fn rng_state_axes() -> StateAxes {
+    StateAxes::new([
+        (VariableType::RNG_STATE.into(), Some(0)),
+        (
+            Filter::any([VariableType::PARAM.into(), Count::TYPE.into()]),
+            None,
+        ),
+    ])
+}
+
+fn check_random_section(w: &Object, y1: &Tensor, y2: &Tensor, section: &str) -> CaseResult {
+    let g = &golden()[section];
+    ensure!(
+        y1.allclose(y2, 1e-5, 1e-8)? == g["allclose"].as_bool().unwrap_or(true),
+        "{section}: y1 and y2 should differ"
+    );
+    assert_close(&format!("{section}.count"), &w.value("count")?, &g["count"])?;
+    let stream = w.object("rngs")?.object("noise")?;
+    assert_close(
+        &format!("{section}.rng_count"),
+        &stream.value("count")?,
+        &g["rng_count"],
+    )?;
+    let key_data = random::key_data(&stream.value("key")?)?;
+    assert_close(
+        &format!("{section}.rng_key_data"),
+        &key_data,
+        &g["rng_key_data"],
+    )?;
+    Ok(Outcome::Pass)
+}
+
+/// Random state: `Rngs(noise=split(key(0), 10))` vectorised with StateAxes; two calls give
+/// different noise.
+pub fn guide_random_state(engine: &dyn Engine) -> CaseResult {
+    let w = noisy_weights(random::split(&random::key(0), 10)?)?;
+    let x = random::normal(&random::key(1), &[10, 2])?;
+    let f = vmap(noisy_vector_dot).in_axes((rng_state_axes(), 0));
+    let y1 = f
+        .call(engine, &[Value::from(&w), Value::from(x.clone())])?
+        .as_tensor()?;
+    let y2 = f
+        .call(engine, &[Value::from(&w), Value::from(x)])?
+        .as_tensor()?;
+    ensure!(y1.shape() == [10, 3], "y1 shape {:?}", y1.shape());
+    check_random_section(&w, &y1, &y2, "random_state")
+}
+
+/// `split_rngs(splits=10)` around `vmap`: the outer stream stays a single key and its count
+/// advances by one per call.
+pub fn guide_split_rngs(engine: &dyn Engine) -> CaseResult {
+    let w = noisy_weights(random::key(0))?;
+    let x = random::normal(&random::key(1), &[10, 2])?;
+    let f = vmap(noisy_vector_dot).in_axes((rng_state_axes(), 0));
+    let call = || -> Result<Tensor> {
+        random::split_rngs_scoped(&w, 10, &Filter::Everything, || {
+            f.call(engine, &[Value::from(&w), Value::from(x.clone())])?
+                .as_tensor()
+        })
+    };
+    let y1 = call()?;
+    let y2 = call()?;
+    check_random_section(&w, &y1, &y2, "split_rngs")
+}
+
+/// Mutable objects cannot be passed by closure: mutating a captured object inside `jit`.
+pub fn guide_closure_error(engine: &dyn Engine) -> CaseResult {
+    let counter = Object::new("Counter").with("count", Param::new(Tensor::scalar(0i32)))?;
+    let f = jit(|args: &[Value]| {
+        counter.var("count")?.update(|c| c + 1)?;
+        Ok(Value::from((&args[0].as_tensor()? * 2)?))
+    });
+    let err = match f.call(engine, &[Value::from(Tensor::scalar(3i32))]) {
+        Ok(_) => return Err(Failure("mutating a captured object must fail".into())),
+        Err(e) => e,
+    };
+    let flax = golden()["closure"]["message"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let phrase = flax.split(" (https").next().unwrap_or_default();
+    ensure!(
+        err.to_string().starts_with(phrase),
+        "message {err} lacks Flax's phrase {phrase}"
+    );
+    crate::snapshots::snapshot("guide_closure_error", &err.to_string());
+    ensure!(
+        counter.value("count")?.item::<i32>()? == 0,
+        "the captured counter changed"
+    );
+    Ok(Outcome::Pass)
+}
+
+fn aliasing_weights() -> Result<Object> {
+    Object::new("Weights").with("param", Param::new(Tensor::arange(10)))
+}
+
+/// Consistent aliasing between inputs: `m` mapped on axis 0 in one argument and 1 in another.
+pub fn guide_aliasing_inputs_error(engine: &dyn Engine) -> CaseResult {
+    let m = aliasing_weights()?;
+    let arg1 = Dict::new()
+        .with("a", Dict::new().with("b", &m)?)?
+        .with("c", &m)?;
+    let arg2 = List::new([
+        Value::tuple(vec![Value::from(&m), Value::from(&m)]),
+        Value::from(&m),
+    ]);
+    let before = m.to_string();
+    let result = vmap(|_: &[Value]| Ok(Value::from(())))
+        .in_axes((0, 1))
+        .call(engine, &[Value::from(arg1), Value::from(arg2)]);
+    let err = result
+        .err()
+        .ok_or_else(|| Failure("aliasing must be rejected".into()))?;
+    let flax = golden()["aliasing_inputs"]["message"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let header = flax.lines().take(2).collect::<Vec<_>>().join("\n");
+    ensure!(
+        err.to_string().starts_with(&header),
+        "message:\n{err}\nexpected to start with:\n{header}"
+    );
+    ensure!(m.to_string() == before, "the object changed");
+    crate::snapshots::snapshot("guide_aliasing_inputs_error", &err.to_string());
+    Ok(Outcome::Pass)
+}
+
+/// Consistent aliasing between inputs and outputs: returned on another axis than it came in.
+pub fn guide_aliasing_outputs_error(engine: &dyn Engine) -> CaseResult {
+    let m = aliasing_weights()?;
+    let result = vmap(|args: &[Value]| Ok(args[0].clone()))
+        .in_axes(0)
+        .out_axes(1)
+        .call(engine, &[Value::from(&m)]);
+    let err = result
+        .err()
+        .ok_or_else(|| Failure("aliasing must be rejected".into()))?;
+    crate::snapshots::snapshot("guide_aliasing_outputs_error", &err.to_string());
+    ensure!(
+        m.value("param")?.to_vec::<i32>()? == (0..10).collect::<Vec<_>>(),
+        "the object changed"
+    );
+    Ok(Outcome::Pass)
+}

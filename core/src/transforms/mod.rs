@@ -1,0 +1,13 @@
+//! Lifted transforms: `vmap` and `jit` over functions of objects and arrays.
+//!
+//! Each transform moves its arguments across the boundary with [`lift`](crate::lift)
+//! (Flax's recipe), traces the function once into a [`Program`](crate::program::Program),
+//! and asks an [`Engine`](crate::Engine) to run it — or, when called inside another
+//! transform's trace, records itself as a higher-order equation so that transforms nest.
+
+mod execute;
+mod jit;
+mod vmap;
+
+pub use jit::{Jit, Whole, jit};
+pub use vmap::{Axis, AxisSpec, StateAxes, Vmap, vmap};

@@ -1,0 +1,305 @@
+//! `vmap`: vectorising a function over objects and arrays, with NNX semantics.
+
+use std::fmt;
+use std::sync::Arc;
+
+use crate::engine::Engine;
+use crate::error::{Error, Result};
+use crate::graph::{Filter, Value};
+use crate::lift::{self, Prefix};
+use crate::program::{AbstractValue, Batching, Primitive, ProgramRef, record_multi, trace_fn};
+use crate::tensor::Tensor;
+
+use super::execute::{any_traced, as_arrays};
+
+/// A `vmap` axis: `Axis(Some(k))` maps axis `k` (negative counts from the end), `Axis(None)`
+/// broadcasts (the same value for every lane).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Axis(pub Option<isize>);
+
+impl fmt::Display for Axis {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            Some(a) => write!(f, "{a}"),
+            None => f.write_str("None"),
+        }
+    }
+}
+
+/// `in_axes` / `out_axes` of [`vmap`]: a [`Prefix`] of [`Axis`]. Converts from an integer,
+/// `None::<i32>` (broadcast), tuples of those, and [`StateAxes`].
+pub type AxisSpec = Prefix<Axis>;
+
+impl From<i32> for Prefix<Axis> {
+    fn from(axis: i32) -> AxisSpec {
+        Prefix::Leaf(Axis(Some(axis as isize)))
+    }
+}
+
+impl From<Option<i32>> for Prefix<Axis> {
+    fn from(axis: Option<i32>) -> AxisSpec {
+        Prefix::Leaf(Axis(axis.map(|a| a as isize)))
+    }
+}
+
+macro_rules! tuple_spec {
+    ($($name:ident),+) => {
+        impl<$($name: Into<AxisSpec>),+> From<($($name,)+)> for Prefix<Axis> {
+            #[allow(non_snake_case)]
+            fn from(($($name,)+): ($($name,)+)) -> AxisSpec {
+                Prefix::Tuple(vec![$($name.into()),+])
+            }
+        }
+    };
+}
+tuple_spec!(A);
+tuple_spec!(A, B);
+tuple_spec!(A, B, C);
+tuple_spec!(A, B, C, D);
+
+/// `nnx.StateAxes`: maps the Variables of one object by filter; only valid directly on a
+/// graph node. Axis `None` broadcasts that group.
+///
+/// ```
+/// use nnx_core::{VariableType, transforms::StateAxes};
+/// let axes = StateAxes::new([(VariableType::PARAM.into(), Some(0)), (VariableType::BATCH_STAT.into(), None)]);
+/// assert_eq!(nnx_core::transforms::AxisSpec::from(axes).to_string(), "StateAxes({OfType(Param): 0, OfType(BatchStat): None})");
+/// ```
+#[derive(Clone, Debug)]
+pub struct StateAxes(Vec<(Filter, Axis)>);
+
+impl StateAxes {
+    /// Groups in order: each Variable goes with the first filter that matches it.
+    pub fn new(groups: impl IntoIterator<Item = (Filter, Option<i32>)>) -> StateAxes {
+        StateAxes(
+            groups
+                .into_iter()
+                .map(|(f, a)| (f, Axis(a.map(|a| a as isize))))
+                .collect(),
+        )
+    }
+}
+
+impl From<StateAxes> for Prefix<Axis> {
+    fn from(axes: StateAxes) -> AxisSpec {
+        Prefix::StateAxes(axes.0)
+    }
+}
+
+/// Vectorises `f` (`nnx.vmap`): `vmap(f).call(engine, args)[i] == f(args[i])`, with objects
+/// in the arguments and outputs carried across with reference semantics — state updates,
+/// graph changes and new objects propagate out, aliases must be mapped consistently, and
+/// captured objects cannot be mutated.
+///
+/// `f` receives the arguments as [`Value`]s: objects rebuilt for the trace (mutate them
+/// freely) and tracers for arrays; it runs once per call, while tracing.
+///
+/// ```
+/// use nnx_core::{Value, transforms::vmap};
+/// let f = vmap(|args: &[Value]| Ok(args[0].clone())).in_axes(0).out_axes(1);
+/// assert_eq!(f.describe(), "vmap(in_axes=0, out_axes=1)");
+/// ```
+pub fn vmap<F: Fn(&[Value]) -> Result<Value>>(f: F) -> Vmap<F> {
+    Vmap {
+        f,
+        in_axes: Prefix::Leaf(Axis(Some(0))),
+        out_axes: Prefix::Leaf(Axis(Some(0))),
+        axis_size: None,
+    }
+}
+
+/// A vectorised function; see [`vmap`].
+pub struct Vmap<F> {
+    f: F,
+    in_axes: AxisSpec,
+    out_axes: AxisSpec,
+    axis_size: Option<usize>,
+}
+
+impl<F: Fn(&[Value]) -> Result<Value>> Vmap<F> {
+    /// How each argument is mapped (default `0`).
+    pub fn in_axes(mut self, axes: impl Into<AxisSpec>) -> Vmap<F> {
+        self.in_axes = axes.into();
+        self
+    }
+
+    /// Where each output (and each argument's state, which keeps its `in_axes`) gets the
+    /// batch axis (default `0`).
+    pub fn out_axes(mut self, axes: impl Into<AxisSpec>) -> Vmap<F> {
+        self.out_axes = axes.into();
+        self
+    }
+
+    /// The number of lanes, required when no input is mapped (e.g. initialisers).
+    pub fn axis_size(mut self, size: usize) -> Vmap<F> {
+        self.axis_size = Some(size);
+        self
+    }
+
+    /// `vmap(in_axes=…, out_axes=…)`.
+    pub fn describe(&self) -> String {
+        format!("vmap(in_axes={}, out_axes={})", self.in_axes, self.out_axes)
+    }
+
+    /// Calls the vectorised function.
+    ///
+    /// # Errors
+    /// Prefix and aliasing errors ([`Error::InvalidPrefix`], [`Error::InconsistentAliasing`],
+    /// [`Error::NoAxisFound`]), axis sizes that disagree (naming each argument path, shape and
+    /// axis), broadcast state changed by batched values, the closure rule, and whatever `f`
+    /// returns. On error the caller's objects are unchanged.
+    pub fn call(&self, engine: &(impl Engine + ?Sized), args: &[Value]) -> Result<Value> {
+        let lowered = lift::lower_args(args, &self.in_axes)?;
+        let mut in_axes = Vec::with_capacity(lowered.leaves().len());
+        let mut in_avals = Vec::with_capacity(lowered.leaves().len());
+        let mut mapped = Vec::new();
+        for leaf in lowered.leaves() {
+            let aval = leaf.value.aval();
+            match leaf.prefix.0 {
+                None => {
+                    in_axes.push(None);
+                    in_avals.push(aval);
+                }
+                Some(axis) => {
+                    let a = normalize(axis, aval.shape.len(), &leaf.location, &aval, "in_axes")?;
+                    mapped.push((
+                        leaf.location.clone(),
+                        aval.shape.clone(),
+                        axis,
+                        aval.shape[a],
+                    ));
+                    let mut inner = aval;
+                    inner.shape.remove(a);
+                    in_axes.push(Some(a));
+                    in_avals.push(inner);
+                }
+            }
+        }
+        let axis_size = self.lanes(&mapped)?;
+        let traced = trace_fn(&in_avals, |inputs| {
+            let raised = lift::raise(&lowered, inputs)?;
+            let output = (self.f)(&raised.args)?;
+            let outputs = lift::lower_outputs(&raised, &self.in_axes, &output, &self.out_axes)?;
+            let values = outputs.leaves().iter().map(|l| l.value.clone()).collect();
+            Ok((values, outputs))
+        })?;
+        let outputs = traced.extra;
+        let mut out_axes = Vec::with_capacity(outputs.leaves().len());
+        for leaf in outputs.leaves() {
+            let aval = leaf.value.aval();
+            out_axes.push(match leaf.prefix.0 {
+                None => None,
+                Some(axis) => Some(normalize(
+                    axis,
+                    aval.shape.len() + 1,
+                    &leaf.location,
+                    &aval,
+                    "out_axes",
+                )?),
+            });
+        }
+        let batched_inputs: Vec<bool> = in_axes
+            .iter()
+            .map(Option::is_some)
+            .chain(traced.captured.iter().map(|_| false))
+            .collect();
+        let depends = traced.program.depends_on(&batched_inputs);
+        let leaked: Vec<&str> = outputs
+            .leaves()
+            .iter()
+            .zip(&out_axes)
+            .zip(&depends)
+            .filter(|((_, axis), dep)| axis.is_none() && **dep)
+            .map(|((leaf, _), _)| leaf.location.as_str())
+            .collect();
+        if !leaked.is_empty() {
+            return Err(Error::InvalidPrefix(format!(
+                "vmap: these values have axis None (broadcast) but were computed from mapped inputs, so they differ per lane: {}. Map them (give them an axis in in_axes/out_axes or StateAxes) or do not change them with batched values",
+                leaked.join(", ")
+            )));
+        }
+        let batching = Batching {
+            in_axes: in_axes
+                .into_iter()
+                .chain(traced.captured.iter().map(|_| None))
+                .collect(),
+            out_axes,
+            axis_size,
+        };
+        let inputs: Vec<Tensor> = lowered
+            .leaves()
+            .iter()
+            .map(|l| l.value.clone())
+            .chain(traced.captured.iter().cloned())
+            .collect();
+        let results: Vec<Tensor> = if any_traced(&inputs) {
+            let refs: Vec<&Tensor> = inputs.iter().collect();
+            record_multi(
+                Primitive::Vmap {
+                    program: ProgramRef(Arc::new(traced.program)),
+                    batching,
+                },
+                &refs,
+            )?
+        } else {
+            engine
+                .run_batched(&traced.program, &as_arrays(&inputs)?, &batching)?
+                .into_iter()
+                .map(Tensor::from)
+                .collect()
+        };
+        lift::write_back(&lowered, &outputs, results)
+    }
+
+    /// The number of lanes: every mapped axis and `axis_size` must agree.
+    fn lanes(&self, mapped: &[(String, Vec<usize>, isize, usize)]) -> Result<usize> {
+        let sizes: Vec<usize> = mapped.iter().map(|m| m.3).chain(self.axis_size).collect();
+        match sizes.first() {
+            None => Err(Error::InvalidPrefix(
+                "vmap must have at least one non-None value in in_axes, or be given axis_size"
+                    .into(),
+            )),
+            Some(&n) if sizes.iter().all(|&s| s == n) => Ok(n),
+            Some(_) => {
+                let mut lines: Vec<String> = mapped
+                    .iter()
+                    .map(|(location, shape, axis, size)| {
+                        format!("  {location}: shape {shape:?}, axis {axis} has size {size}")
+                    })
+                    .collect();
+                if let Some(n) = self.axis_size {
+                    lines.push(format!("  axis_size={n}"));
+                }
+                Err(Error::InvalidPrefix(format!(
+                    "vmap got inconsistent sizes for array axes to be mapped:\n{}",
+                    lines.join("\n")
+                )))
+            }
+        }
+    }
+}
+
+fn normalize(
+    axis: isize,
+    ndim: usize,
+    location: &str,
+    aval: &AbstractValue,
+    which: &str,
+) -> Result<usize> {
+    let n = ndim as isize;
+    let a = if axis < 0 { axis + n } else { axis };
+    if (0..n).contains(&a) {
+        Ok(a as usize)
+    } else {
+        Err(Error::InvalidPrefix(format!(
+            "vmap {which} {axis} is out of bounds for {location} of shape {:?} (rank {}{})",
+            aval.shape,
+            aval.shape.len(),
+            if which == "out_axes" {
+                ", plus the batch axis"
+            } else {
+                ""
+            }
+        )))
+    }
+}
