@@ -60,9 +60,7 @@ macro_rules! ensure {
 ///
 /// # Errors
 /// Every failing case, with its message.
-pub fn run_all(
-    engine: &dyn Engine,
-) -> Result<Vec<Named<Outcome>>, Vec<Named<Failure>>> {
+pub fn run_all(engine: &dyn Engine) -> Result<Vec<Named<Outcome>>, Vec<Named<Failure>>> {
     let filter = std::env::var("NNX_CONFORMANCE_FILTER").unwrap_or_default();
     let mut passed = Vec::new();
     let mut failed = Vec::new();
@@ -106,7 +104,7 @@ macro_rules! suite {
 #[doc(hidden)]
 #[macro_export]
 macro_rules! __suite_tests {
-    ($engine:expr; $($name:ident),* $(,)?) => {
+    ($engine:expr; $($module:ident :: $name:ident),* $(,)?) => {
         $(
             #[test]
             fn $name() {

@@ -1,6 +1,7 @@
 //! The transforms guide, section by section, as engine-generic cases checked against what
 //! real Flax/JAX computed (`conformance/golden/seed_guide.json`).
 
+use nnx_core::lift::Prefix;
 use nnx_core::random::{self, Rngs};
 use nnx_core::transforms::{StateAxes, jit, vmap};
 use nnx_core::{
@@ -383,6 +384,114 @@ pub fn guide_aliasing_outputs_error(engine: &dyn Engine) -> CaseResult {
     ensure!(
         m.value("param")?.to_vec::<i32>()? == (0..10).collect::<Vec<_>>(),
         "the object changed"
+    );
+    Ok(Outcome::Pass)
+}
+
+fn sharded_weights(array: Tensor, sharding: nnx_core::Static) -> Result<Object> {
+    Object::new("Weights").with(
+        "param",
+        Param::new(array).with_metadata("sharding", sharding),
+    )
+}
+
+fn sharding_of(m: &Object) -> Result<String> {
+    Ok(m.var("param")?
+        .metadata_value("sharding")
+        .map(|s| s.to_string())
+        .unwrap_or_default())
+}
+
+fn golden_sharding(entry: &serde_json::Value) -> String {
+    let parts: Vec<String> = entry
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|v| {
+                    v.as_str()
+                        .map_or_else(|| "None".to_owned(), |s| format!("'{s}'"))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    format!("({})", parts.join(", "))
+}
+
+fn golden_shape(entry: &serde_json::Value) -> Vec<usize> {
+    entry
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(serde_json::Value::as_u64)
+                .map(|d| d as usize)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Axis metadata on the way in: `vmap(in_axes=1, transform_metadata={PARTITION_NAME: 'b'})`
+/// removes `'b'` from `sharding` inside and puts it back outside.
+pub fn guide_metadata_in(engine: &dyn Engine) -> CaseResult {
+    let m = sharded_weights(
+        Tensor::ones(&[3, 4, 5]),
+        nnx_core::static_tuple!["a", "b", ()],
+    )?;
+    let inner = std::cell::RefCell::new((Vec::new(), String::new()));
+    vmap(|args: &[Value]| {
+        let m = object(&args[0])?;
+        *inner.borrow_mut() = (m.value("param")?.shape().to_vec(), sharding_of(&m)?);
+        Ok(Value::from(()))
+    })
+    .in_axes(1)
+    .transform_metadata("b")
+    .call(engine, &[Value::from(&m)])?;
+    let g = &golden()["metadata_in"];
+    let (inner_shape, inner_sharding) = inner.into_inner();
+    ensure!(
+        inner_shape == golden_shape(&g["inner_shape"]),
+        "inner shape {inner_shape:?}"
+    );
+    ensure!(
+        inner_sharding == golden_sharding(&g["inner_sharding"]),
+        "inner sharding {inner_sharding}"
+    );
+    ensure!(
+        m.value("param")?.shape() == golden_shape(&g["outer_shape"]).as_slice(),
+        "outer shape"
+    );
+    ensure!(
+        sharding_of(&m)? == golden_sharding(&g["outer_sharding"]),
+        "outer sharding {}",
+        sharding_of(&m)?
+    );
+    Ok(Outcome::Pass)
+}
+
+/// Axis metadata on the way out: an object created inside `vmap(out_axes=1, axis_size=4)`
+/// gets `'b'` inserted at its new axis.
+pub fn guide_metadata_out(engine: &dyn Engine) -> CaseResult {
+    let m = vmap(|_: &[Value]| {
+        Ok(Value::from(sharded_weights(
+            Tensor::ones(&[3, 5]),
+            nnx_core::static_tuple!["a", ()],
+        )?))
+    })
+    .in_axes(Prefix::Tuple(vec![]))
+    .out_axes(1)
+    .axis_size(4)
+    .transform_metadata("b")
+    .call(engine, &[])?;
+    let m = object(&m)?;
+    let g = &golden()["metadata_out"];
+    ensure!(
+        m.value("param")?.shape() == golden_shape(&g["outer_shape"]).as_slice(),
+        "outer shape {:?}",
+        m.value("param")?.shape()
+    );
+    ensure!(
+        sharding_of(&m)? == golden_sharding(&g["outer_sharding"]),
+        "outer sharding {}",
+        sharding_of(&m)?
     );
     Ok(Outcome::Pass)
 }

@@ -3,6 +3,7 @@
 //! macro's one `#[test]` per case.
 
 pub mod guide;
+pub mod transforms;
 
 use crate::Case;
 
@@ -11,25 +12,38 @@ use crate::Case;
 macro_rules! for_each_case {
     ($m:path, $engine:expr) => {
         $m!($engine;
-            guide_basic,
-            guide_create_weights,
-            guide_methods,
-            guide_state_propagation,
-            guide_graph_updates,
-            guide_state_axes,
-            guide_random_state,
-            guide_split_rngs,
-            guide_closure_error,
-            guide_aliasing_inputs_error,
-            guide_aliasing_outputs_error,
+            guide::guide_basic,
+            guide::guide_create_weights,
+            guide::guide_methods,
+            guide::guide_state_propagation,
+            guide::guide_graph_updates,
+            guide::guide_state_axes,
+            guide::guide_random_state,
+            guide::guide_split_rngs,
+            guide::guide_closure_error,
+            guide::guide_aliasing_inputs_error,
+            guide::guide_aliasing_outputs_error,
+            guide::guide_metadata_in,
+            guide::guide_metadata_out,
+            transforms::vmap_axis_size_mismatch_names_each_argument,
+            transforms::vmap_axis_errors,
+            transforms::vmap_state_axes_on_a_tuple_error,
+            transforms::vmap_broadcast_state_changed_by_batched_value_error,
+            transforms::vmap_failure_leaves_objects_unchanged,
+            transforms::vmap_new_variable_in_mapped_object_is_stacked,
+            transforms::vmap_metadata_with_negative_axes,
+            transforms::jit_traces_once_per_structure,
+            transforms::jit_propagates_graph_and_metadata_updates,
+            transforms::transforms_nest,
+            transforms::nested_state_updates_propagate,
         );
     };
 }
 
 macro_rules! case_list {
-    ($engine:expr; $($name:ident),* $(,)?) => {
+    ($engine:expr; $($module:ident :: $name:ident),* $(,)?) => {
         /// Every case, in order.
-        pub const ALL: &[Case] = &[$(Case { name: stringify!($name), run: guide::$name }),*];
+        pub const ALL: &[Case] = &[$(Case { name: stringify!($name), run: $module::$name }),*];
     };
 }
 

@@ -29,7 +29,7 @@ use super::prefix::Prefix;
 use crate::error::{AliasConflict, Error, Result};
 use crate::graph::graphdef::{Flattener, node_of};
 use crate::graph::merge::{VariableReuse, unflatten_with};
-use crate::graph::{GraphDef, Key, Leaf, NodeId, NodeKind, Path, Value, Variable};
+use crate::graph::{GraphDef, Key, Leaf, NodeDef, NodeId, NodeKind, Path, Static, Value, Variable};
 use crate::tensor::Tensor;
 use crate::trace::current_level;
 
@@ -67,6 +67,53 @@ impl<L> Lowered<L> {
     pub fn graphdef(&self) -> &GraphDef {
         &self.def
     }
+
+    /// Edits the recorded metadata of every Variable (once per Variable, even if shared),
+    /// e.g. to move a `sharding` axis name as a batch axis comes or goes. Raising uses the
+    /// edited metadata for the Variables it creates; writing back copies it into the
+    /// caller's Variables.
+    ///
+    /// # Errors
+    /// Whatever `f` returns.
+    pub fn edit_variable_metadata(
+        &mut self,
+        mut f: impl FnMut(&LoweredLeaf<L>, &mut Vec<(String, Static)>) -> Result<()>,
+    ) -> Result<()> {
+        let by_path: HashMap<&Path, &LoweredLeaf<L>> =
+            self.leaves.iter().map(|l| (&l.path, l)).collect();
+        edit_metadata(&mut self.def.root, &mut Path::root(), &by_path, &mut f)
+    }
+}
+
+fn edit_metadata<L>(
+    def: &mut NodeDef,
+    path: &mut Path,
+    leaves: &HashMap<&Path, &LoweredLeaf<L>>,
+    f: &mut impl FnMut(&LoweredLeaf<L>, &mut Vec<(String, Static)>) -> Result<()>,
+) -> Result<()> {
+    match def {
+        NodeDef::Variable(vd) => {
+            if let Some(leaf) = leaves.get(&*path) {
+                f(leaf, &mut vd.metadata)?;
+            }
+        }
+        NodeDef::Node { attributes, .. } => {
+            for (key, child) in attributes {
+                path.push(key.clone());
+                edit_metadata(child, path, leaves, f)?;
+                path.pop();
+            }
+        }
+        NodeDef::Tuple(items) => {
+            for (i, child) in items.iter_mut().enumerate() {
+                path.push(i);
+                edit_metadata(child, path, leaves, f)?;
+                path.pop();
+            }
+        }
+        NodeDef::Ref(_) | NodeDef::Leaf | NodeDef::Static(_) => {}
+    }
+    Ok(())
 }
 
 /// The arguments rebuilt inside a transform, and where each rebuilt object came from.

@@ -7,6 +7,7 @@
 
 mod execute;
 mod jit;
+mod metadata;
 mod vmap;
 
 pub use jit::{Jit, Whole, jit};

@@ -1,16 +1,18 @@
 //! `vmap`: vectorising a function over objects and arrays, with NNX semantics.
 
+use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
 
 use crate::engine::Engine;
 use crate::error::{Error, Result};
-use crate::graph::{Filter, Value};
+use crate::graph::{Filter, Path, Value};
 use crate::lift::{self, Prefix};
 use crate::program::{AbstractValue, Batching, Primitive, ProgramRef, record_multi, trace_fn};
 use crate::tensor::Tensor;
 
 use super::execute::{any_traced, as_arrays};
+use super::metadata::{add_axis, remove_axis};
 
 /// A `vmap` axis: `Axis(Some(k))` maps axis `k` (negative counts from the end), `Axis(None)`
 /// broadcasts (the same value for every lane).
@@ -105,6 +107,7 @@ pub fn vmap<F: Fn(&[Value]) -> Result<Value>>(f: F) -> Vmap<F> {
         in_axes: Prefix::Leaf(Axis(Some(0))),
         out_axes: Prefix::Leaf(Axis(Some(0))),
         axis_size: None,
+        partition: None,
     }
 }
 
@@ -114,6 +117,7 @@ pub struct Vmap<F> {
     in_axes: AxisSpec,
     out_axes: AxisSpec,
     axis_size: Option<usize>,
+    partition: Option<String>,
 }
 
 impl<F: Fn(&[Value]) -> Result<Value>> Vmap<F> {
@@ -136,6 +140,15 @@ impl<F: Fn(&[Value]) -> Result<Value>> Vmap<F> {
         self
     }
 
+    /// `transform_metadata={nnx.PARTITION_NAME: name}`: inside, the axis name `name` is
+    /// removed from each mapped Variable's `sharding` metadata at its mapped axis; outside, it
+    /// is inserted at the output axis — also for Variables created inside. Negative axes are
+    /// normalised first (Flax inserts at the wrong place for them, SEMANTICS.md §13 item 2).
+    pub fn transform_metadata(mut self, partition_name: &str) -> Vmap<F> {
+        self.partition = Some(partition_name.to_owned());
+        self
+    }
+
     /// `vmap(in_axes=…, out_axes=…)`.
     pub fn describe(&self) -> String {
         format!("vmap(in_axes={}, out_axes={})", self.in_axes, self.out_axes)
@@ -149,7 +162,7 @@ impl<F: Fn(&[Value]) -> Result<Value>> Vmap<F> {
     /// axis), broadcast state changed by batched values, the closure rule, and whatever `f`
     /// returns. On error the caller's objects are unchanged.
     pub fn call(&self, engine: &(impl Engine + ?Sized), args: &[Value]) -> Result<Value> {
-        let lowered = lift::lower_args(args, &self.in_axes)?;
+        let mut lowered = lift::lower_args(args, &self.in_axes)?;
         let mut in_axes = Vec::with_capacity(lowered.leaves().len());
         let mut in_avals = Vec::with_capacity(lowered.leaves().len());
         let mut mapped = Vec::new();
@@ -176,6 +189,18 @@ impl<F: Fn(&[Value]) -> Result<Value>> Vmap<F> {
             }
         }
         let axis_size = self.lanes(&mapped)?;
+        if let Some(name) = &self.partition {
+            let axes: HashMap<Path, usize> = lowered
+                .leaves()
+                .iter()
+                .zip(&in_axes)
+                .filter_map(|(l, a)| a.map(|a| (l.path.clone(), a)))
+                .collect();
+            lowered.edit_variable_metadata(|leaf, metadata| match axes.get(&leaf.path) {
+                Some(&axis) => remove_axis(metadata, axis, name, &leaf.location),
+                None => Ok(()),
+            })?;
+        }
         let traced = trace_fn(&in_avals, |inputs| {
             let raised = lift::raise(&lowered, inputs)?;
             let output = (self.f)(&raised.args)?;
@@ -183,7 +208,7 @@ impl<F: Fn(&[Value]) -> Result<Value>> Vmap<F> {
             let values = outputs.leaves().iter().map(|l| l.value.clone()).collect();
             Ok((values, outputs))
         })?;
-        let outputs = traced.extra;
+        let mut outputs = traced.extra;
         let mut out_axes = Vec::with_capacity(outputs.leaves().len());
         for leaf in outputs.leaves() {
             let aval = leaf.value.aval();
@@ -197,6 +222,20 @@ impl<F: Fn(&[Value]) -> Result<Value>> Vmap<F> {
                     "out_axes",
                 )?),
             });
+        }
+        if let Some(name) = &self.partition {
+            let axes: HashMap<Path, usize> = outputs
+                .leaves()
+                .iter()
+                .zip(&out_axes)
+                .filter_map(|(l, a)| a.map(|a| (l.path.clone(), a)))
+                .collect();
+            outputs.edit_variable_metadata(|leaf, metadata| {
+                if let Some(&axis) = axes.get(&leaf.path) {
+                    add_axis(metadata, axis, name);
+                }
+                Ok(())
+            })?;
         }
         let batched_inputs: Vec<bool> = in_axes
             .iter()
