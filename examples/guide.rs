@@ -1,83 +1,329 @@
 //! The Flax NNX transforms guide, section by section, in Rust.
 //!
-//! Run with `cargo run --release --example guide`. The sections that need lifted transforms
-//! (`vmap`, `jit`) are being built; until they land this prints the object-graph part of the
-//! guide: the guide's objects, their state and structure, graph updates, and random state.
+//! Run with `cargo run --release --example guide`. Every section of the guide runs in order
+//! and prints the observables the guide prints (shapes, counts, the object after graph
+//! updates, the error messages). `fast/tests/guide_example.rs` snapshots this output.
+
+use std::fmt::Write as _;
 
 use nnx_fast::prelude::*;
 use nnx_fast::random::{self, Rngs};
+use nnx_fast::transforms::{StateAxes, jit, vmap};
+use nnx_reference::Reference;
 
 variable_type!(
     /// The guide's `class Count(nnx.Variable): pass`.
     pub Count: Variable
 );
 
-fn section(title: &str) {
-    println!("\n== {title} ==");
-}
-
-/// `Weights(kernel, bias, count)` as in the guide's "State propagation" section.
-fn weights(kernel: Tensor, bias: Tensor, count: Tensor) -> Result<Object> {
-    Object::new("Weights")
+/// `Weights(kernel, bias[, count])` as the guide builds it.
+fn weights(kernel: Tensor, bias: Tensor, count: Option<Tensor>) -> Result<Object> {
+    let w = Object::new("Weights")
         .with("kernel", Param::new(kernel))?
-        .with("bias", Param::new(bias))?
-        .with("count", Count::new(count))
+        .with("bias", Param::new(bias))?;
+    if let Some(count) = count {
+        w.set("count", Count::new(count))?;
+    }
+    Ok(w)
 }
 
-fn main() -> Result<()> {
-    section("Basic example: the guide's Weights and data");
-    let kernel = random::uniform(&random::key(0), &[10, 2, 3])?;
-    let w = weights(kernel, Tensor::zeros(&[10, 3]), Tensor::arange(10))?;
-    let x = random::normal(&random::key(1), &[10, 2])?;
-    println!("{w}");
-    println!("x.shape = {:?}", x.shape());
+fn object(v: &Value) -> Result<Object> {
+    v.as_object()
+        .cloned()
+        .ok_or_else(|| Error::InvalidValue(format!("expected an object, got {}", v.kind_name())))
+}
 
-    section("State and GraphDef (split / merge)");
-    let (graphdef, state) = graph::split(&w);
-    println!("{graphdef}");
-    let (_, params, rest) = {
-        let (def, mut states) =
-            graph::split_by(&w, &[VariableType::PARAM.into(), Filter::Everything])?;
-        let rest = states.pop().unwrap_or_default();
-        let params = states.pop().unwrap_or_default();
-        (def, params, rest)
-    };
-    println!(
-        "params: {:?}",
-        params.paths().map(|p| p.to_string()).collect::<Vec<_>>()
-    );
-    println!(
-        "rest:   {:?}",
-        rest.paths().map(|p| p.to_string()).collect::<Vec<_>>()
-    );
-    let rebuilt: Object = graph::merge(&graphdef, [&state])?;
-    println!(
-        "merged object shares the Variables: {}",
-        rebuilt.var("kernel")?.ptr_eq(&w.var("kernel")?)
-    );
+/// `x @ weights.kernel + weights.bias`, with the guide's "no batch dimensions" asserts.
+fn vector_dot(w: &Object, x: &Tensor) -> Result<Tensor> {
+    if w.value("kernel")?.ndim() != 2 || x.ndim() != 1 {
+        return Err(Error::InvalidValue("Batch dimensions not allowed".into()));
+    }
+    x.matmul(&w.value("kernel")?)?.add(&w.value("bias")?)
+}
 
-    section("Graph updates (applied directly; under vmap once transforms land)");
+fn stateful_vector_dot(args: &[Value]) -> Result<Value> {
+    let w = object(&args[0])?;
     w.var("count")?.update(|c| c + 1)?;
-    w.set("some_property", static_list!["a", 2, false])?;
-    w.del("bias")?;
-    w.set("new_param", w.get("kernel")?)?;
-    let after: Object = graph::clone(&w); // a merge re-sets attributes in sorted order
-    println!("{after}");
-    println!(
-        "new_param is kernel: {}",
-        after.var("new_param")?.ptr_eq(&after.var("kernel")?)
-    );
-    println!("{}", after.var("count")?);
+    Ok(Value::from(vector_dot(&w, &args[1].as_tensor()?)?))
+}
 
-    section("Random state");
-    let rngs = Rngs::builder()
-        .stream("noise", random::split(&random::key(0), 10)?)
-        .build()?;
-    println!("{rngs}");
-    let key = random::key(0);
-    let noise_rngs = Rngs::builder().stream("noise", key).build()?;
-    let k = noise_rngs.next_key("noise")?;
-    println!("noise key data after one draw: {}", random::key_data(&k)?);
-    println!("{}", noise_rngs.as_object().object("noise")?.var("count")?);
+fn noisy_vector_dot(args: &[Value]) -> Result<Value> {
+    let w = object(&args[0])?;
+    w.var("count")?.update(|c| c + 1)?;
+    let y = vector_dot(&w, &args[1].as_tensor()?)?;
+    let rngs = Rngs::from_object(w.object("rngs")?)?;
+    let noise = random::normal(&rngs.next_key("noise")?, y.shape())?;
+    Ok(Value::from(y.add(&noise)?))
+}
+
+/// A shape as Python prints it: `(3, 10)`.
+fn shape(dims: &[usize]) -> String {
+    match dims {
+        [d] => format!("({d},)"),
+        _ => format!(
+            "({})",
+            dims.iter()
+                .map(usize::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    }
+}
+
+fn section(out: &mut String, title: &str) -> Result<()> {
+    writeln!(out, "\n== {title} ==").map_err(fmt_error)
+}
+
+fn fmt_error(e: std::fmt::Error) -> Error {
+    Error::InvalidValue(e.to_string())
+}
+
+macro_rules! say {
+    ($out:expr, $($arg:tt)*) => {
+        writeln!($out, $($arg)*).map_err(fmt_error)?
+    };
+}
+
+/// Runs every section, writing what the guide prints.
+pub fn run(out: &mut String) -> Result<()> {
+    let engine = Reference;
+    let x = random::normal(&random::key(1), &[10, 2])?;
+
+    section(out, "Basic example")?;
+    let w = weights(
+        random::uniform(&random::key(0), &[10, 2, 3])?,
+        Tensor::zeros(&[10, 3]),
+        None,
+    )?;
+    let y = vmap(|args: &[Value]| {
+        Ok(Value::from(vector_dot(
+            &object(&args[0])?,
+            &args[1].as_tensor()?,
+        )?))
+    })
+    .in_axes(0)
+    .out_axes(1)
+    .call(&engine, &[Value::from(&w), Value::from(x.clone())])?;
+    say!(out, "y.shape = {}", shape(y.as_tensor()?.shape()));
+
+    section(out, "Objects as outputs: create_weights")?;
+    let created = vmap(|args: &[Value]| {
+        let key = random::key_from_seeds(&args[0].as_tensor()?)?;
+        Ok(Value::from(weights(
+            random::uniform(&key, &[2, 3])?,
+            Tensor::zeros(&[3]),
+            None,
+        )?))
+    })
+    .call(&engine, &[Value::from(Tensor::arange(10))])?;
+    say!(out, "{}", object(&created)?);
+
+    section(out, "Transforming methods: WeightStack")?;
+    let stack = object(&created)?; // WeightStack(jnp.arange(10)) builds the same stack
+    let y = vmap(|args: &[Value]| {
+        Ok(Value::from(vector_dot(
+            &object(&args[0])?,
+            &args[1].as_tensor()?,
+        )?))
+    })
+    .in_axes(0)
+    .out_axes(1)
+    .call(&engine, &[Value::from(&stack), Value::from(x.clone())])?;
+    say!(out, "y.shape = {}", shape(y.as_tensor()?.shape()));
+
+    section(out, "State propagation")?;
+    let w = weights(
+        random::uniform(&random::key(0), &[10, 2, 3])?,
+        Tensor::zeros(&[10, 3]),
+        Some(Tensor::arange(10)),
+    )?;
+    vmap(stateful_vector_dot)
+        .in_axes(0)
+        .out_axes(1)
+        .call(&engine, &[Value::from(&w), Value::from(x.clone())])?;
+    say!(out, "{}", w.var("count")?);
+
+    section(out, "Graph updates propagation")?;
+    let w = weights(
+        random::uniform(&random::key(0), &[10, 2, 3])?,
+        Tensor::zeros(&[10, 3]),
+        Some(Tensor::arange(10)),
+    )?;
+    vmap(|args: &[Value]| {
+        let w = object(&args[0])?;
+        w.var("count")?.update(|c| c + 1)?;
+        let y = vector_dot(&w, &args[1].as_tensor()?)?;
+        w.set("some_property", static_list!["a", 2, false])?; // add attribute
+        w.del("bias")?; // delete attribute
+        w.set("new_param", w.get("kernel")?)?; // share reference
+        Ok(Value::from(y))
+    })
+    .in_axes(0)
+    .out_axes(1)
+    .call(&engine, &[Value::from(&w), Value::from(x.clone())])?;
+    say!(out, "{w}");
+    say!(
+        out,
+        "new_param is kernel: {}",
+        w.var("new_param")?.ptr_eq(&w.var("kernel")?)
+    );
+
+    section(out, "Transforming sub-states: StateAxes")?;
+    let w = weights(
+        random::uniform(&random::key(0), &[10, 2, 3])?,
+        Tensor::zeros(&[10, 3]),
+        Some(Tensor::weak_scalar(0i32)),
+    )?;
+    let state_axes = StateAxes::new([
+        (VariableType::PARAM.into(), Some(0)),
+        (Count::TYPE.into(), None),
+    ]);
+    vmap(stateful_vector_dot)
+        .in_axes((state_axes, 0))
+        .out_axes(1)
+        .call(&engine, &[Value::from(&w), Value::from(x.clone())])?;
+    say!(out, "{}", w.var("count")?);
+
+    let rng_axes = || {
+        StateAxes::new([
+            (VariableType::RNG_STATE.into(), Some(0)),
+            (
+                Filter::any([VariableType::PARAM.into(), Count::TYPE.into()]),
+                None,
+            ),
+        ])
+    };
+    let noisy_weights = |seed: Tensor| -> Result<Object> {
+        let w = weights(
+            random::uniform(&random::key(0), &[2, 3])?,
+            Tensor::zeros(&[3]),
+            Some(Tensor::weak_scalar(0i32)),
+        )?;
+        w.set("rngs", Rngs::builder().stream("noise", seed).build()?)?;
+        Ok(w)
+    };
+
+    section(out, "Random state")?;
+    let w = noisy_weights(random::split(&random::key(0), 10)?)?;
+    let f = vmap(noisy_vector_dot).in_axes((rng_axes(), 0));
+    let y1 = f
+        .call(&engine, &[Value::from(&w), Value::from(x.clone())])?
+        .as_tensor()?;
+    let y2 = f
+        .call(&engine, &[Value::from(&w), Value::from(x.clone())])?
+        .as_tensor()?;
+    say!(out, "allclose(y1, y2) = {}", y1.allclose(&y2, 1e-5, 1e-8)?);
+    say!(out, "{}", w.object("rngs")?.object("noise")?.var("count")?);
+
+    section(out, "Random state with split_rngs")?;
+    let w = noisy_weights(random::key(0))?;
+    let call = || -> Result<Tensor> {
+        random::split_rngs_scoped(&w, 10, &Filter::Everything, || {
+            f.call(&engine, &[Value::from(&w), Value::from(x.clone())])?
+                .as_tensor()
+        })
+    };
+    let y1 = call()?;
+    let y2 = call()?;
+    say!(out, "allclose(y1, y2) = {}", y1.allclose(&y2, 1e-5, 1e-8)?);
+    say!(out, "{}", w.object("rngs")?.object("noise")?.var("count")?);
+
+    section(out, "Rules: mutable objects cannot be passed by closure")?;
+    let counter = Object::new("Counter").with("count", Param::new(Tensor::scalar(0i32)))?;
+    let f = jit(|args: &[Value]| {
+        counter.var("count")?.update(|c| c + 1)?;
+        Ok(Value::from((&args[0].as_tensor()? * 2)?))
+    });
+    match f.call(&engine, &[Value::from(Tensor::scalar(3i32))]) {
+        Ok(_) => say!(out, "unexpected success"),
+        Err(e) => say!(out, "Error: {e}"),
+    }
+
+    section(out, "Rules: consistent aliasing")?;
+    let m = Object::new("Weights").with("param", Param::new(Tensor::arange(10)))?;
+    let arg1 = Dict::new()
+        .with("a", Dict::new().with("b", &m)?)?
+        .with("c", &m)?;
+    let arg2 = List::new([
+        Value::tuple(vec![Value::from(&m), Value::from(&m)]),
+        Value::from(&m),
+    ]);
+    match vmap(|_: &[Value]| Ok(Value::from(())))
+        .in_axes((0, 1))
+        .call(&engine, &[Value::from(arg1.clone()), Value::from(arg2)])
+    {
+        Ok(_) => say!(out, "unexpected success"),
+        Err(e) => say!(out, "{e}"),
+    }
+    match vmap(|args: &[Value]| Ok(args[0].clone()))
+        .in_axes(0)
+        .out_axes(1)
+        .call(&engine, &[Value::from(arg1)])
+    {
+        Ok(_) => say!(out, "unexpected success"),
+        Err(e) => say!(out, "{e}"),
+    }
+
+    section(out, "Axis metadata")?;
+    let m = Object::new("Weights").with(
+        "param",
+        Param::new(Tensor::ones(&[3, 4, 5])).with_metadata("sharding", static_tuple!["a", "b", ()]),
+    )?;
+    let inner = std::cell::RefCell::new(String::new());
+    vmap(|args: &[Value]| {
+        let m = object(&args[0])?;
+        let p = m.var("param")?;
+        let sharding = p
+            .metadata_value("sharding")
+            .map(|s| s.to_string())
+            .unwrap_or_default();
+        *inner.borrow_mut() = format!(
+            "Inner m.param.shape = {}\nInner m.param.sharding = {sharding}",
+            shape(&p.shape())
+        );
+        Ok(Value::from(()))
+    })
+    .in_axes(1)
+    .transform_metadata("b")
+    .call(&engine, &[Value::from(&m)])?;
+    say!(out, "{}", inner.into_inner());
+    let sharding = |m: &Object| -> Result<String> {
+        Ok(m.var("param")?
+            .metadata_value("sharding")
+            .map(|s| s.to_string())
+            .unwrap_or_default())
+    };
+    say!(
+        out,
+        "Outer m.param.shape = {}",
+        shape(m.value("param")?.shape())
+    );
+    say!(out, "Outer m.param.sharding = {}", sharding(&m)?);
+    let created = vmap(|_: &[Value]| {
+        Ok(Value::from(Object::new("Weights").with(
+            "param",
+            Param::new(Tensor::ones(&[3, 5])).with_metadata("sharding", static_tuple!["a", ()]),
+        )?))
+    })
+    .in_axes(nnx_fast::lift::Prefix::Tuple(vec![]))
+    .out_axes(1)
+    .axis_size(4)
+    .transform_metadata("b")
+    .call(&engine, &[])?;
+    let m = object(&created)?;
+    say!(
+        out,
+        "Outer m.param.shape = {}",
+        shape(m.value("param")?.shape())
+    );
+    say!(out, "Outer m.param.sharding = {}", sharding(&m)?);
+    Ok(())
+}
+
+#[allow(dead_code)]
+fn main() -> Result<()> {
+    let mut out = String::new();
+    run(&mut out)?;
+    print!("{out}");
     Ok(())
 }
