@@ -3,6 +3,7 @@
 //! macro's one `#[test]` per case.
 
 pub mod guide;
+pub mod properties;
 pub mod transforms;
 
 use crate::Case;
@@ -36,6 +37,10 @@ macro_rules! for_each_case {
             transforms::jit_propagates_graph_and_metadata_updates,
             transforms::transforms_nest,
             transforms::nested_state_updates_propagate,
+            transforms::reading_a_tracer_is_an_error,
+            properties::vmap_matches_the_per_example_loop,
+            properties::jit_matches_eager_results_and_state,
+            properties::shared_variables_update_every_alias,
         );
     };
 }

@@ -346,3 +346,40 @@ pub fn nested_state_updates_propagate(engine: &dyn Engine) -> CaseResult {
     );
     Ok(Outcome::Pass)
 }
+
+/// Reading a tracer's contents inside a transform is a clear error, and the function runs
+/// once per trace, not once per lane.
+pub fn reading_a_tracer_is_an_error(engine: &dyn Engine) -> CaseResult {
+    let runs = Cell::new(0);
+    let err = expect_err(
+        vmap(|args: &[Value]| {
+            runs.set(runs.get() + 1);
+            let values = args[0].as_tensor()?.to_vec::<f32>()?;
+            Ok(Value::from(Tensor::from_slice(&values)))
+        })
+        .call(engine, &[Value::from(Tensor::ones(&[4, 2]))]),
+        "reading a tracer",
+    )?;
+    ensure!(
+        err.kind() == nnx_core::ErrorKind::Tracing,
+        "kind {:?}",
+        err.kind()
+    );
+    snapshot("reading_a_tracer", &err.to_string());
+    let ok = vmap(|args: &[Value]| {
+        runs.set(runs.get() + 1);
+        Ok(Value::from((&args[0].as_tensor()? * 2.0)?))
+    })
+    .call(engine, &[Value::from(Tensor::ones(&[4, 2]))])?;
+    ensure!(
+        runs.get() == 2,
+        "the functions ran {} times for 2 traces",
+        runs.get()
+    );
+    ensure!(
+        ok.as_tensor()?.to_vec::<f32>()? == vec![2.0; 8],
+        "values {}",
+        ok.as_tensor()?
+    );
+    Ok(Outcome::Pass)
+}
