@@ -27,12 +27,6 @@ fn weights(kernel: Tensor, bias: Tensor, count: Option<Tensor>) -> Result<Object
     Ok(w)
 }
 
-fn object(v: &Value) -> Result<Object> {
-    v.as_object()
-        .cloned()
-        .ok_or_else(|| Error::InvalidValue(format!("expected an object, got {}", v.kind_name())))
-}
-
 /// `x @ weights.kernel + weights.bias`, with the guide's "no batch dimensions" asserts.
 fn vector_dot(w: &Object, x: &Tensor) -> Result<Tensor> {
     if w.value("kernel")?.ndim() != 2 || x.ndim() != 1 {
@@ -42,13 +36,13 @@ fn vector_dot(w: &Object, x: &Tensor) -> Result<Tensor> {
 }
 
 fn stateful_vector_dot(args: &[Value]) -> Result<Value> {
-    let w = object(&args[0])?;
+    let w = args[0].object()?;
     w.var("count")?.update(|c| c + 1)?;
     Ok(Value::from(vector_dot(&w, &args[1].as_tensor()?)?))
 }
 
 fn noisy_vector_dot(args: &[Value]) -> Result<Value> {
-    let w = object(&args[0])?;
+    let w = args[0].object()?;
     w.var("count")?.update(|c| c + 1)?;
     let y = vector_dot(&w, &args[1].as_tensor()?)?;
     let rngs = Rngs::from_object(w.object("rngs")?)?;
@@ -97,7 +91,7 @@ pub fn run(out: &mut String) -> Result<()> {
     )?;
     let y = vmap(|args: &[Value]| {
         Ok(Value::from(vector_dot(
-            &object(&args[0])?,
+            &args[0].object()?,
             &args[1].as_tensor()?,
         )?))
     })
@@ -116,13 +110,13 @@ pub fn run(out: &mut String) -> Result<()> {
         )?))
     })
     .call(&engine, &[Value::from(Tensor::arange(10))])?;
-    say!(out, "{}", object(&created)?);
+    say!(out, "{}", created.object()?);
 
     section(out, "Transforming methods: WeightStack")?;
-    let stack = object(&created)?; // WeightStack(jnp.arange(10)) builds the same stack
+    let stack = created.object()?; // WeightStack(jnp.arange(10)) builds the same stack
     let y = vmap(|args: &[Value]| {
         Ok(Value::from(vector_dot(
-            &object(&args[0])?,
+            &args[0].object()?,
             &args[1].as_tensor()?,
         )?))
     })
@@ -150,7 +144,7 @@ pub fn run(out: &mut String) -> Result<()> {
         Some(Tensor::arange(10)),
     )?;
     vmap(|args: &[Value]| {
-        let w = object(&args[0])?;
+        let w = args[0].object()?;
         w.var("count")?.update(|c| c + 1)?;
         let y = vector_dot(&w, &args[1].as_tensor()?)?;
         w.set("some_property", static_list!["a", 2, false])?; // add attribute
@@ -271,7 +265,7 @@ pub fn run(out: &mut String) -> Result<()> {
     )?;
     let inner = std::cell::RefCell::new(String::new());
     vmap(|args: &[Value]| {
-        let m = object(&args[0])?;
+        let m = args[0].object()?;
         let p = m.var("param")?;
         let sharding = p
             .metadata_value("sharding")
@@ -310,7 +304,7 @@ pub fn run(out: &mut String) -> Result<()> {
     .axis_size(4)
     .transform_metadata("b")
     .call(&engine, &[])?;
-    let m = object(&created)?;
+    let m = created.object()?;
     say!(
         out,
         "Outer m.param.shape = {}",

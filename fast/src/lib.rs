@@ -8,10 +8,11 @@ pub use nnx_core::*;
 /// The everyday names: arrays, objects, Variables and their types, filters, graph operations.
 pub mod prelude {
     pub use nnx_core::graph::{self, GraphValue};
+    pub use nnx_core::transforms::{StateAxes, jit, vmap};
     pub use nnx_core::{
-        Axes, BatchStat, DType, Dict, Error, Filter, GraphDef, List, Module, Object, Param, Path,
-        Result, State, Static, Tensor, Value, Variable, VariableType, static_list, static_tuple,
-        variable_type,
+        Axes, BatchStat, DType, Dict, Engine, Error, Filter, GraphDef, List, Module, Object, Param,
+        Path, Result, State, Static, Tensor, Value, Variable, VariableType, static_list,
+        static_tuple, variable_type,
     };
 }
 

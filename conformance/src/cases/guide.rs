@@ -27,12 +27,6 @@ fn weights(kernel: Tensor, bias: Tensor, count: Option<Tensor>) -> Result<Object
     Ok(w)
 }
 
-fn object(v: &Value) -> Result<Object> {
-    v.as_object().cloned().ok_or_else(|| {
-        nnx_core::Error::InvalidValue(format!("expected an object, got {}", v.kind_name()))
-    })
-}
-
 /// `x @ weights.kernel + weights.bias`, checking there are no batch dimensions.
 fn vector_dot(w: &Object, x: &Tensor) -> Result<Tensor> {
     if w.value("kernel")?.ndim() != 2 || x.ndim() != 1 {
@@ -58,7 +52,7 @@ pub fn guide_basic(engine: &dyn Engine) -> CaseResult {
     let w = weights(kernel, Tensor::zeros(&[10, 3]), None)?;
     let y = vmap(|args: &[Value]| {
         Ok(Value::from(vector_dot(
-            &object(&args[0])?,
+            &args[0].object()?,
             &args[1].as_tensor()?,
         )?))
     })
@@ -78,7 +72,7 @@ fn create_weights(seed: &Tensor) -> Result<Object> {
 pub fn guide_create_weights(engine: &dyn Engine) -> CaseResult {
     let w = vmap(|args: &[Value]| Ok(Value::from(create_weights(&args[0].as_tensor()?)?)))
         .call(engine, &[Value::from(Tensor::arange(10))])?;
-    let w = object(&w)?;
+    let w = w.object()?;
     let g = golden();
     assert_close(
         "create_weights.kernel",
@@ -104,11 +98,11 @@ pub fn guide_methods(engine: &dyn Engine) -> CaseResult {
         Ok(Value::from(s))
     })
     .call(engine, &[Value::from(Tensor::arange(10))])?;
-    let stack = object(&stack)?;
+    let stack = stack.object()?;
     let x = random::normal(&random::key(1), &[10, 2])?;
     let call = vmap(|args: &[Value]| {
         Ok(Value::from(vector_dot(
-            &object(&args[0])?,
+            &args[0].object()?,
             &args[1].as_tensor()?,
         )?))
     })
@@ -126,7 +120,7 @@ pub fn guide_methods(engine: &dyn Engine) -> CaseResult {
 }
 
 fn stateful_vector_dot(args: &[Value]) -> Result<Value> {
-    let w = object(&args[0])?;
+    let w = args[0].object()?;
     w.var("count")?.update(|c| c + 1)?;
     Ok(Value::from(vector_dot(&w, &args[1].as_tensor()?)?))
 }
@@ -165,7 +159,7 @@ pub fn guide_graph_updates(engine: &dyn Engine) -> CaseResult {
     let w = weights(kernel, Tensor::zeros(&[10, 3]), Some(Tensor::arange(10)))?;
     let kernel_var = w.var("kernel")?;
     let y = vmap(|args: &[Value]| {
-        let w = object(&args[0])?;
+        let w = args[0].object()?;
         w.var("count")?.update(|c| c + 1)?;
         let y = vector_dot(&w, &args[1].as_tensor()?)?;
         w.set("some_property", static_list!["a", 2, false])?;
@@ -234,7 +228,7 @@ fn noisy_weights(seed: Tensor) -> Result<Object> {
 }
 
 fn noisy_vector_dot(args: &[Value]) -> Result<Value> {
-    let w = object(&args[0])?;
+    let w = args[0].object()?;
     w.var("count")?.update(|c| c + 1)?;
     let y = vector_dot(&w, &args[1].as_tensor()?)?;
     let rngs = Rngs::from_object(w.object("rngs")?)?;
@@ -438,7 +432,7 @@ pub fn guide_metadata_in(engine: &dyn Engine) -> CaseResult {
     )?;
     let inner = std::cell::RefCell::new((Vec::new(), String::new()));
     vmap(|args: &[Value]| {
-        let m = object(&args[0])?;
+        let m = args[0].object()?;
         *inner.borrow_mut() = (m.value("param")?.shape().to_vec(), sharding_of(&m)?);
         Ok(Value::from(()))
     })
@@ -481,7 +475,7 @@ pub fn guide_metadata_out(engine: &dyn Engine) -> CaseResult {
     .axis_size(4)
     .transform_metadata("b")
     .call(engine, &[])?;
-    let m = object(&m)?;
+    let m = m.object()?;
     let g = &golden()["metadata_out"];
     ensure!(
         m.value("param")?.shape() == golden_shape(&g["outer_shape"]).as_slice(),

@@ -152,10 +152,7 @@ pub fn jit_matches_eager_results_and_state(engine: &dyn Engine) -> CaseResult {
     run("jit_matches_eager_results_and_state", |runner| {
         runner.run(&strategy, |(d, steps, values, calls)| {
             let body = |args: &[Value]| -> Result<Value> {
-                let m = args[0]
-                    .as_object()
-                    .cloned()
-                    .ok_or_else(|| nnx_core::Error::InvalidValue("expected an object".into()))?;
+                let m = args[0].object()?;
                 m.var("count")?.update(|c| c + 1)?;
                 let y = apply(&steps, &m.value("w")?)?;
                 m.var("w")?

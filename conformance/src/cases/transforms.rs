@@ -11,12 +11,6 @@ use super::guide::Count;
 use crate::snapshots::snapshot;
 use crate::{CaseResult, Failure, Outcome, ensure};
 
-fn object(v: &Value) -> Result<Object> {
-    v.as_object()
-        .cloned()
-        .ok_or_else(|| Error::InvalidValue(format!("expected an object, got {}", v.kind_name())))
-}
-
 fn expect_err(result: Result<Value>, what: &str) -> std::result::Result<Error, Failure> {
     match result {
         Ok(_) => Err(Failure(format!("{what} must fail"))),
@@ -93,7 +87,7 @@ pub fn vmap_broadcast_state_changed_by_batched_value_error(engine: &dyn Engine) 
     ]);
     let err = expect_err(
         vmap(|args: &[Value]| {
-            let m = object(&args[0])?;
+            let m = args[0].object()?;
             let kernel_sum = m.value("kernel")?.sum(nnx_core::Axes::All)?;
             m.var("count")?
                 .update(|c| c.add(&kernel_sum.astype(nnx_core::DType::I32)?))?;
@@ -117,7 +111,7 @@ pub fn vmap_failure_leaves_objects_unchanged(engine: &dyn Engine) -> CaseResult 
     let count = m.value("count")?;
     let err = expect_err(
         vmap(|args: &[Value]| {
-            let m = object(&args[0])?;
+            let m = args[0].object()?;
             m.var("count")?.update(|c| c + 1)?;
             m.del("kernel")?;
             Err(Error::InvalidValue("boom".into()))
@@ -135,7 +129,7 @@ pub fn vmap_failure_leaves_objects_unchanged(engine: &dyn Engine) -> CaseResult 
 pub fn vmap_new_variable_in_mapped_object_is_stacked(engine: &dyn Engine) -> CaseResult {
     let m = Object::new("Model").with("w", Param::new(Tensor::ones(&[5, 3])))?;
     vmap(|args: &[Value]| {
-        let m = object(&args[0])?;
+        let m = args[0].object()?;
         m.set("fresh", Count::new(Tensor::zeros(&[5])))?;
         Ok(Value::from(()))
     })
@@ -177,7 +171,7 @@ pub fn vmap_metadata_with_negative_axes(engine: &dyn Engine) -> CaseResult {
     .axis_size(4)
     .transform_metadata("b")
     .call(engine, &[])?;
-    let p = object(&created)?.var("p")?;
+    let p = created.object()?.var("p")?;
     ensure!(p.shape() == [3, 5, 4], "shape {:?}", p.shape());
     ensure!(
         p.metadata_value("sharding") == Some(static_tuple!["a", (), "b"]),
@@ -193,7 +187,7 @@ pub fn jit_traces_once_per_structure(engine: &dyn Engine) -> CaseResult {
     let calls = Cell::new(0);
     let f = jit(|args: &[Value]| {
         calls.set(calls.get() + 1);
-        let m = object(&args[0])?;
+        let m = args[0].object()?;
         m.var("count")?.update(|c| c + 1)?;
         Ok(Value::from(m.value("w")?.sum(nnx_core::Axes::All)?))
     });
@@ -227,7 +221,7 @@ pub fn jit_traces_once_per_structure(engine: &dyn Engine) -> CaseResult {
     ensure!(f.trace_count() == 2, "a new shape did not retrace");
 
     let grows = jit(|args: &[Value]| {
-        let m = object(&args[0])?;
+        let m = args[0].object()?;
         let n = m.attribute_names().len();
         m.set(&format!("attr{n}"), n as i64)?;
         Ok(Value::from(()))
@@ -256,7 +250,7 @@ pub fn jit_propagates_graph_and_metadata_updates(engine: &dyn Engine) -> CaseRes
         .with("p", Param::new(Tensor::ones(&[2])))?
         .with("old", Count::new(Tensor::scalar(0i32)))?;
     let out = jit(|args: &[Value]| {
-        let m = object(&args[0])?;
+        let m = args[0].object()?;
         m.var("p")?.set_metadata("foo", "bar")?;
         m.var("p")?.update(|p| p * 3.0)?;
         m.del("old")?;
@@ -269,7 +263,7 @@ pub fn jit_propagates_graph_and_metadata_updates(engine: &dyn Engine) -> CaseRes
     })
     .call(engine, &[Value::from(&m)])?;
     ensure!(
-        object(&out)?.ptr_eq(&m),
+        out.object()?.ptr_eq(&m),
         "the returned input is a new object"
     );
     ensure!(
@@ -335,7 +329,7 @@ pub fn transforms_nest(engine: &dyn Engine) -> CaseResult {
 pub fn nested_state_updates_propagate(engine: &dyn Engine) -> CaseResult {
     let m = Object::new("M").with("count", Count::new(Tensor::arange(3)))?;
     let inner = jit(|args: &[Value]| {
-        object(&args[0])?.var("count")?.update(|c| c + 10)?;
+        args[0].object()?.var("count")?.update(|c| c + 10)?;
         Ok(Value::from(()))
     });
     vmap(|args: &[Value]| inner.call(engine, args)).call(engine, &[Value::from(&m)])?;

@@ -82,6 +82,16 @@ impl Value {
         }
     }
 
+    /// The object held, as a `Result` (convenient with `?` in transformed functions).
+    ///
+    /// # Errors
+    /// [`Error::InvalidValue`] for any other kind of value.
+    pub fn object(&self) -> Result<Object> {
+        self.as_object().cloned().ok_or_else(|| {
+            Error::InvalidValue(format!("expected an object, got {}", self.kind_name()))
+        })
+    }
+
     /// The object, if this is one.
     pub fn as_object(&self) -> Option<&Object> {
         match self {
