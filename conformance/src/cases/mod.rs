@@ -2,6 +2,7 @@
 //! cases: the first drives [`run_all`](crate::run_all), the second the [`suite!`](crate::suite)
 //! macro's one `#[test]` per case.
 
+pub mod grad;
 pub mod guide;
 pub mod properties;
 pub mod transforms;
@@ -38,6 +39,11 @@ macro_rules! for_each_case {
             transforms::transforms_nest,
             transforms::nested_state_updates_propagate,
             transforms::reading_a_tracer_is_an_error,
+            grad::grad_differentiates_params_and_propagates_state,
+            grad::grad_diffstate_argnums_and_aux,
+            grad::grad_shared_variable_gets_total_gradient_everywhere,
+            grad::grad_nests_inside_vmap_and_jit,
+            grad::grad_matches_finite_differences,
             properties::vmap_matches_the_per_example_loop,
             properties::jit_matches_eager_results_and_state,
             properties::shared_variables_update_every_alias,

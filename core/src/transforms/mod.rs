@@ -1,14 +1,18 @@
-//! Lifted transforms: `vmap` and `jit` over functions of objects and arrays.
+//! Lifted transforms: `vmap`, `jit`, `grad` / `value_and_grad` over functions of objects
+//! and arrays.
 //!
 //! Each transform moves its arguments across the boundary with [`lift`](crate::lift)
 //! (Flax's recipe), traces the function once into a [`Program`](crate::program::Program),
 //! and asks an [`Engine`](crate::Engine) to run it — or, when called inside another
 //! transform's trace, records itself as a higher-order equation so that transforms nest.
 
+mod autodiff;
 mod execute;
+mod grad;
 mod jit;
 mod metadata;
 mod vmap;
 
+pub use grad::{Diff, DiffState, Grad, GradFn, GradOutput, grad, value_and_grad};
 pub use jit::{Jit, Whole, jit};
 pub use vmap::{Axis, AxisSpec, StateAxes, Vmap, vmap};

@@ -1,0 +1,422 @@
+//! Reverse-mode differentiation of programs: re-evaluate a program with tensor operations
+//! (which record into the enclosing trace, or run eagerly) keeping every intermediate, then
+//! sweep back applying each primitive's vector-Jacobian product rule.
+//!
+//! Because the backward pass is itself made of tensor operations, gradients nest: inside
+//! `vmap` they are recorded into the vmap trace (per-example gradients), and they can be
+//! differentiated again.
+
+use std::collections::HashMap;
+
+use crate::error::{Error, Result};
+use crate::program::{Atom, Primitive, Program, record_multi};
+use crate::tensor::elementwise::{BinaryOp, UnaryOp};
+use crate::tensor::{DType, ReduceOp, Tensor};
+
+/// One recorded primitive application over tape slots.
+struct Step {
+    primitive: Primitive,
+    inputs: Vec<Slot>,
+    outputs: Vec<usize>,
+}
+
+/// An operand on the tape: a slot, or a constant (which gets no cotangent).
+#[derive(Clone)]
+enum Slot {
+    Value(usize),
+    Constant(Tensor),
+}
+
+/// The forward pass of a program over tensors, remembering everything the backward pass needs.
+pub(crate) struct Tape {
+    values: Vec<Tensor>,
+    steps: Vec<Step>,
+    inputs: Vec<usize>,
+    outputs: Vec<Slot>,
+}
+
+impl Tape {
+    /// Runs `program` on `inputs` with tensor operations, inlining nested `call`s.
+    pub(crate) fn forward(program: &Program, inputs: &[Tensor]) -> Result<Tape> {
+        let mut tape = Tape {
+            values: Vec::new(),
+            steps: Vec::new(),
+            inputs: Vec::new(),
+            outputs: Vec::new(),
+        };
+        let slots: Vec<Slot> = inputs
+            .iter()
+            .map(|t| {
+                tape.values.push(t.clone());
+                Slot::Value(tape.values.len() - 1)
+            })
+            .collect();
+        tape.inputs = slots
+            .iter()
+            .filter_map(|s| match s {
+                Slot::Value(i) => Some(*i),
+                Slot::Constant(_) => None,
+            })
+            .collect();
+        tape.outputs = tape.run(program, &slots)?;
+        Ok(tape)
+    }
+
+    /// The value of a slot.
+    fn value(&self, slot: &Slot) -> Tensor {
+        match slot {
+            Slot::Value(i) => self.values[*i].clone(),
+            Slot::Constant(t) => t.clone(),
+        }
+    }
+
+    /// The program's outputs.
+    pub(crate) fn outputs(&self) -> Vec<Tensor> {
+        self.outputs.iter().map(|s| self.value(s)).collect()
+    }
+
+    fn run(&mut self, program: &Program, inputs: &[Slot]) -> Result<Vec<Slot>> {
+        let mut env: HashMap<u32, Slot> = program
+            .inputs
+            .iter()
+            .map(|v| v.0)
+            .zip(inputs.iter().cloned())
+            .collect();
+        let read = |env: &HashMap<u32, Slot>, atom: &Atom| -> Result<Slot> {
+            match atom {
+                Atom::Literal(a) => Ok(Slot::Constant(Tensor::from(a.clone()))),
+                Atom::Var(v) => env.get(&v.0).cloned().ok_or_else(|| {
+                    Error::InvalidValue(format!("v{} used before it is defined", v.0))
+                }),
+            }
+        };
+        for eq in &program.equations {
+            let args: Vec<Slot> = eq
+                .inputs
+                .iter()
+                .map(|a| read(&env, a))
+                .collect::<Result<_>>()?;
+            let outs: Vec<Slot> = match &eq.primitive {
+                Primitive::Call { program } => self.run(&program.0, &args)?,
+                primitive => {
+                    let tensors: Vec<Tensor> = args.iter().map(|s| self.value(s)).collect();
+                    let refs: Vec<&Tensor> = tensors.iter().collect();
+                    let results = match primitive {
+                        Primitive::Vmap { .. } => record_multi(primitive.clone(), &refs)?,
+                        _ => vec![Tensor::apply(primitive.clone(), &refs)?],
+                    };
+                    let mut slots = Vec::with_capacity(results.len());
+                    let mut indices = Vec::with_capacity(results.len());
+                    for r in results {
+                        self.values.push(r);
+                        indices.push(self.values.len() - 1);
+                        slots.push(Slot::Value(self.values.len() - 1));
+                    }
+                    self.steps.push(Step {
+                        primitive: primitive.clone(),
+                        inputs: args,
+                        outputs: indices,
+                    });
+                    slots
+                }
+            };
+            for (var, slot) in eq.outputs.iter().zip(outs) {
+                env.insert(var.0, slot);
+            }
+        }
+        program.outputs.iter().map(|a| read(&env, a)).collect()
+    }
+
+    /// Cotangents of the tape's inputs, given cotangents for (some of) its outputs. Inputs no
+    /// cotangent reaches get `None`.
+    pub(crate) fn backward(&self, seeds: &[(usize, Tensor)]) -> Result<Vec<Option<Tensor>>> {
+        let mut cot: Vec<Option<Tensor>> = vec![None; self.values.len()];
+        for (output, seed) in seeds {
+            if let Some(Slot::Value(i)) = self.outputs.get(*output) {
+                accumulate(&mut cot[*i], seed.clone())?;
+            }
+        }
+        for step in self.steps.iter().rev() {
+            let gs: Vec<Option<Tensor>> = step.outputs.iter().map(|&o| cot[o].clone()).collect();
+            if gs.iter().all(Option::is_none) {
+                continue;
+            }
+            let inputs: Vec<Tensor> = step.inputs.iter().map(|s| self.value(s)).collect();
+            let outputs: Vec<Tensor> = step
+                .outputs
+                .iter()
+                .map(|&o| self.values[o].clone())
+                .collect();
+            let grads = vjp(&step.primitive, &inputs, &outputs, &gs)?;
+            for (slot, g) in step.inputs.iter().zip(grads) {
+                if let (Slot::Value(i), Some(g)) = (slot, g)
+                    && differentiable(self.values[*i].dtype())
+                {
+                    accumulate(&mut cot[*i], g)?;
+                }
+            }
+        }
+        Ok(self.inputs.iter().map(|&i| cot[i].clone()).collect())
+    }
+}
+
+fn differentiable(dtype: DType) -> bool {
+    dtype == DType::F32
+}
+
+fn accumulate(slot: &mut Option<Tensor>, g: Tensor) -> Result<()> {
+    *slot = Some(match slot.take() {
+        Some(existing) => existing.add(&g)?,
+        None => g,
+    });
+    Ok(())
+}
+
+/// Sums `g` down to `shape` (the inverse of numpy broadcasting).
+fn unbroadcast(g: &Tensor, shape: &[usize]) -> Result<Tensor> {
+    if g.shape() == shape {
+        return Ok(g.clone());
+    }
+    let extra = g.ndim() - shape.len();
+    let mut axes: Vec<isize> = (0..extra as isize).collect();
+    for (i, &d) in shape.iter().enumerate() {
+        if d == 1 && g.shape()[extra + i] != 1 {
+            axes.push((extra + i) as isize);
+        }
+    }
+    let summed = if axes.is_empty() {
+        g.clone()
+    } else {
+        g.sum(axes)?
+    };
+    let dims: Vec<isize> = shape.iter().map(|&d| d as isize).collect();
+    summed.reshape(&dims)
+}
+
+/// Zeros with `like`'s shape, float32.
+fn zeros_like(like: &Tensor) -> Tensor {
+    Tensor::zeros(like.shape())
+}
+
+/// The vector-Jacobian product of one primitive: the cotangent of each input given the
+/// cotangents of its outputs (`None` = zero).
+fn vjp(
+    p: &Primitive,
+    x: &[Tensor],
+    out: &[Tensor],
+    g: &[Option<Tensor>],
+) -> Result<Vec<Option<Tensor>>> {
+    let Some(g0) = g.first().cloned().flatten() else {
+        return Ok(vec![None; x.len()]);
+    };
+    let y = &out[0];
+    let unb = |t: Tensor, like: &Tensor| unbroadcast(&t, like.shape()).map(Some);
+    Ok(match p {
+        Primitive::Binary(op) => {
+            let (a, b) = (&x[0], &x[1]);
+            match op {
+                BinaryOp::Add => vec![unb(g0.clone(), a)?, unb(g0, b)?],
+                BinaryOp::Sub => vec![unb(g0.clone(), a)?, unb(g0.unary(UnaryOp::Neg)?, b)?],
+                BinaryOp::Mul => vec![unb(g0.mul(b)?, a)?, unb(g0.mul(a)?, b)?],
+                BinaryOp::Div => {
+                    let ga = g0.div(b)?;
+                    let gb = g0.mul(y)?.div(b)?.unary(UnaryOp::Neg)?;
+                    vec![unb(ga, a)?, unb(gb, b)?]
+                }
+                BinaryOp::Pow => {
+                    let ga = g0.mul(b)?.mul(&a.pow(&b.sub(&Tensor::from(1.0f32))?)?)?;
+                    let gb = g0.mul(y)?.mul(&a.log()?)?;
+                    vec![unb(ga, a)?, unb(gb, b)?]
+                }
+                BinaryOp::Maximum | BinaryOp::Minimum => {
+                    let pick_a = a.equal(y)?;
+                    let ga = pick_a.select(&g0, &Tensor::from(0.0f32))?;
+                    let gb = pick_a.select(&Tensor::from(0.0f32), &g0)?;
+                    vec![unb(ga, a)?, unb(gb, b)?]
+                }
+            }
+        }
+        Primitive::Unary(op) => {
+            let a = &x[0];
+            let ga = match op {
+                UnaryOp::Neg => g0.unary(UnaryOp::Neg)?,
+                UnaryOp::Abs => {
+                    let positive = a.greater(&Tensor::from(0.0f32))?;
+                    let sign = positive.select(&Tensor::from(1.0f32), &Tensor::from(-1.0f32))?;
+                    g0.mul(&sign)?
+                }
+                UnaryOp::Exp => g0.mul(y)?,
+                UnaryOp::Log => g0.div(a)?,
+                UnaryOp::Sqrt => g0.div(&(y * 2.0f32)?)?,
+                UnaryOp::Tanh => g0.mul(&(1.0f32 - y.mul(y)?)?)?,
+                UnaryOp::Sin => g0.mul(&a.unary(UnaryOp::Cos)?)?,
+                UnaryOp::Cos => g0.mul(&a.unary(UnaryOp::Sin)?)?.unary(UnaryOp::Neg)?,
+                UnaryOp::Logistic => g0.mul(y)?.mul(&(1.0f32 - y)?)?,
+            };
+            vec![Some(ga)]
+        }
+        Primitive::Compare(_) => vec![None, None],
+        Primitive::Select => {
+            let c = &x[0];
+            let zero = Tensor::from(0.0f32);
+            vec![
+                None,
+                unb(c.select(&g0, &zero)?, &x[1])?,
+                unb(c.select(&zero, &g0)?, &x[2])?,
+            ]
+        }
+        Primitive::Matmul => matmul_vjp(&x[0], &x[1], &g0)?,
+        Primitive::Reduce { op, axes, keepdims } => {
+            let a = &x[0];
+            let mut kept = g0.clone();
+            let mut kept_y = y.clone();
+            if !keepdims {
+                let mut sorted = axes.clone();
+                sorted.sort_unstable();
+                for &axis in &sorted {
+                    kept = kept.expand_dims(axis as isize)?;
+                    kept_y = kept_y.expand_dims(axis as isize)?;
+                }
+            }
+            let spread = kept.broadcast_to(a.shape())?;
+            let ga = match op {
+                ReduceOp::Sum => spread,
+                ReduceOp::Mean => {
+                    let count: usize = axes.iter().map(|&i| a.shape()[i]).product();
+                    (spread / count.max(1) as f32)?
+                }
+                ReduceOp::Max | ReduceOp::Min => {
+                    let hits = a.equal(&kept_y)?.astype(DType::F32)?;
+                    let counts = hits.reduce(
+                        ReduceOp::Sum,
+                        axes.iter().map(|&i| i as isize).collect::<Vec<_>>(),
+                        true,
+                    )?;
+                    spread.mul(&hits)?.div(&counts)?
+                }
+            };
+            vec![Some(ga)]
+        }
+        Primitive::Reshape { .. } | Primitive::Squeeze { .. } | Primitive::ExpandDims { .. } => {
+            let dims: Vec<isize> = x[0].shape().iter().map(|&d| d as isize).collect();
+            vec![Some(g0.reshape(&dims)?)]
+        }
+        Primitive::Transpose { perm } => {
+            let mut inverse = vec![0isize; perm.len()];
+            for (i, &p) in perm.iter().enumerate() {
+                inverse[p] = i as isize;
+            }
+            vec![Some(g0.permute_axes(&inverse)?)]
+        }
+        Primitive::BroadcastTo { .. } => vec![unb(g0, &x[0])?],
+        Primitive::IndexAxis { axis, index } => {
+            let a = &x[0];
+            let g = g0.expand_dims(*axis as isize)?;
+            vec![Some(pad_axis(
+                &g,
+                *axis,
+                *index,
+                a.shape()[*axis] - index - 1,
+            )?)]
+        }
+        Primitive::SliceAxis { axis, start, end } => {
+            let a = &x[0];
+            vec![Some(pad_axis(&g0, *axis, *start, a.shape()[*axis] - end)?)]
+        }
+        Primitive::Concatenate { axis } => {
+            let mut offset = 0;
+            x.iter()
+                .map(|xi| {
+                    let len = xi.shape()[*axis];
+                    let piece = g0.slice_axis(*axis as isize, offset..offset + len)?;
+                    offset += len;
+                    Ok(Some(piece))
+                })
+                .collect::<Result<_>>()?
+        }
+        Primitive::Stack { axis } => (0..x.len())
+            .map(|i| g0.index_axis(*axis as isize, i as isize).map(Some))
+            .collect::<Result<_>>()?,
+        Primitive::Astype { .. } => {
+            if differentiable(x[0].dtype()) {
+                vec![Some(g0.astype(x[0].dtype())?)]
+            } else {
+                vec![None]
+            }
+        }
+        Primitive::Random(_) | Primitive::FoldInEach | Primitive::SeedKeys => vec![None; x.len()],
+        Primitive::Call { .. } | Primitive::Vmap { .. } => {
+            return Err(Error::InvalidValue(format!(
+                "differentiating through a nested {} is not supported yet; apply grad inside it instead",
+                p.name()
+            )));
+        }
+    })
+}
+
+/// Inserts `before` and `after` zeros around `g` along `axis`.
+fn pad_axis(g: &Tensor, axis: usize, before: usize, after: usize) -> Result<Tensor> {
+    let mut parts = Vec::with_capacity(3);
+    let zeros = |n: usize| {
+        let mut shape = g.shape().to_vec();
+        shape[axis] = n;
+        Tensor::zeros(&shape)
+    };
+    if before > 0 {
+        parts.push(zeros(before));
+    }
+    parts.push(g.clone());
+    if after > 0 {
+        parts.push(zeros(after));
+    }
+    Tensor::concatenate(&parts, axis as isize)
+}
+
+/// Cotangents of `a @ b` (numpy semantics, including 1-D operands and batch broadcasting).
+fn matmul_vjp(a: &Tensor, b: &Tensor, g: &Tensor) -> Result<Vec<Option<Tensor>>> {
+    let a2 = if a.ndim() == 1 {
+        a.expand_dims(0)?
+    } else {
+        a.clone()
+    };
+    let b2 = if b.ndim() == 1 {
+        b.expand_dims(-1)?
+    } else {
+        b.clone()
+    };
+    let mut g2 = g.clone();
+    if a.ndim() == 1 {
+        g2 = g2.expand_dims(if b.ndim() == 1 { 0 } else { -2 })?;
+    }
+    if b.ndim() == 1 {
+        g2 = g2.expand_dims(-1)?;
+    }
+    let swap = |t: &Tensor| t.moveaxis(-1, -2);
+    let ga = g2.matmul(&swap(&b2)?)?;
+    let gb = swap(&a2)?.matmul(&g2)?;
+    Ok(vec![
+        Some(unbroadcast(&ga, a2.shape())?.reshape(&dims(a))?),
+        Some(unbroadcast(&gb, b2.shape())?.reshape(&dims(b))?),
+    ])
+}
+
+fn dims(t: &Tensor) -> Vec<isize> {
+    t.shape().iter().map(|&d| d as isize).collect()
+}
+
+/// `ones` with the shape and float dtype of a scalar loss (the seed of the backward pass).
+pub(crate) fn seed_for(loss: &Tensor) -> Result<Tensor> {
+    if loss.ndim() != 0 || loss.dtype() != DType::F32 {
+        return Err(Error::InvalidValue(format!(
+            "grad requires a real scalar output (float32, shape ()), got {} of shape {:?}",
+            loss.dtype(),
+            loss.shape()
+        )));
+    }
+    Ok(Tensor::scalar(1.0f32))
+}
+
+/// Zero cotangents for inputs nothing flowed into.
+pub(crate) fn or_zeros(g: Option<Tensor>, like: &Tensor) -> Tensor {
+    g.unwrap_or_else(|| zeros_like(like))
+}

@@ -1,0 +1,321 @@
+//! `grad` / `value_and_grad` with NNX semantics: gradients of the chosen Variables as a
+//! `State`, every other state update propagated out.
+
+use std::collections::HashMap;
+use std::fmt;
+
+use super::autodiff::{Tape, or_zeros, seed_for};
+use super::execute::{any_traced, as_arrays};
+use crate::engine::Engine;
+use crate::error::{Error, Result};
+use crate::graph::{self, Filter, Key, Leaf, NodeId, Path, State, Value, Variable, VariableType};
+use crate::lift::{self, Prefix};
+use crate::program::trace_fn;
+use crate::tensor::Tensor;
+
+/// The prefix leaf of `grad`: whether a leaf is differentiated.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Diff(pub bool);
+
+impl fmt::Display for Diff {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(if self.0 { "True" } else { "False" })
+    }
+}
+
+/// `nnx.DiffState(argnum, filter)`: differentiate the Variables of argument `argnum` that the
+/// filter selects (array arguments are differentiated whole).
+#[derive(Clone, Debug)]
+pub struct DiffState {
+    /// The argument position.
+    pub argnum: usize,
+    /// Which Variables of it.
+    pub filter: Filter,
+}
+
+impl DiffState {
+    /// `DiffState(argnum, filter)`.
+    pub fn new(argnum: usize, filter: impl Into<Filter>) -> DiffState {
+        DiffState {
+            argnum,
+            filter: filter.into(),
+        }
+    }
+}
+
+/// The gradient for one differentiated argument.
+#[derive(Clone, Debug)]
+pub enum Grad {
+    /// For a graph node: new Variables of the differentiated Variables' types and metadata
+    /// holding the gradients, by path — the structure of the differentiated State.
+    State(State),
+    /// For an array argument.
+    Array(Tensor),
+}
+
+impl Grad {
+    /// The State, for a graph-node argument.
+    ///
+    /// # Errors
+    /// [`Error::InvalidValue`] for an array gradient.
+    pub fn state(&self) -> Result<&State> {
+        match self {
+            Grad::State(s) => Ok(s),
+            Grad::Array(_) => Err(Error::InvalidValue(
+                "this gradient is an array, not a State".into(),
+            )),
+        }
+    }
+
+    /// The array, for an array argument.
+    ///
+    /// # Errors
+    /// [`Error::InvalidValue`] for a State gradient.
+    pub fn array(&self) -> Result<&Tensor> {
+        match self {
+            Grad::Array(t) => Ok(t),
+            Grad::State(_) => Err(Error::InvalidValue(
+                "this gradient is a State, not an array".into(),
+            )),
+        }
+    }
+}
+
+/// What `value_and_grad` returns.
+#[derive(Clone, Debug)]
+pub struct GradOutput {
+    /// The function's (scalar) value.
+    pub value: Tensor,
+    /// The auxiliary output, with `has_aux`.
+    pub aux: Option<Value>,
+    /// One gradient per entry of `argnums`, in that order.
+    pub grads: Vec<Grad>,
+}
+
+/// `nnx.value_and_grad`: the value of a scalar function and its gradient with respect to
+/// the chosen state. By default argument 0 is differentiated with respect to its `Param`s
+/// (`DiffState(0, Param)`); arrays at differentiated positions are differentiated whole.
+/// State updates made inside (counters, batch statistics, RNG counts, even Params) propagate
+/// out, while the gradient is with respect to the input values.
+///
+/// A Variable shared by two differentiated arguments gets its total gradient in *both*
+/// arguments' States (Flax puts it only under the first).
+pub fn value_and_grad<F: Fn(&[Value]) -> Result<Value>>(f: F) -> GradFn<F> {
+    GradFn {
+        f,
+        wrt: vec![DiffState::new(0, VariableType::PARAM)],
+        has_aux: false,
+    }
+}
+
+/// `nnx.grad`: as [`value_and_grad`]; read the result's `grads`.
+pub fn grad<F: Fn(&[Value]) -> Result<Value>>(f: F) -> GradFn<F> {
+    value_and_grad(f)
+}
+
+/// A differentiated function; see [`value_and_grad`].
+pub struct GradFn<F> {
+    f: F,
+    wrt: Vec<DiffState>,
+    has_aux: bool,
+}
+
+impl<F: Fn(&[Value]) -> Result<Value>> GradFn<F> {
+    /// Differentiate these arguments, each with respect to its `Param`s (`argnums`).
+    pub fn argnums(mut self, argnums: &[usize]) -> GradFn<F> {
+        self.wrt = argnums
+            .iter()
+            .map(|&a| DiffState::new(a, VariableType::PARAM))
+            .collect();
+        self
+    }
+
+    /// Differentiate with respect to these `DiffState`s.
+    pub fn wrt(mut self, wrt: impl IntoIterator<Item = DiffState>) -> GradFn<F> {
+        self.wrt = wrt.into_iter().collect();
+        self
+    }
+
+    /// The function returns `(loss, aux)` (a tuple value); `aux` is passed through.
+    pub fn has_aux(mut self, has_aux: bool) -> GradFn<F> {
+        self.has_aux = has_aux;
+        self
+    }
+
+    fn prefix(&self, args: &[Value]) -> Result<Prefix<Diff>> {
+        let mut seen = Vec::new();
+        for d in &self.wrt {
+            if seen.contains(&d.argnum) {
+                return Err(Error::InvalidPrefix(format!(
+                    "argnum {} is repeated in argnums",
+                    d.argnum
+                )));
+            }
+            if d.argnum >= args.len() {
+                return Err(Error::InvalidPrefix(format!(
+                    "argnum {} is out of range for a function called with {} arguments",
+                    d.argnum,
+                    args.len()
+                )));
+            }
+            seen.push(d.argnum);
+        }
+        Ok(Prefix::Tuple(
+            args.iter()
+                .enumerate()
+                .map(
+                    |(k, arg)| match (self.wrt.iter().find(|d| d.argnum == k), arg) {
+                        (None, _) => Prefix::Leaf(Diff(false)),
+                        (
+                            Some(d),
+                            Value::Object(_) | Value::List(_) | Value::Dict(_) | Value::Variable(_),
+                        ) => Prefix::StateAxes(vec![
+                            (d.filter.clone(), Diff(true)),
+                            (Filter::Everything, Diff(false)),
+                        ]),
+                        (Some(_), _) => Prefix::Leaf(Diff(true)),
+                    },
+                )
+                .collect(),
+        ))
+    }
+
+    /// Calls the function and differentiates it.
+    ///
+    /// # Errors
+    /// A non-scalar or non-float output, repeated or out-of-range argnums, aliasing and
+    /// closure-rule errors, and whatever `f` returns. On error the caller's objects are
+    /// unchanged.
+    pub fn call(&self, engine: &(impl Engine + ?Sized), args: &[Value]) -> Result<GradOutput> {
+        let prefix = self.prefix(args)?;
+        // The differentiated Variables of each argument, by path, before the call.
+        let per_arg: Vec<Vec<(Path, Variable)>> = self
+            .wrt
+            .iter()
+            .map(|d| {
+                graph::state_by(&args[d.argnum], &d.filter)
+                    .iter()
+                    .filter_map(|(p, l)| l.as_variable().map(|v| (p.clone(), v.clone())))
+                    .collect()
+            })
+            .collect();
+        let lowered = lift::lower_args(args, &prefix)?;
+        let in_avals: Vec<_> = lowered.leaves().iter().map(|l| l.value.aval()).collect();
+        let diff_leaves: Vec<usize> = lowered
+            .leaves()
+            .iter()
+            .enumerate()
+            .filter(|(_, l)| l.prefix.0)
+            .map(|(i, _)| i)
+            .collect();
+        let n_args = args.len();
+        let compute = |inputs: Vec<Tensor>| -> Result<(Vec<Tensor>, lift::Lowered<Diff>)> {
+            let inner = trace_fn(&in_avals, |ys| {
+                let raised = lift::raise(&lowered, ys)?;
+                let output = (self.f)(&raised.args)?;
+                let outputs =
+                    lift::lower_outputs(&raised, &prefix, &output, &Prefix::Leaf(Diff(false)))?;
+                Ok((
+                    outputs.leaves().iter().map(|l| l.value.clone()).collect(),
+                    outputs,
+                ))
+            })?;
+            let loss_path = if self.has_aux {
+                Path::root().child(n_args).child(0usize)
+            } else {
+                Path::root().child(n_args)
+            };
+            let loss_index = inner.extra.leaves().iter().position(|l| l.path == loss_path).ok_or_else(|| {
+                Error::InvalidValue(if self.has_aux {
+                    "with has_aux the function must return a tuple (loss, aux) whose loss is an array".into()
+                } else {
+                    "grad requires the function to return a scalar array".into()
+                })
+            })?;
+            let mut tape_inputs = inputs.clone();
+            tape_inputs.extend(inner.captured.iter().cloned());
+            let tape = Tape::forward(&inner.program, &tape_inputs)?;
+            let mut results = tape.outputs();
+            let seed = seed_for(&results[loss_index])?;
+            let cotangents = tape.backward(&[(loss_index, seed)])?;
+            for &i in &diff_leaves {
+                results.push(or_zeros(cotangents[i].clone(), &inputs[i]));
+            }
+            Ok((results, inner.extra))
+        };
+        let inputs: Vec<Tensor> = lowered.leaves().iter().map(|l| l.value.clone()).collect();
+        let (results, outputs) = if any_traced(&inputs) {
+            compute(inputs)?
+        } else {
+            let traced = trace_fn(&in_avals, compute)?;
+            let mut all = inputs;
+            all.extend(traced.captured.iter().cloned());
+            let results = engine
+                .run(&traced.program, &as_arrays(&all)?)?
+                .into_iter()
+                .map(Tensor::from)
+                .collect();
+            (results, traced.extra)
+        };
+        let n_out = outputs.leaves().len();
+        let mut results = results;
+        let grads_flat = results.split_off(n_out);
+        let output = lift::write_back(&lowered, &outputs, results)?;
+        let (value, aux) = if self.has_aux {
+            match output {
+                Value::Tuple(mut items) if items.len() == 2 => {
+                    let aux = items.pop();
+                    let loss = items.pop().map(|v| v.as_tensor()).transpose()?;
+                    (loss, aux)
+                }
+                other => (Some(other.as_tensor()?), None),
+            }
+        } else {
+            (Some(output.as_tensor()?), None)
+        };
+        let value = value.ok_or_else(|| Error::InvalidValue("missing loss".into()))?;
+        let by_variable: HashMap<NodeId, Tensor> = diff_leaves
+            .iter()
+            .zip(&grads_flat)
+            .filter_map(|(&i, g)| {
+                lowered.leaves()[i]
+                    .variable
+                    .as_ref()
+                    .map(|v| (v.id(), g.clone()))
+            })
+            .collect();
+        let by_path: HashMap<&Path, Tensor> = diff_leaves
+            .iter()
+            .zip(&grads_flat)
+            .map(|(&i, g)| (&lowered.leaves()[i].path, g.clone()))
+            .collect();
+        let grads = self
+            .wrt
+            .iter()
+            .zip(per_arg)
+            .map(|(d, variables)| match &args[d.argnum] {
+                Value::Object(_) | Value::List(_) | Value::Dict(_) | Value::Variable(_) => {
+                    let mut state = State::new();
+                    for (path, v) in variables {
+                        if let Some(g) = by_variable.get(&v.id()) {
+                            let holder = v.copy();
+                            holder.set_value(g.clone())?;
+                            state.insert(path, Leaf::Variable(holder));
+                        }
+                    }
+                    Ok(Grad::State(state))
+                }
+                _ => {
+                    let path = Path::from(vec![Key::from(d.argnum)]);
+                    by_path.get(&path).cloned().map(Grad::Array).ok_or_else(|| {
+                        Error::InvalidValue(format!(
+                            "argument {} has no differentiable array",
+                            d.argnum
+                        ))
+                    })
+                }
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(GradOutput { value, aux, grads })
+    }
+}
