@@ -5,8 +5,9 @@
 //! `nnx-core`. A third-party engine implements the two required methods and is checked by
 //! running the `nnx-conformance` suite against it.
 
+use crate::error::Error;
 use crate::error::Result;
-use crate::program::{Batching, Program};
+use crate::program::{Batching, Program, ScanInput, ScanOutput, ScanSpec};
 use crate::tensor::Array;
 
 /// Executes programs. Implementations must give the results the reference engine gives
@@ -39,4 +40,80 @@ pub trait Engine {
         inputs: &[Array],
         batching: &Batching,
     ) -> Result<Vec<Array>>;
+
+    /// Runs `program` as a loop (`scan`): `spec.length` iterations, carry inputs threaded
+    /// through, scanned inputs sliced per iteration, outputs stacked or carried. Provided:
+    /// it calls [`Engine::run`] once per iteration; engines may override it.
+    ///
+    /// # Errors
+    /// Kernel errors, and scanned inputs whose axis does not have `spec.length` elements.
+    fn run_scan(&self, program: &Program, inputs: &[Array], spec: &ScanSpec) -> Result<Vec<Array>> {
+        let mut carry: Vec<Option<Array>> = inputs
+            .iter()
+            .zip(&spec.inputs)
+            .map(|(x, kind)| (*kind == ScanInput::Carry).then(|| x.clone()))
+            .collect();
+        let mut stacked: Vec<Vec<Array>> =
+            vec![Vec::with_capacity(spec.length); spec.outputs.len()];
+        let mut first: Vec<Option<Array>> = vec![None; spec.outputs.len()];
+        let order: Vec<usize> = if spec.reverse {
+            (0..spec.length).rev().collect()
+        } else {
+            (0..spec.length).collect()
+        };
+        for t in order {
+            let step_inputs = inputs
+                .iter()
+                .zip(&spec.inputs)
+                .zip(&carry)
+                .map(|((x, kind), c)| match (kind, c) {
+                    (ScanInput::Carry, Some(c)) => Ok(c.clone()),
+                    (ScanInput::Scanned(axis), _) => x.index_axis(*axis as isize, t as isize),
+                    _ => Ok(x.clone()),
+                })
+                .collect::<Result<Vec<_>>>()?;
+            let outs = self.run(program, &step_inputs)?;
+            for (j, (out, kind)) in outs.into_iter().zip(&spec.outputs).enumerate() {
+                match kind {
+                    ScanOutput::Carry(i) => carry[*i] = Some(out),
+                    ScanOutput::Stacked(_) => stacked[j].push(out),
+                    ScanOutput::Broadcast => {
+                        if first[j].is_none() {
+                            first[j] = Some(out);
+                        }
+                    }
+                }
+            }
+        }
+        spec.outputs
+            .iter()
+            .enumerate()
+            .map(|(j, kind)| match kind {
+                ScanOutput::Carry(i) => carry[*i].clone().ok_or_else(|| {
+                    Error::InvalidValue(format!(
+                        "scan output {j} carries input {i}, which is not a carry"
+                    ))
+                }),
+                ScanOutput::Stacked(axis) => {
+                    let mut values = std::mem::take(&mut stacked[j]);
+                    if spec.reverse {
+                        values.reverse();
+                    }
+                    if values.is_empty() {
+                        let mut aval = program.aval_of(&program.outputs[j]);
+                        aval.shape.insert((*axis).min(aval.shape.len()), 0);
+                        return Array::zeros_of(&aval.shape, aval.dtype);
+                    }
+                    Array::stack(&values, *axis as isize)
+                }
+                ScanOutput::Broadcast => match first[j].clone() {
+                    Some(v) => Ok(v),
+                    None => {
+                        let aval = program.aval_of(&program.outputs[j]);
+                        Array::zeros_of(&aval.shape, aval.dtype)
+                    }
+                },
+            })
+            .collect()
+    }
 }

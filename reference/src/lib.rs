@@ -71,6 +71,7 @@ impl Engine for Reference {
                 .collect::<Result<Vec<_>>>()?;
             let outputs = match &eq.primitive {
                 Primitive::Call { program } => self.run(&program.0, &args)?,
+                Primitive::Scan { program, spec } => self.run_scan(&program.0, &args, spec)?,
                 Primitive::Vmap { program, batching } => {
                     self.run_batched(&program.0, &args, batching)?
                 }

@@ -5,6 +5,7 @@
 pub mod grad;
 pub mod guide;
 pub mod properties;
+pub mod scan;
 pub mod transforms;
 
 use crate::Case;
@@ -44,6 +45,11 @@ macro_rules! for_each_case {
             grad::grad_shared_variable_gets_total_gradient_everywhere,
             grad::grad_nests_inside_vmap_and_jit,
             grad::grad_matches_finite_differences,
+            scan::scan_matches_an_explicit_loop,
+            scan::scan_threads_carried_and_scanned_objects,
+            scan::scan_broadcast_state_rules,
+            scan::scan_carry_errors,
+            scan::scan_over_layers_nests_with_vmap_jit_and_grad,
             properties::vmap_matches_the_per_example_loop,
             properties::jit_matches_eager_results_and_state,
             properties::shared_variables_update_every_alias,

@@ -3,7 +3,7 @@
 use std::fmt;
 
 use super::aval::AbstractValue;
-use super::primitive::Primitive;
+use super::primitive::{Primitive, ScanOutput};
 use crate::tensor::Array;
 
 /// A variable of a [`Program`] (an index into its abstract values).
@@ -57,12 +57,38 @@ impl Program {
             marked[v.0 as usize] = m;
         }
         for eq in &self.equations {
-            let any = eq
+            let inputs: Vec<bool> = eq
                 .inputs
                 .iter()
-                .any(|a| matches!(a, Atom::Var(v) if marked[v.0 as usize]));
-            for out in &eq.outputs {
-                marked[out.0 as usize] = any;
+                .map(|a| matches!(a, Atom::Var(v) if marked[v.0 as usize]))
+                .collect();
+            let outputs = match &eq.primitive {
+                Primitive::Call { program } | Primitive::Vmap { program, .. } => {
+                    program.0.depends_on(&inputs)
+                }
+                Primitive::Scan { program, spec } => {
+                    // Iterate to a fixpoint: a carry becomes dependent once its new value is.
+                    let mut inputs = inputs;
+                    loop {
+                        let outputs = program.0.depends_on(&inputs);
+                        let mut changed = false;
+                        for (out, kind) in outputs.iter().zip(&spec.outputs) {
+                            if let (true, ScanOutput::Carry(i)) = (*out, kind)
+                                && !inputs[*i]
+                            {
+                                inputs[*i] = true;
+                                changed = true;
+                            }
+                        }
+                        if !changed {
+                            break outputs;
+                        }
+                    }
+                }
+                _ => vec![inputs.iter().any(|&m| m); eq.outputs.len()],
+            };
+            for (out, m) in eq.outputs.iter().zip(outputs) {
+                marked[out.0 as usize] = m;
             }
         }
         self.outputs

@@ -14,6 +14,6 @@ mod tracing;
 pub use aval::AbstractValue;
 pub use ir::{Atom, Equation, Program, VarId};
 pub use primitive::Primitive;
-pub use primitive::{Batching, ProgramRef};
+pub use primitive::{Batching, ProgramRef, ScanInput, ScanOutput, ScanSpec};
 pub use tracing::{TraceId, TracedFunction, Tracer, trace_fn};
 pub(crate) use tracing::{record, record_multi};

@@ -39,6 +39,42 @@ pub struct Batching {
     pub axis_size: usize,
 }
 
+/// How a scanned program's inputs are fed on each iteration.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ScanInput {
+    /// Loop state: the initial value, then the previous iteration's result.
+    Carry,
+    /// Sliced: iteration `t` sees index `t` along this axis.
+    Scanned(usize),
+    /// The same value every iteration.
+    Broadcast,
+}
+
+/// What a scanned program's outputs become.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ScanOutput {
+    /// The new value of carry input `i`; the result is the final carry.
+    Carry(usize),
+    /// Stacked over iterations along this axis (in iteration-index order, also when
+    /// reversed).
+    Stacked(usize),
+    /// Iteration-independent: the value of any iteration (the first is used).
+    Broadcast,
+}
+
+/// The static description of a scan.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ScanSpec {
+    /// The number of iterations.
+    pub length: usize,
+    /// Iterate from the last index to the first.
+    pub reverse: bool,
+    /// One entry per program input.
+    pub inputs: Vec<ScanInput>,
+    /// One entry per program output.
+    pub outputs: Vec<ScanOutput>,
+}
+
 /// One primitive operation with its static parameters. Axes are normalised (non-negative)
 /// and shapes resolved (no `-1`) before a primitive is recorded.
 #[derive(Clone, Debug, PartialEq)]
@@ -129,6 +165,13 @@ pub enum Primitive {
         /// The program.
         program: ProgramRef,
     },
+    /// Higher-order: a program run in a loop (`scan`).
+    Scan {
+        /// The body.
+        program: ProgramRef,
+        /// Carry, scanned and broadcast inputs and outputs.
+        spec: ScanSpec,
+    },
     /// Higher-order: a batched program (a `vmap` inside another transform).
     Vmap {
         /// The per-lane program.
@@ -163,6 +206,7 @@ impl Primitive {
             Primitive::SeedKeys => "random_seed".to_owned(),
             Primitive::Call { .. } => "call".to_owned(),
             Primitive::Vmap { .. } => "vmap".to_owned(),
+            Primitive::Scan { .. } => "scan".to_owned(),
         }
     }
 
@@ -177,6 +221,20 @@ impl Primitive {
                 .outputs
                 .iter()
                 .map(|a| program.0.aval_of(a))
+                .collect()),
+            Primitive::Scan { program, spec } => Ok(program
+                .0
+                .outputs
+                .iter()
+                .zip(&spec.outputs)
+                .map(|(a, kind)| {
+                    let mut aval = program.0.aval_of(a);
+                    if let ScanOutput::Stacked(axis) = kind {
+                        aval.shape
+                            .insert((*axis).min(aval.shape.len()), spec.length);
+                    }
+                    aval
+                })
                 .collect()),
             Primitive::Vmap { program, batching } => Ok(program
                 .0
@@ -408,7 +466,7 @@ impl Primitive {
                 }
                 AbstractValue::new(a.shape.clone(), DType::Key, false)
             }
-            Primitive::Call { .. } | Primitive::Vmap { .. } => {
+            Primitive::Call { .. } | Primitive::Vmap { .. } | Primitive::Scan { .. } => {
                 return Err(Error::InvalidValue(format!(
                     "{} has several outputs; use output_avals",
                     self.name()
@@ -476,10 +534,12 @@ impl Primitive {
             Primitive::Random(op) => op.eval(arg(0)?),
             Primitive::FoldInEach => crate::random::fold_in_each_array(arg(0)?, arg(1)?),
             Primitive::SeedKeys => crate::random::seed_keys_array(arg(0)?),
-            Primitive::Call { .. } | Primitive::Vmap { .. } => Err(Error::InvalidValue(format!(
-                "{} is a higher-order primitive: an engine evaluates it",
-                self.name()
-            ))),
+            Primitive::Call { .. } | Primitive::Vmap { .. } | Primitive::Scan { .. } => {
+                Err(Error::InvalidValue(format!(
+                    "{} is a higher-order primitive: an engine evaluates it",
+                    self.name()
+                )))
+            }
         }
     }
 }
@@ -508,6 +568,11 @@ impl fmt::Display for Primitive {
             }
             Primitive::Astype { dtype } => write!(f, "convert[{dtype}]"),
             Primitive::Random(op) => write!(f, "{op:?}"),
+            Primitive::Scan { spec, .. } => write!(
+                f,
+                "scan[length={}, reverse={}, inputs={:?}, outputs={:?}]",
+                spec.length, spec.reverse, spec.inputs, spec.outputs
+            ),
             Primitive::Vmap { batching, .. } => write!(
                 f,
                 "vmap[axis_size={}, in_axes={:?}, out_axes={:?}]",

@@ -9,7 +9,7 @@
 use std::collections::HashMap;
 
 use crate::error::{Error, Result};
-use crate::program::{Atom, Primitive, Program, record_multi};
+use crate::program::{Atom, Primitive, Program, ScanInput, ScanOutput, ScanSpec, record_multi};
 use crate::tensor::elementwise::{BinaryOp, UnaryOp};
 use crate::tensor::{DType, ReduceOp, Tensor};
 
@@ -98,33 +98,112 @@ impl Tape {
                 .collect::<Result<_>>()?;
             let outs: Vec<Slot> = match &eq.primitive {
                 Primitive::Call { program } => self.run(&program.0, &args)?,
-                primitive => {
-                    let tensors: Vec<Tensor> = args.iter().map(|s| self.value(s)).collect();
-                    let refs: Vec<&Tensor> = tensors.iter().collect();
-                    let results = match primitive {
-                        Primitive::Vmap { .. } => record_multi(primitive.clone(), &refs)?,
-                        _ => vec![Tensor::apply(primitive.clone(), &refs)?],
-                    };
-                    let mut slots = Vec::with_capacity(results.len());
-                    let mut indices = Vec::with_capacity(results.len());
-                    for r in results {
-                        self.values.push(r);
-                        indices.push(self.values.len() - 1);
-                        slots.push(Slot::Value(self.values.len() - 1));
-                    }
-                    self.steps.push(Step {
-                        primitive: primitive.clone(),
-                        inputs: args,
-                        outputs: indices,
-                    });
-                    slots
-                }
+                Primitive::Scan { program, spec } => self.unroll_scan(&program.0, spec, &args)?,
+                primitive => self.apply(primitive, args)?,
             };
             for (var, slot) in eq.outputs.iter().zip(outs) {
                 env.insert(var.0, slot);
             }
         }
         program.outputs.iter().map(|a| read(&env, a)).collect()
+    }
+
+    /// Applies a (first-order or batched) primitive to slots, recording a step.
+    fn apply(&mut self, primitive: &Primitive, args: Vec<Slot>) -> Result<Vec<Slot>> {
+        let tensors: Vec<Tensor> = args.iter().map(|s| self.value(s)).collect();
+        let refs: Vec<&Tensor> = tensors.iter().collect();
+        let results = match primitive {
+            Primitive::Vmap { .. } => record_multi(primitive.clone(), &refs)?,
+            _ => vec![Tensor::apply(primitive.clone(), &refs)?],
+        };
+        let mut slots = Vec::with_capacity(results.len());
+        let mut indices = Vec::with_capacity(results.len());
+        for r in results {
+            self.values.push(r);
+            indices.push(self.values.len() - 1);
+            slots.push(Slot::Value(self.values.len() - 1));
+        }
+        self.steps.push(Step {
+            primitive: primitive.clone(),
+            inputs: args,
+            outputs: indices,
+        });
+        Ok(slots)
+    }
+
+    fn apply_one(&mut self, primitive: Primitive, args: Vec<Slot>) -> Result<Slot> {
+        self.apply(&primitive, args)?
+            .pop()
+            .ok_or_else(|| Error::InvalidValue("primitive produced no output".into()))
+    }
+
+    /// A scan, unrolled onto the tape so that the backward pass flows through every
+    /// iteration.
+    fn unroll_scan(&mut self, body: &Program, spec: &ScanSpec, args: &[Slot]) -> Result<Vec<Slot>> {
+        let mut carry: Vec<Option<Slot>> = args
+            .iter()
+            .zip(&spec.inputs)
+            .map(|(a, kind)| (*kind == ScanInput::Carry).then(|| a.clone()))
+            .collect();
+        let mut stacked: Vec<Vec<Slot>> = vec![Vec::new(); spec.outputs.len()];
+        let mut first: Vec<Option<Slot>> = vec![None; spec.outputs.len()];
+        let order: Vec<usize> = if spec.reverse {
+            (0..spec.length).rev().collect()
+        } else {
+            (0..spec.length).collect()
+        };
+        for t in order {
+            let mut step_inputs = Vec::with_capacity(args.len());
+            for ((a, kind), c) in args.iter().zip(&spec.inputs).zip(&carry) {
+                step_inputs.push(match (kind, c) {
+                    (ScanInput::Carry, Some(c)) => c.clone(),
+                    (ScanInput::Scanned(axis), _) => self.apply_one(
+                        Primitive::IndexAxis {
+                            axis: *axis,
+                            index: t,
+                        },
+                        vec![a.clone()],
+                    )?,
+                    _ => a.clone(),
+                });
+            }
+            let outs = self.run(body, &step_inputs)?;
+            for (j, (out, kind)) in outs.into_iter().zip(&spec.outputs).enumerate() {
+                match kind {
+                    ScanOutput::Carry(i) => carry[*i] = Some(out),
+                    ScanOutput::Stacked(_) => stacked[j].push(out),
+                    ScanOutput::Broadcast => {
+                        if first[j].is_none() {
+                            first[j] = Some(out);
+                        }
+                    }
+                }
+            }
+        }
+        spec.outputs
+            .iter()
+            .enumerate()
+            .map(|(j, kind)| match kind {
+                ScanOutput::Carry(i) => carry[*i].clone().ok_or_else(|| {
+                    Error::InvalidValue(format!("scan output {j} carries a non-carry input"))
+                }),
+                ScanOutput::Stacked(axis) => {
+                    let mut values = std::mem::take(&mut stacked[j]);
+                    if spec.reverse {
+                        values.reverse();
+                    }
+                    if values.is_empty() {
+                        let mut aval = body.aval_of(&body.outputs[j]);
+                        aval.shape.insert((*axis).min(aval.shape.len()), 0);
+                        return Ok(Slot::Constant(Tensor::zeros_of(&aval.shape, aval.dtype)?));
+                    }
+                    self.apply_one(Primitive::Stack { axis: *axis }, values)
+                }
+                ScanOutput::Broadcast => first[j].clone().ok_or_else(|| {
+                    Error::InvalidValue("a scan of length 0 has no broadcast outputs".into())
+                }),
+            })
+            .collect()
     }
 
     /// Cotangents of the tape's inputs, given cotangents for (some of) its outputs. Inputs no
@@ -345,7 +424,7 @@ fn vjp(
             }
         }
         Primitive::Random(_) | Primitive::FoldInEach | Primitive::SeedKeys => vec![None; x.len()],
-        Primitive::Call { .. } | Primitive::Vmap { .. } => {
+        Primitive::Call { .. } | Primitive::Vmap { .. } | Primitive::Scan { .. } => {
             return Err(Error::InvalidValue(format!(
                 "differentiating through a nested {} is not supported yet; apply grad inside it instead",
                 p.name()

@@ -1,5 +1,5 @@
-//! Lifted transforms: `vmap`, `jit`, `grad` / `value_and_grad` over functions of objects
-//! and arrays.
+//! Lifted transforms: `vmap`, `jit`, `scan`, `grad` / `value_and_grad` over functions of
+//! objects and arrays.
 //!
 //! Each transform moves its arguments across the boundary with [`lift`](crate::lift)
 //! (Flax's recipe), traces the function once into a [`Program`](crate::program::Program),
@@ -11,8 +11,10 @@ mod execute;
 mod grad;
 mod jit;
 mod metadata;
+mod scan;
 mod vmap;
 
 pub use grad::{Diff, DiffState, Grad, GradFn, GradOutput, grad, value_and_grad};
 pub use jit::{Jit, Whole, jit};
+pub use scan::{Carry, Scan, ScanAxes, ScanAxis, scan};
 pub use vmap::{Axis, AxisSpec, StateAxes, Vmap, vmap};

@@ -1,0 +1,412 @@
+//! `scan`: a loop over a function of objects and arrays, with NNX semantics.
+
+use std::fmt;
+use std::sync::Arc;
+
+use crate::engine::Engine;
+use crate::error::{Error, Result};
+use crate::graph::Value;
+use crate::lift::{self, LoweredLeaf, Prefix};
+use crate::program::{
+    Primitive, ProgramRef, ScanInput, ScanOutput, ScanSpec, record_multi, trace_fn,
+};
+use crate::tensor::Tensor;
+
+use super::execute::{any_traced, as_arrays};
+
+/// How `scan` treats a part of its inputs or outputs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ScanAxis {
+    /// Loop state (`nnx.Carry`).
+    Carry,
+    /// Scanned along this axis (negative counts from the end).
+    Axis(isize),
+    /// The same every iteration (`None`; inputs only).
+    Broadcast,
+}
+
+/// The `nnx.Carry` marker: `scan(f).in_axes((Carry, 0))`.
+#[derive(Clone, Copy, Debug)]
+pub struct Carry;
+
+impl fmt::Display for ScanAxis {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ScanAxis::Carry => f.write_str("Carry"),
+            ScanAxis::Axis(a) => write!(f, "{a}"),
+            ScanAxis::Broadcast => f.write_str("None"),
+        }
+    }
+}
+
+/// `in_axes` / `out_axes` of [`scan`].
+pub type ScanAxes = Prefix<ScanAxis>;
+
+impl From<Carry> for Prefix<ScanAxis> {
+    fn from(_: Carry) -> ScanAxes {
+        Prefix::Leaf(ScanAxis::Carry)
+    }
+}
+
+impl From<i32> for Prefix<ScanAxis> {
+    fn from(axis: i32) -> ScanAxes {
+        Prefix::Leaf(ScanAxis::Axis(axis as isize))
+    }
+}
+
+impl From<Option<i32>> for Prefix<ScanAxis> {
+    fn from(axis: Option<i32>) -> ScanAxes {
+        Prefix::Leaf(axis.map_or(ScanAxis::Broadcast, |a| ScanAxis::Axis(a as isize)))
+    }
+}
+
+macro_rules! tuple_axes {
+    ($($name:ident),+) => {
+        impl<$($name: Into<ScanAxes>),+> From<($($name,)+)> for Prefix<ScanAxis> {
+            #[allow(non_snake_case)]
+            fn from(($($name,)+): ($($name,)+)) -> ScanAxes {
+                Prefix::Tuple(vec![$($name.into()),+])
+            }
+        }
+    };
+}
+tuple_axes!(A);
+tuple_axes!(A, B);
+tuple_axes!(A, B, C);
+tuple_axes!(A, B, C, D);
+
+/// Loops `f` (`nnx.scan`). `in_axes` marks one argument as the carry (`Carry`), others as
+/// scanned along an axis or broadcast (`None`); `f` returns `(carry, y)` as a tuple matching
+/// `out_axes` (default `(Carry, 0)`): the carry is threaded through the iterations and the
+/// `y`s are stacked. Objects work as everywhere: a carried object's state is threaded, a
+/// scanned object's per-iteration slices are re-stacked, and graph changes propagate.
+///
+/// The carry's structure must not change (the error names added and removed paths).
+/// Broadcast state changed inside is written back when the change does not depend on the
+/// iteration, and is an error when it does (Flax silently drops it).
+pub fn scan<F: Fn(&[Value]) -> Result<Value>>(f: F) -> Scan<F> {
+    Scan {
+        f,
+        in_axes: Prefix::Tuple(vec![
+            Prefix::Leaf(ScanAxis::Carry),
+            Prefix::Leaf(ScanAxis::Axis(0)),
+        ]),
+        out_axes: Prefix::Tuple(vec![
+            Prefix::Leaf(ScanAxis::Carry),
+            Prefix::Leaf(ScanAxis::Axis(0)),
+        ]),
+        length: None,
+        reverse: false,
+    }
+}
+
+/// A scanned function; see [`scan`].
+pub struct Scan<F> {
+    f: F,
+    in_axes: ScanAxes,
+    out_axes: ScanAxes,
+    length: Option<usize>,
+    reverse: bool,
+}
+
+/// Where `Carry` appears in a prefix: `Ok(true)` at the top level, errors when nested or
+/// repeated.
+fn carry_position(prefix: &ScanAxes, name: &str) -> Result<bool> {
+    fn nested(p: &ScanAxes) -> bool {
+        match p {
+            Prefix::Leaf(ScanAxis::Carry) => true,
+            Prefix::Leaf(_) => false,
+            Prefix::Tuple(items) => items.iter().any(nested),
+            Prefix::StateAxes(groups) => groups.iter().any(|(_, a)| *a == ScanAxis::Carry),
+        }
+    }
+    match prefix {
+        Prefix::Leaf(ScanAxis::Carry) => Ok(true),
+        Prefix::Tuple(items) => {
+            let top: Vec<usize> = items
+                .iter()
+                .enumerate()
+                .filter(|(_, p)| matches!(p, Prefix::Leaf(ScanAxis::Carry)))
+                .map(|(i, _)| i)
+                .collect();
+            if top.len() > 1 {
+                return Err(Error::InvalidPrefix(format!(
+                    "Found multiple Carry definitions at {name}[{}] and {name}[{}]",
+                    top[0], top[1]
+                )));
+            }
+            if items
+                .iter()
+                .any(|p| !matches!(p, Prefix::Leaf(_) | Prefix::StateAxes(_)) && nested(p))
+            {
+                return Err(Error::InvalidPrefix(format!(
+                    "Carry must be at the top level of {name}, it cannot be nested. Found {name}={prefix}"
+                )));
+            }
+            Ok(top.len() == 1
+                || items
+                    .iter()
+                    .any(|p| matches!(p, Prefix::StateAxes(_)) && nested(p)))
+        }
+        other => Ok(nested(other)),
+    }
+}
+
+impl<F: Fn(&[Value]) -> Result<Value>> Scan<F> {
+    /// How each argument is treated (default `(Carry, 0)`).
+    pub fn in_axes(mut self, axes: impl Into<ScanAxes>) -> Scan<F> {
+        self.in_axes = axes.into();
+        self
+    }
+
+    /// How each output is treated (default `(Carry, 0)`); `None` is not allowed.
+    pub fn out_axes(mut self, axes: impl Into<ScanAxes>) -> Scan<F> {
+        self.out_axes = axes.into();
+        self
+    }
+
+    /// The number of iterations, required when nothing is scanned.
+    pub fn length(mut self, length: usize) -> Scan<F> {
+        self.length = Some(length);
+        self
+    }
+
+    /// Iterate from the last index to the first (outputs stay in index order).
+    pub fn reverse(mut self, reverse: bool) -> Scan<F> {
+        self.reverse = reverse;
+        self
+    }
+
+    fn validate(&self) -> Result<()> {
+        let carry_in = carry_position(&self.in_axes, "in_axes")?;
+        let carry_out = carry_position(&self.out_axes, "out_axes")?;
+        if carry_in != carry_out {
+            return Err(Error::InvalidPrefix(format!(
+                "If one of in_axes or out_axes has Carry, the other must also have Carry. Got in_axes={} and out_axes={}",
+                self.in_axes, self.out_axes
+            )));
+        }
+        fn broadcast_path(p: &ScanAxes, at: String) -> Option<String> {
+            match p {
+                Prefix::Leaf(ScanAxis::Broadcast) => Some(at),
+                Prefix::Leaf(_) => None,
+                Prefix::Tuple(items) => items
+                    .iter()
+                    .enumerate()
+                    .find_map(|(i, q)| broadcast_path(q, format!("{at}[{i}]"))),
+                Prefix::StateAxes(groups) => groups
+                    .iter()
+                    .any(|(_, a)| *a == ScanAxis::Broadcast)
+                    .then_some(at),
+            }
+        }
+        if let Some(at) = broadcast_path(&self.out_axes, "out_axes".into()) {
+            return Err(Error::InvalidPrefix(format!(
+                "Cannot broadcast output state. Got None at: {at}"
+            )));
+        }
+        Ok(())
+    }
+
+    /// Runs the loop.
+    ///
+    /// # Errors
+    /// Prefix errors (Carry placement, `None` in `out_axes`), scanned axes of different
+    /// lengths, carry structure changes, iteration-dependent changes to broadcast state,
+    /// aliasing and closure-rule errors, and whatever `f` returns. On error the caller's
+    /// objects are unchanged.
+    pub fn call(&self, engine: &(impl Engine + ?Sized), args: &[Value]) -> Result<Value> {
+        self.validate()?;
+        let lowered = lift::lower_args(args, &self.in_axes)?;
+        let mut kinds = Vec::with_capacity(lowered.leaves().len());
+        let mut avals = Vec::with_capacity(lowered.leaves().len());
+        let mut lengths = Vec::new();
+        for leaf in lowered.leaves() {
+            let mut aval = leaf.value.aval();
+            kinds.push(match leaf.prefix {
+                ScanAxis::Carry => ScanInput::Carry,
+                ScanAxis::Broadcast => ScanInput::Broadcast,
+                ScanAxis::Axis(axis) => {
+                    let n = aval.shape.len() as isize;
+                    let a = if axis < 0 { axis + n } else { axis };
+                    if !(0..n).contains(&a) {
+                        return Err(Error::InvalidPrefix(format!(
+                            "scan in_axes {axis} is out of bounds for {} of shape {:?}",
+                            leaf.location, aval.shape
+                        )));
+                    }
+                    lengths.push((leaf.location.clone(), aval.shape[a as usize]));
+                    aval.shape.remove(a as usize);
+                    ScanInput::Scanned(a as usize)
+                }
+            });
+            avals.push(aval);
+        }
+        let length = self.length_of(&lengths)?;
+        let traced = trace_fn(&avals, |inputs| {
+            let raised = lift::raise(&lowered, inputs)?;
+            let output = (self.f)(&raised.args)?;
+            let outputs = lift::lower_outputs(&raised, &self.in_axes, &output, &self.out_axes)?;
+            Ok((
+                outputs.leaves().iter().map(|l| l.value.clone()).collect(),
+                outputs,
+            ))
+        })?;
+        let outputs = traced.extra;
+        let mut input_kinds = kinds;
+        input_kinds.extend(traced.captured.iter().map(|_| ScanInput::Broadcast));
+        let output_kinds = self.output_kinds(
+            lowered.leaves(),
+            outputs.leaves(),
+            &traced.program,
+            &input_kinds,
+        )?;
+        let spec = ScanSpec {
+            length,
+            reverse: self.reverse,
+            inputs: input_kinds,
+            outputs: output_kinds,
+        };
+        let inputs: Vec<Tensor> = lowered
+            .leaves()
+            .iter()
+            .map(|l| l.value.clone())
+            .chain(traced.captured.iter().cloned())
+            .collect();
+        let results: Vec<Tensor> = if any_traced(&inputs) {
+            let refs: Vec<&Tensor> = inputs.iter().collect();
+            record_multi(
+                Primitive::Scan {
+                    program: ProgramRef(Arc::new(traced.program)),
+                    spec,
+                },
+                &refs,
+            )?
+        } else {
+            engine
+                .run_scan(&traced.program, &as_arrays(&inputs)?, &spec)?
+                .into_iter()
+                .map(Tensor::from)
+                .collect()
+        };
+        lift::write_back(&lowered, &outputs, results)
+    }
+
+    fn length_of(&self, lengths: &[(String, usize)]) -> Result<usize> {
+        let all: Vec<usize> = lengths.iter().map(|l| l.1).chain(self.length).collect();
+        match all.first() {
+            None => Err(Error::InvalidPrefix(
+                "scan needs at least one scanned input or an explicit length".into(),
+            )),
+            Some(&n) if all.iter().all(|&m| m == n) => Ok(n),
+            Some(_) => {
+                let lines: Vec<String> = lengths
+                    .iter()
+                    .map(|(loc, n)| format!("  {loc}: {n}"))
+                    .collect();
+                Err(Error::InvalidPrefix(format!(
+                    "scan got scanned axes of different lengths{}:\n{}",
+                    self.length
+                        .map(|n| format!(" (length={n})"))
+                        .unwrap_or_default(),
+                    lines.join("\n")
+                )))
+            }
+        }
+    }
+
+    /// What each traced output is: the new value of a carry input, stacked, or (checked)
+    /// iteration-independent broadcast state.
+    fn output_kinds(
+        &self,
+        inputs: &[LoweredLeaf<ScanAxis>],
+        outputs: &[LoweredLeaf<ScanAxis>],
+        program: &crate::program::Program,
+        input_kinds: &[ScanInput],
+    ) -> Result<Vec<ScanOutput>> {
+        let carries: Vec<usize> = inputs
+            .iter()
+            .enumerate()
+            .filter(|(_, l)| l.prefix == ScanAxis::Carry)
+            .map(|(i, _)| i)
+            .collect();
+        let mut matched = vec![false; inputs.len()];
+        let mut added = Vec::new();
+        let varying: Vec<bool> = input_kinds
+            .iter()
+            .map(|k| *k != ScanInput::Broadcast)
+            .collect();
+        let depends = program.depends_on(&varying);
+        let mut kinds = Vec::with_capacity(outputs.len());
+        for (j, out) in outputs.iter().enumerate() {
+            kinds.push(match out.prefix {
+                ScanAxis::Carry => {
+                    let by_path = carries.iter().copied().find(|&i| inputs[i].path == out.path && !matched[i]);
+                    let positional = || {
+                        carries
+                            .iter()
+                            .copied()
+                            .find(|&i| !matched[i] && inputs[i].variable.is_none() && inputs[i].path.len() <= out.path.len())
+                    };
+                    match by_path.or_else(positional) {
+                        Some(i) => {
+                            matched[i] = true;
+                            let (a, b) = (inputs[i].value.aval(), out.value.aval());
+                            if a.shape != b.shape || a.dtype != b.dtype {
+                                return Err(Error::InvalidPrefix(format!(
+                                    "scan carry {} changed from {a} to {b} inside the body; the carry must keep its shape and dtype",
+                                    out.location
+                                )));
+                            }
+                            ScanOutput::Carry(i)
+                        }
+                        None => {
+                            added.push(out.location.clone());
+                            ScanOutput::Broadcast
+                        }
+                    }
+                }
+                ScanAxis::Axis(axis) => {
+                    let n = out.value.ndim() as isize + 1;
+                    let a = if axis < 0 { axis + n } else { axis };
+                    if !(0..n).contains(&a) {
+                        return Err(Error::InvalidPrefix(format!(
+                            "scan out_axes {axis} is out of bounds for {} (rank {} plus the scan axis)",
+                            out.location,
+                            out.value.ndim()
+                        )));
+                    }
+                    ScanOutput::Stacked(a as usize)
+                }
+                ScanAxis::Broadcast => {
+                    if depends[j] {
+                        return Err(Error::InvalidPrefix(format!(
+                            "scan: broadcast state {} was changed with a value that depends on the iteration (carry or scanned inputs); each iteration would write a different value. Carry it or scan it instead",
+                            out.location
+                        )));
+                    }
+                    ScanOutput::Broadcast
+                }
+            });
+        }
+        let removed: Vec<String> = carries
+            .iter()
+            .filter(|&&i| !matched[i])
+            .map(|&i| inputs[i].location.clone())
+            .collect();
+        if !added.is_empty() || !removed.is_empty() {
+            let mut parts = Vec::new();
+            if !added.is_empty() {
+                parts.push(format!("added {}", added.join(", ")));
+            }
+            if !removed.is_empty() {
+                parts.push(format!("removed {}", removed.join(", ")));
+            }
+            return Err(Error::InvalidPrefix(format!(
+                "scan carry must keep the same structure and reference the same objects between iterations, but the body {}",
+                parts.join("; ")
+            )));
+        }
+        Ok(kinds)
+    }
+}
