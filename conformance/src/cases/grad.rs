@@ -384,3 +384,48 @@ pub fn grad_matches_finite_differences(engine: &dyn Engine) -> CaseResult {
         .map(|()| Outcome::Pass)
         .map_err(|e| Failure(format!("grad_matches_finite_differences: {e}")))
 }
+
+/// `grad(vmap(f))`: differentiating through a vectorised per-example loss equals
+/// differentiating the batched computation.
+pub fn grad_through_vmap(engine: &dyn Engine) -> CaseResult {
+    let m = linear_model()?;
+    let xs = Tensor::from_vec(&[4, 3], (0..12).map(|i| i as f32 * 0.1 - 0.5).collect())?;
+    let ys = Tensor::from_vec(&[4, 2], (0..8).map(|i| i as f32 * 0.2 - 0.7).collect())?;
+    let through_vmap = value_and_grad(|args: &[Value]| {
+        let losses = vmap(linear_loss)
+            .in_axes((None::<i32>, 0, 0))
+            .call(engine, args)?
+            .as_tensor()?;
+        Ok(Value::from(losses.mean(Axes::All)?))
+    })
+    .call(
+        engine,
+        &[
+            Value::from(&m),
+            Value::from(xs.clone()),
+            Value::from(ys.clone()),
+        ],
+    )?;
+    let batched = value_and_grad(linear_loss)
+        .call(engine, &[Value::from(&m), Value::from(xs), Value::from(ys)])?;
+    ensure!(
+        through_vmap.value.allclose(&batched.value, 1e-5, 1e-6)?,
+        "loss {} vs {}",
+        through_vmap.value,
+        batched.value
+    );
+    for name in ["w", "b"] {
+        let a = through_vmap.grads[0]
+            .state()
+            .map_err(Failure::from)?
+            .variable(&Path::from([name]))?
+            .value();
+        let b = batched.grads[0]
+            .state()
+            .map_err(Failure::from)?
+            .variable(&Path::from([name]))?
+            .value();
+        ensure!(a.allclose(&b, 1e-5, 1e-6)?, "grad {name}: {a} vs {b}");
+    }
+    Ok(Outcome::Pass)
+}

@@ -45,6 +45,7 @@ macro_rules! for_each_case {
             grad::grad_shared_variable_gets_total_gradient_everywhere,
             grad::grad_nests_inside_vmap_and_jit,
             grad::grad_matches_finite_differences,
+            grad::grad_through_vmap,
             scan::scan_matches_an_explicit_loop,
             scan::scan_threads_carried_and_scanned_objects,
             scan::scan_broadcast_state_rules,

@@ -9,7 +9,7 @@
 use std::collections::HashMap;
 
 use crate::error::{Error, Result};
-use crate::program::{Atom, Primitive, Program, ScanInput, ScanOutput, ScanSpec, record_multi};
+use crate::program::{Atom, Batching, Primitive, Program, ScanInput, ScanOutput, ScanSpec};
 use crate::tensor::elementwise::{BinaryOp, UnaryOp};
 use crate::tensor::{DType, ReduceOp, Tensor};
 
@@ -99,7 +99,10 @@ impl Tape {
             let outs: Vec<Slot> = match &eq.primitive {
                 Primitive::Call { program } => self.run(&program.0, &args)?,
                 Primitive::Scan { program, spec } => self.unroll_scan(&program.0, spec, &args)?,
-                primitive => self.apply(primitive, args)?,
+                Primitive::Vmap { program, batching } => {
+                    self.unroll_vmap(&program.0, batching, &args)?
+                }
+                primitive => vec![self.apply_one(primitive.clone(), args)?],
             };
             for (var, slot) in eq.outputs.iter().zip(outs) {
                 env.insert(var.0, slot);
@@ -108,33 +111,66 @@ impl Tape {
         program.outputs.iter().map(|a| read(&env, a)).collect()
     }
 
-    /// Applies a (first-order or batched) primitive to slots, recording a step.
-    fn apply(&mut self, primitive: &Primitive, args: Vec<Slot>) -> Result<Vec<Slot>> {
+    /// Applies a first-order primitive to slots, recording a step.
+    fn apply_one(&mut self, primitive: Primitive, args: Vec<Slot>) -> Result<Slot> {
         let tensors: Vec<Tensor> = args.iter().map(|s| self.value(s)).collect();
         let refs: Vec<&Tensor> = tensors.iter().collect();
-        let results = match primitive {
-            Primitive::Vmap { .. } => record_multi(primitive.clone(), &refs)?,
-            _ => vec![Tensor::apply(primitive.clone(), &refs)?],
-        };
-        let mut slots = Vec::with_capacity(results.len());
-        let mut indices = Vec::with_capacity(results.len());
-        for r in results {
-            self.values.push(r);
-            indices.push(self.values.len() - 1);
-            slots.push(Slot::Value(self.values.len() - 1));
-        }
+        self.values.push(Tensor::apply(primitive.clone(), &refs)?);
+        let index = self.values.len() - 1;
         self.steps.push(Step {
-            primitive: primitive.clone(),
+            primitive,
             inputs: args,
-            outputs: indices,
+            outputs: vec![index],
         });
-        Ok(slots)
+        Ok(Slot::Value(index))
     }
 
-    fn apply_one(&mut self, primitive: Primitive, args: Vec<Slot>) -> Result<Slot> {
-        self.apply(&primitive, args)?
-            .pop()
-            .ok_or_else(|| Error::InvalidValue("primitive produced no output".into()))
+    /// A vmap, unrolled lane by lane onto the tape (the definition of `vmap`), so that the
+    /// backward pass flows through it: `grad(vmap(f))`.
+    fn unroll_vmap(
+        &mut self,
+        body: &Program,
+        batching: &Batching,
+        args: &[Slot],
+    ) -> Result<Vec<Slot>> {
+        let mut lanes: Vec<Vec<Slot>> = vec![Vec::new(); body.outputs.len()];
+        for lane in 0..batching.axis_size {
+            let mut lane_inputs = Vec::with_capacity(args.len());
+            for (a, axis) in args.iter().zip(&batching.in_axes) {
+                lane_inputs.push(match axis {
+                    Some(axis) => self.apply_one(
+                        Primitive::IndexAxis {
+                            axis: *axis,
+                            index: lane,
+                        },
+                        vec![a.clone()],
+                    )?,
+                    None => a.clone(),
+                });
+            }
+            for (j, out) in self.run(body, &lane_inputs)?.into_iter().enumerate() {
+                lanes[j].push(out);
+            }
+        }
+        lanes
+            .into_iter()
+            .zip(&batching.out_axes)
+            .enumerate()
+            .map(|(j, (values, axis))| match (axis, values.is_empty()) {
+                (_, true) => {
+                    let mut aval = body.aval_of(&body.outputs[j]);
+                    if let Some(axis) = axis {
+                        aval.shape.insert((*axis).min(aval.shape.len()), 0);
+                    }
+                    Ok(Slot::Constant(Tensor::zeros_of(&aval.shape, aval.dtype)?))
+                }
+                (Some(axis), false) => self.apply_one(Primitive::Stack { axis: *axis }, values),
+                (None, false) => values
+                    .into_iter()
+                    .next()
+                    .ok_or_else(|| Error::InvalidValue("no lanes".into())),
+            })
+            .collect()
     }
 
     /// A scan, unrolled onto the tape so that the backward pass flows through every
@@ -425,8 +461,9 @@ fn vjp(
         }
         Primitive::Random(_) | Primitive::FoldInEach | Primitive::SeedKeys => vec![None; x.len()],
         Primitive::Call { .. } | Primitive::Vmap { .. } | Primitive::Scan { .. } => {
+            // The tape inlines and unrolls higher-order equations, so none is ever recorded.
             return Err(Error::InvalidValue(format!(
-                "differentiating through a nested {} is not supported yet; apply grad inside it instead",
+                "internal: {} reached the backward pass without being inlined",
                 p.name()
             )));
         }
