@@ -1,0 +1,71 @@
+//! The examples run as tests: training reduces the loss, per-example gradients match
+//! one-example gradients, scan over layers trains.
+
+#[path = "../../examples/train_mlp.rs"]
+mod train_mlp;
+
+#[path = "../../examples/per_example_grads.rs"]
+mod per_example_grads;
+
+#[path = "../../examples/scan_over_layers.rs"]
+mod scan_over_layers;
+
+use nnx_fast::prelude::*;
+use nnx_fast::transforms::value_and_grad;
+use nnx_reference::Reference;
+
+#[test]
+fn training_the_mlp_cuts_the_loss_below_a_tenth_in_ten_epochs() {
+    let losses = train_mlp::train(10, 0.2).expect("training runs");
+    let (first, last) = (losses[0], losses[losses.len() - 1]);
+    assert!(last < 0.1 * first, "loss went from {first} to {last}");
+    assert!(
+        losses.windows(2).all(|w| w[1] <= w[0] * 1.05),
+        "loss did not keep falling: {losses:?}"
+    );
+}
+
+#[test]
+fn per_example_gradients_equal_single_example_gradients() {
+    let (grads, model, x, y) = per_example_grads::per_example_kernel_grads(5).expect("runs");
+    assert_eq!(grads.shape(), &[5, 3, 2]);
+    for i in 0..5 {
+        let xi = x.index_axis(0, i).unwrap().expand_dims(0).unwrap();
+        let yi = y.index_axis(0, i).unwrap().expand_dims(0).unwrap();
+        let single = value_and_grad(|args: &[Value]| {
+            let m = args[0].object()?;
+            let pred = args[1]
+                .as_tensor()?
+                .matmul(&m.value("kernel")?)?
+                .add(&m.value("bias")?)?;
+            let err = pred.sub(&args[2].as_tensor()?)?;
+            Ok(Value::from(err.mul(&err)?.sum(Axes::All)?))
+        })
+        .call(
+            &Reference,
+            &[Value::from(&model), Value::from(xi), Value::from(yi)],
+        )
+        .unwrap();
+        let expected = single.grads[0]
+            .state()
+            .unwrap()
+            .variable(&Path::from(["kernel"]))
+            .unwrap()
+            .value();
+        assert!(
+            grads
+                .index_axis(0, i)
+                .unwrap()
+                .allclose(&expected, 1e-5, 1e-5)
+                .unwrap()
+        );
+    }
+}
+
+#[test]
+fn scan_over_layers_trains_a_stack_created_with_vmap() {
+    let layers = scan_over_layers::stacked_layers(4, 8).unwrap();
+    assert_eq!(layers.value("kernel").unwrap().shape(), &[4, 8, 8]);
+    let losses = scan_over_layers::train(4, 8, 6).unwrap();
+    assert!(losses[5] < 0.8 * losses[0], "losses {losses:?}");
+}
