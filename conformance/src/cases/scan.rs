@@ -381,3 +381,81 @@ pub fn scan_over_layers_nests_with_vmap_jit_and_grad(engine: &dyn Engine) -> Cas
     }
     Ok(Outcome::Pass)
 }
+
+/// `StateAxes` on a scanned object: Params broadcast, BatchStats carried (Flax's S4 example),
+/// with `split_rngs` giving each iteration its own key.
+pub fn scan_state_axes_and_split_rngs(engine: &dyn Engine) -> CaseResult {
+    let m = Object::new("Block")
+        .with("w", Param::new(Tensor::from_slice(&[2.0f32])))?
+        .with(
+            "stats",
+            nnx_core::BatchStat::new(Tensor::from_slice(&[0.0f32])),
+        )?;
+    let state_axes = Prefix::StateAxes(vec![
+        (nnx_core::VariableType::PARAM.into(), ScanAxis::Broadcast),
+        (nnx_core::VariableType::BATCH_STAT.into(), ScanAxis::Carry),
+    ]);
+    let out = scan(|args: &[Value]| {
+        let m = args[0].object()?;
+        let w = m.value("w")?;
+        m.var("stats")?.update(|s| s.add(&w))?;
+        let h = args[1].as_tensor()?;
+        Ok(Value::tuple(vec![Value::from(h.add(&w)?), Value::from(h)]))
+    })
+    .in_axes(Prefix::Tuple(vec![
+        state_axes,
+        Prefix::Leaf(ScanAxis::Carry),
+    ]))
+    .out_axes((Carry, 0))
+    .length(3)
+    .call(
+        engine,
+        &[Value::from(&m), Value::from(Tensor::from_slice(&[0.0f32]))],
+    )?;
+    let Value::Tuple(items) = out else {
+        return Err(Failure("expected (carry, ys)".into()));
+    };
+    ensure!(
+        items[0].as_tensor()?.to_vec::<f32>()? == vec![6.0],
+        "h {}",
+        items[0].as_tensor()?
+    );
+    ensure!(
+        m.value("stats")?.to_vec::<f32>()? == vec![6.0],
+        "stats {}",
+        m.value("stats")?
+    );
+    ensure!(
+        m.value("w")?.to_vec::<f32>()? == vec![2.0],
+        "w {}",
+        m.value("w")?
+    );
+
+    let holder = Object::new("Holder").with(
+        "rngs",
+        nnx_core::Rngs::builder().stream("noise", 0).build()?,
+    )?;
+    let draws =
+        nnx_core::random::split_rngs_scoped(&holder, 4, &nnx_core::Filter::Everything, || {
+            scan(|args: &[Value]| {
+                let rngs = nnx_core::Rngs::from_object(args[0].object()?.object("rngs")?)?;
+                let noise = nnx_core::random::normal(&rngs.next_key("noise")?, &[])?;
+                Ok(Value::from(noise))
+            })
+            .in_axes((0,))
+            .out_axes(0)
+            .call(engine, &[Value::from(&holder)])
+        });
+    let ys = draws?.as_tensor()?.to_vec::<f32>()?;
+    ensure!(ys.len() == 4, "{ys:?}");
+    ensure!(
+        ys.windows(2).all(|w| w[0] != w[1]),
+        "iterations drew the same noise: {ys:?}"
+    );
+    let count = holder.object("rngs")?.object("noise")?.value("count")?;
+    ensure!(
+        count.item::<u32>()? == 1,
+        "the outer stream advanced by {count}"
+    );
+    Ok(Outcome::Pass)
+}
