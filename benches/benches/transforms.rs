@@ -1,0 +1,97 @@
+//! Per-call overhead of the lifted transforms on the reference engine, on the same workloads
+//! as `anchors/flax_bench.py`'s first lines (the guide's `stateful_vector_dot`, a tiny MLP
+//! under `jit`, `split` + `merge`).
+//!
+//! `cargo bench -p nnx-benches --bench transforms`
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use nnx_core::transforms::{jit, vmap};
+use nnx_core::{Axes, BatchStat, Object, Param, Result, Tensor, Value, graph, random};
+use nnx_reference::Reference;
+
+fn weights() -> Result<Object> {
+    Object::new("Weights")
+        .with(
+            "kernel",
+            Param::new(random::uniform(&random::key(0), &[10, 2, 3])?),
+        )?
+        .with("bias", Param::new(Tensor::zeros(&[10, 3])))?
+        .with("count", BatchStat::new(Tensor::arange(10)))
+}
+
+fn stateful_vector_dot(args: &[Value]) -> Result<Value> {
+    let w = args[0].object()?;
+    w.var("count")?.update(|c| c + 1)?;
+    let y = args[1]
+        .as_tensor()?
+        .matmul(&w.value("kernel")?)?
+        .add(&w.value("bias")?)?;
+    Ok(Value::from(y))
+}
+
+fn mlp(depth: usize) -> Result<Object> {
+    let layers = nnx_core::List::new([]);
+    for i in 0..depth {
+        let key = random::key(i as i64);
+        layers.push(
+            Object::new("Linear")
+                .with("kernel", Param::new(random::normal(&key, &[8, 8])?))?
+                .with("bias", Param::new(Tensor::zeros(&[8])))?,
+        )?;
+    }
+    Object::new("MLP").with("layers", layers)
+}
+
+fn apply_mlp(args: &[Value]) -> Result<Value> {
+    let m = args[0].object()?;
+    let mut x = args[1].as_tensor()?;
+    for layer in m.list("layers")?.items() {
+        let l = layer.object()?;
+        x = x
+            .matmul(&l.value("kernel")?)?
+            .add(&l.value("bias")?)?
+            .relu()?;
+    }
+    Ok(Value::from(x.sum(Axes::All)?))
+}
+
+fn bench_transforms(c: &mut Criterion) {
+    let (Ok(w), Ok(x)) = (weights(), random::normal(&random::key(1), &[10, 2])) else {
+        return;
+    };
+    let eager = vmap(stateful_vector_dot).in_axes(0).out_axes(1);
+    c.bench_function(
+        "vmap guide stateful_vector_dot (trace + run each call)",
+        |b| b.iter(|| eager.call(&Reference, &[Value::from(&w), Value::from(x.clone())])),
+    );
+    let compiled = jit(|args: &[Value]| {
+        vmap(stateful_vector_dot)
+            .in_axes(0)
+            .out_axes(1)
+            .call(&Reference, args)
+    });
+    c.bench_function("jit(vmap) guide stateful_vector_dot (cached)", |b| {
+        b.iter(|| compiled.call(&Reference, &[Value::from(&w), Value::from(x.clone())]))
+    });
+    for depth in [2usize, 16, 64] {
+        let Ok(m) = mlp(depth) else { return };
+        let input = Tensor::ones(&[4, 8]);
+        let f = jit(apply_mlp);
+        c.bench_function(&format!("jit tiny MLP depth {depth} (cached call)"), |b| {
+            b.iter(|| f.call(&Reference, &[Value::from(&m), Value::from(input.clone())]))
+        });
+        c.bench_function(&format!("split + merge MLP depth {depth}"), |b| {
+            b.iter(|| {
+                let (def, state) = graph::split(&m);
+                graph::merge::<Object>(&def, [&state])
+            })
+        });
+    }
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default().warm_up_time(std::time::Duration::from_millis(500)).measurement_time(std::time::Duration::from_secs(2));
+    targets = bench_transforms
+}
+criterion_main!(benches);
