@@ -25,6 +25,7 @@ mod dtype;
 pub mod elementwise;
 mod layout;
 mod matmul;
+mod named_ops;
 mod reduce;
 mod shape;
 

@@ -4,13 +4,16 @@
 use std::collections::HashMap;
 use std::fmt;
 
+use std::sync::Arc;
+
 use super::autodiff::{Tape, or_zeros, seed_for};
-use super::execute::{any_traced, as_arrays};
+use super::execute::run_or_record;
+
 use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::graph::{self, Filter, Key, Leaf, NodeId, Path, State, Value, Variable, VariableType};
 use crate::lift::{self, Prefix};
-use crate::program::trace_fn;
+use crate::program::{Primitive, ProgramRef, trace_fn};
 use crate::tensor::Tensor;
 
 /// The prefix leaf of `grad`: whether a leaf is differentiated.
@@ -244,17 +247,23 @@ impl<F: Fn(&[Value]) -> Result<Value>> GradFn<F> {
             Ok((results, inner.extra))
         };
         let inputs: Vec<Tensor> = lowered.leaves().iter().map(|l| l.value.clone()).collect();
-        let (results, outputs) = if any_traced(&inputs) {
+        // Nested in another trace, the forward and backward operations record straight into
+        // it; at the top level they are traced into one program the engine runs.
+        let (results, outputs) = if inputs.iter().any(Tensor::is_traced) {
             compute(inputs)?
         } else {
             let traced = trace_fn(&in_avals, compute)?;
             let mut all = inputs;
             all.extend(traced.captured.iter().cloned());
-            let results = engine
-                .run(&traced.program, &as_arrays(&all)?)?
-                .into_iter()
-                .map(Tensor::from)
-                .collect();
+            // Captured tracers of an enclosing trace make this a call recorded there.
+            let program = Arc::new(traced.program);
+            let results = run_or_record(
+                &all,
+                || Primitive::Call {
+                    program: ProgramRef(program.clone()),
+                },
+                |arrays| engine.run(&program, arrays),
+            )?;
             (results, traced.extra)
         };
         let n_out = outputs.leaves().len();

@@ -10,10 +10,10 @@ use crate::engine::Engine;
 use crate::error::Result;
 use crate::graph::{GraphDef, Value};
 use crate::lift::{self, Lowered, Prefix};
-use crate::program::{AbstractValue, Primitive, Program, ProgramRef, record_multi, trace_fn};
+use crate::program::{AbstractValue, Primitive, Program, ProgramRef, trace_fn};
 use crate::tensor::Tensor;
 
-use super::execute::{any_traced, as_arrays};
+use super::execute::run_or_record;
 
 /// The prefix leaf of `jit`: every input is passed whole.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -110,21 +110,13 @@ impl<F: Fn(&[Value]) -> Result<Value>> Jit<F> {
             .map(|l| l.value.clone())
             .chain(captured)
             .collect();
-        let results: Vec<Tensor> = if any_traced(&inputs) {
-            let refs: Vec<&Tensor> = inputs.iter().collect();
-            record_multi(
-                Primitive::Call {
-                    program: ProgramRef(compiled.program.clone()),
-                },
-                &refs,
-            )?
-        } else {
-            engine
-                .run(&compiled.program, &as_arrays(&inputs)?)?
-                .into_iter()
-                .map(Tensor::from)
-                .collect()
-        };
+        let results = run_or_record(
+            &inputs,
+            || Primitive::Call {
+                program: ProgramRef(compiled.program.clone()),
+            },
+            |arrays| engine.run(&compiled.program, arrays),
+        )?;
         lift::write_back(&lowered, &compiled.outputs, results)
     }
 }

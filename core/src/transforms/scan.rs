@@ -7,12 +7,10 @@ use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::graph::Value;
 use crate::lift::{self, LoweredLeaf, Prefix};
-use crate::program::{
-    Primitive, ProgramRef, ScanInput, ScanOutput, ScanSpec, record_multi, trace_fn,
-};
+use crate::program::{Primitive, ProgramRef, ScanInput, ScanOutput, ScanSpec, trace_fn};
 use crate::tensor::Tensor;
 
-use super::execute::{any_traced, as_arrays};
+use super::execute::run_or_record;
 
 /// How `scan` treats a part of its inputs or outputs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -273,22 +271,15 @@ impl<F: Fn(&[Value]) -> Result<Value>> Scan<F> {
             .map(|l| l.value.clone())
             .chain(traced.captured.iter().cloned())
             .collect();
-        let results: Vec<Tensor> = if any_traced(&inputs) {
-            let refs: Vec<&Tensor> = inputs.iter().collect();
-            record_multi(
-                Primitive::Scan {
-                    program: ProgramRef(Arc::new(traced.program)),
-                    spec,
-                },
-                &refs,
-            )?
-        } else {
-            engine
-                .run_scan(&traced.program, &as_arrays(&inputs)?, &spec)?
-                .into_iter()
-                .map(Tensor::from)
-                .collect()
-        };
+        let program = Arc::new(traced.program);
+        let results = run_or_record(
+            &inputs,
+            || Primitive::Scan {
+                program: ProgramRef(program.clone()),
+                spec: spec.clone(),
+            },
+            |arrays| engine.run_scan(&program, arrays, &spec),
+        )?;
         lift::write_back(&lowered, &outputs, results)
     }
 

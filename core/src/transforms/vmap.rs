@@ -8,10 +8,10 @@ use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::graph::{Filter, Path, Value};
 use crate::lift::{self, Prefix};
-use crate::program::{AbstractValue, Batching, Primitive, ProgramRef, record_multi, trace_fn};
+use crate::program::{AbstractValue, Batching, Primitive, ProgramRef, trace_fn};
 use crate::tensor::Tensor;
 
-use super::execute::{any_traced, as_arrays};
+use super::execute::run_or_record;
 use super::metadata::{add_axis, remove_axis};
 
 /// A `vmap` axis: `Axis(Some(k))` maps axis `k` (negative counts from the end), `Axis(None)`
@@ -271,22 +271,15 @@ impl<F: Fn(&[Value]) -> Result<Value>> Vmap<F> {
             .map(|l| l.value.clone())
             .chain(traced.captured.iter().cloned())
             .collect();
-        let results: Vec<Tensor> = if any_traced(&inputs) {
-            let refs: Vec<&Tensor> = inputs.iter().collect();
-            record_multi(
-                Primitive::Vmap {
-                    program: ProgramRef(Arc::new(traced.program)),
-                    batching,
-                },
-                &refs,
-            )?
-        } else {
-            engine
-                .run_batched(&traced.program, &as_arrays(&inputs)?, &batching)?
-                .into_iter()
-                .map(Tensor::from)
-                .collect()
-        };
+        let program = Arc::new(traced.program);
+        let results = run_or_record(
+            &inputs,
+            || Primitive::Vmap {
+                program: ProgramRef(program.clone()),
+                batching: batching.clone(),
+            },
+            |arrays| engine.run_batched(&program, arrays, &batching),
+        )?;
         lift::write_back(&lowered, &outputs, results)
     }
 

@@ -1,0 +1,104 @@
+//! Named shorthands on [`Tensor`] (`add`, `exp`, `relu`, …) for the primitive operations.
+
+use super::Tensor;
+use super::elementwise::{BinaryOp, CompareOp, UnaryOp};
+use crate::error::Result;
+
+macro_rules! forward_binary {
+    ($($(#[$doc:meta])* $name:ident => $op:expr),* $(,)?) => {
+        impl Tensor {
+            $(
+                $(#[$doc])*
+                ///
+                /// # Errors
+                /// As [`Tensor::binary`].
+                pub fn $name(&self, other: &Tensor) -> Result<Tensor> {
+                    self.binary($op, other)
+                }
+            )*
+        }
+    };
+}
+
+forward_binary! {
+    /// `self + other`.
+    add => BinaryOp::Add,
+    /// `self - other`.
+    sub => BinaryOp::Sub,
+    /// `self * other`.
+    mul => BinaryOp::Mul,
+    /// `self / other` (true division).
+    div => BinaryOp::Div,
+    /// `self ** other`.
+    pow => BinaryOp::Pow,
+    /// Elementwise maximum.
+    maximum => BinaryOp::Maximum,
+    /// Elementwise minimum.
+    minimum => BinaryOp::Minimum,
+}
+
+impl Tensor {
+    /// `self == other` elementwise.
+    ///
+    /// # Errors
+    /// As [`Tensor::compare`].
+    pub fn equal(&self, other: &Tensor) -> Result<Tensor> {
+        self.compare(CompareOp::Eq, other)
+    }
+
+    /// `self < other` elementwise.
+    ///
+    /// # Errors
+    /// As [`Tensor::compare`].
+    pub fn less(&self, other: &Tensor) -> Result<Tensor> {
+        self.compare(CompareOp::Lt, other)
+    }
+
+    /// `self > other` elementwise.
+    ///
+    /// # Errors
+    /// As [`Tensor::compare`].
+    pub fn greater(&self, other: &Tensor) -> Result<Tensor> {
+        self.compare(CompareOp::Gt, other)
+    }
+
+    /// `e^self`.
+    ///
+    /// # Errors
+    /// As [`Tensor::unary`].
+    pub fn exp(&self) -> Result<Tensor> {
+        self.unary(UnaryOp::Exp)
+    }
+
+    /// Natural logarithm.
+    ///
+    /// # Errors
+    /// As [`Tensor::unary`].
+    pub fn log(&self) -> Result<Tensor> {
+        self.unary(UnaryOp::Log)
+    }
+
+    /// Hyperbolic tangent.
+    ///
+    /// # Errors
+    /// As [`Tensor::unary`].
+    pub fn tanh(&self) -> Result<Tensor> {
+        self.unary(UnaryOp::Tanh)
+    }
+
+    /// Square root.
+    ///
+    /// # Errors
+    /// As [`Tensor::unary`].
+    pub fn sqrt(&self) -> Result<Tensor> {
+        self.unary(UnaryOp::Sqrt)
+    }
+
+    /// `max(self, 0)`.
+    ///
+    /// # Errors
+    /// As [`Tensor::binary`].
+    pub fn relu(&self) -> Result<Tensor> {
+        self.maximum(&Tensor::from(0))
+    }
+}
