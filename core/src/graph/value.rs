@@ -139,6 +139,12 @@ impl From<Tensor> for Value {
     }
 }
 
+impl From<&Tensor> for Value {
+    fn from(v: &Tensor) -> Value {
+        Value::Array(v.clone())
+    }
+}
+
 impl From<Variable> for Value {
     fn from(v: Variable) -> Value {
         Value::Variable(v)

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use super::autodiff::{Tape, or_zeros, seed_for};
 use super::execute::run_or_record;
 
+use super::args::IntoArgs;
 use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::graph::{self, Filter, Key, Leaf, NodeId, Path, State, Value, Variable, VariableType};
@@ -189,7 +190,8 @@ impl<F: Fn(&[Value]) -> Result<Value>> GradFn<F> {
     /// A non-scalar or non-float output, repeated or out-of-range argnums, aliasing and
     /// closure-rule errors, and whatever `f` returns. On error the caller's objects are
     /// unchanged.
-    pub fn call(&self, engine: &(impl Engine + ?Sized), args: &[Value]) -> Result<GradOutput> {
+    pub fn call(&self, engine: &(impl Engine + ?Sized), args: impl IntoArgs) -> Result<GradOutput> {
+        let args = &args.into_args()[..];
         let prefix = self.prefix(args)?;
         // The differentiated Variables of each argument, by path, before the call.
         let per_arg: Vec<Vec<(Path, Variable)>> = self

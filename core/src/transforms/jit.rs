@@ -6,6 +6,7 @@ use std::fmt;
 use std::rc::Rc;
 use std::sync::Arc;
 
+use super::args::IntoArgs;
 use crate::engine::Engine;
 use crate::error::Result;
 use crate::graph::{GraphDef, Value};
@@ -74,7 +75,8 @@ impl<F: Fn(&[Value]) -> Result<Value>> Jit<F> {
     /// # Errors
     /// Aliasing and closure-rule errors, and whatever `f` returns. On error the caller's
     /// objects are unchanged.
-    pub fn call(&self, engine: &(impl Engine + ?Sized), args: &[Value]) -> Result<Value> {
+    pub fn call(&self, engine: &(impl Engine + ?Sized), args: impl IntoArgs) -> Result<Value> {
+        let args = &args.into_args()[..];
         let prefix = Prefix::Leaf(Whole);
         let lowered = lift::lower_args(args, &prefix)?;
         let key = CacheKey {

@@ -6,6 +6,7 @@
 //! and asks an [`Engine`](crate::Engine) to run it — or, when called inside another
 //! transform's trace, records itself as a higher-order equation so that transforms nest.
 
+mod args;
 mod autodiff;
 mod execute;
 mod grad;
@@ -14,6 +15,7 @@ mod metadata;
 mod scan;
 mod vmap;
 
+pub use args::IntoArgs;
 pub use grad::{Diff, DiffState, Grad, GradFn, GradOutput, grad, value_and_grad};
 pub use jit::{Jit, Whole, jit};
 pub use scan::{Carry, Scan, ScanAxes, ScanAxis, scan};

@@ -3,6 +3,7 @@
 use std::fmt;
 use std::sync::Arc;
 
+use super::args::IntoArgs;
 use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::graph::Value;
@@ -213,7 +214,8 @@ impl<F: Fn(&[Value]) -> Result<Value>> Scan<F> {
     /// lengths, carry structure changes, iteration-dependent changes to broadcast state,
     /// aliasing and closure-rule errors, and whatever `f` returns. On error the caller's
     /// objects are unchanged.
-    pub fn call(&self, engine: &(impl Engine + ?Sized), args: &[Value]) -> Result<Value> {
+    pub fn call(&self, engine: &(impl Engine + ?Sized), args: impl IntoArgs) -> Result<Value> {
+        let args = &args.into_args()[..];
         self.validate()?;
         let lowered = lift::lower_args(args, &self.in_axes)?;
         let mut kinds = Vec::with_capacity(lowered.leaves().len());

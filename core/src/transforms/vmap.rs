@@ -4,6 +4,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
 
+use super::args::IntoArgs;
 use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::graph::{Filter, Path, Value};
@@ -161,7 +162,8 @@ impl<F: Fn(&[Value]) -> Result<Value>> Vmap<F> {
     /// [`Error::NoAxisFound`]), axis sizes that disagree (naming each argument path, shape and
     /// axis), broadcast state changed by batched values, the closure rule, and whatever `f`
     /// returns. On error the caller's objects are unchanged.
-    pub fn call(&self, engine: &(impl Engine + ?Sized), args: &[Value]) -> Result<Value> {
+    pub fn call(&self, engine: &(impl Engine + ?Sized), args: impl IntoArgs) -> Result<Value> {
+        let args = &args.into_args()[..];
         let mut lowered = lift::lower_args(args, &self.in_axes)?;
         let mut in_axes = Vec::with_capacity(lowered.leaves().len());
         let mut in_avals = Vec::with_capacity(lowered.leaves().len());
