@@ -1,12 +1,20 @@
 //! `nnx-fast`: the production engine and the crate users depend on.
 //!
-//! It re-exports everything a user needs from `nnx-core`; `use nnx_fast::prelude::*;` brings
-//! the everyday names into scope.
+//! [`Fast`] executes programs with faer GEMMs and batching rules (a vmapped dense layer is one
+//! GEMM over the whole batch). The crate re-exports everything a user needs from `nnx-core`;
+//! `use nnx_fast::prelude::*;` brings the everyday names into scope, `Fast` included.
+
+mod batching;
+mod fast_engine;
+mod kernels;
+
+pub use fast_engine::Fast;
 
 pub use nnx_core::*;
 
 /// The everyday names: arrays, objects, Variables and their types, filters, graph operations.
 pub mod prelude {
+    pub use crate::Fast;
     pub use nnx_core::graph::{self, GraphValue};
     pub use nnx_core::transforms::{StateAxes, jit, vmap};
     pub use nnx_core::{

@@ -1,0 +1,274 @@
+//! Batching rules: run a program once over a whole batch instead of once per lane.
+//!
+//! Every value is either unbatched (the same for all lanes) or batched with the batch axis
+//! moved to the front. Each primitive with a rule runs once on the batched operands with its
+//! parameters shifted past the batch axis; a primitive without one (random draws, higher-order
+//! equations, unusual matmul layouts) falls back to a loop over lanes for that equation only.
+//! As in JAX, an equation whose operands are all unbatched runs unbatched (so broadcast
+//! weights stay a single matrix).
+
+use nnx_core::program::{Atom, Batching, Primitive, Program};
+use nnx_core::{Array, Error, Result};
+
+use crate::fast_engine::Fast;
+use crate::kernels;
+
+/// A value inside a batched interpretation.
+#[derive(Clone)]
+enum Value {
+    /// The same for every lane.
+    Unbatched(Array),
+    /// One slice per lane along axis 0.
+    Batched(Array),
+}
+
+impl Value {
+    fn array(&self) -> &Array {
+        match self {
+            Value::Unbatched(a) | Value::Batched(a) => a,
+        }
+    }
+
+    fn is_batched(&self) -> bool {
+        matches!(self, Value::Batched(_))
+    }
+
+    /// The rank of one lane.
+    fn inner_rank(&self) -> usize {
+        match self {
+            Value::Unbatched(a) => a.ndim(),
+            Value::Batched(a) => a.ndim() - 1,
+        }
+    }
+
+    /// The batched form: batched values as they are, unbatched ones repeated `size` times.
+    fn batched(&self, size: usize) -> Result<Array> {
+        match self {
+            Value::Batched(a) => Ok(a.clone()),
+            Value::Unbatched(a) => {
+                let mut shape = vec![size];
+                shape.extend_from_slice(a.shape());
+                a.expand_dims(0)?.broadcast_to(&shape)
+            }
+        }
+    }
+
+    /// Lane `i`.
+    fn lane(&self, i: usize) -> Result<Array> {
+        match self {
+            Value::Unbatched(a) => Ok(a.clone()),
+            Value::Batched(a) => a.index_axis(0, i as isize),
+        }
+    }
+}
+
+pub(crate) fn run_batched(
+    engine: &Fast,
+    program: &Program,
+    inputs: &[Array],
+    batching: &Batching,
+) -> Result<Vec<Array>> {
+    let size = batching.axis_size;
+    if inputs.len() != program.inputs.len() || batching.in_axes.len() != inputs.len() {
+        return Err(Error::InvalidValue(format!(
+            "program takes {} inputs, got {} (with {} axes)",
+            program.inputs.len(),
+            inputs.len(),
+            batching.in_axes.len()
+        )));
+    }
+    let mut env: Vec<Option<Value>> = vec![None; program.avals.len()];
+    for ((var, input), axis) in program.inputs.iter().zip(inputs).zip(&batching.in_axes) {
+        env[var.0 as usize] = Some(match axis {
+            Some(axis) => {
+                if input.shape().get(*axis) != Some(&size) {
+                    return Err(Error::shape(
+                        "vmap",
+                        format!(
+                            "input of shape {:?} cannot be mapped along axis {axis} with {size} lanes",
+                            input.shape()
+                        ),
+                    ));
+                }
+                Value::Batched(input.moveaxis(*axis as isize, 0)?)
+            }
+            None => Value::Unbatched(input.clone()),
+        });
+    }
+    let read = |env: &[Option<Value>], atom: &Atom| -> Result<Value> {
+        match atom {
+            Atom::Literal(a) => Ok(Value::Unbatched(a.clone())),
+            Atom::Var(v) => env[v.0 as usize]
+                .clone()
+                .ok_or_else(|| Error::InvalidValue(format!("v{} used before it is defined", v.0))),
+        }
+    };
+    for eq in &program.equations {
+        let args = eq
+            .inputs
+            .iter()
+            .map(|a| read(&env, a))
+            .collect::<Result<Vec<_>>>()?;
+        let outputs = if args.iter().any(Value::is_batched) {
+            match rule(&eq.primitive, &args, size)? {
+                Some(out) => vec![Value::Batched(out)],
+                None => per_lane(engine, &eq.primitive, &args, size)?,
+            }
+        } else {
+            let arrays: Vec<Array> = args.iter().map(|v| v.array().clone()).collect();
+            engine
+                .eval(&eq.primitive, &arrays)?
+                .into_iter()
+                .map(Value::Unbatched)
+                .collect()
+        };
+        for (var, value) in eq.outputs.iter().zip(outputs) {
+            env[var.0 as usize] = Some(value);
+        }
+    }
+    program
+        .outputs
+        .iter()
+        .zip(&batching.out_axes)
+        .map(|(atom, axis)| {
+            let value = read(&env, atom)?;
+            match axis {
+                Some(axis) => value.batched(size)?.moveaxis(0, *axis as isize),
+                None => value.lane(0).or_else(|_| Ok(value.array().clone())),
+            }
+        })
+        .collect()
+}
+
+/// The equation for every lane separately, restacked.
+fn per_lane(
+    engine: &Fast,
+    primitive: &Primitive,
+    args: &[Value],
+    size: usize,
+) -> Result<Vec<Value>> {
+    let mut lanes: Vec<Vec<Array>> = Vec::new();
+    for i in 0..size {
+        let lane_args = args.iter().map(|v| v.lane(i)).collect::<Result<Vec<_>>>()?;
+        let outs = engine.eval(primitive, &lane_args)?;
+        if lanes.is_empty() {
+            lanes = vec![Vec::with_capacity(size); outs.len()];
+        }
+        for (j, out) in outs.into_iter().enumerate() {
+            lanes[j].push(out);
+        }
+    }
+    if size == 0 {
+        return Err(Error::InvalidValue(
+            "vmap with zero lanes cannot run an equation without a batching rule".into(),
+        ));
+    }
+    lanes
+        .into_iter()
+        .map(|values| Array::stack(&values, 0).map(Value::Batched))
+        .collect()
+}
+
+/// Reshapes a batched value so that its lane has rank `rank` (size-1 axes after the batch
+/// axis), aligning it for numpy broadcasting against unbatched operands.
+fn align(value: &Value, rank: usize) -> Result<Array> {
+    match value {
+        Value::Unbatched(a) => Ok(a.clone()),
+        Value::Batched(a) => {
+            let inner = a.ndim() - 1;
+            if inner >= rank {
+                return Ok(a.clone());
+            }
+            let mut shape: Vec<isize> = vec![a.shape()[0] as isize];
+            shape.extend(std::iter::repeat_n(1, rank - inner));
+            shape.extend(a.shape()[1..].iter().map(|&d| d as isize));
+            a.reshape(&shape)
+        }
+    }
+}
+
+fn shift(axes: &[usize]) -> Vec<isize> {
+    axes.iter().map(|&a| a as isize + 1).collect()
+}
+
+/// The batched result of one equation with a batching rule, or `None` to fall back.
+fn rule(primitive: &Primitive, args: &[Value], size: usize) -> Result<Option<Array>> {
+    let first = || args[0].batched(size);
+    Ok(Some(match primitive {
+        Primitive::Binary(_) | Primitive::Compare(_) | Primitive::Select => {
+            let rank = args.iter().map(Value::inner_rank).max().unwrap_or(0);
+            let aligned = args
+                .iter()
+                .map(|v| align(v, rank))
+                .collect::<Result<Vec<_>>>()?;
+            primitive.eval(&aligned)?
+        }
+        Primitive::Unary(_) | Primitive::Astype { .. } => primitive.eval(&[first()?])?,
+        Primitive::Matmul => match matmul_rule(&args[0], &args[1])? {
+            Some(out) => out,
+            None => return Ok(None),
+        },
+        Primitive::Reduce { op, axes, keepdims } => first()?.reduce(*op, shift(axes), *keepdims)?,
+        Primitive::Reshape { shape } => {
+            let mut dims = vec![size as isize];
+            dims.extend(shape.iter().map(|&d| d as isize));
+            first()?.reshape(&dims)?
+        }
+        Primitive::Transpose { perm } => {
+            let mut full = vec![0isize];
+            full.extend(shift(perm));
+            first()?.permute_axes(&full)?
+        }
+        Primitive::BroadcastTo { shape } => {
+            let aligned = align(&args[0], shape.len())?;
+            let mut full = vec![size];
+            full.extend_from_slice(shape);
+            aligned.broadcast_to(&full)?
+        }
+        Primitive::ExpandDims { axis } => first()?.expand_dims(*axis as isize + 1)?,
+        Primitive::Squeeze { axes } => first()?.squeeze(shift(axes))?,
+        Primitive::IndexAxis { axis, index } => {
+            first()?.index_axis(*axis as isize + 1, *index as isize)?
+        }
+        Primitive::SliceAxis { axis, start, end } => {
+            first()?.slice_axis(*axis as isize + 1, *start..*end)?
+        }
+        Primitive::Concatenate { axis } | Primitive::Stack { axis } => {
+            let all = args
+                .iter()
+                .map(|v| v.batched(size))
+                .collect::<Result<Vec<_>>>()?;
+            if matches!(primitive, Primitive::Stack { .. }) {
+                Array::stack(&all, *axis as isize + 1)?
+            } else {
+                Array::concatenate(&all, *axis as isize + 1)?
+            }
+        }
+        Primitive::Random(_)
+        | Primitive::FoldInEach
+        | Primitive::SeedKeys
+        | Primitive::Call { .. }
+        | Primitive::Vmap { .. }
+        | Primitive::Scan { .. } => return Ok(None),
+    }))
+}
+
+/// Matrix products of batched operands whose numpy broadcasting already means "per lane".
+fn matmul_rule(a: &Value, b: &Value) -> Result<Option<Array>> {
+    let (ra, rb) = (a.inner_rank(), b.inner_rank());
+    Ok(match (a, b) {
+        // x @ W for every lane: one GEMM over (B·…·m, k) × (k, n).
+        (Value::Batched(x), Value::Unbatched(w)) if rb == 2 && ra >= 1 => {
+            Some(kernels::matmul(x, w)?)
+        }
+        // W @ X for every lane: numpy broadcasts W over the batch.
+        (Value::Unbatched(w), Value::Batched(x)) if rb >= 2 && ra <= 2 && ra <= rb => {
+            Some(kernels::matmul(w, x)?)
+        }
+        // Both batched, same rank of matrices: a batched GEMM.
+        (Value::Batched(x), Value::Batched(y)) if ra == rb && ra >= 2 => {
+            Some(kernels::matmul(x, y)?)
+        }
+        _ => None,
+    })
+}
