@@ -57,6 +57,9 @@ pub(crate) fn matmul(a: &Array, b: &Array) -> Result<Array> {
     a.matmul(b)
 }
 
+/// Multiply-adds above which one product is worth splitting across threads.
+const PARALLEL_THRESHOLD: usize = 1 << 21;
+
 /// `batch` row-major products `(m, k) × (k, n)`; `rhs_batched` says whether `b` holds one
 /// matrix per batch entry or a single shared one.
 fn gemm(
@@ -72,12 +75,19 @@ fn gemm(
     if m == 0 || n == 0 {
         return out;
     }
+    // Large products use every thread faer is configured with (all cores by default); small
+    // ones stay on the calling thread, where the parallel overhead would dominate.
+    let par = if m * k * n >= PARALLEL_THRESHOLD {
+        faer::get_global_parallelism()
+    } else {
+        Par::Seq
+    };
     for i in 0..batch {
         let lhs = MatRef::from_row_major_slice(&a[i * m * k..(i + 1) * m * k], m, k);
         let rhs_start = if rhs_batched { i * k * n } else { 0 };
         let rhs = MatRef::from_row_major_slice(&b[rhs_start..rhs_start + k * n], k, n);
         let dst = MatMut::from_row_major_slice_mut(&mut out[i * m * n..(i + 1) * m * n], m, n);
-        faer_matmul(dst, Accum::Replace, lhs, rhs, 1.0f32, Par::Seq);
+        faer_matmul(dst, Accum::Replace, lhs, rhs, 1.0f32, par);
     }
     out
 }

@@ -236,6 +236,21 @@ fn zip_broadcast<A: Copy, B: Copy, R>(
         let x = a[0];
         return b.iter().map(|&y| f(x, y)).collect();
     }
+    // Row broadcasting (`x + bias`): the smaller operand repeats along leading axes.
+    if a.len() == n && !b.is_empty() && out_shape.ends_with(b_shape) {
+        let m = b.len();
+        return a
+            .chunks(m)
+            .flat_map(|row| row.iter().zip(b).map(|(&x, &y)| f(x, y)))
+            .collect();
+    }
+    if b.len() == n && !a.is_empty() && out_shape.ends_with(a_shape) {
+        let m = a.len();
+        return b
+            .chunks(m)
+            .flat_map(|row| a.iter().zip(row).map(|(&x, &y)| f(x, y)))
+            .collect();
+    }
     let ai = strided_indices(out_shape, &broadcast_strides(a_shape, out_shape));
     let bi = strided_indices(out_shape, &broadcast_strides(b_shape, out_shape));
     ai.iter().zip(&bi).map(|(&i, &j)| f(a[i], b[j])).collect()
