@@ -9,7 +9,6 @@ use std::fmt::Write as _;
 use nnx_fast::prelude::*;
 use nnx_fast::random::{self, Rngs};
 use nnx_fast::transforms::{StateAxes, jit, vmap};
-use nnx_reference::Reference;
 
 variable_type!(
     /// The guide's `class Count(nnx.Variable): pass`.
@@ -80,7 +79,7 @@ macro_rules! say {
 
 /// Runs every section, writing what the guide prints.
 pub fn run(out: &mut String) -> Result<()> {
-    let engine = Reference;
+    let engine = Fast;
     let x = random::normal(&random::key(1), &[10, 2])?;
 
     section(out, "Basic example")?;

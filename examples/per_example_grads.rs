@@ -4,12 +4,11 @@
 use nnx_fast::prelude::*;
 use nnx_fast::random;
 use nnx_fast::transforms::{value_and_grad, vmap};
-use nnx_reference::Reference;
 
 /// Per-example gradients of a linear model's squared error: the kernel gradient for example
 /// `i` is `grads[i]`, shape `[batch, in, out]`.
 pub fn per_example_kernel_grads(batch: usize) -> Result<(Tensor, Object, Tensor, Tensor)> {
-    let engine = Reference;
+    let engine = Fast;
     let model = Object::new("Linear")
         .with(
             "kernel",

@@ -5,7 +5,6 @@
 use nnx_fast::prelude::*;
 use nnx_fast::random;
 use nnx_fast::transforms::{Carry, jit, scan, value_and_grad, vmap};
-use nnx_reference::Reference;
 
 /// `depth` Linear layers of `width → width`, stacked on a leading axis by `vmap`.
 pub fn stacked_layers(depth: usize, width: usize) -> Result<Object> {
@@ -21,7 +20,7 @@ pub fn stacked_layers(depth: usize, width: usize) -> Result<Object> {
                 .with("bias", Param::new(Tensor::zeros(&[width])))?,
         ))
     })
-    .call(&Reference, &[Value::from(Tensor::arange(depth))])?
+    .call(&Fast, &[Value::from(Tensor::arange(depth))])?
     .object()
 }
 
@@ -38,7 +37,7 @@ pub fn forward(layers: &Object, x: &Tensor) -> Result<Tensor> {
     })
     .in_axes((Carry, 0))
     .out_axes((Carry, 0))
-    .call(&Reference, &[Value::from(x.clone()), Value::from(layers)])?;
+    .call(&Fast, &[Value::from(x.clone()), Value::from(layers)])?;
     match out {
         Value::Tuple(items) => items[0].as_tensor(),
         other => other.as_tensor(),
@@ -55,7 +54,7 @@ pub fn train(depth: usize, width: usize, steps: usize) -> Result<Vec<f32>> {
         Ok(Value::from(err.mul(&err)?.mean(Axes::All)?))
     };
     let step = jit(|args: &[Value]| {
-        let out = value_and_grad(loss).call(&Reference, args)?;
+        let out = value_and_grad(loss).call(&Fast, args)?;
         let layers = args[0].object()?;
         let grads = out.grads[0].state()?;
         for (path, leaf) in &graph::state_by(&layers, &VariableType::PARAM.into()) {
@@ -69,7 +68,7 @@ pub fn train(depth: usize, width: usize, steps: usize) -> Result<Vec<f32>> {
     (0..steps)
         .map(|_| {
             step.call(
-                &Reference,
+                &Fast,
                 &[
                     Value::from(&layers),
                     Value::from(x.clone()),

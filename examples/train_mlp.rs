@@ -4,7 +4,6 @@
 use nnx_fast::prelude::*;
 use nnx_fast::random;
 use nnx_fast::transforms::{jit, value_and_grad};
-use nnx_reference::Reference;
 
 /// A `Linear` layer: `x @ kernel + bias`, initialised like Flax's (lecun normal, zero bias).
 fn linear(key: &Tensor, fan_in: usize, fan_out: usize) -> Result<Object> {
@@ -56,7 +55,7 @@ pub fn dataset(n: usize) -> Result<(Tensor, Tensor)> {
 /// Trains for `epochs` full-batch SGD steps; returns the loss before each step and after the
 /// last.
 pub fn train(epochs: usize, learning_rate: f32) -> Result<Vec<f32>> {
-    let engine = Reference;
+    let engine = Fast;
     let model = mlp(0, 2, 16)?;
     let (x, y) = dataset(128)?;
     let step = jit(|args: &[Value]| {
