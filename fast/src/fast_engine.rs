@@ -1,6 +1,6 @@
 //! The `Fast` engine: the program interpreter with faer kernels and batching rules.
 
-use nnx_core::program::{Atom, Batching, Primitive, Program};
+use nnx_core::program::{Batching, Primitive, Program, interpret};
 use nnx_core::{Array, Engine, Error, Result};
 
 use crate::batching;
@@ -50,36 +50,9 @@ impl Engine for Fast {
     }
 
     fn run(&self, program: &Program, inputs: &[Array]) -> Result<Vec<Array>> {
-        if inputs.len() != program.inputs.len() {
-            return Err(Error::InvalidValue(format!(
-                "program takes {} inputs, got {}",
-                program.inputs.len(),
-                inputs.len()
-            )));
-        }
-        let mut env: Vec<Option<Array>> = vec![None; program.avals.len()];
-        for (var, value) in program.inputs.iter().zip(inputs) {
-            env[var.0 as usize] = Some(value.clone());
-        }
-        let read = |env: &[Option<Array>], atom: &Atom| -> Result<Array> {
-            match atom {
-                Atom::Literal(a) => Ok(a.clone()),
-                Atom::Var(v) => env[v.0 as usize].clone().ok_or_else(|| {
-                    Error::InvalidValue(format!("v{} used before it is defined", v.0))
-                }),
-            }
-        };
-        for eq in &program.equations {
-            let args = eq
-                .inputs
-                .iter()
-                .map(|a| read(&env, a))
-                .collect::<Result<Vec<_>>>()?;
-            for (var, value) in eq.outputs.iter().zip(self.eval(&eq.primitive, &args)?) {
-                env[var.0 as usize] = Some(value);
-            }
-        }
-        program.outputs.iter().map(|a| read(&env, a)).collect()
+        interpret(program, inputs, |primitive, args| {
+            self.eval(primitive, args)
+        })
     }
 
     fn run_batched(

@@ -22,7 +22,7 @@
 //! ```
 #![forbid(unsafe_code)]
 
-use nnx_core::program::{Atom, Batching, Primitive, Program};
+use nnx_core::program::{Batching, Primitive, Program, interpret};
 use nnx_core::{Array, Engine, Error, Result};
 
 /// The reference engine: a plain interpreter.
@@ -35,53 +35,12 @@ impl Engine for Reference {
     }
 
     fn run(&self, program: &Program, inputs: &[Array]) -> Result<Vec<Array>> {
-        if inputs.len() != program.inputs.len() {
-            return Err(Error::InvalidValue(format!(
-                "program takes {} inputs, got {}",
-                program.inputs.len(),
-                inputs.len()
-            )));
-        }
-        let mut env: Vec<Option<Array>> = vec![None; program.avals.len()];
-        for (var, value) in program.inputs.iter().zip(inputs) {
-            let expected = &program.avals[var.0 as usize];
-            if value.shape() != expected.shape.as_slice() || value.dtype() != expected.dtype {
-                return Err(Error::InvalidValue(format!(
-                    "program input v{} expects {expected}, got {:?} {}",
-                    var.0,
-                    value.shape(),
-                    value.dtype()
-                )));
-            }
-            env[var.0 as usize] = Some(value.clone());
-        }
-        let read = |env: &[Option<Array>], atom: &Atom| -> Result<Array> {
-            match atom {
-                Atom::Literal(a) => Ok(a.clone()),
-                Atom::Var(v) => env[v.0 as usize].clone().ok_or_else(|| {
-                    Error::InvalidValue(format!("v{} used before it is defined", v.0))
-                }),
-            }
-        };
-        for eq in &program.equations {
-            let args = eq
-                .inputs
-                .iter()
-                .map(|a| read(&env, a))
-                .collect::<Result<Vec<_>>>()?;
-            let outputs = match &eq.primitive {
-                Primitive::Call { program } => self.run(&program.0, &args)?,
-                Primitive::Scan { program, spec } => self.run_scan(&program.0, &args, spec)?,
-                Primitive::Vmap { program, batching } => {
-                    self.run_batched(&program.0, &args, batching)?
-                }
-                primitive => vec![primitive.eval(&args)?],
-            };
-            for (var, value) in eq.outputs.iter().zip(outputs) {
-                env[var.0 as usize] = Some(value);
-            }
-        }
-        program.outputs.iter().map(|a| read(&env, a)).collect()
+        interpret(program, inputs, |primitive, args| match primitive {
+            Primitive::Call { program } => self.run(&program.0, args),
+            Primitive::Scan { program, spec } => self.run_scan(&program.0, args, spec),
+            Primitive::Vmap { program, batching } => self.run_batched(&program.0, args, batching),
+            primitive => Ok(vec![primitive.eval(args)?]),
+        })
     }
 
     fn run_batched(

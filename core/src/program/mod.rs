@@ -7,11 +7,13 @@
 //! evaluation ([`Primitive::eval`]).
 
 mod aval;
+mod interpret;
 mod ir;
 mod primitive;
 mod tracing;
 
 pub use aval::AbstractValue;
+pub use interpret::interpret;
 pub use ir::{Atom, Equation, Program, VarId};
 pub use primitive::Primitive;
 pub use primitive::{Batching, ProgramRef, ScanInput, ScanOutput, ScanSpec};

@@ -1,0 +1,57 @@
+//! The equation-by-equation evaluation loop every interpreting engine shares.
+
+use super::ir::{Atom, Program};
+use super::primitive::Primitive;
+use crate::error::{Error, Result};
+use crate::tensor::Array;
+
+/// Evaluates `program` on concrete inputs, equation by equation, asking `eval` for each
+/// equation's outputs. Checks the inputs against the program's abstract values first.
+///
+/// # Errors
+/// Inputs that do not match the program, and whatever `eval` returns.
+pub fn interpret(
+    program: &Program,
+    inputs: &[Array],
+    mut eval: impl FnMut(&Primitive, &[Array]) -> Result<Vec<Array>>,
+) -> Result<Vec<Array>> {
+    if inputs.len() != program.inputs.len() {
+        return Err(Error::InvalidValue(format!(
+            "program takes {} inputs, got {}",
+            program.inputs.len(),
+            inputs.len()
+        )));
+    }
+    let mut env: Vec<Option<Array>> = vec![None; program.avals.len()];
+    for (var, value) in program.inputs.iter().zip(inputs) {
+        let expected = &program.avals[var.0 as usize];
+        if value.shape() != expected.shape.as_slice() || value.dtype() != expected.dtype {
+            return Err(Error::InvalidValue(format!(
+                "program input v{} expects {expected}, got {:?} {}",
+                var.0,
+                value.shape(),
+                value.dtype()
+            )));
+        }
+        env[var.0 as usize] = Some(value.clone());
+    }
+    let read = |env: &[Option<Array>], atom: &Atom| -> Result<Array> {
+        match atom {
+            Atom::Literal(a) => Ok(a.clone()),
+            Atom::Var(v) => env[v.0 as usize]
+                .clone()
+                .ok_or_else(|| Error::InvalidValue(format!("v{} used before it is defined", v.0))),
+        }
+    };
+    for eq in &program.equations {
+        let args = eq
+            .inputs
+            .iter()
+            .map(|a| read(&env, a))
+            .collect::<Result<Vec<_>>>()?;
+        for (var, value) in eq.outputs.iter().zip(eval(&eq.primitive, &args)?) {
+            env[var.0 as usize] = Some(value);
+        }
+    }
+    program.outputs.iter().map(|a| read(&env, a)).collect()
+}
