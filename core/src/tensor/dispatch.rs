@@ -7,7 +7,9 @@ use std::fmt;
 use super::elementwise::{BinaryOp, CompareOp, UnaryOp};
 use super::layout::resolve_reshape;
 use super::reduce::{Axes, ReduceOp};
-use super::shape::{broadcast_shapes, normalize_axes, normalize_axis};
+use super::shape::{
+    broadcast_shapes, check_slice, normalize_axes, normalize_axis, normalize_index, squeeze_axes,
+};
 use super::{Array, DType, Element};
 use crate::error::{Error, Result};
 use crate::program::{AbstractValue, Primitive, Tracer, record};
@@ -513,19 +515,7 @@ impl Tensor {
         self.unary_op(
             |a| a.squeeze(axes.clone()),
             |shape| {
-                let axes: Vec<usize> = match &axes {
-                    Axes::All => (0..shape.len()).filter(|&a| shape[a] == 1).collect(),
-                    Axes::Some(list) => {
-                        let list = normalize_axes("squeeze", list, shape)?;
-                        if let Some(&a) = list.iter().find(|&&a| shape[a] != 1) {
-                            return Err(Error::shape(
-                                "squeeze",
-                                format!("cannot select an axis to squeeze out which has size not equal to one: axis {a} of shape {shape:?}"),
-                            ));
-                        }
-                        list
-                    }
-                };
+                let axes = squeeze_axes(&axes, shape)?;
                 Ok(Primitive::Squeeze { axes })
             },
         )
@@ -539,25 +529,8 @@ impl Tensor {
         self.unary_op(
             |a| a.index_axis(axis, index),
             |shape| {
-                let axis = normalize_axis("index_axis", axis, shape)?;
-                let size = shape[axis];
-                let i = if index < 0 {
-                    index + size as isize
-                } else {
-                    index
-                };
-                if i < 0 || i as usize >= size {
-                    return Err(Error::IndexOutOfBounds {
-                        op: "index_axis",
-                        index,
-                        axis,
-                        size,
-                    });
-                }
-                Ok(Primitive::IndexAxis {
-                    axis,
-                    index: i as usize,
-                })
+                let (axis, index) = normalize_index(axis, index, shape)?;
+                Ok(Primitive::IndexAxis { axis, index })
             },
         )
     }
@@ -570,16 +543,7 @@ impl Tensor {
         self.unary_op(
             |a| a.slice_axis(axis, range.clone()),
             |shape| {
-                let axis = normalize_axis("slice_axis", axis, shape)?;
-                if range.start > range.end || range.end > shape[axis] {
-                    return Err(Error::shape(
-                        "slice_axis",
-                        format!(
-                            "range {range:?} does not fit axis {axis} of size {} (shape {shape:?})",
-                            shape[axis]
-                        ),
-                    ));
-                }
+                let axis = check_slice(axis, &range, shape)?;
                 Ok(Primitive::SliceAxis {
                     axis,
                     start: range.start,

@@ -6,7 +6,8 @@ use std::ops::Range;
 
 use super::reduce::Axes;
 use super::shape::{
-    broadcast_shapes, broadcast_strides, normalize_axes, normalize_axis, strided_indices, strides,
+    broadcast_shapes, broadcast_strides, check_slice, normalize_axes, normalize_axis,
+    normalize_index, squeeze_axes, strided_indices, strides,
 };
 use super::{Array, Buffer, map_buffer};
 use crate::error::{Error, Result};
@@ -102,22 +103,7 @@ impl Array {
     /// # Errors
     /// [`Error::Shape`] when a named axis does not have size 1.
     pub fn squeeze(&self, axes: impl Into<Axes>) -> Result<Array> {
-        let remove: Vec<usize> = match axes.into() {
-            Axes::All => (0..self.ndim()).filter(|&a| self.shape()[a] == 1).collect(),
-            Axes::Some(list) => {
-                let list = normalize_axes("squeeze", &list, self.shape())?;
-                if let Some(&a) = list.iter().find(|&&a| self.shape()[a] != 1) {
-                    return Err(Error::shape(
-                        "squeeze",
-                        format!(
-                            "cannot select an axis to squeeze out which has size not equal to one: axis {a} of shape {:?}",
-                            self.shape()
-                        ),
-                    ));
-                }
-                list
-            }
-        };
+        let remove = squeeze_axes(&axes.into(), self.shape())?;
         let shape = self
             .shape()
             .iter()
@@ -138,22 +124,8 @@ impl Array {
     /// # Errors
     /// [`Error::AxisOutOfBounds`] or [`Error::IndexOutOfBounds`].
     pub fn index_axis(&self, axis: isize, index: isize) -> Result<Array> {
-        let a = normalize_axis("index_axis", axis, self.shape())?;
-        let size = self.shape()[a];
-        let i = if index < 0 {
-            index + size as isize
-        } else {
-            index
-        };
-        if i < 0 || i as usize >= size {
-            return Err(Error::IndexOutOfBounds {
-                op: "index_axis",
-                index,
-                axis: a,
-                size,
-            });
-        }
-        let sliced = self.slice_unchecked(a, i as usize..i as usize + 1);
+        let (a, i) = normalize_index(axis, index, self.shape())?;
+        let sliced = self.slice_unchecked(a, i..i + 1);
         let mut shape = sliced.shape().to_vec();
         shape.remove(a);
         Ok(Array::from_parts(
@@ -168,17 +140,7 @@ impl Array {
     /// # Errors
     /// [`Error::AxisOutOfBounds`], or [`Error::Shape`] when the range does not fit the axis.
     pub fn slice_axis(&self, axis: isize, range: Range<usize>) -> Result<Array> {
-        let a = normalize_axis("slice_axis", axis, self.shape())?;
-        if range.start > range.end || range.end > self.shape()[a] {
-            return Err(Error::shape(
-                "slice_axis",
-                format!(
-                    "range {range:?} does not fit axis {a} of size {} (shape {:?})",
-                    self.shape()[a],
-                    self.shape()
-                ),
-            ));
-        }
+        let a = check_slice(axis, &range, self.shape())?;
         Ok(self.slice_unchecked(a, range))
     }
 

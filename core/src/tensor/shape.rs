@@ -1,5 +1,6 @@
 //! Shape arithmetic shared by the array operations: broadcasting, axes, strides.
 
+use super::reduce::Axes;
 use crate::error::{Error, Result};
 
 /// The numpy broadcast of two shapes.
@@ -123,6 +124,69 @@ pub(crate) fn normalize_axes(
         out.push(a);
     }
     Ok(out)
+}
+
+/// The axes `squeeze` removes: every size-1 axis for [`Axes::All`], else the listed ones,
+/// which must have size 1.
+pub(crate) fn squeeze_axes(axes: &Axes, shape: &[usize]) -> Result<Vec<usize>> {
+    match axes {
+        Axes::All => Ok((0..shape.len()).filter(|&a| shape[a] == 1).collect()),
+        Axes::Some(list) => {
+            let list = normalize_axes("squeeze", list, shape)?;
+            if let Some(&a) = list.iter().find(|&&a| shape[a] != 1) {
+                return Err(Error::shape(
+                    "squeeze",
+                    format!(
+                        "cannot select an axis to squeeze out which has size not equal to one: axis {a} of shape {shape:?}"
+                    ),
+                ));
+            }
+            Ok(list)
+        }
+    }
+}
+
+/// The normalised `(axis, index)` of `index_axis`; negative indices count from the end.
+pub(crate) fn normalize_index(
+    axis: isize,
+    index: isize,
+    shape: &[usize],
+) -> Result<(usize, usize)> {
+    let axis = normalize_axis("index_axis", axis, shape)?;
+    let size = shape[axis];
+    let i = if index < 0 {
+        index + size as isize
+    } else {
+        index
+    };
+    if i < 0 || i as usize >= size {
+        return Err(Error::IndexOutOfBounds {
+            op: "index_axis",
+            index,
+            axis,
+            size,
+        });
+    }
+    Ok((axis, i as usize))
+}
+
+/// The normalised axis of `slice_axis`, checking that `range` fits it.
+pub(crate) fn check_slice(
+    axis: isize,
+    range: &std::ops::Range<usize>,
+    shape: &[usize],
+) -> Result<usize> {
+    let axis = normalize_axis("slice_axis", axis, shape)?;
+    if range.start > range.end || range.end > shape[axis] {
+        return Err(Error::shape(
+            "slice_axis",
+            format!(
+                "range {range:?} does not fit axis {axis} of size {} (shape {shape:?})",
+                shape[axis]
+            ),
+        ));
+    }
+    Ok(axis)
 }
 
 #[cfg(test)]
