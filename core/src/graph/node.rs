@@ -18,7 +18,7 @@ use crate::error::{Error, Result};
 use crate::tensor::Tensor;
 use crate::trace::{TraceLevel, check_can_mutate};
 
-/// What kind of graph node a [`Node`] is.
+/// What kind of graph node an [`Object`], [`List`] or [`Dict`] is.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum NodeKind {
     /// An object with a type name (`Weights`, `Linear`, `Rngs`) and named attributes.

@@ -344,7 +344,7 @@ impl Variable {
     /// Replaces the value (`v[...] = x` / `v.set_value(x)`); the shape and dtype may change.
     ///
     /// # Errors
-    /// [`Error::TraceContext`] when called from a trace level that does not own the variable.
+    /// [`Error::TraceContext`](crate::Error::TraceContext) when called from a trace level that does not own the variable.
     pub fn set_value(&self, value: impl Into<Tensor>) -> Result<()> {
         self.check_can_mutate()?;
         self.0.inner.borrow_mut().value = value.into();
@@ -354,7 +354,7 @@ impl Variable {
     /// Replaces the value with `f(current value)`, e.g. `count.update(|c| c + 1)`.
     ///
     /// # Errors
-    /// Whatever `f` returns, and [`Error::TraceContext`] as for [`Variable::set_value`]
+    /// Whatever `f` returns, and [`Error::TraceContext`](crate::Error::TraceContext) as for [`Variable::set_value`]
     /// (checked before `f` runs).
     pub fn update(&self, f: impl FnOnce(Tensor) -> Result<Tensor>) -> Result<()> {
         self.check_can_mutate()?;
@@ -382,7 +382,7 @@ impl Variable {
     /// Sets a metadata entry (`v.set_metadata(key=value)`).
     ///
     /// # Errors
-    /// [`Error::TraceContext`] as for [`Variable::set_value`].
+    /// [`Error::TraceContext`](crate::Error::TraceContext) as for [`Variable::set_value`].
     pub fn set_metadata(&self, key: impl Into<String>, value: impl Into<Static>) -> Result<()> {
         self.check_can_mutate()?;
         self.0
@@ -396,7 +396,7 @@ impl Variable {
     /// Removes a metadata entry, returning it.
     ///
     /// # Errors
-    /// [`Error::TraceContext`] as for [`Variable::set_value`].
+    /// [`Error::TraceContext`](crate::Error::TraceContext) as for [`Variable::set_value`].
     pub fn del_metadata(&self, key: &str) -> Result<Option<Static>> {
         self.check_can_mutate()?;
         Ok(self.0.inner.borrow_mut().metadata.shift_remove(key))
@@ -412,7 +412,7 @@ impl Variable {
     /// Updating a variable from itself does nothing.
     ///
     /// # Errors
-    /// [`Error::TraceContext`] as for [`Variable::set_value`].
+    /// [`Error::TraceContext`](crate::Error::TraceContext) as for [`Variable::set_value`].
     pub fn update_from(&self, other: &Variable) -> Result<()> {
         if self.ptr_eq(other) {
             return Ok(());

@@ -4,7 +4,7 @@
 //! Arrays have value semantics exactly as in JAX; the *reference* semantics of the project
 //! live in [`Variable`](crate::graph::Variable)s, which hold tensors. Operations follow numpy:
 //! broadcasting elementwise arithmetic ([`elementwise`]), matmul, reductions, layout changes.
-//! Shape and dtype mistakes are [`Error`](crate::Error) values that name the shapes involved;
+//! Shape and dtype mistakes are [`Error`] values that name the shapes involved;
 //! nothing panics on user input. [`Array`]'s methods are the reference kernels; [`Tensor`]'s
 //! run them eagerly or record them when tracing.
 //!
