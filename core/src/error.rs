@@ -41,6 +41,8 @@ pub enum ErrorKind {
     Prefix,
     /// A traced value used in a way that needs its contents, or after its trace ended.
     Tracing,
+    /// An array too large to represent or to allocate on this machine.
+    Resource,
 }
 
 /// One Variable reached with different prefixes, for [`Error::InconsistentAliasing`].
@@ -153,6 +155,25 @@ pub enum Error {
         expected: usize,
         /// The number of elements supplied.
         got: usize,
+    },
+    /// A shape whose element count or byte size does not fit in a `usize`.
+    #[error(
+        "an array of shape {shape:?} is too large: its size overflows this machine's address \
+         space"
+    )]
+    ArrayTooLarge {
+        /// The requested shape.
+        shape: Vec<usize>,
+    },
+    /// An array whose buffer the allocator could not provide.
+    #[error("cannot allocate {bytes} bytes for an array of shape {shape:?} and dtype {dtype}")]
+    AllocationFailed {
+        /// The requested shape.
+        shape: Vec<usize>,
+        /// The requested dtype.
+        dtype: crate::tensor::DType,
+        /// The buffer size that could not be allocated.
+        bytes: usize,
     },
     /// A value that is invalid for the operation.
     #[error("{0}")]
@@ -325,6 +346,7 @@ impl Error {
             | Error::IndexOutOfBounds { .. } => ErrorKind::Axis,
             Error::UnsupportedDType { .. } | Error::DTypeMismatch { .. } => ErrorKind::DType,
             Error::InvalidValue(_) => ErrorKind::Value,
+            Error::ArrayTooLarge { .. } | Error::AllocationFailed { .. } => ErrorKind::Resource,
             Error::Concretization { .. } | Error::EscapedTracer { .. } => ErrorKind::Tracing,
             Error::AttributeNotFound { .. }
             | Error::ContainerIndex { .. }

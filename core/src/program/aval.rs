@@ -22,9 +22,10 @@ impl AbstractValue {
         AbstractValue { shape, dtype, weak }
     }
 
-    /// The number of elements.
+    /// The number of elements (saturating at `usize::MAX` for a shape too large to exist;
+    /// every abstract value a trace records has a size that fits).
     pub fn size(&self) -> usize {
-        self.shape.iter().product()
+        crate::tensor::element_count(&self.shape).unwrap_or(usize::MAX)
     }
 }
 

@@ -3,13 +3,15 @@
 use super::ir::{Atom, Program};
 use super::primitive::Primitive;
 use crate::error::{Error, Result};
-use crate::tensor::Array;
+use crate::tensor::{Array, check_allocation};
 
 /// Evaluates `program` on concrete inputs, equation by equation, asking `eval` for each
-/// equation's outputs. Checks the inputs against the program's abstract values first.
+/// equation's outputs. Checks the inputs against the program's abstract values first, and
+/// that each equation's outputs can be allocated before asking for them.
 ///
 /// # Errors
-/// Inputs that do not match the program, and whatever `eval` returns.
+/// Inputs that do not match the program, outputs too large for the machine
+/// ([`Error::ArrayTooLarge`], [`Error::AllocationFailed`]), and whatever `eval` returns.
 pub fn interpret(
     program: &Program,
     inputs: &[Array],
@@ -44,6 +46,10 @@ pub fn interpret(
         }
     };
     for eq in &program.equations {
+        for out in &eq.outputs {
+            let aval = &program.avals[out.0 as usize];
+            check_allocation(&aval.shape, aval.dtype)?;
+        }
         let args = eq
             .inputs
             .iter()

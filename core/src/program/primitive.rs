@@ -13,7 +13,9 @@ use super::ir::Program;
 use crate::error::{Error, Result};
 use crate::random::RandomOp;
 use crate::tensor::elementwise::{BinaryOp, CompareOp, UnaryOp};
-use crate::tensor::{Array, DType, ReduceOp, broadcast_shapes, matmul_shape, promote};
+use crate::tensor::{
+    Array, DType, ReduceOp, broadcast_shapes, byte_size, check_allocation, matmul_shape, promote,
+};
 
 /// A program held by a higher-order primitive. Equality is identity (two equations call the
 /// same program only if they share it).
@@ -210,11 +212,29 @@ impl Primitive {
         }
     }
 
+    /// Whether the primitive holds a program (`call`, `scan`, `vmap`), which an engine
+    /// evaluates rather than [`Primitive::eval`].
+    pub fn is_higher_order(&self) -> bool {
+        matches!(
+            self,
+            Primitive::Call { .. } | Primitive::Scan { .. } | Primitive::Vmap { .. }
+        )
+    }
+
     /// The abstract values of all outputs (several for higher-order primitives).
     ///
     /// # Errors
-    /// As [`Primitive::abstract_eval`].
+    /// As [`Primitive::abstract_eval`], and [`Error::ArrayTooLarge`] for an output whose size
+    /// overflows.
     pub fn output_avals(&self, inputs: &[AbstractValue]) -> Result<Vec<AbstractValue>> {
+        let avals = self.output_avals_unchecked(inputs)?;
+        for aval in &avals {
+            byte_size(&aval.shape, aval.dtype)?;
+        }
+        Ok(avals)
+    }
+
+    fn output_avals_unchecked(&self, inputs: &[AbstractValue]) -> Result<Vec<AbstractValue>> {
         match self {
             Primitive::Call { program } => Ok(program
                 .0
@@ -431,7 +451,12 @@ impl Primitive {
                 let a =
                     first.ok_or_else(|| Error::shape("concatenate", "need at least one array"))?;
                 let mut shape = a.shape.clone();
-                shape[*axis] = inputs.iter().map(|x| x.shape[*axis]).sum();
+                shape[*axis] = inputs
+                    .iter()
+                    .try_fold(0usize, |n, x| n.checked_add(x.shape[*axis]))
+                    .ok_or_else(|| Error::ArrayTooLarge {
+                        shape: shape.clone(),
+                    })?;
                 AbstractValue::new(shape, a.dtype, inputs.iter().all(|x| x.weak))
             }
             Primitive::Stack { axis } => {
@@ -491,8 +516,14 @@ impl Primitive {
     /// Evaluates the primitive on concrete arrays with the reference (naive) kernels.
     ///
     /// # Errors
-    /// The kernels' shape and dtype errors.
+    /// The kernels' shape and dtype errors; [`Error::ArrayTooLarge`] or
+    /// [`Error::AllocationFailed`] for a result the machine cannot hold.
     pub fn eval(&self, inputs: &[Array]) -> Result<Array> {
+        if !self.is_higher_order() {
+            let avals: Vec<AbstractValue> = inputs.iter().map(Array::aval).collect();
+            let out = self.abstract_eval(&avals)?;
+            check_allocation(&out.shape, out.dtype)?;
+        }
         let arg = |i: usize| {
             inputs.get(i).ok_or_else(|| {
                 Error::InvalidValue(format!("{} is missing operand {i}", self.name()))

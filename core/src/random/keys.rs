@@ -351,19 +351,6 @@ pub(crate) fn not_single_key(op: &'static str, shape: &[usize]) -> Error {
     )
 }
 
-/// The number of elements of `shape`, or an error when it overflows `usize`.
-pub(crate) fn numel(op: &'static str, shape: &[usize]) -> Result<usize> {
-    shape
-        .iter()
-        .try_fold(1_usize, |acc, &d| acc.checked_mul(d))
-        .ok_or_else(|| {
-            Error::shape(
-                op,
-                format!("shape {} has too many elements", py_shape(shape)),
-            )
-        })
-}
-
 /// A shape as Python prints a tuple: `()`, `(3,)`, `(2, 3)`.
 pub(crate) fn py_shape(shape: &[usize]) -> String {
     match shape {
@@ -385,12 +372,5 @@ mod tests {
         assert_eq!(py_shape(&[]), "()");
         assert_eq!(py_shape(&[3]), "(3,)");
         assert_eq!(py_shape(&[2, 3]), "(2, 3)");
-    }
-
-    #[test]
-    fn numel_reports_overflow() {
-        assert_eq!(numel("t", &[2, 3]).unwrap(), 6);
-        assert_eq!(numel("t", &[]).unwrap(), 1);
-        assert!(numel("t", &[usize::MAX, 2]).is_err());
     }
 }

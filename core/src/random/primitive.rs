@@ -10,9 +10,9 @@ use std::sync::Arc;
 
 use crate::error::Result;
 use crate::program::Primitive;
-use crate::tensor::{Array, Buffer, DType, Tensor};
+use crate::tensor::{Array, Buffer, DType, Tensor, byte_size, check_allocation};
 
-use super::keys::{not_single_key, numel, single_key};
+use super::keys::{not_single_key, single_key};
 use super::{sampling, threefry};
 
 /// A random primitive with its static parameters. Every variant takes a single (scalar)
@@ -107,14 +107,15 @@ impl RandomOp {
     /// The shape of the result for a key of shape `key_shape`, without computing it.
     ///
     /// # Errors
-    /// [`Error::Shape`](crate::Error::Shape) when `key_shape` is not `[]` (a single key) or
-    /// the result shape has more elements than `usize` can count.
+    /// [`Error::Shape`](crate::Error::Shape) when `key_shape` is not `[]` (a single key);
+    /// [`Error::ArrayTooLarge`](crate::Error::ArrayTooLarge) when the result's size
+    /// overflows.
     pub fn output_shape(&self, key_shape: &[usize]) -> Result<Vec<usize>> {
         if !key_shape.is_empty() {
             return Err(not_single_key(self.name(), key_shape));
         }
         let shape = self.shape().to_vec();
-        numel(self.name(), &shape)?;
+        byte_size(&shape, self.output_dtype())?;
         Ok(shape)
     }
 
@@ -149,7 +150,8 @@ impl RandomOp {
     pub fn eval(&self, key: &Array) -> Result<Array> {
         let k = single_key(self.name(), key)?;
         let shape = self.shape().to_vec();
-        let n = numel(self.name(), &shape)?;
+        check_allocation(&shape, self.output_dtype())?;
+        let n = crate::tensor::element_count(&shape)?;
         let buffer = match self {
             RandomOp::Split { .. } => Buffer::Key(Arc::new(threefry::split(k, n))),
             RandomOp::FoldIn { data } => Buffer::Key(Arc::new(vec![threefry::fold_in(k, *data)])),

@@ -95,7 +95,7 @@ impl Tensor {
     /// Shape, dtype and weak type.
     pub fn aval(&self) -> AbstractValue {
         match &self.0 {
-            Repr::Concrete(a) => AbstractValue::new(a.shape().to_vec(), a.dtype(), a.is_weak()),
+            Repr::Concrete(a) => a.aval(),
             Repr::Traced(t) => t.aval().clone(),
         }
     }
@@ -126,31 +126,82 @@ impl Tensor {
     }
 
     /// An array filled with `value`.
+    ///
+    /// # Panics
+    /// As [`Array::full`]; [`Tensor::try_full`] is the fallible form.
     pub fn full<T: Element>(shape: &[usize], value: T) -> Tensor {
         Array::full(shape, value).into()
     }
 
+    /// An array filled with `value`, allocated fallibly.
+    ///
+    /// # Errors
+    /// As [`Array::try_full`].
+    pub fn try_full<T: Element>(shape: &[usize], value: T) -> Result<Tensor> {
+        Array::try_full(shape, value).map(Tensor::from)
+    }
+
     /// float32 zeros.
+    ///
+    /// # Panics
+    /// As [`Array::full`]; [`Tensor::try_zeros`] is the fallible form.
     pub fn zeros(shape: &[usize]) -> Tensor {
         Array::zeros(shape).into()
     }
 
+    /// float32 zeros, allocated fallibly.
+    ///
+    /// # Errors
+    /// As [`Array::try_full`].
+    ///
+    /// ```
+    /// use nnx_core::{ErrorKind, Tensor};
+    /// assert_eq!(Tensor::try_zeros(&[2, 3]).unwrap().shape(), &[2, 3]);
+    /// let err = Tensor::try_zeros(&[1 << 32, 1 << 32]).unwrap_err();
+    /// assert_eq!(err.kind(), ErrorKind::Resource);
+    /// ```
+    pub fn try_zeros(shape: &[usize]) -> Result<Tensor> {
+        Array::try_zeros(shape).map(Tensor::from)
+    }
+
     /// float32 ones.
+    ///
+    /// # Panics
+    /// As [`Array::full`]; [`Tensor::try_ones`] is the fallible form.
     pub fn ones(shape: &[usize]) -> Tensor {
         Array::ones(shape).into()
     }
 
-    /// Zeros of any non-key dtype.
+    /// float32 ones, allocated fallibly.
     ///
     /// # Errors
-    /// [`Error::UnsupportedDType`] for keys.
+    /// As [`Array::try_full`].
+    pub fn try_ones(shape: &[usize]) -> Result<Tensor> {
+        Array::try_ones(shape).map(Tensor::from)
+    }
+
+    /// Zeros of any dtype; see [`Array::zeros_of`].
+    ///
+    /// # Errors
+    /// As [`Array::zeros_of`].
     pub fn zeros_of(shape: &[usize], dtype: DType) -> Result<Tensor> {
         Array::zeros_of(shape, dtype).map(Tensor::from)
     }
 
     /// `[0, 1, …, n-1]` as int32.
+    ///
+    /// # Panics
+    /// As [`Array::arange`]; [`Tensor::try_arange`] is the fallible form.
     pub fn arange(n: usize) -> Tensor {
         Array::arange(n).into()
+    }
+
+    /// `[0, 1, …, n-1]` as int32, allocated fallibly.
+    ///
+    /// # Errors
+    /// As [`Array::try_arange`].
+    pub fn try_arange(n: usize) -> Result<Tensor> {
+        Array::try_arange(n).map(Tensor::from)
     }
 
     /// A key array from `[k0, k1]` words.
@@ -178,7 +229,10 @@ impl Tensor {
 
     /// The number of elements.
     pub fn size(&self) -> usize {
-        self.shape().iter().product()
+        match &self.0 {
+            Repr::Concrete(a) => a.size(),
+            Repr::Traced(t) => t.aval().size(),
+        }
     }
 
     /// The element type.

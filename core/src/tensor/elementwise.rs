@@ -7,6 +7,7 @@
 
 use std::ops::{Add, Div, Mul, Neg, Sub};
 
+use super::alloc::check_allocation;
 use super::shape::{broadcast_shapes, broadcast_strides, strided_indices};
 use super::{Array, Buffer, DType, Element, Tensor, promote};
 use crate::error::{Error, Result};
@@ -286,6 +287,7 @@ impl Array {
         let name = op.name();
         let out_shape = broadcast_shapes(name, self.shape(), other.shape())?;
         let (mut a, mut b, weak) = self.promoted(other, name)?;
+        check_allocation(&out_shape, a.dtype())?;
         if op == BinaryOp::Div && !a.dtype().is_float() {
             a = a.astype(DType::F32)?;
             b = b.astype(DType::F32)?;
@@ -329,6 +331,7 @@ impl Array {
         let name = op.name();
         let out_shape = broadcast_shapes(name, self.shape(), other.shape())?;
         let (a, b, _) = self.promoted(other, name)?;
+        check_allocation(&out_shape, DType::Bool)?;
         let data = match (a.buffer(), b.buffer()) {
             (Buffer::F32(x), Buffer::F32(y)) => {
                 zip_broadcast(x, a.shape(), y, b.shape(), &out_shape, |p, q| {
@@ -416,6 +419,7 @@ impl Array {
         let (t, f, weak) = on_true.promoted(on_false, "select")?;
         let value_shape = broadcast_shapes("select", t.shape(), f.shape())?;
         let out_shape = broadcast_shapes("select", self.shape(), &value_shape)?;
+        check_allocation(&out_shape, t.dtype())?;
         let cond = self.broadcast_to(&out_shape)?;
         let n = cond.size();
         // Gather from [on_true…, on_false…] laid end to end: index i or n + i.

@@ -4,6 +4,7 @@
 
 use std::ops::Range;
 
+use super::alloc::check_allocation;
 use super::reduce::Axes;
 use super::shape::{
     broadcast_shapes, broadcast_strides, check_slice, normalize_axes, normalize_axis,
@@ -172,6 +173,7 @@ impl Array {
         if self.shape() == shape {
             return Ok(self.clone());
         }
+        check_allocation(shape, self.dtype())?;
         let indices = strided_indices(shape, &broadcast_strides(self.shape(), shape));
         Ok(Array::from_parts(
             shape.to_vec(),
@@ -245,7 +247,13 @@ impl Array {
             }
         }
         let mut out_shape = first.shape().to_vec();
-        out_shape[a] = tensors.iter().map(|t| t.shape()[a]).sum();
+        out_shape[a] = tensors
+            .iter()
+            .try_fold(0usize, |n, t| n.checked_add(t.shape()[a]))
+            .ok_or_else(|| Error::ArrayTooLarge {
+                shape: out_shape.clone(),
+            })?;
+        check_allocation(&out_shape, first.dtype())?;
         let outer: usize = first.shape()[..a].iter().product();
         let chunk = |t: &Array| t.shape()[a..].iter().product::<usize>();
         let weak = tensors.iter().all(Array::is_weak);
@@ -312,7 +320,14 @@ pub(crate) fn resolve_reshape(from: &[usize], shape: &[isize]) -> Result<Vec<usi
                 )));
             }
             d if d < 0 => return Err(bad(format!("negative dimension {d} in {shape:?}"))),
-            d => known *= d as usize,
+            d => {
+                known = known.checked_mul(d as usize).ok_or_else(|| {
+                    bad(format!(
+                        "cannot reshape array of shape {from:?} (size {size}) into shape \
+                         {shape:?}: its size overflows"
+                    ))
+                })?
+            }
         }
     }
     let mut new_shape: Vec<usize> = shape.iter().map(|&d| d.max(0) as usize).collect();

@@ -31,6 +31,7 @@ impl Array {
                 lhs: self.dtype(),
                 rhs: other.dtype(),
             })?;
+        super::alloc::check_allocation(&out_shape, dtype)?;
         let lhs = self.astype(dtype)?;
         let rhs = other.astype(dtype)?;
         let lhs_vector = lhs.ndim() == 1;
@@ -117,6 +118,7 @@ pub(crate) fn matmul_shape(lhs: &[usize], rhs: &[usize]) -> Result<Vec<usize>> {
     if rhs.len() > 1 {
         out.push(n);
     }
+    super::alloc::element_count(&out)?;
     Ok(out)
 }
 

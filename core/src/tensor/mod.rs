@@ -19,6 +19,7 @@
 //! # }
 //! ```
 
+mod alloc;
 mod dispatch;
 mod display;
 mod dtype;
@@ -31,6 +32,7 @@ mod shape;
 
 use std::sync::Arc;
 
+pub(crate) use alloc::{byte_size, check_allocation, element_count};
 pub use dispatch::Tensor;
 pub use dtype::DType;
 pub(crate) use dtype::promote;
@@ -165,7 +167,7 @@ impl_element!(
 
 impl Array {
     pub(crate) fn from_parts(shape: Vec<usize>, buffer: Buffer, weak: bool) -> Array {
-        debug_assert_eq!(shape.iter().product::<usize>(), buffer.len());
+        debug_assert_eq!(alloc::element_count(&shape).ok(), Some(buffer.len()));
         Array {
             shape,
             buffer,
@@ -180,7 +182,8 @@ impl Array {
     /// An array of the given shape from row-major data.
     ///
     /// # Errors
-    /// [`Error::DataLength`] when `data.len()` is not the product of `shape`.
+    /// [`Error::DataLength`] when `data.len()` is not the product of `shape`;
+    /// [`Error::ArrayTooLarge`] when that product overflows.
     ///
     /// ```
     /// # use nnx_core::Array;
@@ -189,7 +192,7 @@ impl Array {
     /// assert!(Array::from_vec(&[3], vec![1i32]).is_err());
     /// ```
     pub fn from_vec<T: Element>(shape: &[usize], data: Vec<T>) -> Result<Array> {
-        let expected: usize = shape.iter().product();
+        let expected = alloc::element_count(shape)?;
         if expected != data.len() {
             return Err(Error::DataLength {
                 shape: shape.to_vec(),
@@ -221,33 +224,100 @@ impl Array {
     }
 
     /// An array of the given shape filled with `value`.
+    ///
+    /// # Panics
+    /// Like `vec![value; n]`: when the shape's size overflows or the buffer cannot be
+    /// allocated. [`Array::try_full`] returns those as errors; use it for shapes that come
+    /// from input.
     pub fn full<T: Element>(shape: &[usize], value: T) -> Array {
-        let n = shape.iter().product();
-        Array::from_parts(shape.to_vec(), T::into_buffer(vec![value; n]), false)
+        infallible(Array::try_full(shape, value))
+    }
+
+    /// An array of the given shape filled with `value`, allocated fallibly.
+    ///
+    /// # Errors
+    /// [`Error::ArrayTooLarge`] when the size overflows; [`Error::AllocationFailed`] when the
+    /// allocator cannot provide the buffer.
+    ///
+    /// ```
+    /// # use nnx_core::Array;
+    /// assert_eq!(Array::try_full(&[2, 3], 7i32).unwrap().size(), 6);
+    /// assert!(Array::try_full(&[1 << 32, 1 << 32], 0.0f32).is_err()); // overflows
+    /// assert!(Array::try_full(&[1 << 46], 0.0f32).is_err()); // 256 TiB
+    /// ```
+    pub fn try_full<T: Element>(shape: &[usize], value: T) -> Result<Array> {
+        let data = alloc::try_filled(shape, T::DTYPE, value)?;
+        Ok(Array::from_parts(
+            shape.to_vec(),
+            T::into_buffer(data),
+            false,
+        ))
     }
 
     /// A float32 array of zeros.
+    ///
+    /// # Panics
+    /// As [`Array::full`]; [`Array::try_zeros`] is the fallible form.
     pub fn zeros(shape: &[usize]) -> Array {
         Array::full(shape, 0.0f32)
     }
 
+    /// A float32 array of zeros, allocated fallibly.
+    ///
+    /// # Errors
+    /// As [`Array::try_full`].
+    pub fn try_zeros(shape: &[usize]) -> Result<Array> {
+        Array::try_full(shape, 0.0f32)
+    }
+
     /// A float32 array of ones.
+    ///
+    /// # Panics
+    /// As [`Array::full`]; [`Array::try_ones`] is the fallible form.
     pub fn ones(shape: &[usize]) -> Array {
         Array::full(shape, 1.0f32)
     }
 
-    /// An array of zeros (or `false`) of any non-key dtype.
+    /// A float32 array of ones, allocated fallibly.
     ///
     /// # Errors
-    /// [`Error::UnsupportedDType`] for [`DType::Key`] (use the `random` module for keys).
+    /// As [`Array::try_full`].
+    pub fn try_ones(shape: &[usize]) -> Result<Array> {
+        Array::try_full(shape, 1.0f32)
+    }
+
+    /// An array of zeros of any dtype, allocated fallibly: `false` for bool, and for
+    /// [`DType::Key`] keys whose data words are zero (`jax.random.wrap_key_data` of zeros).
+    ///
+    /// # Errors
+    /// As [`Array::try_full`].
     pub fn zeros_of(shape: &[usize], dtype: DType) -> Result<Array> {
-        Array::zeros(shape).astype(dtype)
+        match dtype {
+            DType::F32 => Array::try_full(shape, 0.0f32),
+            DType::I32 => Array::try_full(shape, 0i32),
+            DType::U32 => Array::try_full(shape, 0u32),
+            DType::Bool => Array::try_full(shape, false),
+            DType::Key => Array::from_keys(shape, alloc::try_filled(shape, dtype, [0u32; 2])?),
+        }
     }
 
     /// `[0, 1, …, n-1]` as int32, like `jnp.arange(n)`.
+    ///
+    /// # Panics
+    /// When the buffer cannot be allocated; [`Array::try_arange`] is the fallible form.
     pub fn arange(n: usize) -> Array {
-        let data: Vec<i32> = (0..n).map(|i| i as i32).collect();
-        Array::from_parts(vec![n], i32::into_buffer(data), false)
+        infallible(Array::try_arange(n))
+    }
+
+    /// `[0, 1, …, n-1]` as int32, allocated fallibly. Values past `i32::MAX` wrap, as
+    /// int32 arithmetic does in JAX.
+    ///
+    /// # Errors
+    /// As [`Array::try_full`].
+    pub fn try_arange(n: usize) -> Result<Array> {
+        let mut data = alloc::try_vec(&[n], DType::I32)?;
+        data.extend((0..n).map(|i| i as i32));
+        Ok(Array::from_parts(vec![n], i32::into_buffer(data), false))
     }
 
     /// An array of PRNG keys (dtype `key<fry>`) from their `[k0, k1]` words.
@@ -255,7 +325,7 @@ impl Array {
     /// # Errors
     /// [`Error::DataLength`] when `keys.len()` is not the product of `shape`.
     pub fn from_keys(shape: &[usize], keys: Vec<[u32; 2]>) -> Result<Array> {
-        let expected: usize = shape.iter().product();
+        let expected = alloc::element_count(shape)?;
         if expected != keys.len() {
             return Err(Error::DataLength {
                 shape: shape.to_vec(),
@@ -293,6 +363,11 @@ impl Array {
     /// Bytes held by the elements (what Flax's printing reports).
     pub fn nbytes(&self) -> usize {
         self.size() * self.dtype().size_in_bytes()
+    }
+
+    /// Shape, dtype and weak type, as a tracer of this array would have them.
+    pub fn aval(&self) -> crate::program::AbstractValue {
+        crate::program::AbstractValue::new(self.shape.clone(), self.dtype(), self.weak)
     }
 
     /// Whether the array is weakly typed (JAX's `weak_type=True`).
@@ -495,6 +570,15 @@ impl From<bool> for Array {
 impl std::fmt::Debug for Array {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         std::fmt::Display::fmt(self, f)
+    }
+}
+
+/// The value of an infallible constructor's fallible form: a size that overflows or cannot be
+/// allocated is a panic there, as it is for `Vec`.
+fn infallible(result: Result<Array>) -> Array {
+    match result {
+        Ok(array) => array,
+        Err(e) => panic!("{e} (use the constructor's try_ form to handle this as an error)"),
     }
 }
 

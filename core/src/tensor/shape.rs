@@ -27,6 +27,7 @@ pub(crate) fn broadcast_shapes(
             }
         };
     }
+    super::alloc::element_count(&out)?;
     Ok(out)
 }
 
@@ -66,7 +67,8 @@ pub(crate) fn broadcast_strides(shape: &[usize], out_shape: &[usize]) -> Vec<usi
 /// For every element of `out_shape` in row-major order, the flat index into a buffer with the
 /// given (possibly zero) strides.
 pub(crate) fn strided_indices(out_shape: &[usize], strides: &[usize]) -> Vec<usize> {
-    let n: usize = out_shape.iter().product();
+    // Callers hold an array of `out_shape` or have checked its size.
+    let n = super::alloc::element_count(out_shape).unwrap_or(0);
     let mut indices = Vec::with_capacity(n);
     if n == 0 {
         return indices;
