@@ -175,6 +175,17 @@ pub enum Error {
         /// The buffer size that could not be allocated.
         bytes: usize,
     },
+    /// A differentiated input that is not floating point (JAX's `grad` rejects these too).
+    #[error(
+        "grad requires float32 inputs, but {location} has dtype {dtype}; select only float \
+         Variables with DiffState or argnums"
+    )]
+    NonDifferentiable {
+        /// Where the input is (`args[0].count`).
+        location: String,
+        /// Its dtype.
+        dtype: crate::tensor::DType,
+    },
     /// A value that is invalid for the operation.
     #[error("{0}")]
     InvalidValue(String),
@@ -344,7 +355,9 @@ impl Error {
             Error::AxisOutOfBounds { .. }
             | Error::RepeatedAxis { .. }
             | Error::IndexOutOfBounds { .. } => ErrorKind::Axis,
-            Error::UnsupportedDType { .. } | Error::DTypeMismatch { .. } => ErrorKind::DType,
+            Error::UnsupportedDType { .. }
+            | Error::DTypeMismatch { .. }
+            | Error::NonDifferentiable { .. } => ErrorKind::DType,
             Error::InvalidValue(_) => ErrorKind::Value,
             Error::ArrayTooLarge { .. } | Error::AllocationFailed { .. } => ErrorKind::Resource,
             Error::Concretization { .. } | Error::EscapedTracer { .. } => ErrorKind::Tracing,

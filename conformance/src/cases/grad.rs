@@ -125,6 +125,54 @@ pub fn grad_diffstate_argnums_and_aux(engine: &dyn Engine) -> CaseResult {
         .err()
         .ok_or_else(|| Failure("a non-scalar loss must fail".into()))?;
     crate::snapshots::snapshot("grad_non_scalar_loss", &err.to_string());
+    // Empty argnums fail before running anything (JAX fails on them too), so the caller's
+    // object keeps its state and attribute order.
+    let m = Object::new("M")
+        .with("z", Param::new(vector(&[1.0])))?
+        .with("a", Param::new(vector(&[2.0])))?;
+    let err = value_and_grad(|args: &[Value]| {
+        let m = args[0].object()?;
+        m.var("z")?.update(|z| z + 1)?;
+        Ok(Value::from(m.value("a")?.sum(Axes::All)?))
+    })
+    .argnums(&[])
+    .call(engine, (&m,))
+    .err()
+    .ok_or_else(|| Failure("empty argnums must fail".into()))?;
+    crate::snapshots::snapshot("grad_empty_argnums", &err.to_string());
+    ensure!(
+        m.attribute_names() == ["z", "a"] && m.value("z")?.to_vec::<f32>()? == vec![1.0],
+        "a failed grad changed the caller's object: {:?}",
+        m.attribute_names()
+    );
+    // Integer inputs are not differentiable: the error names the argument.
+    let err = value_and_grad(|args: &[Value]| {
+        Ok(Value::from(
+            args[1]
+                .as_tensor()?
+                .astype(nnx_core::DType::F32)?
+                .sum(Axes::All)?,
+        ))
+    })
+    .argnums(&[1])
+    .call(engine, (&m, &Tensor::arange(3)))
+    .err()
+    .ok_or_else(|| Failure("grad of an int32 argument must fail".into()))?;
+    ensure!(
+        err.kind() == nnx_core::ErrorKind::DType,
+        "kind {:?}",
+        err.kind()
+    );
+    crate::snapshots::snapshot("grad_integer_argument", &err.to_string());
+    let ints = Object::new("M").with("w", Param::new(Tensor::arange(2)))?;
+    let err = value_and_grad(|args: &[Value]| {
+        let w = args[0].object()?.value("w")?;
+        Ok(Value::from(w.astype(nnx_core::DType::F32)?.sum(Axes::All)?))
+    })
+    .call(engine, (&ints,))
+    .err()
+    .ok_or_else(|| Failure("grad of an int32 Param must fail".into()))?;
+    crate::snapshots::snapshot("grad_integer_param", &err.to_string());
     Ok(Outcome::Pass)
 }
 

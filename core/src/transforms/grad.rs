@@ -147,6 +147,12 @@ impl<F: Fn(&[Value]) -> Result<Value>> GradFn<F> {
     }
 
     fn prefix(&self, args: &[Value]) -> Result<Prefix<Diff>> {
+        if self.wrt.is_empty() {
+            // JAX fails here too (`max()` of the empty argnums), before running anything.
+            return Err(Error::InvalidPrefix(
+                "argnums is empty: grad needs at least one argument to differentiate".into(),
+            ));
+        }
         let mut seen = Vec::new();
         for d in &self.wrt {
             if seen.contains(&d.argnum) {
@@ -187,7 +193,8 @@ impl<F: Fn(&[Value]) -> Result<Value>> GradFn<F> {
     /// Calls the function and differentiates it.
     ///
     /// # Errors
-    /// A non-scalar or non-float output, repeated or out-of-range argnums, aliasing and
+    /// A non-scalar or non-float output, a non-float differentiated input
+    /// ([`Error::NonDifferentiable`]), empty, repeated or out-of-range argnums, aliasing and
     /// closure-rule errors, and whatever `f` returns. On error the caller's objects are
     /// unchanged.
     pub fn call(&self, engine: &(impl Engine + ?Sized), args: impl IntoArgs) -> Result<GradOutput> {
@@ -213,6 +220,16 @@ impl<F: Fn(&[Value]) -> Result<Value>> GradFn<F> {
             .filter(|(_, l)| l.prefix.0)
             .map(|(i, _)| i)
             .collect();
+        if let Some(leaf) = diff_leaves
+            .iter()
+            .map(|&i| &lowered.leaves()[i])
+            .find(|l| !l.value.dtype().is_float())
+        {
+            return Err(Error::NonDifferentiable {
+                location: leaf.location.clone(),
+                dtype: leaf.value.dtype(),
+            });
+        }
         let n_args = args.len();
         let compute = |inputs: Vec<Tensor>| -> Result<(Vec<Tensor>, lift::Lowered<Diff>)> {
             let inner = trace_fn(&in_avals, |ys| {
