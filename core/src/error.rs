@@ -211,6 +211,19 @@ pub enum Error {
         /// The operation it was used in.
         op: String,
     },
+    /// A tracer used on a thread other than the one tracing its function.
+    #[error(
+        "A tracer ({aval}) was used in {op} on a different thread from the one tracing its \
+         function: a transform traces its function on the calling thread, so traced values \
+         cannot be sent to other threads; run the computation inside the function on that \
+         thread, or return the value and use the result"
+    )]
+    TracerOnOtherThread {
+        /// The tracer's shape and dtype.
+        aval: String,
+        /// The operation it was used in.
+        op: String,
+    },
     /// An attribute that does not exist on an object.
     #[error("'{type_name}' object has no attribute '{name}' (it has: {})", list_or_none(.available))]
     AttributeNotFound {
@@ -360,7 +373,9 @@ impl Error {
             | Error::NonDifferentiable { .. } => ErrorKind::DType,
             Error::InvalidValue(_) => ErrorKind::Value,
             Error::ArrayTooLarge { .. } | Error::AllocationFailed { .. } => ErrorKind::Resource,
-            Error::Concretization { .. } | Error::EscapedTracer { .. } => ErrorKind::Tracing,
+            Error::Concretization { .. }
+            | Error::EscapedTracer { .. }
+            | Error::TracerOnOtherThread { .. } => ErrorKind::Tracing,
             Error::AttributeNotFound { .. }
             | Error::ContainerIndex { .. }
             | Error::KeyNotFound { .. }

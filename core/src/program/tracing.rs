@@ -9,6 +9,7 @@
 
 use std::cell::RefCell;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::thread::ThreadId;
 
 use super::aval::AbstractValue;
 use super::ir::{Atom, Equation, Program, VarId};
@@ -30,6 +31,8 @@ pub struct Tracer {
     pub(crate) var: VarId,
     pub(crate) aval: AbstractValue,
     pub(crate) level: TraceLevel,
+    /// The thread tracing it: traces live on a thread-local stack.
+    pub(crate) thread: ThreadId,
 }
 
 impl Tracer {
@@ -47,6 +50,7 @@ impl Tracer {
 struct Frame {
     id: TraceId,
     level: TraceLevel,
+    thread: ThreadId,
     avals: Vec<AbstractValue>,
     inputs: Vec<VarId>,
     equations: Vec<Equation>,
@@ -115,6 +119,7 @@ pub fn trace_fn<T>(
     let mut frame = Frame {
         id,
         level,
+        thread: std::thread::current().id(),
         avals: Vec::new(),
         inputs: Vec::new(),
         equations: Vec::new(),
@@ -130,6 +135,7 @@ pub fn trace_fn<T>(
                 var,
                 aval: aval.clone(),
                 level,
+                thread: frame.thread,
             })
         })
         .collect();
@@ -170,9 +176,16 @@ pub(crate) fn record_multi(primitive: Primitive, inputs: &[&Tensor]) -> Result<V
         for t in inputs {
             if let Some(tr) = t.tracer() {
                 let Some(depth) = stack.iter().position(|f| f.id == tr.trace) else {
-                    return Err(Error::EscapedTracer {
-                        aval: tr.aval.to_string(),
-                        op: primitive.name(),
+                    return Err(if tr.thread == std::thread::current().id() {
+                        Error::EscapedTracer {
+                            aval: tr.aval.to_string(),
+                            op: primitive.name(),
+                        }
+                    } else {
+                        Error::TracerOnOtherThread {
+                            aval: tr.aval.to_string(),
+                            op: primitive.name(),
+                        }
                     });
                 };
                 target = Some(target.map_or(depth, |d: usize| d.max(depth)));
@@ -194,6 +207,7 @@ pub(crate) fn record_multi(primitive: Primitive, inputs: &[&Tensor]) -> Result<V
                     var,
                     aval,
                     level: frame.level,
+                    thread: frame.thread,
                 })
             })
             .collect();
