@@ -168,7 +168,7 @@ impl Builder<'_> {
                     children.push((key.clone(), self.build(child, path)?));
                     path.pop();
                 }
-                node.replace_children(children);
+                node.replace_children(children)?;
                 value
             }
         })
