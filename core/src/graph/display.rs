@@ -261,9 +261,9 @@ impl fmt::Display for Value {
 impl fmt::Display for State {
     /// `State({\n  'bias': Param( # 3 (12 B)\n    value=...\n  ),\n  'sub': {...}\n})`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.nested() {
-            NestedState::Leaf(leaf) => write!(f, "State({})", leaf_repr(&leaf)),
-            NestedState::Map(map) => write!(f, "State({})", nested_repr(&map)),
+        match &self.nested() {
+            NestedState::Leaf(leaf) => write!(f, "State({})", leaf_repr(leaf)),
+            NestedState::Map(map) => write!(f, "State({})", nested_repr(map)),
         }
     }
 }

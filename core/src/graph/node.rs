@@ -51,6 +51,26 @@ struct NodeCell {
     children: RefCell<IndexMap<Key, Value>>,
 }
 
+impl Drop for NodeCell {
+    /// Iterative: when the last handle to a node goes, its children that are themselves
+    /// last handles (nodes, and tuples holding nodes) are moved onto an explicit stack and
+    /// emptied there, so dropping a very deep graph does not recurse.
+    fn drop(&mut self) {
+        let mut stack: Vec<Value> = self.children.get_mut().drain(..).map(|(_, v)| v).collect();
+        while let Some(value) = stack.pop() {
+            match value {
+                Value::Object(Object(node)) | Value::List(List(node)) | Value::Dict(Dict(node)) => {
+                    if let Some(mut cell) = Rc::into_inner(node.0) {
+                        stack.extend(cell.children.get_mut().drain(..).map(|(_, v)| v));
+                    }
+                }
+                Value::Tuple(items) => stack.extend(items),
+                Value::Static(_) | Value::Array(_) | Value::Variable(_) => {}
+            }
+        }
+    }
+}
+
 impl Node {
     pub(crate) fn new(kind: NodeKind) -> Node {
         Node(Rc::new(NodeCell {

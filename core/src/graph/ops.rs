@@ -103,7 +103,7 @@ fn merge_with<'a, T: GraphValue>(
             }
         }
     }
-    T::from_value(unflatten(def, leaves, reuse)?)
+    T::from_value(unflatten(def, leaves.into_iter().collect(), reuse)?)
 }
 
 /// Writes a State into a graph in place (`nnx.update`): existing Variables keep their
@@ -122,7 +122,11 @@ pub fn update(node: &impl GraphValue, state: &State) -> Result<()> {
 /// Variables (`nnx.clone`). Arrays are immutable and so are shared.
 pub fn clone<T: GraphValue>(node: &T) -> T {
     let (def, state) = split(node);
-    let value = unflatten(&def, state.into_leaves(), VariableReuse::Copy);
+    let value = unflatten(
+        &def,
+        state.into_leaves().into_iter().collect(),
+        VariableReuse::Copy,
+    );
     // A State taken from the graph always matches its own GraphDef.
     match value.and_then(T::from_value) {
         Ok(copy) => copy,

@@ -1,6 +1,9 @@
 //! Keys of graph children and paths made of them.
 
+use std::cmp::Ordering;
 use std::fmt;
+use std::hash::{Hash, Hasher};
+use std::sync::Arc;
 
 /// The key of a child in a graph node: an attribute or dict key (`Str`) or a list or tuple
 /// position (`Int`). Keys sort integers first, then strings by code point, which is the order
@@ -63,69 +66,122 @@ impl From<i32> for Key {
 ///
 /// Displays as a Python tuple (`('sub', 'kernel')`); [`Path::slashed`] gives the
 /// `sub/kernel` form used in aliasing reports.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Path(Vec<Key>);
+///
+/// A path is a persistent list: a shared pointer to its last key and its parent path, so
+/// [`Path::child`] is O(1) and the paths of a traversal share their common prefixes (a graph
+/// of `n` nodes has paths of total size O(n), whatever its depth). Each path caches its
+/// length and a hash of its keys: hashing is O(1), and comparing two paths stops at their
+/// deepest shared ancestor (or where the cached hashes already tell them apart), so sorting
+/// the leaf paths of one traversal is linear in practice. Every operation, including drop,
+/// is iterative.
+#[derive(Clone, Default)]
+pub struct Path(Option<Arc<PathNode>>);
+
+struct PathNode {
+    parent: Path,
+    key: Key,
+    len: usize,
+    hash: u64,
+}
 
 impl Path {
     /// The empty path (the root itself).
     pub fn root() -> Path {
-        Path(Vec::new())
+        Path(None)
     }
 
-    /// The keys of the path.
-    pub fn keys(&self) -> &[Key] {
-        &self.0
+    /// The keys of the path, from the root.
+    pub fn keys(&self) -> Vec<Key> {
+        let mut keys: Vec<Key> = self.nodes().map(|n| n.key.clone()).collect();
+        keys.reverse();
+        keys
     }
 
     /// The number of keys.
     pub fn len(&self) -> usize {
-        self.0.len()
+        self.0.as_ref().map_or(0, |n| n.len)
     }
 
     /// Whether this is the root path.
     pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.0.is_none()
     }
 
-    /// This path extended by one key.
+    /// This path extended by one key (O(1): the new path shares this one).
     pub fn child(&self, key: impl Into<Key>) -> Path {
-        let mut keys = self.0.clone();
-        keys.push(key.into());
-        Path(keys)
+        let key = key.into();
+        let hash = {
+            let mut h = std::hash::DefaultHasher::new();
+            self.cached_hash().hash(&mut h);
+            key.hash(&mut h);
+            h.finish()
+        };
+        Path(Some(Arc::new(PathNode {
+            parent: self.clone(),
+            key,
+            len: self.len() + 1,
+            hash,
+        })))
     }
 
     /// Appends a key in place.
     pub fn push(&mut self, key: impl Into<Key>) {
-        self.0.push(key.into());
+        *self = self.child(key);
     }
 
     /// Removes the last key.
     pub fn pop(&mut self) -> Option<Key> {
-        self.0.pop()
+        let node = self.0.as_ref()?;
+        let key = node.key.clone();
+        let parent = node.parent.clone();
+        *self = parent;
+        Some(key)
+    }
+
+    /// The path without its last key (`None` for the root).
+    pub fn parent(&self) -> Option<&Path> {
+        self.0.as_ref().map(|n| &n.parent)
     }
 
     /// The last key, if any.
     pub fn last(&self) -> Option<&Key> {
-        self.0.last()
+        self.0.as_ref().map(|n| &n.key)
+    }
+
+    /// The prefix of this path with `n` keys (the whole path if `n >= len`).
+    pub fn ancestor(&self, n: usize) -> &Path {
+        let mut p = self;
+        while p.len() > n {
+            match p.parent() {
+                Some(parent) => p = parent,
+                None => break,
+            }
+        }
+        p
     }
 
     /// Whether `prefix` is a prefix of this path.
     pub fn starts_with(&self, prefix: &Path) -> bool {
-        self.0.starts_with(&prefix.0)
+        prefix.len() <= self.len() && self.ancestor(prefix.len()) == prefix
+    }
+
+    /// Whether some key of the path satisfies `f` (walks from the last key up).
+    pub fn any_key(&self, mut f: impl FnMut(&Key) -> bool) -> bool {
+        self.nodes().any(|n| f(&n.key))
     }
 
     /// The path without its first `n` keys.
     pub fn strip_prefix_len(&self, n: usize) -> Path {
-        Path(self.0[n.min(self.0.len())..].to_vec())
+        self.keys().into_iter().skip(n).collect()
     }
 
     /// The keys joined by `/` (`sub/kernel`), `<root>` for the empty path.
     pub fn slashed(&self) -> String {
-        if self.0.is_empty() {
+        if self.is_empty() {
             return "<root>".to_owned();
         }
         let parts: Vec<String> = self
-            .0
+            .keys()
             .iter()
             .map(|k| match k {
                 Key::Int(i) => i.to_string(),
@@ -134,11 +190,112 @@ impl Path {
             .collect();
         parts.join("/")
     }
+
+    /// The nodes from the last key up to the first.
+    fn nodes(&self) -> impl Iterator<Item = &PathNode> {
+        let mut current = self.0.as_deref();
+        std::iter::from_fn(move || {
+            let node = current?;
+            current = node.parent.0.as_deref();
+            Some(node)
+        })
+    }
+
+    fn cached_hash(&self) -> u64 {
+        self.0.as_ref().map_or(0, |n| n.hash)
+    }
+
+    fn ptr_eq(&self, other: &Path) -> bool {
+        match (&self.0, &other.0) {
+            (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+            (None, None) => true,
+            _ => false,
+        }
+    }
+}
+
+impl Drop for Path {
+    /// Iterative: a long path whose nodes are owned only by it is freed without recursion.
+    fn drop(&mut self) {
+        let mut next = self.0.take();
+        while let Some(node) = next {
+            match Arc::into_inner(node) {
+                Some(mut inner) => next = inner.parent.0.take(),
+                None => break,
+            }
+        }
+    }
+}
+
+impl PartialEq for Path {
+    fn eq(&self, other: &Path) -> bool {
+        if self.len() != other.len() || self.cached_hash() != other.cached_hash() {
+            return false;
+        }
+        let (mut a, mut b) = (self, other);
+        while !a.ptr_eq(b) {
+            match (&a.0, &b.0) {
+                (Some(x), Some(y)) if x.key == y.key => {
+                    a = &x.parent;
+                    b = &y.parent;
+                }
+                _ => return false,
+            }
+        }
+        true
+    }
+}
+
+impl Eq for Path {}
+
+impl Hash for Path {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        state.write_u64(self.cached_hash());
+    }
+}
+
+impl Ord for Path {
+    /// Lexicographic on the keys (a prefix sorts first). Walks up from the ends to the
+    /// deepest shared ancestor, remembering the highest differing key.
+    fn cmp(&self, other: &Path) -> Ordering {
+        let (mut a, mut b) = (self, other);
+        // Bring both to the same length; the longer one's extra keys decide only a tie.
+        let tie = self.len().cmp(&other.len());
+        a = a.ancestor(other.len());
+        b = b.ancestor(self.len());
+        let mut decided = Ordering::Equal;
+        while !a.ptr_eq(b) {
+            match (&a.0, &b.0) {
+                (Some(x), Some(y)) => {
+                    let c = x.key.cmp(&y.key);
+                    if c != Ordering::Equal {
+                        decided = c;
+                    }
+                    a = &x.parent;
+                    b = &y.parent;
+                }
+                _ => break,
+            }
+        }
+        decided.then(tie)
+    }
+}
+
+impl PartialOrd for Path {
+    fn partial_cmp(&self, other: &Path) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl fmt::Debug for Path {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("Path").field(&self.keys()).finish()
+    }
 }
 
 impl fmt::Display for Path {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let parts: Vec<String> = self.0.iter().map(Key::to_string).collect();
+        let parts: Vec<String> = self.keys().iter().map(Key::to_string).collect();
         match parts.as_slice() {
             [one] => write!(f, "({one},)"),
             _ => write!(f, "({})", parts.join(", ")),
@@ -148,7 +305,11 @@ impl fmt::Display for Path {
 
 impl<K: Into<Key>> FromIterator<K> for Path {
     fn from_iter<I: IntoIterator<Item = K>>(iter: I) -> Path {
-        Path(iter.into_iter().map(Into::into).collect())
+        let mut path = Path::root();
+        for key in iter {
+            path.push(key);
+        }
+        path
     }
 }
 
@@ -160,7 +321,49 @@ impl<K: Into<Key>, const N: usize> From<[K; N]> for Path {
 
 impl From<Vec<Key>> for Path {
     fn from(keys: Vec<Key>) -> Path {
-        Path(keys)
+        keys.into_iter().collect()
+    }
+}
+
+/// Compares paths from two sequences position by position (a GraphDef's leaf paths with a
+/// State's), in time linear in the total number of path nodes on each side, even though
+/// the two sides share no nodes: it remembers which node of one side equals which node of
+/// the other, so each comparison stops at the deepest ancestors already known equal.
+#[derive(Default)]
+pub(crate) struct PathMatcher {
+    /// Node address on the left → node address on the right it is known equal to. The
+    /// addresses stay valid while the compared paths are alive (they are borrowed).
+    known: std::collections::HashMap<usize, usize>,
+}
+
+impl PathMatcher {
+    /// Whether `a == b`.
+    pub(crate) fn same(&mut self, a: &Path, b: &Path) -> bool {
+        if a.len() != b.len() || a.cached_hash() != b.cached_hash() {
+            return false;
+        }
+        let mut pairs = Vec::new();
+        let (mut x, mut y) = (a, b);
+        loop {
+            match (&x.0, &y.0) {
+                (None, None) => break,
+                (Some(p), Some(q)) => {
+                    let (pa, qa) = (Arc::as_ptr(p) as usize, Arc::as_ptr(q) as usize);
+                    if pa == qa || self.known.get(&pa) == Some(&qa) {
+                        break;
+                    }
+                    if p.key != q.key {
+                        return false;
+                    }
+                    pairs.push((pa, qa));
+                    x = &p.parent;
+                    y = &q.parent;
+                }
+                _ => return false,
+            }
+        }
+        self.known.extend(pairs);
+        true
     }
 }
 
@@ -219,6 +422,48 @@ mod tests {
         assert_eq!(Path::from(["a"]).to_string(), "('a',)");
         assert_eq!(Path::root().to_string(), "()");
         assert_eq!(Path::from(["a", "b"]).slashed(), "a/b");
+    }
+
+    #[test]
+    fn comparisons_are_lexicographic_whether_or_not_paths_share_nodes() {
+        let shared = Path::from(["a", "b"]);
+        let paths = [
+            Path::root(),
+            Path::from([0i64]),
+            Path::from(["a"]),
+            shared.clone(),
+            shared.child(0usize),
+            shared.child("c"),
+            Path::from(["a", "c"]),
+            Path::from(["b"]),
+        ];
+        for (i, x) in paths.iter().enumerate() {
+            for (j, y) in paths.iter().enumerate() {
+                assert_eq!(x.cmp(y), i.cmp(&j), "{x} vs {y}");
+                assert_eq!(x.cmp(y), x.keys().cmp(&y.keys()));
+                assert_eq!(x == y, i == j);
+            }
+        }
+        assert_eq!(shared.child("c"), Path::from(["a", "b", "c"]));
+        assert!(shared.child("c").starts_with(&Path::from(["a"])));
+        assert!(!shared.starts_with(&Path::from(["b"])));
+        assert_eq!(
+            shared.child("c").strip_prefix_len(1),
+            Path::from(["b", "c"])
+        );
+        let mut p = shared.clone();
+        assert_eq!(p.pop(), Some(Key::from("b")));
+        assert_eq!(p, Path::from(["a"]));
+    }
+
+    #[test]
+    fn a_million_keys_deep_path_drops_without_recursion() {
+        let mut p = Path::root();
+        for _ in 0..1_000_000 {
+            p.push("next");
+        }
+        assert_eq!(p.len(), 1_000_000);
+        drop(p);
     }
 
     #[test]

@@ -137,7 +137,7 @@ impl State {
         }
         let mut root = BTreeMap::new();
         for (path, leaf) in &self.leaves {
-            insert_nested(&mut root, path.keys(), leaf.clone());
+            insert_nested(&mut root, &path.keys(), leaf.clone());
         }
         NestedState::Map(root)
     }
@@ -198,18 +198,37 @@ impl State {
 }
 
 fn insert_nested(map: &mut BTreeMap<Key, NestedState>, keys: &[Key], leaf: Leaf) {
-    let Some((first, rest)) = keys.split_first() else {
+    let Some((last, parents)) = keys.split_last() else {
         return;
     };
-    if rest.is_empty() {
-        map.insert(first.clone(), NestedState::Leaf(leaf));
-        return;
+    let mut map = map;
+    for key in parents {
+        let entry = map
+            .entry(key.clone())
+            .or_insert_with(|| NestedState::Map(BTreeMap::new()));
+        match entry {
+            NestedState::Map(inner) => map = inner,
+            // A leaf above another leaf's path: not produced by a graph's State.
+            NestedState::Leaf(_) => return,
+        }
     }
-    let entry = map
-        .entry(first.clone())
-        .or_insert_with(|| NestedState::Map(BTreeMap::new()));
-    if let NestedState::Map(inner) = entry {
-        insert_nested(inner, rest, leaf);
+    map.insert(last.clone(), NestedState::Leaf(leaf));
+}
+
+impl Drop for NestedState {
+    /// Iterative, so that the nested view of a very deep State drops without recursion.
+    fn drop(&mut self) {
+        let NestedState::Map(map) = self else {
+            return;
+        };
+        let mut stack: Vec<BTreeMap<Key, NestedState>> = vec![std::mem::take(map)];
+        while let Some(mut map) = stack.pop() {
+            while let Some((_, mut child)) = map.pop_first() {
+                if let NestedState::Map(inner) = &mut child {
+                    stack.push(std::mem::take(inner));
+                }
+            }
+        }
     }
 }
 
@@ -234,7 +253,7 @@ mod tests {
             Leaf::Variable(Param::new(Tensor::zeros(&[1]))),
         );
         s.insert(["b"], Leaf::Array(Tensor::zeros(&[1])));
-        let NestedState::Map(top) = s.nested() else {
+        let NestedState::Map(top) = &s.nested() else {
             panic!("expected a map");
         };
         assert_eq!(

@@ -20,7 +20,7 @@
 //! Nothing outside is mutated before step 4, and step 4 validates before it writes, so a
 //! transform that fails leaves the caller's objects exactly as they were.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::fmt;
 
 use indexmap::IndexMap;
@@ -79,41 +79,24 @@ impl<L> Lowered<L> {
         &mut self,
         mut f: impl FnMut(&LoweredLeaf<L>, &mut Vec<(String, Static)>) -> Result<()>,
     ) -> Result<()> {
-        let by_path: HashMap<&Path, &LoweredLeaf<L>> =
-            self.leaves.iter().map(|l| (&l.path, l)).collect();
-        edit_metadata(&mut self.def.root, &mut Path::root(), &by_path, &mut f)
+        // The leaves are in the traversal order of the GraphDef: the k-th leaf entry is
+        // `self.leaves[k]`.
+        let mut leaves = self.leaves.iter();
+        for entry in &mut self.def.entries {
+            match &mut entry.def {
+                NodeDef::Variable(vd) => {
+                    if let Some(leaf) = leaves.next() {
+                        f(leaf, &mut vd.metadata)?;
+                    }
+                }
+                NodeDef::Leaf => {
+                    leaves.next();
+                }
+                _ => {}
+            }
+        }
+        Ok(())
     }
-}
-
-fn edit_metadata<L>(
-    def: &mut NodeDef,
-    path: &mut Path,
-    leaves: &HashMap<&Path, &LoweredLeaf<L>>,
-    f: &mut impl FnMut(&LoweredLeaf<L>, &mut Vec<(String, Static)>) -> Result<()>,
-) -> Result<()> {
-    match def {
-        NodeDef::Variable(vd) => {
-            if let Some(leaf) = leaves.get(&*path) {
-                f(leaf, &mut vd.metadata)?;
-            }
-        }
-        NodeDef::Node { attributes, .. } => {
-            for (key, child) in attributes {
-                path.push(key.clone());
-                edit_metadata(child, path, leaves, f)?;
-                path.pop();
-            }
-        }
-        NodeDef::Tuple(items) => {
-            for (i, child) in items.iter_mut().enumerate() {
-                path.push(i);
-                edit_metadata(child, path, leaves, f)?;
-                path.pop();
-            }
-        }
-        NodeDef::Ref(_) | NodeDef::Leaf | NodeDef::Static(_) => {}
-    }
-    Ok(())
 }
 
 /// The arguments rebuilt inside a transform, and where each rebuilt object came from.
@@ -230,7 +213,7 @@ fn rebuild<L>(
             ),
         ));
     }
-    let leaves: BTreeMap<Path, Leaf> = lowered
+    let leaves: Vec<(Path, Leaf)> = lowered
         .leaves
         .iter()
         .zip(values)
