@@ -8,7 +8,7 @@ use super::graphdef::{GraphDef, NodeDef, Step, VariableDef, node_of};
 use super::node::{Dict, List, Node, NodeKind, Object};
 use super::node_id::NodeId;
 use super::path::{Key, Path, PathMatcher};
-use super::state::Leaf;
+use super::state::{Leaf, State};
 use super::value::Value;
 use super::variable::Variable;
 use crate::error::{Error, Result};
@@ -67,6 +67,81 @@ pub(crate) fn unflatten_with(
         return Err(mismatch(&needed, &leaves));
     }
     drop(needed);
+    build(
+        def,
+        leaves.into_iter().map(|(_, l)| l).collect(),
+        reuse,
+        outer,
+    )
+}
+
+/// [`unflatten`] from several States that together must provide each leaf path exactly
+/// once (`merge(def, [s1, s2, ...])`). The States are matched to the GraphDef's leaf paths
+/// by position, without merging them into one map: linear in the size of the graph.
+///
+/// # Errors
+/// [`Error::MergeDuplicate`] for the first path (in the States' order) provided twice;
+/// otherwise [`Error::MergeMismatch`] as for [`unflatten`].
+pub(crate) fn unflatten_states(
+    def: &GraphDef,
+    states: &[&State],
+    reuse: VariableReuse,
+) -> Result<Value> {
+    let needed = def.leaf_paths();
+    let mut heads: Vec<_> = states.iter().map(|s| s.iter().peekable()).collect();
+    let mut matchers: Vec<PathMatcher> = states.iter().map(|_| PathMatcher::default()).collect();
+    let mut leaves = Vec::with_capacity(needed.len());
+    let mut complete = true;
+    for path in &needed {
+        let mut found = None;
+        let mut count = 0;
+        for (head, matcher) in heads.iter_mut().zip(&mut matchers) {
+            if let Some((p, _)) = head.peek()
+                && matcher.same(path, p)
+            {
+                count += 1;
+                found = head.next().map(|(_, leaf)| leaf.clone());
+            }
+        }
+        match (count, found) {
+            (1, Some(leaf)) => leaves.push(leaf),
+            _ => {
+                complete = false;
+                break;
+            }
+        }
+    }
+    if !complete || heads.iter_mut().any(|h| h.peek().is_some()) {
+        return Err(states_mismatch(&needed, states));
+    }
+    drop(needed);
+    build(def, leaves, reuse, None).map(|u| u.value)
+}
+
+/// The error of a failed [`unflatten_states`], as reported by a merge of the States into
+/// one map: the first duplicate path, else every missing and unexpected path.
+fn states_mismatch(needed: &[Path], states: &[&State]) -> Error {
+    let mut all: Vec<(Path, Leaf)> = Vec::new();
+    let mut given: HashSet<&Path> = HashSet::new();
+    for state in states {
+        for (path, leaf) in *state {
+            if !given.insert(path) {
+                return Error::MergeDuplicate { path: path.clone() };
+            }
+            all.push((path.clone(), leaf.clone()));
+        }
+    }
+    all.sort_by(|a, b| a.0.cmp(&b.0));
+    mismatch(needed, &all)
+}
+
+/// Builds from leaves already matched to the GraphDef's leaf entries, in order.
+fn build(
+    def: &GraphDef,
+    leaves: Vec<Leaf>,
+    reuse: VariableReuse,
+    outer: Option<&[Value]>,
+) -> Result<Unflattened> {
     let mut builder = Builder {
         leaves: leaves.into_iter(),
         by_index: HashMap::new(),
@@ -101,7 +176,7 @@ fn mismatch(needed: &[Path], leaves: &[(Path, Leaf)]) -> Error {
 }
 
 struct Builder<'a> {
-    leaves: std::vec::IntoIter<(Path, Leaf)>,
+    leaves: std::vec::IntoIter<Leaf>,
     by_index: HashMap<usize, Value>,
     index_of: HashMap<NodeId, usize>,
     reuse: VariableReuse,
@@ -133,13 +208,10 @@ impl Frame {
 impl Builder<'_> {
     fn take_leaf(&mut self, path: &Path) -> Result<Leaf> {
         // Validated up front; the error only guards against an inconsistent GraphDef.
-        self.leaves
-            .next()
-            .map(|(_, leaf)| leaf)
-            .ok_or_else(|| Error::MergeMismatch {
-                missing: vec![path.clone()],
-                unexpected: Vec::new(),
-            })
+        self.leaves.next().ok_or_else(|| Error::MergeMismatch {
+            missing: vec![path.clone()],
+            unexpected: Vec::new(),
+        })
     }
 
     /// One pass over the entries with an explicit stack of the nodes and tuples being

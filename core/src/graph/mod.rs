@@ -26,8 +26,9 @@ mod update;
 mod value;
 mod variable;
 
+pub use display::MAX_PRINT_DEPTH;
 pub use filter::{Filter, Predicate};
-pub use graphdef::{GraphDef, NodeDef, VariableDef};
+pub use graphdef::{DefEntry, GraphDef, NodeDef, VariableDef};
 pub use node::{Dict, List, Module, NodeKind, Object};
 pub use node_id::NodeId;
 pub use ops::{clone, graphdef, merge, split, split_by, state, state_by, update};

@@ -82,6 +82,9 @@ struct PathNode {
     key: Key,
     len: usize,
     hash: u64,
+    /// An ancestor for O(log len) level-ancestor queries (Myers' skew-binary jump
+    /// pointers: its length depends only on this node's length).
+    jump: Path,
 }
 
 impl Path {
@@ -116,11 +119,19 @@ impl Path {
             key.hash(&mut h);
             h.finish()
         };
+        let jump = match &self.0 {
+            Some(parent) => match &parent.jump.0 {
+                Some(j) if parent.len - j.len == j.len - j.jump.len() => j.jump.clone(),
+                _ => self.clone(),
+            },
+            None => Path::root(),
+        };
         Path(Some(Arc::new(PathNode {
             parent: self.clone(),
             key,
             len: self.len() + 1,
             hash,
+            jump,
         })))
     }
 
@@ -151,13 +162,80 @@ impl Path {
     /// The prefix of this path with `n` keys (the whole path if `n >= len`).
     pub fn ancestor(&self, n: usize) -> &Path {
         let mut p = self;
-        while p.len() > n {
-            match p.parent() {
-                Some(parent) => p = parent,
-                None => break,
+        while let Some(node) = &p.0 {
+            if node.len <= n {
+                break;
             }
+            p = if node.jump.len() >= n {
+                &node.jump
+            } else {
+                &node.parent
+            };
         }
         p
+    }
+
+    /// The keys at positions `start..len`.
+    pub(crate) fn keys_from(&self, start: usize) -> Vec<Key> {
+        let mut keys: Vec<Key> = self
+            .nodes()
+            .take_while(|n| n.len > start)
+            .map(|n| n.key.clone())
+            .collect();
+        keys.reverse();
+        keys
+    }
+
+    /// The length of the longest common prefix of two paths, and their order.
+    ///
+    /// The paths are brought to the same length and their deepest shared ancestor is found
+    /// with the jump pointers (O(log len)); below it, the keys decide. Only paths that are
+    /// equal over a stretch without sharing nodes (built separately) need a walk over that
+    /// stretch.
+    pub(crate) fn compare(&self, other: &Path) -> (usize, Ordering) {
+        let n = self.len().min(other.len());
+        let tie = self.len().cmp(&other.len());
+        let (a0, b0) = (self.ancestor(n), other.ancestor(n));
+        // The deepest shared node, and the nodes just below it on each side.
+        let (mut a, mut b) = (a0, b0);
+        let mut below: Option<(&PathNode, &PathNode)> = None;
+        while !a.ptr_eq(b) {
+            let (Some(x), Some(y)) = (&a.0, &b.0) else {
+                break;
+            };
+            if !x.jump.ptr_eq(&y.jump) {
+                (a, b) = (&x.jump, &y.jump);
+                below = None;
+            } else {
+                below = Some((x, y));
+                (a, b) = (&x.parent, &y.parent);
+            }
+        }
+        let Some((x, y)) = below else {
+            // Equal up to `n` (a0 and b0 are the same node).
+            return (n, tie);
+        };
+        let shared = a.len();
+        if x.key != y.key {
+            return (shared, x.key.cmp(&y.key));
+        }
+        // Equal keys in separate nodes: walk the stretch, remembering the highest difference.
+        let mut decided: Option<(usize, Ordering)> = None;
+        let (mut p, mut q) = (a0, b0);
+        while p.len() > shared {
+            let (Some(x), Some(y)) = (&p.0, &q.0) else {
+                break;
+            };
+            let c = x.key.cmp(&y.key);
+            if c != Ordering::Equal {
+                decided = Some((x.len - 1, c));
+            }
+            (p, q) = (&x.parent, &y.parent);
+        }
+        match decided {
+            Some((common, c)) => (common, c),
+            None => (n, tie),
+        }
     }
 
     /// Whether `prefix` is a prefix of this path.
@@ -201,6 +279,11 @@ impl Path {
         })
     }
 
+    /// The address of the path's last node (its identity while the path is alive).
+    pub(crate) fn node_addr(&self) -> Option<usize> {
+        self.0.as_ref().map(|n| Arc::as_ptr(n) as usize)
+    }
+
     fn cached_hash(&self) -> u64 {
         self.0.as_ref().map_or(0, |n| n.hash)
     }
@@ -217,11 +300,11 @@ impl Path {
 impl Drop for Path {
     /// Iterative: a long path whose nodes are owned only by it is freed without recursion.
     fn drop(&mut self) {
-        let mut next = self.0.take();
-        while let Some(node) = next {
-            match Arc::into_inner(node) {
-                Some(mut inner) => next = inner.parent.0.take(),
-                None => break,
+        let mut stack: Vec<Arc<PathNode>> = self.0.take().into_iter().collect();
+        while let Some(node) = stack.pop() {
+            if let Some(mut inner) = Arc::into_inner(node) {
+                stack.extend(inner.parent.0.take());
+                stack.extend(inner.jump.0.take());
             }
         }
     }
@@ -255,29 +338,9 @@ impl Hash for Path {
 }
 
 impl Ord for Path {
-    /// Lexicographic on the keys (a prefix sorts first). Walks up from the ends to the
-    /// deepest shared ancestor, remembering the highest differing key.
+    /// Lexicographic on the keys (a prefix sorts first); see [`Path::compare`] for the cost.
     fn cmp(&self, other: &Path) -> Ordering {
-        let (mut a, mut b) = (self, other);
-        // Bring both to the same length; the longer one's extra keys decide only a tie.
-        let tie = self.len().cmp(&other.len());
-        a = a.ancestor(other.len());
-        b = b.ancestor(self.len());
-        let mut decided = Ordering::Equal;
-        while !a.ptr_eq(b) {
-            match (&a.0, &b.0) {
-                (Some(x), Some(y)) => {
-                    let c = x.key.cmp(&y.key);
-                    if c != Ordering::Equal {
-                        decided = c;
-                    }
-                    a = &x.parent;
-                    b = &y.parent;
-                }
-                _ => break,
-            }
-        }
-        decided.then(tie)
+        self.compare(other).1
     }
 }
 
@@ -451,9 +514,48 @@ mod tests {
             shared.child("c").strip_prefix_len(1),
             Path::from(["b", "c"])
         );
+        for (i, x) in paths.iter().enumerate() {
+            for y in &paths[i..] {
+                let common = x
+                    .keys()
+                    .iter()
+                    .zip(y.keys())
+                    .take_while(|(a, b)| **a == *b)
+                    .count();
+                assert_eq!(x.compare(y).0, common, "{x} vs {y}");
+            }
+        }
         let mut p = shared.clone();
         assert_eq!(p.pop(), Some(Key::from("b")));
         assert_eq!(p, Path::from(["a"]));
+    }
+
+    #[test]
+    fn deep_shared_and_separate_paths_compare_like_their_keys() {
+        let base: Path = (0..1000i64).collect();
+        let mut deep = vec![base.clone()];
+        for i in 0..300i64 {
+            let p = deep[deep.len() / 2].child(i % 7);
+            deep.push(p);
+        }
+        // Built separately, no shared nodes.
+        let separate: Vec<Path> = deep.iter().map(|p| Path::from(p.keys())).collect();
+        for (i, x) in deep.iter().enumerate().step_by(7) {
+            for (j, y) in separate.iter().enumerate().step_by(5) {
+                let expected = x.keys().cmp(&y.keys());
+                assert_eq!(x.cmp(y), expected, "{i} vs {j}");
+                assert_eq!(x.cmp(&deep[j]), expected, "{i} vs {j}");
+                let common = x
+                    .keys()
+                    .iter()
+                    .zip(y.keys())
+                    .take_while(|(a, b)| **a == *b)
+                    .count();
+                assert_eq!(x.compare(&deep[j]).0, common);
+                assert_eq!(x.compare(y).0, common);
+            }
+            assert_eq!(x.ancestor(500).keys(), x.keys()[..500].to_vec());
+        }
     }
 
     #[test]

@@ -135,11 +135,7 @@ impl State {
         if let Some(root) = self.leaves.get(&Path::root()) {
             return NestedState::Leaf(root.clone());
         }
-        let mut root = BTreeMap::new();
-        for (path, leaf) in &self.leaves {
-            insert_nested(&mut root, &path.keys(), leaf.clone());
-        }
-        NestedState::Map(root)
+        nest(self.leaves.iter())
     }
 
     /// The leaves the filter selects (Flax's `filter_state`).
@@ -156,12 +152,14 @@ impl State {
 
     /// The union of several States (Flax's `merge_state`); later States win on equal paths.
     pub fn merged<'a>(states: impl IntoIterator<Item = &'a State>) -> State {
-        let mut out = State::new();
-        for s in states {
-            out.leaves
-                .extend(s.leaves.iter().map(|(p, l)| (p.clone(), l.clone())));
-        }
-        out
+        // Later States win: keep the last leaf of each path (a stable sort keeps the order
+        // of equal paths, then the map keeps the last of them).
+        let mut leaves: Vec<(Path, Leaf)> = states
+            .into_iter()
+            .flat_map(|s| s.leaves.iter().map(|(p, l)| (p.clone(), l.clone())))
+            .collect();
+        leaves.sort_by(|a, b| a.0.cmp(&b.0));
+        State::from_leaves(leaves)
     }
 
     /// A State of *new* Variables (same types and metadata) holding `f(path, value)`; raw
@@ -171,7 +169,7 @@ impl State {
     /// # Errors
     /// Whatever `f` returns.
     pub fn map(&self, mut f: impl FnMut(&Path, &Tensor) -> Result<Tensor>) -> Result<State> {
-        let mut leaves = BTreeMap::new();
+        let mut leaves = Vec::with_capacity(self.leaves.len());
         for (path, leaf) in &self.leaves {
             let new = match leaf {
                 Leaf::Variable(v) => {
@@ -181,9 +179,10 @@ impl State {
                 }
                 Leaf::Array(t) => Leaf::Array(f(path, t)?),
             };
-            leaves.insert(path.clone(), new);
+            leaves.push((path.clone(), new));
         }
-        Ok(State { leaves })
+        // Collecting a sorted sequence builds the map in one pass.
+        Ok(State::from_leaves(leaves))
     }
 
     pub(crate) fn from_leaves(leaves: impl IntoIterator<Item = (Path, Leaf)>) -> State {
@@ -197,22 +196,50 @@ impl State {
     }
 }
 
-fn insert_nested(map: &mut BTreeMap<Key, NestedState>, keys: &[Key], leaf: Leaf) {
-    let Some((last, parents)) = keys.split_last() else {
-        return;
-    };
-    let mut map = map;
-    for key in parents {
-        let entry = map
-            .entry(key.clone())
-            .or_insert_with(|| NestedState::Map(BTreeMap::new()));
-        match entry {
-            NestedState::Map(inner) => map = inner,
-            // A leaf above another leaf's path: not produced by a graph's State.
-            NestedState::Leaf(_) => return,
+/// Builds the nested view from leaves in sorted path order, in one pass: the maps along the
+/// previous leaf's path stay open on a stack, and each leaf closes the ones it does not
+/// share (by the common prefix with the previous path) and opens the new ones. Linear in
+/// the total size of the paths' shared structure, whatever the depth.
+fn nest<'a>(leaves: impl Iterator<Item = (&'a Path, &'a Leaf)>) -> NestedState {
+    /// Closes the top map into its parent (a leaf already there wins, as a path through a
+    /// leaf has nowhere to go).
+    fn close(open: &mut Vec<(Key, BTreeMap<Key, NestedState>)>) {
+        if open.len() < 2 {
+            return;
+        }
+        if let Some((key, map)) = open.pop()
+            && let Some((_, parent)) = open.last_mut()
+        {
+            parent.entry(key).or_insert(NestedState::Map(map));
         }
     }
-    map.insert(last.clone(), NestedState::Leaf(leaf));
+    // open[i] is the map at the first i keys of the previous path.
+    let mut open: Vec<(Key, BTreeMap<Key, NestedState>)> = vec![(Key::Int(0), BTreeMap::new())];
+    let mut previous: Option<&Path> = None;
+    for (path, leaf) in leaves {
+        let Some(last) = path.last() else {
+            continue;
+        };
+        let common = previous.map_or(0, |p| p.compare(path).0);
+        while open.len() > common + 1 {
+            close(&mut open);
+        }
+        let parent_len = path.len() - 1;
+        if open.len() <= parent_len {
+            let start = open.len() - 1;
+            for key in path.keys_from(start).into_iter().take(parent_len - start) {
+                open.push((key, BTreeMap::new()));
+            }
+        }
+        if let Some((_, map)) = open.last_mut() {
+            map.insert(last.clone(), NestedState::Leaf(leaf.clone()));
+        }
+        previous = Some(path);
+    }
+    while open.len() > 1 {
+        close(&mut open);
+    }
+    NestedState::Map(open.pop().map(|(_, m)| m).unwrap_or_default())
 }
 
 impl Drop for NestedState {

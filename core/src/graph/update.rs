@@ -26,8 +26,9 @@ pub(crate) fn update(root: &Value, state: &State) -> Result<()> {
     let mut writes = Vec::with_capacity(state.len());
     // Lists that planned appends will have grown (by node id): the next index that appends.
     let mut planned_len: HashMap<NodeId, usize> = HashMap::new();
+    let mut resolver = Resolver::default();
     for (path, leaf) in state {
-        writes.push(plan(root, path, leaf, &mut planned_len)?);
+        writes.push(plan(root, path, leaf, &mut planned_len, &mut resolver)?);
     }
     for write in writes {
         write.apply()?;
@@ -74,9 +75,9 @@ fn plan(
     path: &Path,
     leaf: &Leaf,
     planned_len: &mut HashMap<NodeId, usize>,
+    resolver: &mut Resolver,
 ) -> Result<Write> {
-    let keys = path.keys();
-    let Some((last, parents)) = keys.split_last() else {
+    let Some(last) = path.last() else {
         return match root {
             Value::Variable(v) => Ok(Write::UpdateVariable(v.clone(), leaf.clone())),
             other => Err(Error::StructureMismatch(format!(
@@ -85,24 +86,10 @@ fn plan(
             ))),
         };
     };
-    let mut current = root.clone();
-    // The nearest graph node above the current position, the key under which the tuple
-    // chain starts, and the positions inside nested tuples below it.
-    let mut anchor: Option<(Node, Key, Vec<usize>)> = None;
-    for (depth, key) in parents.iter().enumerate() {
-        let here = Path::from(parents[..=depth].to_vec());
-        let next = child(&current, key).ok_or_else(|| {
-            Error::StructureMismatch(format!(
-                "cannot update path {path}: there is no subgraph at {here}"
-            ))
-        })?;
-        match (&current, key, &mut anchor) {
-            (Value::Tuple(_), Key::Int(i), Some((_, _, positions))) => positions.push(*i as usize),
-            (Value::Tuple(_), _, _) => {}
-            _ => anchor = as_node(&current).map(|n| (n, key.clone(), Vec::new())),
-        }
-        current = next;
-    }
+    let (current, anchor) = match path.parent() {
+        Some(parent) => resolver.resolve(root, parent, path)?,
+        None => (root.clone(), None),
+    };
     if let Value::Tuple(items) = &current {
         let (Some((node, key, mut positions)), Key::Int(i)) = (anchor, last) else {
             return Err(Error::StructureMismatch(format!(
@@ -186,6 +173,61 @@ fn check_new_key(
                 )))
             }
         }
+    }
+}
+
+/// The nearest graph node above a position, the key under which the tuple chain below it
+/// starts, and the positions inside nested tuples below that.
+type Anchor = Option<(Node, Key, Vec<usize>)>;
+
+/// Resolves the parents of the State's paths in the graph, remembering every path prefix
+/// already resolved (by the identity of its shared path node), so that resolving all the
+/// paths of a State costs time linear in the number of distinct prefixes, not in the sum
+/// of the paths' lengths.
+#[derive(Default)]
+struct Resolver {
+    resolved: HashMap<usize, (Value, Anchor)>,
+}
+
+impl Resolver {
+    /// The value at `prefix` (the parent of `path`, for error messages) and its anchor.
+    fn resolve(&mut self, root: &Value, prefix: &Path, path: &Path) -> Result<(Value, Anchor)> {
+        let mut unresolved = Vec::new();
+        let mut p = prefix;
+        let (mut current, mut anchor) = loop {
+            if p.is_empty() {
+                break (root.clone(), None);
+            }
+            if let Some(hit) = p.node_addr().and_then(|a| self.resolved.get(&a)) {
+                break hit.clone();
+            }
+            unresolved.push(p);
+            match p.parent() {
+                Some(parent) => p = parent,
+                None => break (root.clone(), None),
+            }
+        };
+        for here in unresolved.into_iter().rev() {
+            let Some(key) = here.last() else { continue };
+            let next = child(&current, key).ok_or_else(|| {
+                Error::StructureMismatch(format!(
+                    "cannot update path {path}: there is no subgraph at {here}"
+                ))
+            })?;
+            match (&current, key, &mut anchor) {
+                (Value::Tuple(_), Key::Int(i), Some((_, _, positions))) => {
+                    positions.push(*i as usize)
+                }
+                (Value::Tuple(_), _, _) => {}
+                _ => anchor = as_node(&current).map(|n| (n, key.clone(), Vec::new())),
+            }
+            current = next;
+            if let Some(addr) = here.node_addr() {
+                self.resolved
+                    .insert(addr, (current.clone(), anchor.clone()));
+            }
+        }
+        Ok((current, anchor))
     }
 }
 
