@@ -19,7 +19,7 @@ pub(crate) mod merge;
 mod node;
 mod node_id;
 mod ops;
-mod path;
+pub(crate) mod path;
 mod state;
 mod static_value;
 mod update;

@@ -430,6 +430,53 @@ impl PathMatcher {
     }
 }
 
+/// Re-roots paths that start with a common prefix of `prefix_len` keys: `rebase(p)` is `p`
+/// without its first `prefix_len` keys. The results share their nodes as the inputs do
+/// (each input node is re-rooted once, remembered by address), so re-rooting all the leaf
+/// paths of a traversal is linear in their shared size.
+pub(crate) struct Rebaser {
+    prefix_len: usize,
+    done: std::collections::HashMap<usize, Path>,
+}
+
+impl Rebaser {
+    /// Strips the first `prefix_len` keys.
+    pub(crate) fn new(prefix_len: usize) -> Rebaser {
+        Rebaser {
+            prefix_len,
+            done: std::collections::HashMap::new(),
+        }
+    }
+
+    /// `path` without its first `prefix_len` keys (the root if it is not longer).
+    pub(crate) fn rebase(&mut self, path: &Path) -> Path {
+        let mut pending: Vec<&Path> = Vec::new();
+        let mut p = path;
+        let mut base = loop {
+            if p.len() <= self.prefix_len {
+                break Path::root();
+            }
+            if let Some(done) = p.node_addr().and_then(|a| self.done.get(&a)) {
+                break done.clone();
+            }
+            pending.push(p);
+            match p.parent() {
+                Some(parent) => p = parent,
+                None => break Path::root(),
+            }
+        };
+        for p in pending.into_iter().rev() {
+            if let Some(key) = p.last() {
+                base = base.child(key.clone());
+            }
+            if let Some(addr) = p.node_addr() {
+                self.done.insert(addr, base.clone());
+            }
+        }
+        base
+    }
+}
+
 /// Python's `repr` of a string: single quotes unless the string contains one and no double
 /// quote, with backslash escapes.
 pub(crate) fn python_str_repr(s: &str) -> String {

@@ -176,13 +176,8 @@ impl<F: Fn(&[Value]) -> Result<Value>> Vmap<F> {
                     in_avals.push(aval);
                 }
                 Some(axis) => {
-                    let a = normalize(axis, aval.shape.len(), &leaf.location, &aval, "in_axes")?;
-                    mapped.push((
-                        leaf.location.clone(),
-                        aval.shape.clone(),
-                        axis,
-                        aval.shape[a],
-                    ));
+                    let a = normalize(axis, aval.shape.len(), &leaf.location(), &aval, "in_axes")?;
+                    mapped.push((leaf.location(), aval.shape.clone(), axis, aval.shape[a]));
                     let mut inner = aval;
                     inner.shape.remove(a);
                     in_axes.push(Some(a));
@@ -199,7 +194,7 @@ impl<F: Fn(&[Value]) -> Result<Value>> Vmap<F> {
                 .filter_map(|(l, a)| a.map(|a| (l.path.clone(), a)))
                 .collect();
             lowered.edit_variable_metadata(|leaf, metadata| match axes.get(&leaf.path) {
-                Some(&axis) => remove_axis(metadata, axis, name, &leaf.location),
+                Some(&axis) => remove_axis(metadata, axis, name, &leaf.location()),
                 None => Ok(()),
             })?;
         }
@@ -219,7 +214,7 @@ impl<F: Fn(&[Value]) -> Result<Value>> Vmap<F> {
                 Some(axis) => Some(normalize(
                     axis,
                     aval.shape.len() + 1,
-                    &leaf.location,
+                    &leaf.location(),
                     &aval,
                     "out_axes",
                 )?),
@@ -245,13 +240,13 @@ impl<F: Fn(&[Value]) -> Result<Value>> Vmap<F> {
             .chain(traced.captured.iter().map(|_| false))
             .collect();
         let depends = traced.program.depends_on(&batched_inputs);
-        let leaked: Vec<&str> = outputs
+        let leaked: Vec<String> = outputs
             .leaves()
             .iter()
             .zip(&out_axes)
             .zip(&depends)
             .filter(|((_, axis), dep)| axis.is_none() && **dep)
-            .map(|((leaf, _), _)| leaf.location.as_str())
+            .map(|((leaf, _), _)| leaf.location())
             .collect();
         if !leaked.is_empty() {
             return Err(Error::InvalidPrefix(format!(
