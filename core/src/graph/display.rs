@@ -204,7 +204,7 @@ impl<'s> Printer<'s> {
                             Item::Value(std::mem::take(label), value.clone())
                         }
                         Some(Item::Nested(label, nested)) => {
-                            Item::Nested(std::mem::take(label), *nested)
+                            Item::Nested(std::mem::take(label), nested)
                         }
                         None => {
                             self.stack.pop();
