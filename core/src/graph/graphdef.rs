@@ -163,15 +163,15 @@ pub(crate) enum Step<'a> {
 pub(crate) struct Walk<'a> {
     entries: &'a [DefEntry],
     next: usize,
-    /// Open nodes and tuples: (position, children still to come, path).
-    open: Vec<(usize, usize, Path)>,
+    /// Open nodes and tuples: (children still to come, path).
+    open: Vec<(usize, Path)>,
 }
 
 impl<'a> Iterator for Walk<'a> {
     type Item = Step<'a>;
 
     fn next(&mut self) -> Option<Step<'a>> {
-        if let Some((_, 0, _)) = self.open.last() {
+        if let Some((0, _)) = self.open.last() {
             self.open.pop();
             return Some(Step::Leave);
         }
@@ -179,7 +179,7 @@ impl<'a> Iterator for Walk<'a> {
         let entry = self.entries.get(position)?;
         self.next += 1;
         let parent = match self.open.last_mut() {
-            Some((_, remaining, parent)) => {
+            Some((remaining, parent)) => {
                 *remaining -= 1;
                 parent.clone()
             }
@@ -193,7 +193,7 @@ impl<'a> Iterator for Walk<'a> {
         };
         let depth = self.open.len();
         if matches!(entry.def, NodeDef::Node { .. } | NodeDef::Tuple { .. }) {
-            self.open.push((position, entry.def.len(), path.clone()));
+            self.open.push((entry.def.len(), path.clone()));
         }
         Some(Step::Enter { entry, path, depth })
     }

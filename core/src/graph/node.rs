@@ -18,7 +18,7 @@ use crate::error::{Error, Result};
 use crate::tensor::Tensor;
 use crate::trace::{TraceLevel, check_can_mutate};
 
-/// What kind of graph node a [`Node`] is.
+/// What kind of graph node a handle is: an [`Object`], a [`List`] or a [`Dict`].
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum NodeKind {
     /// An object with a type name (`Weights`, `Linear`, `Rngs`) and named attributes.
@@ -201,14 +201,14 @@ pub(crate) fn check_children_keys(kind: &NodeKind, children: &[(Key, Value)]) ->
             (NodeKind::Dict, _) => true,
         };
         if !ok {
-            return Err(Error::StructureMismatch(format!(
-                "a {} cannot have the key {key} at position {position}: {}",
-                kind.type_name(),
-                match kind {
-                    NodeKind::List => "a List's keys are exactly 0..len",
-                    _ => "an object's attributes are named by strings",
-                }
-            )));
+            return Err(Error::StructureMismatch(match kind {
+                NodeKind::Object(name) => format!(
+                    "a '{name}' object cannot have the key {key}: an object's attributes are named by strings"
+                ),
+                _ => format!(
+                    "a List cannot have the key {key} at position {position}: a List's keys are exactly 0..len"
+                ),
+            }));
         }
     }
     Ok(())
@@ -628,6 +628,32 @@ mod tests {
         );
         let d = Dict::new().with("a", 1).unwrap();
         assert!(d.get("b").is_err());
+    }
+
+    #[test]
+    fn nodes_only_take_keys_of_their_kind() {
+        let l = List::new([Value::from(1), Value::from(2)]);
+        assert!(l.0.set(Key::Int(2), 3.into()).is_ok()); // an append
+        for bad in [Key::Int(4), Key::Int(-1), Key::from("x")] {
+            assert!(l.0.set(bad, 0.into()).is_err());
+        }
+        assert_eq!(l.len(), 3);
+        assert!(l.get(2).is_ok());
+        let err =
+            l.0.replace_children(vec![(Key::Int(0), 1.into()), (Key::Int(2), 2.into())])
+                .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "a List cannot have the key 2 at position 1: a List's keys are exactly 0..len"
+        );
+        assert_eq!(l.len(), 3);
+        let o = Object::new("M");
+        assert!(o.0.set(Key::Int(7), 1.into()).is_err());
+        assert!(o.0.replace_children(vec![(Key::Int(0), 1.into())]).is_err());
+        assert!(o.attribute_names().is_empty());
+        let d = Dict::new();
+        assert!(d.0.set(Key::Int(7), 1.into()).is_ok());
+        assert!(d.0.set(Key::from("a"), 1.into()).is_ok());
     }
 
     #[test]

@@ -338,7 +338,8 @@ impl Hash for Path {
 }
 
 impl Ord for Path {
-    /// Lexicographic on the keys (a prefix sorts first); see [`Path::compare`] for the cost.
+    /// Lexicographic on the keys (a prefix sorts first). Comparing paths that share
+    /// structure is O(log depth) (see the type's docs).
     fn cmp(&self, other: &Path) -> Ordering {
         self.compare(other).1
     }
