@@ -606,6 +606,58 @@ mod tests {
         }
     }
 
+    fn key() -> impl proptest::strategy::Strategy<Value = Key> {
+        use proptest::prelude::*;
+        prop_oneof![
+            (-2i64..3).prop_map(Key::Int),
+            prop::sample::select(vec!["a", "b", "next"]).prop_map(Key::from),
+        ]
+    }
+
+    proptest::proptest! {
+        /// Paths order, compare and hash like their key sequences, whether they share
+        /// nodes (built by extending one another) or not.
+        #[test]
+        fn paths_behave_like_their_keys(
+            base in proptest::collection::vec(key(), 0..40),
+            tails in proptest::collection::vec(
+                (0usize..40, proptest::collection::vec(key(), 0..6)),
+                1..12,
+            ),
+        ) {
+            let base_path = Path::from(base.clone());
+            let mut paths: Vec<(Vec<Key>, Path)> = Vec::new();
+            for (cut, tail) in tails {
+                let cut = cut.min(base.len());
+                let mut keys = base[..cut].to_vec();
+                keys.extend(tail.iter().cloned());
+                let shared = tail
+                    .iter()
+                    .fold(base_path.ancestor(cut).clone(), |p, k| p.child(k.clone()));
+                paths.push((keys.clone(), shared));
+                paths.push((keys.clone(), Path::from(keys)));
+            }
+            for (ka, a) in &paths {
+                proptest::prop_assert_eq!(&a.keys(), ka);
+                for (kb, b) in &paths {
+                    proptest::prop_assert_eq!(a.cmp(b), ka.cmp(kb));
+                    proptest::prop_assert_eq!(a == b, ka == kb);
+                    let common = ka.iter().zip(kb).take_while(|(x, y)| x == y).count();
+                    proptest::prop_assert_eq!(a.compare(b).0, common);
+                    proptest::prop_assert_eq!(a.starts_with(b), ka.starts_with(kb));
+                    if a == b {
+                        let hash = |p: &Path| {
+                            let mut h = std::hash::DefaultHasher::new();
+                            p.hash(&mut h);
+                            h.finish()
+                        };
+                        proptest::prop_assert_eq!(hash(a), hash(b));
+                    }
+                }
+            }
+        }
+    }
+
     #[test]
     fn a_million_keys_deep_path_drops_without_recursion() {
         let mut p = Path::root();
