@@ -52,3 +52,43 @@ fn jit_of_a_deep_chain_updates_every_level_and_hits_its_cache() {
         }
     }
 }
+
+/// `vmap` over a 10,000-deep chain (every level's `w` has 3 lanes): the same boundary.
+#[test]
+fn vmap_of_a_deep_chain_maps_every_level() {
+    let mut next: Option<Object> = None;
+    for level in (0..DEPTH).rev() {
+        let node = Object::new("Node")
+            .with("w", Param::new(Tensor::full(&[3], level as f32)))
+            .unwrap();
+        if let Some(child) = next.take() {
+            node.set("next", child).unwrap();
+        }
+        next = Some(node);
+    }
+    let root = next.expect("depth > 0");
+    let step = nnx_core::transforms::vmap(|args: &[Value]| {
+        let mut node = args[0].object()?;
+        loop {
+            let w = node.var("w")?;
+            w.set_value((w.value() * 2.0)?)?;
+            match node.get("next") {
+                Ok(next) => node = next.object()?,
+                Err(_) => break,
+            }
+        }
+        Ok(Value::from(()))
+    })
+    .in_axes(0);
+    step.call(&Reference, (&root,)).unwrap();
+    let mut node = root.clone();
+    for level in 0..DEPTH {
+        assert_eq!(
+            node.value("w").unwrap().to_vec::<f32>().unwrap(),
+            vec![2.0 * level as f32; 3]
+        );
+        if level + 1 < DEPTH {
+            node = node.object("next").unwrap();
+        }
+    }
+}

@@ -236,7 +236,7 @@ impl<F: Fn(&[Value]) -> Result<Value>> Scan<F> {
                             aval.shape
                         )));
                     }
-                    lengths.push((leaf.location(), aval.shape[a as usize]));
+                    lengths.push((leaf, aval.shape[a as usize]));
                     aval.shape.remove(a as usize);
                     ScanInput::Scanned(a as usize)
                 }
@@ -286,7 +286,8 @@ impl<F: Fn(&[Value]) -> Result<Value>> Scan<F> {
         lift::write_back(&lowered, &outputs, results)
     }
 
-    fn length_of(&self, lengths: &[(String, usize)]) -> Result<usize> {
+    /// `lengths` holds each scanned leaf (its location is built only for the error).
+    fn length_of(&self, lengths: &[(&LoweredLeaf<ScanAxis>, usize)]) -> Result<usize> {
         let all: Vec<usize> = lengths.iter().map(|l| l.1).chain(self.length).collect();
         match all.first() {
             None => Err(Error::InvalidPrefix(
@@ -296,7 +297,7 @@ impl<F: Fn(&[Value]) -> Result<Value>> Scan<F> {
             Some(_) => {
                 let lines: Vec<String> = lengths
                     .iter()
-                    .map(|(loc, n)| format!("  {loc}: {n}"))
+                    .map(|(leaf, n)| format!("  {}: {n}", leaf.location()))
                     .collect();
                 Err(Error::InvalidPrefix(format!(
                     "scan got scanned axes of different lengths{}:\n{}",
