@@ -105,9 +105,12 @@ fn deep_chain_splits_merges_clones_updates_and_drops() {
     graph::update(&root, &doubled).unwrap();
     assert_eq!(w(&descend(&root, DEPTH - 1)), 2.0 * (DEPTH - 1) as f32);
 
-    // The nested view of the State is as deep as the graph.
+    // The nested view of the State is as deep as the graph; sub-States re-root paths.
     let nested = state.nested();
     drop(nested);
+    let below = state.at(&Path::from(["next", "next"]));
+    assert_eq!(below.len(), DEPTH - 2);
+    assert!(below.get(&Path::from(["w"])).is_some());
     drop((def, state, doubled, def2, state2));
     drop(root);
 }

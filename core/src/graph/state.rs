@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 
 use super::filter::Filter;
-use super::path::{Key, Path};
+use super::path::{Key, Path, Rebaser};
 use super::variable::Variable;
 use crate::error::{Error, Result};
 use crate::tensor::Tensor;
@@ -119,12 +119,13 @@ impl State {
 
     /// The sub-State under `prefix`, with `prefix` removed from its paths (`state['sub']`).
     pub fn at(&self, prefix: &Path) -> State {
+        let mut rebaser = Rebaser::new(prefix.len());
         State {
             leaves: self
                 .leaves
                 .iter()
                 .filter(|(p, _)| p.starts_with(prefix))
-                .map(|(p, l)| (p.strip_prefix_len(prefix.len()), l.clone()))
+                .map(|(p, l)| (rebaser.rebase(p), l.clone()))
                 .collect(),
         }
     }
