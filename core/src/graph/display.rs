@@ -141,7 +141,7 @@ impl<'s> Printer<'s> {
         }
         match node.kind() {
             NodeKind::Object(_) => {
-                let comment = match &self.stats {
+                let comment = match &mut self.stats {
                     Some(stats) => stats.comment(node),
                     None => Stats::of(node).comment(node),
                 };
@@ -258,9 +258,16 @@ impl<'s> Printer<'s> {
 /// An object's comment counts the Variables reachable from it. One iterative pass over the
 /// graph computes it for every object whose reachable subgraph is a tree (no node or
 /// Variable reached twice, the common case): there it is the sum over the children. Other
-/// objects (below a shared node or on a cycle) get their own traversal when printed.
+/// objects (below a shared node or on a cycle) get their own traversal when printed, except
+/// that objects of one strongly connected component reach the same Variables: a result with
+/// a single Variable type (so no order to differ) is reused across the component, which
+/// keeps printing a long cycle linear.
 struct Stats {
     tree_totals: std::collections::HashMap<NodeId, Totals>,
+    /// The strongly connected component of every node reachable from the root.
+    component: std::collections::HashMap<NodeId, usize>,
+    /// Totals computed for a component, when they have at most one Variable type.
+    component_totals: std::collections::HashMap<usize, Totals>,
 }
 
 /// Per Variable type, in order of first encounter: (name, elements, bytes).
@@ -329,16 +336,115 @@ impl Stats {
                 Value::Static(_) | Value::Array(_) => {}
             }
         }
-        Stats { tree_totals }
+        Stats {
+            tree_totals,
+            component: components(root),
+            component_totals: std::collections::HashMap::new(),
+        }
     }
 
     /// The comment of one object.
-    fn comment(&self, node: &Node) -> String {
-        match self.tree_totals.get(&node.id()) {
-            Some(totals) => totals_comment(totals),
-            None => totals_comment(&collect_stats(node)),
+    fn comment(&mut self, node: &Node) -> String {
+        if let Some(totals) = self.tree_totals.get(&node.id()) {
+            return totals_comment(totals);
+        }
+        let component = self.component.get(&node.id()).copied();
+        if let Some(totals) = component.and_then(|c| self.component_totals.get(&c)) {
+            return totals_comment(totals);
+        }
+        let totals = collect_stats(node);
+        if let Some(c) = component
+            && totals.len() <= 1
+        {
+            self.component_totals.insert(c, totals.clone());
+        }
+        totals_comment(&totals)
+    }
+}
+
+/// The graph nodes (objects, lists, dicts; through tuples) that are children of `node`.
+fn child_nodes(node: &Node) -> Vec<Node> {
+    let mut out = Vec::new();
+    let mut pending: Vec<Value> = node.children().into_iter().map(|(_, v)| v).collect();
+    while let Some(value) = pending.pop() {
+        match value {
+            Value::Object(Object(n)) | Value::List(List(n)) | Value::Dict(Dict(n)) => out.push(n),
+            Value::Tuple(items) => pending.extend(items),
+            Value::Static(_) | Value::Array(_) | Value::Variable(_) => {}
         }
     }
+    out
+}
+
+/// The strongly connected components of the nodes reachable from `root` (Tarjan's
+/// algorithm with an explicit stack): node → component number.
+fn components(root: &Node) -> std::collections::HashMap<NodeId, usize> {
+    struct Frame {
+        node: Node,
+        children: Vec<Node>,
+        next: usize,
+    }
+    let mut index: std::collections::HashMap<NodeId, usize> = std::collections::HashMap::new();
+    let mut low: std::collections::HashMap<NodeId, usize> = std::collections::HashMap::new();
+    let mut on_stack: HashSet<NodeId> = HashSet::new();
+    let mut stack: Vec<NodeId> = Vec::new();
+    let mut component = std::collections::HashMap::new();
+    let mut components = 0;
+    let enter = |node: &Node,
+                 index: &mut std::collections::HashMap<NodeId, usize>,
+                 low: &mut std::collections::HashMap<NodeId, usize>,
+                 on_stack: &mut HashSet<NodeId>,
+                 stack: &mut Vec<NodeId>| {
+        let i = index.len();
+        index.insert(node.id(), i);
+        low.insert(node.id(), i);
+        on_stack.insert(node.id());
+        stack.push(node.id());
+        Frame {
+            node: node.clone(),
+            children: child_nodes(node),
+            next: 0,
+        }
+    };
+    let mut frames = vec![enter(root, &mut index, &mut low, &mut on_stack, &mut stack)];
+    while let Some(frame) = frames.last_mut() {
+        if let Some(child) = frame.children.get(frame.next).cloned() {
+            frame.next += 1;
+            let v = frame.node.id();
+            match index.get(&child.id()).copied() {
+                None => {
+                    let f = enter(&child, &mut index, &mut low, &mut on_stack, &mut stack);
+                    frames.push(f);
+                }
+                Some(i) if on_stack.contains(&child.id()) => {
+                    if let Some(l) = low.get_mut(&v) {
+                        *l = (*l).min(i);
+                    }
+                }
+                Some(_) => {}
+            }
+            continue;
+        }
+        let Some(done) = frames.pop() else { break };
+        let v = done.node.id();
+        let (lv, iv) = (low[&v], index[&v]);
+        if lv == iv {
+            while let Some(w) = stack.pop() {
+                on_stack.remove(&w);
+                component.insert(w, components);
+                if w == v {
+                    break;
+                }
+            }
+            components += 1;
+        }
+        if let Some(parent) = frames.last()
+            && let Some(l) = low.get_mut(&parent.node.id())
+        {
+            *l = (*l).min(lv);
+        }
+    }
+    component
 }
 
 fn add(totals: &mut Totals, name: &'static str, size: usize, bytes: usize) {
