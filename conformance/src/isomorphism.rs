@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 
 use nnx_core::graph::{NodeId, Value};
-use nnx_core::{Key, List, Object, Variable};
+use nnx_core::{Key, List, Object, Path, Variable};
 
 /// How Variables of the two graphs must relate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -24,13 +24,30 @@ pub enum VariableIdentity {
 /// # Errors
 /// A human-readable description of where the graphs differ.
 pub fn check_isomorphic(a: &Value, b: &Value, variables: VariableIdentity) -> Result<(), String> {
-    Matcher {
+    let mut matcher = Matcher {
         forward: HashMap::new(),
         backward: HashMap::new(),
         variables,
+    };
+    // Pairs still to compare, the next one last: an explicit stack, so that deep graphs do
+    // not recurse; positions are persistent paths, rendered only in the error.
+    let mut stack = vec![(a.clone(), b.clone(), Path::root())];
+    while let Some((x, y, at)) = stack.pop() {
+        matcher.compare(&x, &y, &at, &mut stack)?;
     }
-    .compare(a, b, "<root>")
+    Ok(())
 }
+
+/// `<root>/'sub'/0`: where a difference is.
+fn render(at: &Path) -> String {
+    let mut out = "<root>".to_owned();
+    for key in at.keys() {
+        out.push_str(&format!("/{key}"));
+    }
+    out
+}
+
+type Pending = Vec<(Value, Value, Path)>;
 
 struct Matcher {
     forward: HashMap<NodeId, NodeId>,
@@ -40,7 +57,7 @@ struct Matcher {
 
 impl Matcher {
     /// Records `a ↔ b`; returns `Ok(true)` if the pair was already matched (stop descending).
-    fn pair(&mut self, a: NodeId, b: NodeId, at: &str) -> Result<bool, String> {
+    fn pair(&mut self, a: NodeId, b: NodeId, at: &Path) -> Result<bool, String> {
         match (self.forward.get(&a), self.backward.get(&b)) {
             (Some(&fb), Some(&ba)) if fb == b && ba == a => Ok(true),
             (None, None) => {
@@ -49,93 +66,121 @@ impl Matcher {
                 Ok(false)
             }
             _ => Err(format!(
-                "{at}: sharing differs (a node is shared in one graph but not the other)"
+                "{}: sharing differs (a node is shared in one graph but not the other)",
+                render(at)
             )),
         }
     }
 
-    fn compare(&mut self, a: &Value, b: &Value, at: &str) -> Result<(), String> {
+    /// Compares one pair; the pairs of their children go onto `pending`.
+    fn compare(
+        &mut self,
+        a: &Value,
+        b: &Value,
+        at: &Path,
+        pending: &mut Pending,
+    ) -> Result<(), String> {
         match (a, b) {
             (Value::Static(x), Value::Static(y)) if x == y => Ok(()),
             (Value::Array(x), Value::Array(y)) if x.identical(y) => Ok(()),
             (Value::Variable(x), Value::Variable(y)) => self.variable(x, y, at),
             (Value::Object(x), Value::Object(y)) => {
                 if x.type_name() != y.type_name() {
-                    return Err(format!("{at}: type {} vs {}", x.type_name(), y.type_name()));
+                    return Err(format!(
+                        "{}: type {} vs {}",
+                        render(at),
+                        x.type_name(),
+                        y.type_name()
+                    ));
                 }
                 if self.pair(x.id(), y.id(), at)? {
                     return Ok(());
                 }
                 let ca = object_children(x);
                 let cb = object_children(y);
-                self.children(&ca, &cb, at)
+                children(ca, cb, at, pending)
             }
             (Value::List(x), Value::List(y)) => {
                 if self.pair(x.id(), y.id(), at)? {
                     return Ok(());
                 }
-                self.children(&list_children(x), &list_children(y), at)
+                children(list_children(x), list_children(y), at, pending)
             }
             (Value::Dict(x), Value::Dict(y)) => {
                 if self.pair(x.id(), y.id(), at)? {
                     return Ok(());
                 }
-                self.children(&sorted(x.entries()), &sorted(y.entries()), at)
+                children(sorted(x.entries()), sorted(y.entries()), at, pending)
             }
             (Value::Tuple(x), Value::Tuple(y)) if x.len() == y.len() => {
-                for (i, (p, q)) in x.iter().zip(y).enumerate() {
-                    self.compare(p, q, &format!("{at}/{i}"))?;
+                for (i, (p, q)) in x.iter().zip(y).enumerate().rev() {
+                    pending.push((p.clone(), q.clone(), at.child(i)));
                 }
                 Ok(())
             }
-            _ => Err(format!("{at}: {} vs {}", a.kind_name(), b.kind_name())),
+            _ => Err(format!(
+                "{}: {} vs {}",
+                render(at),
+                a.kind_name(),
+                b.kind_name()
+            )),
         }
     }
 
-    fn children(&mut self, a: &[(Key, Value)], b: &[(Key, Value)], at: &str) -> Result<(), String> {
-        let ka: Vec<&Key> = a.iter().map(|(k, _)| k).collect();
-        let kb: Vec<&Key> = b.iter().map(|(k, _)| k).collect();
-        if ka != kb {
-            return Err(format!("{at}: keys {ka:?} vs {kb:?}"));
-        }
-        for ((k, x), (_, y)) in a.iter().zip(b) {
-            self.compare(x, y, &format!("{at}/{k}"))?;
-        }
-        Ok(())
-    }
-
-    fn variable(&mut self, x: &Variable, y: &Variable, at: &str) -> Result<(), String> {
+    fn variable(&mut self, x: &Variable, y: &Variable, at: &Path) -> Result<(), String> {
+        let at_path = at;
+        let at = || render(at_path);
         match self.variables {
             VariableIdentity::Same if !x.ptr_eq(y) => {
-                return Err(format!("{at}: expected the same Variable object"));
+                return Err(format!("{}: expected the same Variable object", at()));
             }
             VariableIdentity::Distinct if x.ptr_eq(y) => {
-                return Err(format!("{at}: expected distinct Variable objects"));
+                return Err(format!("{}: expected distinct Variable objects", at()));
             }
             _ => {}
         }
-        if self.pair(x.id(), y.id(), at)? {
+        if self.pair(x.id(), y.id(), at_path)? {
             return Ok(());
         }
         if x.variable_type() != y.variable_type() {
             return Err(format!(
-                "{at}: Variable type {} vs {}",
+                "{}: Variable type {} vs {}",
+                at(),
                 x.type_name(),
                 y.type_name()
             ));
         }
         if x.metadata() != y.metadata() {
             return Err(format!(
-                "{at}: metadata {:?} vs {:?}",
+                "{}: metadata {:?} vs {:?}",
+                at(),
                 x.metadata(),
                 y.metadata()
             ));
         }
         if !x.value().identical(&y.value()) {
-            return Err(format!("{at}: values differ"));
+            return Err(format!("{}: values differ", at()));
         }
         Ok(())
     }
+}
+
+/// Checks that two nodes have the same keys and queues their children's pairs.
+fn children(
+    a: Vec<(Key, Value)>,
+    b: Vec<(Key, Value)>,
+    at: &Path,
+    pending: &mut Pending,
+) -> Result<(), String> {
+    let ka: Vec<&Key> = a.iter().map(|(k, _)| k).collect();
+    let kb: Vec<&Key> = b.iter().map(|(k, _)| k).collect();
+    if ka != kb {
+        return Err(format!("{}: keys {ka:?} vs {kb:?}", render(at)));
+    }
+    for ((k, x), (_, y)) in a.into_iter().zip(b).rev() {
+        pending.push((x, y, at.child(k)));
+    }
+    Ok(())
 }
 
 fn sorted(mut children: Vec<(Key, Value)>) -> Vec<(Key, Value)> {

@@ -276,3 +276,75 @@ fn update_rebuilds_tuples_that_hold_arrays() {
     assert_eq!(first.value().to_vec::<f32>().unwrap(), vec![1.0, 1.0]);
     assert_eq!(p.value().to_vec::<f32>().unwrap(), vec![1.0]);
 }
+
+/// A bad checkpoint restore: out-of-range, negative and wrong-kind keys are errors naming
+/// the path, and a failed update writes nothing (issue 8).
+#[test]
+fn update_rejects_keys_a_list_cannot_have() {
+    let list = List::new([Value::from(Param::new(Tensor::zeros(&[1])))]);
+    let first = list.get(0).unwrap().as_variable().unwrap().clone();
+    for keys in [vec![5i64], vec![-1], vec![2]] {
+        let mut state = State::new();
+        state.insert([0i64], Leaf::Array(Tensor::ones(&[1])));
+        state.insert(
+            Path::from_iter(keys.clone()),
+            Leaf::Array(Tensor::ones(&[1])),
+        );
+        let err = graph::update(&list, &state).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Graph);
+        assert!(err.to_string().contains(&Path::from_iter(keys).to_string()));
+        assert_eq!(list.len(), 1);
+        assert_eq!(first.value().to_vec::<f32>().unwrap(), vec![0.0]);
+        assert!(list.pop().unwrap().is_some());
+        list.push(first.clone()).unwrap();
+    }
+    let mut state = State::new();
+    state.insert([5i64], Leaf::Array(Tensor::ones(&[1])));
+    state.insert([-1i64], Leaf::Array(Tensor::ones(&[1])));
+    insta::assert_snapshot!(graph::update(&list, &state).unwrap_err().to_string(), @"cannot update path (-1,): index -1 is out of range for a List of length 1 (an update can replace elements 0..1 or append at index 1)");
+    let mut state = State::new();
+    state.insert(["x"], Leaf::Array(Tensor::ones(&[1])));
+    insta::assert_snapshot!(graph::update(&list, &state).unwrap_err().to_string(), @"cannot update path ('x',): a List is indexed by integers, not by the key 'x'");
+    assert_eq!(list.len(), 1);
+    // Appending at `len` (and then at `len + 1`) is what Flax's List allows.
+    let mut state = State::new();
+    state.insert([1i64], Leaf::Array(Tensor::ones(&[1])));
+    state.insert([2i64], Leaf::Variable(Param::new(Tensor::ones(&[2]))));
+    graph::update(&list, &state).unwrap();
+    assert_eq!(list.len(), 3);
+    assert_eq!(list.get(2).unwrap().as_tensor().unwrap().shape(), vec![2]);
+    assert_eq!(
+        list.pop().unwrap().map(|v| v.kind_name()),
+        Some("a Param variable".to_owned())
+    );
+}
+
+#[test]
+fn update_rejects_integer_keys_on_objects() {
+    let m = model();
+    let mut state = State::new();
+    state.insert(["stats"], Leaf::Array(Tensor::ones(&[3])));
+    state.insert([7i64], Leaf::Array(Tensor::ones(&[1])));
+    let err = graph::update(&m, &state).unwrap_err();
+    insta::assert_snapshot!(err.to_string(), @"cannot update path (7,): a 'Model' object has attributes named by strings, not the integer key 7");
+    assert_eq!(m.attribute_names(), vec!["sub", "stats", "raw"]);
+    assert_eq!(
+        m.value("stats").unwrap().to_vec::<f32>().unwrap(),
+        vec![0.0; 3]
+    );
+    // A nested path through a missing integer key is an error too.
+    let mut state = State::new();
+    state.insert(
+        Path::from_iter([Key::from("sub"), Key::Int(3)]),
+        Leaf::Array(Tensor::ones(&[1])),
+    );
+    insta::assert_snapshot!(graph::update(&m, &state).unwrap_err().to_string(), @"cannot update path ('sub', 3): a 'Linear' object has attributes named by strings, not the integer key 3");
+    // A Dict takes both kinds of key.
+    let d = nnx_core::Dict::new();
+    let mut state = State::new();
+    state.insert([7i64], Leaf::Array(Tensor::ones(&[1])));
+    state.insert(["a"], Leaf::Array(Tensor::ones(&[1])));
+    graph::update(&d, &state).unwrap();
+    assert_eq!(d.len(), 2);
+    assert!(d.get(7i64).is_ok());
+}

@@ -254,7 +254,7 @@ fn state_axes_map_variables_by_filter() {
     let prefixes: Vec<(String, String)> = lowered
         .leaves()
         .iter()
-        .map(|l| (l.location.clone(), l.prefix.to_string()))
+        .map(|l| (l.location(), l.prefix.to_string()))
         .collect();
     assert_eq!(
         prefixes,

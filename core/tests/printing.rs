@@ -165,3 +165,28 @@ fn rng_variables_are_totalled_as_rng_state() {
     let first_line = rngs.to_string().lines().next().unwrap().to_owned();
     assert_eq!(first_line, "Rngs( # RngState: 2 (12 B)");
 }
+
+/// In a cycle every object reaches the same Variables, but the order of the types in its
+/// comment is the order of first encounter from that object.
+#[test]
+fn comments_in_a_cycle_count_everything_in_each_objects_own_order() {
+    let a = Object::new("A");
+    let b = Object::new("B");
+    a.set("b", &b).unwrap();
+    a.set("p", Param::new(Tensor::ones(&[2]))).unwrap();
+    b.set("a", &a).unwrap();
+    b.set("s", BatchStat::new(Tensor::ones(&[3]))).unwrap();
+    insta::assert_snapshot!(a.to_string(), @r#"
+    A( # BatchStat: 3 (12 B), Param: 2 (8 B), Total: 5 (20 B)
+      b=B( # Param: 2 (8 B), BatchStat: 3 (12 B), Total: 5 (20 B)
+        a=A(...),
+        s=BatchStat( # 3 (12 B)
+          value=Array(shape=(3,), dtype=dtype('float32'))
+        )
+      ),
+      p=Param( # 2 (8 B)
+        value=Array(shape=(2,), dtype=dtype('float32'))
+      )
+    )
+    "#);
+}

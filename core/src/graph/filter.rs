@@ -107,10 +107,10 @@ impl Filter {
             Filter::Any(fs) => fs.iter().any(|f| f.matches(path, leaf)),
             Filter::All(fs) => fs.iter().all(|f| f.matches(path, leaf)),
             Filter::Not(f) => !f.matches(path, leaf),
-            Filter::PathContains { key, exact: true } => path.keys().contains(key),
+            Filter::PathContains { key, exact: true } => path.any_key(|k| k == key),
             Filter::PathContains { key, exact: false } => {
                 let needle = key_text(key);
-                path.keys().iter().any(|k| key_text(k).contains(&needle))
+                path.any_key(|k| key_text(k).contains(&needle))
             }
             Filter::PathIn(paths) => paths.contains(path),
             Filter::Everything => true,

@@ -17,16 +17,32 @@ use super::variable::{Variable, VariableType};
 ///
 /// Two graphs have equal `GraphDef`s exactly when `merge` would rebuild one from the other's
 /// state: this is what a `jit` cache keys on.
+///
+/// The representation is flat: one [`DefEntry`] per position of the traversal, in pre-order
+/// (a node or tuple entry is followed by its children's subtrees, in sorted key order). So
+/// cloning, comparing, hashing and dropping a `GraphDef` are iterative and linear in its
+/// size, whatever the depth of the graph.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct GraphDef {
-    pub(crate) root: NodeDef,
+    pub(crate) entries: Vec<DefEntry>,
     pub(crate) num_leaves: usize,
 }
 
-/// One position of a [`GraphDef`].
+/// One position of a [`GraphDef`]: the key it sits under in its parent (`None` for the
+/// root) and what is there.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct DefEntry {
+    /// The key in the parent node or tuple (`None` for the root).
+    pub key: Option<Key>,
+    /// What is at this position.
+    pub def: NodeDef,
+}
+
+/// What is at one position of a [`GraphDef`].
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum NodeDef {
-    /// An object, list or dict seen for the first time, with its children in sorted key order.
+    /// An object, list or dict seen for the first time; its `len` children follow it in the
+    /// GraphDef's entries (each child's whole subtree, in sorted key order).
     Node {
         /// Object (with type name), list or dict.
         kind: NodeKind,
@@ -35,19 +51,43 @@ pub enum NodeDef {
         /// The index of the corresponding node outside a transform, when this definition was
         /// produced inside one (`None` for nodes created inside, and outside transforms).
         outer_index: Option<usize>,
-        /// Children in sorted key order.
-        attributes: Vec<(Key, NodeDef)>,
+        /// The number of children.
+        len: usize,
     },
     /// A Variable seen for the first time (one leaf).
     Variable(VariableDef),
     /// A node or Variable already described at this index (a shared reference or a cycle).
     Ref(usize),
-    /// A tuple (no identity: described at every occurrence).
-    Tuple(Vec<NodeDef>),
+    /// A tuple (no identity: described at every occurrence); its `len` items follow it.
+    Tuple {
+        /// The number of items.
+        len: usize,
+    },
     /// A raw array (one leaf).
     Leaf,
     /// A static value.
     Static(Static),
+}
+
+impl NodeDef {
+    /// The number of children that follow this entry (0 for everything but nodes and
+    /// tuples).
+    pub fn len(&self) -> usize {
+        match self {
+            NodeDef::Node { len, .. } | NodeDef::Tuple { len } => *len,
+            _ => 0,
+        }
+    }
+
+    /// Whether this entry has no children.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Whether this entry is a leaf (a Variable or a raw array) of the State.
+    pub fn is_leaf(&self) -> bool {
+        matches!(self, NodeDef::Variable(_) | NodeDef::Leaf)
+    }
 }
 
 /// The static description of a Variable: its type, index and metadata.
@@ -64,9 +104,18 @@ pub struct VariableDef {
 }
 
 impl GraphDef {
+    /// The entries in pre-order; the first is the root.
+    pub fn entries(&self) -> &[DefEntry] {
+        &self.entries
+    }
+
     /// The root of the structure.
     pub fn root(&self) -> &NodeDef {
-        &self.root
+        // A GraphDef always has its root entry.
+        match self.entries.first() {
+            Some(entry) => &entry.def,
+            None => &NodeDef::Static(Static::None),
+        }
     }
 
     /// The number of leaves (Variables and raw arrays) a State must provide.
@@ -77,72 +126,119 @@ impl GraphDef {
     /// The leaf paths in traversal (= sorted) order.
     pub fn leaf_paths(&self) -> Vec<Path> {
         let mut out = Vec::with_capacity(self.num_leaves);
-        collect_leaf_paths(&self.root, &mut Path::root(), &mut out);
+        for step in self.walk() {
+            if let Step::Enter { entry, path, .. } = step
+                && entry.def.is_leaf()
+            {
+                out.push(path);
+            }
+        }
         out
     }
-}
 
-fn collect_leaf_paths(def: &NodeDef, path: &mut Path, out: &mut Vec<Path>) {
-    match def {
-        NodeDef::Variable(_) | NodeDef::Leaf => out.push(path.clone()),
-        NodeDef::Node { attributes, .. } => {
-            for (key, child) in attributes {
-                path.push(key.clone());
-                collect_leaf_paths(child, path, out);
-                path.pop();
-            }
+    /// The entries in pre-order with their paths and depths, and a [`Step::Leave`] after the
+    /// children of every node and tuple: the one iterative walk over a GraphDef.
+    pub(crate) fn walk(&self) -> Walk<'_> {
+        Walk {
+            entries: &self.entries,
+            next: 0,
+            open: Vec::new(),
         }
-        NodeDef::Tuple(items) => {
-            for (i, child) in items.iter().enumerate() {
-                path.push(i);
-                collect_leaf_paths(child, path, out);
-                path.pop();
-            }
-        }
-        NodeDef::Ref(_) | NodeDef::Static(_) => {}
     }
 }
+
+/// A step of [`GraphDef::walk`].
+pub(crate) enum Step<'a> {
+    /// An entry, with its path and its depth (the root is 0).
+    Enter {
+        entry: &'a DefEntry,
+        path: Path,
+        depth: usize,
+    },
+    /// The end of the children of the last node or tuple entered and not yet left.
+    Leave,
+}
+
+/// The iterator behind [`GraphDef::walk`].
+pub(crate) struct Walk<'a> {
+    entries: &'a [DefEntry],
+    next: usize,
+    /// Open nodes and tuples: (children still to come, path).
+    open: Vec<(usize, Path)>,
+}
+
+impl<'a> Iterator for Walk<'a> {
+    type Item = Step<'a>;
+
+    fn next(&mut self) -> Option<Step<'a>> {
+        if let Some((0, _)) = self.open.last() {
+            self.open.pop();
+            return Some(Step::Leave);
+        }
+        let position = self.next;
+        let entry = self.entries.get(position)?;
+        self.next += 1;
+        let parent = match self.open.last_mut() {
+            Some((remaining, parent)) => {
+                *remaining -= 1;
+                parent.clone()
+            }
+            None if position == 0 => Path::root(),
+            // Entries after a complete root: not produced by a traversal.
+            None => return None,
+        };
+        let path = match &entry.key {
+            Some(key) => parent.child(key.clone()),
+            None => parent,
+        };
+        let depth = self.open.len();
+        if matches!(entry.def, NodeDef::Node { .. } | NodeDef::Tuple { .. }) {
+            self.open.push((entry.def.len(), path.clone()));
+        }
+        Some(Step::Enter { entry, path, depth })
+    }
+}
+
+/// Nesting deeper than this prints as `...` in a GraphDef's outline (and as
+/// `TypeName(...)` in an object's repr): output stays linear in the graph's size.
+pub(crate) const MAX_DISPLAY_DEPTH: usize = 64;
 
 impl fmt::Display for GraphDef {
-    /// An indented outline: one line per position.
+    /// An indented outline: one line per position, down to a nesting depth of 64 (deeper
+    /// subtrees print as one `...` line).
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(f, "GraphDef(num_leaves={})", self.num_leaves)?;
-        write_def(f, &self.root, None, 1)
-    }
-}
-
-fn write_def(
-    f: &mut fmt::Formatter<'_>,
-    def: &NodeDef,
-    key: Option<&Key>,
-    depth: usize,
-) -> fmt::Result {
-    let indent = "  ".repeat(depth);
-    let label = key.map(|k| format!("{k}: ")).unwrap_or_default();
-    match def {
-        NodeDef::Node {
-            kind,
-            index,
-            attributes,
-            ..
-        } => {
-            writeln!(f, "{indent}{label}{}[{index}]", kind.type_name())?;
-            for (k, child) in attributes {
-                write_def(f, child, Some(k), depth + 1)?;
+        let mut elided = false;
+        for step in self.walk() {
+            let Step::Enter { entry, depth, .. } = step else {
+                continue;
+            };
+            if depth > MAX_DISPLAY_DEPTH {
+                if !elided {
+                    writeln!(f, "{}...", "  ".repeat(MAX_DISPLAY_DEPTH + 2))?;
+                    elided = true;
+                }
+                continue;
             }
-            Ok(())
-        }
-        NodeDef::Variable(v) => writeln!(f, "{indent}{label}{}[{}]", v.ty, v.index),
-        NodeDef::Ref(index) => writeln!(f, "{indent}{label}Ref[{index}]"),
-        NodeDef::Tuple(items) => {
-            writeln!(f, "{indent}{label}tuple")?;
-            for (i, child) in items.iter().enumerate() {
-                write_def(f, child, Some(&Key::from(i)), depth + 1)?;
+            elided = false;
+            let indent = "  ".repeat(depth + 1);
+            let label = entry
+                .key
+                .as_ref()
+                .map(|k| format!("{k}: "))
+                .unwrap_or_default();
+            match &entry.def {
+                NodeDef::Node { kind, index, .. } => {
+                    writeln!(f, "{indent}{label}{}[{index}]", kind.type_name())?
+                }
+                NodeDef::Variable(v) => writeln!(f, "{indent}{label}{}[{}]", v.ty, v.index)?,
+                NodeDef::Ref(index) => writeln!(f, "{indent}{label}Ref[{index}]")?,
+                NodeDef::Tuple { .. } => writeln!(f, "{indent}{label}tuple")?,
+                NodeDef::Leaf => writeln!(f, "{indent}{label}Array")?,
+                NodeDef::Static(s) => writeln!(f, "{indent}{label}{s}")?,
             }
-            Ok(())
         }
-        NodeDef::Leaf => writeln!(f, "{indent}{label}Array"),
-        NodeDef::Static(s) => writeln!(f, "{indent}{label}{s}"),
+        Ok(())
     }
 }
 
@@ -183,11 +279,11 @@ impl<'a> Flattener<'a> {
             outer_indexes,
             ..Flattener::default()
         };
-        let def = flattener.visit(root, &mut Path::root());
+        let entries = flattener.run(root);
         let num_leaves = flattener.leaves.len();
         Flattened {
             def: GraphDef {
-                root: def,
+                entries,
                 num_leaves,
             },
             leaves: flattener.leaves,
@@ -203,27 +299,55 @@ impl<'a> Flattener<'a> {
         (index, outer)
     }
 
-    fn visit(&mut self, value: &Value, path: &mut Path) -> NodeDef {
+    /// The traversal, with an explicit stack: pre-order, children in sorted key order.
+    fn run(&mut self, root: &Value) -> Vec<DefEntry> {
+        let mut entries = Vec::new();
+        // Open nodes and tuples: their children still to visit (reversed, so `pop` gives
+        // the next one) and their path.
+        let mut stack: Vec<(Vec<(Key, Value)>, Path)> = Vec::new();
+        let (def, children) = self.visit(root, &Path::root());
+        entries.push(DefEntry { key: None, def });
+        if let Some(children) = children {
+            stack.push((children, Path::root()));
+        }
+        while let Some((children, path)) = stack.last_mut() {
+            let Some((key, child)) = children.pop() else {
+                stack.pop();
+                continue;
+            };
+            let child_path = path.child(key.clone());
+            let (def, grandchildren) = self.visit(&child, &child_path);
+            entries.push(DefEntry {
+                key: Some(key),
+                def,
+            });
+            if let Some(grandchildren) = grandchildren {
+                stack.push((grandchildren, child_path));
+            }
+        }
+        entries
+    }
+
+    /// The definition of one value, and for a node or tuple seen for the first time its
+    /// children (in reverse sorted order).
+    fn visit(&mut self, value: &Value, path: &Path) -> (NodeDef, Option<Vec<(Key, Value)>>) {
         match value {
-            Value::Static(s) => NodeDef::Static(s.clone()),
+            Value::Static(s) => (NodeDef::Static(s.clone()), None),
             Value::Array(t) => {
                 self.leaves.push((path.clone(), Leaf::Array(t.clone())));
-                NodeDef::Leaf
+                (NodeDef::Leaf, None)
             }
-            Value::Variable(v) => self.visit_variable(v, path),
-            Value::Object(_) | Value::List(_) | Value::Dict(_) => self.visit_node(value, path),
-            Value::Tuple(items) => NodeDef::Tuple(
-                items
+            Value::Variable(v) => (self.visit_variable(v, path), None),
+            Value::Object(_) | Value::List(_) | Value::Dict(_) => self.visit_node(value),
+            Value::Tuple(items) => {
+                let children: Vec<(Key, Value)> = items
                     .iter()
                     .enumerate()
-                    .map(|(i, item)| {
-                        path.push(i);
-                        let def = self.visit(item, path);
-                        path.pop();
-                        def
-                    })
-                    .collect(),
-            ),
+                    .rev()
+                    .map(|(i, item)| (Key::from(i), item.clone()))
+                    .collect();
+                (NodeDef::Tuple { len: items.len() }, Some(children))
+            }
         }
     }
 
@@ -241,30 +365,23 @@ impl<'a> Flattener<'a> {
         })
     }
 
-    fn visit_node(&mut self, value: &Value, path: &mut Path) -> NodeDef {
+    fn visit_node(&mut self, value: &Value) -> (NodeDef, Option<Vec<(Key, Value)>>) {
         let Some(node) = node_of(value) else {
-            return NodeDef::Static(Static::None);
+            return (NodeDef::Static(Static::None), None);
         };
         if let Some(&index) = self.seen.get(&node.id()) {
-            return NodeDef::Ref(index);
+            return (NodeDef::Ref(index), None);
         }
         let (index, outer_index) = self.next_index(node.id(), value.clone());
-        let attributes = node
-            .sorted_children()
-            .into_iter()
-            .map(|(key, child)| {
-                path.push(key.clone());
-                let def = self.visit(&child, path);
-                path.pop();
-                (key, def)
-            })
-            .collect();
-        NodeDef::Node {
+        let mut children = node.sorted_children();
+        children.reverse();
+        let def = NodeDef::Node {
             kind: node.kind().clone(),
             index,
             outer_index,
-            attributes,
-        }
+            len: children.len(),
+        };
+        (def, Some(children))
     }
 }
 

@@ -19,15 +19,16 @@ pub(crate) mod merge;
 mod node;
 mod node_id;
 mod ops;
-mod path;
+pub(crate) mod path;
 mod state;
 mod static_value;
 mod update;
 mod value;
 mod variable;
 
+pub use display::MAX_PRINT_DEPTH;
 pub use filter::{Filter, Predicate};
-pub use graphdef::{GraphDef, NodeDef, VariableDef};
+pub use graphdef::{DefEntry, GraphDef, NodeDef, VariableDef};
 pub use node::{Dict, List, Module, NodeKind, Object};
 pub use node_id::NodeId;
 pub use ops::{clone, graphdef, merge, split, split_by, state, state_by, update};

@@ -18,7 +18,7 @@ use crate::error::{Error, Result};
 use crate::tensor::Tensor;
 use crate::trace::{TraceLevel, check_can_mutate};
 
-/// What kind of graph node an [`Object`], [`List`] or [`Dict`] is.
+/// What kind of graph node a handle is: an [`Object`], a [`List`] or a [`Dict`].
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum NodeKind {
     /// An object with a type name (`Weights`, `Linear`, `Rngs`) and named attributes.
@@ -49,6 +49,26 @@ struct NodeCell {
     kind: NodeKind,
     trace_level: TraceLevel,
     children: RefCell<IndexMap<Key, Value>>,
+}
+
+impl Drop for NodeCell {
+    /// Iterative: when the last handle to a node goes, its children that are themselves
+    /// last handles (nodes, and tuples holding nodes) are moved onto an explicit stack and
+    /// emptied there, so dropping a very deep graph does not recurse.
+    fn drop(&mut self) {
+        let mut stack: Vec<Value> = self.children.get_mut().drain(..).map(|(_, v)| v).collect();
+        while let Some(value) = stack.pop() {
+            match value {
+                Value::Object(Object(node)) | Value::List(List(node)) | Value::Dict(Dict(node)) => {
+                    if let Some(mut cell) = Rc::into_inner(node.0) {
+                        stack.extend(cell.children.get_mut().drain(..).map(|(_, v)| v));
+                    }
+                }
+                Value::Tuple(items) => stack.extend(items),
+                Value::Static(_) | Value::Array(_) | Value::Variable(_) => {}
+            }
+        }
+    }
 }
 
 impl Node {
@@ -106,17 +126,38 @@ impl Node {
         check_can_mutate(self.kind().type_name(), self.0.trace_level)
     }
 
-    /// Sets a child (replacing in place, or appending), after the trace-level check.
+    /// Sets a child (replacing in place, or appending), after the trace-level check and the
+    /// key check of [`Node::check_key`].
     pub(crate) fn set(&self, key: Key, value: Value) -> Result<()> {
         self.check_can_mutate()?;
-        self.set_unchecked(key, value);
+        self.check_key(&key)?;
+        self.0.children.borrow_mut().insert(key, value);
         Ok(())
     }
 
-    /// Sets a child without the trace-level check: for building nodes that are being
-    /// created (merge) and for write-back by transforms.
-    pub(crate) fn set_unchecked(&self, key: Key, value: Value) {
-        self.0.children.borrow_mut().insert(key, value);
+    /// Whether `key` may be set on this node: an object's keys are attribute names
+    /// (strings); a list's keys are exactly `0..len`, so only an existing index or `len`
+    /// (an append) may be set; a dict takes any key.
+    pub(crate) fn check_key(&self, key: &Key) -> Result<()> {
+        match (self.kind(), key) {
+            (NodeKind::Object(_), Key::Str(_)) | (NodeKind::Dict, _) => Ok(()),
+            (NodeKind::Object(name), Key::Int(i)) => Err(Error::StructureMismatch(format!(
+                "a '{name}' object has attributes named by strings, not the integer key {i}"
+            ))),
+            (NodeKind::List, Key::Str(s)) => Err(Error::StructureMismatch(format!(
+                "a List is indexed by integers, not by the key {}",
+                Key::Str(s.clone())
+            ))),
+            (NodeKind::List, Key::Int(i)) => {
+                let len = self.len();
+                match usize::try_from(*i) {
+                    Ok(i) if i <= len => Ok(()),
+                    _ => Err(Error::StructureMismatch(format!(
+                        "index {i} is out of range for a List of length {len}"
+                    ))),
+                }
+            }
+        }
     }
 
     pub(crate) fn remove(&self, key: &Key) -> Result<Option<Value>> {
@@ -124,9 +165,16 @@ impl Node {
         Ok(self.0.children.borrow_mut().shift_remove(key))
     }
 
-    /// Replaces all children at once (without the trace-level check, see `set_unchecked`).
-    pub(crate) fn replace_children(&self, children: Vec<(Key, Value)>) {
+    /// Replaces all children at once, without the trace-level check: for building nodes
+    /// that are being created (merge) and for write-back by transforms.
+    ///
+    /// # Errors
+    /// [`Error::StructureMismatch`] when the keys do not fit the node's kind (an object's
+    /// must be strings, a list's exactly `0..len` in order); nothing is changed then.
+    pub(crate) fn replace_children(&self, children: Vec<(Key, Value)>) -> Result<()> {
+        check_children_keys(self.kind(), &children)?;
         *self.0.children.borrow_mut() = children.into_iter().collect();
+        Ok(())
     }
 
     fn available_names(&self) -> Vec<String> {
@@ -140,6 +188,30 @@ impl Node {
             })
             .collect()
     }
+}
+
+/// Whether `children` is a valid set of children for a node of `kind` (see
+/// [`Node::check_key`]): an object's keys are strings, a list's are `0..len` in order.
+pub(crate) fn check_children_keys(kind: &NodeKind, children: &[(Key, Value)]) -> Result<()> {
+    for (position, (key, _)) in children.iter().enumerate() {
+        let ok = match (kind, key) {
+            (NodeKind::Object(_), key) => matches!(key, Key::Str(_)),
+            (NodeKind::List, Key::Int(i)) => usize::try_from(*i) == Ok(position),
+            (NodeKind::List, Key::Str(_)) => false,
+            (NodeKind::Dict, _) => true,
+        };
+        if !ok {
+            return Err(Error::StructureMismatch(match kind {
+                NodeKind::Object(name) => format!(
+                    "a '{name}' object cannot have the key {key}: an object's attributes are named by strings"
+                ),
+                _ => format!(
+                    "a List cannot have the key {key} at position {position}: a List's keys are exactly 0..len"
+                ),
+            }));
+        }
+    }
+    Ok(())
 }
 
 /// An object with a type name and dynamic attributes: a Module (`nnx.Module`), `Rngs`, an
@@ -332,9 +404,12 @@ impl List {
     /// A list holding `items`.
     pub fn new(items: impl IntoIterator<Item = Value>) -> List {
         let node = Node::new(NodeKind::List);
-        for (i, item) in items.into_iter().enumerate() {
-            node.set_unchecked(Key::from(i), item);
-        }
+        node.0.children.borrow_mut().extend(
+            items
+                .into_iter()
+                .enumerate()
+                .map(|(i, v)| (Key::from(i), v)),
+        );
         List(node)
     }
 
@@ -553,6 +628,32 @@ mod tests {
         );
         let d = Dict::new().with("a", 1).unwrap();
         assert!(d.get("b").is_err());
+    }
+
+    #[test]
+    fn nodes_only_take_keys_of_their_kind() {
+        let l = List::new([Value::from(1), Value::from(2)]);
+        assert!(l.0.set(Key::Int(2), 3.into()).is_ok()); // an append
+        for bad in [Key::Int(4), Key::Int(-1), Key::from("x")] {
+            assert!(l.0.set(bad, 0.into()).is_err());
+        }
+        assert_eq!(l.len(), 3);
+        assert!(l.get(2).is_ok());
+        let err =
+            l.0.replace_children(vec![(Key::Int(0), 1.into()), (Key::Int(2), 2.into())])
+                .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "a List cannot have the key 2 at position 1: a List's keys are exactly 0..len"
+        );
+        assert_eq!(l.len(), 3);
+        let o = Object::new("M");
+        assert!(o.0.set(Key::Int(7), 1.into()).is_err());
+        assert!(o.0.replace_children(vec![(Key::Int(0), 1.into())]).is_err());
+        assert!(o.attribute_names().is_empty());
+        let d = Dict::new();
+        assert!(d.0.set(Key::Int(7), 1.into()).is_ok());
+        assert!(d.0.set(Key::from("a"), 1.into()).is_ok());
     }
 
     #[test]

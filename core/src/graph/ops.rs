@@ -2,7 +2,7 @@
 
 use super::filter::Filter;
 use super::graphdef::{Flattener, GraphDef};
-use super::merge::{VariableReuse, unflatten};
+use super::merge::{VariableReuse, unflatten, unflatten_states};
 use super::path::Path;
 use super::state::{Leaf, State};
 use super::value::GraphValue;
@@ -95,15 +95,8 @@ fn merge_with<'a, T: GraphValue>(
     states: impl IntoIterator<Item = &'a State>,
     reuse: VariableReuse,
 ) -> Result<T> {
-    let mut leaves = std::collections::BTreeMap::new();
-    for state in states {
-        for (path, leaf) in state {
-            if leaves.insert(path.clone(), leaf.clone()).is_some() {
-                return Err(Error::MergeDuplicate { path: path.clone() });
-            }
-        }
-    }
-    T::from_value(unflatten(def, leaves, reuse)?)
+    let states: Vec<&State> = states.into_iter().collect();
+    T::from_value(unflatten_states(def, &states, reuse)?)
 }
 
 /// Writes a State into a graph in place (`nnx.update`): existing Variables keep their
@@ -122,7 +115,11 @@ pub fn update(node: &impl GraphValue, state: &State) -> Result<()> {
 /// Variables (`nnx.clone`). Arrays are immutable and so are shared.
 pub fn clone<T: GraphValue>(node: &T) -> T {
     let (def, state) = split(node);
-    let value = unflatten(&def, state.into_leaves(), VariableReuse::Copy);
+    let value = unflatten(
+        &def,
+        state.into_leaves().into_iter().collect(),
+        VariableReuse::Copy,
+    );
     // A State taken from the graph always matches its own GraphDef.
     match value.and_then(T::from_value) {
         Ok(copy) => copy,

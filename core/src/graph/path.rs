@@ -1,6 +1,9 @@
 //! Keys of graph children and paths made of them.
 
+use std::cmp::Ordering;
 use std::fmt;
+use std::hash::{Hash, Hasher};
+use std::sync::Arc;
 
 /// The key of a child in a graph node: an attribute or dict key (`Str`) or a list or tuple
 /// position (`Int`). Keys sort integers first, then strings by code point, which is the order
@@ -63,69 +66,200 @@ impl From<i32> for Key {
 ///
 /// Displays as a Python tuple (`('sub', 'kernel')`); [`Path::slashed`] gives the
 /// `sub/kernel` form used in aliasing reports.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Path(Vec<Key>);
+///
+/// A path is a persistent list: a shared pointer to its last key and its parent path, so
+/// [`Path::child`] is O(1) and the paths of a traversal share their common prefixes (a graph
+/// of `n` nodes has paths of total size O(n), whatever its depth). Each path caches its
+/// length and a hash of its keys: hashing is O(1), and comparing two paths stops at their
+/// deepest shared ancestor (or where the cached hashes already tell them apart), so sorting
+/// the leaf paths of one traversal is linear in practice. Every operation, including drop,
+/// is iterative.
+#[derive(Clone, Default)]
+pub struct Path(Option<Arc<PathNode>>);
+
+struct PathNode {
+    parent: Path,
+    key: Key,
+    len: usize,
+    hash: u64,
+    /// An ancestor for O(log len) level-ancestor queries (Myers' skew-binary jump
+    /// pointers: its length depends only on this node's length).
+    jump: Path,
+}
 
 impl Path {
     /// The empty path (the root itself).
     pub fn root() -> Path {
-        Path(Vec::new())
+        Path(None)
     }
 
-    /// The keys of the path.
-    pub fn keys(&self) -> &[Key] {
-        &self.0
+    /// The keys of the path, from the root.
+    pub fn keys(&self) -> Vec<Key> {
+        let mut keys: Vec<Key> = self.nodes().map(|n| n.key.clone()).collect();
+        keys.reverse();
+        keys
     }
 
     /// The number of keys.
     pub fn len(&self) -> usize {
-        self.0.len()
+        self.0.as_ref().map_or(0, |n| n.len)
     }
 
     /// Whether this is the root path.
     pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.0.is_none()
     }
 
-    /// This path extended by one key.
+    /// This path extended by one key (O(1): the new path shares this one).
     pub fn child(&self, key: impl Into<Key>) -> Path {
-        let mut keys = self.0.clone();
-        keys.push(key.into());
-        Path(keys)
+        let key = key.into();
+        let hash = {
+            let mut h = std::hash::DefaultHasher::new();
+            self.cached_hash().hash(&mut h);
+            key.hash(&mut h);
+            h.finish()
+        };
+        let jump = match &self.0 {
+            Some(parent) => match &parent.jump.0 {
+                Some(j) if parent.len - j.len == j.len - j.jump.len() => j.jump.clone(),
+                _ => self.clone(),
+            },
+            None => Path::root(),
+        };
+        Path(Some(Arc::new(PathNode {
+            parent: self.clone(),
+            key,
+            len: self.len() + 1,
+            hash,
+            jump,
+        })))
     }
 
     /// Appends a key in place.
     pub fn push(&mut self, key: impl Into<Key>) {
-        self.0.push(key.into());
+        *self = self.child(key);
     }
 
     /// Removes the last key.
     pub fn pop(&mut self) -> Option<Key> {
-        self.0.pop()
+        let node = self.0.as_ref()?;
+        let key = node.key.clone();
+        let parent = node.parent.clone();
+        *self = parent;
+        Some(key)
+    }
+
+    /// The path without its last key (`None` for the root).
+    pub fn parent(&self) -> Option<&Path> {
+        self.0.as_ref().map(|n| &n.parent)
     }
 
     /// The last key, if any.
     pub fn last(&self) -> Option<&Key> {
-        self.0.last()
+        self.0.as_ref().map(|n| &n.key)
+    }
+
+    /// The prefix of this path with `n` keys (the whole path if `n >= len`).
+    pub fn ancestor(&self, n: usize) -> &Path {
+        let mut p = self;
+        while let Some(node) = &p.0 {
+            if node.len <= n {
+                break;
+            }
+            p = if node.jump.len() >= n {
+                &node.jump
+            } else {
+                &node.parent
+            };
+        }
+        p
+    }
+
+    /// The keys at positions `start..len`.
+    pub(crate) fn keys_from(&self, start: usize) -> Vec<Key> {
+        let mut keys: Vec<Key> = self
+            .nodes()
+            .take_while(|n| n.len > start)
+            .map(|n| n.key.clone())
+            .collect();
+        keys.reverse();
+        keys
+    }
+
+    /// The length of the longest common prefix of two paths, and their order.
+    ///
+    /// The paths are brought to the same length and their deepest shared ancestor is found
+    /// with the jump pointers (O(log len)); below it, the keys decide. Only paths that are
+    /// equal over a stretch without sharing nodes (built separately) need a walk over that
+    /// stretch.
+    pub(crate) fn compare(&self, other: &Path) -> (usize, Ordering) {
+        let n = self.len().min(other.len());
+        let tie = self.len().cmp(&other.len());
+        let (a0, b0) = (self.ancestor(n), other.ancestor(n));
+        // The deepest shared node, and the nodes just below it on each side.
+        let (mut a, mut b) = (a0, b0);
+        let mut below: Option<(&PathNode, &PathNode)> = None;
+        while !a.ptr_eq(b) {
+            let (Some(x), Some(y)) = (&a.0, &b.0) else {
+                break;
+            };
+            if !x.jump.ptr_eq(&y.jump) {
+                (a, b) = (&x.jump, &y.jump);
+                below = None;
+            } else {
+                below = Some((x, y));
+                (a, b) = (&x.parent, &y.parent);
+            }
+        }
+        let Some((x, y)) = below else {
+            // Equal up to `n` (a0 and b0 are the same node).
+            return (n, tie);
+        };
+        let shared = a.len();
+        if x.key != y.key {
+            return (shared, x.key.cmp(&y.key));
+        }
+        // Equal keys in separate nodes: walk the stretch, remembering the highest difference.
+        let mut decided: Option<(usize, Ordering)> = None;
+        let (mut p, mut q) = (a0, b0);
+        while p.len() > shared {
+            let (Some(x), Some(y)) = (&p.0, &q.0) else {
+                break;
+            };
+            let c = x.key.cmp(&y.key);
+            if c != Ordering::Equal {
+                decided = Some((x.len - 1, c));
+            }
+            (p, q) = (&x.parent, &y.parent);
+        }
+        match decided {
+            Some((common, c)) => (common, c),
+            None => (n, tie),
+        }
     }
 
     /// Whether `prefix` is a prefix of this path.
     pub fn starts_with(&self, prefix: &Path) -> bool {
-        self.0.starts_with(&prefix.0)
+        prefix.len() <= self.len() && self.ancestor(prefix.len()) == prefix
+    }
+
+    /// Whether some key of the path satisfies `f` (walks from the last key up).
+    pub fn any_key(&self, mut f: impl FnMut(&Key) -> bool) -> bool {
+        self.nodes().any(|n| f(&n.key))
     }
 
     /// The path without its first `n` keys.
     pub fn strip_prefix_len(&self, n: usize) -> Path {
-        Path(self.0[n.min(self.0.len())..].to_vec())
+        self.keys().into_iter().skip(n).collect()
     }
 
     /// The keys joined by `/` (`sub/kernel`), `<root>` for the empty path.
     pub fn slashed(&self) -> String {
-        if self.0.is_empty() {
+        if self.is_empty() {
             return "<root>".to_owned();
         }
         let parts: Vec<String> = self
-            .0
+            .keys()
             .iter()
             .map(|k| match k {
                 Key::Int(i) => i.to_string(),
@@ -134,11 +268,98 @@ impl Path {
             .collect();
         parts.join("/")
     }
+
+    /// The nodes from the last key up to the first.
+    fn nodes(&self) -> impl Iterator<Item = &PathNode> {
+        let mut current = self.0.as_deref();
+        std::iter::from_fn(move || {
+            let node = current?;
+            current = node.parent.0.as_deref();
+            Some(node)
+        })
+    }
+
+    /// The address of the path's last node (its identity while the path is alive).
+    pub(crate) fn node_addr(&self) -> Option<usize> {
+        self.0.as_ref().map(|n| Arc::as_ptr(n) as usize)
+    }
+
+    fn cached_hash(&self) -> u64 {
+        self.0.as_ref().map_or(0, |n| n.hash)
+    }
+
+    fn ptr_eq(&self, other: &Path) -> bool {
+        match (&self.0, &other.0) {
+            (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+            (None, None) => true,
+            _ => false,
+        }
+    }
+}
+
+impl Drop for Path {
+    /// Iterative: a long path whose nodes are owned only by it is freed without recursion.
+    fn drop(&mut self) {
+        let mut stack: Vec<Arc<PathNode>> = self.0.take().into_iter().collect();
+        while let Some(node) = stack.pop() {
+            if let Some(mut inner) = Arc::into_inner(node) {
+                stack.extend(inner.parent.0.take());
+                stack.extend(inner.jump.0.take());
+            }
+        }
+    }
+}
+
+impl PartialEq for Path {
+    fn eq(&self, other: &Path) -> bool {
+        if self.len() != other.len() || self.cached_hash() != other.cached_hash() {
+            return false;
+        }
+        let (mut a, mut b) = (self, other);
+        while !a.ptr_eq(b) {
+            match (&a.0, &b.0) {
+                (Some(x), Some(y)) if x.key == y.key => {
+                    a = &x.parent;
+                    b = &y.parent;
+                }
+                _ => return false,
+            }
+        }
+        true
+    }
+}
+
+impl Eq for Path {}
+
+impl Hash for Path {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        state.write_u64(self.cached_hash());
+    }
+}
+
+impl Ord for Path {
+    /// Lexicographic on the keys (a prefix sorts first). Comparing paths that share
+    /// structure is O(log depth) (see the type's docs).
+    fn cmp(&self, other: &Path) -> Ordering {
+        self.compare(other).1
+    }
+}
+
+impl PartialOrd for Path {
+    fn partial_cmp(&self, other: &Path) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl fmt::Debug for Path {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("Path").field(&self.keys()).finish()
+    }
 }
 
 impl fmt::Display for Path {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let parts: Vec<String> = self.0.iter().map(Key::to_string).collect();
+        let parts: Vec<String> = self.keys().iter().map(Key::to_string).collect();
         match parts.as_slice() {
             [one] => write!(f, "({one},)"),
             _ => write!(f, "({})", parts.join(", ")),
@@ -148,7 +369,11 @@ impl fmt::Display for Path {
 
 impl<K: Into<Key>> FromIterator<K> for Path {
     fn from_iter<I: IntoIterator<Item = K>>(iter: I) -> Path {
-        Path(iter.into_iter().map(Into::into).collect())
+        let mut path = Path::root();
+        for key in iter {
+            path.push(key);
+        }
+        path
     }
 }
 
@@ -160,7 +385,96 @@ impl<K: Into<Key>, const N: usize> From<[K; N]> for Path {
 
 impl From<Vec<Key>> for Path {
     fn from(keys: Vec<Key>) -> Path {
-        Path(keys)
+        keys.into_iter().collect()
+    }
+}
+
+/// Compares paths from two sequences position by position (a GraphDef's leaf paths with a
+/// State's), in time linear in the total number of path nodes on each side, even though
+/// the two sides share no nodes: it remembers which node of one side equals which node of
+/// the other, so each comparison stops at the deepest ancestors already known equal.
+#[derive(Default)]
+pub(crate) struct PathMatcher {
+    /// Node address on the left → node address on the right it is known equal to. The
+    /// addresses stay valid while the compared paths are alive (they are borrowed).
+    known: std::collections::HashMap<usize, usize>,
+}
+
+impl PathMatcher {
+    /// Whether `a == b`.
+    pub(crate) fn same(&mut self, a: &Path, b: &Path) -> bool {
+        if a.len() != b.len() || a.cached_hash() != b.cached_hash() {
+            return false;
+        }
+        let mut pairs = Vec::new();
+        let (mut x, mut y) = (a, b);
+        loop {
+            match (&x.0, &y.0) {
+                (None, None) => break,
+                (Some(p), Some(q)) => {
+                    let (pa, qa) = (Arc::as_ptr(p) as usize, Arc::as_ptr(q) as usize);
+                    if pa == qa || self.known.get(&pa) == Some(&qa) {
+                        break;
+                    }
+                    if p.key != q.key {
+                        return false;
+                    }
+                    pairs.push((pa, qa));
+                    x = &p.parent;
+                    y = &q.parent;
+                }
+                _ => return false,
+            }
+        }
+        self.known.extend(pairs);
+        true
+    }
+}
+
+/// Re-roots paths that start with a common prefix of `prefix_len` keys: `rebase(p)` is `p`
+/// without its first `prefix_len` keys. The results share their nodes as the inputs do
+/// (each input node is re-rooted once, remembered by address), so re-rooting all the leaf
+/// paths of a traversal is linear in their shared size.
+pub(crate) struct Rebaser {
+    prefix_len: usize,
+    done: std::collections::HashMap<usize, Path>,
+}
+
+impl Rebaser {
+    /// Strips the first `prefix_len` keys.
+    pub(crate) fn new(prefix_len: usize) -> Rebaser {
+        Rebaser {
+            prefix_len,
+            done: std::collections::HashMap::new(),
+        }
+    }
+
+    /// `path` without its first `prefix_len` keys (the root if it is not longer).
+    pub(crate) fn rebase(&mut self, path: &Path) -> Path {
+        let mut pending: Vec<&Path> = Vec::new();
+        let mut p = path;
+        let mut base = loop {
+            if p.len() <= self.prefix_len {
+                break Path::root();
+            }
+            if let Some(done) = p.node_addr().and_then(|a| self.done.get(&a)) {
+                break done.clone();
+            }
+            pending.push(p);
+            match p.parent() {
+                Some(parent) => p = parent,
+                None => break Path::root(),
+            }
+        };
+        for p in pending.into_iter().rev() {
+            if let Some(key) = p.last() {
+                base = base.child(key.clone());
+            }
+            if let Some(addr) = p.node_addr() {
+                self.done.insert(addr, base.clone());
+            }
+        }
+        base
     }
 }
 
@@ -219,6 +533,139 @@ mod tests {
         assert_eq!(Path::from(["a"]).to_string(), "('a',)");
         assert_eq!(Path::root().to_string(), "()");
         assert_eq!(Path::from(["a", "b"]).slashed(), "a/b");
+    }
+
+    #[test]
+    fn comparisons_are_lexicographic_whether_or_not_paths_share_nodes() {
+        let shared = Path::from(["a", "b"]);
+        let paths = [
+            Path::root(),
+            Path::from([0i64]),
+            Path::from(["a"]),
+            shared.clone(),
+            shared.child(0usize),
+            shared.child("c"),
+            Path::from(["a", "c"]),
+            Path::from(["b"]),
+        ];
+        for (i, x) in paths.iter().enumerate() {
+            for (j, y) in paths.iter().enumerate() {
+                assert_eq!(x.cmp(y), i.cmp(&j), "{x} vs {y}");
+                assert_eq!(x.cmp(y), x.keys().cmp(&y.keys()));
+                assert_eq!(x == y, i == j);
+            }
+        }
+        assert_eq!(shared.child("c"), Path::from(["a", "b", "c"]));
+        assert!(shared.child("c").starts_with(&Path::from(["a"])));
+        assert!(!shared.starts_with(&Path::from(["b"])));
+        assert_eq!(
+            shared.child("c").strip_prefix_len(1),
+            Path::from(["b", "c"])
+        );
+        for (i, x) in paths.iter().enumerate() {
+            for y in &paths[i..] {
+                let common = x
+                    .keys()
+                    .iter()
+                    .zip(y.keys())
+                    .take_while(|(a, b)| **a == *b)
+                    .count();
+                assert_eq!(x.compare(y).0, common, "{x} vs {y}");
+            }
+        }
+        let mut p = shared.clone();
+        assert_eq!(p.pop(), Some(Key::from("b")));
+        assert_eq!(p, Path::from(["a"]));
+    }
+
+    #[test]
+    fn deep_shared_and_separate_paths_compare_like_their_keys() {
+        let base: Path = (0..1000i64).collect();
+        let mut deep = vec![base.clone()];
+        for i in 0..300i64 {
+            let p = deep[deep.len() / 2].child(i % 7);
+            deep.push(p);
+        }
+        // Built separately, no shared nodes.
+        let separate: Vec<Path> = deep.iter().map(|p| Path::from(p.keys())).collect();
+        for (i, x) in deep.iter().enumerate().step_by(7) {
+            for (j, y) in separate.iter().enumerate().step_by(5) {
+                let expected = x.keys().cmp(&y.keys());
+                assert_eq!(x.cmp(y), expected, "{i} vs {j}");
+                assert_eq!(x.cmp(&deep[j]), expected, "{i} vs {j}");
+                let common = x
+                    .keys()
+                    .iter()
+                    .zip(y.keys())
+                    .take_while(|(a, b)| **a == *b)
+                    .count();
+                assert_eq!(x.compare(&deep[j]).0, common);
+                assert_eq!(x.compare(y).0, common);
+            }
+            assert_eq!(x.ancestor(500).keys(), x.keys()[..500].to_vec());
+        }
+    }
+
+    fn key() -> impl proptest::strategy::Strategy<Value = Key> {
+        use proptest::prelude::*;
+        prop_oneof![
+            (-2i64..3).prop_map(Key::Int),
+            prop::sample::select(vec!["a", "b", "next"]).prop_map(Key::from),
+        ]
+    }
+
+    proptest::proptest! {
+        /// Paths order, compare and hash like their key sequences, whether they share
+        /// nodes (built by extending one another) or not.
+        #[test]
+        fn paths_behave_like_their_keys(
+            base in proptest::collection::vec(key(), 0..40),
+            tails in proptest::collection::vec(
+                (0usize..40, proptest::collection::vec(key(), 0..6)),
+                1..12,
+            ),
+        ) {
+            let base_path = Path::from(base.clone());
+            let mut paths: Vec<(Vec<Key>, Path)> = Vec::new();
+            for (cut, tail) in tails {
+                let cut = cut.min(base.len());
+                let mut keys = base[..cut].to_vec();
+                keys.extend(tail.iter().cloned());
+                let shared = tail
+                    .iter()
+                    .fold(base_path.ancestor(cut).clone(), |p, k| p.child(k.clone()));
+                paths.push((keys.clone(), shared));
+                paths.push((keys.clone(), Path::from(keys)));
+            }
+            for (ka, a) in &paths {
+                proptest::prop_assert_eq!(&a.keys(), ka);
+                for (kb, b) in &paths {
+                    proptest::prop_assert_eq!(a.cmp(b), ka.cmp(kb));
+                    proptest::prop_assert_eq!(a == b, ka == kb);
+                    let common = ka.iter().zip(kb).take_while(|(x, y)| x == y).count();
+                    proptest::prop_assert_eq!(a.compare(b).0, common);
+                    proptest::prop_assert_eq!(a.starts_with(b), ka.starts_with(kb));
+                    if a == b {
+                        let hash = |p: &Path| {
+                            let mut h = std::hash::DefaultHasher::new();
+                            p.hash(&mut h);
+                            h.finish()
+                        };
+                        proptest::prop_assert_eq!(hash(a), hash(b));
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_million_keys_deep_path_drops_without_recursion() {
+        let mut p = Path::root();
+        for _ in 0..1_000_000 {
+            p.push("next");
+        }
+        assert_eq!(p.len(), 1_000_000);
+        drop(p);
     }
 
     #[test]

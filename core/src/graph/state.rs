@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 
 use super::filter::Filter;
-use super::path::{Key, Path};
+use super::path::{Key, Path, Rebaser};
 use super::variable::Variable;
 use crate::error::{Error, Result};
 use crate::tensor::Tensor;
@@ -119,12 +119,13 @@ impl State {
 
     /// The sub-State under `prefix`, with `prefix` removed from its paths (`state['sub']`).
     pub fn at(&self, prefix: &Path) -> State {
+        let mut rebaser = Rebaser::new(prefix.len());
         State {
             leaves: self
                 .leaves
                 .iter()
                 .filter(|(p, _)| p.starts_with(prefix))
-                .map(|(p, l)| (p.strip_prefix_len(prefix.len()), l.clone()))
+                .map(|(p, l)| (rebaser.rebase(p), l.clone()))
                 .collect(),
         }
     }
@@ -135,11 +136,7 @@ impl State {
         if let Some(root) = self.leaves.get(&Path::root()) {
             return NestedState::Leaf(root.clone());
         }
-        let mut root = BTreeMap::new();
-        for (path, leaf) in &self.leaves {
-            insert_nested(&mut root, path.keys(), leaf.clone());
-        }
-        NestedState::Map(root)
+        nest(self.leaves.iter())
     }
 
     /// The leaves the filter selects (Flax's `filter_state`).
@@ -156,12 +153,14 @@ impl State {
 
     /// The union of several States (Flax's `merge_state`); later States win on equal paths.
     pub fn merged<'a>(states: impl IntoIterator<Item = &'a State>) -> State {
-        let mut out = State::new();
-        for s in states {
-            out.leaves
-                .extend(s.leaves.iter().map(|(p, l)| (p.clone(), l.clone())));
-        }
-        out
+        // Later States win: keep the last leaf of each path (a stable sort keeps the order
+        // of equal paths, then the map keeps the last of them).
+        let mut leaves: Vec<(Path, Leaf)> = states
+            .into_iter()
+            .flat_map(|s| s.leaves.iter().map(|(p, l)| (p.clone(), l.clone())))
+            .collect();
+        leaves.sort_by(|a, b| a.0.cmp(&b.0));
+        State::from_leaves(leaves)
     }
 
     /// A State of *new* Variables (same types and metadata) holding `f(path, value)`; raw
@@ -171,7 +170,7 @@ impl State {
     /// # Errors
     /// Whatever `f` returns.
     pub fn map(&self, mut f: impl FnMut(&Path, &Tensor) -> Result<Tensor>) -> Result<State> {
-        let mut leaves = BTreeMap::new();
+        let mut leaves = Vec::with_capacity(self.leaves.len());
         for (path, leaf) in &self.leaves {
             let new = match leaf {
                 Leaf::Variable(v) => {
@@ -181,9 +180,10 @@ impl State {
                 }
                 Leaf::Array(t) => Leaf::Array(f(path, t)?),
             };
-            leaves.insert(path.clone(), new);
+            leaves.push((path.clone(), new));
         }
-        Ok(State { leaves })
+        // Collecting a sorted sequence builds the map in one pass.
+        Ok(State::from_leaves(leaves))
     }
 
     pub(crate) fn from_leaves(leaves: impl IntoIterator<Item = (Path, Leaf)>) -> State {
@@ -197,19 +197,66 @@ impl State {
     }
 }
 
-fn insert_nested(map: &mut BTreeMap<Key, NestedState>, keys: &[Key], leaf: Leaf) {
-    let Some((first, rest)) = keys.split_first() else {
-        return;
-    };
-    if rest.is_empty() {
-        map.insert(first.clone(), NestedState::Leaf(leaf));
-        return;
+/// Builds the nested view from leaves in sorted path order, in one pass: the maps along the
+/// previous leaf's path stay open on a stack, and each leaf closes the ones it does not
+/// share (by the common prefix with the previous path) and opens the new ones. Linear in
+/// the total size of the paths' shared structure, whatever the depth.
+fn nest<'a>(leaves: impl Iterator<Item = (&'a Path, &'a Leaf)>) -> NestedState {
+    /// Closes the top map into its parent (a leaf already there wins, as a path through a
+    /// leaf has nowhere to go).
+    fn close(open: &mut Vec<(Key, BTreeMap<Key, NestedState>)>) {
+        if open.len() < 2 {
+            return;
+        }
+        if let Some((key, map)) = open.pop()
+            && let Some((_, parent)) = open.last_mut()
+        {
+            parent.entry(key).or_insert(NestedState::Map(map));
+        }
     }
-    let entry = map
-        .entry(first.clone())
-        .or_insert_with(|| NestedState::Map(BTreeMap::new()));
-    if let NestedState::Map(inner) = entry {
-        insert_nested(inner, rest, leaf);
+    // open[i] is the map at the first i keys of the previous path.
+    let mut open: Vec<(Key, BTreeMap<Key, NestedState>)> = vec![(Key::Int(0), BTreeMap::new())];
+    let mut previous: Option<&Path> = None;
+    for (path, leaf) in leaves {
+        let Some(last) = path.last() else {
+            continue;
+        };
+        let common = previous.map_or(0, |p| p.compare(path).0);
+        while open.len() > common + 1 {
+            close(&mut open);
+        }
+        let parent_len = path.len() - 1;
+        if open.len() <= parent_len {
+            let start = open.len() - 1;
+            for key in path.keys_from(start).into_iter().take(parent_len - start) {
+                open.push((key, BTreeMap::new()));
+            }
+        }
+        if let Some((_, map)) = open.last_mut() {
+            map.insert(last.clone(), NestedState::Leaf(leaf.clone()));
+        }
+        previous = Some(path);
+    }
+    while open.len() > 1 {
+        close(&mut open);
+    }
+    NestedState::Map(open.pop().map(|(_, m)| m).unwrap_or_default())
+}
+
+impl Drop for NestedState {
+    /// Iterative, so that the nested view of a very deep State drops without recursion.
+    fn drop(&mut self) {
+        let NestedState::Map(map) = self else {
+            return;
+        };
+        let mut stack: Vec<BTreeMap<Key, NestedState>> = vec![std::mem::take(map)];
+        while let Some(mut map) = stack.pop() {
+            while let Some((_, mut child)) = map.pop_first() {
+                if let NestedState::Map(inner) = &mut child {
+                    stack.push(std::mem::take(inner));
+                }
+            }
+        }
     }
 }
 
@@ -234,7 +281,7 @@ mod tests {
             Leaf::Variable(Param::new(Tensor::zeros(&[1]))),
         );
         s.insert(["b"], Leaf::Array(Tensor::zeros(&[1])));
-        let NestedState::Map(top) = s.nested() else {
+        let NestedState::Map(top) = &s.nested() else {
             panic!("expected a map");
         };
         assert_eq!(

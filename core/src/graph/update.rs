@@ -1,6 +1,9 @@
 //! Writing a State into an existing graph in place (Flax's `nnx.update`).
 
-use super::node::Node;
+use std::collections::HashMap;
+
+use super::node::{Node, NodeKind};
+use super::node_id::NodeId;
 use super::path::{Key, Path};
 use super::state::{Leaf, State};
 use super::value::Value;
@@ -11,14 +14,21 @@ use crate::error::{Error, Result};
 /// - an existing Variable takes the leaf's value (and, when the leaf is a Variable, its
 ///   metadata), keeping its identity;
 /// - a raw array attribute is replaced by the leaf's array;
-/// - a missing final key is added (a Variable leaf is added as a copy);
-/// - a path that runs through a leaf or a static, or ends on a subgraph, is an error.
+/// - a missing final key is added (a Variable leaf is added as a copy), if the node can
+///   have it: an object only takes string keys (attribute names), a list only the index
+///   `len` (an append, as Flax's `List` does; several appends in ascending order are
+///   fine), a dict any key;
+/// - a path that runs through a leaf or a static, or ends on a subgraph, is an error, and so
+///   is a key of the wrong kind or out of range (a negative or too large list index).
 ///
 /// All paths are checked before anything is written, so a failed update changes nothing.
 pub(crate) fn update(root: &Value, state: &State) -> Result<()> {
     let mut writes = Vec::with_capacity(state.len());
+    // Lists that planned appends will have grown (by node id): the next index that appends.
+    let mut planned_len: HashMap<NodeId, usize> = HashMap::new();
+    let mut resolver = Resolver::default();
     for (path, leaf) in state {
-        writes.push(plan(root, path, leaf)?);
+        writes.push(plan(root, path, leaf, &mut planned_len, &mut resolver)?);
     }
     for write in writes {
         write.apply()?;
@@ -60,8 +70,14 @@ impl Write {
     }
 }
 
-fn plan(root: &Value, path: &Path, leaf: &Leaf) -> Result<Write> {
-    let Some((last, parents)) = path.keys().split_last() else {
+fn plan(
+    root: &Value,
+    path: &Path,
+    leaf: &Leaf,
+    planned_len: &mut HashMap<NodeId, usize>,
+    resolver: &mut Resolver,
+) -> Result<Write> {
+    let Some(last) = path.last() else {
         return match root {
             Value::Variable(v) => Ok(Write::UpdateVariable(v.clone(), leaf.clone())),
             other => Err(Error::StructureMismatch(format!(
@@ -70,24 +86,10 @@ fn plan(root: &Value, path: &Path, leaf: &Leaf) -> Result<Write> {
             ))),
         };
     };
-    let mut current = root.clone();
-    // The nearest graph node above the current position, the key under which the tuple
-    // chain starts, and the positions inside nested tuples below it.
-    let mut anchor: Option<(Node, Key, Vec<usize>)> = None;
-    for (depth, key) in parents.iter().enumerate() {
-        let here = Path::from(parents[..=depth].to_vec());
-        let next = child(&current, key).ok_or_else(|| {
-            Error::StructureMismatch(format!(
-                "cannot update path {path}: there is no subgraph at {here}"
-            ))
-        })?;
-        match (&current, key, &mut anchor) {
-            (Value::Tuple(_), Key::Int(i), Some((_, _, positions))) => positions.push(*i as usize),
-            (Value::Tuple(_), _, _) => {}
-            _ => anchor = as_node(&current).map(|n| (n, key.clone(), Vec::new())),
-        }
-        current = next;
-    }
+    let (current, anchor) = match path.parent() {
+        Some(parent) => resolver.resolve(root, parent, path)?,
+        None => (root.clone(), None),
+    };
     if let Value::Tuple(items) = &current {
         let (Some((node, key, mut positions)), Key::Int(i)) = (anchor, last) else {
             return Err(Error::StructureMismatch(format!(
@@ -118,17 +120,114 @@ fn plan(root: &Value, path: &Path, leaf: &Leaf) -> Result<Write> {
     })?;
     match parent.get(last) {
         Some(Value::Variable(v)) => Ok(Write::UpdateVariable(v, leaf.clone())),
-        Some(Value::Array(_)) | None => {
-            let value = match leaf {
-                Leaf::Variable(v) => Value::Variable(v.copy()),
-                Leaf::Array(t) => Value::Array(t.clone()),
-            };
-            Ok(Write::SetChild(parent, last.clone(), value))
+        Some(Value::Array(_)) => Ok(Write::SetChild(parent, last.clone(), new_leaf(leaf))),
+        None => {
+            check_new_key(&parent, last, path, planned_len)?;
+            Ok(Write::SetChild(parent, last.clone(), new_leaf(leaf)))
         }
         Some(existing) => Err(Error::StructureMismatch(format!(
             "Expected a leaf at {path} to match the State, but the graph holds {} there",
             existing.kind_name()
         ))),
+    }
+}
+
+/// The value a leaf becomes when it is set as a child: a copy of a Variable leaf (the
+/// State's Variable is not shared into the graph), or the array.
+fn new_leaf(leaf: &Leaf) -> Value {
+    match leaf {
+        Leaf::Variable(v) => Value::Variable(v.copy()),
+        Leaf::Array(t) => Value::Array(t.clone()),
+    }
+}
+
+/// Whether `key`, absent from `parent`, can be added to it: objects take attribute names,
+/// lists an append at their (planned) length, dicts anything.
+fn check_new_key(
+    parent: &Node,
+    key: &Key,
+    path: &Path,
+    planned_len: &mut HashMap<NodeId, usize>,
+) -> Result<()> {
+    match (parent.kind(), key) {
+        (NodeKind::Object(_), Key::Str(_)) | (NodeKind::Dict, _) => Ok(()),
+        (NodeKind::Object(name), Key::Int(i)) => Err(Error::StructureMismatch(format!(
+            "cannot update path {path}: a '{name}' object has attributes named by strings, \
+             not the integer key {i}"
+        ))),
+        (NodeKind::List, Key::Str(s)) => Err(Error::StructureMismatch(format!(
+            "cannot update path {path}: a List is indexed by integers, not by the key {}",
+            Key::Str(s.clone())
+        ))),
+        (NodeKind::List, Key::Int(i)) => {
+            let len = planned_len
+                .entry(parent.id())
+                .or_insert_with(|| parent.len());
+            if usize::try_from(*i).is_ok_and(|i| i == *len) {
+                *len += 1;
+                Ok(())
+            } else {
+                Err(Error::StructureMismatch(format!(
+                    "cannot update path {path}: index {i} is out of range for a List of length \
+                     {len} (an update can replace elements 0..{len} or append at index {len})"
+                )))
+            }
+        }
+    }
+}
+
+/// The nearest graph node above a position, the key under which the tuple chain below it
+/// starts, and the positions inside nested tuples below that.
+type Anchor = Option<(Node, Key, Vec<usize>)>;
+
+/// Resolves the parents of the State's paths in the graph, remembering every path prefix
+/// already resolved (by the identity of its shared path node), so that resolving all the
+/// paths of a State costs time linear in the number of distinct prefixes, not in the sum
+/// of the paths' lengths.
+#[derive(Default)]
+struct Resolver {
+    resolved: HashMap<usize, (Value, Anchor)>,
+}
+
+impl Resolver {
+    /// The value at `prefix` (the parent of `path`, for error messages) and its anchor.
+    fn resolve(&mut self, root: &Value, prefix: &Path, path: &Path) -> Result<(Value, Anchor)> {
+        let mut unresolved = Vec::new();
+        let mut p = prefix;
+        let (mut current, mut anchor) = loop {
+            if p.is_empty() {
+                break (root.clone(), None);
+            }
+            if let Some(hit) = p.node_addr().and_then(|a| self.resolved.get(&a)) {
+                break hit.clone();
+            }
+            unresolved.push(p);
+            match p.parent() {
+                Some(parent) => p = parent,
+                None => break (root.clone(), None),
+            }
+        };
+        for here in unresolved.into_iter().rev() {
+            let Some(key) = here.last() else { continue };
+            let next = child(&current, key).ok_or_else(|| {
+                Error::StructureMismatch(format!(
+                    "cannot update path {path}: there is no subgraph at {here}"
+                ))
+            })?;
+            match (&current, key, &mut anchor) {
+                (Value::Tuple(_), Key::Int(i), Some((_, _, positions))) => {
+                    positions.push(*i as usize)
+                }
+                (Value::Tuple(_), _, _) => {}
+                _ => anchor = as_node(&current).map(|n| (n, key.clone(), Vec::new())),
+            }
+            current = next;
+            if let Some(addr) = here.node_addr() {
+                self.resolved
+                    .insert(addr, (current.clone(), anchor.clone()));
+            }
+        }
+        Ok((current, anchor))
     }
 }
 

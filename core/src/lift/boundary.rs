@@ -20,8 +20,9 @@
 //! Nothing outside is mutated before step 4, and step 4 validates before it writes, so a
 //! transform that fails leaves the caller's objects exactly as they were.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{HashMap, HashSet};
 use std::fmt;
+use std::sync::Arc;
 
 use indexmap::IndexMap;
 
@@ -29,6 +30,7 @@ use super::prefix::Prefix;
 use crate::error::{AliasConflict, Error, Result};
 use crate::graph::graphdef::{Flattener, node_of};
 use crate::graph::merge::{VariableReuse, unflatten_with};
+use crate::graph::path::Rebaser;
 use crate::graph::{GraphDef, Key, Leaf, NodeDef, NodeId, NodeKind, Path, Static, Value, Variable};
 use crate::tensor::Tensor;
 use crate::trace::current_level;
@@ -47,14 +49,24 @@ pub struct Lowered<L> {
 pub struct LoweredLeaf<L> {
     /// Where it sits: the first key is the root (argument) position.
     pub path: Path,
-    /// Human-readable location (`args[0].kernel`), for error messages.
-    pub location: String,
+    /// The location of the prefix position it falls under (`args[0]`).
+    base: Arc<str>,
+    /// Its path below that position.
+    local: Path,
     /// The array.
     pub value: Tensor,
     /// What the transform does with it.
     pub prefix: L,
     /// The Variable holding it, if any (for metadata such as `sharding`).
     pub variable: Option<Variable>,
+}
+
+impl<L> LoweredLeaf<L> {
+    /// Human-readable location (`args[0].kernel`), for error messages. Built on demand: it
+    /// is as long as the leaf's path.
+    pub fn location(&self) -> String {
+        format!("{}{}", self.base, local_location(&self.local))
+    }
 }
 
 impl<L> Lowered<L> {
@@ -79,41 +91,24 @@ impl<L> Lowered<L> {
         &mut self,
         mut f: impl FnMut(&LoweredLeaf<L>, &mut Vec<(String, Static)>) -> Result<()>,
     ) -> Result<()> {
-        let by_path: HashMap<&Path, &LoweredLeaf<L>> =
-            self.leaves.iter().map(|l| (&l.path, l)).collect();
-        edit_metadata(&mut self.def.root, &mut Path::root(), &by_path, &mut f)
+        // The leaves are in the traversal order of the GraphDef: the k-th leaf entry is
+        // `self.leaves[k]`.
+        let mut leaves = self.leaves.iter();
+        for entry in &mut self.def.entries {
+            match &mut entry.def {
+                NodeDef::Variable(vd) => {
+                    if let Some(leaf) = leaves.next() {
+                        f(leaf, &mut vd.metadata)?;
+                    }
+                }
+                NodeDef::Leaf => {
+                    leaves.next();
+                }
+                _ => {}
+            }
+        }
+        Ok(())
     }
-}
-
-fn edit_metadata<L>(
-    def: &mut NodeDef,
-    path: &mut Path,
-    leaves: &HashMap<&Path, &LoweredLeaf<L>>,
-    f: &mut impl FnMut(&LoweredLeaf<L>, &mut Vec<(String, Static)>) -> Result<()>,
-) -> Result<()> {
-    match def {
-        NodeDef::Variable(vd) => {
-            if let Some(leaf) = leaves.get(&*path) {
-                f(leaf, &mut vd.metadata)?;
-            }
-        }
-        NodeDef::Node { attributes, .. } => {
-            for (key, child) in attributes {
-                path.push(key.clone());
-                edit_metadata(child, path, leaves, f)?;
-                path.pop();
-            }
-        }
-        NodeDef::Tuple(items) => {
-            for (i, child) in items.iter_mut().enumerate() {
-                path.push(i);
-                edit_metadata(child, path, leaves, f)?;
-                path.pop();
-            }
-        }
-        NodeDef::Ref(_) | NodeDef::Leaf | NodeDef::Static(_) => {}
-    }
-    Ok(())
 }
 
 /// The arguments rebuilt inside a transform, and where each rebuilt object came from.
@@ -230,7 +225,7 @@ fn rebuild<L>(
             ),
         ));
     }
-    let leaves: BTreeMap<Path, Leaf> = lowered
+    let leaves: Vec<(Path, Leaf)> = lowered
         .leaves
         .iter()
         .zip(values)
@@ -325,16 +320,25 @@ fn lower<L: Clone + PartialEq + fmt::Display>(
     let tuple = Value::Tuple(roots.iter().map(|r| r.value.clone()).collect());
     let flat = Flattener::flatten_with(&tuple, outer_indexes);
     let mut leaves = Vec::with_capacity(flat.leaves.len());
+    let mut rebasers: Vec<Rebaser> = positions
+        .iter()
+        .map(|p| Rebaser::new(p.path.len()))
+        .collect();
+    let bases: Vec<Arc<str>> = positions
+        .iter()
+        .map(|p| Arc::from(p.location.as_str()))
+        .collect();
     for (path, leaf) in flat.leaves {
-        let Some(position) = positions.iter().find(|p| path.starts_with(&p.path)) else {
+        let Some(i) = positions.iter().position(|p| path.starts_with(&p.path)) else {
             return Err(Error::InvalidPrefix(format!(
                 "no prefix covers the value at {path}"
             )));
         };
-        let local = path.strip_prefix_len(position.path.len());
-        let prefix = position.prefix.resolve(&local, &leaf)?;
+        let local = rebasers[i].rebase(&path);
+        let prefix = positions[i].prefix.resolve(&local, &leaf)?;
         leaves.push(LoweredLeaf {
-            location: format!("{}{}", position.location, local_location(&local)),
+            base: bases[i].clone(),
+            local,
             path,
             value: leaf.value(),
             prefix,
@@ -358,6 +362,20 @@ fn local_location(local: &Path) -> String {
             Key::Int(i) => format!("[{i}]"),
         })
         .collect()
+}
+
+/// A location below a position, as a persistent list of its printed segments (`.kernel`,
+/// `[0]`), so that extending it is O(1); [`render`] joins them.
+type Location = Path;
+
+fn render(base: &str, location: &Location) -> String {
+    let mut out = base.to_owned();
+    for segment in location.keys() {
+        if let Key::Str(s) = segment {
+            out.push_str(&s);
+        }
+    }
+    out
 }
 
 fn collect_positions<'p, L: fmt::Display>(
@@ -422,26 +440,21 @@ fn check_positions<L: Clone + PartialEq + fmt::Display>(
         level: current_level(),
         seen: IndexMap::new(),
         expansions: HashMap::new(),
-        ancestors: Vec::new(),
+        ancestors: HashSet::new(),
     };
     for position in positions {
         walk.expansions.clear();
-        walk.visit(
-            position,
-            &position.value,
-            Path::root(),
-            position.location.clone(),
-        )?;
+        walk.visit(position)?;
     }
     let conflicts: Vec<AliasConflict> = walk
         .seen
         .into_values()
-        .filter(|(_, occurrences)| occurrences.iter().any(|(_, p)| *p != occurrences[0].1))
+        .filter(|(_, occurrences)| occurrences.iter().any(|(_, _, p)| *p != occurrences[0].2))
         .map(|(type_name, occurrences)| AliasConflict {
             type_name,
             occurrences: occurrences
                 .into_iter()
-                .map(|(path, p)| (path, p.to_string()))
+                .map(|(base, location, p)| (render(base, &location), p.to_string()))
                 .collect(),
         })
         .collect();
@@ -452,79 +465,126 @@ fn check_positions<L: Clone + PartialEq + fmt::Display>(
     }
 }
 
-struct AliasWalk<L> {
+/// An occurrence of a Variable: the position's location, the location below it, the prefix.
+type Occurrence<'a, L> = (&'a str, Location, L);
+
+struct AliasWalk<'a, L> {
     level: u32,
-    /// Variable → (type name, every (location, prefix) it was reached with).
-    seen: IndexMap<NodeId, (String, Vec<(String, L)>)>,
+    /// Variable → (type name, every occurrence it was reached with).
+    seen: IndexMap<NodeId, (String, Vec<Occurrence<'a, L>>)>,
     expansions: HashMap<NodeId, usize>,
-    ancestors: Vec<NodeId>,
+    /// The nodes on the current path (a cycle is cut at the first repeat).
+    ancestors: HashSet<NodeId>,
 }
 
-impl<L: Clone> AliasWalk<L> {
-    fn visit(
-        &mut self,
-        position: &Position<'_, L>,
-        value: &Value,
+/// A step of the aliasing walk: visit a value, or leave a node (its subtree is done).
+enum Task {
+    Visit {
+        value: Value,
         local: Path,
-        location: String,
-    ) -> Result<()> {
-        match value {
-            Value::Variable(v) => {
-                check_level(v.type_name(), v.trace_level(), self.level, &location)?;
-                let prefix = position
-                    .prefix
-                    .resolve(&local, &Leaf::Variable(v.clone()))?;
-                let entry = self
-                    .seen
-                    .entry(v.id())
-                    .or_insert_with(|| (v.type_name().to_owned(), Vec::new()));
-                if !entry.1.iter().any(|(l, _)| *l == location) {
-                    entry.1.push((location, prefix));
+        location: Location,
+    },
+    Leave(NodeId),
+}
+
+impl<'a, L: Clone> AliasWalk<'a, L> {
+    /// Walks the graph under one position with an explicit stack, in pre-order.
+    fn visit(&mut self, position: &'a Position<'_, L>) -> Result<()> {
+        let base = position.location.as_str();
+        let mut stack = vec![Task::Visit {
+            value: position.value.clone(),
+            local: Path::root(),
+            location: Location::root(),
+        }];
+        while let Some(task) = stack.pop() {
+            let (value, local, location) = match task {
+                Task::Leave(id) => {
+                    self.ancestors.remove(&id);
+                    continue;
                 }
-            }
-            Value::Object(_) | Value::List(_) | Value::Dict(_) => {
-                let Some(node) = node_of(value) else {
-                    return Ok(());
-                };
-                check_level(
-                    node.kind().type_name(),
-                    node.trace_level(),
-                    self.level,
-                    &location,
-                )?;
-                let count = self.expansions.entry(node.id()).or_insert(0);
-                if self.ancestors.contains(&node.id()) || *count >= MAX_EXPANSIONS_PER_NODE {
-                    return Ok(());
+                Task::Visit {
+                    value,
+                    local,
+                    location,
+                } => (value, local, location),
+            };
+            match &value {
+                Value::Variable(v) => {
+                    check_level(v.type_name(), v.trace_level(), self.level, || {
+                        render(base, &location)
+                    })?;
+                    let prefix = position
+                        .prefix
+                        .resolve(&local, &Leaf::Variable(v.clone()))?;
+                    let entry = self
+                        .seen
+                        .entry(v.id())
+                        .or_insert_with(|| (v.type_name().to_owned(), Vec::new()));
+                    if !entry
+                        .1
+                        .iter()
+                        .any(|(b, l, _)| std::ptr::eq(*b, base) && *l == location)
+                    {
+                        entry.1.push((base, location, prefix));
+                    }
                 }
-                *count += 1;
-                self.ancestors.push(node.id());
-                for (key, child) in node.sorted_children() {
-                    let child_location = match (node.kind(), &key) {
-                        (NodeKind::Object(_), Key::Str(s)) => format!("{location}.{s}"),
-                        (_, k) => format!("{location}[{k}]"),
+                Value::Object(_) | Value::List(_) | Value::Dict(_) => {
+                    let Some(node) = node_of(&value) else {
+                        continue;
                     };
-                    self.visit(position, &child, local.child(key), child_location)?;
+                    check_level(
+                        node.kind().type_name(),
+                        node.trace_level(),
+                        self.level,
+                        || render(base, &location),
+                    )?;
+                    let count = self.expansions.entry(node.id()).or_insert(0);
+                    if self.ancestors.contains(&node.id()) || *count >= MAX_EXPANSIONS_PER_NODE {
+                        continue;
+                    }
+                    *count += 1;
+                    self.ancestors.insert(node.id());
+                    stack.push(Task::Leave(node.id()));
+                    for (key, child) in node.sorted_children().into_iter().rev() {
+                        let segment = match (node.kind(), &key) {
+                            (NodeKind::Object(_), Key::Str(s)) => format!(".{s}"),
+                            (_, k) => format!("[{k}]"),
+                        };
+                        stack.push(Task::Visit {
+                            value: child,
+                            local: local.child(key),
+                            location: location.child(segment),
+                        });
+                    }
                 }
-                self.ancestors.pop();
-            }
-            Value::Tuple(items) => {
-                for (i, item) in items.iter().enumerate() {
-                    self.visit(position, item, local.child(i), format!("{location}[{i}]"))?;
+                Value::Tuple(items) => {
+                    for (i, item) in items.iter().enumerate().rev() {
+                        stack.push(Task::Visit {
+                            value: item.clone(),
+                            local: local.child(i),
+                            location: location.child(format!("[{i}]")),
+                        });
+                    }
                 }
+                Value::Array(_) | Value::Static(_) => {}
             }
-            Value::Array(_) | Value::Static(_) => {}
         }
         Ok(())
     }
 }
 
-fn check_level(type_name: &str, owner: u32, current: u32, location: &str) -> Result<()> {
+fn check_level(
+    type_name: &str,
+    owner: u32,
+    current: u32,
+    location: impl FnOnce() -> String,
+) -> Result<()> {
     if owner == current {
         Ok(())
     } else {
         Err(Error::ExtractFromOtherTrace {
             type_name: type_name.to_owned(),
-            path: location.to_owned(),
+            path: location(),
             object_level: owner,
             current_level: current,
         })

@@ -28,28 +28,20 @@ use super::stream::{RNG_STREAM_TYPE, RngStream};
 /// # }
 /// ```
 pub fn rng_streams(node: &impl GraphValue) -> Result<Vec<(Path, RngStream)>> {
-    let mut walker = Walker::default();
-    walker.visit(&node.to_value(), &mut Path::root())?;
-    Ok(walker.found)
-}
-
-#[derive(Default)]
-struct Walker {
-    seen: HashSet<NodeId>,
-    found: Vec<(Path, RngStream)>,
-}
-
-impl Walker {
-    fn visit(&mut self, value: &Value, path: &mut Path) -> Result<()> {
-        let children: Vec<(Key, Value)> = match value {
+    let mut seen: HashSet<NodeId> = HashSet::new();
+    let mut found = Vec::new();
+    // Values still to visit with their paths, the next one last (an explicit stack, so
+    // deep graphs do not recurse).
+    let mut stack: Vec<(Path, Value)> = vec![(Path::root(), node.to_value())];
+    while let Some((path, value)) = stack.pop() {
+        let children: Vec<(Key, Value)> = match &value {
             Value::Object(o) => {
-                if !self.seen.insert(o.id()) {
-                    return Ok(());
+                if !seen.insert(o.id()) {
+                    continue;
                 }
                 if o.type_name() == RNG_STREAM_TYPE {
-                    self.found
-                        .push((path.clone(), RngStream::from_object(o.clone())?));
-                    return Ok(());
+                    found.push((path, RngStream::from_object(o.clone())?));
+                    continue;
                 }
                 o.attributes()
                     .into_iter()
@@ -57,28 +49,23 @@ impl Walker {
                     .collect()
             }
             Value::List(l) => {
-                if !self.seen.insert(l.id()) {
-                    return Ok(());
+                if !seen.insert(l.id()) {
+                    continue;
                 }
                 (0_usize..).map(Key::from).zip(l.items()).collect()
             }
             Value::Dict(d) => {
-                if !self.seen.insert(d.id()) {
-                    return Ok(());
+                if !seen.insert(d.id()) {
+                    continue;
                 }
                 d.entries()
             }
             Value::Tuple(items) => (0_usize..).map(Key::from).zip(items.clone()).collect(),
-            Value::Static(_) | Value::Array(_) | Value::Variable(_) => return Ok(()),
+            Value::Static(_) | Value::Array(_) | Value::Variable(_) => continue,
         };
         let mut children = children;
-        children.sort_by(|a, b| a.0.cmp(&b.0));
-        for (key, child) in children {
-            path.push(key);
-            let result = self.visit(&child, path);
-            path.pop();
-            result?;
-        }
-        Ok(())
+        children.sort_by(|a, b| b.0.cmp(&a.0));
+        stack.extend(children.into_iter().map(|(k, v)| (path.child(k), v)));
     }
+    Ok(found)
 }

@@ -226,7 +226,7 @@ impl<F: Fn(&[Value]) -> Result<Value>> GradFn<F> {
             .find(|l| !l.value.dtype().is_float())
         {
             return Err(Error::NonDifferentiable {
-                location: leaf.location.clone(),
+                location: leaf.location(),
                 dtype: leaf.value.dtype(),
             });
         }

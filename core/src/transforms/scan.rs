@@ -232,10 +232,11 @@ impl<F: Fn(&[Value]) -> Result<Value>> Scan<F> {
                     if !(0..n).contains(&a) {
                         return Err(Error::InvalidPrefix(format!(
                             "scan in_axes {axis} is out of bounds for {} of shape {:?}",
-                            leaf.location, aval.shape
+                            leaf.location(),
+                            aval.shape
                         )));
                     }
-                    lengths.push((leaf.location.clone(), aval.shape[a as usize]));
+                    lengths.push((leaf, aval.shape[a as usize]));
                     aval.shape.remove(a as usize);
                     ScanInput::Scanned(a as usize)
                 }
@@ -285,7 +286,8 @@ impl<F: Fn(&[Value]) -> Result<Value>> Scan<F> {
         lift::write_back(&lowered, &outputs, results)
     }
 
-    fn length_of(&self, lengths: &[(String, usize)]) -> Result<usize> {
+    /// `lengths` holds each scanned leaf (its location is built only for the error).
+    fn length_of(&self, lengths: &[(&LoweredLeaf<ScanAxis>, usize)]) -> Result<usize> {
         let all: Vec<usize> = lengths.iter().map(|l| l.1).chain(self.length).collect();
         match all.first() {
             None => Err(Error::InvalidPrefix(
@@ -295,7 +297,7 @@ impl<F: Fn(&[Value]) -> Result<Value>> Scan<F> {
             Some(_) => {
                 let lines: Vec<String> = lengths
                     .iter()
-                    .map(|(loc, n)| format!("  {loc}: {n}"))
+                    .map(|(leaf, n)| format!("  {}: {n}", leaf.location()))
                     .collect();
                 Err(Error::InvalidPrefix(format!(
                     "scan got scanned axes of different lengths{}:\n{}",
@@ -348,13 +350,13 @@ impl<F: Fn(&[Value]) -> Result<Value>> Scan<F> {
                             if a.shape != b.shape || a.dtype != b.dtype {
                                 return Err(Error::InvalidPrefix(format!(
                                     "scan carry {} changed from {a} to {b} inside the body; the carry must keep its shape and dtype",
-                                    out.location
+                                    out.location()
                                 )));
                             }
                             ScanOutput::Carry(i)
                         }
                         None => {
-                            added.push(out.location.clone());
+                            added.push(out.location());
                             ScanOutput::Broadcast
                         }
                     }
@@ -365,7 +367,7 @@ impl<F: Fn(&[Value]) -> Result<Value>> Scan<F> {
                     if !(0..n).contains(&a) {
                         return Err(Error::InvalidPrefix(format!(
                             "scan out_axes {axis} is out of bounds for {} (rank {} plus the scan axis)",
-                            out.location,
+                            out.location(),
                             out.value.ndim()
                         )));
                     }
@@ -375,7 +377,7 @@ impl<F: Fn(&[Value]) -> Result<Value>> Scan<F> {
                     if depends[j] {
                         return Err(Error::InvalidPrefix(format!(
                             "scan: broadcast state {} was changed with a value that depends on the iteration (carry or scanned inputs); each iteration would write a different value. Carry it or scan it instead",
-                            out.location
+                            out.location()
                         )));
                     }
                     ScanOutput::Broadcast
@@ -385,7 +387,7 @@ impl<F: Fn(&[Value]) -> Result<Value>> Scan<F> {
         let removed: Vec<String> = carries
             .iter()
             .filter(|&&i| !matched[i])
-            .map(|&i| inputs[i].location.clone())
+            .map(|&i| inputs[i].location())
             .collect();
         if !added.is_empty() || !removed.is_empty() {
             let mut parts = Vec::new();

@@ -176,13 +176,9 @@ impl<F: Fn(&[Value]) -> Result<Value>> Vmap<F> {
                     in_avals.push(aval);
                 }
                 Some(axis) => {
-                    let a = normalize(axis, aval.shape.len(), &leaf.location, &aval, "in_axes")?;
-                    mapped.push((
-                        leaf.location.clone(),
-                        aval.shape.clone(),
-                        axis,
-                        aval.shape[a],
-                    ));
+                    let a =
+                        normalize(axis, aval.shape.len(), || leaf.location(), &aval, "in_axes")?;
+                    mapped.push((leaf, aval.shape.clone(), axis, aval.shape[a]));
                     let mut inner = aval;
                     inner.shape.remove(a);
                     in_axes.push(Some(a));
@@ -199,7 +195,7 @@ impl<F: Fn(&[Value]) -> Result<Value>> Vmap<F> {
                 .filter_map(|(l, a)| a.map(|a| (l.path.clone(), a)))
                 .collect();
             lowered.edit_variable_metadata(|leaf, metadata| match axes.get(&leaf.path) {
-                Some(&axis) => remove_axis(metadata, axis, name, &leaf.location),
+                Some(&axis) => remove_axis(metadata, axis, name, &leaf.location()),
                 None => Ok(()),
             })?;
         }
@@ -219,7 +215,7 @@ impl<F: Fn(&[Value]) -> Result<Value>> Vmap<F> {
                 Some(axis) => Some(normalize(
                     axis,
                     aval.shape.len() + 1,
-                    &leaf.location,
+                    || leaf.location(),
                     &aval,
                     "out_axes",
                 )?),
@@ -245,13 +241,13 @@ impl<F: Fn(&[Value]) -> Result<Value>> Vmap<F> {
             .chain(traced.captured.iter().map(|_| false))
             .collect();
         let depends = traced.program.depends_on(&batched_inputs);
-        let leaked: Vec<&str> = outputs
+        let leaked: Vec<String> = outputs
             .leaves()
             .iter()
             .zip(&out_axes)
             .zip(&depends)
             .filter(|((_, axis), dep)| axis.is_none() && **dep)
-            .map(|((leaf, _), _)| leaf.location.as_str())
+            .map(|((leaf, _), _)| leaf.location())
             .collect();
         if !leaked.is_empty() {
             return Err(Error::InvalidPrefix(format!(
@@ -286,7 +282,11 @@ impl<F: Fn(&[Value]) -> Result<Value>> Vmap<F> {
     }
 
     /// The number of lanes: every mapped axis and `axis_size` must agree.
-    fn lanes(&self, mapped: &[(String, Vec<usize>, isize, usize)]) -> Result<usize> {
+    /// `mapped` holds each mapped leaf (its location is built only for the error).
+    fn lanes<L>(
+        &self,
+        mapped: &[(&lift::LoweredLeaf<L>, Vec<usize>, isize, usize)],
+    ) -> Result<usize> {
         let sizes: Vec<usize> = mapped.iter().map(|m| m.3).chain(self.axis_size).collect();
         match sizes.first() {
             None => Err(Error::InvalidPrefix(
@@ -297,7 +297,8 @@ impl<F: Fn(&[Value]) -> Result<Value>> Vmap<F> {
             Some(_) => {
                 let mut lines: Vec<String> = mapped
                     .iter()
-                    .map(|(location, shape, axis, size)| {
+                    .map(|(leaf, shape, axis, size)| {
+                        let location = leaf.location();
                         format!("  {location}: shape {shape:?}, axis {axis} has size {size}")
                     })
                     .collect();
@@ -316,7 +317,7 @@ impl<F: Fn(&[Value]) -> Result<Value>> Vmap<F> {
 fn normalize(
     axis: isize,
     ndim: usize,
-    location: &str,
+    location: impl FnOnce() -> String,
     aval: &AbstractValue,
     which: &str,
 ) -> Result<usize> {
@@ -325,6 +326,7 @@ fn normalize(
     if (0..n).contains(&a) {
         Ok(a as usize)
     } else {
+        let location = location();
         Err(Error::InvalidPrefix(format!(
             "vmap {which} {axis} is out of bounds for {location} of shape {:?} (rank {}{})",
             aval.shape,
