@@ -95,6 +95,10 @@ pub(crate) fn run_batched(
             None => Value::Unbatched(input.clone()),
         });
     }
+    if size == 0 {
+        // Nothing runs for zero lanes, exactly as in the reference engine.
+        return batching.zero_lane_outputs(program);
+    }
     let read = |env: &[Option<Value>], atom: &Atom| -> Result<Value> {
         match atom {
             Atom::Literal(a) => Ok(Value::Unbatched(a.clone())),
@@ -157,11 +161,6 @@ fn per_lane(
         for (j, out) in outs.into_iter().enumerate() {
             lanes[j].push(out);
         }
-    }
-    if size == 0 {
-        return Err(Error::InvalidValue(
-            "vmap with zero lanes cannot run an equation without a batching rule".into(),
-        ));
     }
     lanes
         .into_iter()

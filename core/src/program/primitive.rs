@@ -39,6 +39,30 @@ pub struct Batching {
     pub axis_size: usize,
 }
 
+impl Batching {
+    /// The outputs of `program` batched over zero lanes: nothing runs, and each output is
+    /// zeros of its per-lane shape with an empty batch axis inserted at its out axis (the
+    /// per-lane shape itself for an unbatched output). Every engine returns exactly this for
+    /// `axis_size == 0`, so a zero-lane `vmap` never fails on what a lane would have done.
+    ///
+    /// # Errors
+    /// Only for an impossible output aval.
+    pub fn zero_lane_outputs(&self, program: &Program) -> Result<Vec<Array>> {
+        program
+            .outputs
+            .iter()
+            .zip(&self.out_axes)
+            .map(|(atom, axis)| {
+                let mut aval = program.aval_of(atom);
+                if let Some(axis) = axis {
+                    aval.shape.insert((*axis).min(aval.shape.len()), 0);
+                }
+                Array::zeros_of(&aval.shape, aval.dtype)
+            })
+            .collect()
+    }
+}
+
 /// How a scanned program's inputs are fed on each iteration.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ScanInput {

@@ -241,6 +241,11 @@ impl Array {
     /// # Errors
     /// [`Error::UnsupportedDType`] for [`DType::Key`] (use the `random` module for keys).
     pub fn zeros_of(shape: &[usize], dtype: DType) -> Result<Array> {
+        if dtype == DType::Key {
+            // Keys do not convert from numbers; a "zero" key has zero words.
+            let n: usize = shape.iter().product();
+            return Array::from_keys(shape, vec![[0, 0]; n]);
+        }
         Array::zeros(shape).astype(dtype)
     }
 
