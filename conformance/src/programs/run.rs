@@ -80,7 +80,9 @@ fn insert_axis(shape: &mut Vec<usize>, axis: i8, size: usize) {
 fn outer_shape(level: &Level, base: &[usize], role: Role) -> Vec<usize> {
     match level {
         Level::Body(_) => base.to_vec(),
-        Level::Jit(inner) | Level::Grad { inner, .. } => outer_shape(inner, base, role),
+        Level::Jit(inner) | Level::Grad { inner, .. } | Level::Then(inner, _) => {
+            outer_shape(inner, base, role)
+        }
         Level::Vmap {
             model,
             x,
@@ -226,7 +228,11 @@ fn run_level(level: &Level, engine: &dyn Engine, m: &Object, x: &Tensor) -> Resu
         run_level(inner, engine, &args[0].object()?, &args[1].as_tensor()?)
     };
     match level {
-        Level::Body(body) => run_body(body, m, x),
+        Level::Body(body) => run_body(body, m, &[x.clone()]),
+        Level::Then(inner, body) => {
+            let y = run_level(inner, engine, m, x)?;
+            run_body(body, m, &[y, x.clone()])
+        }
         Level::Jit(inner) => jit(|a: &[Value]| Ok(Value::from(call_inner(inner, a)?)))
             .call(engine, &args[..])?
             .as_tensor(),
@@ -378,11 +384,13 @@ struct Regs {
 
 impl Regs {
     fn get(&self, r: Reg) -> &Tensor {
-        &self.values[usize::from(r) % self.values.len()]
+        let n = self.values.len();
+        &self.values[n - 1 - usize::from(r) % n]
     }
 
     fn key(&self, r: Reg) -> &Tensor {
-        &self.keys[usize::from(r) % self.keys.len()]
+        let n = self.keys.len();
+        &self.keys[n - 1 - usize::from(r) % n]
     }
 }
 
@@ -685,7 +693,13 @@ fn run_op(op: &Op, regs: &mut Regs) -> Result<()> {
         }
         Op::Astype(d, a) => regs.get(a).astype(d)?,
         Op::Random(pick, k) => {
-            let key = regs.key(k).clone();
+            // A Variable's key seen outside the vmap that maps it is a key array: use its
+            // first key (or a fresh one if it is empty).
+            let key = match regs.key(k) {
+                k if k.ndim() == 0 => k.clone(),
+                k if k.size() > 0 => k.reshape(&[-1])?.index_axis(0, 0)?,
+                _ => random::key(0),
+            };
             let shape_of = |r: Reg| regs.get(r).shape().to_vec();
             match pick {
                 RandomPick::Split(n, i) => {
@@ -739,10 +753,12 @@ fn fit(value: &Tensor, var: &Variable) -> Result<Tensor> {
     Ok(v)
 }
 
-fn run_body(body: &Body, m: &Object, x: &Tensor) -> Result<Tensor> {
+/// Runs a body whose registers start as the Variables' values and then `inputs` in reverse
+/// (so `inputs[0]` is the most recent register, operand 0).
+fn run_body(body: &Body, m: &Object, inputs: &[Tensor]) -> Result<Tensor> {
     let vars = handles(m)?;
     let mut regs = Regs {
-        values: vec![x.clone()],
+        values: Vec::new(),
         keys: Vec::new(),
     };
     for v in &vars {
@@ -753,8 +769,19 @@ fn run_body(body: &Body, m: &Object, x: &Tensor) -> Result<Tensor> {
             regs.values.push(value);
         }
     }
+    regs.values.extend(inputs.iter().rev().cloned());
+    let start = regs.values.len();
     for op in &body.ops {
         run_op(op, &mut regs)?;
+    }
+    // Every result is observed: the output is the chosen register followed by everything
+    // the body computed, flattened and concatenated.
+    let mut observed = vec![numeric(regs.get(body.out))?];
+    if regs.values.len() > start {
+        observed[0] = as_float(&observed[0])?.reshape(&[-1])?;
+        for r in &regs.values[start..] {
+            observed.push(as_float(&numeric(r)?)?.reshape(&[-1])?);
+        }
     }
     for update in &body.updates {
         let var = &vars[usize::from(update.var) % vars.len()];
@@ -774,5 +801,8 @@ fn run_body(body: &Body, m: &Object, x: &Tensor) -> Result<Tensor> {
     if let Some(r) = body.add_param {
         m.set("extra", Param::new(regs.get(r).clone()))?;
     }
-    numeric(regs.get(body.out))
+    if observed.len() == 1 {
+        return Ok(observed.swap_remove(0));
+    }
+    Tensor::concatenate(&observed, 0)
 }
