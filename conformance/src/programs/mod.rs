@@ -1,6 +1,6 @@
 //! Random *programs* for differential testing: a proptest strategy for [`ProgramCase`] — an
 //! object graph, an input array and a tree of nested transforms whose leaves are straight-line
-//! user code over [`Tensor`] operations — and [`ProgramCase::run`], which builds a fresh graph
+//! user code over [`Tensor`](nnx_core::Tensor) operations — and [`ProgramCase::run`], which builds a fresh graph
 //! and runs the program on an engine as a user would.
 //!
 //! The program is data (an AST with a readable `Debug`), so proptest shrinks it and a failure
@@ -148,8 +148,8 @@ pub enum Src {
     /// A register, adapted to the Variable's shape and dtype (summed and broadcast if the
     /// shapes differ).
     Reg(Reg),
-    /// The Variable's own value: `v * 0.5 + 1` (`v + 1` for integers, `fold_in(v, 1)` for
-    /// keys) — never batched when the Variable is not.
+    /// The Variable's own value: `v * 0.5 + 1` (`v + 1` for integers, `fold_in_each(v, 1)`
+    /// for keys) — never batched when the Variable is not.
     Own,
 }
 

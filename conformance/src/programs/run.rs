@@ -228,7 +228,7 @@ fn run_level(level: &Level, engine: &dyn Engine, m: &Object, x: &Tensor) -> Resu
         run_level(inner, engine, &args[0].object()?, &args[1].as_tensor()?)
     };
     match level {
-        Level::Body(body) => run_body(body, m, &[x.clone()]),
+        Level::Body(body) => run_body(body, m, std::slice::from_ref(x)),
         Level::Then(inner, body) => {
             let y = run_level(inner, engine, m, x)?;
             run_body(body, m, &[y, x.clone()])
@@ -741,7 +741,7 @@ fn run_op(op: &Op, regs: &mut Regs) -> Result<()> {
 fn fit(value: &Tensor, var: &Variable) -> Result<Tensor> {
     let target = var.value();
     if target.dtype() == DType::Key {
-        return random::fold_in(&target, 1);
+        return random::fold_in_each(&target, &Tensor::scalar(1u32));
     }
     let mut v = numeric(value)?;
     if v.shape() != target.shape() {
@@ -790,7 +790,7 @@ fn run_body(body: &Body, m: &Object, inputs: &[Tensor]) -> Result<Tensor> {
             Src::Own => {
                 let own = var.value();
                 match own.dtype() {
-                    DType::Key => random::fold_in(&own, 1)?,
+                    DType::Key => random::fold_in_each(&own, &Tensor::scalar(1u32))?,
                     DType::F32 => ((&own * 0.5)? + 1.0)?,
                     _ => (&own + 1)?,
                 }
