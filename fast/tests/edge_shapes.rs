@@ -2,7 +2,7 @@
 //! `Reference` on edge shapes: zero-lane `vmap`, zero-length `scan`, empty arrays and size-1
 //! axes. Each program runs on both engines and the results must be identical.
 
-use nnx_core::transforms::{Carry, scan};
+use nnx_core::transforms::{Carry, scan, value_and_grad};
 use nnx_fast::prelude::*;
 use nnx_fast::random;
 use nnx_reference::Reference;
@@ -116,5 +116,44 @@ fn size_one_and_empty_axes_agree() {
             .call(engine, &[Value::from(x)])?
             .as_tensor()
         });
+    }
+}
+
+/// A zero-length `scan` runs no iteration, so broadcast state it would update keeps its
+/// value, on both engines and under `grad` (it was overwritten with zeros, and `grad` of such
+/// a scan failed with "a scan of length 0 has no broadcast outputs").
+#[test]
+fn zero_length_scan_leaves_broadcast_state_unchanged() {
+    let body = |a: &[Value]| -> Result<Value> {
+        let m = a[0].object()?;
+        m.var("w")?.update(|w| (w * 0.5)? + 1.0)?;
+        Ok(Value::from(m.value("w")?))
+    };
+    for length in [0, 2] {
+        let expected = if length == 0 { 4.0 } else { 3.0 };
+        let after_scan = same_on_both(|engine| {
+            let m = Object::new("M").with("w", Param::new(Tensor::from_slice(&[4.0f32])))?;
+            scan(body)
+                .in_axes((None::<i32>,))
+                .out_axes(0)
+                .length(length)
+                .call(engine, &[Value::from(&m)])?;
+            m.value("w")
+        });
+        assert_eq!(after_scan.to_vec::<f32>().expect("f32"), vec![expected]);
+        let after_grad = same_on_both(|engine| {
+            let m = Object::new("M").with("w", Param::new(Tensor::from_slice(&[4.0f32])))?;
+            value_and_grad(|a: &[Value]| {
+                let ys = scan(body)
+                    .in_axes((None::<i32>,))
+                    .out_axes(0)
+                    .length(length)
+                    .call(engine, a)?;
+                Ok(Value::from(ys.as_tensor()?.sum(Axes::All)?))
+            })
+            .call(engine, &[Value::from(&m)])?;
+            m.value("w")
+        });
+        assert_eq!(after_grad.to_vec::<f32>().expect("f32"), vec![expected]);
     }
 }
