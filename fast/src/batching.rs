@@ -8,7 +8,7 @@
 //! weights stay a single matrix).
 
 use nnx_core::program::{Atom, Batching, Primitive, Program};
-use nnx_core::{Array, Error, Result};
+use nnx_core::{Array, Engine, Error, Result};
 
 use crate::fast_engine::Fast;
 use crate::kernels;
@@ -96,8 +96,8 @@ pub(crate) fn run_batched(
         });
     }
     if size == 0 {
-        // Nothing runs for zero lanes, exactly as in the reference engine.
-        return batching.zero_lane_outputs(program);
+        // Zero lanes: exactly what the reference engine does.
+        return batching.zero_lane_outputs(program, inputs, |lane| engine.run(program, lane));
     }
     let read = |env: &[Option<Value>], atom: &Atom| -> Result<Value> {
         match atom {

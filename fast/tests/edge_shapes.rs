@@ -51,6 +51,53 @@ fn zero_lane_vmap_returns_an_empty_batch_on_both_engines() {
     assert_eq!(y.shape(), &[0, 3]);
 }
 
+/// With zero lanes, an output that does not depend on the mapped inputs is still computed,
+/// as in JAX: broadcast state updated from its own value is written back (it was
+/// overwritten with zeros), and an unmapped output is the function's value.
+#[test]
+fn zero_lane_vmap_computes_unmapped_outputs() {
+    for lanes in [0, 2] {
+        let (y, w) = {
+            let mut results = Vec::new();
+            for engine in [&Fast as &dyn Engine, &Reference] {
+                let m = Object::new("M")
+                    .with("w", Param::new(Tensor::from_slice(&[4.0f32])))
+                    .expect("object");
+                let y = vmap(|a: &[Value]| {
+                    let m = a[0].object()?;
+                    m.var("w")?.update(|w| (w * 0.5)? + 1.0)?;
+                    let sum = a[1].as_tensor()?.sum(Axes::All)?;
+                    Ok(Value::tuple(vec![
+                        Value::from(sum),
+                        Value::from(m.value("w")?.mul(&m.value("w")?)?),
+                    ]))
+                })
+                .in_axes((None::<i32>, 0))
+                .out_axes((0, None::<i32>))
+                .call(
+                    engine,
+                    &[Value::from(&m), Value::from(Tensor::ones(&[lanes, 3]))],
+                )
+                .expect("runs");
+                let Value::Tuple(items) = y else {
+                    panic!("expected a tuple")
+                };
+                results.push((
+                    items[0].as_tensor().expect("tensor"),
+                    items[1].as_tensor().expect("tensor"),
+                    m.value("w").expect("w"),
+                ));
+            }
+            let (a, b) = (&results[0], &results[1]);
+            assert!(a.0.identical(&b.0) && a.1.identical(&b.1) && a.2.identical(&b.2));
+            assert_eq!(a.0.shape(), &[lanes]);
+            (a.1.clone(), a.2.clone())
+        };
+        assert_eq!(w.to_vec::<f32>().expect("f32"), vec![3.0]);
+        assert_eq!(y.to_vec::<f32>().expect("f32"), vec![9.0]);
+    }
+}
+
 /// A maximum inside a zero-lane `vmap` runs nothing on either engine; a maximum over an
 /// empty lane axis fails alike on both (while tracing, as in JAX).
 #[test]

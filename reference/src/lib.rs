@@ -64,7 +64,7 @@ impl Engine for Reference {
             }
         }
         if batching.axis_size == 0 {
-            return batching.zero_lane_outputs(program);
+            return batching.zero_lane_outputs(program, inputs, |lane| self.run(program, lane));
         }
         let mut lanes: Vec<Vec<Array>> =
             vec![Vec::with_capacity(batching.axis_size); program.outputs.len()];

@@ -40,24 +40,54 @@ pub struct Batching {
 }
 
 impl Batching {
-    /// The outputs of `program` batched over zero lanes: nothing runs, and each output is
-    /// zeros of its per-lane shape with an empty batch axis inserted at its out axis (the
-    /// per-lane shape itself for an unbatched output). Every engine returns exactly this for
-    /// `axis_size == 0`, so a zero-lane `vmap` never fails on what a lane would have done.
+    /// The outputs of `program` batched over zero lanes, given the engine's `run`. A mapped
+    /// output is empty along its batch axis (zeros of its per-lane shape with a batch axis of
+    /// size 0). An unmapped output does not depend on the mapped inputs (the caller checked),
+    /// so, as in JAX, it is computed: `program` runs once with zeros standing in for the
+    /// mapped inputs' lane — only if there is such an output. Every engine returns exactly
+    /// this for `axis_size == 0`.
     ///
     /// # Errors
-    /// Only for an impossible output aval.
-    pub fn zero_lane_outputs(&self, program: &Program) -> Result<Vec<Array>> {
+    /// Whatever `run` returns.
+    pub fn zero_lane_outputs(
+        &self,
+        program: &Program,
+        inputs: &[Array],
+        run: impl FnOnce(&[Array]) -> Result<Vec<Array>>,
+    ) -> Result<Vec<Array>> {
+        let unmapped = if self.out_axes.iter().any(Option::is_none) {
+            let lane = inputs
+                .iter()
+                .zip(&self.in_axes)
+                .map(|(input, axis)| match axis {
+                    Some(axis) => {
+                        let mut shape = input.shape().to_vec();
+                        if *axis < shape.len() {
+                            shape.remove(*axis);
+                        }
+                        Array::zeros_of(&shape, input.dtype())
+                    }
+                    None => Ok(input.clone()),
+                })
+                .collect::<Result<Vec<_>>>()?;
+            run(&lane)?
+        } else {
+            Vec::new()
+        };
         program
             .outputs
             .iter()
             .zip(&self.out_axes)
-            .map(|(atom, axis)| {
-                let mut aval = program.aval_of(atom);
-                if let Some(axis) = axis {
-                    aval.shape.insert((*axis).min(aval.shape.len()), 0);
+            .enumerate()
+            .map(|(j, (atom, axis))| match (axis, unmapped.get(j)) {
+                (None, Some(value)) => Ok(value.clone()),
+                _ => {
+                    let mut aval = program.aval_of(atom);
+                    if let Some(axis) = axis {
+                        aval.shape.insert((*axis).min(aval.shape.len()), 0);
+                    }
+                    Array::zeros_of(&aval.shape, aval.dtype)
                 }
-                Array::zeros_of(&aval.shape, aval.dtype)
             })
             .collect()
     }
