@@ -5,6 +5,9 @@
 //! - [`suite!`]: one `#[test]` per case for an engine —
 //!   `nnx_conformance::suite!(nnx_reference::Reference);` — and [`run_all`] for a single test
 //!   that reports every failure.
+//! - [`programs`]: proptest strategies for random programs (nested transforms over every
+//!   primitive), run differentially against the reference engine by
+//!   [`cases::differential`].
 //! - [`graphs`]: proptest strategies for random object graphs; [`isomorphism`]: graph
 //!   comparison up to identity.
 //! - Snapshots of printed structure and error messages live in this crate
@@ -15,6 +18,7 @@ pub mod cases;
 pub mod golden;
 pub mod graphs;
 pub mod isomorphism;
+pub mod programs;
 pub mod snapshots;
 mod suite;
 

@@ -8,7 +8,7 @@
 //! weights stay a single matrix).
 
 use nnx_core::program::{Atom, Batching, Primitive, Program};
-use nnx_core::{Array, Error, Result};
+use nnx_core::{Array, Engine, Error, Result};
 
 use crate::fast_engine::Fast;
 use crate::kernels;
@@ -95,6 +95,10 @@ pub(crate) fn run_batched(
             None => Value::Unbatched(input.clone()),
         });
     }
+    if size == 0 {
+        // Zero lanes: exactly what the reference engine does.
+        return batching.zero_lane_outputs(program, inputs, |lane| engine.run(program, lane));
+    }
     let read = |env: &[Option<Value>], atom: &Atom| -> Result<Value> {
         match atom {
             Atom::Literal(a) => Ok(Value::Unbatched(a.clone())),
@@ -157,11 +161,6 @@ fn per_lane(
         for (j, out) in outs.into_iter().enumerate() {
             lanes[j].push(out);
         }
-    }
-    if size == 0 {
-        return Err(Error::InvalidValue(
-            "vmap with zero lanes cannot run an equation without a batching rule".into(),
-        ));
     }
     lanes
         .into_iter()

@@ -63,6 +63,9 @@ impl Engine for Reference {
                 ));
             }
         }
+        if batching.axis_size == 0 {
+            return batching.zero_lane_outputs(program, inputs, |lane| self.run(program, lane));
+        }
         let mut lanes: Vec<Vec<Array>> =
             vec![Vec::with_capacity(batching.axis_size); program.outputs.len()];
         for lane in 0..batching.axis_size {
@@ -81,23 +84,12 @@ impl Engine for Reference {
         lanes
             .into_iter()
             .zip(&batching.out_axes)
-            .enumerate()
-            .map(|(j, (values, axis))| {
-                if values.is_empty() {
-                    // Zero lanes: nothing ran; the result is empty along the batch axis.
-                    let mut aval = program.aval_of(&program.outputs[j]);
-                    if let Some(axis) = axis {
-                        aval.shape.insert((*axis).min(aval.shape.len()), 0);
-                    }
-                    return Array::zeros_of(&aval.shape, aval.dtype);
-                }
-                match axis {
-                    Some(axis) => Array::stack(&values, *axis as isize),
-                    None => values
-                        .into_iter()
-                        .next()
-                        .ok_or_else(|| Error::InvalidValue("no lanes".into())),
-                }
+            .map(|(values, axis)| match axis {
+                Some(axis) => Array::stack(&values, *axis as isize),
+                None => values
+                    .into_iter()
+                    .next()
+                    .ok_or_else(|| Error::InvalidValue("no lanes".into())),
             })
             .collect()
     }

@@ -2,6 +2,7 @@
 //! cases: the first drives [`run_all`](crate::run_all), the second the [`suite!`](crate::suite)
 //! macro's one `#[test]` per case.
 
+pub mod differential;
 pub mod grad;
 pub mod guide;
 pub mod properties;
@@ -55,6 +56,8 @@ macro_rules! for_each_case {
             properties::vmap_matches_the_per_example_loop,
             properties::jit_matches_eager_results_and_state,
             properties::shared_variables_update_every_alias,
+            differential::differential_programs_agree_with_reference,
+            differential::differential_edge_shapes_agree_with_reference,
         );
     };
 }

@@ -235,9 +235,15 @@ impl Tape {
                     }
                     self.apply_one(Primitive::Stack { axis: *axis }, values)
                 }
-                ScanOutput::Broadcast => first[j].clone().ok_or_else(|| {
-                    Error::InvalidValue("a scan of length 0 has no broadcast outputs".into())
-                }),
+                ScanOutput::Broadcast => match first[j].clone() {
+                    Some(slot) => Ok(slot),
+                    // Zero iterations: zeros, as `Engine::run_scan` gives (the scan
+                    // transform keeps the broadcast state's own value).
+                    None => {
+                        let aval = body.aval_of(&body.outputs[j]);
+                        Ok(Slot::Constant(Tensor::zeros_of(&aval.shape, aval.dtype)?))
+                    }
+                },
             })
             .collect()
     }

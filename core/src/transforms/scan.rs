@@ -283,6 +283,28 @@ impl<F: Fn(&[Value]) -> Result<Value>> Scan<F> {
             },
             |arrays| engine.run_scan(&program, arrays, &spec),
         )?;
+        // Zero iterations run nothing, so broadcast state keeps its value (an engine has no
+        // iteration to take a broadcast output from, and gives zeros).
+        let results = if length == 0 {
+            results
+                .into_iter()
+                .zip(outputs.leaves())
+                .zip(&spec.outputs)
+                .map(|((result, out), kind)| {
+                    lowered
+                        .leaves()
+                        .iter()
+                        .find(|l| {
+                            *kind == ScanOutput::Broadcast
+                                && l.prefix == ScanAxis::Broadcast
+                                && l.path == out.path
+                        })
+                        .map_or(result, |input| input.value.clone())
+                })
+                .collect()
+        } else {
+            results
+        };
         lift::write_back(&lowered, &outputs, results)
     }
 
