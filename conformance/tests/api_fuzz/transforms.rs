@@ -1,0 +1,592 @@
+//! Transform steps: the call, the closure menu, and the model of what a call does.
+
+use super::*;
+
+// ---------------------------------------------------------------------------------------
+// Transforms
+// ---------------------------------------------------------------------------------------
+
+/// What the model expects of a transform call.
+pub(crate) enum Expect {
+    Ok,
+    Err,
+    /// The model does not decide validity (aliasing across arguments, axis sizes, carry
+    /// structure); if the call succeeds its result must still equal the model's.
+    Either,
+}
+
+/// How `vmap` treats the Params of `args[0]` (where closures create Variables): the axis,
+/// or `None` for broadcast.
+pub(crate) fn vmap_param_axis(spec: usize) -> Option<isize> {
+    match spec {
+        0 | 3 | 5 | 6 => Some(0),
+        1 => None,
+        2 => Some(-1),
+        _ => Some(1),
+    }
+}
+
+pub(crate) fn vmap_in_axes(spec: usize, nargs: usize) -> Prefix<nnx_core::transforms::Axis> {
+    use nnx_core::transforms::AxisSpec;
+    match spec {
+        0 => AxisSpec::from(0),
+        1 => AxisSpec::from(None::<i32>),
+        2 => AxisSpec::from(-1),
+        3 => {
+            let mut items = vec![AxisSpec::from(StateAxes::new([
+                (VariableType::PARAM.into(), Some(0)),
+                (Filter::Everything, None),
+            ]))];
+            items.extend((1..nargs).map(|_| AxisSpec::from(0)));
+            Prefix::Tuple(items)
+        }
+        4 => AxisSpec::from(1),
+        // Invalid: a tuple with one entry too many.
+        5 => Prefix::Tuple((0..=nargs).map(|_| AxisSpec::from(0)).collect()),
+        // Invalid: StateAxes for the whole argument list.
+        _ => AxisSpec::from(StateAxes::new([(Filter::Everything, Some(0))])),
+    }
+}
+
+/// The leaves the arguments pass (Variables and raw arrays of each argument, then the extra
+/// array), with their arguments' index.
+pub(crate) fn arg_leaves(
+    w: &World,
+    args: &[Nid],
+    extra: Option<&Tensor>,
+) -> Vec<(usize, Option<Vid>, Tensor)> {
+    let mut out = Vec::new();
+    for (i, _, leaf) in w.flatten_args(args) {
+        {
+            match leaf {
+                FlatLeaf::Var(v) => out.push((i, Some(v), w.vars[v].value.clone())),
+                FlatLeaf::Array(n, k) => {
+                    if let Some((_, MVal::Array(t))) =
+                        w.nodes[n].attrs.iter().find(|(key, _)| *key == k)
+                    {
+                        out.push((i, None, t.clone()));
+                    }
+                }
+            }
+        }
+    }
+    if let Some(t) = extra {
+        out.push((args.len(), None, t.clone()));
+    }
+    out
+}
+
+pub(crate) fn normalize(axis: isize, rank: usize) -> Option<usize> {
+    let n = rank as isize;
+    let a = if axis < 0 { axis + n } else { axis };
+    (0..n).contains(&a).then_some(a as usize)
+}
+
+/// The size of the batch (vmap) or of the scan, if the model can tell: `None` when no leaf
+/// is mapped or a mapped axis is out of range (the call must fail then).
+pub(crate) fn mapped_size(
+    w: &World,
+    args: &[Nid],
+    extra: Option<&Tensor>,
+    axis_of: impl Fn(usize, Option<Vid>) -> Option<isize>,
+) -> Option<usize> {
+    let mut size = None;
+    for (arg, var, t) in arg_leaves(w, args, extra) {
+        if let Some(axis) = axis_of(arg, var) {
+            let a = normalize(axis, t.shape().len())?;
+            size.get_or_insert(t.shape()[a]);
+        }
+    }
+    size
+}
+
+/// What the closure did, as the model sees it.
+pub(crate) struct BodyEffect {
+    /// `t + 1` applications per Variable.
+    increments: HashMap<Vid, usize>,
+    /// Variables created inside.
+    created: Vec<Vid>,
+}
+
+/// Applies the closure's actions to the model's `args[0]`, as the closure does to the raised
+/// object (whose attributes arrive in key order; picks are by key order either way).
+pub(crate) fn model_body(w: &mut World, arg0: Nid, actions: &[Action]) -> BodyEffect {
+    let mut effect = BodyEffect {
+        increments: HashMap::new(),
+        created: Vec::new(),
+    };
+    for a in actions {
+        let attrs = w.sorted_attrs(arg0);
+        let vars: Vec<(Key, Vid)> = attrs
+            .iter()
+            .filter_map(|(k, v)| match v {
+                MVal::Var(x) if !w.vars[*x].ty.is_subtype_of(VariableType::RNG_STATE) => {
+                    Some((k.clone(), *x))
+                }
+                _ => None,
+            })
+            .collect();
+        match a {
+            Action::Update(i) => {
+                if !vars.is_empty() {
+                    *effect.increments.entry(vars[i % vars.len()].1).or_default() += 1;
+                }
+            }
+            Action::AddVar(k) => {
+                let v = w.add_var(
+                    MVar {
+                        ty: VariableType::PARAM,
+                        value: Tensor::full(&[2], 3.0f32),
+                        metadata: Vec::new(),
+                    },
+                    None,
+                );
+                effect.created.push(v);
+                w.set(arg0, Key::from(INNER_KEYS[*k]), MVal::Var(v));
+            }
+            Action::Del(i) => {
+                if !attrs.is_empty() {
+                    let k = attrs[i % attrs.len()].0.clone();
+                    w.remove(arg0, &k);
+                }
+            }
+            Action::Share(k, i) => {
+                if !vars.is_empty() {
+                    let v = vars[i % vars.len()].1;
+                    w.set(arg0, Key::from(INNER_KEYS[*k]), MVal::Var(v));
+                }
+            }
+            Action::NewSub(k) => {
+                let v = w.add_var(
+                    MVar {
+                        ty: VariableType::PARAM,
+                        value: Tensor::full(&[2], 5.0f32),
+                        metadata: Vec::new(),
+                    },
+                    None,
+                );
+                effect.created.push(v);
+                let c = w.add_node(Kind::Object("Child".into()), None);
+                w.set(c, Key::from("p"), MVal::Var(v));
+                w.set(arg0, Key::from(INNER_KEYS[*k]), MVal::Node(c));
+            }
+            Action::Static(k, v) => {
+                w.set(
+                    arg0,
+                    Key::from(INNER_KEYS[*k]),
+                    MVal::Static(Static::from(i64::from(*v))),
+                );
+            }
+            Action::Leak => {}
+        }
+    }
+    effect
+}
+
+/// The closure's actions on the library's raised `args[0]`.
+pub(crate) fn lib_body(
+    inner: &[Value],
+    actions: &[Action],
+    ending: Ending,
+    leak: &RefCell<Option<Tensor>>,
+) -> Result<()> {
+    let o = inner
+        .first()
+        .and_then(Value::as_object)
+        .ok_or_else(|| Error::InvalidValue("args[0] is not an object".into()))?;
+    let stop = if ending == Ending::Ok {
+        actions.len()
+    } else {
+        actions.len() / 2
+    };
+    for a in &actions[..stop] {
+        let mut attrs: Vec<(Key, Value)> = o
+            .attributes()
+            .into_iter()
+            .map(|(k, v)| (Key::from(k), v))
+            .collect();
+        attrs.sort_by(|a, b| key_order(&a.0, &b.0));
+        let vars: Vec<Variable> = attrs
+            .iter()
+            .filter_map(|(_, v)| v.as_variable().cloned())
+            .filter(|v| !v.is_instance(VariableType::RNG_STATE))
+            .collect();
+        match a {
+            Action::Update(i) => {
+                if !vars.is_empty() {
+                    vars[i % vars.len()].update(|t| t + 1.0)?;
+                }
+            }
+            Action::AddVar(k) => o.set(INNER_KEYS[*k], Param::new(Tensor::full(&[2], 3.0f32)))?,
+            Action::Del(i) => {
+                if !attrs.is_empty() {
+                    o.del(&key_text(&attrs[i % attrs.len()].0))?;
+                }
+            }
+            Action::Share(k, i) => {
+                if !vars.is_empty() {
+                    o.set(INNER_KEYS[*k], &vars[i % vars.len()])?;
+                }
+            }
+            Action::NewSub(k) => o.set(
+                INNER_KEYS[*k],
+                Object::new("Child").with("p", Param::new(Tensor::full(&[2], 5.0f32)))?,
+            )?,
+            Action::Static(k, v) => o.set(INNER_KEYS[*k], Static::from(i64::from(*v)))?,
+            Action::Leak => {
+                if let Some(t) = vars.iter().map(Variable::value).find(Tensor::is_traced) {
+                    *leak.borrow_mut() = Some(t);
+                }
+            }
+        }
+    }
+    finish(ending)
+}
+
+pub(crate) fn run_transform(w: &mut World, t: &Transform) -> Step {
+    let arg_nodes: Vec<Nid> = t.args.iter().map(|&i| w.roots[i % w.roots.len()]).collect();
+    let extra = t.extra.map(|s| ramp(SHAPES[s], 1));
+    let mut args: Vec<Value> = arg_nodes
+        .iter()
+        .map(|&n| w.node_handle(n).cloned().ok_or("unbound root"))
+        .collect::<std::result::Result<_, _>>()?;
+    if let Some(x) = &extra {
+        args.push(Value::from(x));
+    }
+    let nargs = args.len();
+    let before = w.clone();
+
+    // The model's expectation and the state after a successful call.
+    let mut after = w.clone();
+    let effect = model_body(&mut after, arg_nodes[0], &t.actions);
+    let mut repeat = 1;
+    // Where created Variables come out: `Some((axis, size))` stacks them.
+    let mut stack_created: Option<(isize, usize)> = None;
+    let mut expect = match t.kind {
+        TKind::Jit | TKind::JitOfVmap => Expect::Ok,
+        TKind::Vmap => {
+            let spec = t.spec % 7;
+            let size = if spec == 1 {
+                Some(2)
+            } else {
+                mapped_size(w, &arg_nodes, extra.as_ref(), |arg, var| {
+                    match (spec, arg) {
+                        (3, 0) => var
+                            .filter(|&v| w.vars[v].ty.is_subtype_of(VariableType::PARAM))
+                            .map(|_| 0),
+                        _ => vmap_param_axis(spec),
+                    }
+                })
+            };
+            match (spec, size) {
+                (5 | 6, _) | (_, None) => Expect::Err,
+                (1, Some(_)) => Expect::Ok,
+                (_, Some(n)) => {
+                    stack_created = vmap_param_axis(spec).map(|a| (a, n));
+                    Expect::Either
+                }
+            }
+        }
+        TKind::Scan => match t.spec % 5 {
+            0 => {
+                repeat = t.length;
+                let only_updates = t
+                    .actions
+                    .iter()
+                    .all(|a| matches!(a, Action::Update(_) | Action::Leak));
+                if nargs == 1 && only_updates {
+                    Expect::Ok
+                } else {
+                    Expect::Either
+                }
+            }
+            1 | 4 => {
+                let axis = if t.spec % 5 == 1 { 0 } else { -1 };
+                match mapped_size(w, &arg_nodes, extra.as_ref(), |_, _| Some(axis)) {
+                    Some(n) => {
+                        stack_created = Some((axis, n));
+                        Expect::Either
+                    }
+                    None => Expect::Err,
+                }
+            }
+            2 => Expect::Either,
+            _ => Expect::Err,
+        },
+        TKind::Grad => match t.spec % 5 {
+            0 | 1 => {
+                if nargs == 1 {
+                    Expect::Ok
+                } else {
+                    Expect::Either
+                }
+            }
+            2 if nargs >= 2 => Expect::Either,
+            _ => Expect::Err,
+        },
+    };
+    if t.ending != Ending::Ok {
+        expect = Expect::Err;
+    }
+    finish_transform(&mut after, &arg_nodes, &effect, repeat, stack_created)?;
+
+    // The call.
+    let leak = RefCell::new(None);
+    let body = |inner: &[Value]| -> Result<Value> {
+        lib_body(inner, &t.actions, t.ending, &leak)?;
+        Ok(if t.kind == TKind::Scan && t.spec.is_multiple_of(5) {
+            inner[0].clone()
+        } else if t.kind == TKind::Grad {
+            Value::from(Tensor::scalar(0.0f32))
+        } else {
+            Value::Static(Static::None)
+        })
+    };
+    let outcome: Outcome = catch_unwind(AssertUnwindSafe(|| call(t, nargs, &args, &body)));
+    // How the call ended. A closure told to fail or panic may not have run at all (an
+    // invalid spec fails first), so any error is accepted for those.
+    let result = match (t.ending, outcome) {
+        (Ending::Panic, Err(payload)) if payload.downcast_ref::<FuzzPanic>().is_some() => Err(None),
+        (_, Err(payload)) => {
+            return Err(format!("the library panicked: {}", panic_message(&payload)));
+        }
+        (Ending::Panic | Ending::Err, Ok(Ok(_))) => {
+            return Err(format!(
+                "the call succeeded although the closure ended with {:?}",
+                t.ending
+            ));
+        }
+        (_, Ok(Err(e))) => Err(Some(e)),
+        (Ending::Ok, Ok(Ok(grads))) => Ok(grads),
+    };
+    if std::env::var("NNX_FUZZ_STATS").is_ok() {
+        eprintln!(
+            "STAT {:?} spec {} ending {:?} -> {}",
+            t.kind,
+            t.spec % 7,
+            t.ending,
+            match &result {
+                Ok(_) => "ok".to_owned(),
+                Err(None) => "panic".to_owned(),
+                Err(Some(e)) =>
+                    format!("err {}", e.to_string().chars().take(60).collect::<String>()),
+            }
+        );
+    }
+    match (expect, result) {
+        (Expect::Ok, Err(e)) => {
+            return Err(format!(
+                "failed: {}",
+                e.map_or("a panic".to_owned(), |e| e.to_string())
+            ));
+        }
+        (Expect::Err, Ok(_)) => {
+            return Err(fail("the call succeeded; the model expected an error"));
+        }
+        // Failed or panicked: the caller's objects must be exactly as before (the comparison
+        // after this step checks them against the restored model).
+        (_, Err(_)) => *w = before,
+        (_, Ok(grads)) => {
+            if let Some(grads) = grads {
+                check_grads(&before, t, &arg_nodes, extra.is_some(), &grads)?;
+            }
+            *w = after;
+        }
+    }
+    after_transform(&leak)
+}
+
+/// The model after a successful call: the closure's increments applied `repeat` times to the
+/// Variables still reachable from the arguments, created Variables stacked, and every object
+/// written back in key order.
+pub(crate) fn finish_transform(
+    after: &mut World,
+    args: &[Nid],
+    effect: &BodyEffect,
+    repeat: usize,
+    stack_created: Option<(isize, usize)>,
+) -> Step {
+    let reachable = after.reachable_vars(args);
+    for v in reachable {
+        if let Some(&k) = effect.increments.get(&v) {
+            // A Variable created inside starts afresh in every iteration.
+            let times = if effect.created.contains(&v) {
+                k
+            } else {
+                k * repeat
+            };
+            for _ in 0..times {
+                after.vars[v].value = (&after.vars[v].value + 1.0).map_err(|e| e.to_string())?;
+            }
+        }
+        if effect.created.contains(&v)
+            && let Some((axis, n)) = stack_created
+        {
+            let value = &after.vars[v].value;
+            let mut shape = value.shape().to_vec();
+            let Some(a) = normalize(axis, shape.len() + 1) else {
+                continue;
+            };
+            shape.insert(a, n);
+            let fill = value.to_vec::<f32>().map_err(|e| e.to_string())?[0];
+            after.vars[v].value = Tensor::full(&shape, fill);
+        }
+    }
+    if WRITE_BACK_SORTS {
+        for n in after.reachable(args) {
+            after.nodes[n].attrs = after.sorted_attrs(n);
+        }
+    }
+    Ok(())
+}
+
+pub(crate) fn call(
+    t: &Transform,
+    nargs: usize,
+    args: &[Value],
+    body: &dyn Fn(&[Value]) -> Result<Value>,
+) -> Result<Option<Vec<Grad>>> {
+    let none = |r: Result<Value>| r.map(|_| None);
+    match t.kind {
+        TKind::Jit => none(jit(body).call(&Reference, args)),
+        TKind::JitOfVmap => none(
+            jit(|a: &[Value]| {
+                vmap(body)
+                    .in_axes(None::<i32>)
+                    .axis_size(2)
+                    .call(&Reference, a)
+            })
+            .call(&Reference, args),
+        ),
+        TKind::Vmap => {
+            let spec = t.spec % 7;
+            let mut f = vmap(body).in_axes(vmap_in_axes(spec, nargs));
+            if spec == 1 {
+                f = f.axis_size(2);
+            }
+            none(f.call(&Reference, args))
+        }
+        TKind::Scan => {
+            let f = scan(body);
+            let f = match t.spec % 5 {
+                0 => f.in_axes(Carry).out_axes(Carry).length(t.length),
+                1 => f.in_axes(0).out_axes(0),
+                2 => f.in_axes(None::<i32>).out_axes(0).length(t.length),
+                3 => f.in_axes(Carry).out_axes(0).length(t.length),
+                _ => f
+                    .in_axes(Prefix::Leaf(ScanAxis::Axis(-1)))
+                    .out_axes(Prefix::Leaf(ScanAxis::Axis(-1))),
+            };
+            none(f.call(&Reference, args))
+        }
+        TKind::Grad => {
+            // `argnums(&[])` is left out: a successful call reorders the caller's
+            // attributes (a known defect of issue 8, owned by the lead).
+            let f = value_and_grad(body);
+            let f = match t.spec % 5 {
+                0 => f,
+                1 => f.wrt([DiffState::new(0, VariableType::BATCH_STAT)]),
+                2 => f.argnums(&[0, 1]),
+                3 => f.argnums(&[0, 0]),
+                _ => f.argnums(&[7]),
+            };
+            f.call(&Reference, args).map(|out| Some(out.grads))
+        }
+    }
+}
+
+/// The gradients of a constant loss: zeros, one State per differentiated object argument
+/// holding its differentiated Variables at their first paths.
+pub(crate) fn check_grads(
+    before: &World,
+    t: &Transform,
+    args: &[Nid],
+    has_extra: bool,
+    grads: &[Grad],
+) -> Step {
+    let wrt: Vec<(usize, MFilter)> = match t.spec % 5 {
+        0 => vec![(0, MFilter::Param)],
+        1 => vec![(0, MFilter::BatchStat)],
+        _ => vec![(0, MFilter::Param), (1, MFilter::Param)],
+    };
+    if grads.len() != wrt.len() {
+        return Err(format!(
+            "{} gradients for {} argnums",
+            grads.len(),
+            wrt.len()
+        ));
+    }
+    for ((argnum, filter), g) in wrt.into_iter().zip(grads) {
+        if argnum >= args.len() {
+            if !has_extra {
+                return Err(fail("a gradient for a missing argument"));
+            }
+            let a = g.array().map_err(|e| e.to_string())?;
+            if a.to_vec::<f32>()
+                .map_err(|e| e.to_string())?
+                .iter()
+                .any(|x| *x != 0.0)
+            {
+                return Err(fail("a non-zero gradient of a constant"));
+            }
+            continue;
+        }
+        let state = g.state().map_err(|e| e.to_string())?;
+        let expected: Vec<Vec<Key>> = before
+            .flatten(args[argnum])
+            .into_iter()
+            .filter(|(p, l)| matches!(l, FlatLeaf::Var(_)) && filter.matches(before, p, l))
+            .map(|(p, _)| p)
+            .collect();
+        let paths: Vec<Vec<Key>> = state.paths().map(|p| p.keys().to_vec()).collect();
+        if paths != expected {
+            return Err(format!(
+                "gradient paths {paths:?}, the model has {expected:?}"
+            ));
+        }
+        for (_, leaf) in state {
+            let v = leaf.value();
+            if v.dtype() == DType::F32
+                && v.to_vec::<f32>()
+                    .map_err(|e| e.to_string())?
+                    .iter()
+                    .any(|x| *x != 0.0)
+            {
+                return Err(fail("a non-zero gradient of a constant"));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The library is usable after any transform: the trace level is back to 0, a tracer the
+/// closure kept is escaped, and a fresh transform works.
+pub(crate) fn after_transform(leak: &RefCell<Option<Tensor>>) -> Step {
+    if trace::current_level() != 0 {
+        return Err(format!(
+            "the trace level is {} after the call",
+            trace::current_level()
+        ));
+    }
+    if let Some(t) = leak.borrow_mut().take() {
+        match &t + 1.0 {
+            Err(e) if e.kind() == ErrorKind::Tracing => {}
+            other => {
+                return Err(format!(
+                    "a tracer kept from a finished transform gave {:?}",
+                    other.map(|t| t.repr())
+                ));
+            }
+        }
+    }
+    let f = jit(|a: &[Value]| Ok(Value::from((a[0].as_tensor()? * 2.0)?)));
+    let out = f
+        .call(&Reference, (Tensor::ones(&[2]),))
+        .and_then(|v| v.as_tensor())
+        .and_then(|t| t.to_vec::<f32>())
+        .map_err(|e| format!("a fresh jit failed: {e}"))?;
+    if out != [2.0, 2.0] {
+        return Err(format!("a fresh jit computed {out:?}"));
+    }
+    Ok(())
+}
