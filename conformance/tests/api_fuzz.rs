@@ -146,6 +146,7 @@ pub(crate) fn step(w: &mut World, op: &Op) -> Step {
         }
         Op::Update { root, filter } => update(w, *root, UPDATE_FILTERS[*filter]),
         Op::State { root, filter } => check_state(w, *root, STATE_FILTERS[*filter]),
+        Op::VarEdit { var, edit } => var_edit_step(w, *var, edit),
         Op::SplitRngs {
             root,
             splits,

@@ -382,3 +382,49 @@ pub(crate) fn split_rngs(
     }
     Ok(())
 }
+
+/// Model of `Variable::set_metadata`: replaces in place or appends.
+pub(crate) fn set_metadata(metadata: &mut Vec<(String, Static)>, key: &str, value: Static) {
+    match metadata.iter_mut().find(|(k, _)| k == key) {
+        Some(slot) => slot.1 = value,
+        None => metadata.push((key.to_owned(), value)),
+    }
+}
+
+pub(crate) fn var_edit_step(w: &mut World, var: usize, edit: &VarEdit) -> Step {
+    let vars = shareable_vars(w, &w.roots.clone());
+    if vars.is_empty() {
+        return Ok(());
+    }
+    let v = vars[var % vars.len()];
+    let h = w.var_handle(v).cloned().ok_or("unbound Variable")?;
+    match edit {
+        VarEdit::SetValue { shape, val } => {
+            let t = ramp(SHAPES[*shape], *val);
+            h.set_value(t.clone()).map_err(|e| e.to_string())?;
+            w.vars[v].value = t;
+        }
+        VarEdit::SetMeta { key, val } => {
+            let value = Static::from(i64::from(*val));
+            h.set_metadata(METADATA_KEYS[*key], value.clone())
+                .map_err(|e| e.to_string())?;
+            set_metadata(&mut w.vars[v].metadata, METADATA_KEYS[*key], value);
+        }
+        VarEdit::DelMeta { key } => {
+            let removed = h
+                .del_metadata(METADATA_KEYS[*key])
+                .map_err(|e| e.to_string())?;
+            let metadata = &mut w.vars[v].metadata;
+            let expected = metadata
+                .iter()
+                .position(|(k, _)| k == METADATA_KEYS[*key])
+                .map(|i| metadata.remove(i).1);
+            if removed != expected {
+                return Err(format!(
+                    "del_metadata gave {removed:?}, the model {expected:?}"
+                ));
+            }
+        }
+    }
+    Ok(())
+}

@@ -78,6 +78,8 @@ pub(crate) enum TKind {
     Scan,
     Grad,
     JitOfVmap,
+    /// `value_and_grad` of a function that calls a `jit`ted closure.
+    GradOfJit,
 }
 
 #[derive(Clone, Debug)]
@@ -96,6 +98,8 @@ pub(crate) enum Action {
     Static(usize, i8),
     /// Keeps a tracer (a top-level Variable's value) outside the transform.
     Leak,
+    /// Sets metadata `METADATA_KEYS[k] = v` on a top-level Variable.
+    Meta(usize, usize, i8),
 }
 
 #[derive(Clone, Debug)]
@@ -135,6 +139,11 @@ pub(crate) enum Op {
     Update {
         root: usize,
         filter: usize,
+    },
+    /// Edits a Variable from outside: its value (any shape) or its metadata.
+    VarEdit {
+        var: usize,
+        edit: VarEdit,
     },
     State {
         root: usize,
@@ -179,6 +188,7 @@ pub(crate) fn action() -> impl Strategy<Value = Action> {
         1 => (0..INNER_KEYS.len()).prop_map(Action::NewSub),
         1 => (0..INNER_KEYS.len(), -3i8..3).prop_map(|(k, v)| Action::Static(k, v)),
         1 => Just(Action::Leak),
+        1 => (any::<usize>(), 0..METADATA_KEYS.len(), -3i8..3).prop_map(|(i, k, v)| Action::Meta(i, k, v)),
     ]
 }
 
@@ -189,7 +199,8 @@ pub(crate) fn transform() -> impl Strategy<Value = Transform> {
             Just(TKind::Vmap),
             Just(TKind::Scan),
             Just(TKind::Grad),
-            Just(TKind::JitOfVmap)
+            Just(TKind::JitOfVmap),
+            Just(TKind::GradOfJit)
         ],
         0usize..7,
         prop::collection::vec(any::<usize>(), 1..=2),
@@ -220,6 +231,7 @@ pub(crate) fn op() -> impl Strategy<Value = Op> {
         1 => any::<usize>().prop_map(|root| Op::Clone { root }),
         1 => (any::<usize>(), 0..UPDATE_FILTERS.len()).prop_map(|(root, filter)| Op::Update { root, filter }),
         1 => (any::<usize>(), 0..STATE_FILTERS.len()).prop_map(|(root, filter)| Op::State { root, filter }),
+        2 => (any::<usize>(), var_edit()).prop_map(|(var, edit)| Op::VarEdit { var, edit }),
         1 => (any::<usize>(), 1usize..=3, any::<bool>(), any::<bool>(), ending()).prop_map(
             |(root, splits, fork, draw, ending)| Op::SplitRngs { root, splits, fork, draw, ending }
         ),
@@ -245,3 +257,21 @@ pub(crate) const STATE_FILTERS: [MFilter; 8] = [
     MFilter::ParamOrArray,
     MFilter::NotParam,
 ];
+
+/// Metadata keys set by the fuzzer.
+pub(crate) const METADATA_KEYS: [&str; 2] = ["note", "extra"];
+
+#[derive(Clone, Debug)]
+pub(crate) enum VarEdit {
+    SetValue { shape: usize, val: i8 },
+    SetMeta { key: usize, val: i8 },
+    DelMeta { key: usize },
+}
+
+pub(crate) fn var_edit() -> impl Strategy<Value = VarEdit> {
+    prop_oneof![
+        (0..SHAPES.len(), -8i8..8).prop_map(|(shape, val)| VarEdit::SetValue { shape, val }),
+        (0..METADATA_KEYS.len(), -3i8..3).prop_map(|(key, val)| VarEdit::SetMeta { key, val }),
+        (0..METADATA_KEYS.len()).prop_map(|key| VarEdit::DelMeta { key }),
+    ]
+}
