@@ -78,6 +78,8 @@ pub(crate) enum TKind {
     Scan,
     Grad,
     JitOfVmap,
+    /// The same `jit` called twice (the second call may hit the cache).
+    JitTwice,
     /// `value_and_grad` of a function that calls a `jit`ted closure.
     GradOfJit,
 }
@@ -113,6 +115,9 @@ pub(crate) struct Transform {
     pub(crate) extra: Option<usize>,
     /// `scan` length where the spec gives one (1..=3).
     pub(crate) length: usize,
+    /// `vmap`'s `out_axes` (`2` stands for `None`); with an extra array argument, the
+    /// closure returns it, so this moves its batch axis.
+    pub(crate) out_axis: i8,
     pub(crate) actions: Vec<Action>,
     pub(crate) ending: Ending,
 }
@@ -200,22 +205,25 @@ pub(crate) fn transform() -> impl Strategy<Value = Transform> {
             Just(TKind::Scan),
             Just(TKind::Grad),
             Just(TKind::JitOfVmap),
-            Just(TKind::GradOfJit)
+            Just(TKind::GradOfJit),
+            Just(TKind::JitTwice)
         ],
         0usize..7,
         prop::collection::vec(any::<usize>(), 1..=2),
         prop::option::weighted(0.3, 0..SHAPES.len()),
         1usize..=3,
+        -2i8..=2,
         prop::collection::vec(action(), 0..5),
         ending(),
     )
         .prop_map(
-            |(kind, spec, args, extra, length, actions, ending)| Transform {
+            |(kind, spec, args, extra, length, out_axis, actions, ending)| Transform {
                 kind,
                 spec,
                 args,
                 extra,
                 length,
+                out_axis,
                 actions,
                 ending,
             },

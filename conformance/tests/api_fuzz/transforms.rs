@@ -1,6 +1,7 @@
 //! Transform steps: the call, the closure menu, and the model of what a call does.
 
 use super::*;
+use nnx_core::transforms::AxisSpec;
 
 // ---------------------------------------------------------------------------------------
 // Transforms
@@ -297,7 +298,7 @@ pub(crate) fn run_transform(w: &mut World, t: &Transform) -> Step {
         Expect::Either
     };
     let mut expect = match t.kind {
-        TKind::Jit | TKind::JitOfVmap => Expect::Ok,
+        TKind::Jit | TKind::JitTwice | TKind::JitOfVmap => Expect::Ok,
         TKind::GradOfJit => single_object,
         TKind::Vmap => {
             let spec = t.spec % 7;
@@ -354,10 +355,24 @@ pub(crate) fn run_transform(w: &mut World, t: &Transform) -> Step {
             _ => Expect::Err,
         },
     };
+    // `vmap` returns the extra array: where its batch axis goes.
+    let vmap_output = match (t.kind, &extra) {
+        (TKind::Vmap, Some(x)) if t.spec % 7 < 5 => Some(vmap_output(t, x)),
+        _ => None,
+    };
+    if matches!(vmap_output, Some(None)) {
+        expect = Expect::Err;
+    }
     if t.ending != Ending::Ok {
         expect = Expect::Err;
     }
     finish_transform(&mut after, &arg_nodes, &effect, repeat, stack_created)?;
+    if t.kind == TKind::JitTwice {
+        // The second call replays the cached program or retraces (if the first changed the
+        // structure); either way it does what the closure does to the new state.
+        let effect = model_body(&mut after, arg_nodes[0], &t.actions);
+        finish_transform(&mut after, &arg_nodes, &effect, 1, None)?;
+    }
 
     // The call.
     let leak = RefCell::new(None);
@@ -365,13 +380,17 @@ pub(crate) fn run_transform(w: &mut World, t: &Transform) -> Step {
         lib_body(inner, &t.actions, t.ending, &leak)?;
         Ok(if t.kind == TKind::Scan && t.spec.is_multiple_of(5) {
             inner[0].clone()
+        } else if t.kind == TKind::Vmap && extra.is_some() {
+            inner[nargs - 1].clone()
         } else if matches!(t.kind, TKind::Grad | TKind::GradOfJit) {
             Value::from(Tensor::scalar(0.0f32))
         } else {
             Value::Static(Static::None)
         })
     };
-    let outcome: Outcome = catch_unwind(AssertUnwindSafe(|| call(t, nargs, &args, &body)));
+    let returned = RefCell::new(None);
+    let outcome: Outcome =
+        catch_unwind(AssertUnwindSafe(|| call(t, nargs, &args, &body, &returned)));
     // How the call ended. A closure told to fail or panic may not have run at all (an
     // invalid spec fails first), so any error is accepted for those.
     let result = match (t.ending, outcome) {
@@ -418,6 +437,24 @@ pub(crate) fn run_transform(w: &mut World, t: &Transform) -> Step {
         (_, Ok(grads)) => {
             if let Some(grads) = grads {
                 check_grads(&before, t, &arg_nodes, extra.is_some(), &grads)?;
+            }
+            if let Some(Some((shape, same))) = vmap_output {
+                let out = returned
+                    .borrow_mut()
+                    .take()
+                    .ok_or("vmap returned nothing")?
+                    .as_tensor()
+                    .map_err(|e| e.to_string())?;
+                let x = extra.as_ref().ok_or("no extra argument")?;
+                if out.shape() != shape.as_slice() || (same && !out.identical(x)) {
+                    return Err(format!(
+                        "vmap returned {} for {} (out_axes={}); expected shape {shape:?}{}",
+                        out.repr(),
+                        x.repr(),
+                        t.out_axis,
+                        if same { ", the input itself" } else { "" }
+                    ));
+                }
             }
             *w = after;
         }
@@ -475,15 +512,60 @@ pub(crate) fn finish_transform(
     Ok(())
 }
 
+/// The shape `vmap` must return for the extra array (and whether it must be that very
+/// array), or `None` when the output axes must be rejected.
+fn vmap_output(t: &Transform, x: &Tensor) -> Option<(Vec<usize>, bool)> {
+    let spec = t.spec % 7;
+    let in_axis = match spec {
+        1 => None,
+        3 => Some(0),
+        _ => vmap_param_axis(spec),
+    };
+    let out_axis = (t.out_axis != 2).then_some(isize::from(t.out_axis));
+    let mut shape = x.shape().to_vec();
+    match (in_axis, out_axis) {
+        // Broadcast in and out: the array itself.
+        (None, None) => Some((shape, true)),
+        // Broadcast in, mapped out: `axis_size` copies.
+        (None, Some(b)) => {
+            let b = normalize(b, shape.len() + 1)?;
+            shape.insert(b, 2);
+            Some((shape, false))
+        }
+        // Mapped in, broadcast out: it differs per lane, which is an error.
+        (Some(_), None) => None,
+        (Some(a), Some(b)) => {
+            let a = normalize(a, shape.len())?;
+            let b = normalize(b, shape.len())?;
+            let n = shape.remove(a);
+            shape.insert(b, n);
+            Some((shape, a == b))
+        }
+    }
+}
+
 pub(crate) fn call(
     t: &Transform,
     nargs: usize,
     args: &[Value],
     body: &dyn Fn(&[Value]) -> Result<Value>,
+    returned: &RefCell<Option<Value>>,
 ) -> Result<Option<Vec<Grad>>> {
     let none = |r: Result<Value>| r.map(|_| None);
     match t.kind {
         TKind::Jit => none(jit(body).call(&Reference, args)),
+        TKind::JitTwice => {
+            let f = jit(body);
+            f.call(&Reference, args)?;
+            f.call(&Reference, args)?;
+            if !(1..=2).contains(&f.trace_count()) {
+                return Err(Error::InvalidValue(format!(
+                    "two calls traced {} times",
+                    f.trace_count()
+                )));
+            }
+            Ok(None)
+        }
         TKind::JitOfVmap => none(
             jit(|a: &[Value]| {
                 vmap(body)
@@ -495,11 +577,19 @@ pub(crate) fn call(
         ),
         TKind::Vmap => {
             let spec = t.spec % 7;
-            let mut f = vmap(body).in_axes(vmap_in_axes(spec, nargs));
+            let out_axes = match t.out_axis {
+                2 => AxisSpec::from(None::<i32>),
+                b => AxisSpec::from(i32::from(b)),
+            };
+            let mut f = vmap(body)
+                .in_axes(vmap_in_axes(spec, nargs))
+                .out_axes(out_axes);
             if spec == 1 {
                 f = f.axis_size(2);
             }
-            none(f.call(&Reference, args))
+            let out = f.call(&Reference, args)?;
+            *returned.borrow_mut() = Some(out);
+            Ok(None)
         }
         TKind::Scan => {
             let f = scan(body);
