@@ -100,6 +100,11 @@ pub(crate) enum Action {
     Static(usize, i8),
     /// Keeps a tracer (a top-level Variable's value) outside the transform.
     Leak,
+    /// Breaks the closure rule with the caller's `args[0]`, captured from outside: mutates
+    /// it (`true`) or passes it to a nested transform (`false`). Either is an error.
+    Captured(bool),
+    /// Draws a key from one of the random streams reachable from `args[0]`.
+    Draw(usize),
     /// Sets metadata `METADATA_KEYS[k] = v` on a top-level Variable.
     Meta(usize, usize, i8),
 }
@@ -193,6 +198,8 @@ pub(crate) fn action() -> impl Strategy<Value = Action> {
         1 => (0..INNER_KEYS.len()).prop_map(Action::NewSub),
         1 => (0..INNER_KEYS.len(), -3i8..3).prop_map(|(k, v)| Action::Static(k, v)),
         1 => Just(Action::Leak),
+        1 => any::<bool>().prop_map(Action::Captured),
+        2 => any::<usize>().prop_map(Action::Draw),
         1 => (any::<usize>(), 0..METADATA_KEYS.len(), -3i8..3).prop_map(|(i, k, v)| Action::Meta(i, k, v)),
     ]
 }

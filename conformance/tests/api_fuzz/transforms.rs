@@ -110,6 +110,8 @@ pub(crate) struct BodyEffect {
     increments: HashMap<Vid, usize>,
     /// The metadata before the call of every Variable whose metadata the closure set.
     metadata_before: HashMap<Vid, Vec<(String, Static)>>,
+    /// Keys drawn per stream, by the stream's count Variable.
+    draws: HashMap<Vid, usize>,
     /// Variables created inside.
     created: Vec<Vid>,
 }
@@ -120,6 +122,7 @@ pub(crate) fn model_body(w: &mut World, arg0: Nid, actions: &[Action]) -> BodyEf
     let mut effect = BodyEffect {
         increments: HashMap::new(),
         metadata_before: HashMap::new(),
+        draws: HashMap::new(),
         created: Vec::new(),
     };
     for a in actions {
@@ -184,7 +187,23 @@ pub(crate) fn model_body(w: &mut World, arg0: Nid, actions: &[Action]) -> BodyEf
                     MVal::Static(Static::from(i64::from(*v))),
                 );
             }
-            Action::Leak => {}
+            Action::Leak | Action::Captured(_) => {}
+            Action::Draw(i) => {
+                let counts: Vec<Vid> = w
+                    .reachable(&[arg0])
+                    .into_iter()
+                    .filter(|&n| matches!(&w.nodes[n].kind, Kind::Object(t) if t == "RngStream"))
+                    .filter_map(|n| {
+                        w.nodes[n].attrs.iter().find_map(|(k, v)| match v {
+                            MVal::Var(x) if *k == Key::from("count") => Some(*x),
+                            _ => None,
+                        })
+                    })
+                    .collect();
+                if !counts.is_empty() {
+                    *effect.draws.entry(counts[i % counts.len()]).or_default() += 1;
+                }
+            }
             Action::Meta(i, k, value) => {
                 if !vars.is_empty() {
                     let v = vars[i % vars.len()].1;
@@ -207,6 +226,7 @@ pub(crate) fn model_body(w: &mut World, arg0: Nid, actions: &[Action]) -> BodyEf
 /// The closure's actions on the library's raised `args[0]`.
 pub(crate) fn lib_body(
     inner: &[Value],
+    outer: &Value,
     actions: &[Action],
     ending: Ending,
     leak: &RefCell<Option<Tensor>>,
@@ -259,6 +279,19 @@ pub(crate) fn lib_body(
                     vars[i % vars.len()]
                         .set_metadata(METADATA_KEYS[*k], Static::from(i64::from(*value)))?;
                 }
+            }
+            Action::Draw(i) => {
+                let streams = nnx_core::random::rng_streams(o)?;
+                if !streams.is_empty() {
+                    streams[i % streams.len()].1.next_key()?;
+                }
+            }
+            Action::Captured(true) => outer.object()?.set("captured", 1)?,
+            Action::Captured(false) => {
+                vmap(|_: &[Value]| Ok(Value::Static(Static::None)))
+                    .in_axes(None::<i32>)
+                    .axis_size(1)
+                    .call(&Reference, std::slice::from_ref(outer))?;
             }
             Action::Leak => {
                 if let Some(t) = vars.iter().map(Variable::value).find(Tensor::is_traced) {
@@ -363,7 +396,13 @@ pub(crate) fn run_transform(w: &mut World, t: &Transform) -> Step {
     if matches!(vmap_output, Some(None)) {
         expect = Expect::Err;
     }
-    if t.ending != Ending::Ok {
+    let ran = if t.ending == Ending::Ok {
+        &t.actions[..]
+    } else {
+        &t.actions[..t.actions.len() / 2]
+    };
+    let breaks_closure_rule = ran.iter().any(|a| matches!(a, Action::Captured(_)));
+    if t.ending != Ending::Ok || breaks_closure_rule {
         expect = Expect::Err;
     }
     finish_transform(&mut after, &arg_nodes, &effect, repeat, stack_created)?;
@@ -377,7 +416,7 @@ pub(crate) fn run_transform(w: &mut World, t: &Transform) -> Step {
     // The call.
     let leak = RefCell::new(None);
     let body = |inner: &[Value]| -> Result<Value> {
-        lib_body(inner, &t.actions, t.ending, &leak)?;
+        lib_body(inner, &args[0], &t.actions, t.ending, &leak)?;
         Ok(if t.kind == TKind::Scan && t.spec.is_multiple_of(5) {
             inner[0].clone()
         } else if t.kind == TKind::Vmap && extra.is_some() {
@@ -404,7 +443,18 @@ pub(crate) fn run_transform(w: &mut World, t: &Transform) -> Step {
                 t.ending
             ));
         }
-        (_, Ok(Err(e))) => Err(Some(e)),
+        (_, Ok(Err(e))) => {
+            if breaks_closure_rule
+                && t.ending == Ending::Ok
+                && !matches!(
+                    e.kind(),
+                    ErrorKind::TraceContext | ErrorKind::Prefix | ErrorKind::Aliasing
+                )
+            {
+                return Err(format!("breaking the closure rule gave {e}"));
+            }
+            Err(Some(e))
+        }
         (Ending::Ok, Ok(Ok(grads))) => Ok(grads),
     };
     if std::env::var("NNX_FUZZ_STATS").is_ok() {
@@ -480,6 +530,17 @@ pub(crate) fn finish_transform(
         }
     }
     for v in reachable {
+        if let Some(&k) = effect.draws.get(&v) {
+            let value = &after.vars[v].value;
+            let counts: Vec<u32> = value
+                .to_vec::<u32>()
+                .map_err(|e| e.to_string())?
+                .into_iter()
+                .map(|c| c + (k * repeat) as u32)
+                .collect();
+            after.vars[v].value =
+                Tensor::from_vec(value.shape(), counts).map_err(|e| e.to_string())?;
+        }
         if let Some(&k) = effect.increments.get(&v) {
             // A Variable created inside starts afresh in every iteration.
             let times = if effect.created.contains(&v) {
