@@ -145,6 +145,7 @@ pub(crate) fn step(w: &mut World, op: &Op) -> Step {
             Ok(())
         }
         Op::Update { root, filter } => update(w, *root, UPDATE_FILTERS[*filter]),
+        Op::UpdateFrom { from, to } => update_from(w, *from, *to),
         Op::State { root, filter } => check_state(w, *root, STATE_FILTERS[*filter]),
         Op::VarEdit { var, edit } => var_edit_step(w, *var, edit),
         Op::SplitRngs {

@@ -2,6 +2,7 @@
 
 use super::*;
 
+/// Makes `n` a root (replacing the last one when there are `MAX_ROOTS`).
 pub(crate) fn add_root(w: &mut World, n: Nid) {
     if w.roots.len() < MAX_ROOTS {
         w.roots.push(n);
@@ -37,6 +38,7 @@ pub(crate) fn shareable_vars(w: &World, from: &[Nid]) -> Vec<Vid> {
         .collect()
 }
 
+/// `set`/`push`/`insert` on a node (in place when the key exists, appended otherwise).
 pub(crate) fn set(w: &mut World, node: usize, key: usize, what: &What) -> Step {
     let nodes = editable_nodes(w);
     let n = nodes[node % nodes.len()];
@@ -138,6 +140,8 @@ pub(crate) fn set(w: &mut World, node: usize, key: usize, what: &What) -> Step {
     result.map_err(|e| format!("set failed: {e}"))
 }
 
+/// `del`/`pop`/`remove` on a node; deleting what is not there is an error (objects) or
+/// `None` (dicts) and changes nothing.
 pub(crate) fn del(w: &mut World, node: usize, key: usize) -> Step {
     let nodes = editable_nodes(w);
     let n = nodes[node % nodes.len()];
@@ -186,6 +190,8 @@ pub(crate) fn del(w: &mut World, node: usize, key: usize) -> Step {
     }
 }
 
+/// `split_by` with a filter list (exhaustive, non-exhaustive or with `Everything` not last),
+/// then `merge`: a new root with new nodes in key order and the same Variables.
 pub(crate) fn split_merge(w: &mut World, root: usize, filters: usize) -> Step {
     let i = root % w.roots.len();
     let r = w.roots[i];
@@ -237,6 +243,8 @@ pub(crate) fn split_merge(w: &mut World, root: usize, filters: usize) -> Step {
     }
 }
 
+/// `update(root, state_by(root, filter).map(+1))`: the selected Variables and arrays go up
+/// by one in place.
 pub(crate) fn update(w: &mut World, root: usize, filter: MFilter) -> Step {
     let i = root % w.roots.len();
     let r = w.roots[i];
@@ -267,6 +275,7 @@ pub(crate) fn update(w: &mut World, root: usize, filter: MFilter) -> Step {
     Ok(())
 }
 
+/// `state_by(root, filter)` lists the model's leaves, in order, at their first paths.
 pub(crate) fn check_state(w: &mut World, root: usize, filter: MFilter) -> Step {
     let i = root % w.roots.len();
     let r = w.roots[i];
@@ -303,6 +312,8 @@ pub(crate) fn check_state(w: &mut World, root: usize, filter: MFilter) -> Step {
     Ok(())
 }
 
+/// `split_rngs`/`fork_rngs` (scoped) around a closure that may draw, fail or panic: afterwards
+/// every stream has its key back and its count one higher.
 pub(crate) fn split_rngs(
     w: &mut World,
     root: usize,
@@ -391,6 +402,7 @@ pub(crate) fn set_metadata(metadata: &mut Vec<(String, Static)>, key: &str, valu
     }
 }
 
+/// A Variable edited from outside: a new value (any shape), or metadata set or deleted.
 pub(crate) fn var_edit_step(w: &mut World, var: usize, edit: &VarEdit) -> Step {
     let vars = shareable_vars(w, &w.roots.clone());
     if vars.is_empty() {
@@ -424,6 +436,71 @@ pub(crate) fn var_edit_step(w: &mut World, var: usize, edit: &VarEdit) -> Step {
                     "del_metadata gave {removed:?}, the model {expected:?}"
                 ));
             }
+        }
+    }
+    Ok(())
+}
+
+/// Follows `path` from node `n` through the model's attributes: the node holding the last key
+/// and what it holds there.
+fn resolve(w: &World, mut n: Nid, path: &[Key]) -> Option<(Nid, MVal)> {
+    let (last, inner) = path.split_last()?;
+    for key in inner {
+        match w.nodes[n].attrs.iter().find(|(k, _)| k == key)? {
+            (_, MVal::Node(c)) => n = *c,
+            _ => return None,
+        }
+    }
+    let (_, value) = w.nodes[n].attrs.iter().find(|(k, _)| k == last)?;
+    Some((n, value.clone()))
+}
+
+/// `update(to, state(from))`: every Variable of `to` reached at a path of `from`'s state takes
+/// the value and metadata of `from`'s Variable there (keeping its identity and type), one
+/// after the other in path order; every raw array is replaced. Skipped when the structures
+/// do not correspond.
+pub(crate) fn update_from(w: &mut World, from: usize, to: usize) -> Step {
+    enum Write {
+        Var {
+            src: Vid,
+            dst: Vid,
+        },
+        Array {
+            holder: Nid,
+            key: Key,
+            value: Tensor,
+        },
+    }
+    let (from, to) = (from % w.roots.len(), to % w.roots.len());
+    let mut writes = Vec::new();
+    for (path, leaf) in w.flatten(w.roots[from]) {
+        match (leaf, resolve(w, w.roots[to], &path)) {
+            (FlatLeaf::Var(src), Some((_, MVal::Var(dst)))) => writes.push(Write::Var { src, dst }),
+            (FlatLeaf::Array(n, k), Some((holder, MVal::Array(_)))) => {
+                let Some((_, MVal::Array(t))) = w.nodes[n].attrs.iter().find(|(key, _)| *key == k)
+                else {
+                    return Err(fail("the model lost an array"));
+                };
+                let key = path.last().cloned().ok_or("an empty path")?;
+                writes.push(Write::Array {
+                    holder,
+                    key,
+                    value: t.clone(),
+                });
+            }
+            _ => return Ok(()),
+        }
+    }
+    let state = graph::state(&w.root(from));
+    graph::update(&w.root(to), &state).map_err(|e| format!("update: {e}"))?;
+    for write in writes {
+        match write {
+            Write::Var { src, dst } => {
+                let source = w.vars[src].clone();
+                w.vars[dst].value = source.value;
+                w.vars[dst].metadata = source.metadata;
+            }
+            Write::Array { holder, key, value } => w.set(holder, key, MVal::Array(value)),
         }
     }
     Ok(())

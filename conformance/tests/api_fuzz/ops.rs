@@ -2,20 +2,26 @@
 
 use super::*;
 
+/// Array shapes: mostly with a leading 2, so that `vmap`/`scan` over axis 0 often agree.
 pub(crate) const SHAPES: [&[usize]; 5] = [&[2], &[2, 3], &[2], &[], &[3]];
 /// Attribute names set from outside.
 pub(crate) const OBJECT_KEYS: [&str; 5] = ["a", "b", "w", "x", "sub"];
 /// Attribute names set by closures inside transforms.
 pub(crate) const INNER_KEYS: [&str; 5] = ["a", "w", "x", "new", "sub"];
+/// How many top-level objects the caller holds at most (merge/clone results replace the
+/// last one beyond that).
 pub(crate) const MAX_ROOTS: usize = 5;
 
 /// Whether a successful transform leaves every object it wrote back with its attributes in
 /// key order. That is Flax's behaviour (SEMANTICS.md T4: `vars(obj).clear()`, then the
 /// attributes are re-set from the inner graph in sorted order) and the library's today.
 /// Issue 8 point 3 asks transforms to preserve attribute order instead; whoever makes that
-/// change sets this to `false` and teaches `finish_transform` the new order.
+/// change sets this to `false`, and the model then expects every object to keep its order,
+/// with attributes replaced inside staying in place, deleted ones gone, and added ones
+/// appended in the order the closure added them (objects created inside: creation order).
 pub(crate) const WRITE_BACK_SORTS: bool = true;
 
+/// A key as an attribute name.
 pub(crate) fn key_text(key: &Key) -> String {
     match key {
         Key::Int(i) => i.to_string(),
@@ -23,6 +29,7 @@ pub(crate) fn key_text(key: &Key) -> String {
     }
 }
 
+/// Dict keys: strings and integers (integers sort first).
 pub(crate) fn dict_key(i: usize) -> Key {
     match i % 4 {
         0 => Key::from("a"),
@@ -39,10 +46,7 @@ pub(crate) fn ramp(shape: &[usize], v: i8) -> Tensor {
     Tensor::from_vec(shape, data).expect("the shape fits the data")
 }
 
-// ---------------------------------------------------------------------------------------
-// Operations
-// ---------------------------------------------------------------------------------------
-
+/// What `Op::Set` stores.
 #[derive(Clone, Debug)]
 pub(crate) enum What {
     Var {
@@ -64,6 +68,7 @@ pub(crate) enum What {
     Rngs(u8),
 }
 
+/// How a closure ends: normally, with an error halfway, or with a panic halfway.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Ending {
     Ok,
@@ -127,6 +132,8 @@ pub(crate) struct Transform {
     pub(crate) ending: Ending,
 }
 
+/// One step of a sequence. Indexes pick among what exists (modulo its count), so every
+/// sequence is valid and shrinking keeps it so.
 #[derive(Clone, Debug)]
 pub(crate) enum Op {
     NewRoot,
@@ -149,6 +156,12 @@ pub(crate) enum Op {
     Update {
         root: usize,
         filter: usize,
+    },
+    /// `update(to, state(from))` between two roots, when every path of `from`'s state leads
+    /// to the same kind of leaf in `to` (a checkpoint restored into a model of the same shape).
+    UpdateFrom {
+        from: usize,
+        to: usize,
     },
     /// Edits a Variable from outside: its value (any shape) or its metadata.
     VarEdit {
@@ -246,6 +259,7 @@ pub(crate) fn op() -> impl Strategy<Value = Op> {
         1 => any::<usize>().prop_map(|root| Op::Clone { root }),
         1 => (any::<usize>(), 0..UPDATE_FILTERS.len()).prop_map(|(root, filter)| Op::Update { root, filter }),
         1 => (any::<usize>(), 0..STATE_FILTERS.len()).prop_map(|(root, filter)| Op::State { root, filter }),
+        1 => (any::<usize>(), any::<usize>()).prop_map(|(from, to)| Op::UpdateFrom { from, to }),
         2 => (any::<usize>(), var_edit()).prop_map(|(var, edit)| Op::VarEdit { var, edit }),
         1 => (any::<usize>(), 1usize..=3, any::<bool>(), any::<bool>(), ending()).prop_map(
             |(root, splits, fork, draw, ending)| Op::SplitRngs { root, splits, fork, draw, ending }
