@@ -1,13 +1,16 @@
 //! API-sequence fuzzing: random sequences of public operations applied both to the library
 //! and to a plain model of the graph the caller's objects should form (`api_fuzz/model.rs`).
 //!
-//! The operations: create objects, Variables, containers, raw arrays, statics and `Rngs`;
-//! set, delete and share attributes (cycles included); `split`/`split_by` + `merge`, `clone`,
-//! `update` with a filtered State, `state_by` with filters; `split_rngs`/`fork_rngs` around a
-//! closure that succeeds, fails or panics; and `jit`, `vmap`, `scan`, `value_and_grad` and a
-//! `vmap` nested in a `jit`, with random specs (valid and invalid) and closures chosen from a
-//! menu (update a Variable, add or delete an attribute, share a Variable, create a sub-object,
-//! set a static, keep a tracer) that then succeed, return an error halfway or panic halfway.
+//! The operations (`api_fuzz/ops.rs`): create objects, Variables, containers, raw arrays,
+//! statics and `Rngs`; set, delete and share attributes (cycles included); edit Variables'
+//! values and metadata; `split`/`split_by` + `merge`, `clone`, `update` with a filtered State
+//! or another root's State, `state_by` with filters; `split_rngs`/`fork_rngs` around a closure
+//! that succeeds, fails or panics (`api_fuzz/graph_steps.rs`); and `jit`, `vmap`, `scan`,
+//! `value_and_grad`, `vmap` in `jit`, `value_and_grad` of `jit` and a `jit` called twice, with
+//! random specs (valid and invalid) and closures chosen from a menu (update a Variable, add
+//! or delete an attribute, share a Variable, create a sub-object, set a static or metadata,
+//! draw a key, keep a tracer, touch a captured object) that then succeed, return an error
+//! halfway or panic halfway (`api_fuzz/transforms.rs`).
 //!
 //! After every step: nothing panicked except the closures that were told to; the caller's
 //! objects equal the model (structure, attribute order, identity and sharing, values bit for
@@ -17,6 +20,8 @@
 //!
 //! `NNX_FUZZ_CASES` sets the number of sequences (default 1,000); proptest shrinks a failure
 //! to a minimal sequence and records it in `proptest-regressions/api_fuzz.txt`.
+//! `NNX_FUZZ_TRACE` prints every step of a replayed sequence, `NNX_FUZZ_STATS` how each
+//! transform call ended.
 
 #[path = "api_fuzz/graph_steps.rs"]
 mod graph_steps;
