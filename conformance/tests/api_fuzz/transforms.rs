@@ -226,10 +226,10 @@ pub(crate) fn lib_body(
     ending: Ending,
     leak: &RefCell<Option<Tensor>>,
 ) -> Result<()> {
-    let o = inner
-        .first()
-        .and_then(Value::as_object)
-        .ok_or_else(|| Error::InvalidValue("args[0] is not an object".into()))?;
+    // The menu acts on objects; a list or dict argument is only passed through.
+    let Some(o) = inner.first().and_then(Value::as_object) else {
+        return finish(ending);
+    };
     let stop = if ending == Ending::Ok {
         actions.len()
     } else {
@@ -299,7 +299,20 @@ pub(crate) fn lib_body(
 }
 
 pub(crate) fn run_transform(w: &mut World, t: &Transform) -> Step {
-    let arg_nodes: Vec<Nid> = t.args.iter().map(|&i| w.roots[i % w.roots.len()]).collect();
+    // Arguments: roots (even picks) or any node below them (odd picks), lists and dicts too.
+    let nodes = editable_nodes(w);
+    let arg_nodes: Vec<Nid> = t
+        .args
+        .iter()
+        .map(|&i| match i % 2 {
+            0 => w.roots[(i / 2) % w.roots.len()],
+            _ => nodes[(i / 2) % nodes.len()],
+        })
+        .collect();
+    let actions: &[Action] = match w.nodes[arg_nodes[0]].kind {
+        Kind::Object(_) => &t.actions,
+        _ => &[],
+    };
     if t.kind == TKind::Vmap && t.spec % 7 == 3 && shares_nodes_with_other_args(w, &arg_nodes) {
         // Known defect, in `lift::boundary` (helper A's area): the consistent-aliasing check
         // records Variables only, not graph nodes as Flax does. A node reached from
@@ -322,7 +335,7 @@ pub(crate) fn run_transform(w: &mut World, t: &Transform) -> Step {
 
     // The model's expectation and the state after a successful call.
     let mut after = w.clone();
-    let effect = model_body(&mut after, arg_nodes[0], &t.actions);
+    let effect = model_body(&mut after, arg_nodes[0], actions);
     let mut repeat = 1;
     // Where created Variables come out: `Some((axis, size))` stacks them.
     let mut stack_created: Option<(isize, usize)> = None;
@@ -363,10 +376,9 @@ pub(crate) fn run_transform(w: &mut World, t: &Transform) -> Step {
         TKind::Scan => match t.spec % 5 {
             0 => {
                 repeat = t.length;
-                let only_updates = t
-                    .actions
+                let only_updates = actions
                     .iter()
-                    .all(|a| matches!(a, Action::Update(_) | Action::Leak));
+                    .all(|a| matches!(a, Action::Update(_) | Action::Draw(_) | Action::Leak));
                 if nargs == 1 && only_updates {
                     Expect::Ok
                 } else {
@@ -401,9 +413,9 @@ pub(crate) fn run_transform(w: &mut World, t: &Transform) -> Step {
         expect = Expect::Err;
     }
     let ran = if t.ending == Ending::Ok {
-        &t.actions[..]
+        actions
     } else {
-        &t.actions[..t.actions.len() / 2]
+        &actions[..actions.len() / 2]
     };
     let breaks_closure_rule = ran.iter().any(|a| matches!(a, Action::Captured(_)));
     if t.ending != Ending::Ok || breaks_closure_rule {
@@ -413,7 +425,7 @@ pub(crate) fn run_transform(w: &mut World, t: &Transform) -> Step {
     if t.kind == TKind::JitTwice {
         // The second call replays the cached program or retraces (if the first changed the
         // structure); either way it does what the closure does to the new state.
-        let effect = model_body(&mut after, arg_nodes[0], &t.actions);
+        let effect = model_body(&mut after, arg_nodes[0], actions);
         finish_transform(&mut after, &arg_nodes, &effect, 1, None)?;
     }
 
