@@ -10,7 +10,7 @@
 //! random specs (valid and invalid) and closures chosen from a menu (update a Variable, add
 //! or delete an attribute, share a Variable, create a sub-object, set a static or metadata,
 //! draw a key, keep a tracer, touch a captured object) that then succeed, return an error
-//! halfway or panic halfway (`api_fuzz/transforms.rs`).
+//! halfway or panic halfway (`api_fuzz/transforms.rs`, `api_fuzz/specs.rs`).
 //!
 //! After every step: nothing panicked except the closures that were told to; the caller's
 //! objects equal the model (structure, attribute order, identity and sharing, values bit for
@@ -29,6 +29,8 @@ mod graph_steps;
 mod model;
 #[path = "api_fuzz/ops.rs"]
 mod ops;
+#[path = "api_fuzz/specs.rs"]
+mod specs;
 #[path = "api_fuzz/transforms.rs"]
 mod transforms;
 
@@ -52,6 +54,7 @@ use proptest::test_runner::TestCaseError;
 
 use graph_steps::*;
 use ops::*;
+use specs::*;
 use transforms::*;
 
 // ---------------------------------------------------------------------------------------
