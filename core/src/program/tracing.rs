@@ -93,6 +93,60 @@ thread_local! {
     static STACK: RefCell<Vec<Frame>> = const { RefCell::new(Vec::new()) };
 }
 
+/// The frame of one running trace on the thread's stack. [`OpenFrame::close`] pops it; if the
+/// traced closure panics instead, `Drop` removes it (and anything a nested trace left above
+/// it) while the panic unwinds, so the stack is as it was before the trace and tracers of the
+/// abandoned trace are reported as escaped rather than recorded into a dead frame.
+struct OpenFrame {
+    /// The stack's length before the frame was pushed.
+    depth: usize,
+    closed: bool,
+}
+
+impl OpenFrame {
+    fn push(frame: Frame) -> OpenFrame {
+        let depth = STACK.with(|s| {
+            let mut stack = s.borrow_mut();
+            stack.push(frame);
+            stack.len() - 1
+        });
+        OpenFrame {
+            depth,
+            closed: false,
+        }
+    }
+
+    /// Pops the frame; `None` if the stack no longer holds it.
+    fn close(mut self) -> Option<Frame> {
+        self.closed = true;
+        STACK.with(|s| {
+            let mut stack = s.borrow_mut();
+            stack.truncate(self.depth + 1);
+            if stack.len() == self.depth + 1 {
+                stack.pop()
+            } else {
+                None
+            }
+        })
+    }
+}
+
+impl Drop for OpenFrame {
+    fn drop(&mut self) {
+        if self.closed {
+            return;
+        }
+        // Unwinding from a panic in the traced closure: no borrow of the stack is live (the
+        // panicking code's borrows were released by the unwinding before this runs), and the
+        // thread-local may already be gone during thread teardown, hence the `try_` forms.
+        let _ = STACK.try_with(|s| {
+            if let Ok(mut stack) = s.try_borrow_mut() {
+                stack.truncate(self.depth);
+            }
+        });
+    }
+}
+
 /// A traced function: its program and the enclosing-trace tensors it captured, which the
 /// caller must pass as extra inputs after the declared ones.
 pub struct TracedFunction<T> {
@@ -139,11 +193,12 @@ pub fn trace_fn<T>(
             })
         })
         .collect();
-    STACK.with(|s| s.borrow_mut().push(frame));
+    let open = OpenFrame::push(frame);
     let result = f(inputs);
-    // Close the frame whether or not the closure succeeded.
-    let mut frame = STACK
-        .with(|s| s.borrow_mut().pop())
+    // Close the frame whether or not the closure succeeded (if it panics, `open`'s `Drop`
+    // closes it while unwinding).
+    let mut frame = open
+        .close()
         .ok_or_else(|| Error::InvalidValue("trace stack is empty".into()))?;
     let (outputs, extra) = result?;
     let outputs: Vec<Atom> = outputs.iter().map(|t| frame.atom(t)).collect();
@@ -218,4 +273,61 @@ pub(crate) fn record_multi(primitive: Primitive, inputs: &[&Tensor]) -> Result<V
         });
         Ok(tensors)
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::cell::RefCell;
+    use std::panic::{AssertUnwindSafe, catch_unwind};
+
+    use super::*;
+    use crate::tensor::DType;
+
+    fn depth() -> usize {
+        STACK.with(|s| s.borrow().len())
+    }
+
+    fn scalar_aval() -> AbstractValue {
+        Tensor::scalar(1.0f32).aval()
+    }
+
+    #[test]
+    fn a_panicking_closure_leaves_no_frame_and_no_level_behind() {
+        let leaked: RefCell<Option<Tensor>> = RefCell::new(None);
+        let outcome = catch_unwind(AssertUnwindSafe(|| {
+            trace_fn(&[scalar_aval()], |xs| {
+                // A nested trace that is still open when the panic unwinds.
+                trace_fn(&[scalar_aval()], |ys| -> Result<(Vec<Tensor>, ())> {
+                    *leaked.borrow_mut() = Some((&xs[0] + &ys[0])?);
+                    panic!("the closure panics halfway");
+                })?;
+                Ok((Vec::new(), ()))
+            })
+        }));
+        assert!(outcome.is_err());
+        assert_eq!(depth(), 0);
+        assert_eq!(current_level(), 0);
+        // The abandoned trace's tracer is escaped, not recorded into a dead frame.
+        let tracer = leaked
+            .borrow_mut()
+            .take()
+            .expect("the closure stored a tracer");
+        assert!(matches!(&tracer + 1.0, Err(Error::EscapedTracer { .. })));
+        // Tracing works afterwards.
+        let traced = trace_fn(&[scalar_aval()], |xs| Ok((vec![(&xs[0] * 2.0)?], ())))
+            .expect("a later trace succeeds");
+        assert_eq!(traced.program.equations.len(), 1);
+        assert_eq!(traced.program.avals[0].dtype, DType::F32);
+        assert_eq!(depth(), 0);
+    }
+
+    #[test]
+    fn a_failing_closure_closes_its_frame() {
+        let result = trace_fn(&[scalar_aval()], |_| -> Result<(Vec<Tensor>, ())> {
+            Err(Error::InvalidValue("stop".into()))
+        });
+        assert!(result.is_err());
+        assert_eq!(depth(), 0);
+        assert_eq!(current_level(), 0);
+    }
 }

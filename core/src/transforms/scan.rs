@@ -1,13 +1,15 @@
 //! `scan`: a loop over a function of objects and arrays, with NNX semantics.
 
+use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
 
 use super::args::IntoArgs;
 use crate::engine::Engine;
 use crate::error::{Error, Result};
-use crate::graph::Value;
-use crate::lift::{self, LoweredLeaf, Prefix};
+use crate::graph::graphdef::Step;
+use crate::graph::{GraphDef, Key, NodeDef, Path, Value};
+use crate::lift::{self, Lowered, LoweredLeaf, Prefix};
 use crate::program::{Primitive, ProgramRef, ScanInput, ScanOutput, ScanSpec, trace_fn};
 use crate::tensor::Tensor;
 
@@ -257,8 +259,9 @@ impl<F: Fn(&[Value]) -> Result<Value>> Scan<F> {
         let mut input_kinds = kinds;
         input_kinds.extend(traced.captured.iter().map(|_| ScanInput::Broadcast));
         let output_kinds = self.output_kinds(
-            lowered.leaves(),
-            outputs.leaves(),
+            args.len(),
+            &lowered,
+            &outputs,
             &traced.program,
             &input_kinds,
         )?;
@@ -334,13 +337,35 @@ impl<F: Fn(&[Value]) -> Result<Value>> Scan<F> {
 
     /// What each traced output is: the new value of a carry input, stacked, or (checked)
     /// iteration-independent broadcast state.
+    ///
+    /// A carried object's Variables are matched by path; only what the function *returns* as
+    /// its carry (the leaves under the output root, `output_root`) may stand, in order, for
+    /// array carries, which have no object to be written back into. A Variable added to a
+    /// carried object is therefore an added carry, never a stand-in for an array carry. And a
+    /// path of a carried object must still hold the same thing: the same Variable, or a raw
+    /// array where there was one; otherwise the carry was *replaced* there (the body put
+    /// another Variable, or a Variable where an array was), and the iterations would thread
+    /// one Variable's value into another.
     fn output_kinds(
         &self,
-        inputs: &[LoweredLeaf<ScanAxis>],
-        outputs: &[LoweredLeaf<ScanAxis>],
+        output_root: usize,
+        lowered_inputs: &Lowered<ScanAxis>,
+        lowered_outputs: &Lowered<ScanAxis>,
         program: &crate::program::Program,
         input_kinds: &[ScanInput],
     ) -> Result<Vec<ScanOutput>> {
+        let inputs = lowered_inputs.leaves();
+        let outputs = lowered_outputs.leaves();
+        let input_variables = variable_indexes(lowered_inputs.graphdef());
+        let output_variables = variable_indexes(lowered_outputs.graphdef());
+        // Whether the output leaf at `path` is what the input leaf there was.
+        let same_leaf = |path: &Path| match (input_variables.get(path), output_variables.get(path))
+        {
+            (None, None) => true,
+            (Some(&(index, _)), Some(&(_, outer))) => outer == Some(index),
+            _ => false,
+        };
+        let mut replaced = Vec::new();
         let carries: Vec<usize> = inputs
             .iter()
             .enumerate()
@@ -359,13 +384,21 @@ impl<F: Fn(&[Value]) -> Result<Value>> Scan<F> {
             kinds.push(match out.prefix {
                 ScanAxis::Carry => {
                     let by_path = carries.iter().copied().find(|&i| inputs[i].path == out.path && !matched[i]);
+                    let returned = out.path.keys().first() == Some(&Key::from(output_root));
                     let positional = || {
-                        carries
-                            .iter()
-                            .copied()
-                            .find(|&i| !matched[i] && inputs[i].variable.is_none() && inputs[i].path.len() <= out.path.len())
+                        carries.iter().copied().find(|&i| {
+                            returned
+                                && !matched[i]
+                                && inputs[i].variable.is_none()
+                                && inputs[i].path.len() <= out.path.len()
+                        })
                     };
                     match by_path.or_else(positional) {
+                        Some(i) if by_path.is_some() && !same_leaf(&out.path) => {
+                            matched[i] = true;
+                            replaced.push(out.location());
+                            ScanOutput::Broadcast
+                        }
                         Some(i) => {
                             matched[i] = true;
                             let (a, b) = (inputs[i].value.aval(), out.value.aval());
@@ -411,8 +444,14 @@ impl<F: Fn(&[Value]) -> Result<Value>> Scan<F> {
             .filter(|&&i| !matched[i])
             .map(|&i| inputs[i].location())
             .collect();
-        if !added.is_empty() || !removed.is_empty() {
+        if !added.is_empty() || !removed.is_empty() || !replaced.is_empty() {
             let mut parts = Vec::new();
+            if !replaced.is_empty() {
+                parts.push(format!(
+                    "replaced the Variable or array at {}",
+                    replaced.join(", ")
+                ));
+            }
             if !added.is_empty() {
                 parts.push(format!("added {}", added.join(", ")));
             }
@@ -426,4 +465,18 @@ impl<F: Fn(&[Value]) -> Result<Value>> Scan<F> {
         }
         Ok(kinds)
     }
+}
+
+/// The Variable at each leaf path of a structure: its index, and the index of the Variable
+/// it stands for outside the transform (for a structure produced inside one).
+fn variable_indexes(def: &GraphDef) -> HashMap<Path, (usize, Option<usize>)> {
+    def.walk()
+        .filter_map(|step| match step {
+            Step::Enter { entry, path, .. } => match &entry.def {
+                NodeDef::Variable(vd) => Some((path, (vd.index, vd.outer_index))),
+                _ => None,
+            },
+            Step::Leave => None,
+        })
+        .collect()
 }
