@@ -4,6 +4,11 @@
 use super::*;
 use nnx_core::transforms::{Axis, AxisSpec};
 
+/// The number of `value_and_grad` specs in the menu (`transforms::call_transform`): the
+/// default, a BatchStat `DiffState`, argnums `[0, 1]`, then invalid ones — repeated,
+/// empty and out-of-range argnums.
+pub(crate) const GRAD_SPECS: usize = 6;
+
 /// How `vmap` treats the Params of `args[0]` (where closures create Variables): the axis,
 /// or `None` for broadcast.
 pub(crate) fn vmap_param_axis(spec: usize) -> Option<isize> {
@@ -134,7 +139,7 @@ pub(crate) fn check_grads(
     let spec = if t.kind == TKind::GradOfJit {
         0
     } else {
-        t.spec % 5
+        t.spec % GRAD_SPECS
     };
     let wrt: Vec<(usize, MFilter)> = match spec {
         0 => vec![(0, MFilter::Param)],

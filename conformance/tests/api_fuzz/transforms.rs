@@ -312,7 +312,7 @@ pub(crate) fn run_transform(w: &mut World, t: &Transform) -> Step {
             2 => single_object,
             _ => Expect::Err,
         },
-        TKind::Grad => match t.spec % 5 {
+        TKind::Grad => match t.spec % GRAD_SPECS {
             0 | 1 => single_object,
             2 if nargs >= 2 => Expect::Either,
             _ => Expect::Err,
@@ -567,14 +567,13 @@ pub(crate) fn call(
             .call(&Reference, args)
             .map(|out| Some(out.grads)),
         TKind::Grad => {
-            // `argnums(&[])` is left out: a successful call reorders the caller's
-            // attributes (a known defect of issue 8, owned by the lead).
             let f = value_and_grad(body);
-            let f = match t.spec % 5 {
+            let f = match t.spec % GRAD_SPECS {
                 0 => f,
                 1 => f.wrt([DiffState::new(0, VariableType::BATCH_STAT)]),
                 2 => f.argnums(&[0, 1]),
                 3 => f.argnums(&[0, 0]),
+                4 => f.argnums(&[]),
                 _ => f.argnums(&[7]),
             };
             f.call(&Reference, args).map(|out| Some(out.grads))
