@@ -210,6 +210,52 @@ fn inconsistent_aliasing_between_inputs_and_outputs() {
     ");
 }
 
+/// A raw array held by a node reached with two prefixes is inconsistent like a Variable: it
+/// would come in broadcast and be written back stacked (Flax accepts this silently; after
+/// `args[0].sub` is detached inside, `b.sub` comes back as `[[0, 1], [0, 1]]`).
+#[test]
+fn arrays_in_shared_nodes_must_have_one_prefix() {
+    let b = Object::new("Child")
+        .with("sub", Tensor::from_slice(&[0.0f32, 1.0]))
+        .unwrap();
+    let a = Object::new("Root")
+        .with("sub", &b)
+        .unwrap()
+        .with("p", Param::new(Tensor::zeros(&[2])))
+        .unwrap();
+    let params_only = Prefix::StateAxes(vec![
+        (Filter::from(VariableType::PARAM), Ax(Some(0))),
+        (Filter::Everything, Ax(None)),
+    ]);
+    let in_axes = Prefix::Tuple(vec![params_only, axis(0)]);
+    let err = call(
+        &[Value::from(&a), Value::from(&b)],
+        &in_axes,
+        &Prefix::Leaf(Ax(None)),
+        |args| {
+            obj(&args[0]).set("sub", 0)?;
+            Ok(Value::from(()))
+        },
+    )
+    .unwrap_err();
+    insta::assert_snapshot!(err.to_string(), @r"
+    Inconsistent aliasing detected. The following nodes have different prefixes:
+    Node: Array
+      args[0].sub.sub: None
+      args[1].sub: 0
+    ");
+    assert!(obj(&Value::from(&a)).object("sub").unwrap().ptr_eq(&b));
+    assert_eq!(b.value("sub").unwrap().shape(), &[2]);
+    // Arrays of unshared nodes, and shared nodes reached with one prefix, are fine.
+    call(
+        &[Value::from(&a), Value::from(&b)],
+        &Prefix::Tuple(vec![axis(0), axis(0)]),
+        &Prefix::Leaf(Ax(None)),
+        |_| Ok(Value::from(())),
+    )
+    .unwrap();
+}
+
 #[test]
 fn mutating_a_captured_object_is_a_trace_context_error() {
     let counter = Object::new("Counter")

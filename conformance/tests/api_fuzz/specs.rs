@@ -227,13 +227,3 @@ pub(crate) fn after_transform(leak: &RefCell<Option<Tensor>>) -> Step {
     }
     Ok(())
 }
-
-/// Whether a graph node reachable from `args[0]` is also reachable from another, distinct
-/// argument.
-pub(crate) fn shares_nodes_with_other_args(w: &World, args: &[Nid]) -> bool {
-    let first = w.reachable(&args[..1]);
-    args[1..]
-        .iter()
-        .filter(|&&a| a != args[0])
-        .any(|&a| w.reachable(&[a]).iter().any(|n| first.contains(n)))
-}

@@ -227,15 +227,6 @@ pub(crate) fn run_transform(w: &mut World, t: &Transform) -> Step {
         Kind::Object(_) => &t.actions,
         _ => &[],
     };
-    if t.kind == TKind::Vmap && t.spec % 7 == 3 && shares_nodes_with_other_args(w, &arg_nodes) {
-        // Known defect, in `lift::boundary` (helper A's area): the consistent-aliasing check
-        // records Variables only, not graph nodes as Flax does. A node reached from
-        // `args[0]` (StateAxes: its raw arrays broadcast) and from `args[1]` (axis 0) passes
-        // (Flax: "Inconsistent aliasing"), and if the closure detaches it from `args[0]`,
-        // its raw arrays are written back with axis 0 although they came in broadcast:
-        // `[0, 1]` comes back as `[[0, 1], [0, 1]]`. Skipped until that check covers nodes.
-        return Ok(());
-    }
     let extra = t.extra.map(|s| ramp(SHAPES[s], 1));
     let mut args: Vec<Value> = arg_nodes
         .iter()

@@ -431,8 +431,12 @@ fn collect_positions<'p, L: fmt::Display>(
 const MAX_EXPANSIONS_PER_NODE: usize = 8;
 
 /// The aliasing and trace-level checks: walks the whole graph under every position,
-/// recording every Variable's prefix at every occurrence (a node shared within one argument
-/// is listed under each path; cycles are cut at the first repeat on the current path).
+/// recording the prefix of every Variable, and of every raw array held by an object, list or
+/// dict, at every occurrence (a node shared within one argument is listed under each path;
+/// cycles are cut at the first repeat on the current path). A raw array in a shared node is
+/// state with one place, like a Variable: reached with two prefixes it would be mapped one
+/// way and written back the other (Flax does not check these and silently stacks a
+/// broadcast array).
 fn check_positions<L: Clone + PartialEq + fmt::Display>(
     positions: &[Position<'_, L>],
 ) -> Result<()> {
@@ -468,10 +472,18 @@ fn check_positions<L: Clone + PartialEq + fmt::Display>(
 /// An occurrence of a Variable: the position's location, the location below it, the prefix.
 type Occurrence<'a, L> = (&'a str, Location, L);
 
+/// A place that holds state: a Variable, or the array slot of a graph node (the node and the
+/// path from it, through tuples, to the array).
+#[derive(Clone, PartialEq, Eq, Hash)]
+enum Slot {
+    Variable(NodeId),
+    Array(NodeId, Path),
+}
+
 struct AliasWalk<'a, L> {
     level: u32,
-    /// Variable → (type name, every occurrence it was reached with).
-    seen: IndexMap<NodeId, (String, Vec<Occurrence<'a, L>>)>,
+    /// Slot → (type name, every occurrence it was reached with).
+    seen: IndexMap<Slot, (String, Vec<Occurrence<'a, L>>)>,
     expansions: HashMap<NodeId, usize>,
     /// The nodes on the current path (a cycle is cut at the first repeat).
     ancestors: HashSet<NodeId>,
@@ -483,6 +495,8 @@ enum Task {
         value: Value,
         local: Path,
         location: Location,
+        /// The nearest graph node above, and the path from it (through tuples).
+        holder: Option<(NodeId, Path)>,
     },
     Leave(NodeId),
 }
@@ -495,9 +509,10 @@ impl<'a, L: Clone> AliasWalk<'a, L> {
             value: position.value.clone(),
             local: Path::root(),
             location: Location::root(),
+            holder: None,
         }];
         while let Some(task) = stack.pop() {
-            let (value, local, location) = match task {
+            let (value, local, location, holder) = match task {
                 Task::Leave(id) => {
                     self.ancestors.remove(&id);
                     continue;
@@ -506,7 +521,8 @@ impl<'a, L: Clone> AliasWalk<'a, L> {
                     value,
                     local,
                     location,
-                } => (value, local, location),
+                    holder,
+                } => (value, local, location, holder),
             };
             match &value {
                 Value::Variable(v) => {
@@ -516,16 +532,18 @@ impl<'a, L: Clone> AliasWalk<'a, L> {
                     let prefix = position
                         .prefix
                         .resolve(&local, &Leaf::Variable(v.clone()))?;
-                    let entry = self
-                        .seen
-                        .entry(v.id())
-                        .or_insert_with(|| (v.type_name().to_owned(), Vec::new()));
-                    if !entry
-                        .1
-                        .iter()
-                        .any(|(b, l, _)| std::ptr::eq(*b, base) && *l == location)
-                    {
-                        entry.1.push((base, location, prefix));
+                    self.record(
+                        Slot::Variable(v.id()),
+                        v.type_name(),
+                        base,
+                        location,
+                        prefix,
+                    );
+                }
+                Value::Array(t) => {
+                    if let Some((node, path)) = holder {
+                        let prefix = position.prefix.resolve(&local, &Leaf::Array(t.clone()))?;
+                        self.record(Slot::Array(node, path), "Array", base, location, prefix);
                     }
                 }
                 Value::Object(_) | Value::List(_) | Value::Dict(_) => {
@@ -552,8 +570,9 @@ impl<'a, L: Clone> AliasWalk<'a, L> {
                         };
                         stack.push(Task::Visit {
                             value: child,
-                            local: local.child(key),
+                            local: local.child(key.clone()),
                             location: location.child(segment),
+                            holder: Some((node.id(), Path::root().child(key))),
                         });
                     }
                 }
@@ -563,13 +582,36 @@ impl<'a, L: Clone> AliasWalk<'a, L> {
                             value: item.clone(),
                             local: local.child(i),
                             location: location.child(format!("[{i}]")),
+                            holder: holder.as_ref().map(|(n, p)| (*n, p.child(i))),
                         });
                     }
                 }
-                Value::Array(_) | Value::Static(_) => {}
+                Value::Static(_) => {}
             }
         }
         Ok(())
+    }
+
+    /// Records one occurrence of a slot (once per location).
+    fn record(
+        &mut self,
+        slot: Slot,
+        type_name: &str,
+        base: &'a str,
+        location: Location,
+        prefix: L,
+    ) {
+        let entry = self
+            .seen
+            .entry(slot)
+            .or_insert_with(|| (type_name.to_owned(), Vec::new()));
+        if !entry
+            .1
+            .iter()
+            .any(|(b, l, _)| std::ptr::eq(*b, base) && *l == location)
+        {
+            entry.1.push((base, location, prefix));
+        }
     }
 }
 
