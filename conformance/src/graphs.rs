@@ -4,7 +4,9 @@
 use proptest::collection::vec;
 use proptest::prelude::*;
 
-use nnx_core::{Dict, List, Object, Static, Tensor, Value, Variable, VariableType, variable_type};
+use nnx_core::{
+    Dict, List, Object, Param, Result, Static, Tensor, Value, Variable, VariableType, variable_type,
+};
 
 variable_type!(
     /// A user-defined Variable type, like the guide's `Count`.
@@ -210,4 +212,23 @@ pub fn graph_blueprint() -> impl Strategy<Value = GraphBlueprint> {
         )
             .prop_map(|(nodes, variables)| GraphBlueprint { nodes, variables })
     })
+}
+
+/// A chain of `depth` objects `Node(w=Param, next=Node(...))` (the last has no `next`), where
+/// level `i`'s Param holds `width` copies of `i`: the deep graph of the deep-graph tests.
+/// Built bottom-up, iteratively.
+///
+/// # Errors
+/// Only the attribute setters' (none for objects created here).
+pub fn chain(depth: usize, width: usize) -> Result<Option<Object>> {
+    let mut next: Option<Object> = None;
+    for level in (0..depth).rev() {
+        let node =
+            Object::new("Node").with("w", Param::new(Tensor::full(&[width], level as f32)))?;
+        if let Some(child) = next.take() {
+            node.set("next", child)?;
+        }
+        next = Some(node);
+    }
+    Ok(next)
 }

@@ -4,29 +4,21 @@
 //! levels in the test profile.
 
 use nnx_core::transforms::jit;
-use nnx_core::{Object, Param, Tensor, Value};
+use nnx_core::{Object, Value};
 use nnx_reference::Reference;
 
 const DEPTH: usize = 10_000;
 
-/// `Node(w=Param([level]), next=Node(...))`, built bottom-up.
-fn chain(depth: usize) -> Object {
-    let mut next: Option<Object> = None;
-    for level in (0..depth).rev() {
-        let node = Object::new("Node")
-            .with("w", Param::new(Tensor::full(&[1], level as f32)))
-            .unwrap();
-        if let Some(child) = next.take() {
-            node.set("next", child).unwrap();
-        }
-        next = Some(node);
-    }
-    next.expect("depth > 0")
+/// `Node(w=Param([level; width]), next=Node(...))`.
+fn chain(depth: usize, width: usize) -> Object {
+    nnx_conformance::graphs::chain(depth, width)
+        .unwrap()
+        .expect("depth > 0")
 }
 
 #[test]
 fn jit_of_a_deep_chain_updates_every_level_and_hits_its_cache() {
-    let root = chain(DEPTH);
+    let root = chain(DEPTH, 1);
     // Adds 1 to every level's `w`, walking down the chain inside the trace.
     let step = jit(|args: &[Value]| {
         let mut node = args[0].object()?;
@@ -56,17 +48,7 @@ fn jit_of_a_deep_chain_updates_every_level_and_hits_its_cache() {
 /// `vmap` over a 10,000-deep chain (every level's `w` has 3 lanes): the same boundary.
 #[test]
 fn vmap_of_a_deep_chain_maps_every_level() {
-    let mut next: Option<Object> = None;
-    for level in (0..DEPTH).rev() {
-        let node = Object::new("Node")
-            .with("w", Param::new(Tensor::full(&[3], level as f32)))
-            .unwrap();
-        if let Some(child) = next.take() {
-            node.set("next", child).unwrap();
-        }
-        next = Some(node);
-    }
-    let root = next.expect("depth > 0");
+    let root = chain(DEPTH, 3);
     let step = nnx_core::transforms::vmap(|args: &[Value]| {
         let mut node = args[0].object()?;
         loop {

@@ -24,22 +24,14 @@
 //! operation aborted past ~3,000 levels.
 
 use nnx_core::graph::{self, Leaf};
-use nnx_core::{Object, Param, Path, State, Tensor, Value, random};
+use nnx_core::{Object, Path, State, Tensor, Value, random};
 
 /// A chain of `depth` objects, each with a one-element Param `w` holding its level and a
-/// `next` child (the last has none). Built bottom-up, iteratively.
+/// `next` child (the last has none).
 fn chain(depth: usize) -> Object {
-    let mut next: Option<Object> = None;
-    for level in (0..depth).rev() {
-        let node = Object::new("Node")
-            .with("w", Param::new(Tensor::full(&[1], level as f32)))
-            .unwrap();
-        if let Some(child) = next.take() {
-            node.set("next", child).unwrap();
-        }
-        next = Some(node);
-    }
-    next.expect("depth > 0")
+    nnx_conformance::graphs::chain(depth, 1)
+        .unwrap()
+        .expect("depth > 0")
 }
 
 /// The object `levels` steps down the chain.
