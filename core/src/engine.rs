@@ -48,22 +48,23 @@ pub trait Engine {
     /// it calls [`Engine::run`] once per iteration; engines may override it.
     ///
     /// # Errors
-    /// Kernel errors, and scanned inputs whose axis does not have `spec.length` elements.
+    /// Kernel errors, scanned inputs whose axis does not have `spec.length` elements, and
+    /// outputs too large to allocate (checked before the first iteration).
     fn run_scan(&self, program: &Program, inputs: &[Array], spec: &ScanSpec) -> Result<Vec<Array>> {
         let mut carry: Vec<Option<Array>> = inputs
             .iter()
             .zip(&spec.inputs)
             .map(|(x, kind)| (*kind == ScanInput::Carry).then(|| x.clone()))
             .collect();
-        let mut stacked: Vec<Vec<Array>> =
-            vec![Vec::with_capacity(spec.length); spec.outputs.len()];
+        spec.check_outputs(program)?;
+        let mut stacked: Vec<Vec<Array>> = vec![Vec::new(); spec.outputs.len()];
         let mut first: Vec<Option<Array>> = vec![None; spec.outputs.len()];
-        let order: Vec<usize> = if spec.reverse {
-            (0..spec.length).rev().collect()
-        } else {
-            (0..spec.length).collect()
-        };
-        for t in order {
+        for step in 0..spec.length {
+            let t = if spec.reverse {
+                spec.length - 1 - step
+            } else {
+                step
+            };
             let step_inputs = inputs
                 .iter()
                 .zip(&spec.inputs)

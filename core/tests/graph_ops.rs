@@ -301,7 +301,7 @@ fn update_rejects_keys_a_list_cannot_have() {
     let mut state = State::new();
     state.insert([5i64], Leaf::Array(Tensor::ones(&[1])));
     state.insert([-1i64], Leaf::Array(Tensor::ones(&[1])));
-    insta::assert_snapshot!(graph::update(&list, &state).unwrap_err().to_string(), @"cannot update path (-1,): index -1 is out of range for a List of length 1 (an update can replace elements 0..1 or append at index 1)");
+    insta::assert_snapshot!(graph::update(&list, &state).unwrap_err().to_string(), @"cannot update path (-1,): index -1 is out of range for a List of length 1 (elements 0..1 can be replaced, and index 1 appends)");
     let mut state = State::new();
     state.insert(["x"], Leaf::Array(Tensor::ones(&[1])));
     insta::assert_snapshot!(graph::update(&list, &state).unwrap_err().to_string(), @"cannot update path ('x',): a List is indexed by integers, not by the key 'x'");
@@ -347,4 +347,27 @@ fn update_rejects_integer_keys_on_objects() {
     graph::update(&d, &state).unwrap();
     assert_eq!(d.len(), 2);
     assert!(d.get(7i64).is_ok());
+}
+
+/// A write the current trace level may not make fails the whole update before anything is
+/// written (the raw array sorts first and would otherwise have been replaced already).
+#[test]
+fn update_checks_every_trace_level_before_writing() {
+    let outer = Param::new(Tensor::zeros(&[1]));
+    let _inner = nnx_core::trace::enter_level();
+    let inner = Object::new("Inner")
+        .with("a", Tensor::zeros(&[1]))
+        .unwrap()
+        .with("v", &outer)
+        .unwrap();
+    let mut state = State::new();
+    state.insert(Path::from(["a"]), Leaf::Array(Tensor::ones(&[1])));
+    state.insert(Path::from(["v"]), Leaf::Array(Tensor::ones(&[1])));
+    let err = graph::update(&inner, &state).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::TraceContext);
+    assert_eq!(
+        inner.value("a").unwrap().to_vec::<f32>().unwrap(),
+        vec![0.0]
+    );
+    assert_eq!(outer.value().to_vec::<f32>().unwrap(), vec![0.0]);
 }

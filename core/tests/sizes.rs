@@ -52,7 +52,7 @@ fn infallible_constructors_panic_like_vec_instead_of_wrapping() {
 fn reshape_to_an_overflowing_shape_is_an_error() {
     let empty = Tensor::try_zeros(&[0]).unwrap();
     let (k, msg) = kind(empty.reshape(&[HUGE as isize, HUGE as isize]));
-    assert_eq!(k, ErrorKind::Shape);
+    assert_eq!(k, ErrorKind::Resource);
     assert!(msg.contains("its size overflows"), "{msg}");
     assert!(
         Tensor::arange(6)

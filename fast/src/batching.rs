@@ -8,6 +8,7 @@
 //! weights stay a single matrix).
 
 use nnx_core::program::{Atom, Batching, Primitive, Program};
+use nnx_core::tensor::check_allocation;
 use nnx_core::{Array, Engine, Error, Result};
 
 use crate::fast_engine::Fast;
@@ -99,6 +100,7 @@ pub(crate) fn run_batched(
         // Zero lanes: exactly what the reference engine does.
         return batching.zero_lane_outputs(program, inputs, |lane| engine.run(program, lane));
     }
+    batching.check_outputs(program)?;
     let read = |env: &[Option<Value>], atom: &Atom| -> Result<Value> {
         match atom {
             Atom::Literal(a) => Ok(Value::Unbatched(a.clone())),
@@ -113,7 +115,15 @@ pub(crate) fn run_batched(
             .iter()
             .map(|a| read(&env, a))
             .collect::<Result<Vec<_>>>()?;
-        let outputs = if args.iter().any(Value::is_batched) {
+        let batched = args.iter().any(Value::is_batched);
+        for var in &eq.outputs {
+            // A batched result holds `size` lanes of the per-lane value.
+            let aval = program.aval_of(&Atom::Var(*var));
+            let lanes = if batched { Some(size) } else { None };
+            let shape: Vec<usize> = lanes.into_iter().chain(aval.shape).collect();
+            check_allocation(&shape, aval.dtype)?;
+        }
+        let outputs = if batched {
             match rule(&eq.primitive, &args, size)? {
                 Some(out) => vec![Value::Batched(out)],
                 None => per_lane(engine, &eq.primitive, &args, size)?,
@@ -156,7 +166,7 @@ fn per_lane(
         let lane_args = args.iter().map(|v| v.lane(i)).collect::<Result<Vec<_>>>()?;
         let outs = engine.eval(primitive, &lane_args)?;
         if lanes.is_empty() {
-            lanes = vec![Vec::with_capacity(size); outs.len()];
+            lanes = vec![Vec::new(); outs.len()];
         }
         for (j, out) in outs.into_iter().enumerate() {
             lanes[j].push(out);

@@ -66,8 +66,8 @@ impl Engine for Reference {
         if batching.axis_size == 0 {
             return batching.zero_lane_outputs(program, inputs, |lane| self.run(program, lane));
         }
-        let mut lanes: Vec<Vec<Array>> =
-            vec![Vec::with_capacity(batching.axis_size); program.outputs.len()];
+        batching.check_outputs(program)?;
+        let mut lanes: Vec<Vec<Array>> = vec![Vec::new(); program.outputs.len()];
         for lane in 0..batching.axis_size {
             let lane_inputs = inputs
                 .iter()

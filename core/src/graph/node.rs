@@ -135,28 +135,15 @@ impl Node {
         Ok(())
     }
 
-    /// Whether `key` may be set on this node: an object's keys are attribute names
-    /// (strings); a list's keys are exactly `0..len`, so only an existing index or `len`
-    /// (an append) may be set; a dict takes any key.
+    /// Whether `key` may be set on this node: an existing key may be replaced, and a new one
+    /// must fit the node's kind ([`new_key_error`]).
     pub(crate) fn check_key(&self, key: &Key) -> Result<()> {
-        match (self.kind(), key) {
-            (NodeKind::Object(_), Key::Str(_)) | (NodeKind::Dict, _) => Ok(()),
-            (NodeKind::Object(name), Key::Int(i)) => Err(Error::StructureMismatch(format!(
-                "a '{name}' object has attributes named by strings, not the integer key {i}"
-            ))),
-            (NodeKind::List, Key::Str(s)) => Err(Error::StructureMismatch(format!(
-                "a List is indexed by integers, not by the key {}",
-                Key::Str(s.clone())
-            ))),
-            (NodeKind::List, Key::Int(i)) => {
-                let len = self.len();
-                match usize::try_from(*i) {
-                    Ok(i) if i <= len => Ok(()),
-                    _ => Err(Error::StructureMismatch(format!(
-                        "index {i} is out of range for a List of length {len}"
-                    ))),
-                }
-            }
+        if self.0.children.borrow().contains_key(key) {
+            return Ok(());
+        }
+        match new_key_error(self.kind(), key, self.len()) {
+            None => Ok(()),
+            Some(why) => Err(Error::StructureMismatch(why)),
         }
     }
 
@@ -190,25 +177,35 @@ impl Node {
     }
 }
 
-/// Whether `children` is a valid set of children for a node of `kind` (see
-/// [`Node::check_key`]): an object's keys are strings, a list's are `0..len` in order.
+/// Why `key` cannot be added to a node of `kind` that has `len` children, or `None` when it
+/// can: the one rule every way of adding children follows. An object's keys are attribute
+/// names (strings); a list's keys are exactly `0..len`, so the only new key is `len` (an
+/// append); a dict takes any key.
+pub(crate) fn new_key_error(kind: &NodeKind, key: &Key, len: usize) -> Option<String> {
+    match (kind, key) {
+        (NodeKind::Object(_), Key::Str(_)) | (NodeKind::Dict, _) => None,
+        (NodeKind::Object(name), Key::Int(i)) => Some(format!(
+            "a '{name}' object has attributes named by strings, not the integer key {i}"
+        )),
+        (NodeKind::List, Key::Str(s)) => Some(format!(
+            "a List is indexed by integers, not by the key {}",
+            Key::Str(s.clone())
+        )),
+        (NodeKind::List, Key::Int(i)) if usize::try_from(*i) == Ok(len) => None,
+        (NodeKind::List, Key::Int(i)) => Some(format!(
+            "index {i} is out of range for a List of length {len} (elements 0..{len} can be \
+             replaced, and index {len} appends)"
+        )),
+    }
+}
+
+/// Whether `children` is a valid set of children for a node of `kind`, added in order to an
+/// empty node ([`new_key_error`]): an object's keys are strings, a list's are `0..len` in
+/// order.
 pub(crate) fn check_children_keys(kind: &NodeKind, children: &[(Key, Value)]) -> Result<()> {
     for (position, (key, _)) in children.iter().enumerate() {
-        let ok = match (kind, key) {
-            (NodeKind::Object(_), key) => matches!(key, Key::Str(_)),
-            (NodeKind::List, Key::Int(i)) => usize::try_from(*i) == Ok(position),
-            (NodeKind::List, Key::Str(_)) => false,
-            (NodeKind::Dict, _) => true,
-        };
-        if !ok {
-            return Err(Error::StructureMismatch(match kind {
-                NodeKind::Object(name) => format!(
-                    "a '{name}' object cannot have the key {key}: an object's attributes are named by strings"
-                ),
-                _ => format!(
-                    "a List cannot have the key {key} at position {position}: a List's keys are exactly 0..len"
-                ),
-            }));
+        if let Some(why) = new_key_error(kind, key, position) {
+            return Err(Error::StructureMismatch(why));
         }
     }
     Ok(())
@@ -644,7 +641,8 @@ mod tests {
                 .unwrap_err();
         assert_eq!(
             err.to_string(),
-            "a List cannot have the key 2 at position 1: a List's keys are exactly 0..len"
+            "index 2 is out of range for a List of length 1 (elements 0..1 can be replaced, and \
+             index 1 appends)"
         );
         assert_eq!(l.len(), 3);
         let o = Object::new("M");

@@ -395,9 +395,11 @@ impl From<Vec<Key>> for Path {
 /// the other, so each comparison stops at the deepest ancestors already known equal.
 #[derive(Default)]
 pub(crate) struct PathMatcher {
-    /// Node address on the left → node address on the right it is known equal to. The
-    /// addresses stay valid while the compared paths are alive (they are borrowed).
+    /// Node address on the left → node address on the right it is known equal to.
     known: std::collections::HashMap<usize, usize>,
+    /// The nodes behind those addresses, kept alive so that no address can be reused for
+    /// another node while the matcher remembers it.
+    pinned: Vec<Path>,
 }
 
 impl PathMatcher {
@@ -420,6 +422,8 @@ impl PathMatcher {
                         return false;
                     }
                     pairs.push((pa, qa));
+                    self.pinned.push(x.clone());
+                    self.pinned.push(y.clone());
                     x = &p.parent;
                     y = &q.parent;
                 }
@@ -437,7 +441,9 @@ impl PathMatcher {
 /// paths of a traversal is linear in their shared size.
 pub(crate) struct Rebaser {
     prefix_len: usize,
-    done: std::collections::HashMap<usize, Path>,
+    /// Input node address → its re-rooted path, with the input node kept alive (so the
+    /// address cannot be reused for another node).
+    done: std::collections::HashMap<usize, (Path, Path)>,
 }
 
 impl Rebaser {
@@ -457,7 +463,7 @@ impl Rebaser {
             if p.len() <= self.prefix_len {
                 break Path::root();
             }
-            if let Some(done) = p.node_addr().and_then(|a| self.done.get(&a)) {
+            if let Some((done, _)) = p.node_addr().and_then(|a| self.done.get(&a)) {
                 break done.clone();
             }
             pending.push(p);
@@ -471,7 +477,7 @@ impl Rebaser {
                 base = base.child(key.clone());
             }
             if let Some(addr) = p.node_addr() {
-                self.done.insert(addr, base.clone());
+                self.done.insert(addr, (base.clone(), p.clone()));
             }
         }
         base

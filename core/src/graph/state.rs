@@ -153,14 +153,21 @@ impl State {
 
     /// The union of several States (Flax's `merge_state`); later States win on equal paths.
     pub fn merged<'a>(states: impl IntoIterator<Item = &'a State>) -> State {
-        // Later States win: keep the last leaf of each path (a stable sort keeps the order
-        // of equal paths, then the map keeps the last of them).
+        // Later States win: a stable sort keeps equal paths in State order, and of each run
+        // of equal paths only the last is kept.
         let mut leaves: Vec<(Path, Leaf)> = states
             .into_iter()
             .flat_map(|s| s.leaves.iter().map(|(p, l)| (p.clone(), l.clone())))
             .collect();
         leaves.sort_by(|a, b| a.0.cmp(&b.0));
-        State::from_leaves(leaves)
+        let mut unique: Vec<(Path, Leaf)> = Vec::with_capacity(leaves.len());
+        for (path, leaf) in leaves {
+            match unique.last_mut() {
+                Some(last) if last.0 == path => last.1 = leaf,
+                _ => unique.push((path, leaf)),
+            }
+        }
+        State::from_leaves(unique)
     }
 
     /// A State of *new* Variables (same types and metadata) holding `f(path, value)`; raw

@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 
-use super::node::{Node, NodeKind};
+use super::node::{Node, NodeKind, new_key_error};
 use super::node_id::NodeId;
 use super::path::{Key, Path};
 use super::state::{Leaf, State};
@@ -21,7 +21,8 @@ use crate::error::{Error, Result};
 /// - a path that runs through a leaf or a static, or ends on a subgraph, is an error, and so
 ///   is a key of the wrong kind or out of range (a negative or too large list index).
 ///
-/// All paths are checked before anything is written, so a failed update changes nothing.
+/// All paths, and that every target may be mutated from the current trace level, are checked
+/// before anything is written, so a failed update changes nothing.
 pub(crate) fn update(root: &Value, state: &State) -> Result<()> {
     let mut writes = Vec::with_capacity(state.len());
     // Lists that planned appends will have grown (by node id): the next index that appends.
@@ -29,6 +30,9 @@ pub(crate) fn update(root: &Value, state: &State) -> Result<()> {
     let mut resolver = Resolver::default();
     for (path, leaf) in state {
         writes.push(plan(root, path, leaf, &mut planned_len, &mut resolver)?);
+    }
+    for write in &writes {
+        write.check_can_mutate()?;
     }
     for write in writes {
         write.apply()?;
@@ -50,6 +54,17 @@ enum Write {
 }
 
 impl Write {
+    /// The trace-level check the write will make, made before any write happens.
+    fn check_can_mutate(&self) -> Result<()> {
+        match self {
+            Write::UpdateVariable(target, Leaf::Variable(source)) if target.ptr_eq(source) => {
+                Ok(())
+            }
+            Write::UpdateVariable(target, _) => target.check_can_mutate(),
+            Write::SetChild(node, ..) | Write::SetInTuple { node, .. } => node.check_can_mutate(),
+        }
+    }
+
     fn apply(self) -> Result<()> {
         match self {
             Write::UpdateVariable(target, Leaf::Variable(source)) => target.update_from(&source),
@@ -141,37 +156,26 @@ fn new_leaf(leaf: &Leaf) -> Value {
     }
 }
 
-/// Whether `key`, absent from `parent`, can be added to it: objects take attribute names,
-/// lists an append at their (planned) length, dicts anything.
+/// Whether `key`, absent from `parent`, can be added to it ([`new_key_error`]), counting
+/// the appends already planned for a list.
 fn check_new_key(
     parent: &Node,
     key: &Key,
     path: &Path,
     planned_len: &mut HashMap<NodeId, usize>,
 ) -> Result<()> {
-    match (parent.kind(), key) {
-        (NodeKind::Object(_), Key::Str(_)) | (NodeKind::Dict, _) => Ok(()),
-        (NodeKind::Object(name), Key::Int(i)) => Err(Error::StructureMismatch(format!(
-            "cannot update path {path}: a '{name}' object has attributes named by strings, \
-             not the integer key {i}"
+    let len = planned_len
+        .entry(parent.id())
+        .or_insert_with(|| parent.len());
+    match new_key_error(parent.kind(), key, *len) {
+        Some(why) => Err(Error::StructureMismatch(format!(
+            "cannot update path {path}: {why}"
         ))),
-        (NodeKind::List, Key::Str(s)) => Err(Error::StructureMismatch(format!(
-            "cannot update path {path}: a List is indexed by integers, not by the key {}",
-            Key::Str(s.clone())
-        ))),
-        (NodeKind::List, Key::Int(i)) => {
-            let len = planned_len
-                .entry(parent.id())
-                .or_insert_with(|| parent.len());
-            if usize::try_from(*i).is_ok_and(|i| i == *len) {
+        None => {
+            if *parent.kind() == NodeKind::List {
                 *len += 1;
-                Ok(())
-            } else {
-                Err(Error::StructureMismatch(format!(
-                    "cannot update path {path}: index {i} is out of range for a List of length \
-                     {len} (an update can replace elements 0..{len} or append at index {len})"
-                )))
             }
+            Ok(())
         }
     }
 }
@@ -186,7 +190,9 @@ type Anchor = Option<(Node, Key, Vec<usize>)>;
 /// of the paths' lengths.
 #[derive(Default)]
 struct Resolver {
-    resolved: HashMap<usize, (Value, Anchor)>,
+    /// Path node address → the value there and its anchor, with the path node kept alive
+    /// (so the address cannot be reused for another node).
+    resolved: HashMap<usize, (Value, Anchor, Path)>,
 }
 
 impl Resolver {
@@ -198,8 +204,8 @@ impl Resolver {
             if p.is_empty() {
                 break (root.clone(), None);
             }
-            if let Some(hit) = p.node_addr().and_then(|a| self.resolved.get(&a)) {
-                break hit.clone();
+            if let Some((value, anchor, _)) = p.node_addr().and_then(|a| self.resolved.get(&a)) {
+                break (value.clone(), anchor.clone());
             }
             unresolved.push(p);
             match p.parent() {
@@ -224,7 +230,7 @@ impl Resolver {
             current = next;
             if let Some(addr) = here.node_addr() {
                 self.resolved
-                    .insert(addr, (current.clone(), anchor.clone()));
+                    .insert(addr, (current.clone(), anchor.clone(), here.clone()));
             }
         }
         Ok((current, anchor))

@@ -436,7 +436,7 @@ impl Variable {
         inner.metadata = metadata;
     }
 
-    fn check_can_mutate(&self) -> Result<()> {
+    pub(crate) fn check_can_mutate(&self) -> Result<()> {
         check_can_mutate(self.type_name(), self.0.trace_level)
     }
 }

@@ -1,6 +1,6 @@
 //! The equation-by-equation evaluation loop every interpreting engine shares.
 
-use super::ir::{Atom, Program};
+use super::ir::{Atom, Program, VarId};
 use super::primitive::Primitive;
 use crate::error::{Error, Result};
 use crate::tensor::{Array, check_allocation};
@@ -25,8 +25,15 @@ pub fn interpret(
         )));
     }
     let mut env: Vec<Option<Array>> = vec![None; program.avals.len()];
+    // Programs are plain data: a variable without an aval is an error, not a panic.
+    let aval_of = |var: VarId| {
+        program
+            .avals
+            .get(var.0 as usize)
+            .ok_or_else(|| Error::InvalidValue(format!("v{} has no abstract value", var.0)))
+    };
     for (var, value) in program.inputs.iter().zip(inputs) {
-        let expected = &program.avals[var.0 as usize];
+        let expected = aval_of(*var)?;
         if value.shape() != expected.shape.as_slice() || value.dtype() != expected.dtype {
             return Err(Error::InvalidValue(format!(
                 "program input v{} expects {expected}, got {:?} {}",
@@ -37,17 +44,18 @@ pub fn interpret(
         }
         env[var.0 as usize] = Some(value.clone());
     }
-    let read = |env: &[Option<Array>], atom: &Atom| -> Result<Array> {
-        match atom {
-            Atom::Literal(a) => Ok(a.clone()),
-            Atom::Var(v) => env[v.0 as usize]
-                .clone()
-                .ok_or_else(|| Error::InvalidValue(format!("v{} used before it is defined", v.0))),
-        }
-    };
+    let read =
+        |env: &[Option<Array>], atom: &Atom| -> Result<Array> {
+            match atom {
+                Atom::Literal(a) => Ok(a.clone()),
+                Atom::Var(v) => env.get(v.0 as usize).cloned().flatten().ok_or_else(|| {
+                    Error::InvalidValue(format!("v{} used before it is defined", v.0))
+                }),
+            }
+        };
     for eq in &program.equations {
         for out in &eq.outputs {
-            let aval = &program.avals[out.0 as usize];
+            let aval = aval_of(*out)?;
             check_allocation(&aval.shape, aval.dtype)?;
         }
         let args = eq

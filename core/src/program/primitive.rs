@@ -14,7 +14,8 @@ use crate::error::{Error, Result};
 use crate::random::RandomOp;
 use crate::tensor::elementwise::{BinaryOp, CompareOp, UnaryOp};
 use crate::tensor::{
-    Array, DType, ReduceOp, broadcast_shapes, byte_size, check_allocation, matmul_shape, promote,
+    Array, DType, ReduceOp, broadcast_shapes, byte_size, check_allocation, element_count,
+    matmul_shape, promote,
 };
 
 /// A program held by a higher-order primitive. Equality is identity (two equations call the
@@ -41,7 +42,50 @@ pub struct Batching {
     pub axis_size: usize,
 }
 
+/// The avals of `program`'s outputs with an axis of `size` inserted where `axes` says
+/// (`None`: the output as it is).
+fn stacked_avals(
+    program: &Program,
+    axes: impl Iterator<Item = Option<usize>>,
+    size: usize,
+) -> Vec<AbstractValue> {
+    program
+        .outputs
+        .iter()
+        .zip(axes)
+        .map(|(atom, axis)| {
+            let mut aval = program.aval_of(atom);
+            if let Some(axis) = axis {
+                aval.shape.insert(axis.min(aval.shape.len()), size);
+            }
+            aval
+        })
+        .collect()
+}
+
+/// Checks that every output can be allocated, before an engine loops over lanes or
+/// iterations that a user-given size controls.
+fn check_output_allocations(avals: &[AbstractValue]) -> Result<()> {
+    avals
+        .iter()
+        .try_for_each(|aval| check_allocation(&aval.shape, aval.dtype))
+}
+
 impl Batching {
+    /// The shapes and dtypes of the batched program's outputs (the per-lane ones with the
+    /// batch axis inserted at each out axis).
+    pub fn output_avals(&self, program: &Program) -> Vec<AbstractValue> {
+        stacked_avals(program, self.out_axes.iter().copied(), self.axis_size)
+    }
+
+    /// Checks, before any lane runs, that the batched outputs can be allocated.
+    ///
+    /// # Errors
+    /// [`Error::ArrayTooLarge`] or [`Error::AllocationFailed`].
+    pub fn check_outputs(&self, program: &Program) -> Result<()> {
+        check_output_allocations(&self.output_avals(program))
+    }
+
     /// The outputs of `program` batched over zero lanes, given the engine's `run`. A mapped
     /// output is empty along its batch axis (zeros of its per-lane shape with a batch axis of
     /// size 0). An unmapped output does not depend on the mapped inputs (the caller checked),
@@ -129,6 +173,26 @@ pub struct ScanSpec {
     pub inputs: Vec<ScanInput>,
     /// One entry per program output.
     pub outputs: Vec<ScanOutput>,
+}
+
+impl ScanSpec {
+    /// The shapes and dtypes of the scan's outputs (stacked ones with the iteration axis
+    /// inserted).
+    pub fn output_avals(&self, program: &Program) -> Vec<AbstractValue> {
+        let axes = self.outputs.iter().map(|kind| match kind {
+            ScanOutput::Stacked(axis) => Some(*axis),
+            ScanOutput::Carry(_) | ScanOutput::Broadcast => None,
+        });
+        stacked_avals(program, axes, self.length)
+    }
+
+    /// Checks, before any iteration runs, that the outputs can be allocated.
+    ///
+    /// # Errors
+    /// [`Error::ArrayTooLarge`] or [`Error::AllocationFailed`].
+    pub fn check_outputs(&self, program: &Program) -> Result<()> {
+        check_output_allocations(&self.output_avals(program))
+    }
 }
 
 /// One primitive operation with its static parameters. Axes are normalised (non-negative)
@@ -266,15 +330,6 @@ impl Primitive {
         }
     }
 
-    /// Whether the primitive holds a program (`call`, `scan`, `vmap`), which an engine
-    /// evaluates rather than [`Primitive::eval`].
-    pub fn is_higher_order(&self) -> bool {
-        matches!(
-            self,
-            Primitive::Call { .. } | Primitive::Scan { .. } | Primitive::Vmap { .. }
-        )
-    }
-
     /// The abstract values of all outputs (several for higher-order primitives).
     ///
     /// # Errors
@@ -296,34 +351,8 @@ impl Primitive {
                 .iter()
                 .map(|a| program.0.aval_of(a))
                 .collect()),
-            Primitive::Scan { program, spec } => Ok(program
-                .0
-                .outputs
-                .iter()
-                .zip(&spec.outputs)
-                .map(|(a, kind)| {
-                    let mut aval = program.0.aval_of(a);
-                    if let ScanOutput::Stacked(axis) = kind {
-                        aval.shape
-                            .insert((*axis).min(aval.shape.len()), spec.length);
-                    }
-                    aval
-                })
-                .collect()),
-            Primitive::Vmap { program, batching } => Ok(program
-                .0
-                .outputs
-                .iter()
-                .zip(&batching.out_axes)
-                .map(|(a, axis)| {
-                    let mut aval = program.0.aval_of(a);
-                    if let Some(axis) = axis {
-                        aval.shape
-                            .insert((*axis).min(aval.shape.len()), batching.axis_size);
-                    }
-                    aval
-                })
-                .collect()),
+            Primitive::Scan { program, spec } => Ok(spec.output_avals(&program.0)),
+            Primitive::Vmap { program, batching } => Ok(batching.output_avals(&program.0)),
             _ => Ok(vec![self.abstract_eval(inputs)?]),
         }
     }
@@ -453,7 +482,7 @@ impl Primitive {
             }
             Primitive::Reshape { shape } => {
                 let a = one()?;
-                if shape.iter().product::<usize>() != a.size() {
+                if element_count(shape)? != a.size() {
                     return Err(Error::shape(
                         "reshape",
                         format!(
@@ -571,13 +600,9 @@ impl Primitive {
     ///
     /// # Errors
     /// The kernels' shape and dtype errors; [`Error::ArrayTooLarge`] or
-    /// [`Error::AllocationFailed`] for a result the machine cannot hold.
+    /// [`Error::AllocationFailed`] for a result the machine cannot hold (every kernel whose
+    /// result can be larger than its operands checks before allocating).
     pub fn eval(&self, inputs: &[Array]) -> Result<Array> {
-        if !self.is_higher_order() {
-            let avals: Vec<AbstractValue> = inputs.iter().map(Array::aval).collect();
-            let out = self.abstract_eval(&avals)?;
-            check_allocation(&out.shape, out.dtype)?;
-        }
         let arg = |i: usize| {
             inputs.get(i).ok_or_else(|| {
                 Error::InvalidValue(format!("{} is missing operand {i}", self.name()))

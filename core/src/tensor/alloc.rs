@@ -40,12 +40,20 @@ pub(crate) fn byte_size(shape: &[usize], dtype: DType) -> Result<(usize, usize)>
 }
 
 /// Checks, before a kernel allocates it, that the buffer of an array of `shape` and `dtype`
-/// can exist: its size must be representable and, for large buffers, the allocator must be
-/// able to reserve it.
+/// can exist: its size must be representable and, for large buffers (256 MiB and more), the
+/// allocator must be able to reserve it. Engines call this before computing a result whose
+/// size user input controls.
 ///
 /// # Errors
 /// [`Error::ArrayTooLarge`] or [`Error::AllocationFailed`].
-pub(crate) fn check_allocation(shape: &[usize], dtype: DType) -> Result<()> {
+///
+/// ```
+/// use nnx_core::{DType, tensor::check_allocation};
+/// assert!(check_allocation(&[1024, 1024], DType::F32).is_ok());
+/// assert!(check_allocation(&[1 << 32, 1 << 32], DType::F32).is_err()); // overflows
+/// assert!(check_allocation(&[1 << 46], DType::F32).is_err()); // 256 TiB
+/// ```
+pub fn check_allocation(shape: &[usize], dtype: DType) -> Result<()> {
     let (_, bytes) = byte_size(shape, dtype)?;
     if bytes >= CHECKED_BYTES {
         let mut probe: Vec<u8> = Vec::new();

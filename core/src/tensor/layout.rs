@@ -321,12 +321,11 @@ pub(crate) fn resolve_reshape(from: &[usize], shape: &[isize]) -> Result<Vec<usi
             }
             d if d < 0 => return Err(bad(format!("negative dimension {d} in {shape:?}"))),
             d => {
-                known = known.checked_mul(d as usize).ok_or_else(|| {
-                    bad(format!(
-                        "cannot reshape array of shape {from:?} (size {size}) into shape \
-                         {shape:?}: its size overflows"
-                    ))
-                })?
+                known = known
+                    .checked_mul(d as usize)
+                    .ok_or_else(|| Error::ArrayTooLarge {
+                        shape: shape.iter().map(|&d| d.max(0) as usize).collect(),
+                    })?
             }
         }
     }

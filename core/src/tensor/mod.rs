@@ -32,7 +32,8 @@ mod shape;
 
 use std::sync::Arc;
 
-pub(crate) use alloc::{byte_size, check_allocation, element_count};
+pub use alloc::check_allocation;
+pub(crate) use alloc::{byte_size, element_count};
 pub use dispatch::Tensor;
 pub use dtype::DType;
 pub(crate) use dtype::promote;
