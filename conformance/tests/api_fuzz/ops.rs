@@ -12,15 +12,6 @@ pub(crate) const INNER_KEYS: [&str; 5] = ["a", "w", "x", "new", "sub"];
 /// last one beyond that).
 pub(crate) const MAX_ROOTS: usize = 5;
 
-/// Whether a successful transform leaves every object it wrote back with its attributes in
-/// key order. That is Flax's behaviour (SEMANTICS.md T4: `vars(obj).clear()`, then the
-/// attributes are re-set from the inner graph in sorted order) and the library's today.
-/// Issue 8 point 3 asks transforms to preserve attribute order instead; whoever makes that
-/// change sets this to `false`, and the model then expects every object to keep its order,
-/// with attributes replaced inside staying in place, deleted ones gone, and added ones
-/// appended in the order the closure added them (objects created inside: creation order).
-pub(crate) const WRITE_BACK_SORTS: bool = true;
-
 /// A key as an attribute name.
 pub(crate) fn key_text(key: &Key) -> String {
     match key {

@@ -486,10 +486,11 @@ pub(crate) fn finish_transform(
             after.vars[v].value = Tensor::full(&shape, fill);
         }
     }
-    if WRITE_BACK_SORTS {
-        for n in after.reachable(args) {
-            after.nodes[n].attrs = after.sorted_attrs(n);
-        }
+    // A successful transform leaves every object it wrote back with its attributes in key
+    // order, as Flax does (SEMANTICS.md T4: `vars(obj).clear()`, then the attributes are
+    // re-set from the inner graph in sorted order; checked with Flax 0.12.8).
+    for n in after.reachable(args) {
+        after.nodes[n].attrs = after.sorted_attrs(n);
     }
     Ok(())
 }
