@@ -99,7 +99,11 @@ fn deep_chain_splits_merges_clones_updates_and_drops() {
 
     // The nested view of the State is as deep as the graph; sub-States re-root paths.
     let nested = state.nested();
-    drop(nested);
+    let copy = nested.clone();
+    let debug = format!("{copy:?}");
+    assert!(debug.starts_with("{'next': {'next': {"), "{}", &debug[..40]);
+    assert_eq!(debug.matches("Param#").count(), DEPTH);
+    drop((nested, copy));
     let below = state.at(&Path::from(["next", "next"]));
     assert_eq!(below.len(), DEPTH - 2);
     assert!(below.get(&Path::from(["w"])).is_some());

@@ -1,6 +1,7 @@
 //! `State`: the leaves of a graph by path.
 
 use std::collections::BTreeMap;
+use std::fmt;
 
 use super::filter::Filter;
 use super::path::{Key, Path, Rebaser};
@@ -49,7 +50,9 @@ pub struct State {
 }
 
 /// The nested view of a [`State`]: a tree of mappings whose leaves are [`Leaf`]s.
-#[derive(Clone, Debug)]
+///
+/// `Clone`, `Debug` and `Drop` are iterative, so a view of any depth is fine; match it by
+/// reference (`if let NestedState::Map(m) = &state.nested()`).
 pub enum NestedState {
     /// A leaf.
     Leaf(Leaf),
@@ -248,6 +251,69 @@ fn nest<'a>(leaves: impl Iterator<Item = (&'a Path, &'a Leaf)>) -> NestedState {
         close(&mut open);
     }
     NestedState::Map(open.pop().map(|(_, m)| m).unwrap_or_default())
+}
+
+impl NestedState {
+    /// The leaves with their paths, in sorted order (iteratively).
+    fn flat(&self) -> Vec<(Path, &Leaf)> {
+        let mut out = Vec::new();
+        let mut stack: Vec<(Path, &NestedState)> = vec![(Path::root(), self)];
+        while let Some((path, node)) = stack.pop() {
+            match node {
+                NestedState::Leaf(leaf) => out.push((path, leaf)),
+                NestedState::Map(map) => {
+                    stack.extend(map.iter().rev().map(|(k, v)| (path.child(k.clone()), v)));
+                }
+            }
+        }
+        out
+    }
+}
+
+impl Clone for NestedState {
+    /// Rebuilt from the leaves, iteratively.
+    fn clone(&self) -> NestedState {
+        match self {
+            NestedState::Leaf(leaf) => NestedState::Leaf(leaf.clone()),
+            NestedState::Map(_) => {
+                let flat = self.flat();
+                nest(flat.iter().map(|(p, l)| (p, *l)))
+            }
+        }
+    }
+}
+
+impl fmt::Debug for NestedState {
+    /// Nested mappings (`{'sub': {'w': Param#3}}`), written iteratively and in time linear
+    /// in the view's size.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let map = match self {
+            NestedState::Leaf(leaf) => return f.debug_tuple("Leaf").field(leaf).finish(),
+            NestedState::Map(map) => map,
+        };
+        f.write_str("{")?;
+        // The open mappings: the entries still to write, and whether one was written.
+        let mut open = vec![(map.iter(), false)];
+        while let Some((entries, written)) = open.last_mut() {
+            let Some((key, value)) = entries.next() else {
+                f.write_str("}")?;
+                open.pop();
+                continue;
+            };
+            if std::mem::replace(written, true) {
+                f.write_str(", ")?;
+            }
+            write!(f, "{key}: ")?;
+            match value {
+                NestedState::Leaf(leaf) => write!(f, "{leaf:?}")?,
+                NestedState::Map(inner) => {
+                    f.write_str("{")?;
+                    open.push((inner.iter(), false));
+                }
+            }
+        }
+        Ok(())
+    }
 }
 
 impl Drop for NestedState {
