@@ -3,6 +3,7 @@
 //! [`Fast`] executes programs with faer GEMMs and batching rules (a vmapped dense layer is one
 //! GEMM over the whole batch). The crate re-exports everything a user needs from `nnx-core`;
 //! `use nnx_fast::prelude::*;` brings the everyday names into scope, `Fast` included.
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 mod batching;
 mod fast_engine;

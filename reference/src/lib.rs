@@ -21,6 +21,7 @@
 //! # }
 //! ```
 #![forbid(unsafe_code)]
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 use nnx_core::program::{Batching, Primitive, Program, interpret};
 use nnx_core::{Array, Engine, Error, Result};
