@@ -289,21 +289,22 @@ impl<F: Fn(&[Value]) -> Result<Value>> Scan<F> {
         // Zero iterations run nothing, so broadcast state keeps its value (an engine has no
         // iteration to take a broadcast output from, and gives zeros).
         let results = if length == 0 {
+            let broadcast_inputs: HashMap<&Path, &Tensor> = lowered
+                .leaves()
+                .iter()
+                .filter(|l| l.prefix == ScanAxis::Broadcast)
+                .map(|l| (&l.path, &l.value))
+                .collect();
             results
                 .into_iter()
                 .zip(outputs.leaves())
                 .zip(&spec.outputs)
-                .map(|((result, out), kind)| {
-                    lowered
-                        .leaves()
-                        .iter()
-                        .find(|l| {
-                            *kind == ScanOutput::Broadcast
-                                && l.prefix == ScanAxis::Broadcast
-                                && l.path == out.path
-                        })
-                        .map_or(result, |input| input.value.clone())
-                })
+                .map(
+                    |((result, out), kind)| match broadcast_inputs.get(&out.path) {
+                        Some(&input) if *kind == ScanOutput::Broadcast => input.clone(),
+                        _ => result,
+                    },
+                )
                 .collect()
         } else {
             results
@@ -372,6 +373,14 @@ impl<F: Fn(&[Value]) -> Result<Value>> Scan<F> {
             .filter(|(_, l)| l.prefix == ScanAxis::Carry)
             .map(|(i, _)| i)
             .collect();
+        // Unmatched carries by path, so matching every output is linear in their number.
+        let mut carries_by_path: HashMap<&Path, std::collections::VecDeque<usize>> = HashMap::new();
+        for &i in &carries {
+            carries_by_path
+                .entry(&inputs[i].path)
+                .or_default()
+                .push_back(i);
+        }
         let mut matched = vec![false; inputs.len()];
         let mut added = Vec::new();
         let varying: Vec<bool> = input_kinds
@@ -383,12 +392,16 @@ impl<F: Fn(&[Value]) -> Result<Value>> Scan<F> {
         for (j, out) in outputs.iter().enumerate() {
             kinds.push(match out.prefix {
                 ScanAxis::Carry => {
-                    let by_path = carries.iter().copied().find(|&i| inputs[i].path == out.path && !matched[i]);
-                    let returned = out.path.keys().first() == Some(&Key::from(output_root));
+                    let by_path = carries_by_path.get_mut(&out.path).and_then(|pending| {
+                        std::iter::from_fn(|| pending.pop_front()).find(|&i| !matched[i])
+                    });
+                    let returned = out.path.ancestor(1).last() == Some(&Key::from(output_root));
                     let positional = || {
+                        if !returned {
+                            return None;
+                        }
                         carries.iter().copied().find(|&i| {
-                            returned
-                                && !matched[i]
+                            !matched[i]
                                 && inputs[i].variable.is_none()
                                 && inputs[i].path.len() <= out.path.len()
                         })
