@@ -455,44 +455,113 @@ fn resolve(w: &World, mut n: Nid, path: &[Key]) -> Option<(Nid, MVal)> {
     Some((n, value.clone()))
 }
 
-/// `update(to, state(from))`: every Variable of `to` reached at a path of `from`'s state takes
-/// the value and metadata of `from`'s Variable there (keeping its identity and type), one
-/// after the other in path order; every raw array is replaced. Skipped when the structures
-/// do not correspond.
+/// `update(to, state(from))`, with `nnx.update`'s rules: at each path of `from`'s State, a
+/// Variable of `to` takes the leaf (value and metadata from a Variable leaf, the value from a
+/// raw array), a raw array is replaced, and a missing last key is added where the node can
+/// have it (an object: a string; a List: an append at its length; a Dict: anything), a
+/// Variable leaf as a copy. A path through something that is not a node, or ending on a
+/// node or a static, or a key the node cannot take, fails the whole update, which then
+/// writes nothing.
 pub(crate) fn update_from(w: &mut World, from: usize, to: usize) -> Step {
     enum Write {
-        Var {
-            src: Vid,
-            dst: Vid,
-        },
-        Array {
-            holder: Nid,
-            key: Key,
-            value: Tensor,
-        },
+        Var { src: Vid, dst: Vid },
+        VarValue { dst: Vid, value: Tensor },
+        Set { holder: Nid, key: Key, value: MVal },
     }
     let (from, to) = (from % w.roots.len(), to % w.roots.len());
     let mut writes = Vec::new();
+    let mut planned_len: HashMap<Nid, usize> = HashMap::new();
+    let mut valid = true;
     for (path, leaf) in w.flatten(w.roots[from]) {
-        match (leaf, resolve(w, w.roots[to], &path)) {
-            (FlatLeaf::Var(src), Some((_, MVal::Var(dst)))) => writes.push(Write::Var { src, dst }),
-            (FlatLeaf::Array(n, k), Some((holder, MVal::Array(_)))) => {
-                let Some((_, MVal::Array(t))) = w.nodes[n].attrs.iter().find(|(key, _)| *key == k)
-                else {
-                    return Err(fail("the model lost an array"));
+        // The leaf as a new child: an array, or a copy of the Variable made now.
+        let leaf_value = |w: &World| match &leaf {
+            FlatLeaf::Var(src) => Leafish::Var(w.vars[*src].clone()),
+            FlatLeaf::Array(n, k) => Leafish::Array(
+                w.nodes[*n]
+                    .attrs
+                    .iter()
+                    .find_map(|(key, v)| match v {
+                        MVal::Array(t) if key == k => Some(t.clone()),
+                        _ => None,
+                    })
+                    .unwrap_or_else(|| Tensor::zeros(&[0])),
+            ),
+        };
+        let Some((last, inner)) = path.split_last() else {
+            valid = false;
+            break;
+        };
+        let mut holder = w.roots[to];
+        let mut through = true;
+        for key in inner {
+            match w.nodes[holder].attrs.iter().find(|(k, _)| k == key) {
+                Some((_, MVal::Node(c))) => holder = *c,
+                _ => through = false,
+            }
+            if !through {
+                break;
+            }
+        }
+        if !through {
+            valid = false;
+            break;
+        }
+        let existing = w.nodes[holder]
+            .attrs
+            .iter()
+            .find(|(k, _)| k == last)
+            .map(|(_, v)| v.clone());
+        match (existing, leaf_value(w)) {
+            (Some(MVal::Var(dst)), Leafish::Var(_)) => {
+                let FlatLeaf::Var(src) = leaf else { continue };
+                writes.push(Write::Var { src, dst });
+            }
+            (Some(MVal::Var(dst)), Leafish::Array(value)) => {
+                writes.push(Write::VarValue { dst, value })
+            }
+            (Some(MVal::Array(_)), new) | (None, new) => {
+                let is_new = !w.nodes[holder].attrs.iter().any(|(k, _)| k == last);
+                if is_new {
+                    let len = planned_len
+                        .entry(holder)
+                        .or_insert_with(|| w.nodes[holder].attrs.len());
+                    let fits = match (&w.nodes[holder].kind, last) {
+                        (Kind::Object(_), Key::Str(_)) | (Kind::Dict, _) => true,
+                        (Kind::List, Key::Int(i)) => usize::try_from(*i) == Ok(*len),
+                        _ => false,
+                    };
+                    if !fits {
+                        valid = false;
+                        break;
+                    }
+                    if w.nodes[holder].kind == Kind::List {
+                        *len += 1;
+                    }
+                }
+                let value = match new {
+                    Leafish::Var(var) => MVal::Var(w.add_var(var, None)),
+                    Leafish::Array(t) => MVal::Array(t),
                 };
-                let key = path.last().cloned().ok_or("an empty path")?;
-                writes.push(Write::Array {
+                writes.push(Write::Set {
                     holder,
-                    key,
-                    value: t.clone(),
+                    key: last.clone(),
+                    value,
                 });
             }
-            _ => return Ok(()),
+            (Some(MVal::Node(_) | MVal::Static(_)), _) => {
+                valid = false;
+                break;
+            }
         }
     }
     let state = graph::state(&w.root(from));
-    graph::update(&w.root(to), &state).map_err(|e| format!("update: {e}"))?;
+    let result = graph::update(&w.root(to), &state);
+    match (valid, result) {
+        (false, Err(_)) => return Ok(()),
+        (false, Ok(())) => return Err(fail("update succeeded where it must fail")),
+        (true, Err(e)) => return Err(format!("update: {e}")),
+        (true, Ok(())) => {}
+    }
     for write in writes {
         match write {
             Write::Var { src, dst } => {
@@ -500,8 +569,15 @@ pub(crate) fn update_from(w: &mut World, from: usize, to: usize) -> Step {
                 w.vars[dst].value = source.value;
                 w.vars[dst].metadata = source.metadata;
             }
-            Write::Array { holder, key, value } => w.set(holder, key, MVal::Array(value)),
+            Write::VarValue { dst, value } => w.vars[dst].value = value,
+            Write::Set { holder, key, value } => w.set(holder, key, value),
         }
     }
     Ok(())
+}
+
+/// A State leaf as it would be written: a Variable (to copy) or an array.
+enum Leafish {
+    Var(MVar),
+    Array(Tensor),
 }
