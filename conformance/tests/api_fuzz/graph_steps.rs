@@ -441,20 +441,6 @@ pub(crate) fn var_edit_step(w: &mut World, var: usize, edit: &VarEdit) -> Step {
     Ok(())
 }
 
-/// Follows `path` from node `n` through the model's attributes: the node holding the last key
-/// and what it holds there.
-fn resolve(w: &World, mut n: Nid, path: &[Key]) -> Option<(Nid, MVal)> {
-    let (last, inner) = path.split_last()?;
-    for key in inner {
-        match w.nodes[n].attrs.iter().find(|(k, _)| k == key)? {
-            (_, MVal::Node(c)) => n = *c,
-            _ => return None,
-        }
-    }
-    let (_, value) = w.nodes[n].attrs.iter().find(|(k, _)| k == last)?;
-    Some((n, value.clone()))
-}
-
 /// `update(to, state(from))`, with `nnx.update`'s rules: at each path of `from`'s State, a
 /// Variable of `to` takes the leaf (value and metadata from a Variable leaf, the value from a
 /// raw array), a raw array is replaced, and a missing last key is added where the node can
