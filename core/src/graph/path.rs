@@ -515,6 +515,15 @@ pub(crate) fn python_str_repr(s: &str) -> String {
 mod tests {
     use super::*;
 
+    /// The number of leading keys two paths share, from their keys.
+    fn common_prefix(x: &Path, y: &Path) -> usize {
+        x.keys()
+            .iter()
+            .zip(y.keys())
+            .take_while(|(a, b)| **a == *b)
+            .count()
+    }
+
     #[test]
     fn keys_sort_ints_then_strings_by_code_point() {
         let mut keys = vec![
@@ -570,13 +579,7 @@ mod tests {
         );
         for (i, x) in paths.iter().enumerate() {
             for y in &paths[i..] {
-                let common = x
-                    .keys()
-                    .iter()
-                    .zip(y.keys())
-                    .take_while(|(a, b)| **a == *b)
-                    .count();
-                assert_eq!(x.compare(y).0, common, "{x} vs {y}");
+                assert_eq!(x.compare(y).0, common_prefix(x, y), "{x} vs {y}");
             }
         }
         let mut p = shared.clone();
@@ -599,12 +602,7 @@ mod tests {
                 let expected = x.keys().cmp(&y.keys());
                 assert_eq!(x.cmp(y), expected, "{i} vs {j}");
                 assert_eq!(x.cmp(&deep[j]), expected, "{i} vs {j}");
-                let common = x
-                    .keys()
-                    .iter()
-                    .zip(y.keys())
-                    .take_while(|(a, b)| **a == *b)
-                    .count();
+                let common = common_prefix(x, y);
                 assert_eq!(x.compare(&deep[j]).0, common);
                 assert_eq!(x.compare(y).0, common);
             }
