@@ -56,7 +56,8 @@ pub trait Engine {
             .zip(&spec.inputs)
             .map(|(x, kind)| (*kind == ScanInput::Carry).then(|| x.clone()))
             .collect();
-        spec.check_outputs(program)?;
+        // Also the results' avals, for a loop that runs no iteration.
+        let avals = spec.check_outputs(program)?;
         let mut stacked: Vec<Vec<Array>> = vec![Vec::new(); spec.outputs.len()];
         let mut first: Vec<Option<Array>> = vec![None; spec.outputs.len()];
         for step in 0..spec.length {
@@ -103,18 +104,13 @@ pub trait Engine {
                         values.reverse();
                     }
                     if values.is_empty() {
-                        let mut aval = program.aval_of(&program.outputs[j]);
-                        aval.shape.insert((*axis).min(aval.shape.len()), 0);
-                        return Array::zeros_of(&aval.shape, aval.dtype);
+                        return Array::zeros_of(&avals[j].shape, avals[j].dtype);
                     }
                     Array::stack(&values, *axis as isize)
                 }
                 ScanOutput::Broadcast => match first[j].clone() {
                     Some(v) => Ok(v),
-                    None => {
-                        let aval = program.aval_of(&program.outputs[j]);
-                        Array::zeros_of(&aval.shape, aval.dtype)
-                    }
+                    None => Array::zeros_of(&avals[j].shape, avals[j].dtype),
                 },
             })
             .collect()

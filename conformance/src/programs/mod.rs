@@ -23,6 +23,7 @@ use nnx_core::DType;
 use nnx_core::tensor::ReduceOp;
 use nnx_core::tensor::elementwise::{BinaryOp, CompareOp, UnaryOp};
 
+mod body;
 mod run;
 
 /// The shape of the object graph passed as the first argument (the model).

@@ -64,11 +64,12 @@ fn stacked_avals(
 }
 
 /// Checks that every output can be allocated, before an engine loops over lanes or
-/// iterations that a user-given size controls.
-fn check_output_allocations(avals: &[AbstractValue]) -> Result<()> {
-    avals
-        .iter()
-        .try_for_each(|aval| check_allocation(&aval.shape, aval.dtype))
+/// iterations that a user-given size controls, and returns the avals.
+fn check_output_allocations(avals: Vec<AbstractValue>) -> Result<Vec<AbstractValue>> {
+    for aval in &avals {
+        check_allocation(&aval.shape, aval.dtype)?;
+    }
+    Ok(avals)
 }
 
 impl Batching {
@@ -78,12 +79,13 @@ impl Batching {
         stacked_avals(program, self.out_axes.iter().copied(), self.axis_size)
     }
 
-    /// Checks, before any lane runs, that the batched outputs can be allocated.
+    /// Checks, before any lane runs, that the batched outputs can be allocated, and returns
+    /// their avals ([`Batching::output_avals`]).
     ///
     /// # Errors
     /// [`Error::ArrayTooLarge`] or [`Error::AllocationFailed`].
-    pub fn check_outputs(&self, program: &Program) -> Result<()> {
-        check_output_allocations(&self.output_avals(program))
+    pub fn check_outputs(&self, program: &Program) -> Result<Vec<AbstractValue>> {
+        check_output_allocations(self.output_avals(program))
     }
 
     /// The outputs of `program` batched over zero lanes, given the engine's `run`. A mapped
@@ -120,20 +122,13 @@ impl Batching {
         } else {
             Vec::new()
         };
-        program
-            .outputs
-            .iter()
+        stacked_avals(program, self.out_axes.iter().copied(), 0)
+            .into_iter()
             .zip(&self.out_axes)
             .enumerate()
-            .map(|(j, (atom, axis))| match (axis, unmapped.get(j)) {
+            .map(|(j, (aval, axis))| match (axis, unmapped.get(j)) {
                 (None, Some(value)) => Ok(value.clone()),
-                _ => {
-                    let mut aval = program.aval_of(atom);
-                    if let Some(axis) = axis {
-                        aval.shape.insert((*axis).min(aval.shape.len()), 0);
-                    }
-                    Array::zeros_of(&aval.shape, aval.dtype)
-                }
+                _ => Array::zeros_of(&aval.shape, aval.dtype),
             })
             .collect()
     }
@@ -186,12 +181,13 @@ impl ScanSpec {
         stacked_avals(program, axes, self.length)
     }
 
-    /// Checks, before any iteration runs, that the outputs can be allocated.
+    /// Checks, before any iteration runs, that the outputs can be allocated, and returns
+    /// their avals ([`ScanSpec::output_avals`]).
     ///
     /// # Errors
     /// [`Error::ArrayTooLarge`] or [`Error::AllocationFailed`].
-    pub fn check_outputs(&self, program: &Program) -> Result<()> {
-        check_output_allocations(&self.output_avals(program))
+    pub fn check_outputs(&self, program: &Program) -> Result<Vec<AbstractValue>> {
+        check_output_allocations(self.output_avals(program))
     }
 }
 
