@@ -113,12 +113,7 @@ impl Path {
     /// This path extended by one key (O(1): the new path shares this one).
     pub fn child(&self, key: impl Into<Key>) -> Path {
         let key = key.into();
-        let hash = {
-            let mut h = std::hash::DefaultHasher::new();
-            self.cached_hash().hash(&mut h);
-            key.hash(&mut h);
-            h.finish()
-        };
+        let hash = extend_hash(self.cached_hash(), &key);
         let jump = match &self.0 {
             Some(parent) => match &parent.jump.0 {
                 Some(j) if parent.len - j.len == j.len - j.jump.len() => j.jump.clone(),
@@ -299,13 +294,41 @@ impl Path {
 
 impl Drop for Path {
     /// Iterative: a long path whose nodes are owned only by it is freed without recursion.
+    /// Dropping a handle to a node that others still hold (the common case) only decrements
+    /// its count, without allocating.
     fn drop(&mut self) {
-        let mut stack: Vec<Arc<PathNode>> = self.0.take().into_iter().collect();
-        while let Some(node) = stack.pop() {
-            if let Some(mut inner) = Arc::into_inner(node) {
-                stack.extend(inner.parent.0.take());
-                stack.extend(inner.jump.0.take());
+        // Nodes owned only by this path: the next one to free, and any others (a node's
+        // parent and jump target can both be unique).
+        let mut next = self.0.take().and_then(Arc::into_inner);
+        let mut more: Vec<PathNode> = Vec::new();
+        while let Some(mut node) = next.take().or_else(|| more.pop()) {
+            for link in [node.parent.0.take(), node.jump.0.take()] {
+                if let Some(inner) = link.and_then(Arc::into_inner) {
+                    match next {
+                        None => next = Some(inner),
+                        Some(_) => more.push(inner),
+                    }
+                }
             }
+        }
+    }
+}
+
+/// The hash of a path extended by `key`, from its parent's hash: a cheap multiplicative mix
+/// (paths are hashed once, when built; hash maps rehash the result).
+fn extend_hash(parent: u64, key: &Key) -> u64 {
+    const K: u64 = 0x517c_c1b7_2722_0a95;
+    let mix = |h: u64, word: u64| (h.rotate_left(5) ^ word).wrapping_mul(K);
+    match key {
+        Key::Int(i) => mix(mix(parent, 1), *i as u64),
+        Key::Str(s) => {
+            let mut h = mix(parent, 2);
+            for chunk in s.as_bytes().chunks(8) {
+                let mut word = [0u8; 8];
+                word[..chunk.len()].copy_from_slice(chunk);
+                h = mix(h, u64::from_le_bytes(word));
+            }
+            mix(h, s.len() as u64)
         }
     }
 }
@@ -397,8 +420,8 @@ impl From<Vec<Key>> for Path {
 pub(crate) struct PathMatcher {
     /// Node address on the left → node address on the right it is known equal to.
     known: std::collections::HashMap<usize, usize>,
-    /// The nodes behind those addresses, kept alive so that no address can be reused for
-    /// another node while the matcher remembers it.
+    /// The paths whose nodes (they and their ancestors) those addresses are, kept alive so
+    /// that no address can be reused for another node while the matcher remembers it.
     pinned: Vec<Path>,
 }
 
@@ -422,13 +445,15 @@ impl PathMatcher {
                         return false;
                     }
                     pairs.push((pa, qa));
-                    self.pinned.push(x.clone());
-                    self.pinned.push(y.clone());
                     x = &p.parent;
                     y = &q.parent;
                 }
                 _ => return false,
             }
+        }
+        if !pairs.is_empty() {
+            self.pinned.push(a.clone());
+            self.pinned.push(b.clone());
         }
         self.known.extend(pairs);
         true

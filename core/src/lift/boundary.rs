@@ -568,11 +568,14 @@ impl<'a, L: Clone> AliasWalk<'a, L> {
                             (NodeKind::Object(_), Key::Str(s)) => format!(".{s}"),
                             (_, k) => format!("[{k}]"),
                         };
+                        // Only arrays (possibly inside tuples) need their slot.
+                        let holder = matches!(child, Value::Array(_) | Value::Tuple(_))
+                            .then(|| (node.id(), Path::root().child(key.clone())));
                         stack.push(Task::Visit {
                             value: child,
-                            local: local.child(key.clone()),
+                            local: local.child(key),
                             location: location.child(segment),
-                            holder: Some((node.id(), Path::root().child(key))),
+                            holder,
                         });
                     }
                 }
