@@ -50,3 +50,27 @@ pub use graph::{
 };
 pub use random::{RngStream, Rngs};
 pub use tensor::{Array, Axes, DType, Tensor};
+
+/// Handles and compiled transforms can move between threads (decision record 0004).
+#[cfg(test)]
+mod send_sync {
+    fn assert_send_sync<T: Send + Sync>() {}
+
+    #[test]
+    fn handles_are_send_and_sync() {
+        assert_send_sync::<crate::Object>();
+        assert_send_sync::<crate::List>();
+        assert_send_sync::<crate::Dict>();
+        assert_send_sync::<crate::Variable>();
+        assert_send_sync::<crate::Value>();
+        assert_send_sync::<crate::State>();
+        assert_send_sync::<crate::GraphDef>();
+        assert_send_sync::<crate::Rngs>();
+        assert_send_sync::<crate::Filter>();
+        assert_send_sync::<crate::Tensor>();
+        assert_send_sync::<crate::program::Program>();
+        assert_send_sync::<
+            crate::transforms::Jit<fn(&[crate::Value]) -> crate::Result<crate::Value>>,
+        >();
+    }
+}

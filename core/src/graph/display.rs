@@ -64,6 +64,7 @@ enum Item<'s> {
 impl<'s> Printer<'s> {
     /// The repr of a whole value.
     fn print(mut self, value: &Value, ctx: Context) -> String {
+        let _consistent = super::sync::consistency(false);
         if let Some(node) = super::graphdef::node_of(value) {
             self.stats = Some(Stats::of(node));
         }

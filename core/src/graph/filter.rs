@@ -1,7 +1,7 @@
 //! Filters select Variables (and raw arrays) by type, tag, path or predicate.
 
 use std::fmt;
-use std::rc::Rc;
+use std::sync::Arc;
 
 use super::path::{Key, Path, python_str_repr};
 use super::state::Leaf;
@@ -60,7 +60,7 @@ pub struct Predicate {
     f: PredicateFn,
 }
 
-type PredicateFn = Rc<dyn Fn(&Path, &Leaf) -> bool>;
+type PredicateFn = Arc<dyn Fn(&Path, &Leaf) -> bool + Send + Sync>;
 
 impl Filter {
     /// `Any(filters)`.
@@ -88,10 +88,13 @@ impl Filter {
     }
 
     /// A filter from a closure; `name` is what the filter prints as.
-    pub fn predicate(name: &str, f: impl Fn(&Path, &Leaf) -> bool + 'static) -> Filter {
+    pub fn predicate(
+        name: &str,
+        f: impl Fn(&Path, &Leaf) -> bool + Send + Sync + 'static,
+    ) -> Filter {
         Filter::Predicate(Predicate {
             name: name.to_owned(),
-            f: Rc::new(f),
+            f: Arc::new(f),
         })
     }
 

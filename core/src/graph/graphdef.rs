@@ -275,6 +275,7 @@ impl<'a> Flattener<'a> {
         root: &Value,
         outer_indexes: Option<&'a HashMap<NodeId, usize>>,
     ) -> Flattened {
+        let _consistent = super::sync::consistency(false);
         let mut flattener = Flattener {
             outer_indexes,
             ..Flattener::default()

@@ -22,6 +22,7 @@ mod ops;
 pub(crate) mod path;
 mod state;
 mod static_value;
+pub(crate) mod sync;
 mod update;
 mod value;
 mod variable;

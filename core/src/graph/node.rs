@@ -4,14 +4,16 @@
 //! [`Key`] to [`Value`]. Objects are keyed by attribute name, lists by position, dicts by
 //! key. Cloning a handle shares the node; mutation is visible through every handle.
 
-use std::cell::RefCell;
 use std::fmt;
-use std::rc::Rc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
 
 use indexmap::IndexMap;
 
+use super::graphdef::node_of;
 use super::node_id::NodeId;
 use super::path::Key;
+use super::sync::{read, write};
 use super::value::Value;
 use super::variable::Variable;
 use crate::error::{Error, Result};
@@ -22,7 +24,7 @@ use crate::trace::{TraceLevel, check_can_mutate};
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum NodeKind {
     /// An object with a type name (`Weights`, `Linear`, `Rngs`) and named attributes.
-    Object(Rc<str>),
+    Object(Arc<str>),
     /// A list (`nnx.List`): children keyed `0..len`.
     List,
     /// A dict (`nnx.Dict`).
@@ -42,13 +44,16 @@ impl NodeKind {
 
 /// The shared representation of objects, lists and dicts.
 #[derive(Clone)]
-pub(crate) struct Node(Rc<NodeCell>);
+pub(crate) struct Node(Arc<NodeCell>);
 
 struct NodeCell {
     id: NodeId,
     kind: NodeKind,
     trace_level: TraceLevel,
-    children: RefCell<IndexMap<Key, Value>>,
+    /// Bumped by every change of structure (a child added, removed or replaced by a
+    /// different node, Variable or static; not an array replaced by an array).
+    version: AtomicU64,
+    children: RwLock<IndexMap<Key, Value>>,
 }
 
 impl Drop for NodeCell {
@@ -56,12 +61,15 @@ impl Drop for NodeCell {
     /// last handles (nodes, and tuples holding nodes) are moved onto an explicit stack and
     /// emptied there, so dropping a very deep graph does not recurse.
     fn drop(&mut self) {
-        let mut stack: Vec<Value> = self.children.get_mut().drain(..).map(|(_, v)| v).collect();
+        let mut stack: Vec<Value> = children_mut(&mut self.children)
+            .drain(..)
+            .map(|(_, v)| v)
+            .collect();
         while let Some(value) = stack.pop() {
             match value {
                 Value::Object(Object(node)) | Value::List(List(node)) | Value::Dict(Dict(node)) => {
-                    if let Some(mut cell) = Rc::into_inner(node.0) {
-                        stack.extend(cell.children.get_mut().drain(..).map(|(_, v)| v));
+                    if let Some(mut cell) = Arc::into_inner(node.0) {
+                        stack.extend(children_mut(&mut cell.children).drain(..).map(|(_, v)| v));
                     }
                 }
                 Value::Tuple(items) => stack.extend(items),
@@ -73,11 +81,16 @@ impl Drop for NodeCell {
 
 impl Node {
     pub(crate) fn new(kind: NodeKind) -> Node {
-        Node(Rc::new(NodeCell {
+        Node::with_children(kind, IndexMap::new())
+    }
+
+    pub(crate) fn with_children(kind: NodeKind, children: IndexMap<Key, Value>) -> Node {
+        Node(Arc::new(NodeCell {
             id: NodeId::fresh(),
             kind,
             trace_level: crate::trace::current_level(),
-            children: RefCell::new(IndexMap::new()),
+            version: AtomicU64::new(0),
+            children: RwLock::new(children),
         }))
     }
 
@@ -93,15 +106,24 @@ impl Node {
         self.0.trace_level
     }
 
+    /// The structure version: it changes whenever a child is added or removed, or replaced
+    /// by a value of a different structure (see [`same_structure`]). A cached transform
+    /// compares versions to know, without a walk, that a graph still has its structure.
+    pub(crate) fn version(&self) -> u64 {
+        self.0.version.load(Ordering::Acquire)
+    }
+
+    fn bump(&self) {
+        self.0.version.fetch_add(1, Ordering::AcqRel);
+    }
+
     pub(crate) fn ptr_eq(&self, other: &Node) -> bool {
-        Rc::ptr_eq(&self.0, &other.0)
+        Arc::ptr_eq(&self.0, &other.0)
     }
 
     /// Children in insertion order (a snapshot: cheap handle clones).
     pub(crate) fn children(&self) -> Vec<(Key, Value)> {
-        self.0
-            .children
-            .borrow()
+        read(&self.0.children)
             .iter()
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect()
@@ -115,11 +137,11 @@ impl Node {
     }
 
     pub(crate) fn get(&self, key: &Key) -> Option<Value> {
-        self.0.children.borrow().get(key).cloned()
+        read(&self.0.children).get(key).cloned()
     }
 
     pub(crate) fn len(&self) -> usize {
-        self.0.children.borrow().len()
+        read(&self.0.children).len()
     }
 
     pub(crate) fn check_can_mutate(&self) -> Result<()> {
@@ -131,14 +153,17 @@ impl Node {
     pub(crate) fn set(&self, key: Key, value: Value) -> Result<()> {
         self.check_can_mutate()?;
         self.check_key(&key)?;
-        self.0.children.borrow_mut().insert(key, value);
+        let old = write(&self.0.children).insert(key, value.clone());
+        if !old.is_some_and(|old| same_structure(&old, &value)) {
+            self.bump();
+        }
         Ok(())
     }
 
     /// Whether `key` may be set on this node: an existing key may be replaced, and a new one
     /// must fit the node's kind ([`new_key_error`]).
     pub(crate) fn check_key(&self, key: &Key) -> Result<()> {
-        if self.0.children.borrow().contains_key(key) {
+        if read(&self.0.children).contains_key(key) {
             return Ok(());
         }
         match new_key_error(self.kind(), key, self.len()) {
@@ -149,7 +174,11 @@ impl Node {
 
     pub(crate) fn remove(&self, key: &Key) -> Result<Option<Value>> {
         self.check_can_mutate()?;
-        Ok(self.0.children.borrow_mut().shift_remove(key))
+        let removed = write(&self.0.children).shift_remove(key);
+        if removed.is_some() {
+            self.bump();
+        }
+        Ok(removed)
     }
 
     /// Replaces all children at once, without the trace-level check: for building nodes
@@ -160,20 +189,44 @@ impl Node {
     /// must be strings, a list's exactly `0..len` in order); nothing is changed then.
     pub(crate) fn replace_children(&self, children: Vec<(Key, Value)>) -> Result<()> {
         check_children_keys(self.kind(), &children)?;
-        *self.0.children.borrow_mut() = children.into_iter().collect();
+        *write(&self.0.children) = children.into_iter().collect();
+        self.bump();
         Ok(())
     }
 
     fn available_names(&self) -> Vec<String> {
-        self.0
-            .children
-            .borrow()
+        read(&self.0.children)
             .keys()
             .map(|k| match k {
                 Key::Str(s) => s.clone(),
                 Key::Int(i) => i.to_string(),
             })
             .collect()
+    }
+}
+
+/// The children map of a node being dropped (no other handle exists, so no lock is needed).
+fn children_mut(children: &mut RwLock<IndexMap<Key, Value>>) -> &mut IndexMap<Key, Value> {
+    children
+        .get_mut()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Whether replacing `old` by `new` keeps a node's structure: arrays replaced by arrays
+/// (their shapes and dtypes are checked separately, as abstract values), the same node or
+/// Variable handle, an equal static, and tuples of such.
+fn same_structure(old: &Value, new: &Value) -> bool {
+    match (old, new) {
+        (Value::Array(_), Value::Array(_)) => true,
+        (Value::Variable(a), Value::Variable(b)) => a.ptr_eq(b),
+        (Value::Static(a), Value::Static(b)) => a == b,
+        (Value::Tuple(a), Value::Tuple(b)) => {
+            a.len() == b.len() && a.iter().zip(b).all(|(a, b)| same_structure(a, b))
+        }
+        (a, b) => match (node_of(a), node_of(b)) {
+            (Some(a), Some(b)) => a.ptr_eq(b),
+            _ => false,
+        },
     }
 }
 
@@ -240,7 +293,7 @@ pub type Module = Object;
 impl Object {
     /// A new object of the given type name with no attributes.
     pub fn new(type_name: &str) -> Object {
-        Object(Node::new(NodeKind::Object(Rc::from(type_name))))
+        Object(Node::new(NodeKind::Object(Arc::from(type_name))))
     }
 
     /// Builder form of [`Object::set`].
@@ -400,14 +453,14 @@ pub struct List(pub(crate) Node);
 impl List {
     /// A list holding `items`.
     pub fn new(items: impl IntoIterator<Item = Value>) -> List {
-        let node = Node::new(NodeKind::List);
-        node.0.children.borrow_mut().extend(
+        List(Node::with_children(
+            NodeKind::List,
             items
                 .into_iter()
                 .enumerate()
-                .map(|(i, v)| (Key::from(i), v)),
-        );
-        List(node)
+                .map(|(i, v)| (Key::from(i), v))
+                .collect(),
+        ))
     }
 
     /// The list's identity.

@@ -24,6 +24,7 @@ use crate::error::{Error, Result};
 /// All paths, and that every target may be mutated from the current trace level, are checked
 /// before anything is written, so a failed update changes nothing.
 pub(crate) fn update(root: &Value, state: &State) -> Result<()> {
+    let _consistent = super::sync::consistency(true);
     let mut writes = Vec::with_capacity(state.len());
     // Lists that planned appends will have grown (by node id): the next index that appends.
     let mut planned_len: HashMap<NodeId, usize> = HashMap::new();

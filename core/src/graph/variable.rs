@@ -1,13 +1,14 @@
 //! Variables: mutable boxes with identity that hold a tensor and metadata.
 
-use std::cell::RefCell;
 use std::fmt;
-use std::rc::Rc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
 
 use indexmap::IndexMap;
 
 use super::node_id::NodeId;
 use super::static_value::Static;
+use super::sync::{read, write};
 use crate::error::Result;
 use crate::tensor::Tensor;
 use crate::trace::{TraceLevel, check_can_mutate};
@@ -254,13 +255,15 @@ builtin_marker!(
 /// # }
 /// ```
 #[derive(Clone)]
-pub struct Variable(Rc<VariableCell>);
+pub struct Variable(Arc<VariableCell>);
 
 struct VariableCell {
     id: NodeId,
     ty: VariableType,
     trace_level: TraceLevel,
-    inner: RefCell<VariableInner>,
+    /// Bumped by every metadata change (metadata is structure; the value is not).
+    version: AtomicU64,
+    inner: RwLock<VariableInner>,
 }
 
 struct VariableInner {
@@ -282,22 +285,22 @@ impl Variable {
         value: Tensor,
         metadata: IndexMap<String, Static>,
     ) -> Variable {
-        Variable(Rc::new(VariableCell {
+        Variable(Arc::new(VariableCell {
             id: NodeId::fresh(),
             ty,
             trace_level: crate::trace::current_level(),
-            inner: RefCell::new(VariableInner { value, metadata }),
+            version: AtomicU64::new(0),
+            inner: RwLock::new(VariableInner { value, metadata }),
         }))
     }
 
     /// Builder: this variable with metadata `key = value` added (no trace check: use it on a
     /// variable you just created).
     pub fn with_metadata(self, key: impl Into<String>, value: impl Into<Static>) -> Variable {
-        self.0
-            .inner
-            .borrow_mut()
+        write(&self.0.inner)
             .metadata
             .insert(key.into(), value.into());
+        self.bump();
         self
     }
 
@@ -308,7 +311,7 @@ impl Variable {
 
     /// Whether two handles refer to the same variable (Python's `is`).
     pub fn ptr_eq(&self, other: &Variable) -> bool {
-        Rc::ptr_eq(&self.0, &other.0)
+        Arc::ptr_eq(&self.0, &other.0)
     }
 
     /// The variable's type.
@@ -333,12 +336,12 @@ impl Variable {
 
     /// The current value (a cheap handle to the immutable tensor).
     pub fn value(&self) -> Tensor {
-        self.0.inner.borrow().value.clone()
+        read(&self.0.inner).value.clone()
     }
 
     /// The value's shape.
     pub fn shape(&self) -> Vec<usize> {
-        self.0.inner.borrow().value.shape().to_vec()
+        read(&self.0.inner).value.shape().to_vec()
     }
 
     /// Replaces the value (`v[...] = x` / `v.set_value(x)`); the shape and dtype may change.
@@ -347,7 +350,7 @@ impl Variable {
     /// [`Error::TraceContext`](crate::Error::TraceContext) when called from a trace level that does not own the variable.
     pub fn set_value(&self, value: impl Into<Tensor>) -> Result<()> {
         self.check_can_mutate()?;
-        self.0.inner.borrow_mut().value = value.into();
+        write(&self.0.inner).value = value.into();
         Ok(())
     }
 
@@ -359,20 +362,18 @@ impl Variable {
     pub fn update(&self, f: impl FnOnce(Tensor) -> Result<Tensor>) -> Result<()> {
         self.check_can_mutate()?;
         let new = f(self.value())?;
-        self.0.inner.borrow_mut().value = new;
+        write(&self.0.inner).value = new;
         Ok(())
     }
 
     /// A metadata entry.
     pub fn metadata_value(&self, key: &str) -> Option<Static> {
-        self.0.inner.borrow().metadata.get(key).cloned()
+        read(&self.0.inner).metadata.get(key).cloned()
     }
 
     /// All metadata, in insertion order.
     pub fn metadata(&self) -> Vec<(String, Static)> {
-        self.0
-            .inner
-            .borrow()
+        read(&self.0.inner)
             .metadata
             .iter()
             .map(|(k, v)| (k.clone(), v.clone()))
@@ -385,11 +386,10 @@ impl Variable {
     /// [`Error::TraceContext`](crate::Error::TraceContext) as for [`Variable::set_value`].
     pub fn set_metadata(&self, key: impl Into<String>, value: impl Into<Static>) -> Result<()> {
         self.check_can_mutate()?;
-        self.0
-            .inner
-            .borrow_mut()
+        write(&self.0.inner)
             .metadata
             .insert(key.into(), value.into());
+        self.bump();
         Ok(())
     }
 
@@ -399,13 +399,17 @@ impl Variable {
     /// [`Error::TraceContext`](crate::Error::TraceContext) as for [`Variable::set_value`].
     pub fn del_metadata(&self, key: &str) -> Result<Option<Static>> {
         self.check_can_mutate()?;
-        Ok(self.0.inner.borrow_mut().metadata.shift_remove(key))
+        let removed = write(&self.0.inner).metadata.shift_remove(key);
+        if removed.is_some() {
+            self.bump();
+        }
+        Ok(removed)
     }
 
     /// A new, independent variable of the same type with the same value and metadata.
     pub fn copy(&self) -> Variable {
-        let inner = self.0.inner.borrow();
-        Variable::with_parts(self.0.ty, inner.value.clone(), inner.metadata.clone())
+        let (value, metadata) = self.parts();
+        Variable::with_parts(self.0.ty, value, metadata)
     }
 
     /// Copies `other`'s value and metadata into this variable (Flax's `update_from_state`).
@@ -418,22 +422,43 @@ impl Variable {
             return Ok(());
         }
         self.check_can_mutate()?;
-        let (value, metadata) = {
-            let o = other.0.inner.borrow();
-            (o.value.clone(), o.metadata.clone())
-        };
-        let mut inner = self.0.inner.borrow_mut();
-        inner.value = value;
-        inner.metadata = metadata;
+        // `other`'s lock is released before this one is taken: one lock at a time.
+        let (value, metadata) = other.parts();
+        self.overwrite(value, metadata);
         Ok(())
     }
 
     /// Replaces value and metadata without the trace-level check: a transform writing its
     /// results back into the caller's Variables.
     pub(crate) fn overwrite(&self, value: Tensor, metadata: IndexMap<String, Static>) {
-        let mut inner = self.0.inner.borrow_mut();
+        let mut inner = write(&self.0.inner);
         inner.value = value;
-        inner.metadata = metadata;
+        // Order matters: metadata prints, and is compared, in insertion order.
+        if !inner.metadata.iter().eq(metadata.iter()) {
+            inner.metadata = metadata;
+            self.bump();
+        }
+    }
+
+    /// Replaces the value without the trace-level check: a cached transform writing its
+    /// results back when the structure (metadata included) did not change.
+    pub(crate) fn overwrite_value(&self, value: Tensor) {
+        write(&self.0.inner).value = value;
+    }
+
+    /// The value and metadata, read under one lock.
+    fn parts(&self) -> (Tensor, IndexMap<String, Static>) {
+        let inner = read(&self.0.inner);
+        (inner.value.clone(), inner.metadata.clone())
+    }
+
+    /// The metadata version: it changes whenever the metadata does.
+    pub(crate) fn version(&self) -> u64 {
+        self.0.version.load(Ordering::Acquire)
+    }
+
+    fn bump(&self) {
+        self.0.version.fetch_add(1, Ordering::AcqRel);
     }
 
     pub(crate) fn check_can_mutate(&self) -> Result<()> {

@@ -129,6 +129,8 @@ pub fn lower_args<L: Clone + PartialEq + fmt::Display>(
     args: &[Value],
     prefix: &Prefix<L>,
 ) -> Result<Lowered<L>> {
+    // The aliasing walk and the flatten see one consistent graph.
+    let _consistent = crate::graph::sync::consistency(false);
     let prefixes = per_root(prefix, args.len(), "in_axes")?;
     let roots: Vec<Root<'_, L>> = args
         .iter()
@@ -201,6 +203,7 @@ pub fn write_back<L>(
     outputs: &Lowered<L>,
     values: Vec<Tensor>,
 ) -> Result<Value> {
+    let _consistent = crate::graph::sync::consistency(true);
     let built = rebuild(outputs, values, Some(&inputs.by_index))?;
     match built.value {
         Value::Tuple(mut items) if items.len() == outputs.roots => Ok(items

@@ -1,10 +1,9 @@
 //! `jit`: trace once per structure, run the cached program, with NNX semantics.
 
-use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::fmt;
-use std::rc::Rc;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use super::args::IntoArgs;
 use crate::engine::Engine;
@@ -41,16 +40,16 @@ impl fmt::Display for Whole {
 pub fn jit<F: Fn(&[Value]) -> Result<Value>>(f: F) -> Jit<F> {
     Jit {
         f,
-        cache: RefCell::new(HashMap::new()),
-        traces: Cell::new(0),
+        cache: Mutex::new(HashMap::new()),
+        traces: AtomicUsize::new(0),
     }
 }
 
 /// A compiled function; see [`jit`].
 pub struct Jit<F> {
     f: F,
-    cache: RefCell<HashMap<CacheKey, Rc<Compiled>>>,
-    traces: Cell<usize>,
+    cache: Mutex<HashMap<CacheKey, Arc<Compiled>>>,
+    traces: AtomicUsize,
 }
 
 #[derive(PartialEq, Eq, Hash)]
@@ -67,7 +66,7 @@ struct Compiled {
 impl<F: Fn(&[Value]) -> Result<Value>> Jit<F> {
     /// How many times the function has been traced.
     pub fn trace_count(&self) -> usize {
-        self.traces.get()
+        self.traces.load(Ordering::Relaxed)
     }
 
     /// Calls the compiled function.
@@ -83,11 +82,16 @@ impl<F: Fn(&[Value]) -> Result<Value>> Jit<F> {
             structure: lowered.graphdef().clone(),
             avals: lowered.leaves().iter().map(|l| l.value.aval()).collect(),
         };
-        let cached = self.cache.borrow().get(&key).cloned();
+        let cached = self
+            .cache
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&key)
+            .cloned();
         let (compiled, captured) = match cached {
             Some(compiled) => (compiled, Vec::new()),
             None => {
-                self.traces.set(self.traces.get() + 1);
+                self.traces.fetch_add(1, Ordering::Relaxed);
                 let traced = trace_fn(&key.avals, |inputs| {
                     let raised = lift::raise(&lowered, inputs)?;
                     let output = (self.f)(&raised.args)?;
@@ -95,13 +99,16 @@ impl<F: Fn(&[Value]) -> Result<Value>> Jit<F> {
                     let values = outputs.leaves().iter().map(|l| l.value.clone()).collect();
                     Ok((values, outputs))
                 })?;
-                let compiled = Rc::new(Compiled {
+                let compiled = Arc::new(Compiled {
                     program: Arc::new(traced.program),
                     outputs: traced.extra,
                 });
                 // A program that captured tracers of an enclosing trace is only valid there.
                 if traced.captured.is_empty() {
-                    self.cache.borrow_mut().insert(key, compiled.clone());
+                    self.cache
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .insert(key, compiled.clone());
                 }
                 (compiled, traced.captured)
             }
