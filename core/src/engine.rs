@@ -5,10 +5,60 @@
 //! `nnx-core`. A third-party engine implements the two required methods and is checked by
 //! running the `nnx-conformance` suite against it.
 
+use std::any::Any;
+use std::fmt;
+use std::sync::Arc;
+
 use crate::error::Error;
 use crate::error::Result;
 use crate::program::{Batching, Program, ScanInput, ScanOutput, ScanSpec};
 use crate::tensor::Array;
+
+/// A program prepared once by an engine for repeated execution ([`Engine::compile`]): the
+/// program and whatever the engine derived from it (kernel choices, buffer plans). Cached
+/// transforms keep one plan per engine and run it on every cache hit with
+/// [`Engine::execute`].
+pub struct Plan {
+    program: Arc<Program>,
+    compiled: Option<Box<dyn Any + Send + Sync>>,
+}
+
+impl Plan {
+    /// A plan that interprets `program` (what [`Engine::compile`] gives by default).
+    pub fn interpreted(program: Arc<Program>) -> Plan {
+        Plan {
+            program,
+            compiled: None,
+        }
+    }
+
+    /// A plan carrying an engine's compiled form of `program`.
+    pub fn compiled(program: Arc<Program>, compiled: impl Any + Send + Sync) -> Plan {
+        Plan {
+            program,
+            compiled: Some(Box::new(compiled)),
+        }
+    }
+
+    /// The program.
+    pub fn program(&self) -> &Arc<Program> {
+        &self.program
+    }
+
+    /// The engine's compiled form, if it is a `T`.
+    pub fn compiled_as<T: Any>(&self) -> Option<&T> {
+        self.compiled.as_ref()?.downcast_ref()
+    }
+}
+
+impl fmt::Debug for Plan {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Plan")
+            .field("equations", &self.program.equations.len())
+            .field("compiled", &self.compiled.is_some())
+            .finish()
+    }
+}
 
 /// Executes programs. Implementations must give the results the reference engine gives
 /// (up to floating-point tolerance), which the conformance suite checks.
@@ -17,8 +67,31 @@ use crate::tensor::Array;
 /// [`Primitive::Vmap`](crate::program::Primitive::Vmap)) from nested transforms; an engine
 /// evaluates them with its own `run` / `run_batched`.
 pub trait Engine {
-    /// A short name, for messages and benchmarks (`"reference"`, `"fast"`).
+    /// A short name, for messages and benchmarks (`"reference"`, `"fast"`). Cached
+    /// transforms keep one [`Plan`] per engine name, so engines whose plans differ must have
+    /// different names.
     fn name(&self) -> &str;
+
+    /// Prepares `program` for repeated execution. Provided: a plan that interprets the
+    /// program with [`Engine::run`] (the program's [`Schedule`](crate::program::Schedule) —
+    /// dead equations removed, values freed after their last use — is computed once and
+    /// shared by every run). Engines override it together with [`Engine::execute`].
+    ///
+    /// # Errors
+    /// A malformed program.
+    fn compile(&self, program: Arc<Program>) -> Result<Plan> {
+        program.schedule()?;
+        Ok(Plan::interpreted(program))
+    }
+
+    /// Runs a plan made by this engine's [`Engine::compile`]. Provided: [`Engine::run`] on
+    /// the plan's program.
+    ///
+    /// # Errors
+    /// As [`Engine::run`].
+    fn execute(&self, plan: &Plan, inputs: &[Array]) -> Result<Vec<Array>> {
+        self.run(plan.program(), inputs)
+    }
 
     /// Runs `program` on concrete inputs (in the program's input order) and returns its
     /// outputs.

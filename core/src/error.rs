@@ -43,6 +43,9 @@ pub enum ErrorKind {
     Tracing,
     /// An array too large to represent or to allocate on this machine.
     Resource,
+    /// A program (IR) that is not well formed, or inputs that do not match it: an engine's
+    /// or a hand-built program's defect, never a user's model.
+    Program,
 }
 
 /// One Variable reached with different prefixes, for [`Error::InconsistentAliasing`].
@@ -189,6 +192,12 @@ pub enum Error {
     /// A value that is invalid for the operation.
     #[error("{0}")]
     InvalidValue(String),
+    /// A program that is not well formed, or inputs that do not match its signature.
+    #[error("malformed program: {reason}")]
+    MalformedProgram {
+        /// What is wrong, naming the variable or equation.
+        reason: String,
+    },
     /// The contents of a traced array were asked for inside a transform.
     #[error(
         "Attempted to read the contents of a traced array ({aval}) inside a transform. Traced \
@@ -372,6 +381,7 @@ impl Error {
             | Error::DTypeMismatch { .. }
             | Error::NonDifferentiable { .. } => ErrorKind::DType,
             Error::InvalidValue(_) => ErrorKind::Value,
+            Error::MalformedProgram { .. } => ErrorKind::Program,
             Error::ArrayTooLarge { .. } | Error::AllocationFailed { .. } => ErrorKind::Resource,
             Error::Concretization { .. }
             | Error::EscapedTracer { .. }

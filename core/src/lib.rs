@@ -42,7 +42,7 @@ pub mod tensor;
 pub mod trace;
 pub mod transforms;
 
-pub use engine::Engine;
+pub use engine::{Engine, Plan};
 pub use error::{AliasConflict, Error, ErrorKind, Result};
 pub use graph::{
     BatchStat, Cache, Dict, Filter, GraphDef, Intermediate, Key, List, Module, Object, Param, Path,

@@ -32,8 +32,9 @@ fn step() -> Jit<impl Fn(&[Value]) -> Result<Value> + Send + Sync> {
     })
 }
 
+/// Every Param's value, from a consistent snapshot (a clone).
 fn values(m: &Object) -> Result<Vec<f32>> {
-    let state = graph::state(m);
+    let state = graph::state(&graph::clone(m));
     let mut out = Vec::new();
     for (_, leaf) in &state {
         out.extend(leaf.value().to_vec::<f32>()?);
@@ -68,6 +69,8 @@ fn a_model_built_on_one_thread_trains_on_another() -> Result<()> {
 #[test]
 fn two_threads_run_one_compiled_function_on_two_models() -> Result<()> {
     let f = Arc::new(step());
+    // Traced once here; two threads missing the cache at the same moment would each trace.
+    f.call(&Fast, (&model(2, 0.0)?,))?;
     let handles: Vec<_> = (0..2)
         .map(|i| {
             let f = f.clone();
@@ -135,11 +138,7 @@ fn a_checkpoint_thread_reads_state_while_the_model_is_updated() -> Result<()> {
         })
     };
     for _ in 0..200 {
-        let (_, state) = graph::split(&m);
-        let seen: Vec<f32> = state
-            .iter()
-            .flat_map(|(_, l)| l.value().to_vec::<f32>().unwrap_or_default())
-            .collect();
+        let seen = values(&m)?;
         assert!(seen.iter().all(|v| *v == seen[0]), "torn update: {seen:?}");
     }
     writer.join().expect("writer thread")?;

@@ -121,8 +121,11 @@ impl Node {
         Arc::ptr_eq(&self.0, &other.0)
     }
 
-    /// Children in insertion order (a snapshot: cheap handle clones).
+    /// Children in insertion order (a snapshot: cheap handle clones). Reading a node owned
+    /// by an enclosing level while tracing is noted ([`crate::program::note_read`]).
     pub(crate) fn children(&self) -> Vec<(Key, Value)> {
+        // What a trace reads of a captured node (its structure, its arrays) is baked in.
+        crate::program::note_read(self.0.trace_level);
         read(&self.0.children)
             .iter()
             .map(|(k, v)| (k.clone(), v.clone()))
@@ -137,6 +140,7 @@ impl Node {
     }
 
     pub(crate) fn get(&self, key: &Key) -> Option<Value> {
+        crate::program::note_read(self.0.trace_level);
         read(&self.0.children).get(key).cloned()
     }
 

@@ -113,7 +113,13 @@ pub fn update(node: &impl GraphValue, state: &State) -> Result<()> {
 
 /// A deep copy of a graph with the same structure and sharing but new objects and new
 /// Variables (`nnx.clone`). Arrays are immutable and so are shared.
+///
+/// The copy is a consistent snapshot: while it is taken, no transform's write-back or
+/// `update` on another thread can change the graph, so every Variable comes from the same
+/// step. (A [`State`] from [`split`]/[`state`] holds the graph's own Variables, which go on
+/// changing; clone first for a snapshot to save.)
 pub fn clone<T: GraphValue>(node: &T) -> T {
+    let _consistent = super::sync::consistency(false);
     let (def, state) = split(node);
     let value = unflatten(
         &def,

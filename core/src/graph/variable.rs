@@ -336,6 +336,7 @@ impl Variable {
 
     /// The current value (a cheap handle to the immutable tensor).
     pub fn value(&self) -> Tensor {
+        crate::program::note_read(self.0.trace_level);
         read(&self.0.inner).value.clone()
     }
 

@@ -75,6 +75,11 @@ impl<L> Lowered<L> {
         &self.leaves
     }
 
+    /// How many roots were lowered (the arguments, plus the output for lowered outputs).
+    pub fn num_roots(&self) -> usize {
+        self.roots
+    }
+
     /// The structure (includes static values, Variable types and metadata, sharing).
     pub fn graphdef(&self) -> &GraphDef {
         &self.def

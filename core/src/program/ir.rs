@@ -1,9 +1,12 @@
 //! Programs: the typed IR that tracing records and engines execute (JAX's jaxpr).
 
 use std::fmt;
+use std::sync::OnceLock;
 
 use super::aval::AbstractValue;
 use super::primitive::{Primitive, ScanOutput};
+use super::schedule::Schedule;
+use crate::error::Result;
 use crate::tensor::Array;
 
 /// A variable of a [`Program`] (an index into its abstract values).
@@ -35,6 +38,9 @@ pub struct Equation {
 ///
 /// Programs are pure: all state was moved into inputs and outputs by the transform that
 /// traced the function. `avals[v]` is the abstract value of variable `v`.
+///
+/// A program's [`Schedule`] is computed on first use and kept: do not modify a program's
+/// fields after it has run (build a new one instead).
 #[derive(Clone, Debug, Default)]
 pub struct Program {
     /// The input variables, in argument order.
@@ -45,9 +51,38 @@ pub struct Program {
     pub outputs: Vec<Atom>,
     /// The abstract value of every variable.
     pub avals: Vec<AbstractValue>,
+    schedule: OnceLock<Result<Schedule>>,
 }
 
 impl Program {
+    /// A program from its parts.
+    pub fn new(
+        inputs: Vec<VarId>,
+        equations: Vec<Equation>,
+        outputs: Vec<Atom>,
+        avals: Vec<AbstractValue>,
+    ) -> Program {
+        Program {
+            inputs,
+            equations,
+            outputs,
+            avals,
+            schedule: OnceLock::new(),
+        }
+    }
+
+    /// The program's schedule (live equations, last uses), computed once.
+    ///
+    /// # Errors
+    /// [`Error::MalformedProgram`](crate::Error::MalformedProgram) for a program that is not
+    /// well formed.
+    pub fn schedule(&self) -> Result<&Schedule> {
+        self.schedule
+            .get_or_init(|| Schedule::new(self))
+            .as_ref()
+            .map_err(Clone::clone)
+    }
+
     /// For each output, whether it depends on at least one input marked in `inputs`
     /// (`inputs[i]` for program input `i`). This is how a batching transform knows which
     /// outputs carry the batch axis.

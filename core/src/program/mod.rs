@@ -10,6 +10,7 @@ mod aval;
 mod interpret;
 mod ir;
 mod primitive;
+mod schedule;
 mod tracing;
 
 pub use aval::AbstractValue;
@@ -17,5 +18,6 @@ pub use interpret::interpret;
 pub use ir::{Atom, Equation, Program, VarId};
 pub use primitive::Primitive;
 pub use primitive::{Batching, ProgramRef, ScanInput, ScanOutput, ScanSpec};
+pub use schedule::{Schedule, Step};
 pub use tracing::{TraceId, TracedFunction, Tracer, trace_fn};
-pub(crate) use tracing::{record, record_multi};
+pub(crate) use tracing::{note_read, record, record_multi};

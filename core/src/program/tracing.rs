@@ -56,6 +56,9 @@ struct Frame {
     equations: Vec<Equation>,
     /// Tracers of enclosing traces used here, with the input variable standing for each.
     captured: Vec<(Tensor, TraceId, VarId, VarId)>,
+    /// Whether the traced code read state of an enclosing level (a captured Variable's
+    /// value): that value is now a constant of the program.
+    reads_outer: bool,
 }
 
 impl Frame {
@@ -156,6 +159,10 @@ pub struct TracedFunction<T> {
     pub captured: Vec<Tensor>,
     /// What the closure returned besides its output tensors.
     pub extra: T,
+    /// Whether the closure read state it captured from an enclosing level (a Variable's
+    /// value, an array attribute). Such values are constants of the program, so a cache
+    /// must not reuse it: the next call must see the state as it is then.
+    pub reads_outer: bool,
 }
 
 /// Runs `f` once on fresh tracers with the given abstract values and records what it does.
@@ -178,6 +185,7 @@ pub fn trace_fn<T>(
         inputs: Vec::new(),
         equations: Vec::new(),
         captured: Vec::new(),
+        reads_outer: false,
     };
     let inputs: Vec<Tensor> = in_avals
         .iter()
@@ -205,15 +213,26 @@ pub fn trace_fn<T>(
     let mut program_inputs = frame.inputs.clone();
     program_inputs.extend(frame.captured.iter().map(|c| c.3));
     Ok(TracedFunction {
-        program: Program {
-            inputs: program_inputs,
-            equations: frame.equations,
-            outputs,
-            avals: frame.avals,
-        },
+        program: Program::new(program_inputs, frame.equations, outputs, frame.avals),
         captured: frame.captured.into_iter().map(|c| c.0).collect(),
         extra,
+        reads_outer: frame.reads_outer,
     })
+}
+
+/// Notes that state owned by trace level `owner` was read: every open trace deeper than
+/// `owner` now depends on it ([`TracedFunction::reads_outer`]).
+pub(crate) fn note_read(owner: TraceLevel) {
+    if owner >= crate::trace::current_level() {
+        return;
+    }
+    let _ = STACK.try_with(|s| {
+        if let Ok(mut stack) = s.try_borrow_mut() {
+            for frame in stack.iter_mut().filter(|f| f.level > owner) {
+                frame.reads_outer = true;
+            }
+        }
+    });
 }
 
 /// Records `primitive(inputs)` into the deepest open trace among the traced inputs.

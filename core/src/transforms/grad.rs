@@ -6,19 +6,18 @@ use std::fmt;
 
 use std::sync::Arc;
 
-use super::autodiff::{Tape, or_zeros, seed_for};
-use super::execute::run_or_record;
-
 use super::args::IntoArgs;
+use super::autodiff::{Tape, or_zeros, seed_for};
+use super::pipeline::{self, Cache, Rules};
 use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::graph::{self, Filter, Key, Leaf, NodeId, Path, State, Value, Variable, VariableType};
-use crate::lift::{self, Prefix};
-use crate::program::{Primitive, ProgramRef, trace_fn};
+use crate::lift::{Lowered, Prefix};
+use crate::program::{AbstractValue, Primitive, Program, ProgramRef, trace_fn};
 use crate::tensor::Tensor;
 
 /// The prefix leaf of `grad`: whether a leaf is differentiated.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Diff(pub bool);
 
 impl fmt::Display for Diff {
@@ -109,6 +108,7 @@ pub fn value_and_grad<F: Fn(&[Value]) -> Result<Value>>(f: F) -> GradFn<F> {
         f,
         wrt: vec![DiffState::new(0, VariableType::PARAM)],
         has_aux: false,
+        cache: Cache::default(),
     }
 }
 
@@ -122,9 +122,108 @@ pub struct GradFn<F> {
     f: F,
     wrt: Vec<DiffState>,
     has_aux: bool,
+    cache: Cache<Diff, Vec<usize>>,
+}
+
+impl<F: Fn(&[Value]) -> Result<Value>> Rules for GradFn<F> {
+    type Leaf = Diff;
+    type Prepared = ();
+    /// The lowered leaves that are differentiated.
+    type Extra = Vec<usize>;
+
+    fn in_prefix(&self, args: &[Value]) -> Result<Prefix<Diff>> {
+        self.prefix(args)
+    }
+
+    fn out_prefix(&self) -> Prefix<Diff> {
+        Prefix::Leaf(Diff(false))
+    }
+
+    fn apply(&self, args: &[Value]) -> Result<Value> {
+        (self.f)(args)
+    }
+
+    fn prepare(&self, lowered: &mut Lowered<Diff>) -> Result<(Vec<AbstractValue>, ())> {
+        if let Some(leaf) = lowered
+            .leaves()
+            .iter()
+            .find(|l| l.prefix.0 && !l.value.dtype().is_float())
+        {
+            return Err(Error::NonDifferentiable {
+                location: leaf.location(),
+                dtype: leaf.value.dtype(),
+            });
+        }
+        Ok((
+            lowered.leaves().iter().map(|l| l.value.aval()).collect(),
+            (),
+        ))
+    }
+
+    /// Traces the function one level deeper, then evaluates its program on a tape here and
+    /// sweeps back: the outputs followed by one gradient per differentiated leaf.
+    fn body(
+        &self,
+        lowered: &Lowered<Diff>,
+        prefix: &Prefix<Diff>,
+        inputs: Vec<Tensor>,
+    ) -> Result<(Vec<Tensor>, Lowered<Diff>)> {
+        let in_avals: Vec<AbstractValue> = inputs.iter().map(Tensor::aval).collect();
+        let inner = trace_fn(&in_avals, |ys| {
+            pipeline::lift_body(self, lowered, prefix, ys)
+        })?;
+        let n_args = lowered.num_roots();
+        let loss_path = if self.has_aux {
+            Path::root().child(n_args).child(0usize)
+        } else {
+            Path::root().child(n_args)
+        };
+        let loss_index = inner.extra.leaves().iter().position(|l| l.path == loss_path).ok_or_else(|| {
+            Error::InvalidValue(if self.has_aux {
+                "with has_aux the function must return a tuple (loss, aux) whose loss is an array".into()
+            } else {
+                "grad requires the function to return a scalar array".into()
+            })
+        })?;
+        let mut tape_inputs = inputs.clone();
+        tape_inputs.extend(inner.captured.iter().cloned());
+        let tape = Tape::forward(&inner.program, &tape_inputs)?;
+        let mut results = tape.outputs();
+        let seed = seed_for(&results[loss_index])?;
+        let cotangents = tape.backward(&[(loss_index, seed)])?;
+        for (i, leaf) in lowered.leaves().iter().enumerate() {
+            if leaf.prefix.0 {
+                results.push(or_zeros(cotangents[i].clone(), &inputs[i]));
+            }
+        }
+        Ok((results, inner.extra))
+    }
+
+    fn finish(
+        &self,
+        _prepared: (),
+        lowered: &Lowered<Diff>,
+        _outputs: &mut Lowered<Diff>,
+        program: &Arc<Program>,
+        _captured: usize,
+    ) -> Result<(Primitive, Vec<usize>)> {
+        let diff_leaves = (lowered.leaves().iter().enumerate())
+            .filter(|(_, l)| l.prefix.0)
+            .map(|(i, _)| i)
+            .collect();
+        let primitive = Primitive::Call {
+            program: ProgramRef(program.clone()),
+        };
+        Ok((primitive, diff_leaves))
+    }
 }
 
 impl<F: Fn(&[Value]) -> Result<Value>> GradFn<F> {
+    /// How many times the function has been traced.
+    pub fn trace_count(&self) -> usize {
+        self.cache.trace_count()
+    }
+
     /// Differentiate these arguments, each with respect to its `Param`s (`argnums`).
     pub fn argnums(mut self, argnums: &[usize]) -> GradFn<F> {
         self.wrt = argnums
@@ -199,11 +298,11 @@ impl<F: Fn(&[Value]) -> Result<Value>> GradFn<F> {
     /// unchanged.
     pub fn call(&self, engine: &(impl Engine + ?Sized), args: impl IntoArgs) -> Result<GradOutput> {
         let args = &args.into_args()[..];
-        let prefix = self.prefix(args)?;
         // The differentiated Variables of each argument, by path, before the call.
         let per_arg: Vec<Vec<(Path, Variable)>> = self
             .wrt
             .iter()
+            .filter(|d| d.argnum < args.len())
             .map(|d| {
                 graph::state_by(&args[d.argnum], &d.filter)
                     .iter()
@@ -211,84 +310,9 @@ impl<F: Fn(&[Value]) -> Result<Value>> GradFn<F> {
                     .collect()
             })
             .collect();
-        let lowered = lift::lower_args(args, &prefix)?;
-        let in_avals: Vec<_> = lowered.leaves().iter().map(|l| l.value.aval()).collect();
-        let diff_leaves: Vec<usize> = lowered
-            .leaves()
-            .iter()
-            .enumerate()
-            .filter(|(_, l)| l.prefix.0)
-            .map(|(i, _)| i)
-            .collect();
-        if let Some(leaf) = diff_leaves
-            .iter()
-            .map(|&i| &lowered.leaves()[i])
-            .find(|l| !l.value.dtype().is_float())
-        {
-            return Err(Error::NonDifferentiable {
-                location: leaf.location(),
-                dtype: leaf.value.dtype(),
-            });
-        }
-        let n_args = args.len();
-        let compute = |inputs: Vec<Tensor>| -> Result<(Vec<Tensor>, lift::Lowered<Diff>)> {
-            let inner = trace_fn(&in_avals, |ys| {
-                let raised = lift::raise(&lowered, ys)?;
-                let output = (self.f)(&raised.args)?;
-                let outputs =
-                    lift::lower_outputs(&raised, &prefix, &output, &Prefix::Leaf(Diff(false)))?;
-                Ok((
-                    outputs.leaves().iter().map(|l| l.value.clone()).collect(),
-                    outputs,
-                ))
-            })?;
-            let loss_path = if self.has_aux {
-                Path::root().child(n_args).child(0usize)
-            } else {
-                Path::root().child(n_args)
-            };
-            let loss_index = inner.extra.leaves().iter().position(|l| l.path == loss_path).ok_or_else(|| {
-                Error::InvalidValue(if self.has_aux {
-                    "with has_aux the function must return a tuple (loss, aux) whose loss is an array".into()
-                } else {
-                    "grad requires the function to return a scalar array".into()
-                })
-            })?;
-            let mut tape_inputs = inputs.clone();
-            tape_inputs.extend(inner.captured.iter().cloned());
-            let tape = Tape::forward(&inner.program, &tape_inputs)?;
-            let mut results = tape.outputs();
-            let seed = seed_for(&results[loss_index])?;
-            let cotangents = tape.backward(&[(loss_index, seed)])?;
-            for &i in &diff_leaves {
-                results.push(or_zeros(cotangents[i].clone(), &inputs[i]));
-            }
-            Ok((results, inner.extra))
-        };
-        let inputs: Vec<Tensor> = lowered.leaves().iter().map(|l| l.value.clone()).collect();
-        // Nested in another trace, the forward and backward operations record straight into
-        // it; at the top level they are traced into one program the engine runs.
-        let (results, outputs) = if inputs.iter().any(Tensor::is_traced) {
-            compute(inputs)?
-        } else {
-            let traced = trace_fn(&in_avals, compute)?;
-            let mut all = inputs;
-            all.extend(traced.captured.iter().cloned());
-            // Captured tracers of an enclosing trace make this a call recorded there.
-            let program = Arc::new(traced.program);
-            let results = run_or_record(
-                &all,
-                || Primitive::Call {
-                    program: ProgramRef(program.clone()),
-                },
-                |arrays| engine.run(&program, arrays),
-            )?;
-            (results, traced.extra)
-        };
-        let n_out = outputs.leaves().len();
-        let mut results = results;
-        let grads_flat = results.split_off(n_out);
-        let output = lift::write_back(&lowered, &outputs, results)?;
+        let called = pipeline::call(self, &self.cache, engine, args)?;
+        let (output, grads_flat, lowered) = (called.value, called.rest, called.lowered);
+        let diff_leaves = &called.entry.extra;
         let (value, aux) = if self.has_aux {
             match output {
                 Value::Tuple(mut items) if items.len() == 2 => {

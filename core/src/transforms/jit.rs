@@ -1,22 +1,18 @@
 //! `jit`: trace once per structure, run the cached program, with NNX semantics.
 
-use std::collections::HashMap;
 use std::fmt;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 
 use super::args::IntoArgs;
+use super::pipeline::{self, Cache, Rules};
 use crate::engine::Engine;
 use crate::error::Result;
-use crate::graph::{GraphDef, Value};
-use crate::lift::{self, Lowered, Prefix};
-use crate::program::{AbstractValue, Primitive, Program, ProgramRef, trace_fn};
-use crate::tensor::Tensor;
-
-use super::execute::run_or_record;
+use crate::graph::Value;
+use crate::lift::{Lowered, Prefix};
+use crate::program::{AbstractValue, Primitive, Program, ProgramRef};
 
 /// The prefix leaf of `jit`: every input is passed whole.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Whole;
 
 impl fmt::Display for Whole {
@@ -40,33 +36,59 @@ impl fmt::Display for Whole {
 pub fn jit<F: Fn(&[Value]) -> Result<Value>>(f: F) -> Jit<F> {
     Jit {
         f,
-        cache: Mutex::new(HashMap::new()),
-        traces: AtomicUsize::new(0),
+        cache: Cache::default(),
     }
 }
 
 /// A compiled function; see [`jit`].
 pub struct Jit<F> {
     f: F,
-    cache: Mutex<HashMap<CacheKey, Arc<Compiled>>>,
-    traces: AtomicUsize,
+    cache: Cache<Whole, ()>,
 }
 
-#[derive(PartialEq, Eq, Hash)]
-struct CacheKey {
-    structure: GraphDef,
-    avals: Vec<AbstractValue>,
-}
+impl<F: Fn(&[Value]) -> Result<Value>> Rules for Jit<F> {
+    type Leaf = Whole;
+    type Prepared = ();
+    type Extra = ();
 
-struct Compiled {
-    program: Arc<Program>,
-    outputs: Lowered<Whole>,
+    fn in_prefix(&self, _args: &[Value]) -> Result<Prefix<Whole>> {
+        Ok(Prefix::Leaf(Whole))
+    }
+
+    fn out_prefix(&self) -> Prefix<Whole> {
+        Prefix::Leaf(Whole)
+    }
+
+    fn apply(&self, args: &[Value]) -> Result<Value> {
+        (self.f)(args)
+    }
+
+    fn prepare(&self, lowered: &mut Lowered<Whole>) -> Result<(Vec<AbstractValue>, ())> {
+        Ok((
+            lowered.leaves().iter().map(|l| l.value.aval()).collect(),
+            (),
+        ))
+    }
+
+    fn finish(
+        &self,
+        _prepared: (),
+        _lowered: &Lowered<Whole>,
+        _outputs: &mut Lowered<Whole>,
+        program: &Arc<Program>,
+        _captured: usize,
+    ) -> Result<(Primitive, ())> {
+        let primitive = Primitive::Call {
+            program: ProgramRef(program.clone()),
+        };
+        Ok((primitive, ()))
+    }
 }
 
 impl<F: Fn(&[Value]) -> Result<Value>> Jit<F> {
     /// How many times the function has been traced.
     pub fn trace_count(&self) -> usize {
-        self.traces.load(Ordering::Relaxed)
+        self.cache.trace_count()
     }
 
     /// Calls the compiled function.
@@ -75,57 +97,6 @@ impl<F: Fn(&[Value]) -> Result<Value>> Jit<F> {
     /// Aliasing and closure-rule errors, and whatever `f` returns. On error the caller's
     /// objects are unchanged.
     pub fn call(&self, engine: &(impl Engine + ?Sized), args: impl IntoArgs) -> Result<Value> {
-        let args = &args.into_args()[..];
-        let prefix = Prefix::Leaf(Whole);
-        let lowered = lift::lower_args(args, &prefix)?;
-        let key = CacheKey {
-            structure: lowered.graphdef().clone(),
-            avals: lowered.leaves().iter().map(|l| l.value.aval()).collect(),
-        };
-        let cached = self
-            .cache
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(&key)
-            .cloned();
-        let (compiled, captured) = match cached {
-            Some(compiled) => (compiled, Vec::new()),
-            None => {
-                self.traces.fetch_add(1, Ordering::Relaxed);
-                let traced = trace_fn(&key.avals, |inputs| {
-                    let raised = lift::raise(&lowered, inputs)?;
-                    let output = (self.f)(&raised.args)?;
-                    let outputs = lift::lower_outputs(&raised, &prefix, &output, &prefix)?;
-                    let values = outputs.leaves().iter().map(|l| l.value.clone()).collect();
-                    Ok((values, outputs))
-                })?;
-                let compiled = Arc::new(Compiled {
-                    program: Arc::new(traced.program),
-                    outputs: traced.extra,
-                });
-                // A program that captured tracers of an enclosing trace is only valid there.
-                if traced.captured.is_empty() {
-                    self.cache
-                        .lock()
-                        .unwrap_or_else(PoisonError::into_inner)
-                        .insert(key, compiled.clone());
-                }
-                (compiled, traced.captured)
-            }
-        };
-        let inputs: Vec<Tensor> = lowered
-            .leaves()
-            .iter()
-            .map(|l| l.value.clone())
-            .chain(captured)
-            .collect();
-        let results = run_or_record(
-            &inputs,
-            || Primitive::Call {
-                program: ProgramRef(compiled.program.clone()),
-            },
-            |arrays| engine.run(&compiled.program, arrays),
-        )?;
-        lift::write_back(&lowered, &compiled.outputs, results)
+        Ok(pipeline::call(self, &self.cache, engine, &args.into_args())?.value)
     }
 }

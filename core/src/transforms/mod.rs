@@ -8,10 +8,10 @@
 
 mod args;
 mod autodiff;
-mod execute;
 mod grad;
 mod jit;
 mod metadata;
+mod pipeline;
 mod scan;
 mod vmap;
 

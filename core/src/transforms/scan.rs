@@ -5,18 +5,19 @@ use std::fmt;
 use std::sync::Arc;
 
 use super::args::IntoArgs;
+use super::pipeline::{self, Cache, Rules};
 use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::graph::graphdef::Step;
 use crate::graph::{GraphDef, Key, NodeDef, Path, Value};
-use crate::lift::{self, Lowered, LoweredLeaf, Prefix};
-use crate::program::{Primitive, ProgramRef, ScanInput, ScanOutput, ScanSpec, trace_fn};
+use crate::lift::{Lowered, LoweredLeaf, Prefix};
+use crate::program::{
+    AbstractValue, Primitive, Program, ProgramRef, ScanInput, ScanOutput, ScanSpec,
+};
 use crate::tensor::Tensor;
 
-use super::execute::run_or_record;
-
 /// How `scan` treats a part of its inputs or outputs.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum ScanAxis {
     /// Loop state (`nnx.Carry`).
     Carry,
@@ -98,6 +99,7 @@ pub fn scan<F: Fn(&[Value]) -> Result<Value>>(f: F) -> Scan<F> {
         ]),
         length: None,
         reverse: false,
+        cache: Cache::default(),
     }
 }
 
@@ -108,6 +110,7 @@ pub struct Scan<F> {
     out_axes: ScanAxes,
     length: Option<usize>,
     reverse: bool,
+    cache: Cache<ScanAxis, ZeroLength>,
 }
 
 /// Where `Carry` appears in a prefix: `Ok(true)` at the top level, errors when nested or
@@ -217,99 +220,13 @@ impl<F: Fn(&[Value]) -> Result<Value>> Scan<F> {
     /// aliasing and closure-rule errors, and whatever `f` returns. On error the caller's
     /// objects are unchanged.
     pub fn call(&self, engine: &(impl Engine + ?Sized), args: impl IntoArgs) -> Result<Value> {
-        let args = &args.into_args()[..];
-        self.validate()?;
-        let lowered = lift::lower_args(args, &self.in_axes)?;
-        let mut kinds = Vec::with_capacity(lowered.leaves().len());
-        let mut avals = Vec::with_capacity(lowered.leaves().len());
-        let mut lengths = Vec::new();
-        for leaf in lowered.leaves() {
-            let mut aval = leaf.value.aval();
-            kinds.push(match leaf.prefix {
-                ScanAxis::Carry => ScanInput::Carry,
-                ScanAxis::Broadcast => ScanInput::Broadcast,
-                ScanAxis::Axis(axis) => {
-                    let n = aval.shape.len() as isize;
-                    let a = if axis < 0 { axis + n } else { axis };
-                    if !(0..n).contains(&a) {
-                        return Err(Error::InvalidPrefix(format!(
-                            "scan in_axes {axis} is out of bounds for {} of shape {:?}",
-                            leaf.location(),
-                            aval.shape
-                        )));
-                    }
-                    lengths.push((leaf, aval.shape[a as usize]));
-                    aval.shape.remove(a as usize);
-                    ScanInput::Scanned(a as usize)
-                }
-            });
-            avals.push(aval);
-        }
-        let length = self.length_of(&lengths)?;
-        let traced = trace_fn(&avals, |inputs| {
-            let raised = lift::raise(&lowered, inputs)?;
-            let output = (self.f)(&raised.args)?;
-            let outputs = lift::lower_outputs(&raised, &self.in_axes, &output, &self.out_axes)?;
-            Ok((
-                outputs.leaves().iter().map(|l| l.value.clone()).collect(),
-                outputs,
-            ))
-        })?;
-        let outputs = traced.extra;
-        let mut input_kinds = kinds;
-        input_kinds.extend(traced.captured.iter().map(|_| ScanInput::Broadcast));
-        let output_kinds = self.output_kinds(
-            args.len(),
-            &lowered,
-            &outputs,
-            &traced.program,
-            &input_kinds,
-        )?;
-        let spec = ScanSpec {
-            length,
-            reverse: self.reverse,
-            inputs: input_kinds,
-            outputs: output_kinds,
-        };
-        let inputs: Vec<Tensor> = lowered
-            .leaves()
-            .iter()
-            .map(|l| l.value.clone())
-            .chain(traced.captured.iter().cloned())
-            .collect();
-        let program = Arc::new(traced.program);
-        let results = run_or_record(
-            &inputs,
-            || Primitive::Scan {
-                program: ProgramRef(program.clone()),
-                spec: spec.clone(),
-            },
-            |arrays| engine.run_scan(&program, arrays, &spec),
-        )?;
-        // Zero iterations run nothing, so broadcast state keeps its value (an engine has no
-        // iteration to take a broadcast output from, and gives zeros).
-        let results = if length == 0 {
-            let broadcast_inputs: HashMap<&Path, &Tensor> = lowered
-                .leaves()
-                .iter()
-                .filter(|l| l.prefix == ScanAxis::Broadcast)
-                .map(|l| (&l.path, &l.value))
-                .collect();
-            results
-                .into_iter()
-                .zip(outputs.leaves())
-                .zip(&spec.outputs)
-                .map(
-                    |((result, out), kind)| match broadcast_inputs.get(&out.path) {
-                        Some(&input) if *kind == ScanOutput::Broadcast => input.clone(),
-                        _ => result,
-                    },
-                )
-                .collect()
-        } else {
-            results
-        };
-        lift::write_back(&lowered, &outputs, results)
+        Ok(pipeline::call(self, &self.cache, engine, &args.into_args())?.value)
+    }
+
+    /// How many times the function has been traced (once per structure and abstract
+    /// values, as Flax's `scan`).
+    pub fn trace_count(&self) -> usize {
+        self.cache.trace_count()
     }
 
     /// `lengths` holds each scanned leaf (its location is built only for the error).
@@ -352,7 +269,7 @@ impl<F: Fn(&[Value]) -> Result<Value>> Scan<F> {
         output_root: usize,
         lowered_inputs: &Lowered<ScanAxis>,
         lowered_outputs: &Lowered<ScanAxis>,
-        program: &crate::program::Program,
+        program: &Program,
         input_kinds: &[ScanInput],
     ) -> Result<Vec<ScanOutput>> {
         let inputs = lowered_inputs.leaves();
@@ -477,6 +394,115 @@ impl<F: Fn(&[Value]) -> Result<Value>> Scan<F> {
             )));
         }
         Ok(kinds)
+    }
+}
+
+/// What `prepare` finds: each leaf's kind, and the number of iterations.
+pub(crate) struct Looped {
+    kinds: Vec<ScanInput>,
+    length: usize,
+}
+
+/// Outputs that, when the loop runs no iteration, keep the broadcast input at the same
+/// path (output index, lowered input index).
+pub(crate) struct ZeroLength(Vec<(usize, usize)>);
+
+impl<F: Fn(&[Value]) -> Result<Value>> Rules for Scan<F> {
+    type Leaf = ScanAxis;
+    type Prepared = Looped;
+    type Extra = ZeroLength;
+
+    fn in_prefix(&self, _args: &[Value]) -> Result<ScanAxes> {
+        self.validate()?;
+        Ok(self.in_axes.clone())
+    }
+
+    fn out_prefix(&self) -> ScanAxes {
+        self.out_axes.clone()
+    }
+
+    fn apply(&self, args: &[Value]) -> Result<Value> {
+        (self.f)(args)
+    }
+
+    fn prepare(&self, lowered: &mut Lowered<ScanAxis>) -> Result<(Vec<AbstractValue>, Looped)> {
+        let mut kinds = Vec::with_capacity(lowered.leaves().len());
+        let mut avals = Vec::with_capacity(lowered.leaves().len());
+        let mut lengths = Vec::new();
+        for leaf in lowered.leaves() {
+            let mut aval = leaf.value.aval();
+            kinds.push(match leaf.prefix {
+                ScanAxis::Carry => ScanInput::Carry,
+                ScanAxis::Broadcast => ScanInput::Broadcast,
+                ScanAxis::Axis(axis) => {
+                    let n = aval.shape.len() as isize;
+                    let a = if axis < 0 { axis + n } else { axis };
+                    if !(0..n).contains(&a) {
+                        return Err(Error::InvalidPrefix(format!(
+                            "scan in_axes {axis} is out of bounds for {} of shape {:?}",
+                            leaf.location(),
+                            aval.shape
+                        )));
+                    }
+                    lengths.push((leaf, aval.shape[a as usize]));
+                    aval.shape.remove(a as usize);
+                    ScanInput::Scanned(a as usize)
+                }
+            });
+            avals.push(aval);
+        }
+        let length = self.length_of(&lengths)?;
+        Ok((avals, Looped { kinds, length }))
+    }
+
+    fn finish(
+        &self,
+        looped: Looped,
+        lowered: &Lowered<ScanAxis>,
+        outputs: &mut Lowered<ScanAxis>,
+        program: &Arc<Program>,
+        captured: usize,
+    ) -> Result<(Primitive, ZeroLength)> {
+        let mut input_kinds = looped.kinds;
+        input_kinds.extend(std::iter::repeat_n(ScanInput::Broadcast, captured));
+        let output_kinds =
+            self.output_kinds(lowered.num_roots(), lowered, outputs, program, &input_kinds)?;
+        // Zero iterations run nothing, so broadcast state keeps its value (an engine has no
+        // iteration to take a broadcast output from, and gives zeros).
+        let mut zero_length = Vec::new();
+        if looped.length == 0 {
+            let broadcast_inputs: HashMap<&Path, usize> = lowered
+                .leaves()
+                .iter()
+                .enumerate()
+                .filter(|(_, l)| l.prefix == ScanAxis::Broadcast)
+                .map(|(i, l)| (&l.path, i))
+                .collect();
+            for (j, (out, kind)) in outputs.leaves().iter().zip(&output_kinds).enumerate() {
+                if let (Some(&i), ScanOutput::Broadcast) = (broadcast_inputs.get(&out.path), kind) {
+                    zero_length.push((j, i));
+                }
+            }
+        }
+        let spec = ScanSpec {
+            length: looped.length,
+            reverse: self.reverse,
+            inputs: input_kinds,
+            outputs: output_kinds,
+        };
+        let primitive = Primitive::Scan {
+            program: ProgramRef(program.clone()),
+            spec,
+        };
+        Ok((primitive, ZeroLength(zero_length)))
+    }
+
+    fn adjust(&self, zero_length: &ZeroLength, inputs: &[Tensor], results: &mut [Tensor]) {
+        for &(j, i) in &zero_length.0 {
+            if let (Some(result), Some(input)) = (results.get_mut(j), inputs.get(i)) {
+                *result = input.clone();
+            }
+        }
     }
 }
 

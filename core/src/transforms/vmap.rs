@@ -5,19 +5,17 @@ use std::fmt;
 use std::sync::Arc;
 
 use super::args::IntoArgs;
+use super::metadata::{add_axis, remove_axis};
+use super::pipeline::{self, Cache, Rules};
 use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::graph::{Filter, Path, Value};
-use crate::lift::{self, Prefix};
-use crate::program::{AbstractValue, Batching, Primitive, ProgramRef, trace_fn};
-use crate::tensor::Tensor;
-
-use super::execute::run_or_record;
-use super::metadata::{add_axis, remove_axis};
+use crate::lift::{self, Lowered, Prefix};
+use crate::program::{AbstractValue, Batching, Primitive, Program, ProgramRef};
 
 /// A `vmap` axis: `Axis(Some(k))` maps axis `k` (negative counts from the end), `Axis(None)`
 /// broadcasts (the same value for every lane).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Axis(pub Option<isize>);
 
 impl fmt::Display for Axis {
@@ -109,6 +107,7 @@ pub fn vmap<F: Fn(&[Value]) -> Result<Value>>(f: F) -> Vmap<F> {
         out_axes: Prefix::Leaf(Axis(Some(0))),
         axis_size: None,
         partition: None,
+        cache: Cache::default(),
     }
 }
 
@@ -119,6 +118,7 @@ pub struct Vmap<F> {
     out_axes: AxisSpec,
     axis_size: Option<usize>,
     partition: Option<String>,
+    cache: Cache<Axis, ()>,
 }
 
 impl<F: Fn(&[Value]) -> Result<Value>> Vmap<F> {
@@ -155,7 +155,8 @@ impl<F: Fn(&[Value]) -> Result<Value>> Vmap<F> {
         format!("vmap(in_axes={}, out_axes={})", self.in_axes, self.out_axes)
     }
 
-    /// Calls the vectorised function.
+    /// Calls the vectorised function. It is traced once per structure and abstract values
+    /// ([`Vmap::trace_count`]).
     ///
     /// # Errors
     /// Prefix and aliasing errors ([`Error::InvalidPrefix`], [`Error::InconsistentAliasing`],
@@ -163,8 +164,71 @@ impl<F: Fn(&[Value]) -> Result<Value>> Vmap<F> {
     /// axis), broadcast state changed by batched values, the closure rule, and whatever `f`
     /// returns. On error the caller's objects are unchanged.
     pub fn call(&self, engine: &(impl Engine + ?Sized), args: impl IntoArgs) -> Result<Value> {
-        let args = &args.into_args()[..];
-        let mut lowered = lift::lower_args(args, &self.in_axes)?;
+        Ok(pipeline::call(self, &self.cache, engine, &args.into_args())?.value)
+    }
+
+    /// How many times the function has been traced.
+    pub fn trace_count(&self) -> usize {
+        self.cache.trace_count()
+    }
+
+    /// The number of lanes: every mapped axis and `axis_size` must agree.
+    /// `mapped` holds each mapped leaf (its location is built only for the error).
+    fn lanes<L>(
+        &self,
+        mapped: &[(&lift::LoweredLeaf<L>, Vec<usize>, isize, usize)],
+    ) -> Result<usize> {
+        let sizes: Vec<usize> = mapped.iter().map(|m| m.3).chain(self.axis_size).collect();
+        match sizes.first() {
+            None => Err(Error::InvalidPrefix(
+                "vmap must have at least one non-None value in in_axes, or be given axis_size"
+                    .into(),
+            )),
+            Some(&n) if sizes.iter().all(|&s| s == n) => Ok(n),
+            Some(_) => {
+                let mut lines: Vec<String> = mapped
+                    .iter()
+                    .map(|(leaf, shape, axis, size)| {
+                        let location = leaf.location();
+                        format!("  {location}: shape {shape:?}, axis {axis} has size {size}")
+                    })
+                    .collect();
+                if let Some(n) = self.axis_size {
+                    lines.push(format!("  axis_size={n}"));
+                }
+                Err(Error::InvalidPrefix(format!(
+                    "vmap got inconsistent sizes for array axes to be mapped:\n{}",
+                    lines.join("\n")
+                )))
+            }
+        }
+    }
+}
+
+/// What `prepare` finds: each leaf's mapped axis (normalised) and the number of lanes.
+pub(crate) struct Mapped {
+    in_axes: Vec<Option<usize>>,
+    axis_size: usize,
+}
+
+impl<F: Fn(&[Value]) -> Result<Value>> Rules for Vmap<F> {
+    type Leaf = Axis;
+    type Prepared = Mapped;
+    type Extra = ();
+
+    fn in_prefix(&self, _args: &[Value]) -> Result<AxisSpec> {
+        Ok(self.in_axes.clone())
+    }
+
+    fn out_prefix(&self) -> AxisSpec {
+        self.out_axes.clone()
+    }
+
+    fn apply(&self, args: &[Value]) -> Result<Value> {
+        (self.f)(args)
+    }
+
+    fn prepare(&self, lowered: &mut Lowered<Axis>) -> Result<(Vec<AbstractValue>, Mapped)> {
         let mut in_axes = Vec::with_capacity(lowered.leaves().len());
         let mut in_avals = Vec::with_capacity(lowered.leaves().len());
         let mut mapped = Vec::new();
@@ -199,14 +263,17 @@ impl<F: Fn(&[Value]) -> Result<Value>> Vmap<F> {
                 None => Ok(()),
             })?;
         }
-        let traced = trace_fn(&in_avals, |inputs| {
-            let raised = lift::raise(&lowered, inputs)?;
-            let output = (self.f)(&raised.args)?;
-            let outputs = lift::lower_outputs(&raised, &self.in_axes, &output, &self.out_axes)?;
-            let values = outputs.leaves().iter().map(|l| l.value.clone()).collect();
-            Ok((values, outputs))
-        })?;
-        let mut outputs = traced.extra;
+        Ok((in_avals, Mapped { in_axes, axis_size }))
+    }
+
+    fn finish(
+        &self,
+        mapped: Mapped,
+        _lowered: &Lowered<Axis>,
+        outputs: &mut Lowered<Axis>,
+        program: &Arc<Program>,
+        captured: usize,
+    ) -> Result<(Primitive, ())> {
         let mut out_axes = Vec::with_capacity(outputs.leaves().len());
         for leaf in outputs.leaves() {
             let aval = leaf.value.aval();
@@ -235,12 +302,13 @@ impl<F: Fn(&[Value]) -> Result<Value>> Vmap<F> {
                 Ok(())
             })?;
         }
-        let batched_inputs: Vec<bool> = in_axes
+        let batched_inputs: Vec<bool> = mapped
+            .in_axes
             .iter()
             .map(Option::is_some)
-            .chain(traced.captured.iter().map(|_| false))
+            .chain(std::iter::repeat_n(false, captured))
             .collect();
-        let depends = traced.program.depends_on(&batched_inputs);
+        let depends = program.depends_on(&batched_inputs);
         let leaked: Vec<String> = outputs
             .leaves()
             .iter()
@@ -256,61 +324,19 @@ impl<F: Fn(&[Value]) -> Result<Value>> Vmap<F> {
             )));
         }
         let batching = Batching {
-            in_axes: in_axes
+            in_axes: mapped
+                .in_axes
                 .into_iter()
-                .chain(traced.captured.iter().map(|_| None))
+                .chain(std::iter::repeat_n(None, captured))
                 .collect(),
             out_axes,
-            axis_size,
+            axis_size: mapped.axis_size,
         };
-        let inputs: Vec<Tensor> = lowered
-            .leaves()
-            .iter()
-            .map(|l| l.value.clone())
-            .chain(traced.captured.iter().cloned())
-            .collect();
-        let program = Arc::new(traced.program);
-        let results = run_or_record(
-            &inputs,
-            || Primitive::Vmap {
-                program: ProgramRef(program.clone()),
-                batching: batching.clone(),
-            },
-            |arrays| engine.run_batched(&program, arrays, &batching),
-        )?;
-        lift::write_back(&lowered, &outputs, results)
-    }
-
-    /// The number of lanes: every mapped axis and `axis_size` must agree.
-    /// `mapped` holds each mapped leaf (its location is built only for the error).
-    fn lanes<L>(
-        &self,
-        mapped: &[(&lift::LoweredLeaf<L>, Vec<usize>, isize, usize)],
-    ) -> Result<usize> {
-        let sizes: Vec<usize> = mapped.iter().map(|m| m.3).chain(self.axis_size).collect();
-        match sizes.first() {
-            None => Err(Error::InvalidPrefix(
-                "vmap must have at least one non-None value in in_axes, or be given axis_size"
-                    .into(),
-            )),
-            Some(&n) if sizes.iter().all(|&s| s == n) => Ok(n),
-            Some(_) => {
-                let mut lines: Vec<String> = mapped
-                    .iter()
-                    .map(|(leaf, shape, axis, size)| {
-                        let location = leaf.location();
-                        format!("  {location}: shape {shape:?}, axis {axis} has size {size}")
-                    })
-                    .collect();
-                if let Some(n) = self.axis_size {
-                    lines.push(format!("  axis_size={n}"));
-                }
-                Err(Error::InvalidPrefix(format!(
-                    "vmap got inconsistent sizes for array axes to be mapped:\n{}",
-                    lines.join("\n")
-                )))
-            }
-        }
+        let primitive = Primitive::Vmap {
+            program: ProgramRef(program.clone()),
+            batching,
+        };
+        Ok((primitive, ()))
     }
 }
 

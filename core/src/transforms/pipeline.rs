@@ -1,0 +1,279 @@
+//! The one transform pipeline. Every lifted transform runs the same sequence:
+//!
+//! ```text
+//!  lower the arguments ─► cache lookup (structure + abstract values + prefixes)
+//!        │ miss: prepare (spec checks, inner avals) ─► trace ─► finish (checks, primitive)
+//!        ▼
+//!  execute (a compiled plan, per engine) or record (inside an enclosing trace) ─► write back
+//! ```
+//!
+//! A transform is its spec plus its [`Rules`]: what its prefixes are, how the inner abstract
+//! values follow from the outer ones, what it checks on the traced program, and which
+//! higher-order [`Primitive`] executes it. Everything else — caching, trace counting, the
+//! closure rule's capture handling, compiling, recording when nested, writing back — is
+//! here, once.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::hash::Hash;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use crate::engine::{Engine, Plan};
+use crate::error::Result;
+use crate::graph::{GraphDef, Value};
+use crate::lift::{self, Lowered, Prefix};
+use crate::program::{
+    AbstractValue, Atom, Equation, Primitive, Program, VarId, record_multi, trace_fn,
+};
+use crate::tensor::{Array, Tensor};
+
+/// What makes one transform differ from another.
+pub(crate) trait Rules {
+    /// The prefix leaf (`Axis`, `ScanAxis`, `Diff`, `Whole`).
+    type Leaf: Clone + PartialEq + Eq + Hash + fmt::Display + Send + Sync + 'static;
+    /// What [`Rules::prepare`] hands to [`Rules::finish`] on a miss.
+    type Prepared;
+    /// What a cached trace keeps besides its program (used on every call).
+    type Extra: Send + Sync + 'static;
+
+    /// The arguments' prefix (checks of the spec against the arguments come here).
+    fn in_prefix(&self, args: &[Value]) -> Result<Prefix<Self::Leaf>>;
+
+    /// The output's prefix.
+    fn out_prefix(&self) -> Prefix<Self::Leaf>;
+
+    /// Calls the user's function.
+    fn apply(&self, args: &[Value]) -> Result<Value>;
+
+    /// On a miss, before tracing: the spec's checks against the lowered arguments, and the
+    /// abstract value of each leaf inside the transform. May edit the Variables' metadata.
+    fn prepare(
+        &self,
+        lowered: &mut Lowered<Self::Leaf>,
+    ) -> Result<(Vec<AbstractValue>, Self::Prepared)>;
+
+    /// What runs inside the trace: raise the arguments, apply the function, lower the
+    /// arguments and output again. Returns the output leaves' values (possibly followed by
+    /// more values, which the caller gets back unwritten) and the lowered outputs.
+    fn body(
+        &self,
+        lowered: &Lowered<Self::Leaf>,
+        prefix: &Prefix<Self::Leaf>,
+        inputs: Vec<Tensor>,
+    ) -> Result<(Vec<Tensor>, Lowered<Self::Leaf>)> {
+        lift_body(self, lowered, prefix, inputs)
+    }
+
+    /// On a miss, after tracing: the checks on the traced program and the higher-order
+    /// primitive that executes it. `captured` is how many inputs closure capture appended
+    /// after the lowered leaves.
+    fn finish(
+        &self,
+        prepared: Self::Prepared,
+        lowered: &Lowered<Self::Leaf>,
+        outputs: &mut Lowered<Self::Leaf>,
+        program: &Arc<Program>,
+        captured: usize,
+    ) -> Result<(Primitive, Self::Extra)>;
+
+    /// After executing: adjusts the results on every call (`inputs` are the lowered leaves'
+    /// values). Default: nothing.
+    fn adjust(&self, _extra: &Self::Extra, _inputs: &[Tensor], _results: &mut [Tensor]) {}
+}
+
+/// The default [`Rules::body`]: the boundary's steps 2 and 3 around the function.
+pub(crate) fn lift_body<R: Rules + ?Sized>(
+    rules: &R,
+    lowered: &Lowered<R::Leaf>,
+    prefix: &Prefix<R::Leaf>,
+    inputs: Vec<Tensor>,
+) -> Result<(Vec<Tensor>, Lowered<R::Leaf>)> {
+    let raised = lift::raise(lowered, inputs)?;
+    let output = rules.apply(&raised.args)?;
+    let outputs = lift::lower_outputs(&raised, prefix, &output, &rules.out_prefix())?;
+    let values = outputs.leaves().iter().map(|l| l.value.clone()).collect();
+    Ok((values, outputs))
+}
+
+/// The traces of one transform, by cache key, and how many traces it made.
+pub(crate) struct Cache<L, X> {
+    entries: Mutex<HashMap<Key<L>, Arc<Entry<L, X>>>>,
+    traces: AtomicUsize,
+}
+
+impl<L, X> Default for Cache<L, X> {
+    fn default() -> Self {
+        Cache {
+            entries: Mutex::new(HashMap::new()),
+            traces: AtomicUsize::new(0),
+        }
+    }
+}
+
+impl<L, X> Cache<L, X> {
+    /// How many times the function has been traced.
+    pub(crate) fn trace_count(&self) -> usize {
+        self.traces.load(Ordering::Relaxed)
+    }
+}
+
+/// What identifies a trace: the arguments' structure, every leaf's abstract value and
+/// prefix (a `StateAxes` filter decides a leaf's prefix from its path and Variable).
+#[derive(PartialEq, Eq, Hash)]
+struct Key<L> {
+    structure: GraphDef,
+    avals: Vec<AbstractValue>,
+    prefixes: Vec<L>,
+}
+
+/// One trace, ready to run again.
+pub(crate) struct Entry<L, X> {
+    /// The higher-order equation that runs the traced program (recorded when nested).
+    primitive: Primitive,
+    /// `outputs = primitive(inputs)` as a program of its own: what engines compile.
+    top: Arc<Program>,
+    /// The lowered outputs: where each result goes on write-back.
+    outputs: Lowered<L>,
+    /// The rules' data.
+    pub(crate) extra: X,
+    /// Compiled plans, one per engine name.
+    plans: Mutex<Vec<(String, Arc<Plan>)>>,
+}
+
+impl<L, X> Entry<L, X> {
+    fn plan(&self, engine: &(impl Engine + ?Sized)) -> Result<Arc<Plan>> {
+        let mut plans = self.plans.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some((_, plan)) = plans.iter().find(|(name, _)| name == engine.name()) {
+            return Ok(plan.clone());
+        }
+        let plan = Arc::new(engine.compile(self.top.clone())?);
+        plans.push((engine.name().to_owned(), plan.clone()));
+        Ok(plan)
+    }
+}
+
+/// `outputs = primitive(inputs)` as a program.
+fn single_equation(primitive: Primitive, in_avals: Vec<AbstractValue>) -> Result<Program> {
+    let out_avals = primitive.output_avals(&in_avals)?;
+    let n = in_avals.len();
+    let inputs: Vec<VarId> = (0..n).map(|i| VarId(i as u32)).collect();
+    let outputs: Vec<VarId> = (n..n + out_avals.len()).map(|i| VarId(i as u32)).collect();
+    let equation = Equation {
+        primitive,
+        inputs: inputs.iter().map(|&v| Atom::Var(v)).collect(),
+        outputs: outputs.clone(),
+    };
+    let avals = in_avals.into_iter().chain(out_avals).collect();
+    Ok(Program::new(
+        inputs,
+        vec![equation],
+        outputs.into_iter().map(Atom::Var).collect(),
+        avals,
+    ))
+}
+
+/// The result of one call through the pipeline.
+pub(crate) struct Called<L, X> {
+    /// The function's output, written back.
+    pub(crate) value: Value,
+    /// Values the body returned after the output leaves (not written back).
+    pub(crate) rest: Vec<Tensor>,
+    /// The lowered arguments.
+    pub(crate) lowered: Lowered<L>,
+    /// The trace that ran.
+    pub(crate) entry: Arc<Entry<L, X>>,
+}
+
+/// Runs `rules`' transform on `args`: the whole pipeline.
+///
+/// # Errors
+/// Whatever the rules, the function, lowering or the engine report; on error the caller's
+/// objects are unchanged (nothing is written before the last step).
+pub(crate) fn call<R: Rules>(
+    rules: &R,
+    cache: &Cache<R::Leaf, R::Extra>,
+    engine: &(impl Engine + ?Sized),
+    args: &[Value],
+) -> Result<Called<R::Leaf, R::Extra>> {
+    let prefix = rules.in_prefix(args)?;
+    let mut lowered = lift::lower_args(args, &prefix)?;
+    let key = Key {
+        structure: lowered.graphdef().clone(),
+        avals: lowered.leaves().iter().map(|l| l.value.aval()).collect(),
+        prefixes: lowered.leaves().iter().map(|l| l.prefix.clone()).collect(),
+    };
+    let cached = cache
+        .entries
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .get(&key)
+        .cloned();
+    let mut inputs: Vec<Tensor> = lowered.leaves().iter().map(|l| l.value.clone()).collect();
+    let entry = match cached {
+        Some(entry) => entry,
+        None => {
+            cache.traces.fetch_add(1, Ordering::Relaxed);
+            let (avals, prepared) = rules.prepare(&mut lowered)?;
+            let traced = trace_fn(&avals, |ins| rules.body(&lowered, &prefix, ins))?;
+            let mut outputs = traced.extra;
+            let program = Arc::new(traced.program);
+            let (primitive, extra) = rules.finish(
+                prepared,
+                &lowered,
+                &mut outputs,
+                &program,
+                traced.captured.len(),
+            )?;
+            let top_avals: Vec<AbstractValue> = key
+                .avals
+                .iter()
+                .cloned()
+                .chain(traced.captured.iter().map(Tensor::aval))
+                .collect();
+            let top = single_equation(primitive.clone(), top_avals)?;
+            let entry = Arc::new(Entry {
+                primitive,
+                top: Arc::new(top),
+                outputs,
+                extra,
+                plans: Mutex::new(Vec::new()),
+            });
+            // A trace that captured tracers of an enclosing trace is valid only there, and
+            // one that read captured state baked that state in: neither is reused.
+            if traced.captured.is_empty() && !traced.reads_outer {
+                cache
+                    .entries
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .insert(key, entry.clone());
+            }
+            inputs.extend(traced.captured);
+            entry
+        }
+    };
+    let mut results = if inputs.iter().any(Tensor::is_traced) {
+        let refs: Vec<&Tensor> = inputs.iter().collect();
+        record_multi(entry.primitive.clone(), &refs)?
+    } else {
+        let arrays: Vec<Array> = inputs
+            .iter()
+            .map(|t| t.concrete().cloned())
+            .collect::<Result<_>>()?;
+        let plan = entry.plan(engine)?;
+        engine
+            .execute(&plan, &arrays)?
+            .into_iter()
+            .map(Tensor::from)
+            .collect()
+    };
+    rules.adjust(&entry.extra, &inputs, &mut results);
+    let rest = results.split_off(entry.outputs.leaves().len().min(results.len()));
+    let value = lift::write_back(&lowered, &entry.outputs, results)?;
+    Ok(Called {
+        value,
+        rest,
+        lowered,
+        entry,
+    })
+}
