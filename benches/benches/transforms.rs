@@ -1,12 +1,13 @@
-//! Per-call overhead of the lifted transforms on the reference engine, on the same workloads
-//! as `anchors/flax_bench.py`'s first lines (the guide's `stateful_vector_dot`, a tiny MLP
-//! under `jit`, `split` + `merge`).
+//! Per-call overhead of the lifted transforms, on the same workloads as
+//! `anchors/flax_bench.py`'s first lines (the guide's `stateful_vector_dot`, a tiny MLP under
+//! `jit`, `split` + `merge`), plus a cached `jit` over a model of 100,000 small Params.
 //!
 //! `cargo bench -p nnx-benches --bench transforms`
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use nnx_core::transforms::{jit, vmap};
-use nnx_core::{Axes, BatchStat, Object, Param, Result, Tensor, Value, graph, random};
+use nnx_core::{Axes, BatchStat, Engine, Object, Param, Result, Tensor, Value, graph, random};
+use nnx_fast::Fast;
 use nnx_reference::Reference;
 
 fn weights() -> Result<Object> {
@@ -60,10 +61,9 @@ fn bench_transforms(c: &mut Criterion) {
         return;
     };
     let eager = vmap(stateful_vector_dot).in_axes(0).out_axes(1);
-    c.bench_function(
-        "vmap guide stateful_vector_dot (trace + run each call)",
-        |b| b.iter(|| eager.call(&Reference, &[Value::from(&w), Value::from(x.clone())])),
-    );
+    c.bench_function("vmap guide stateful_vector_dot (eager call)", |b| {
+        b.iter(|| eager.call(&Reference, &[Value::from(&w), Value::from(x.clone())]))
+    });
     let compiled = jit(|args: &[Value]| {
         vmap(stateful_vector_dot)
             .in_axes(0)
@@ -73,13 +73,19 @@ fn bench_transforms(c: &mut Criterion) {
     c.bench_function("jit(vmap) guide stateful_vector_dot (cached)", |b| {
         b.iter(|| compiled.call(&Reference, &[Value::from(&w), Value::from(x.clone())]))
     });
-    for depth in [2usize, 16, 64] {
+    for depth in [2usize, 16, 64, 256] {
         let Ok(m) = mlp(depth) else { return };
         let input = Tensor::ones(&[4, 8]);
         let f = jit(apply_mlp);
-        c.bench_function(&format!("jit tiny MLP depth {depth} (cached call)"), |b| {
-            b.iter(|| f.call(&Reference, &[Value::from(&m), Value::from(input.clone())]))
-        });
+        for engine in [&Reference as &dyn Engine, &Fast] {
+            c.bench_function(
+                &format!(
+                    "jit tiny MLP depth {depth} (cached call, {})",
+                    engine.name()
+                ),
+                |b| b.iter(|| f.call(engine, &[Value::from(&m), Value::from(input.clone())])),
+            );
+        }
         c.bench_function(&format!("split + merge MLP depth {depth}"), |b| {
             b.iter(|| {
                 let (def, state) = graph::split(&m);
@@ -89,9 +95,30 @@ fn bench_transforms(c: &mut Criterion) {
     }
 }
 
+/// A model holding 100,000 Params of one element; the function reads the first.
+fn bench_large_model(c: &mut Criterion) {
+    let Ok(m) = many_params(100_000) else { return };
+    let f = jit(|args: &[Value]| {
+        let first = args[0].object()?.list("params")?.get(0)?;
+        let sum = match first {
+            Value::Variable(v) => v.value().sum(Axes::All)?,
+            other => other.as_tensor()?,
+        };
+        Ok(Value::from(sum))
+    });
+    c.bench_function("jit over 100,000 small Params (cached call, fast)", |b| {
+        b.iter(|| f.call(&Fast, (&m,)))
+    });
+}
+
+fn many_params(n: usize) -> Result<Object> {
+    let params = (0..n).map(|i| Value::from(Param::new(Tensor::full(&[1], i as f32))));
+    Object::new("Model").with("params", nnx_core::List::new(params))
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default().warm_up_time(std::time::Duration::from_millis(500)).measurement_time(std::time::Duration::from_secs(2));
-    targets = bench_transforms
+    targets = bench_transforms, bench_large_model
 }
 criterion_main!(benches);

@@ -2,6 +2,7 @@
 //! cases: the first drives [`run_all`](crate::run_all), the second the [`suite!`](crate::suite)
 //! macro's one `#[test]` per case.
 
+pub mod caching;
 pub mod differential;
 pub mod grad;
 pub mod guide;
@@ -56,6 +57,9 @@ macro_rules! for_each_case {
             properties::vmap_matches_the_per_example_loop,
             properties::jit_matches_eager_results_and_state,
             properties::shared_variables_update_every_alias,
+            caching::every_transform_traces_once_per_structure,
+            caching::structure_changes_between_calls_are_seen,
+            caching::captured_state_is_read_at_every_call,
             differential::differential_programs_agree_with_reference,
             differential::differential_edge_shapes_agree_with_reference,
         );

@@ -30,6 +30,7 @@ mod variable;
 pub use display::MAX_PRINT_DEPTH;
 pub use filter::{Filter, Predicate};
 pub use graphdef::{DefEntry, GraphDef, NodeDef, VariableDef};
+pub(crate) use node::WeakNode;
 pub use node::{Dict, List, Module, NodeKind, Object};
 pub use node_id::NodeId;
 pub use ops::{clone, graphdef, merge, split, split_by, state, state_by, update};
@@ -37,6 +38,7 @@ pub use path::{Key, Path};
 pub use state::{Leaf, NestedState, State};
 pub use static_value::Static;
 pub use value::{GraphValue, Value};
+pub(crate) use variable::WeakVariable;
 pub use variable::{
     BatchStat, Cache, Intermediate, Param, Perturbation, RngCount, RngKey, RngState, Variable,
     VariableType, VariableTypeDef,

@@ -6,7 +6,7 @@
 
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, RwLock, Weak};
 
 use indexmap::IndexMap;
 
@@ -117,6 +117,11 @@ impl Node {
         self.0.version.fetch_add(1, Ordering::AcqRel);
     }
 
+    /// A handle that does not keep the node alive.
+    pub(crate) fn downgrade(&self) -> WeakNode {
+        WeakNode(Arc::downgrade(&self.0))
+    }
+
     pub(crate) fn ptr_eq(&self, other: &Node) -> bool {
         Arc::ptr_eq(&self.0, &other.0)
     }
@@ -206,6 +211,18 @@ impl Node {
                 Key::Int(i) => i.to_string(),
             })
             .collect()
+    }
+}
+
+/// A handle to a node that does not keep it alive (what a cache remembers).
+pub(crate) struct WeakNode(Weak<NodeCell>);
+
+impl WeakNode {
+    /// The node's identity and structure version, if it still exists.
+    pub(crate) fn version(&self) -> Option<(NodeId, u64)> {
+        self.0
+            .upgrade()
+            .map(|cell| (cell.id, cell.version.load(Ordering::Acquire)))
     }
 }
 

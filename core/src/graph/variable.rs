@@ -2,7 +2,7 @@
 
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, RwLock, Weak};
 
 use indexmap::IndexMap;
 
@@ -462,8 +462,23 @@ impl Variable {
         self.0.version.fetch_add(1, Ordering::AcqRel);
     }
 
+    /// A handle that does not keep the variable alive.
+    pub(crate) fn downgrade(&self) -> WeakVariable {
+        WeakVariable(Arc::downgrade(&self.0))
+    }
+
     pub(crate) fn check_can_mutate(&self) -> Result<()> {
         check_can_mutate(self.type_name(), self.0.trace_level)
+    }
+}
+
+/// A handle to a variable that does not keep it alive (what a cache remembers).
+pub(crate) struct WeakVariable(Weak<VariableCell>);
+
+impl WeakVariable {
+    /// The variable, if it still exists.
+    pub(crate) fn upgrade(&self) -> Option<Variable> {
+        self.0.upgrade().map(Variable)
     }
 }
 

@@ -75,6 +75,11 @@ impl<L> Lowered<L> {
         &self.leaves
     }
 
+    /// Every graph node and Variable of the lowered values, once each, in index order.
+    pub(crate) fn nodes(&self) -> &[Value] {
+        &self.by_index
+    }
+
     /// How many roots were lowered (the arguments, plus the output for lowered outputs).
     pub fn num_roots(&self) -> usize {
         self.roots

@@ -22,6 +22,11 @@ impl AbstractValue {
         AbstractValue { shape, dtype, weak }
     }
 
+    /// Whether `t` has this abstract value (without building one for it).
+    pub fn same_as(&self, t: &crate::tensor::Tensor) -> bool {
+        t.shape() == self.shape.as_slice() && t.dtype() == self.dtype && t.is_weak() == self.weak
+    }
+
     /// The number of elements (saturating at `usize::MAX` for a shape too large to exist;
     /// every abstract value a trace records has a size that fits).
     pub fn size(&self) -> usize {

@@ -130,6 +130,8 @@ impl<F: Fn(&[Value]) -> Result<Value>> Rules for GradFn<F> {
     type Prepared = ();
     /// The lowered leaves that are differentiated.
     type Extra = Vec<usize>;
+    /// The gradients are assembled from the lowered arguments on every call.
+    const SHORTCUT: bool = false;
 
     fn in_prefix(&self, args: &[Value]) -> Result<Prefix<Diff>> {
         self.prefix(args)
@@ -310,7 +312,7 @@ impl<F: Fn(&[Value]) -> Result<Value>> GradFn<F> {
                     .collect()
             })
             .collect();
-        let called = pipeline::call(self, &self.cache, engine, args)?;
+        let called = pipeline::call_full(self, &self.cache, engine, args)?;
         let (output, grads_flat, lowered) = (called.value, called.rest, called.lowered);
         let diff_leaves = &called.entry.extra;
         let (value, aux) = if self.has_aux {

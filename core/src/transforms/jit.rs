@@ -97,6 +97,6 @@ impl<F: Fn(&[Value]) -> Result<Value>> Jit<F> {
     /// Aliasing and closure-rule errors, and whatever `f` returns. On error the caller's
     /// objects are unchanged.
     pub fn call(&self, engine: &(impl Engine + ?Sized), args: impl IntoArgs) -> Result<Value> {
-        Ok(pipeline::call(self, &self.cache, engine, &args.into_args())?.value)
+        pipeline::call(self, &self.cache, engine, &args.into_args())
     }
 }

@@ -8,6 +8,7 @@
 
 mod args;
 mod autodiff;
+mod fast_path;
 mod grad;
 mod jit;
 mod metadata;

@@ -16,9 +16,10 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::hash::Hash;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
+use super::fast_path::Shortcut;
 use crate::engine::{Engine, Plan};
 use crate::error::Result;
 use crate::graph::{GraphDef, Value};
@@ -77,6 +78,11 @@ pub(crate) trait Rules {
         captured: usize,
     ) -> Result<(Primitive, Self::Extra)>;
 
+    /// Whether repeated calls on the same unchanged objects may take the
+    /// [shortcut](super::fast_path) (the transform returns nothing but the written-back
+    /// output).
+    const SHORTCUT: bool = true;
+
     /// After executing: adjusts the results on every call (`inputs` are the lowered leaves'
     /// values). Default: nothing.
     fn adjust(&self, _extra: &Self::Extra, _inputs: &[Tensor], _results: &mut [Tensor]) {}
@@ -98,14 +104,23 @@ pub(crate) fn lift_body<R: Rules + ?Sized>(
 
 /// The traces of one transform, by cache key, and how many traces it made.
 pub(crate) struct Cache<L, X> {
-    entries: Mutex<HashMap<Key<L>, Arc<Entry<L, X>>>>,
+    entries: Mutex<HashMap<Key<L>, EntryRef<L, X>>>,
+    /// The most recent calls on unchanged objects, newest first.
+    shortcuts: Mutex<Vec<ShortcutRef<L, X>>>,
     traces: AtomicUsize,
 }
+
+type EntryRef<L, X> = Arc<Entry<L, X>>;
+type ShortcutRef<L, X> = (Arc<Shortcut>, EntryRef<L, X>);
+
+/// How many argument identities a transform remembers for the shortcut.
+const SHORTCUTS: usize = 4;
 
 impl<L, X> Default for Cache<L, X> {
     fn default() -> Self {
         Cache {
             entries: Mutex::new(HashMap::new()),
+            shortcuts: Mutex::new(Vec::new()),
             traces: AtomicUsize::new(0),
         }
     }
@@ -139,6 +154,10 @@ pub(crate) struct Entry<L, X> {
     pub(crate) extra: X,
     /// Compiled plans, one per engine name.
     plans: Mutex<Vec<(String, Arc<Plan>)>>,
+    /// Whether this trace is reused (it did not capture tracers or read captured state).
+    cached: bool,
+    /// Set when a call of this trace could not be remembered as a shortcut.
+    no_shortcut: AtomicBool,
 }
 
 impl<L, X> Entry<L, X> {
@@ -185,12 +204,101 @@ pub(crate) struct Called<L, X> {
     pub(crate) entry: Arc<Entry<L, X>>,
 }
 
+/// Runs `rules`' transform on `args` and returns its output: the shortcut when the objects
+/// are those of a recent call and unchanged, else the whole pipeline (remembering the call
+/// for the shortcut when it fits).
+///
+/// # Errors
+/// As [`call_full`].
+pub(crate) fn call<R: Rules>(
+    rules: &R,
+    cache: &Cache<R::Leaf, R::Extra>,
+    engine: &(impl Engine + ?Sized),
+    args: &[Value],
+) -> Result<Value> {
+    if R::SHORTCUT {
+        let shortcuts = cache
+            .shortcuts
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        for (shortcut, entry) in shortcuts {
+            if let Some(gathered) = shortcut.gather(args) {
+                let mut results = execute(engine, &entry, &gathered.inputs)?;
+                rules.adjust(&entry.extra, &gathered.inputs, &mut results);
+                return shortcut.scatter(gathered, results);
+            }
+        }
+    }
+    let called = call_full(rules, cache, engine, args)?;
+    if R::SHORTCUT && called.entry.cached && !called.entry.no_shortcut.load(Ordering::Relaxed) {
+        remember(rules, cache, args, &called);
+    }
+    Ok(called.value)
+}
+
+/// Remembers a call that went through the whole pipeline for the shortcut, if its
+/// arguments kept their structure; marks its trace as unfit otherwise.
+fn remember<R: Rules>(
+    rules: &R,
+    cache: &Cache<R::Leaf, R::Extra>,
+    args: &[Value],
+    called: &Called<R::Leaf, R::Extra>,
+) {
+    let after = rules
+        .in_prefix(args)
+        .and_then(|prefix| lift::lower_args(args, &prefix));
+    let shortcut = after.ok().and_then(|after| {
+        Shortcut::record(
+            args,
+            &called.lowered,
+            &after,
+            &called.entry.outputs,
+            &called.value,
+        )
+    });
+    match shortcut {
+        Some(shortcut) => {
+            let mut shortcuts = cache
+                .shortcuts
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            shortcuts.insert(0, (Arc::new(shortcut), called.entry.clone()));
+            shortcuts.truncate(SHORTCUTS);
+        }
+        None => called.entry.no_shortcut.store(true, Ordering::Relaxed),
+    }
+}
+
+/// Runs the entry's plan on concrete inputs, or records its primitive into the enclosing
+/// trace when an input is a tracer.
+fn execute<L, X>(
+    engine: &(impl Engine + ?Sized),
+    entry: &Entry<L, X>,
+    inputs: &[Tensor],
+) -> Result<Vec<Tensor>> {
+    if inputs.iter().any(Tensor::is_traced) {
+        let refs: Vec<&Tensor> = inputs.iter().collect();
+        return record_multi(entry.primitive.clone(), &refs);
+    }
+    let arrays: Vec<Array> = inputs
+        .iter()
+        .map(|t| t.concrete().cloned())
+        .collect::<Result<_>>()?;
+    let plan = entry.plan(engine)?;
+    Ok(engine
+        .execute(&plan, &arrays)?
+        .into_iter()
+        .map(Tensor::from)
+        .collect())
+}
+
 /// Runs `rules`' transform on `args`: the whole pipeline.
 ///
 /// # Errors
 /// Whatever the rules, the function, lowering or the engine report; on error the caller's
 /// objects are unchanged (nothing is written before the last step).
-pub(crate) fn call<R: Rules>(
+pub(crate) fn call_full<R: Rules>(
     rules: &R,
     cache: &Cache<R::Leaf, R::Extra>,
     engine: &(impl Engine + ?Sized),
@@ -232,16 +340,19 @@ pub(crate) fn call<R: Rules>(
                 .chain(traced.captured.iter().map(Tensor::aval))
                 .collect();
             let top = single_equation(primitive.clone(), top_avals)?;
+            // A trace that captured tracers of an enclosing trace is valid only there, and
+            // one that read captured state baked that state in: neither is reused.
+            let cached = traced.captured.is_empty() && !traced.reads_outer;
             let entry = Arc::new(Entry {
                 primitive,
                 top: Arc::new(top),
                 outputs,
                 extra,
                 plans: Mutex::new(Vec::new()),
+                cached,
+                no_shortcut: AtomicBool::new(false),
             });
-            // A trace that captured tracers of an enclosing trace is valid only there, and
-            // one that read captured state baked that state in: neither is reused.
-            if traced.captured.is_empty() && !traced.reads_outer {
+            if cached {
                 cache
                     .entries
                     .lock()
@@ -252,21 +363,7 @@ pub(crate) fn call<R: Rules>(
             entry
         }
     };
-    let mut results = if inputs.iter().any(Tensor::is_traced) {
-        let refs: Vec<&Tensor> = inputs.iter().collect();
-        record_multi(entry.primitive.clone(), &refs)?
-    } else {
-        let arrays: Vec<Array> = inputs
-            .iter()
-            .map(|t| t.concrete().cloned())
-            .collect::<Result<_>>()?;
-        let plan = entry.plan(engine)?;
-        engine
-            .execute(&plan, &arrays)?
-            .into_iter()
-            .map(Tensor::from)
-            .collect()
-    };
+    let mut results = execute(engine, &entry, &inputs)?;
     rules.adjust(&entry.extra, &inputs, &mut results);
     let rest = results.split_off(entry.outputs.leaves().len().min(results.len()));
     let value = lift::write_back(&lowered, &entry.outputs, results)?;

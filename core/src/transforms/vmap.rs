@@ -164,7 +164,7 @@ impl<F: Fn(&[Value]) -> Result<Value>> Vmap<F> {
     /// axis), broadcast state changed by batched values, the closure rule, and whatever `f`
     /// returns. On error the caller's objects are unchanged.
     pub fn call(&self, engine: &(impl Engine + ?Sized), args: impl IntoArgs) -> Result<Value> {
-        Ok(pipeline::call(self, &self.cache, engine, &args.into_args())?.value)
+        pipeline::call(self, &self.cache, engine, &args.into_args())
     }
 
     /// How many times the function has been traced.

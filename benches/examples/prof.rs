@@ -1,0 +1,41 @@
+use nnx_core::transforms::jit;
+use nnx_core::{Axes, Object, Param, Result, Tensor, Value, random};
+use nnx_fast::Fast;
+
+fn mlp(depth: usize) -> Result<Object> {
+    let layers = nnx_core::List::new([]);
+    for i in 0..depth {
+        let key = random::key(i as i64);
+        layers.push(
+            Object::new("Linear")
+                .with("kernel", Param::new(random::normal(&key, &[8, 8])?))?
+                .with("bias", Param::new(Tensor::zeros(&[8])))?,
+        )?;
+    }
+    Object::new("MLP").with("layers", layers)
+}
+
+fn apply_mlp(args: &[Value]) -> Result<Value> {
+    let m = args[0].object()?;
+    let mut x = args[1].as_tensor()?;
+    for layer in m.list("layers")?.items() {
+        let l = layer.object()?;
+        x = x
+            .matmul(&l.value("kernel")?)?
+            .add(&l.value("bias")?)?
+            .relu()?;
+    }
+    Ok(Value::from(x.sum(Axes::All)?))
+}
+
+fn main() -> Result<()> {
+    let m = mlp(64)?;
+    let input = Tensor::ones(&[4, 8]);
+    let f = jit(apply_mlp);
+    let t = std::time::Instant::now();
+    for _ in 0..3000 {
+        f.call(&Fast, &[Value::from(&m), Value::from(input.clone())])?;
+    }
+    println!("{:?}/call", t.elapsed() / 3000);
+    Ok(())
+}
