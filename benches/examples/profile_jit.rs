@@ -1,7 +1,17 @@
+//! A cached `jit` call on the tiny MLP (depth 64) in a loop, for profilers:
+//!
+//! ```text
+//! cargo build --release -p nnx-benches --example profile_jit
+//! perf record -g ./target/release/examples/profile_jit && perf report
+//! ```
+//!
+//! Prints the mean time per call; the criterion benches are the measurement of record.
+
 use nnx_core::transforms::jit;
 use nnx_core::{Axes, Object, Param, Result, Tensor, Value, random};
 use nnx_fast::Fast;
 
+/// `depth` Linear layers of 8×8.
 fn mlp(depth: usize) -> Result<Object> {
     let layers = nnx_core::List::new([]);
     for i in 0..depth {
@@ -15,6 +25,7 @@ fn mlp(depth: usize) -> Result<Object> {
     Object::new("MLP").with("layers", layers)
 }
 
+/// The MLP's forward pass with relu, summed.
 fn apply_mlp(args: &[Value]) -> Result<Value> {
     let m = args[0].object()?;
     let mut x = args[1].as_tensor()?;
