@@ -1,8 +1,9 @@
-//! A cached `jit` call on the tiny MLP (depth 64) in a loop, for profilers:
+//! A cached `jit` call in a loop, for profilers: on the tiny MLP (depth 64), or with the
+//! argument `params` on a model of 100,000 one-element Params of which the function reads one.
 //!
 //! ```text
 //! cargo build --release -p nnx-benches --example profile_jit
-//! perf record -g ./target/release/examples/profile_jit && perf report
+//! perf record -g ./target/release/examples/profile_jit [params] && perf report
 //! ```
 //!
 //! Prints the mean time per call; the criterion benches are the measurement of record.
@@ -40,9 +41,30 @@ fn apply_mlp(args: &[Value]) -> Result<Value> {
 }
 
 fn main() -> Result<()> {
+    if std::env::args().nth(1).as_deref() == Some("params") {
+        let params = (0..100_000).map(|i| Value::from(Param::new(Tensor::full(&[1], i as f32))));
+        let m = Object::new("Model").with("params", nnx_core::List::new(params))?;
+        let f = jit(|args: &[Value]| {
+            let first = args[0].object()?.list("params")?.get(0)?;
+            Ok(Value::from(
+                first
+                    .as_variable()
+                    .map(|v| v.value())
+                    .unwrap_or_else(|| Tensor::zeros(&[1])),
+            ))
+        });
+        f.call(&Fast, (&m,))?;
+        let t = std::time::Instant::now();
+        for _ in 0..30 {
+            f.call(&Fast, (&m,))?;
+        }
+        println!("{:?}/call", t.elapsed() / 30);
+        return Ok(());
+    }
     let m = mlp(64)?;
     let input = Tensor::ones(&[4, 8]);
     let f = jit(apply_mlp);
+    f.call(&Fast, &[Value::from(&m), Value::from(input.clone())])?;
     let t = std::time::Instant::now();
     for _ in 0..3000 {
         f.call(&Fast, &[Value::from(&m), Value::from(input.clone())])?;

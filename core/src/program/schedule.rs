@@ -94,9 +94,9 @@ impl Schedule {
             }
             let mut frees = Vec::new();
             for atom in &eq.inputs {
+                // The first use seen from the end is the last use (each variable once).
                 if let Atom::Var(v) = atom
                     && !std::mem::replace(&mut needed[v.0 as usize], true)
-                    && !frees.contains(v)
                 {
                     frees.push(*v);
                 }

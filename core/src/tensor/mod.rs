@@ -50,7 +50,8 @@ use crate::error::{Error, Result};
 /// literals used in arithmetic (`&x + 1`) are weak, so they adopt the other operand's dtype.
 #[derive(Clone)]
 pub struct Array {
-    shape: Vec<usize>,
+    /// Shared: cloning an array (which every engine does per operand) does not allocate.
+    shape: Arc<[usize]>,
     buffer: Buffer,
     weak: bool,
 }
@@ -170,7 +171,7 @@ impl Array {
     pub(crate) fn from_parts(shape: Vec<usize>, buffer: Buffer, weak: bool) -> Array {
         debug_assert_eq!(alloc::element_count(&shape).ok(), Some(buffer.len()));
         Array {
-            shape,
+            shape: shape.into(),
             buffer,
             weak,
         }
@@ -368,7 +369,7 @@ impl Array {
 
     /// Shape, dtype and weak type, as a tracer of this array would have them.
     pub fn aval(&self) -> crate::program::AbstractValue {
-        crate::program::AbstractValue::new(self.shape.clone(), self.dtype(), self.weak)
+        crate::program::AbstractValue::new(self.shape.to_vec(), self.dtype(), self.weak)
     }
 
     /// Whether the array is weakly typed (JAX's `weak_type=True`).
@@ -464,7 +465,7 @@ impl Array {
     /// [`Error::DTypeMismatch`] when the array is not a key array.
     pub fn key_data(&self) -> Result<Array> {
         let words: Vec<u32> = self.keys()?.iter().flatten().copied().collect();
-        let mut shape = self.shape.clone();
+        let mut shape = self.shape.to_vec();
         shape.push(2);
         Array::from_vec(&shape, words)
     }
@@ -499,7 +500,11 @@ impl Array {
             DType::Key => None,
         };
         buffer
-            .map(|b| Array::from_parts(self.shape.clone(), b, false))
+            .map(|b| Array {
+                shape: self.shape.clone(),
+                buffer: b,
+                weak: false,
+            })
             .ok_or(Error::UnsupportedDType {
                 op: "astype",
                 dtype: if dtype == DType::Key {

@@ -12,6 +12,7 @@
 //! differs, the call takes the full pipeline, which retraces exactly when the structure
 //! key says so.
 
+use super::prune::Passed;
 use crate::error::Result;
 use crate::graph::{NodeId, Static, Value, WeakNode, WeakVariable};
 use crate::lift::Lowered;
@@ -65,6 +66,7 @@ impl Shortcut {
         before: &Lowered<L>,
         after: &Lowered<L>,
         outputs: &Lowered<L>,
+        results: &[Passed],
         output: &Value,
     ) -> Option<Shortcut> {
         // The same structure and abstract values: the trace's key still holds.
@@ -106,7 +108,9 @@ impl Shortcut {
         }
         let mut sources = Vec::with_capacity(after.leaves().len());
         let mut by_path = std::collections::HashMap::new();
-        for leaf in after.leaves() {
+        let mut leaf_of = std::collections::HashMap::new();
+        for (i, leaf) in after.leaves().iter().enumerate() {
+            leaf_of.insert(leaf.path.clone(), i);
             let source = match (&leaf.variable, leaf.path.len()) {
                 (Some(v), _) => Source::Variable(*variable_index.get(&v.id())?),
                 (None, 1) => Source::Arg(root_of(&leaf.path)?),
@@ -125,7 +129,8 @@ impl Shortcut {
             let root = root_of(&leaf.path)?;
             if root == args.len() {
                 output_results.push(j);
-            } else {
+            } else if results.get(j) != Some(&Passed::Input(*leaf_of.get(&leaf.path)?)) {
+                // Written unless it is the very input at that place, passed through.
                 writes.push((j, *by_path.get(&leaf.path)?));
             }
         }

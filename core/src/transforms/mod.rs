@@ -13,6 +13,7 @@ mod grad;
 mod jit;
 mod metadata;
 mod pipeline;
+mod prune;
 mod scan;
 mod vmap;
 

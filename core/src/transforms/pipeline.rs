@@ -20,8 +20,9 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use super::fast_path::Shortcut;
+use super::prune::{Passed, prune};
 use crate::engine::{Engine, Plan};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::graph::{GraphDef, Value};
 use crate::lift::{self, Lowered, Prefix};
 use crate::program::{
@@ -144,8 +145,13 @@ struct Key<L> {
 
 /// One trace, ready to run again.
 pub(crate) struct Entry<L, X> {
-    /// The higher-order equation that runs the traced program (recorded when nested).
+    /// The higher-order equation that runs the traced program, pruned of pass-through
+    /// outputs (recorded when nested).
     primitive: Primitive,
+    /// Which of the lowered inputs the pruned program takes.
+    inputs: Vec<usize>,
+    /// Where each result comes from.
+    pub(crate) results: Vec<Passed>,
     /// `outputs = primitive(inputs)` as a program of its own: what engines compile.
     top: Arc<Program>,
     /// The lowered outputs: where each result goes on write-back.
@@ -254,6 +260,7 @@ fn remember<R: Rules>(
             &called.lowered,
             &after,
             &called.entry.outputs,
+            &called.entry.results,
             &called.value,
         )
     });
@@ -271,26 +278,40 @@ fn remember<R: Rules>(
 }
 
 /// Runs the entry's plan on concrete inputs, or records its primitive into the enclosing
-/// trace when an input is a tracer.
+/// trace when an input is a tracer; pass-through results are the inputs themselves.
 fn execute<L, X>(
     engine: &(impl Engine + ?Sized),
     entry: &Entry<L, X>,
     inputs: &[Tensor],
 ) -> Result<Vec<Tensor>> {
-    if inputs.iter().any(Tensor::is_traced) {
-        let refs: Vec<&Tensor> = inputs.iter().collect();
-        return record_multi(entry.primitive.clone(), &refs);
-    }
-    let arrays: Vec<Array> = inputs
+    let taken = entry.inputs.iter().map(|&i| &inputs[i]);
+    // Only what the pruned program reads decides: with no traced operand, it runs now.
+    let computed: Vec<Tensor> = if taken.clone().any(Tensor::is_traced) {
+        let refs: Vec<&Tensor> = taken.collect();
+        record_multi(entry.primitive.clone(), &refs)?
+    } else {
+        let arrays: Vec<Array> = taken
+            .map(|t| t.concrete().cloned())
+            .collect::<Result<_>>()?;
+        let plan = entry.plan(engine)?;
+        engine
+            .execute(&plan, &arrays)?
+            .into_iter()
+            .map(Tensor::from)
+            .collect()
+    };
+    let mut computed: Vec<Option<Tensor>> = computed.into_iter().map(Some).collect();
+    entry
+        .results
         .iter()
-        .map(|t| t.concrete().cloned())
-        .collect::<Result<_>>()?;
-    let plan = entry.plan(engine)?;
-    Ok(engine
-        .execute(&plan, &arrays)?
-        .into_iter()
-        .map(Tensor::from)
-        .collect())
+        .map(|passed| match *passed {
+            Passed::Computed(k) => computed.get_mut(k).and_then(Option::take),
+            Passed::Input(i) => inputs.get(i).cloned(),
+        })
+        .collect::<Option<Vec<_>>>()
+        .ok_or_else(|| Error::MalformedProgram {
+            reason: "an engine returned fewer results than the program has outputs".into(),
+        })
 }
 
 /// Runs `rules`' transform on `args`: the whole pipeline.
@@ -333,18 +354,26 @@ pub(crate) fn call_full<R: Rules>(
                 &program,
                 traced.captured.len(),
             )?;
-            let top_avals: Vec<AbstractValue> = key
+            let all_avals: Vec<AbstractValue> = key
                 .avals
                 .iter()
                 .cloned()
                 .chain(traced.captured.iter().map(Tensor::aval))
                 .collect();
-            let top = single_equation(primitive.clone(), top_avals)?;
+            let pruned = prune(primitive);
+            let top_avals = pruned
+                .inputs
+                .iter()
+                .map(|&i| all_avals[i].clone())
+                .collect();
+            let top = single_equation(pruned.primitive.clone(), top_avals)?;
             // A trace that captured tracers of an enclosing trace is valid only there, and
             // one that read captured state baked that state in: neither is reused.
             let cached = traced.captured.is_empty() && !traced.reads_outer;
             let entry = Arc::new(Entry {
-                primitive,
+                primitive: pruned.primitive,
+                inputs: pruned.inputs,
+                results: pruned.results,
                 top: Arc::new(top),
                 outputs,
                 extra,

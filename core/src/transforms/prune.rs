@@ -1,0 +1,208 @@
+//! Pruning a transform's program of what it passes through unchanged.
+//!
+//! A training step reads a few of a model's Variables and writes back all of them: most of
+//! its outputs are its inputs, unchanged. Before a trace is cached, such outputs are taken
+//! out of the program (the caller keeps the input values), and inputs nothing reads any more
+//! are not passed to it, so a cached call moves only what the computation uses. An output is
+//! a pass-through when the program returns an input variable as it is and the transform maps
+//! it the same way in and out (always for `call`; for `vmap` when the in and out axes agree).
+
+use std::sync::Arc;
+
+use crate::program::{Atom, Batching, Primitive, Program, ProgramRef};
+
+/// Where a transform's result comes from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Passed {
+    /// Result `k` of the pruned program.
+    Computed(usize),
+    /// Input `i` of the transform, unchanged.
+    Input(usize),
+}
+
+/// A primitive over a pruned program: which of the transform's inputs it takes, and where
+/// each of the transform's results comes from.
+pub(crate) struct Pruned {
+    pub(crate) primitive: Primitive,
+    pub(crate) inputs: Vec<usize>,
+    pub(crate) results: Vec<Passed>,
+}
+
+/// Prunes `primitive`'s program (a `call` or a `vmap`; others are kept as they are).
+pub(crate) fn prune(primitive: Primitive) -> Pruned {
+    let keep = |primitive: Primitive, program: &Program| Pruned {
+        primitive,
+        inputs: (0..program.inputs.len()).collect(),
+        results: (0..program.outputs.len()).map(Passed::Computed).collect(),
+    };
+    match primitive {
+        Primitive::Call { program } => match prune_program(&program.0, |_, _| true) {
+            Some((pruned, inputs, results)) => Pruned {
+                primitive: Primitive::Call {
+                    program: ProgramRef(Arc::new(pruned)),
+                },
+                inputs,
+                results,
+            },
+            None => {
+                let p = program.0.clone();
+                keep(Primitive::Call { program }, &p)
+            }
+        },
+        Primitive::Vmap { program, batching } => {
+            let same_axes = |i: usize, j: usize| {
+                batching.in_axes.get(i).copied().flatten()
+                    == batching.out_axes.get(j).copied().flatten()
+            };
+            match prune_program(&program.0, same_axes) {
+                Some((pruned, inputs, results)) => {
+                    let batching = Batching {
+                        in_axes: inputs.iter().map(|&i| batching.in_axes[i]).collect(),
+                        out_axes: results
+                            .iter()
+                            .enumerate()
+                            .filter(|(_, r)| matches!(r, Passed::Computed(_)))
+                            .map(|(j, _)| batching.out_axes[j])
+                            .collect(),
+                        axis_size: batching.axis_size,
+                    };
+                    Pruned {
+                        primitive: Primitive::Vmap {
+                            program: ProgramRef(Arc::new(pruned)),
+                            batching,
+                        },
+                        inputs,
+                        results,
+                    }
+                }
+                None => {
+                    let p = program.0.clone();
+                    keep(Primitive::Vmap { program, batching }, &p)
+                }
+            }
+        }
+        Primitive::Scan { program, spec } => {
+            let p = program.0.clone();
+            keep(Primitive::Scan { program, spec }, &p)
+        }
+        // Transforms build only the three higher-order primitives.
+        other => Pruned {
+            primitive: other,
+            inputs: Vec::new(),
+            results: Vec::new(),
+        },
+    }
+}
+
+/// The program without its pass-through outputs and the inputs nothing reads, or `None`
+/// when there is nothing to prune. `identity(i, j)` says whether returning input `i` as
+/// output `j` leaves it unchanged.
+fn prune_program(
+    program: &Program,
+    identity: impl Fn(usize, usize) -> bool,
+) -> Option<(Program, Vec<usize>, Vec<Passed>)> {
+    let mut input_of = vec![None; program.avals.len()];
+    for (i, v) in program.inputs.iter().enumerate() {
+        *input_of.get_mut(v.0 as usize)? = Some(i);
+    }
+    let mut results = Vec::with_capacity(program.outputs.len());
+    let mut outputs = Vec::new();
+    for (j, atom) in program.outputs.iter().enumerate() {
+        match atom {
+            Atom::Var(v) if input_of[v.0 as usize].is_some_and(|i| identity(i, j)) => {
+                results.push(Passed::Input(input_of[v.0 as usize]?));
+            }
+            _ => {
+                results.push(Passed::Computed(outputs.len()));
+                outputs.push(atom.clone());
+            }
+        }
+    }
+    // What the kept outputs need, backwards: live equations and the inputs they read.
+    let mut needed = vec![false; program.avals.len()];
+    for atom in &outputs {
+        if let Atom::Var(v) = atom {
+            needed[v.0 as usize] = true;
+        }
+    }
+    let mut live = vec![false; program.equations.len()];
+    for (k, eq) in program.equations.iter().enumerate().rev() {
+        if eq.outputs.iter().any(|v| needed[v.0 as usize]) {
+            live[k] = true;
+            for atom in &eq.inputs {
+                if let Atom::Var(v) = atom {
+                    needed[v.0 as usize] = true;
+                }
+            }
+        }
+    }
+    let inputs: Vec<usize> = (0..program.inputs.len())
+        .filter(|&i| needed[program.inputs[i].0 as usize])
+        .collect();
+    if inputs.len() == program.inputs.len() && outputs.len() == program.outputs.len() {
+        return None;
+    }
+    let equations = program
+        .equations
+        .iter()
+        .zip(&live)
+        .filter(|(_, live)| **live)
+        .map(|(eq, _)| eq.clone())
+        .collect();
+    let pruned = Program::new(
+        inputs.iter().map(|&i| program.inputs[i]).collect(),
+        equations,
+        outputs,
+        program.avals.clone(),
+    );
+    Some((pruned, inputs, results))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::program::{AbstractValue, trace_fn};
+    use crate::tensor::DType;
+
+    #[test]
+    fn pass_through_outputs_and_unread_inputs_are_removed() {
+        let aval = AbstractValue::new(vec![2], DType::F32, false);
+        let traced = trace_fn(&[aval.clone(), aval.clone(), aval], |xs| {
+            let y = (&xs[1] * 2.0)?;
+            Ok((vec![xs[0].clone(), y, xs[2].clone()], ()))
+        })
+        .unwrap();
+        let pruned = prune(Primitive::Call {
+            program: ProgramRef(Arc::new(traced.program)),
+        });
+        assert_eq!(pruned.inputs, vec![1]);
+        assert_eq!(
+            pruned.results,
+            vec![Passed::Input(0), Passed::Computed(0), Passed::Input(2)]
+        );
+        let Primitive::Call { program } = &pruned.primitive else {
+            panic!("still a call")
+        };
+        assert_eq!(program.0.inputs.len(), 1);
+        assert_eq!(program.0.outputs.len(), 1);
+    }
+
+    #[test]
+    fn vmap_keeps_outputs_whose_axes_move() {
+        let aval = AbstractValue::new(vec![2], DType::F32, false);
+        let traced = trace_fn(&[aval.clone(), aval], |xs| {
+            Ok((vec![xs[0].clone(), xs[1].clone()], ()))
+        })
+        .unwrap();
+        let pruned = prune(Primitive::Vmap {
+            program: ProgramRef(Arc::new(traced.program)),
+            batching: Batching {
+                in_axes: vec![Some(0), Some(0)],
+                out_axes: vec![Some(0), Some(1)],
+                axis_size: 3,
+            },
+        });
+        assert_eq!(pruned.results, vec![Passed::Input(0), Passed::Computed(0)]);
+        assert_eq!(pruned.inputs, vec![1]);
+    }
+}
