@@ -1,10 +1,13 @@
 //! The `Fast` engine: the program interpreter with faer kernels and batching rules.
 
+use std::sync::Arc;
+
 use nnx_core::program::{Batching, Primitive, Program, interpret};
-use nnx_core::{Array, Engine, Error, Result};
+use nnx_core::{Array, Engine, Error, Plan, Result};
 
 use crate::batching;
 use crate::kernels;
+use crate::plan::Compiled;
 
 /// The production engine. Programs are interpreted with faer GEMMs for matrix products, and
 /// `vmap` runs each equation once over the whole batch wherever a batching rule exists (a
@@ -33,7 +36,10 @@ impl Fast {
     pub(crate) fn eval(&self, primitive: &Primitive, args: &[Array]) -> Result<Vec<Array>> {
         match primitive {
             Primitive::Matmul => match args {
-                [a, b] => Ok(vec![kernels::matmul(a, b)?]),
+                [a, b] => Ok(vec![match kernels::small_matmul_if_small(a, b) {
+                    Some(result) => result?,
+                    None => kernels::matmul(a, b)?,
+                }]),
                 _ => Err(Error::InvalidValue("matmul takes two operands".into())),
             },
             Primitive::Call { program } => self.run(&program.0, args),
@@ -47,6 +53,21 @@ impl Fast {
 impl Engine for Fast {
     fn name(&self) -> &str {
         "fast"
+    }
+
+    /// Chooses a kernel for every equation once (elementwise layouts, small products as
+    /// plain loops, nested calls compiled too).
+    fn compile(&self, program: Arc<Program>) -> Result<Plan> {
+        program.schedule()?;
+        let compiled = Compiled::new(&program);
+        Ok(Plan::compiled(program, compiled))
+    }
+
+    fn execute(&self, plan: &Plan, inputs: &[Array]) -> Result<Vec<Array>> {
+        match plan.compiled_as::<Compiled>() {
+            Some(compiled) => compiled.run(self, plan.program(), inputs),
+            None => self.run(plan.program(), inputs),
+        }
     }
 
     fn run(&self, program: &Program, inputs: &[Array]) -> Result<Vec<Array>> {

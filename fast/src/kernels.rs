@@ -2,7 +2,143 @@
 
 use faer::linalg::matmul::matmul as faer_matmul;
 use faer::{Accum, MatMut, MatRef, Par};
+use nnx_core::tensor::elementwise::BinaryOp;
 use nnx_core::{Array, DType, Result};
+
+/// Multiply-adds up to which a product runs as a plain loop: below this, a GEMM library's
+/// dispatch costs more than the arithmetic (a tiny MLP's 4×8·8×8 layer).
+const SMALL_PRODUCT: usize = 1 << 15;
+
+/// How the operands of a float32 elementwise operation line up.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Layout {
+    /// The same shape.
+    Same,
+    /// The right operand is one row repeated along the left's leading axes (`x + bias`).
+    Row,
+    /// The right operand is a single value (`maximum(x, 0)`).
+    Scalar,
+}
+
+impl Layout {
+    /// The layout of `a op b` when it has a float32 kernel: `a` strongly typed float32 (so
+    /// the result is too, whatever `b`'s weak type), `b` float32 or a weak scalar.
+    pub(crate) fn of(
+        a_shape: &[usize],
+        a: (DType, bool),
+        b_shape: &[usize],
+        b: (DType, bool),
+    ) -> Option<Layout> {
+        let (a_dtype, a_weak) = a;
+        let (b_dtype, b_weak) = b;
+        if a_dtype != DType::F32 || a_weak {
+            return None;
+        }
+        let scalar = b_shape.iter().product::<usize>() == 1 && b_shape.len() <= a_shape.len();
+        match b_dtype {
+            DType::F32 if a_shape == b_shape => Some(Layout::Same),
+            DType::F32 if scalar => Some(Layout::Scalar),
+            DType::F32 if !b_shape.is_empty() && a_shape.ends_with(b_shape) => Some(Layout::Row),
+            DType::I32 | DType::U32 if b_weak && scalar => Some(Layout::Scalar),
+            _ => None,
+        }
+    }
+}
+
+/// `a op b` for float32 `a` with the given [`Layout`] (which the caller established): one
+/// pass over contiguous memory, the result sharing `a`'s shape. `None` when the operands do
+/// not have that layout after all.
+pub(crate) fn f32_binary(
+    op: BinaryOp,
+    a: &Array,
+    b: &Array,
+    layout: Layout,
+) -> Option<Result<Array>> {
+    let x = a.as_slice::<f32>().ok()?;
+    let data: Vec<f32> = match layout {
+        Layout::Same => {
+            let y = b.as_slice::<f32>().ok()?;
+            if x.len() != y.len() {
+                return None;
+            }
+            x.iter().zip(y).map(|(&p, &q)| op.f32(p, q)).collect()
+        }
+        Layout::Scalar => {
+            let q = match b.dtype() {
+                DType::F32 => b.as_slice::<f32>().ok()?.first().copied()?,
+                DType::I32 => *b.as_slice::<i32>().ok()?.first()? as f32,
+                DType::U32 => *b.as_slice::<u32>().ok()?.first()? as f32,
+                _ => return None,
+            };
+            x.iter().map(|&p| op.f32(p, q)).collect()
+        }
+        Layout::Row => {
+            let y = b.as_slice::<f32>().ok()?;
+            if y.is_empty() || x.len() % y.len() != 0 {
+                return None;
+            }
+            let mut out = Vec::with_capacity(x.len());
+            for row in x.chunks_exact(y.len()) {
+                out.extend(row.iter().zip(y).map(|(&p, &q)| op.f32(p, q)));
+            }
+            out
+        }
+    };
+    Some(Array::from_vec_like(a, data, false))
+}
+
+/// Whether `a @ b` is a float32 product with a matrix on the right small enough for
+/// [`small_matmul`].
+pub(crate) fn is_small_product(
+    a_shape: &[usize],
+    a: (DType, bool),
+    b_shape: &[usize],
+    b: (DType, bool),
+) -> bool {
+    a.0 == DType::F32
+        && b.0 == DType::F32
+        && !(a.1 && b.1)
+        && !a_shape.is_empty()
+        && b_shape.len() == 2
+        && a_shape[a_shape.len() - 1] == b_shape[0]
+        && a_shape.iter().product::<usize>().saturating_mul(b_shape[1]) <= SMALL_PRODUCT
+}
+
+/// [`small_matmul`] when the operands qualify ([`is_small_product`]).
+pub(crate) fn small_matmul_if_small(a: &Array, b: &Array) -> Option<Result<Array>> {
+    let dtype = |x: &Array| (x.dtype(), x.is_weak());
+    if is_small_product(a.shape(), dtype(a), b.shape(), dtype(b)) {
+        small_matmul(a, b)
+    } else {
+        None
+    }
+}
+
+/// `a @ b` for a float32 `a` of shape `(…, k)` and matrix `b` of shape `(k, n)`, as a plain
+/// loop (the reference's summation order). `None` when the operands are not of that form.
+pub(crate) fn small_matmul(a: &Array, b: &Array) -> Option<Result<Array>> {
+    let (x, w) = (a.as_slice::<f32>().ok()?, b.as_slice::<f32>().ok()?);
+    let (&k, &[kb, n]) = (a.shape().last()?, b.shape()) else {
+        return None;
+    };
+    if k != kb || k == 0 || x.len() % k != 0 {
+        return None;
+    }
+    let rows = x.len() / k;
+    let mut out = vec![0.0f32; rows * n];
+    for (row, dst) in x.chunks_exact(k).zip(out.chunks_exact_mut(n.max(1))) {
+        for (p, &xp) in row.iter().enumerate() {
+            for (o, &wv) in dst.iter_mut().zip(&w[p * n..(p + 1) * n]) {
+                *o += xp * wv;
+            }
+        }
+    }
+    let mut shape = a.shape().to_vec();
+    if let Some(last) = shape.last_mut() {
+        *last = n;
+    }
+    Some(Array::from_vec(&shape, out))
+}
 
 /// `a @ b` with numpy semantics. float32 products whose right operand is a matrix — the
 /// shape of every dense layer, batched or not — run as one faer GEMM over all leading axes
@@ -121,6 +257,37 @@ mod tests {
                 "{sa:?} @ {sb:?}"
             );
             assert_eq!(fast.shape(), reference.shape());
+        }
+    }
+
+    #[test]
+    fn small_kernels_agree_with_the_reference_kernels() {
+        let x = arr(&[4, 8], |i| (i as f32 * 0.37).sin());
+        let w = arr(&[8, 3], |i| (i as f32 * 0.11).cos());
+        let bias = arr(&[8], |i| i as f32 - 4.0);
+        let small = small_matmul(&x, &w).unwrap().unwrap();
+        assert!(small.allclose(&x.matmul(&w).unwrap(), 1e-6, 1e-6).unwrap());
+        for (b, layout) in [
+            (bias.clone(), Layout::Row),
+            (x.clone(), Layout::Same),
+            (Array::weak_scalar(0i32), Layout::Scalar),
+            (Array::scalar(f32::NAN), Layout::Scalar),
+        ] {
+            for op in [BinaryOp::Add, BinaryOp::Maximum, BinaryOp::Div] {
+                let fast = f32_binary(op, &x, &b, layout).unwrap().unwrap();
+                let reference = x.binary(op, &b).unwrap();
+                assert!(fast.identical(&reference), "{op:?} {layout:?}");
+                assert_eq!(fast.is_weak(), reference.is_weak());
+            }
+            assert_eq!(
+                Layout::of(
+                    x.shape(),
+                    (x.dtype(), x.is_weak()),
+                    b.shape(),
+                    (b.dtype(), b.is_weak())
+                ),
+                Some(layout)
+            );
         }
     }
 }

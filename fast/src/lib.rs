@@ -8,6 +8,7 @@
 mod batching;
 mod fast_engine;
 mod kernels;
+mod plan;
 
 pub use fast_engine::Fast;
 

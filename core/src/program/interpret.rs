@@ -1,6 +1,6 @@
 //! The equation-by-equation evaluation loop every engine shares.
 
-use super::ir::{Atom, Program};
+use super::ir::{Atom, Equation, Program};
 use super::primitive::Primitive;
 use crate::error::{Error, Result};
 use crate::tensor::{Array, check_allocation};
@@ -20,6 +20,96 @@ pub fn interpret(
     inputs: &[Array],
     mut eval: impl FnMut(&Primitive, &[Array]) -> Result<Vec<Array>>,
 ) -> Result<Vec<Array>> {
+    interpret_indexed(program, inputs, |_, eq, args| {
+        eval(&eq.primitive, args).map(Outputs::from)
+    })
+}
+
+/// What an equation evaluated to: most equations have one output, which needs no vector.
+#[derive(Debug)]
+pub enum Outputs<V> {
+    /// The single output of a first-order equation.
+    One(V),
+    /// The outputs of a multi-output (higher-order) equation, in order.
+    Many(Vec<V>),
+}
+
+impl<V> From<Vec<V>> for Outputs<V> {
+    fn from(values: Vec<V>) -> Outputs<V> {
+        Outputs::Many(values)
+    }
+}
+
+impl<V> Outputs<V> {
+    fn len(&self) -> usize {
+        match self {
+            Outputs::One(_) => 1,
+            Outputs::Many(values) => values.len(),
+        }
+    }
+}
+
+/// [`interpret`], telling `eval` each equation's index in [`Program::equations`] (where an
+/// engine finds what it compiled for it).
+///
+/// # Errors
+/// As [`interpret`].
+pub fn interpret_indexed(
+    program: &Program,
+    inputs: &[Array],
+    mut eval: impl FnMut(usize, &Equation, &[Array]) -> Result<Outputs<Array>>,
+) -> Result<Vec<Array>> {
+    if inputs.len() != program.inputs.len() {
+        return Err(Error::MalformedProgram {
+            reason: format!(
+                "the program takes {} inputs, got {}",
+                program.inputs.len(),
+                inputs.len()
+            ),
+        });
+    }
+    for (var, value) in program.inputs.iter().zip(inputs) {
+        let expected =
+            program
+                .avals
+                .get(var.0 as usize)
+                .ok_or_else(|| Error::MalformedProgram {
+                    reason: format!("input v{} has no abstract value", var.0),
+                })?;
+        if value.shape() != expected.shape.as_slice() || value.dtype() != expected.dtype {
+            return Err(Error::MalformedProgram {
+                reason: format!(
+                    "input v{} expects {expected}, got {:?} {}",
+                    var.0,
+                    value.shape(),
+                    value.dtype()
+                ),
+            });
+        }
+    }
+    interpret_with(program, inputs, Array::clone, |k, eq, args| {
+        for out in &eq.outputs {
+            let aval = &program.avals[out.0 as usize];
+            check_allocation(&aval.shape, aval.dtype)?;
+        }
+        eval(k, eq, args)
+    })
+}
+
+/// The one interpreter loop, over any kind of value: arrays (engines), tape slots
+/// (reverse-mode differentiation), batched values (batching rules). Runs the program's
+/// [`Schedule`](super::Schedule) — live equations in order, each value dropped after its
+/// last use — turning literals into values with `literal` and asking `eval` for each
+/// equation's outputs (with the equation's index). The caller checks the inputs.
+///
+/// # Errors
+/// A malformed program ([`Error::MalformedProgram`]), and whatever `eval` returns.
+pub fn interpret_with<V: Clone>(
+    program: &Program,
+    inputs: &[V],
+    literal: impl Fn(&Array) -> V,
+    mut eval: impl FnMut(usize, &Equation, &[V]) -> Result<Outputs<V>>,
+) -> Result<Vec<V>> {
     let schedule = program.schedule()?;
     if inputs.len() != program.inputs.len() {
         return Err(Error::MalformedProgram {
@@ -31,54 +121,71 @@ pub fn interpret(
         });
     }
     // The schedule checked that every variable has an aval and is defined before use.
-    let mut env: Vec<Option<Array>> = vec![None; program.avals.len()];
+    let mut env: Vec<Option<V>> = vec![None; program.avals.len()];
     for (var, value) in program.inputs.iter().zip(inputs) {
-        let expected = &program.avals[var.0 as usize];
-        if value.shape() != expected.shape.as_slice() || value.dtype() != expected.dtype {
-            return Err(Error::MalformedProgram {
-                reason: format!(
-                    "input v{} expects {expected}, got {:?} {}",
-                    var.0,
-                    value.shape(),
-                    value.dtype()
-                ),
-            });
-        }
         env[var.0 as usize] = Some(value.clone());
     }
     for var in schedule.unused_inputs() {
         env[var.0 as usize] = None;
     }
-    let read = |env: &[Option<Array>], atom: &Atom| -> Result<Array> {
+    // A last read moves the value out of the environment (freeing it there), others copy
+    // the handle.
+    let read = |env: &mut [Option<V>], atom: &Atom, last: bool| -> Result<V> {
         match atom {
-            Atom::Literal(a) => Ok(a.clone()),
-            Atom::Var(v) => env[v.0 as usize]
-                .clone()
-                .ok_or_else(|| Error::MalformedProgram {
-                    reason: format!("v{} is read after it was freed", v.0),
-                }),
+            Atom::Literal(a) => Ok(literal(a)),
+            Atom::Var(v) => {
+                let slot = &mut env[v.0 as usize];
+                if last { slot.take() } else { slot.clone() }.ok_or_else(|| {
+                    Error::MalformedProgram {
+                        reason: format!("v{} is read after it was freed", v.0),
+                    }
+                })
+            }
         }
     };
     let mut args = Vec::new();
     for step in schedule.steps() {
         let eq = &program.equations[step.equation];
-        for out in &eq.outputs {
-            let aval = &program.avals[out.0 as usize];
-            check_allocation(&aval.shape, aval.dtype)?;
-        }
         args.clear();
-        for atom in &eq.inputs {
-            args.push(read(&env, atom)?);
+        for (atom, &last) in eq.inputs.iter().zip(&step.moves) {
+            args.push(read(&mut env, atom, last)?);
         }
-        for var in &step.frees {
-            env[var.0 as usize] = None;
+        let outputs = eval(step.equation, eq, &args)?;
+        args.clear();
+        if outputs.len() != eq.outputs.len() {
+            return Err(Error::MalformedProgram {
+                reason: format!(
+                    "equation {} ({}) gave {} outputs for {} variables",
+                    step.equation,
+                    eq.primitive,
+                    outputs.len(),
+                    eq.outputs.len()
+                ),
+            });
         }
-        for (var, value) in eq.outputs.iter().zip(eval(&eq.primitive, &args)?) {
-            env[var.0 as usize] = Some(value);
+        match (outputs, eq.outputs.as_slice()) {
+            (Outputs::One(value), [var]) => env[var.0 as usize] = Some(value),
+            (Outputs::One(_), _) => unreachable_outputs()?,
+            (Outputs::Many(values), vars) => {
+                for (var, value) in vars.iter().zip(values) {
+                    env[var.0 as usize] = Some(value);
+                }
+            }
         }
         for var in &step.discards {
             env[var.0 as usize] = None;
         }
     }
-    program.outputs.iter().map(|a| read(&env, a)).collect()
+    program
+        .outputs
+        .iter()
+        .map(|a| read(&mut env, a, false))
+        .collect()
+}
+
+/// The output count was checked just before: this cannot happen.
+fn unreachable_outputs() -> Result<()> {
+    Err(Error::MalformedProgram {
+        reason: "an equation's output count changed while it was stored".into(),
+    })
 }

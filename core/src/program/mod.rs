@@ -14,7 +14,7 @@ mod schedule;
 mod tracing;
 
 pub use aval::AbstractValue;
-pub use interpret::interpret;
+pub use interpret::{Outputs, interpret, interpret_indexed, interpret_with};
 pub use ir::{Atom, Equation, Program, VarId};
 pub use primitive::Primitive;
 pub use primitive::{Batching, ProgramRef, ScanInput, ScanOutput, ScanSpec};

@@ -25,6 +25,9 @@ pub struct Step {
     pub equation: usize,
     /// Variables whose last use is this equation: free them once its operands are read.
     pub frees: Vec<VarId>,
+    /// For each operand, whether it is the last read of its variable (the interpreter
+    /// moves the value out instead of copying the handle; these are exactly `frees`).
+    pub moves: Vec<bool>,
     /// Outputs of this equation that nothing reads (of a multi-output equation).
     pub discards: Vec<VarId>,
 }
@@ -93,12 +96,15 @@ impl Schedule {
                 continue;
             }
             let mut frees = Vec::new();
-            for atom in &eq.inputs {
-                // The first use seen from the end is the last use (each variable once).
+            let mut moves = vec![false; eq.inputs.len()];
+            // From the last operand back: the first read seen from the end is the last read
+            // (each variable once).
+            for (position, atom) in eq.inputs.iter().enumerate().rev() {
                 if let Atom::Var(v) = atom
                     && !std::mem::replace(&mut needed[v.0 as usize], true)
                 {
                     frees.push(*v);
+                    moves[position] = true;
                 }
             }
             let discards = eq
@@ -110,6 +116,7 @@ impl Schedule {
             steps.push(Step {
                 equation: k,
                 frees,
+                moves,
                 discards,
             });
         }
@@ -157,6 +164,7 @@ mod tests {
         let live: Vec<usize> = schedule.steps().iter().map(|s| s.equation).collect();
         assert_eq!(live, vec![0, 2]);
         assert_eq!(schedule.steps()[0].frees, vec![VarId(1)]);
+        assert_eq!(schedule.steps()[0].moves, vec![false, true]);
         let mut last = schedule.steps()[1].frees.clone();
         last.sort();
         assert_eq!(last, vec![VarId(0), VarId(2)]);

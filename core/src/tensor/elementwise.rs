@@ -45,7 +45,9 @@ impl BinaryOp {
         }
     }
 
-    fn f32(self, a: f32, b: f32) -> f32 {
+    /// The operation on two float32 values, exactly as the reference kernel computes it
+    /// (engines reuse it so that their elementwise results are bit-identical).
+    pub fn f32(self, a: f32, b: f32) -> f32 {
         match self {
             BinaryOp::Add => a + b,
             BinaryOp::Sub => a - b,

@@ -181,6 +181,34 @@ impl Array {
         &self.buffer
     }
 
+    /// An array of `like`'s shape (shared with it, not copied) holding `data`: how an
+    /// engine's elementwise kernel builds its result without allocating a shape.
+    ///
+    /// # Errors
+    /// [`Error::DataLength`] when `data` does not have one element per element of `like`.
+    ///
+    /// ```
+    /// use nnx_core::Array;
+    /// let x = Array::ones(&[2, 3]);
+    /// let y = Array::from_vec_like(&x, vec![2.0f32; 6], false)?;
+    /// assert_eq!(y.shape(), &[2, 3]);
+    /// # Ok::<(), nnx_core::Error>(())
+    /// ```
+    pub fn from_vec_like<T: Element>(like: &Array, data: Vec<T>, weak: bool) -> Result<Array> {
+        if data.len() != like.buffer.len() {
+            return Err(Error::DataLength {
+                shape: like.shape.to_vec(),
+                expected: like.buffer.len(),
+                got: data.len(),
+            });
+        }
+        Ok(Array {
+            shape: like.shape.clone(),
+            buffer: T::into_buffer(data),
+            weak,
+        })
+    }
+
     /// An array of the given shape from row-major data.
     ///
     /// # Errors
