@@ -9,9 +9,8 @@ use std::any::Any;
 use std::fmt;
 use std::sync::Arc;
 
-use crate::error::Error;
 use crate::error::Result;
-use crate::program::{Batching, Program, ScanInput, ScanOutput, ScanSpec};
+use crate::program::{ArrayLoops, Batching, Program, ScanSpec, scan_loop};
 use crate::tensor::Array;
 
 /// A program prepared once by an engine for repeated execution ([`Engine::compile`]): the
@@ -124,68 +123,10 @@ pub trait Engine {
     /// Kernel errors, scanned inputs whose axis does not have `spec.length` elements, and
     /// outputs too large to allocate (checked before the first iteration).
     fn run_scan(&self, program: &Program, inputs: &[Array], spec: &ScanSpec) -> Result<Vec<Array>> {
-        let mut carry: Vec<Option<Array>> = inputs
-            .iter()
-            .zip(&spec.inputs)
-            .map(|(x, kind)| (*kind == ScanInput::Carry).then(|| x.clone()))
-            .collect();
         // Also the results' avals, for a loop that runs no iteration.
-        let avals = spec.check_outputs(program)?;
-        let mut stacked: Vec<Vec<Array>> = vec![Vec::new(); spec.outputs.len()];
-        let mut first: Vec<Option<Array>> = vec![None; spec.outputs.len()];
-        for step in 0..spec.length {
-            let t = if spec.reverse {
-                spec.length - 1 - step
-            } else {
-                step
-            };
-            let step_inputs = inputs
-                .iter()
-                .zip(&spec.inputs)
-                .zip(&carry)
-                .map(|((x, kind), c)| match (kind, c) {
-                    (ScanInput::Carry, Some(c)) => Ok(c.clone()),
-                    (ScanInput::Scanned(axis), _) => x.index_axis(*axis as isize, t as isize),
-                    _ => Ok(x.clone()),
-                })
-                .collect::<Result<Vec<_>>>()?;
-            let outs = self.run(program, &step_inputs)?;
-            for (j, (out, kind)) in outs.into_iter().zip(&spec.outputs).enumerate() {
-                match kind {
-                    ScanOutput::Carry(i) => carry[*i] = Some(out),
-                    ScanOutput::Stacked(_) => stacked[j].push(out),
-                    ScanOutput::Broadcast => {
-                        if first[j].is_none() {
-                            first[j] = Some(out);
-                        }
-                    }
-                }
-            }
-        }
-        spec.outputs
-            .iter()
-            .enumerate()
-            .map(|(j, kind)| match kind {
-                ScanOutput::Carry(i) => carry[*i].clone().ok_or_else(|| {
-                    Error::InvalidValue(format!(
-                        "scan output {j} carries input {i}, which is not a carry"
-                    ))
-                }),
-                ScanOutput::Stacked(axis) => {
-                    let mut values = std::mem::take(&mut stacked[j]);
-                    if spec.reverse {
-                        values.reverse();
-                    }
-                    if values.is_empty() {
-                        return Array::zeros_of(&avals[j].shape, avals[j].dtype);
-                    }
-                    Array::stack(&values, *axis as isize)
-                }
-                ScanOutput::Broadcast => match first[j].clone() {
-                    Some(v) => Ok(v),
-                    None => Array::zeros_of(&avals[j].shape, avals[j].dtype),
-                },
-            })
-            .collect()
+        let results = spec.check_outputs(program)?;
+        scan_loop(&mut ArrayLoops, spec, &results, inputs, |_, step| {
+            self.run(program, step)
+        })
     }
 }

@@ -7,7 +7,10 @@
 //! As in JAX, an equation whose operands are all unbatched runs unbatched (so broadcast
 //! weights stay a single matrix).
 
-use nnx_core::program::{Atom, Batching, Primitive, Program};
+use nnx_core::program::{
+    AbstractValue, ArrayLoops, Atom, Batching, Equation, LoopValues, Outputs, Primitive, Program,
+    interpret_with, lanes_loop,
+};
 use nnx_core::tensor::check_allocation;
 use nnx_core::{Array, Engine, Error, Result};
 
@@ -63,6 +66,31 @@ impl Value {
     }
 }
 
+/// The per-lane fallback's view of batched values: a lane is an unbatched value, lanes
+/// stack along the batch axis.
+struct Lanes;
+
+impl LoopValues for Lanes {
+    type Value = Value;
+
+    fn index(&mut self, value: &Value, _axis: usize, i: usize) -> Result<Value> {
+        value.lane(i).map(Value::Unbatched)
+    }
+
+    fn stack(&mut self, values: Vec<Value>, axis: usize) -> Result<Value> {
+        let arrays: Vec<Array> = values.iter().map(|v| v.array().clone()).collect();
+        Array::stack(&arrays, axis as isize).map(Value::Batched)
+    }
+
+    fn zeros(&mut self, aval: &AbstractValue) -> Result<Value> {
+        Array::zeros_of(&aval.shape, aval.dtype).map(Value::Unbatched)
+    }
+
+    fn aval(&self, value: &Value) -> AbstractValue {
+        value.array().aval()
+    }
+}
+
 pub(crate) fn run_batched(
     engine: &Fast,
     program: &Program,
@@ -70,17 +98,30 @@ pub(crate) fn run_batched(
     batching: &Batching,
 ) -> Result<Vec<Array>> {
     let size = batching.axis_size;
-    if inputs.len() != program.inputs.len() || batching.in_axes.len() != inputs.len() {
-        return Err(Error::InvalidValue(format!(
-            "program takes {} inputs, got {} (with {} axes)",
-            program.inputs.len(),
-            inputs.len(),
-            batching.in_axes.len()
-        )));
+    if size == 0 {
+        // Zero lanes: exactly what the reference engine does (the one per-lane loop).
+        let lane_outputs: Vec<AbstractValue> =
+            program.outputs.iter().map(|a| program.aval_of(a)).collect();
+        return lanes_loop(
+            &mut ArrayLoops,
+            batching,
+            &lane_outputs,
+            inputs,
+            |_, lane| engine.run(program, lane),
+        );
     }
-    let mut env: Vec<Option<Value>> = vec![None; program.avals.len()];
-    for ((var, input), axis) in program.inputs.iter().zip(inputs).zip(&batching.in_axes) {
-        env[var.0 as usize] = Some(match axis {
+    if batching.in_axes.len() != inputs.len() {
+        return Err(Error::MalformedProgram {
+            reason: format!(
+                "vmap got {} inputs for {} in_axes",
+                inputs.len(),
+                batching.in_axes.len()
+            ),
+        });
+    }
+    let mut values = Vec::with_capacity(inputs.len());
+    for (input, axis) in inputs.iter().zip(&batching.in_axes) {
+        values.push(match axis {
             Some(axis) => {
                 if input.shape().get(*axis) != Some(&size) {
                     return Err(Error::shape(
@@ -96,86 +137,71 @@ pub(crate) fn run_batched(
             None => Value::Unbatched(input.clone()),
         });
     }
-    if size == 0 {
-        // Zero lanes: exactly what the reference engine does.
-        return batching.zero_lane_outputs(program, inputs, |lane| engine.run(program, lane));
-    }
     batching.check_outputs(program)?;
-    let read = |env: &[Option<Value>], atom: &Atom| -> Result<Value> {
-        match atom {
-            Atom::Literal(a) => Ok(Value::Unbatched(a.clone())),
-            Atom::Var(v) => env[v.0 as usize]
-                .clone()
-                .ok_or_else(|| Error::InvalidValue(format!("v{} used before it is defined", v.0))),
-        }
-    };
-    for eq in &program.equations {
-        let args = eq
-            .inputs
-            .iter()
-            .map(|a| read(&env, a))
-            .collect::<Result<Vec<_>>>()?;
-        let batched = args.iter().any(Value::is_batched);
-        for var in &eq.outputs {
-            // A batched result holds `size` lanes of the per-lane value.
-            let aval = program.aval_of(&Atom::Var(*var));
-            let lanes = if batched { Some(size) } else { None };
-            let shape: Vec<usize> = lanes.into_iter().chain(aval.shape).collect();
-            check_allocation(&shape, aval.dtype)?;
-        }
-        let outputs = if batched {
-            match rule(&eq.primitive, &args, size)? {
-                Some(out) => vec![Value::Batched(out)],
-                None => per_lane(engine, &eq.primitive, &args, size)?,
+    let outputs = interpret_with(
+        program,
+        &values,
+        |a| Value::Unbatched(a.clone()),
+        |_, eq, args| {
+            let batched = args.iter().any(Value::is_batched);
+            for var in &eq.outputs {
+                // A batched result holds `size` lanes of the per-lane value.
+                let aval = program.aval_of(&Atom::Var(*var));
+                let lanes = if batched { Some(size) } else { None };
+                let shape: Vec<usize> = lanes.into_iter().chain(aval.shape).collect();
+                check_allocation(&shape, aval.dtype)?;
             }
-        } else {
-            let arrays: Vec<Array> = args.iter().map(|v| v.array().clone()).collect();
-            engine
-                .eval(&eq.primitive, &arrays)?
-                .into_iter()
-                .map(Value::Unbatched)
-                .collect()
-        };
-        for (var, value) in eq.outputs.iter().zip(outputs) {
-            env[var.0 as usize] = Some(value);
-        }
-    }
-    program
-        .outputs
+            Ok(Outputs::Many(if batched {
+                match rule(&eq.primitive, args, size)? {
+                    Some(out) => vec![Value::Batched(out)],
+                    None => per_lane(engine, program, eq, args, size)?,
+                }
+            } else {
+                let arrays: Vec<Array> = args.iter().map(|v| v.array().clone()).collect();
+                engine
+                    .eval(&eq.primitive, &arrays)?
+                    .into_iter()
+                    .map(Value::Unbatched)
+                    .collect()
+            }))
+        },
+    )?;
+    outputs
         .iter()
         .zip(&batching.out_axes)
-        .map(|(atom, axis)| {
-            let value = read(&env, atom)?;
-            match axis {
-                Some(axis) => value.batched(size)?.moveaxis(0, *axis as isize),
-                None => value.lane(0).or_else(|_| Ok(value.array().clone())),
-            }
+        .map(|(value, axis)| match axis {
+            Some(axis) => value.batched(size)?.moveaxis(0, *axis as isize),
+            None => value.lane(0).or_else(|_| Ok(value.array().clone())),
         })
         .collect()
 }
 
-/// The equation for every lane separately, restacked.
+/// The equation for every lane separately, restacked (the one per-lane loop).
 fn per_lane(
     engine: &Fast,
-    primitive: &Primitive,
+    program: &Program,
+    eq: &Equation,
     args: &[Value],
     size: usize,
 ) -> Result<Vec<Value>> {
-    let mut lanes: Vec<Vec<Array>> = Vec::new();
-    for i in 0..size {
-        let lane_args = args.iter().map(|v| v.lane(i)).collect::<Result<Vec<_>>>()?;
-        let outs = engine.eval(primitive, &lane_args)?;
-        if lanes.is_empty() {
-            lanes = vec![Vec::new(); outs.len()];
-        }
-        for (j, out) in outs.into_iter().enumerate() {
-            lanes[j].push(out);
-        }
-    }
-    lanes
-        .into_iter()
-        .map(|values| Array::stack(&values, 0).map(Value::Batched))
-        .collect()
+    let lane_outputs: Vec<AbstractValue> = eq
+        .outputs
+        .iter()
+        .map(|v| program.aval_of(&Atom::Var(*v)))
+        .collect();
+    let batching = Batching {
+        in_axes: args.iter().map(|v| v.is_batched().then_some(0)).collect(),
+        out_axes: vec![Some(0); eq.outputs.len()],
+        axis_size: size,
+    };
+    lanes_loop(&mut Lanes, &batching, &lane_outputs, args, |_, lane| {
+        let arrays: Vec<Array> = lane.iter().map(|v| v.array().clone()).collect();
+        Ok(engine
+            .eval(&eq.primitive, &arrays)?
+            .into_iter()
+            .map(Value::Unbatched)
+            .collect())
+    })
 }
 
 /// Reshapes a batched value so that its lane has rank `rank` (size-1 axes after the batch

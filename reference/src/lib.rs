@@ -23,8 +23,10 @@
 #![forbid(unsafe_code)]
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
-use nnx_core::program::{Batching, Primitive, Program, interpret};
-use nnx_core::{Array, Engine, Error, Result};
+use nnx_core::program::{
+    AbstractValue, ArrayLoops, Batching, Primitive, Program, interpret, lanes_loop,
+};
+use nnx_core::{Array, Engine, Result};
 
 /// The reference engine: a plain interpreter.
 #[derive(Debug, Clone, Copy, Default)]
@@ -50,48 +52,17 @@ impl Engine for Reference {
         inputs: &[Array],
         batching: &Batching,
     ) -> Result<Vec<Array>> {
-        for (input, axis) in inputs.iter().zip(&batching.in_axes) {
-            if let Some(axis) = axis
-                && input.shape().get(*axis) != Some(&batching.axis_size)
-            {
-                return Err(Error::shape(
-                    "vmap",
-                    format!(
-                        "input of shape {:?} cannot be mapped along axis {axis} with {} lanes",
-                        input.shape(),
-                        batching.axis_size
-                    ),
-                ));
-            }
+        let lane_outputs: Vec<AbstractValue> =
+            program.outputs.iter().map(|a| program.aval_of(a)).collect();
+        if batching.axis_size > 0 {
+            batching.check_outputs(program)?;
         }
-        if batching.axis_size == 0 {
-            return batching.zero_lane_outputs(program, inputs, |lane| self.run(program, lane));
-        }
-        batching.check_outputs(program)?;
-        let mut lanes: Vec<Vec<Array>> = vec![Vec::new(); program.outputs.len()];
-        for lane in 0..batching.axis_size {
-            let lane_inputs = inputs
-                .iter()
-                .zip(&batching.in_axes)
-                .map(|(input, axis)| match axis {
-                    Some(axis) => input.index_axis(*axis as isize, lane as isize),
-                    None => Ok(input.clone()),
-                })
-                .collect::<Result<Vec<_>>>()?;
-            for (j, out) in self.run(program, &lane_inputs)?.into_iter().enumerate() {
-                lanes[j].push(out);
-            }
-        }
-        lanes
-            .into_iter()
-            .zip(&batching.out_axes)
-            .map(|(values, axis)| match axis {
-                Some(axis) => Array::stack(&values, *axis as isize),
-                None => values
-                    .into_iter()
-                    .next()
-                    .ok_or_else(|| Error::InvalidValue("no lanes".into())),
-            })
-            .collect()
+        lanes_loop(
+            &mut ArrayLoops,
+            batching,
+            &lane_outputs,
+            inputs,
+            |_, lane| self.run(program, lane),
+        )
     }
 }

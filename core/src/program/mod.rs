@@ -9,6 +9,7 @@
 mod aval;
 mod interpret;
 mod ir;
+mod loops;
 mod primitive;
 mod schedule;
 mod tracing;
@@ -16,6 +17,7 @@ mod tracing;
 pub use aval::AbstractValue;
 pub use interpret::{Outputs, interpret, interpret_indexed, interpret_with};
 pub use ir::{Atom, Equation, Program, VarId};
+pub use loops::{ArrayLoops, LoopValues, lanes_loop, scan_loop};
 pub use primitive::Primitive;
 pub use primitive::{Batching, ProgramRef, ScanInput, ScanOutput, ScanSpec};
 pub use schedule::{Schedule, Step};
