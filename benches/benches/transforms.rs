@@ -60,19 +60,26 @@ fn bench_transforms(c: &mut Criterion) {
     let (Ok(w), Ok(x)) = (weights(), random::normal(&random::key(1), &[10, 2])) else {
         return;
     };
-    let eager = vmap(stateful_vector_dot).in_axes(0).out_axes(1);
-    c.bench_function("vmap guide stateful_vector_dot (eager call)", |b| {
-        b.iter(|| eager.call(&Reference, &[Value::from(&w), Value::from(x.clone())]))
-    });
-    let compiled = jit(|args: &[Value]| {
-        vmap(stateful_vector_dot)
-            .in_axes(0)
-            .out_axes(1)
-            .call(&Reference, args)
-    });
-    c.bench_function("jit(vmap) guide stateful_vector_dot (cached)", |b| {
-        b.iter(|| compiled.call(&Reference, &[Value::from(&w), Value::from(x.clone())]))
-    });
+    for engine in [&Reference as &dyn Engine, &Fast] {
+        let eager = vmap(stateful_vector_dot).in_axes(0).out_axes(1);
+        c.bench_function(
+            &format!("vmap guide stateful_vector_dot (call, {})", engine.name()),
+            |b| b.iter(|| eager.call(engine, (&w, &x))),
+        );
+        let compiled = jit(|args: &[Value]| {
+            vmap(stateful_vector_dot)
+                .in_axes(0)
+                .out_axes(1)
+                .call(engine, args)
+        });
+        c.bench_function(
+            &format!(
+                "jit(vmap) guide stateful_vector_dot (cached call, {})",
+                engine.name()
+            ),
+            |b| b.iter(|| compiled.call(engine, (&w, &x))),
+        );
+    }
     for depth in [2usize, 16, 64, 256] {
         let Ok(m) = mlp(depth) else { return };
         let input = Tensor::ones(&[4, 8]);

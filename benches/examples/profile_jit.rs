@@ -1,5 +1,6 @@
 //! A cached `jit` call in a loop, for profilers: on the tiny MLP (depth 64), or with the
-//! argument `params` on a model of 100,000 one-element Params of which the function reads one.
+//! argument `params` on a model of 100,000 one-element Params of which the function reads one,
+//! or with `vmap` the guide's `jit(vmap(stateful_vector_dot))`.
 //!
 //! ```text
 //! cargo build --release -p nnx-benches --example profile_jit
@@ -41,6 +42,37 @@ fn apply_mlp(args: &[Value]) -> Result<Value> {
 }
 
 fn main() -> Result<()> {
+    if std::env::args().nth(1).as_deref() == Some("vmap") {
+        let w = Object::new("Weights")
+            .with(
+                "kernel",
+                Param::new(random::uniform(&random::key(0), &[10, 2, 3])?),
+            )?
+            .with("bias", Param::new(Tensor::zeros(&[10, 3])))?
+            .with("count", nnx_core::BatchStat::new(Tensor::arange(10)))?;
+        let x = random::normal(&random::key(1), &[10, 2])?;
+        let f = jit(|args: &[Value]| {
+            nnx_core::transforms::vmap(|args: &[Value]| {
+                let w = args[0].object()?;
+                w.var("count")?.update(|c| c + 1)?;
+                let y = args[1]
+                    .as_tensor()?
+                    .matmul(&w.value("kernel")?)?
+                    .add(&w.value("bias")?)?;
+                Ok(Value::from(y))
+            })
+            .in_axes(0)
+            .out_axes(1)
+            .call(&Fast, args)
+        });
+        f.call(&Fast, (&w, &x))?;
+        let t = std::time::Instant::now();
+        for _ in 0..100_000 {
+            f.call(&Fast, (&w, &x))?;
+        }
+        println!("{:?}/call", t.elapsed() / 100_000);
+        return Ok(());
+    }
     if std::env::args().nth(1).as_deref() == Some("params") {
         let params = (0..100_000).map(|i| Value::from(Param::new(Tensor::full(&[1], i as f32))));
         let m = Object::new("Model").with("params", nnx_core::List::new(params))?;

@@ -304,6 +304,19 @@ fn matmul_rule(a: &Value, b: &Value) -> Result<Option<Array>> {
         (Value::Batched(x), Value::Batched(y)) if ra == rb && ra >= 2 => {
             Some(kernels::matmul(x, y)?)
         }
+        // A vector times a matrix in every lane (the guide's `x @ kernel`): a batched GEMM
+        // of (B, 1, k) × (B, k, n), the unit axis dropped again.
+        (Value::Batched(x), Value::Batched(y)) if ra == 1 && rb == 2 => {
+            let out = kernels::matmul(&x.expand_dims(1)?, y)?;
+            let shape = [out.shape()[0] as isize, out.shape()[2] as isize];
+            Some(out.reshape(&shape)?)
+        }
+        // A matrix times a vector in every lane: (B, m, k) × (B, k, 1).
+        (Value::Batched(x), Value::Batched(y)) if ra == 2 && rb == 1 => {
+            let out = kernels::matmul(x, &y.expand_dims(2)?)?;
+            let shape = [out.shape()[0] as isize, out.shape()[1] as isize];
+            Some(out.reshape(&shape)?)
+        }
         _ => None,
     })
 }

@@ -104,6 +104,18 @@ pub(crate) fn is_small_product(
         && a_shape.iter().product::<usize>().saturating_mul(b_shape[1]) <= SMALL_PRODUCT
 }
 
+/// `out += x · w` for row-major `x` of shape `(rows, k)` and `w` of shape `(k, n)`, as a
+/// plain loop in the reference's summation order (over `k` for each output element).
+fn product_into(x: &[f32], w: &[f32], k: usize, n: usize, out: &mut [f32]) {
+    for (row, dst) in x.chunks_exact(k).zip(out.chunks_exact_mut(n.max(1))) {
+        for (p, &xp) in row.iter().enumerate() {
+            for (o, &wv) in dst.iter_mut().zip(&w[p * n..(p + 1) * n]) {
+                *o += xp * wv;
+            }
+        }
+    }
+}
+
 /// [`small_matmul`] when the operands qualify ([`is_small_product`]).
 pub(crate) fn small_matmul_if_small(a: &Array, b: &Array) -> Option<Result<Array>> {
     let dtype = |x: &Array| (x.dtype(), x.is_weak());
@@ -126,13 +138,7 @@ pub(crate) fn small_matmul(a: &Array, b: &Array) -> Option<Result<Array>> {
     }
     let rows = x.len() / k;
     let mut out = vec![0.0f32; rows * n];
-    for (row, dst) in x.chunks_exact(k).zip(out.chunks_exact_mut(n.max(1))) {
-        for (p, &xp) in row.iter().enumerate() {
-            for (o, &wv) in dst.iter_mut().zip(&w[p * n..(p + 1) * n]) {
-                *o += xp * wv;
-            }
-        }
-    }
+    product_into(x, w, k, n, &mut out);
     let mut shape = a.shape().to_vec();
     if let Some(last) = shape.last_mut() {
         *last = n;
@@ -177,6 +183,22 @@ pub(crate) fn matmul(a: &Array, b: &Array) -> Result<Array> {
     if ra == rb && ra > 2 && a.shape()[..ra - 2] == b.shape()[..rb - 2] && b.shape()[rb - 2] == k {
         let batch: usize = a.shape()[..ra - 2].iter().product();
         let (m, n) = (a.shape()[ra - 2], b.shape()[rb - 1]);
+        let mut shape = a.shape()[..ra - 1].to_vec();
+        shape.push(n);
+        if batch.saturating_mul(m * k).saturating_mul(n) <= SMALL_PRODUCT && k > 0 {
+            let (x, w) = (a.as_slice::<f32>()?, b.as_slice::<f32>()?);
+            let mut out = vec![0.0f32; batch * m * n];
+            for i in 0..batch {
+                product_into(
+                    &x[i * m * k..(i + 1) * m * k],
+                    &w[i * k * n..(i + 1) * k * n],
+                    k,
+                    n,
+                    &mut out[i * m * n..(i + 1) * m * n],
+                );
+            }
+            return Array::from_vec(&shape, out);
+        }
         let data = gemm(
             a.as_slice::<f32>()?,
             b.as_slice::<f32>()?,
@@ -186,8 +208,6 @@ pub(crate) fn matmul(a: &Array, b: &Array) -> Result<Array> {
             n,
             true,
         );
-        let mut shape = a.shape()[..ra - 1].to_vec();
-        shape.push(n);
         return Array::from_vec(&shape, data);
     }
     a.matmul(b)
