@@ -87,6 +87,45 @@ pub(crate) fn f32_binary(
     Some(Array::from_vec_like(a, data, false))
 }
 
+/// [`f32_binary`] computed in `a`'s buffer, when `a` is the only handle to it (an operand
+/// read for the last time): the result takes `a`'s place without allocating. `None` when
+/// `a` is shared or the operands do not have the layout.
+pub(crate) fn f32_binary_in_place(
+    op: BinaryOp,
+    a: &mut Array,
+    b: &Array,
+    layout: Layout,
+) -> Option<Array> {
+    if a.dtype() != DType::F32 || a.is_weak() {
+        return None;
+    }
+    let scalar = match (layout, b.dtype()) {
+        (Layout::Scalar, DType::F32) => Some(*b.as_slice::<f32>().ok()?.first()?),
+        (Layout::Scalar, DType::I32) => Some(*b.as_slice::<i32>().ok()?.first()? as f32),
+        (Layout::Scalar, DType::U32) => Some(*b.as_slice::<u32>().ok()?.first()? as f32),
+        (Layout::Scalar, _) => return None,
+        _ => None,
+    };
+    let y: &[f32] = match layout {
+        Layout::Same | Layout::Row => b.as_slice::<f32>().ok()?,
+        Layout::Scalar => &[],
+    };
+    let x = a.unique_f32_mut()?;
+    match (layout, scalar) {
+        (Layout::Scalar, Some(q)) => x.iter_mut().for_each(|p| *p = op.f32(*p, q)),
+        (Layout::Same, _) if x.len() == y.len() => {
+            x.iter_mut().zip(y).for_each(|(p, &q)| *p = op.f32(*p, q));
+        }
+        (Layout::Row, _) if !y.is_empty() && x.len() % y.len() == 0 => {
+            for row in x.chunks_exact_mut(y.len()) {
+                row.iter_mut().zip(y).for_each(|(p, &q)| *p = op.f32(*p, q));
+            }
+        }
+        _ => return None,
+    }
+    Some(a.take())
+}
+
 /// Whether `a @ b` is a float32 product with a matrix on the right small enough for
 /// [`small_matmul`].
 pub(crate) fn is_small_product(
@@ -298,6 +337,12 @@ mod tests {
                 let reference = x.binary(op, &b).unwrap();
                 assert!(fast.identical(&reference), "{op:?} {layout:?}");
                 assert_eq!(fast.is_weak(), reference.is_weak());
+                let mut owned = Array::from_vec(x.shape(), x.to_vec::<f32>().unwrap()).unwrap();
+                let in_place = f32_binary_in_place(op, &mut owned, &b, layout).unwrap();
+                assert!(in_place.identical(&reference), "in place {op:?} {layout:?}");
+                // A shared operand is never written.
+                let mut shared = x.clone();
+                assert!(f32_binary_in_place(op, &mut shared, &b, layout).is_none());
             }
             assert_eq!(
                 Layout::of(

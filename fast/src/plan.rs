@@ -49,8 +49,16 @@ impl Compiled {
         inputs: &[Array],
     ) -> Result<Vec<Array>> {
         interpret_indexed(program, inputs, |k, eq, args| {
+            let kernel = self.kernels.get(k);
+            // An operand read for the last time and held by no one else is computed in.
+            if let (Some(Kernel::Binary(op, layout)), [a, b]) = (kernel, &mut *args)
+                && let Some(result) = kernels::f32_binary_in_place(*op, a, b, *layout)
+            {
+                return Ok(Outputs::One(result));
+            }
+            let args: &[Array] = args;
             let fallback = || engine.eval(&eq.primitive, args).map(Outputs::from);
-            match (self.kernels.get(k), args) {
+            match (kernel, args) {
                 (Some(Kernel::Binary(op, layout)), [a, b]) => {
                     kernels::f32_binary(*op, a, b, *layout)
                         .map_or_else(fallback, |r| Ok(Outputs::One(r?)))

@@ -50,14 +50,17 @@ impl<V> Outputs<V> {
 }
 
 /// [`interpret`], telling `eval` each equation's index in [`Program::equations`] (where an
-/// engine finds what it compiled for it).
+/// engine finds what it compiled for it). The operands are lent mutably: an operand read for
+/// the last time is the interpreter's only handle to its value, so a kernel may take it
+/// ([`Array::take`]) and compute in its buffer when no one else holds it
+/// ([`Array::unique_f32_mut`]).
 ///
 /// # Errors
 /// As [`interpret`].
 pub fn interpret_indexed(
     program: &Program,
     inputs: &[Array],
-    mut eval: impl FnMut(usize, &Equation, &[Array]) -> Result<Outputs<Array>>,
+    mut eval: impl FnMut(usize, &Equation, &mut [Array]) -> Result<Outputs<Array>>,
 ) -> Result<Vec<Array>> {
     if inputs.len() != program.inputs.len() {
         return Err(Error::MalformedProgram {
@@ -108,7 +111,7 @@ pub fn interpret_with<V: Clone>(
     program: &Program,
     inputs: &[V],
     literal: impl Fn(&Array) -> V,
-    mut eval: impl FnMut(usize, &Equation, &[V]) -> Result<Outputs<V>>,
+    mut eval: impl FnMut(usize, &Equation, &mut [V]) -> Result<Outputs<V>>,
 ) -> Result<Vec<V>> {
     let schedule = program.schedule()?;
     if inputs.len() != program.inputs.len() {
@@ -150,7 +153,7 @@ pub fn interpret_with<V: Clone>(
         for (atom, &last) in eq.inputs.iter().zip(&step.moves) {
             args.push(read(&mut env, atom, last)?);
         }
-        let outputs = eval(step.equation, eq, &args)?;
+        let outputs = eval(step.equation, eq, &mut args)?;
         args.clear();
         if outputs.len() != eq.outputs.len() {
             return Err(Error::MalformedProgram {

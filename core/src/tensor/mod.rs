@@ -181,6 +181,38 @@ impl Array {
         &self.buffer
     }
 
+    /// Moves the array out, leaving an empty float32 array (of shape `[0]`, which allocates
+    /// nothing) in its place: how a kernel takes ownership of an operand it may compute in.
+    pub fn take(&mut self) -> Array {
+        static EMPTY: std::sync::OnceLock<Array> = std::sync::OnceLock::new();
+        let empty = EMPTY.get_or_init(|| Array {
+            shape: Arc::from([0usize]),
+            buffer: Buffer::F32(Arc::new(Vec::new())),
+            weak: false,
+        });
+        std::mem::replace(self, empty.clone())
+    }
+
+    /// The float32 elements, mutably, when this array is the only handle to its buffer (no
+    /// clone of it exists anywhere): a kernel may then compute in place. `None` otherwise,
+    /// or for another dtype.
+    ///
+    /// ```
+    /// use nnx_core::Array;
+    /// let mut x = Array::ones(&[3]);
+    /// x.unique_f32_mut().unwrap()[0] = 5.0;
+    /// let alias = x.clone();
+    /// assert!(x.unique_f32_mut().is_none());
+    /// assert_eq!(alias.to_vec::<f32>()?, vec![5.0, 1.0, 1.0]);
+    /// # Ok::<(), nnx_core::Error>(())
+    /// ```
+    pub fn unique_f32_mut(&mut self) -> Option<&mut [f32]> {
+        match &mut self.buffer {
+            Buffer::F32(data) => Arc::get_mut(data).map(Vec::as_mut_slice),
+            _ => None,
+        }
+    }
+
     /// An array of `like`'s shape (shared with it, not copied) holding `data`: how an
     /// engine's elementwise kernel builds its result without allocating a shape.
     ///
