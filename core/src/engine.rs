@@ -83,13 +83,14 @@ pub trait Engine {
         Ok(Plan::interpreted(program))
     }
 
-    /// Runs a plan made by this engine's [`Engine::compile`]. Provided: [`Engine::run`] on
-    /// the plan's program.
+    /// Runs a plan made by this engine's [`Engine::compile`] on inputs it may consume (an
+    /// input the plan reads for the last time can be computed in). Provided:
+    /// [`Engine::run`] on the plan's program.
     ///
     /// # Errors
     /// As [`Engine::run`].
-    fn execute(&self, plan: &Plan, inputs: &[Array]) -> Result<Vec<Array>> {
-        self.run(plan.program(), inputs)
+    fn execute(&self, plan: &Plan, inputs: Vec<Array>) -> Result<Vec<Array>> {
+        self.run(plan.program(), &inputs)
     }
 
     /// Runs `program` on concrete inputs (in the program's input order) and returns its

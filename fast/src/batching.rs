@@ -140,7 +140,7 @@ pub(crate) fn run_batched(
     batching.check_outputs(program)?;
     let outputs = interpret_with(
         program,
-        &values,
+        values,
         |a| Value::Unbatched(a.clone()),
         |_, eq, args| {
             let batched = args.iter().any(Value::is_batched);

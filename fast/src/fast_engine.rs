@@ -7,7 +7,7 @@ use nnx_core::{Array, Engine, Error, Plan, Result};
 
 use crate::batching;
 use crate::kernels;
-use crate::plan::Compiled;
+use crate::plan::Top;
 
 /// The production engine. Programs are interpreted with faer GEMMs for matrix products, and
 /// `vmap` runs each equation once over the whole batch wherever a batching rule exists (a
@@ -59,14 +59,15 @@ impl Engine for Fast {
     /// plain loops, nested calls compiled too).
     fn compile(&self, program: Arc<Program>) -> Result<Plan> {
         program.schedule()?;
-        let compiled = Compiled::new(&program);
-        Ok(Plan::compiled(program, compiled))
+        let top = Top::new(program.clone());
+        top.program.schedule()?;
+        Ok(Plan::compiled(program, top))
     }
 
-    fn execute(&self, plan: &Plan, inputs: &[Array]) -> Result<Vec<Array>> {
-        match plan.compiled_as::<Compiled>() {
-            Some(compiled) => compiled.run(self, plan.program(), inputs),
-            None => self.run(plan.program(), inputs),
+    fn execute(&self, plan: &Plan, inputs: Vec<Array>) -> Result<Vec<Array>> {
+        match plan.compiled_as::<Top>() {
+            Some(top) => top.compiled.run(self, &top.program, inputs),
+            None => self.run(plan.program(), &inputs),
         }
     }
 

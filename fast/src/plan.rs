@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use nnx_core::program::{
-    AbstractValue, Atom, Equation, Outputs, Primitive, Program, interpret_indexed,
+    AbstractValue, Atom, Equation, Outputs, Primitive, Program, interpret_owned,
 };
 use nnx_core::{Array, DType, Result};
 
@@ -30,6 +30,46 @@ enum Kernel {
     Eval,
 }
 
+/// What `Fast::compile` keeps in a plan: the program to run and its compiled form. A
+/// program that only calls another (a transform's single `call` equation, inputs and outputs
+/// passed straight through) is compiled as the program it calls, one level less.
+#[derive(Debug)]
+pub(crate) struct Top {
+    pub(crate) program: Arc<Program>,
+    pub(crate) compiled: Compiled,
+}
+
+impl Top {
+    pub(crate) fn new(program: Arc<Program>) -> Top {
+        let program = unwrap_call(&program).unwrap_or(program);
+        let compiled = Compiled::new(&program);
+        Top { program, compiled }
+    }
+}
+
+/// The program `program` calls, when calling it is all `program` does.
+fn unwrap_call(program: &Program) -> Option<Arc<Program>> {
+    let [eq] = program.equations.as_slice() else {
+        return None;
+    };
+    let Primitive::Call { program: inner } = &eq.primitive else {
+        return None;
+    };
+    let inputs_through = eq.inputs.len() == program.inputs.len()
+        && eq
+            .inputs
+            .iter()
+            .zip(&program.inputs)
+            .all(|(a, v)| matches!(a, Atom::Var(x) if x == v));
+    let outputs_through = eq.outputs.len() == program.outputs.len()
+        && eq
+            .outputs
+            .iter()
+            .zip(&program.outputs)
+            .all(|(v, a)| matches!(a, Atom::Var(x) if x == v));
+    (inputs_through && outputs_through).then(|| inner.0.clone())
+}
+
 impl Compiled {
     /// Chooses a kernel for every equation of `program` (and of the programs it calls).
     pub(crate) fn new(program: &Program) -> Compiled {
@@ -41,20 +81,28 @@ impl Compiled {
         Compiled { kernels }
     }
 
-    /// Runs `program` (the one this was compiled from) on `inputs`.
+    /// Runs `program` (the one this was compiled from) on `inputs`, consuming them.
     pub(crate) fn run(
         &self,
         engine: &Fast,
         program: &Program,
-        inputs: &[Array],
+        inputs: Vec<Array>,
     ) -> Result<Vec<Array>> {
-        interpret_indexed(program, inputs, |k, eq, args| {
+        interpret_owned(program, inputs, |k, eq, args| {
             let kernel = self.kernels.get(k);
-            // An operand read for the last time and held by no one else is computed in.
-            if let (Some(Kernel::Binary(op, layout)), [a, b]) = (kernel, &mut *args)
-                && let Some(result) = kernels::f32_binary_in_place(*op, a, b, *layout)
-            {
-                return Ok(Outputs::One(result));
+            match (kernel, &mut *args) {
+                // An operand read for the last time and held by no one else is computed in.
+                (Some(Kernel::Binary(op, layout)), [a, b]) => {
+                    if let Some(result) = kernels::f32_binary_in_place(*op, a, b, *layout) {
+                        return Ok(Outputs::One(result));
+                    }
+                }
+                // The operands move into the nested call.
+                (Some(Kernel::Call(inner, compiled)), args) => {
+                    let owned = args.iter_mut().map(Array::take).collect();
+                    return compiled.run(engine, inner, owned).map(Outputs::from);
+                }
+                _ => {}
             }
             let args: &[Array] = args;
             let fallback = || engine.eval(&eq.primitive, args).map(Outputs::from);
@@ -65,9 +113,6 @@ impl Compiled {
                 }
                 (Some(Kernel::SmallMatmul), [a, b]) => {
                     kernels::small_matmul(a, b).map_or_else(fallback, |r| Ok(Outputs::One(r?)))
-                }
-                (Some(Kernel::Call(inner, compiled)), _) => {
-                    compiled.run(engine, inner, args).map(Outputs::from)
                 }
                 _ => fallback(),
             }

@@ -60,6 +60,19 @@ impl<V> Outputs<V> {
 pub fn interpret_indexed(
     program: &Program,
     inputs: &[Array],
+    eval: impl FnMut(usize, &Equation, &mut [Array]) -> Result<Outputs<Array>>,
+) -> Result<Vec<Array>> {
+    interpret_owned(program, inputs.to_vec(), eval)
+}
+
+/// [`interpret_indexed`] on inputs it consumes: an input read for the last time can be
+/// computed in (no handle to it is kept).
+///
+/// # Errors
+/// As [`interpret`].
+pub fn interpret_owned(
+    program: &Program,
+    inputs: Vec<Array>,
     mut eval: impl FnMut(usize, &Equation, &mut [Array]) -> Result<Outputs<Array>>,
 ) -> Result<Vec<Array>> {
     if inputs.len() != program.inputs.len() {
@@ -71,7 +84,7 @@ pub fn interpret_indexed(
             ),
         });
     }
-    for (var, value) in program.inputs.iter().zip(inputs) {
+    for (var, value) in program.inputs.iter().zip(&inputs) {
         let expected =
             program
                 .avals
@@ -109,7 +122,7 @@ pub fn interpret_indexed(
 /// A malformed program ([`Error::MalformedProgram`]), and whatever `eval` returns.
 pub fn interpret_with<V: Clone>(
     program: &Program,
-    inputs: &[V],
+    inputs: Vec<V>,
     literal: impl Fn(&Array) -> V,
     mut eval: impl FnMut(usize, &Equation, &mut [V]) -> Result<Outputs<V>>,
 ) -> Result<Vec<V>> {
@@ -126,7 +139,7 @@ pub fn interpret_with<V: Clone>(
     // The schedule checked that every variable has an aval and is defined before use.
     let mut env: Vec<Option<V>> = vec![None; program.avals.len()];
     for (var, value) in program.inputs.iter().zip(inputs) {
-        env[var.0 as usize] = Some(value.clone());
+        env[var.0 as usize] = Some(value);
     }
     for var in schedule.unused_inputs() {
         env[var.0 as usize] = None;

@@ -15,7 +15,7 @@ mod schedule;
 mod tracing;
 
 pub use aval::AbstractValue;
-pub use interpret::{Outputs, interpret, interpret_indexed, interpret_with};
+pub use interpret::{Outputs, interpret, interpret_indexed, interpret_owned, interpret_with};
 pub use ir::{Atom, Equation, Program, VarId};
 pub use loops::{ArrayLoops, LoopValues, lanes_loop, scan_loop};
 pub use primitive::Primitive;

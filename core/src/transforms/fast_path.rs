@@ -53,6 +53,8 @@ pub(crate) struct Shortcut {
     /// Result index → recorded Variable it is written into.
     writes: Vec<(usize, usize)>,
     output: Template,
+    /// Which results are used (written or returned); unwritten pass-throughs are not.
+    wanted: Vec<bool>,
 }
 
 impl Shortcut {
@@ -134,6 +136,10 @@ impl Shortcut {
                 writes.push((j, *by_path.get(&leaf.path)?));
             }
         }
+        let mut wanted = vec![false; outputs.leaves().len()];
+        for &j in writes.iter().map(|(j, _)| j).chain(&output_results) {
+            wanted[j] = true;
+        }
         let mut next = output_results.into_iter();
         let output = template(output, &mut next)?;
         if next.next().is_some() {
@@ -148,7 +154,13 @@ impl Shortcut {
             avals,
             writes,
             output,
+            wanted,
         })
+    }
+
+    /// Which results the shortcut uses.
+    pub(crate) fn wanted(&self) -> Option<&[bool]> {
+        Some(&self.wanted)
     }
 
     /// The input values for a call on `args`, when it is the remembered call on unchanged
@@ -199,8 +211,11 @@ impl Shortcut {
     }
 
     /// Writes the results into the Variables and builds the output value.
-    pub(crate) fn scatter(&self, gathered: Gathered, results: Vec<Tensor>) -> Result<Value> {
-        let mut results: Vec<Option<Tensor>> = results.into_iter().map(Some).collect();
+    pub(crate) fn scatter(
+        &self,
+        gathered: Gathered,
+        mut results: Vec<Option<Tensor>>,
+    ) -> Result<Value> {
         {
             let _consistent = crate::graph::sync::consistency(true);
             for &(j, k) in &self.writes {

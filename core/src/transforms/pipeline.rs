@@ -84,9 +84,11 @@ pub(crate) trait Rules {
     /// output).
     const SHORTCUT: bool = true;
 
-    /// After executing: adjusts the results on every call (`inputs` are the lowered leaves'
-    /// values). Default: nothing.
-    fn adjust(&self, _extra: &Self::Extra, _inputs: &[Tensor], _results: &mut [Tensor]) {}
+    /// Results that are, on every call, an input as it came in: `(result, lowered input)`
+    /// pairs (a scan that runs no iteration keeps its broadcast state). Default: none.
+    fn passthrough(&self, _extra: &Self::Extra) -> Vec<(usize, usize)> {
+        Vec::new()
+    }
 }
 
 /// The default [`Rules::body`]: the boundary's steps 2 and 3 around the function.
@@ -229,9 +231,9 @@ pub(crate) fn call<R: Rules>(
             .unwrap_or_else(PoisonError::into_inner)
             .clone();
         for (shortcut, entry) in shortcuts {
-            if let Some(gathered) = shortcut.gather(args) {
-                let mut results = execute(engine, &entry, &gathered.inputs)?;
-                rules.adjust(&entry.extra, &gathered.inputs, &mut results);
+            if let Some(mut gathered) = shortcut.gather(args) {
+                let inputs = std::mem::take(&mut gathered.inputs);
+                let results = execute(engine, &entry, inputs, shortcut.wanted())?;
                 return shortcut.scatter(gathered, results);
             }
         }
@@ -277,41 +279,62 @@ fn remember<R: Rules>(
     }
 }
 
-/// Runs the entry's plan on concrete inputs, or records its primitive into the enclosing
-/// trace when an input is a tracer; pass-through results are the inputs themselves.
+/// Runs the entry's plan on concrete inputs (consuming them, so that the engine may compute
+/// in the buffers of inputs read for the last time), or records its primitive into the
+/// enclosing trace when an input it reads is a tracer. Returns every result, a pass-through
+/// one (the input itself) only where `wanted` says so (all when `None`).
 fn execute<L, X>(
     engine: &(impl Engine + ?Sized),
     entry: &Entry<L, X>,
-    inputs: &[Tensor],
-) -> Result<Vec<Tensor>> {
-    let taken = entry.inputs.iter().map(|&i| &inputs[i]);
+    inputs: Vec<Tensor>,
+    wanted: Option<&[bool]>,
+) -> Result<Vec<Option<Tensor>>> {
+    let mut results: Vec<Option<Tensor>> = entry
+        .results
+        .iter()
+        .enumerate()
+        .map(|(j, passed)| match *passed {
+            Passed::Input(i) if wanted.is_none_or(|w| w.get(j) == Some(&true)) => {
+                inputs.get(i).cloned()
+            }
+            _ => None,
+        })
+        .collect();
+    let traced = entry.inputs.iter().any(|&i| inputs[i].is_traced());
     // Only what the pruned program reads decides: with no traced operand, it runs now.
-    let computed: Vec<Tensor> = if taken.clone().any(Tensor::is_traced) {
-        let refs: Vec<&Tensor> = taken.collect();
+    let computed: Vec<Tensor> = if traced {
+        let refs: Vec<&Tensor> = entry.inputs.iter().map(|&i| &inputs[i]).collect();
         record_multi(entry.primitive.clone(), &refs)?
     } else {
-        let arrays: Vec<Array> = taken
-            .map(|t| t.concrete().cloned())
+        let mut inputs: Vec<Option<Tensor>> = inputs.into_iter().map(Some).collect();
+        let arrays: Vec<Array> = entry
+            .inputs
+            .iter()
+            .map(|&i| {
+                inputs[i]
+                    .take()
+                    .ok_or_else(|| Error::MalformedProgram {
+                        reason: format!("input {i} is taken twice"),
+                    })?
+                    .into_concrete()
+            })
             .collect::<Result<_>>()?;
         let plan = entry.plan(engine)?;
         engine
-            .execute(&plan, &arrays)?
+            .execute(&plan, arrays)?
             .into_iter()
             .map(Tensor::from)
             .collect()
     };
-    let mut computed: Vec<Option<Tensor>> = computed.into_iter().map(Some).collect();
-    entry
-        .results
-        .iter()
-        .map(|passed| match *passed {
-            Passed::Computed(k) => computed.get_mut(k).and_then(Option::take),
-            Passed::Input(i) => inputs.get(i).cloned(),
-        })
-        .collect::<Option<Vec<_>>>()
-        .ok_or_else(|| Error::MalformedProgram {
-            reason: "an engine returned fewer results than the program has outputs".into(),
-        })
+    let mut computed = computed.into_iter();
+    for (result, passed) in results.iter_mut().zip(&entry.results) {
+        if let Passed::Computed(_) = passed {
+            *result = Some(computed.next().ok_or_else(|| Error::MalformedProgram {
+                reason: "an engine returned fewer results than the program has outputs".into(),
+            })?);
+        }
+    }
+    Ok(results)
 }
 
 /// Runs `rules`' transform on `args`: the whole pipeline.
@@ -360,7 +383,12 @@ pub(crate) fn call_full<R: Rules>(
                 .cloned()
                 .chain(traced.captured.iter().map(Tensor::aval))
                 .collect();
-            let pruned = prune(primitive);
+            let mut pruned = prune(primitive);
+            for (j, i) in rules.passthrough(&extra) {
+                if let Some(result) = pruned.results.get_mut(j) {
+                    *result = Passed::Input(i);
+                }
+            }
             let top_avals = pruned
                 .inputs
                 .iter()
@@ -392,8 +420,12 @@ pub(crate) fn call_full<R: Rules>(
             entry
         }
     };
-    let mut results = execute(engine, &entry, &inputs)?;
-    rules.adjust(&entry.extra, &inputs, &mut results);
+    let mut results = execute(engine, &entry, inputs, None)?
+        .into_iter()
+        .collect::<Option<Vec<_>>>()
+        .ok_or_else(|| Error::MalformedProgram {
+            reason: "a result is missing".into(),
+        })?;
     let rest = results.split_off(entry.outputs.leaves().len().min(results.len()));
     let value = lift::write_back(&lowered, &entry.outputs, results)?;
     Ok(Called {

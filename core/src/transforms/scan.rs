@@ -14,7 +14,6 @@ use crate::lift::{Lowered, LoweredLeaf, Prefix};
 use crate::program::{
     AbstractValue, Primitive, Program, ProgramRef, ScanInput, ScanOutput, ScanSpec,
 };
-use crate::tensor::Tensor;
 
 /// How `scan` treats a part of its inputs or outputs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -497,12 +496,8 @@ impl<F: Fn(&[Value]) -> Result<Value>> Rules for Scan<F> {
         Ok((primitive, ZeroLength(zero_length)))
     }
 
-    fn adjust(&self, zero_length: &ZeroLength, inputs: &[Tensor], results: &mut [Tensor]) {
-        for &(j, i) in &zero_length.0 {
-            if let (Some(result), Some(input)) = (results.get_mut(j), inputs.get(i)) {
-                *result = input.clone();
-            }
-        }
+    fn passthrough(&self, zero_length: &ZeroLength) -> Vec<(usize, usize)> {
+        zero_length.0.clone()
     }
 }
 
