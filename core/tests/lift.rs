@@ -354,10 +354,10 @@ fn a_failing_function_leaves_the_callers_objects_untouched() {
         let inner = obj(&args[0]);
         inner.var("count")?.update(|c| c + 100)?;
         inner.del("kernel")?;
-        Err(Error::InvalidValue("user failure".into()))
+        Err(Error::shape("f", "user failure"))
     })
     .unwrap_err();
-    assert_eq!(err.to_string(), "user failure");
+    assert_eq!(err, Error::shape("f", "user failure"));
     assert_eq!(w.to_string(), before);
     assert!(w.value("count").unwrap().identical(&count_before));
 }
