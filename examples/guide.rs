@@ -29,7 +29,7 @@ fn weights(kernel: Tensor, bias: Tensor, count: Option<Tensor>) -> Result<Object
 /// `x @ weights.kernel + weights.bias`, with the guide's "no batch dimensions" asserts.
 fn vector_dot(w: &Object, x: &Tensor) -> Result<Tensor> {
     if w.value("kernel")?.ndim() != 2 || x.ndim() != 1 {
-        return Err(Error::InvalidValue("Batch dimensions not allowed".into()));
+        return Err(Error::shape("vector_dot", "Batch dimensions not allowed"));
     }
     x.matmul(&w.value("kernel")?)?.add(&w.value("bias")?)
 }
@@ -67,8 +67,11 @@ fn section(out: &mut String, title: &str) -> Result<()> {
     writeln!(out, "\n== {title} ==").map_err(fmt_error)
 }
 
+/// Writing to a `String` fails only if a `Display` impl of the library does.
 fn fmt_error(e: std::fmt::Error) -> Error {
-    Error::InvalidValue(e.to_string())
+    Error::Internal {
+        what: e.to_string(),
+    }
 }
 
 macro_rules! say {

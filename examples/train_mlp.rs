@@ -85,10 +85,9 @@ pub fn train(epochs: usize, learning_rate: f32) -> Result<Vec<f32>> {
     let final_loss = mse(&[Value::from(&model), Value::from(x), Value::from(y)])?;
     losses.push(final_loss.as_tensor()?.item::<f32>()?);
     if step.trace_count() != 1 {
-        return Err(Error::InvalidValue(format!(
-            "the train step traced {} times",
-            step.trace_count()
-        )));
+        return Err(Error::Internal {
+            what: format!("the train step traced {} times", step.trace_count()),
+        });
     }
     Ok(losses)
 }

@@ -170,7 +170,7 @@ pub(crate) fn step(w: &mut World, op: &Op) -> Step {
 pub(crate) fn finish(ending: Ending) -> Result<()> {
     match ending {
         Ending::Ok => Ok(()),
-        Ending::Err => Err(Error::InvalidValue("the closure fails halfway".into())),
+        Ending::Err => Err(Error::shape("closure", "the closure fails halfway")),
         Ending::Panic => std::panic::panic_any(FuzzPanic),
     }
 }
@@ -189,7 +189,7 @@ pub(crate) fn check_ending(
             "a panicking closure did not propagate the panic: {:?}",
             r.map(|_| ())
         )),
-        (Ending::Err, Ok(Err(Error::InvalidValue(m)))) if m == "the closure fails halfway" => {
+        (Ending::Err, Ok(Err(e))) if e == Error::shape("closure", "the closure fails halfway") => {
             Ok(None)
         }
         (Ending::Err, Ok(r)) => Err(format!("a failing closure gave {:?}", r.map(|_| ()))),

@@ -46,6 +46,8 @@ pub enum ErrorKind {
     /// A program (IR) that is not well formed, or inputs that do not match it: an engine's
     /// or a hand-built program's defect, never a user's model.
     Program,
+    /// A broken internal invariant: a defect in the library; please report it.
+    Internal,
 }
 
 /// One Variable reached with different prefixes, for [`Error::InconsistentAliasing`].
@@ -189,9 +191,101 @@ pub enum Error {
         /// Its dtype.
         dtype: crate::tensor::DType,
     },
-    /// A value that is invalid for the operation.
+    /// A value that is invalid for the operation, described only by its message.
+    ///
+    /// Being retired in favour of the specific variants below: do not add uses.
     #[error("{0}")]
     InvalidValue(String),
+    /// A value of another kind than the one asked for (an object where an array was
+    /// expected, a State gradient where an array gradient was expected, …).
+    #[error("expected {expected}, got {found}")]
+    WrongValueKind {
+        /// What was expected (`"an array"`, `"an Rngs object"`).
+        expected: &'static str,
+        /// What was found (`"an object"`, `"a 'Model' object"`).
+        found: String,
+    },
+    /// A State leaf that is a raw array where a Variable was asked for.
+    #[error("the leaf at {path} is a raw array, not a Variable")]
+    LeafNotVariable {
+        /// The leaf's path in the State.
+        path: Path,
+    },
+    /// A function given to `grad` whose output has no loss array where the loss should be.
+    #[error("{}", grad_loss_missing(*.has_aux))]
+    GradLossMissing {
+        /// Whether the function was declared to return `(loss, aux)`.
+        has_aux: bool,
+    },
+    /// A loss given to `grad` that is not a float32 scalar. Its kind is
+    /// [`ErrorKind::Shape`] when the loss is not a scalar, [`ErrorKind::DType`] otherwise.
+    #[error(
+        "grad requires a real scalar output (float32, shape ()), got {dtype} of shape {shape:?}"
+    )]
+    GradLossNotScalar {
+        /// The loss's dtype.
+        dtype: DType,
+        /// The loss's shape.
+        shape: Vec<usize>,
+    },
+    /// An argument differentiated by `grad` that is neither a graph node nor an array (a
+    /// tuple or a static value), so it has no gradient to return.
+    #[error("argument {argnum} has no differentiable array")]
+    NoDifferentiableArray {
+        /// The argument's position.
+        argnum: usize,
+    },
+    /// An axis-name sequence in a Variable's metadata (such as `sharding`) without the
+    /// expected name at the axis a transform removes.
+    #[error(
+        "Expected to remove '{name}' at index {axis} from {sequence}, but found {found} ({location})"
+    )]
+    AxisNameMismatch {
+        /// The axis name that should be there.
+        name: String,
+        /// The axis it should be at.
+        axis: usize,
+        /// The sequence, in Python repr.
+        sequence: String,
+        /// What is at that index instead (`nothing` when the sequence is too short).
+        found: String,
+        /// Where the metadata is (`args[0].kernel.sharding`).
+        location: String,
+    },
+    /// `split_rngs` with `squeeze` and a split other than a single one.
+    #[error("squeeze=True is only supported for splits=1")]
+    SqueezeNeedsOneSplit {
+        /// The shape of the requested splits.
+        splits: Vec<usize>,
+    },
+    /// A stream name given more than once when building an `Rngs`.
+    #[error("Rngs got more than one seed for the stream '{name}'")]
+    DuplicateRngStream {
+        /// The stream's name.
+        name: String,
+    },
+    /// A seed that is neither a key array nor uint32 key data.
+    #[error("Invalid rng value: {value}, expected a key array (dtype key<fry>) or uint32 key data")]
+    InvalidRngSeed {
+        /// The seed, in repr.
+        value: String,
+        /// Its dtype.
+        dtype: DType,
+    },
+    /// An `RngStream` object whose `tag`, `key` or `count` is missing or of the wrong kind.
+    #[error("malformed RngStream{}: {problem}", stream_tag(.tag))]
+    MalformedRngStream {
+        /// The stream's tag (its name in the `Rngs`), when it can be read.
+        tag: Option<String>,
+        /// What is wrong (`its count holds float32 data, not uint32`).
+        problem: String,
+    },
+    /// A broken internal invariant: a defect in the library, never the caller's input.
+    #[error("internal error: {what} (a defect in the library; please report it)")]
+    Internal {
+        /// The invariant that does not hold.
+        what: String,
+    },
     /// A program that is not well formed, or inputs that do not match its signature.
     #[error("malformed program: {reason}")]
     MalformedProgram {
@@ -380,7 +474,18 @@ impl Error {
             Error::UnsupportedDType { .. }
             | Error::DTypeMismatch { .. }
             | Error::NonDifferentiable { .. } => ErrorKind::DType,
-            Error::InvalidValue(_) => ErrorKind::Value,
+            Error::InvalidValue(_)
+            | Error::WrongValueKind { .. }
+            | Error::LeafNotVariable { .. }
+            | Error::GradLossMissing { .. }
+            | Error::NoDifferentiableArray { .. }
+            | Error::AxisNameMismatch { .. }
+            | Error::SqueezeNeedsOneSplit { .. }
+            | Error::DuplicateRngStream { .. }
+            | Error::MalformedRngStream { .. } => ErrorKind::Value,
+            Error::GradLossNotScalar { shape, .. } if !shape.is_empty() => ErrorKind::Shape,
+            Error::GradLossNotScalar { .. } | Error::InvalidRngSeed { .. } => ErrorKind::DType,
+            Error::Internal { .. } => ErrorKind::Internal,
             Error::MalformedProgram { .. } => ErrorKind::Program,
             Error::ArrayTooLarge { .. } | Error::AllocationFailed { .. } => ErrorKind::Resource,
             Error::Concretization { .. }
@@ -410,6 +515,30 @@ impl Error {
             message: message.into(),
         }
     }
+
+    /// Shorthand for [`Error::Internal`].
+    pub(crate) fn internal(what: impl Into<String>) -> Self {
+        Error::Internal { what: what.into() }
+    }
+
+    /// Shorthand for [`Error::MalformedProgram`].
+    pub(crate) fn malformed_program(reason: impl Into<String>) -> Self {
+        Error::MalformedProgram {
+            reason: reason.into(),
+        }
+    }
+}
+
+fn grad_loss_missing(has_aux: bool) -> &'static str {
+    if has_aux {
+        "with has_aux the function must return a tuple (loss, aux) whose loss is an array"
+    } else {
+        "grad requires the function to return a scalar array"
+    }
+}
+
+fn stream_tag(tag: &Option<String>) -> String {
+    tag.as_ref().map(|t| format!(" '{t}'")).unwrap_or_default()
 }
 
 fn expected_suffix(expected: &Option<&'static str>) -> String {
@@ -472,5 +601,94 @@ fn rng_streams_hint(available: &[String]) -> String {
             "Its streams are {}, and there is no 'default' stream to fall back to.",
             names.join(", ")
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn internal_errors_have_their_own_kind_and_ask_for_a_report() {
+        let err = Error::Internal {
+            what: "trace stack is empty".into(),
+        };
+        assert_eq!(err.kind(), ErrorKind::Internal);
+        assert_eq!(
+            err.to_string(),
+            "internal error: trace stack is empty (a defect in the library; please report it)"
+        );
+        assert_eq!(Error::internal("x").kind(), ErrorKind::Internal);
+        assert_eq!(Error::malformed_program("x").kind(), ErrorKind::Program);
+    }
+
+    #[test]
+    fn value_errors_name_what_was_expected_and_found() {
+        let err = Error::WrongValueKind {
+            expected: "an array",
+            found: "a 'Model' object".into(),
+        };
+        assert_eq!(err.kind(), ErrorKind::Value);
+        assert_eq!(err.to_string(), "expected an array, got a 'Model' object");
+
+        let err = Error::LeafNotVariable {
+            path: Path::from(["sub", "kernel"]),
+        };
+        assert_eq!(err.kind(), ErrorKind::Value);
+        assert_eq!(
+            err.to_string(),
+            "the leaf at ('sub', 'kernel') is a raw array, not a Variable"
+        );
+
+        let named = Error::MalformedRngStream {
+            tag: Some("noise".into()),
+            problem: "its count holds float32 data, not uint32".into(),
+        };
+        assert_eq!(named.kind(), ErrorKind::Value);
+        assert_eq!(
+            named.to_string(),
+            "malformed RngStream 'noise': its count holds float32 data, not uint32"
+        );
+        let unnamed = Error::MalformedRngStream {
+            tag: None,
+            problem: "its tag is not a static string".into(),
+        };
+        assert_eq!(
+            unnamed.to_string(),
+            "malformed RngStream: its tag is not a static string"
+        );
+    }
+
+    #[test]
+    fn a_non_scalar_loss_is_a_shape_error_and_a_non_float_one_a_dtype_error() {
+        let vector = Error::GradLossNotScalar {
+            dtype: DType::F32,
+            shape: vec![2],
+        };
+        assert_eq!(vector.kind(), ErrorKind::Shape);
+        assert_eq!(
+            vector.to_string(),
+            "grad requires a real scalar output (float32, shape ()), got float32 of shape [2]"
+        );
+        let integer = Error::GradLossNotScalar {
+            dtype: DType::I32,
+            shape: vec![],
+        };
+        assert_eq!(integer.kind(), ErrorKind::DType);
+        for has_aux in [false, true] {
+            assert_eq!(Error::GradLossMissing { has_aux }.kind(), ErrorKind::Value);
+        }
+        assert_eq!(
+            Error::GradLossMissing { has_aux: false }.to_string(),
+            "grad requires the function to return a scalar array"
+        );
+        assert_eq!(
+            Error::InvalidRngSeed {
+                value: "Array(1.5, dtype=float32)".into(),
+                dtype: DType::F32,
+            }
+            .kind(),
+            ErrorKind::DType
+        );
     }
 }

@@ -354,10 +354,10 @@ fn a_failing_function_leaves_the_callers_objects_untouched() {
         let inner = obj(&args[0]);
         inner.var("count")?.update(|c| c + 100)?;
         inner.del("kernel")?;
-        Err(Error::InvalidValue("user failure".into()))
+        Err(Error::shape("f", "user failure"))
     })
     .unwrap_err();
-    assert_eq!(err.to_string(), "user failure");
+    assert_eq!(err, Error::shape("f", "user failure"));
     assert_eq!(w.to_string(), before);
     assert!(w.value("count").unwrap().identical(&count_before));
 }
@@ -371,4 +371,80 @@ fn prefix_arity_mismatch_is_reported() {
     .err()
     .unwrap();
     insta::assert_snapshot!(err.to_string(), @"in_axes has 2 entries but the function takes 1 arguments: in_axes=(0, 1)");
+}
+
+/// Locations name every step: `.attr` for object attributes, `['key']` and `[i]` for dict
+/// keys, list items and tuple items, `[i]` for tuple positions of the prefix.
+#[test]
+fn error_locations_print_every_kind_of_step() {
+    let m = Object::new("Weights")
+        .with("param", Param::new(Tensor::arange(4)))
+        .unwrap();
+    let shared = Object::new("Shared")
+        .with("raw", Value::tuple(vec![Value::from(Tensor::arange(2))]))
+        .unwrap()
+        .with("w", &m)
+        .unwrap();
+    let dict = Dict::new()
+        .with(
+            "k",
+            Value::tuple(vec![Value::from(&m), Value::from(&shared)]),
+        )
+        .unwrap()
+        .with(3, &m)
+        .unwrap();
+    let holder = Object::new("Holder")
+        .with("items", List::new([Value::from(dict)]))
+        .unwrap();
+    let args = [Value::tuple(vec![
+        Value::from(&holder),
+        Value::from(&shared),
+    ])];
+    let in_axes = Prefix::Tuple(vec![Prefix::Tuple(vec![axis(0), axis(1)])]);
+    let err = call(&args, &in_axes, &axis(0), |_| panic!("must not run")).unwrap_err();
+    insta::assert_snapshot!(err.to_string(), @r"
+    Inconsistent aliasing detected. The following nodes have different prefixes:
+    Node: Param
+      args[0][0].items[0][3].param: 0
+      args[0][0].items[0]['k'][0].param: 0
+      args[0][0].items[0]['k'][1].w.param: 0
+      args[0][1].w.param: 1
+    Node: Array
+      args[0][0].items[0]['k'][1].raw[0]: 0
+      args[0][1].raw[0]: 1
+    ");
+
+    // The leaves' own locations (used by the transforms' errors).
+    let lowered = lift::lower_args(
+        &[Value::tuple(vec![
+            Value::from(&holder),
+            Value::from(Tensor::arange(3)),
+        ])],
+        &Prefix::Tuple(vec![Prefix::Tuple(vec![axis(0), axis(0)])]),
+    )
+    .unwrap();
+    let locations: Vec<String> = lowered.leaves().iter().map(|l| l.location()).collect();
+    assert_eq!(
+        locations,
+        [
+            "args[0][0].items[0][3].param",
+            "args[0][0].items[0].k[1].raw[0]",
+            "args[0][1]"
+        ]
+    );
+
+    // A captured object deep in the output.
+    let captured = Object::new("Counter");
+    let err = call(&[], &Prefix::Tuple(vec![]), &axis(0), |_| {
+        let out = Object::new("Out").with(
+            "items",
+            List::new([Value::from(Dict::new().with(
+                "k",
+                Value::tuple(vec![Value::from(Tensor::arange(1)), Value::from(&captured)]),
+            )?)]),
+        )?;
+        Ok(Value::from(out))
+    })
+    .unwrap_err();
+    insta::assert_snapshot!(err.to_string(), @"Cannot extract graph node from a different trace level: Counter at output.items[0]['k'][1] belongs to trace level 0 but the transform runs at level 1; pass it as an argument of the enclosing transform instead of capturing it");
 }

@@ -4,7 +4,9 @@
 //! restore guarantees of `split_rngs`.
 
 use nnx_core::random::{self, RngStream, Rngs, SplitRngs};
-use nnx_core::{ErrorKind, Filter, Object, Param, Tensor, Value, graph, trace};
+use nnx_core::{
+    Error, ErrorKind, Filter, Object, Param, RngCount, RngKey, Static, Tensor, Value, graph, trace,
+};
 use proptest::prelude::*;
 use serde_json::Value as Json;
 
@@ -358,7 +360,12 @@ fn rngs_split_and_merge_as_a_graph() {
     let a = copy.next_key("params").unwrap();
     let b = rngs.next_key("params").unwrap();
     assert!(a.identical(&b));
-    assert!(Rngs::from_object(Object::new("Model")).is_err());
+    let err = Rngs::from_object(Object::new("Model")).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Value);
+    assert_eq!(
+        err.to_string(),
+        "expected an Rngs object, got a 'Model' object"
+    );
     let value: Value = rngs.clone().into();
     assert!(value.same_as(&Value::Object(rngs.into_object())));
 }
@@ -547,7 +554,7 @@ proptest! {
                 }
             }
             if fail {
-                Err(nnx_core::Error::InvalidValue("the call failed".into()))
+                Err(nnx_core::Error::shape("f", "the call failed"))
             } else {
                 Ok(())
             }
@@ -560,4 +567,36 @@ proptest! {
             prop_assert_eq!(counts(&s), vec![advanced]);
         }
     }
+}
+
+#[test]
+fn a_malformed_stream_is_reported_by_its_tag() {
+    let stream = Object::new("RngStream")
+        .with("tag", Static::Str("noise".into()))
+        .unwrap()
+        .with("key", RngKey::new(random::key(0)))
+        .unwrap()
+        .with("count", RngCount::new(Tensor::scalar(0.0f32)))
+        .unwrap();
+    let err = RngStream::from_object(stream).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Value);
+    assert!(
+        matches!(&err, Error::MalformedRngStream { tag: Some(tag), .. } if tag == "noise"),
+        "{err:?}"
+    );
+    assert_eq!(
+        err.to_string(),
+        "malformed RngStream 'noise': its count holds float32 data, not uint32"
+    );
+    let untagged = Object::new("RngStream").with("tag", 1).unwrap();
+    assert_eq!(
+        RngStream::from_object(untagged).unwrap_err().to_string(),
+        "malformed RngStream: its tag is not a static string"
+    );
+    let err = Rngs::builder()
+        .stream("x", 0)
+        .stream("x", 1)
+        .build()
+        .unwrap_err();
+    assert_eq!(err, Error::DuplicateRngStream { name: "x".into() });
 }

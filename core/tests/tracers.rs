@@ -14,9 +14,13 @@ fn a_tracer_sent_to_another_thread_says_so() {
         let err = std::thread::scope(|s| {
             s.spawn(move || x.add(&x).err())
                 .join()
-                .map_err(|_| Error::InvalidValue("the thread panicked".into()))
+                .map_err(|_| Error::Internal {
+                    what: "the thread panicked".into(),
+                })
         })?
-        .ok_or_else(|| Error::InvalidValue("the other thread recorded an operation".into()))?;
+        .ok_or_else(|| Error::Internal {
+            what: "the other thread recorded an operation".into(),
+        })?;
         assert!(matches!(err, Error::TracerOnOtherThread { .. }));
         assert_eq!(err.kind(), ErrorKind::Tracing);
         insta::assert_snapshot!(err.to_string());

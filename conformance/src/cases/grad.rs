@@ -125,6 +125,43 @@ pub fn grad_diffstate_argnums_and_aux(engine: &dyn Engine) -> CaseResult {
         .err()
         .ok_or_else(|| Failure("a non-scalar loss must fail".into()))?;
     crate::snapshots::snapshot("grad_non_scalar_loss", &err.to_string());
+    ensure!(
+        err.kind() == nnx_core::ErrorKind::Shape,
+        "kind {:?}",
+        err.kind()
+    );
+    // A loss that is not an array at all, with and without aux.
+    for has_aux in [false, true] {
+        let err = value_and_grad(|_: &[Value]| Ok(Value::from(())))
+            .wrt([DiffState::new(0, Filter::Everything)])
+            .has_aux(has_aux)
+            .call(engine, &[Value::from(vector(&[1.0]))])
+            .err()
+            .ok_or_else(|| Failure("a function without a loss must fail".into()))?;
+        ensure!(
+            err == Error::GradLossMissing { has_aux },
+            "unexpected error {err:?}"
+        );
+    }
+    // A differentiated tuple argument has no array gradient to give back.
+    let err = value_and_grad(|args: &[Value]| match &args[0] {
+        Value::Tuple(items) => Ok(Value::from(items[0].as_tensor()?.sum(Axes::All)?)),
+        other => Ok(other.clone()),
+    })
+    .argnums(&[0])
+    .call(
+        engine,
+        &[Value::tuple(vec![
+            Value::from(vector(&[1.0])),
+            Value::from(vector(&[2.0])),
+        ])],
+    )
+    .err()
+    .ok_or_else(|| Failure("a differentiated tuple argument must fail".into()))?;
+    ensure!(
+        err == Error::NoDifferentiableArray { argnum: 0 },
+        "unexpected error {err:?}"
+    );
     // Empty argnums fail before running anything (JAX fails on them too), so the caller's
     // object keeps its state and attribute order.
     let m = Object::new("M")

@@ -30,8 +30,9 @@ fn weights(kernel: Tensor, bias: Tensor, count: Option<Tensor>) -> Result<Object
 /// `x @ weights.kernel + weights.bias`, checking there are no batch dimensions.
 fn vector_dot(w: &Object, x: &Tensor) -> Result<Tensor> {
     if w.value("kernel")?.ndim() != 2 || x.ndim() != 1 {
-        return Err(nnx_core::Error::InvalidValue(
-            "Batch dimensions not allowed".into(),
+        return Err(nnx_core::Error::shape(
+            "vector_dot",
+            "Batch dimensions not allowed",
         ));
     }
     x.matmul(&w.value("kernel")?)?.add(&w.value("bias")?)

@@ -114,12 +114,12 @@ pub fn vmap_failure_leaves_objects_unchanged(engine: &dyn Engine) -> CaseResult 
             let m = args[0].object()?;
             m.var("count")?.update(|c| c + 1)?;
             m.del("kernel")?;
-            Err(Error::InvalidValue("boom".into()))
+            Err(Error::shape("f", "boom"))
         })
         .call(engine, &[Value::from(&m)]),
         "a failing function",
     )?;
-    ensure!(err.to_string() == "boom", "unexpected error {err}");
+    ensure!(err == Error::shape("f", "boom"), "unexpected error {err}");
     ensure!(m.to_string() == before, "the object changed:\n{m}");
     ensure!(m.value("count")?.identical(&count), "count changed");
     Ok(Outcome::Pass)

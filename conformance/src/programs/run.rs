@@ -319,7 +319,9 @@ fn run_level(level: &Level, engine: &dyn Engine, m: &Object, x: &Tensor) -> Resu
             match result {
                 Value::Tuple(items) if carries => items
                     .get(1)
-                    .ok_or_else(|| Error::InvalidValue("scan returned no ys".into()))?
+                    .ok_or_else(|| Error::Internal {
+                        what: "scan returned no ys".into(),
+                    })?
                     .as_tensor(),
                 other => other.as_tensor(),
             }

@@ -510,10 +510,9 @@ pub(crate) fn call(
             f.call(&Reference, args)?;
             f.call(&Reference, args)?;
             if !(1..=2).contains(&f.trace_count()) {
-                return Err(Error::InvalidValue(format!(
-                    "two calls traced {} times",
-                    f.trace_count()
-                )));
+                return Err(Error::Internal {
+                    what: format!("two calls traced {} times", f.trace_count()),
+                });
             }
             Ok(None)
         }

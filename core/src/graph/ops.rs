@@ -81,8 +81,8 @@ pub fn graphdef(node: &impl GraphValue) -> GraphDef {
 ///
 /// # Errors
 /// [`Error::MergeDuplicate`] when two States provide the same path; [`Error::MergeMismatch`]
-/// listing every missing and every unexpected path; [`Error::InvalidValue`] when the root is
-/// not of type `T`.
+/// listing every missing and every unexpected path; [`Error::WrongValueKind`] when the root
+/// is not of type `T`.
 pub fn merge<'a, T: GraphValue>(
     def: &GraphDef,
     states: impl IntoIterator<Item = &'a State>,

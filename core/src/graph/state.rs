@@ -79,14 +79,12 @@ impl State {
     /// The Variable at `path`.
     ///
     /// # Errors
-    /// [`Error::KeyNotFound`] when there is no leaf at `path`, and [`Error::InvalidValue`] when
-    /// the leaf is a raw array.
+    /// [`Error::KeyNotFound`] when there is no leaf at `path`, and [`Error::LeafNotVariable`]
+    /// when the leaf is a raw array.
     pub fn variable(&self, path: &Path) -> Result<Variable> {
         match self.leaves.get(path) {
             Some(Leaf::Variable(v)) => Ok(v.clone()),
-            Some(Leaf::Array(_)) => Err(Error::InvalidValue(format!(
-                "the leaf at {path} is a raw array, not a Variable"
-            ))),
+            Some(Leaf::Array(_)) => Err(Error::LeafNotVariable { path: path.clone() }),
             None => Err(Error::KeyNotFound {
                 container: "State",
                 key: path.to_string(),

@@ -70,26 +70,29 @@ impl Value {
     /// The array held: a raw array, or a Variable's value.
     ///
     /// # Errors
-    /// [`Error::InvalidValue`] for any other kind of value.
+    /// [`Error::WrongValueKind`] for any other kind of value.
     pub fn as_tensor(&self) -> Result<Tensor> {
         match self {
             Value::Array(t) => Ok(t.clone()),
             Value::Variable(v) => Ok(v.value()),
-            other => Err(Error::InvalidValue(format!(
-                "expected an array, got {}",
-                other.kind_name()
-            ))),
+            other => Err(Error::WrongValueKind {
+                expected: "an array",
+                found: other.kind_name(),
+            }),
         }
     }
 
     /// The object held, as a `Result` (convenient with `?` in transformed functions).
     ///
     /// # Errors
-    /// [`Error::InvalidValue`] for any other kind of value.
+    /// [`Error::WrongValueKind`] for any other kind of value.
     pub fn object(&self) -> Result<Object> {
-        self.as_object().cloned().ok_or_else(|| {
-            Error::InvalidValue(format!("expected an object, got {}", self.kind_name()))
-        })
+        self.as_object()
+            .cloned()
+            .ok_or_else(|| Error::WrongValueKind {
+                expected: "an object",
+                found: self.kind_name(),
+            })
     }
 
     /// The object, if this is one.
@@ -200,7 +203,7 @@ pub trait GraphValue: Sized {
     /// Unwraps from a [`Value`].
     ///
     /// # Errors
-    /// [`Error::InvalidValue`] when the value is of another kind.
+    /// [`Error::WrongValueKind`] when the value is of another kind.
     fn from_value(value: Value) -> Result<Self>;
 }
 
@@ -222,10 +225,10 @@ macro_rules! graph_value {
             fn from_value(value: Value) -> Result<$t> {
                 match value {
                     Value::$t(x) => Ok(x),
-                    other => Err(Error::InvalidValue(format!(
-                        concat!("expected ", $what, ", got {}"),
-                        other.kind_name()
-                    ))),
+                    other => Err(Error::WrongValueKind {
+                        expected: $what,
+                        found: other.kind_name(),
+                    }),
                 }
             }
         }

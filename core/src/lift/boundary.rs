@@ -21,8 +21,7 @@
 //! transform that fails leaves the caller's objects exactly as they were.
 
 use std::collections::{HashMap, HashSet};
-use std::fmt;
-use std::sync::Arc;
+use std::fmt::{self, Write as _};
 
 use indexmap::IndexMap;
 
@@ -49,9 +48,9 @@ pub struct Lowered<L> {
 pub struct LoweredLeaf<L> {
     /// Where it sits: the first key is the root (argument) position.
     pub path: Path,
-    /// The location of the prefix position it falls under (`args[0]`).
-    base: Arc<str>,
-    /// Its path below that position.
+    /// The root it belongs to, naming it in [`LoweredLeaf::location`].
+    root: RootLabel,
+    /// Its path below the prefix position it falls under (a suffix of `path`).
     local: Path,
     /// The array.
     pub value: Tensor,
@@ -65,7 +64,22 @@ impl<L> LoweredLeaf<L> {
     /// Human-readable location (`args[0].kernel`), for error messages. Built on demand: it
     /// is as long as the leaf's path.
     pub fn location(&self) -> String {
-        format!("{}{}", self.base, local_location(&self.local))
+        let position = self
+            .path
+            .ancestor(self.path.len().saturating_sub(self.local.len()));
+        let mut out = position_location(self.root, position);
+        for key in self.local.keys() {
+            match key {
+                Key::Str(s) => {
+                    out.push('.');
+                    out.push_str(&s);
+                }
+                Key::Int(i) => {
+                    let _ = write!(out, "[{i}]");
+                }
+            }
+        }
+        out
     }
 }
 
@@ -147,7 +161,7 @@ pub fn lower_args<L: Clone + PartialEq + fmt::Display>(
         .zip(&prefixes)
         .enumerate()
         .map(|(i, (value, prefix))| Root {
-            label: format!("args[{i}]"),
+            label: RootLabel::Arg(i),
             value: value.clone(),
             prefix,
         })
@@ -190,13 +204,13 @@ pub fn lower_outputs<L: Clone + PartialEq + fmt::Display>(
         .zip(&prefixes)
         .enumerate()
         .map(|(i, (value, prefix))| Root {
-            label: format!("args[{i}]"),
+            label: RootLabel::Arg(i),
             value: graph_nodes_only(value),
             prefix,
         })
         .collect();
     roots.push(Root {
-        label: "output".to_owned(),
+        label: RootLabel::Output,
         value: output.clone(),
         prefix: out_prefix,
     });
@@ -276,18 +290,55 @@ fn graph_nodes_only(value: &Value) -> Value {
     }
 }
 
+/// How a root is named in error messages. Names are rendered only when an error is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum RootLabel {
+    /// `args[i]`.
+    Arg(usize),
+    /// `output`.
+    Output,
+}
+
+impl fmt::Display for RootLabel {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RootLabel::Arg(i) => write!(f, "args[{i}]"),
+            RootLabel::Output => f.write_str("output"),
+        }
+    }
+}
+
+/// The location of a prefix position (`args[1][0]`): its root's label, then `[i]` for each
+/// tuple position on its path below the root.
+fn position_location(root: RootLabel, path: &Path) -> String {
+    let mut out = root.to_string();
+    for key in path.keys().iter().skip(1) {
+        let _ = write!(out, "[{key}]");
+    }
+    out
+}
+
 struct Root<'p, L> {
-    label: String,
+    label: RootLabel,
     value: Value,
     prefix: &'p Prefix<L>,
 }
 
 /// Where a prefix leaf or StateAxes applies: a subtree position.
 struct Position<'p, L> {
+    /// The root's index, then the tuple positions leading to it.
     path: Path,
-    location: String,
+    /// The root it is under.
+    root: RootLabel,
     value: Value,
     prefix: PrefixAt<'p, L>,
+}
+
+impl<L> Position<'_, L> {
+    /// Its location (`args[1][0]`), for error messages.
+    fn location(&self) -> String {
+        position_location(self.root, &self.path)
+    }
 }
 
 enum PrefixAt<'p, L> {
@@ -325,7 +376,7 @@ fn lower<L: Clone + PartialEq + fmt::Display>(
             &root.value,
             root.prefix,
             Path::root().child(i),
-            root.label.clone(),
+            root.label,
             &mut positions,
         )?;
     }
@@ -337,10 +388,6 @@ fn lower<L: Clone + PartialEq + fmt::Display>(
         .iter()
         .map(|p| Rebaser::new(p.path.len()))
         .collect();
-    let bases: Vec<Arc<str>> = positions
-        .iter()
-        .map(|p| Arc::from(p.location.as_str()))
-        .collect();
     for (path, leaf) in flat.leaves {
         let Some(i) = positions.iter().position(|p| path.starts_with(&p.path)) else {
             return Err(Error::InvalidPrefix(format!(
@@ -350,7 +397,7 @@ fn lower<L: Clone + PartialEq + fmt::Display>(
         let local = rebasers[i].rebase(&path);
         let prefix = positions[i].prefix.resolve(&local, &leaf)?;
         leaves.push(LoweredLeaf {
-            base: bases[i].clone(),
+            root: positions[i].root,
             local,
             path,
             value: leaf.value(),
@@ -366,42 +413,17 @@ fn lower<L: Clone + PartialEq + fmt::Display>(
     })
 }
 
-fn local_location(local: &Path) -> String {
-    local
-        .keys()
-        .iter()
-        .map(|k| match k {
-            Key::Str(s) => format!(".{s}"),
-            Key::Int(i) => format!("[{i}]"),
-        })
-        .collect()
-}
-
-/// A location below a position, as a persistent list of its printed segments (`.kernel`,
-/// `[0]`), so that extending it is O(1); [`render`] joins them.
-type Location = Path;
-
-fn render(base: &str, location: &Location) -> String {
-    let mut out = base.to_owned();
-    for segment in location.keys() {
-        if let Key::Str(s) = segment {
-            out.push_str(&s);
-        }
-    }
-    out
-}
-
 fn collect_positions<'p, L: fmt::Display>(
     value: &Value,
     prefix: &'p Prefix<L>,
     path: Path,
-    location: String,
+    root: RootLabel,
     out: &mut Vec<Position<'p, L>>,
 ) -> Result<()> {
     match prefix {
         Prefix::Leaf(l) => out.push(Position {
             path,
-            location,
+            root,
             value: value.clone(),
             prefix: PrefixAt::Leaf(l),
         }),
@@ -409,28 +431,30 @@ fn collect_positions<'p, L: fmt::Display>(
             Value::Object(_) | Value::List(_) | Value::Dict(_) | Value::Variable(_) => {
                 out.push(Position {
                     path,
-                    location,
+                    root,
                     value: value.clone(),
                     prefix: PrefixAt::StateAxes(groups),
                 })
             }
             other => {
                 return Err(Error::InvalidPrefix(format!(
-                    "Cannot use StateAxes on non-graph nodes, found {prefix} for {} at {location}; StateAxes can only be used directly on objects, lists, dicts or Variables, not as a prefix of a tuple of them",
-                    other.kind_name()
+                    "Cannot use StateAxes on non-graph nodes, found {prefix} for {} at {}; StateAxes can only be used directly on objects, lists, dicts or Variables, not as a prefix of a tuple of them",
+                    other.kind_name(),
+                    position_location(root, &path)
                 )));
             }
         },
         Prefix::Tuple(prefixes) => match value {
             Value::Tuple(items) if items.len() == prefixes.len() => {
                 for (i, (item, p)) in items.iter().zip(prefixes).enumerate() {
-                    collect_positions(item, p, path.child(i), format!("{location}[{i}]"), out)?;
+                    collect_positions(item, p, path.child(i), root, out)?;
                 }
             }
             other => {
                 return Err(Error::InvalidPrefix(format!(
-                    "prefix {prefix} expects a tuple of {} values at {location}, found {}",
+                    "prefix {prefix} expects a tuple of {} values at {}, found {}",
                     prefixes.len(),
+                    position_location(root, &path),
                     other.kind_name()
                 )));
             }
@@ -458,20 +482,30 @@ fn check_positions<L: Clone + PartialEq + fmt::Display>(
         seen: IndexMap::new(),
         expansions: HashMap::new(),
         ancestors: HashSet::new(),
+        containers: Vec::new(),
     };
-    for position in positions {
+    for (index, position) in positions.iter().enumerate() {
         walk.expansions.clear();
-        walk.visit(position)?;
+        walk.visit(position, index)?;
     }
-    let conflicts: Vec<AliasConflict> = walk
-        .seen
+    let AliasWalk {
+        seen, containers, ..
+    } = walk;
+    let conflicts: Vec<AliasConflict> = seen
         .into_values()
-        .filter(|(_, occurrences)| occurrences.iter().any(|(_, _, p)| *p != occurrences[0].2))
+        .filter(|(_, occurrences)| {
+            occurrences
+                .iter()
+                .any(|o| o.prefix != occurrences[0].prefix)
+        })
         .map(|(type_name, occurrences)| AliasConflict {
-            type_name,
+            type_name: type_name.to_owned(),
             occurrences: occurrences
                 .into_iter()
-                .map(|(base, location, p)| (render(base, &location), p.to_string()))
+                .map(|o| {
+                    let location = render(&positions[o.position], &o.at, &containers);
+                    (location, o.prefix.to_string())
+                })
                 .collect(),
         })
         .collect();
@@ -482,8 +516,55 @@ fn check_positions<L: Clone + PartialEq + fmt::Display>(
     }
 }
 
-/// An occurrence of a Variable: the position's location, the location below it, the prefix.
-type Occurrence<'a, L> = (&'a str, Location, L);
+/// A container the aliasing walk went into (a graph node or a tuple), so that a location
+/// below it can be printed when an error needs it: `.name` for an object's attributes,
+/// `[key]` for anything else.
+struct Container {
+    /// The container it is a child of (`None` at the position itself).
+    parent: Option<usize>,
+    /// Whether it is an object (its string keys print as `.name`).
+    object: bool,
+}
+
+/// Where the walk is below a position: the keys followed, and the container the last key
+/// indexes (into [`AliasWalk::containers`]). Nothing is printed until an error needs it.
+struct At {
+    local: Path,
+    parent: Option<usize>,
+}
+
+/// The printed location of `at` under `position` (`args[0]['a']['b'].param`).
+fn render<L>(position: &Position<'_, L>, at: &At, containers: &[Container]) -> String {
+    // The segments from the deepest up: each key with the container it indexes.
+    let mut segments: Vec<(&Key, bool)> = Vec::with_capacity(at.local.len());
+    let (mut path, mut parent) = (&at.local, at.parent);
+    while let (Some(key), Some(c)) = (path.last(), parent) {
+        segments.push((key, containers[c].object));
+        path = path.parent().unwrap_or(path);
+        parent = containers[c].parent;
+    }
+    let mut out = position.location();
+    for (key, object) in segments.into_iter().rev() {
+        match (object, key) {
+            (true, Key::Str(s)) => {
+                out.push('.');
+                out.push_str(s);
+            }
+            (_, k) => {
+                let _ = write!(out, "[{k}]");
+            }
+        }
+    }
+    out
+}
+
+/// An occurrence of a Variable or array slot: the position (index), where below it, and the
+/// prefix it got there.
+struct Occurrence<L> {
+    position: usize,
+    at: At,
+    prefix: L,
+}
 
 /// A place that holds state: a Variable, or the array slot of a graph node (the node and the
 /// path from it, through tuples, to the array).
@@ -493,70 +574,64 @@ enum Slot {
     Array(NodeId, Path),
 }
 
-struct AliasWalk<'a, L> {
+struct AliasWalk<L> {
     level: u32,
     /// Slot → (type name, every occurrence it was reached with).
-    seen: IndexMap<Slot, (String, Vec<Occurrence<'a, L>>)>,
+    seen: IndexMap<Slot, (&'static str, Vec<Occurrence<L>>)>,
     expansions: HashMap<NodeId, usize>,
     /// The nodes on the current path (a cycle is cut at the first repeat).
     ancestors: HashSet<NodeId>,
+    /// Every container entered, across all positions (occurrences point into it).
+    containers: Vec<Container>,
 }
 
 /// A step of the aliasing walk: visit a value, or leave a node (its subtree is done).
 enum Task {
     Visit {
         value: Value,
-        local: Path,
-        location: Location,
+        at: At,
         /// The nearest graph node above, and the path from it (through tuples).
         holder: Option<(NodeId, Path)>,
     },
     Leave(NodeId),
 }
 
-impl<'a, L: Clone> AliasWalk<'a, L> {
-    /// Walks the graph under one position with an explicit stack, in pre-order.
-    fn visit(&mut self, position: &'a Position<'_, L>) -> Result<()> {
-        let base = position.location.as_str();
+impl<L: Clone> AliasWalk<L> {
+    /// Walks the graph under one position (the `index`-th) with an explicit stack, in
+    /// pre-order.
+    fn visit(&mut self, position: &Position<'_, L>, index: usize) -> Result<()> {
         let mut stack = vec![Task::Visit {
             value: position.value.clone(),
-            local: Path::root(),
-            location: Location::root(),
+            at: At {
+                local: Path::root(),
+                parent: None,
+            },
             holder: None,
         }];
         while let Some(task) = stack.pop() {
-            let (value, local, location, holder) = match task {
+            let (value, at, holder) = match task {
                 Task::Leave(id) => {
                     self.ancestors.remove(&id);
                     continue;
                 }
-                Task::Visit {
-                    value,
-                    local,
-                    location,
-                    holder,
-                } => (value, local, location, holder),
+                Task::Visit { value, at, holder } => (value, at, holder),
             };
             match &value {
                 Value::Variable(v) => {
                     check_level(v.type_name(), v.trace_level(), self.level, || {
-                        render(base, &location)
+                        render(position, &at, &self.containers)
                     })?;
                     let prefix = position
                         .prefix
-                        .resolve(&local, &Leaf::Variable(v.clone()))?;
-                    self.record(
-                        Slot::Variable(v.id()),
-                        v.type_name(),
-                        base,
-                        location,
-                        prefix,
-                    );
+                        .resolve(&at.local, &Leaf::Variable(v.clone()))?;
+                    self.record(Slot::Variable(v.id()), v.type_name(), index, at, prefix);
                 }
                 Value::Array(t) => {
                     if let Some((node, path)) = holder {
-                        let prefix = position.prefix.resolve(&local, &Leaf::Array(t.clone()))?;
-                        self.record(Slot::Array(node, path), "Array", base, location, prefix);
+                        let prefix = position
+                            .prefix
+                            .resolve(&at.local, &Leaf::Array(t.clone()))?;
+                        self.record(Slot::Array(node, path), "Array", index, at, prefix);
                     }
                 }
                 Value::Object(_) | Value::List(_) | Value::Dict(_) => {
@@ -567,7 +642,7 @@ impl<'a, L: Clone> AliasWalk<'a, L> {
                         node.kind().type_name(),
                         node.trace_level(),
                         self.level,
-                        || render(base, &location),
+                        || render(position, &at, &self.containers),
                     )?;
                     let count = self.expansions.entry(node.id()).or_insert(0);
                     if self.ancestors.contains(&node.id()) || *count >= MAX_EXPANSIONS_PER_NODE {
@@ -576,28 +651,31 @@ impl<'a, L: Clone> AliasWalk<'a, L> {
                     *count += 1;
                     self.ancestors.insert(node.id());
                     stack.push(Task::Leave(node.id()));
+                    let container =
+                        self.enter(at.parent, matches!(node.kind(), NodeKind::Object(_)));
                     for (key, child) in node.sorted_children().into_iter().rev() {
-                        let segment = match (node.kind(), &key) {
-                            (NodeKind::Object(_), Key::Str(s)) => format!(".{s}"),
-                            (_, k) => format!("[{k}]"),
-                        };
                         // Only arrays (possibly inside tuples) need their slot.
                         let holder = matches!(child, Value::Array(_) | Value::Tuple(_))
                             .then(|| (node.id(), Path::root().child(key.clone())));
                         stack.push(Task::Visit {
                             value: child,
-                            local: local.child(key),
-                            location: location.child(segment),
+                            at: At {
+                                local: at.local.child(key),
+                                parent: Some(container),
+                            },
                             holder,
                         });
                     }
                 }
                 Value::Tuple(items) => {
+                    let container = self.enter(at.parent, false);
                     for (i, item) in items.iter().enumerate().rev() {
                         stack.push(Task::Visit {
                             value: item.clone(),
-                            local: local.child(i),
-                            location: location.child(format!("[{i}]")),
+                            at: At {
+                                local: at.local.child(i),
+                                parent: Some(container),
+                            },
                             holder: holder.as_ref().map(|(n, p)| (*n, p.child(i))),
                         });
                     }
@@ -608,25 +686,28 @@ impl<'a, L: Clone> AliasWalk<'a, L> {
         Ok(())
     }
 
+    /// Notes a container entered below `parent`; returns its index.
+    fn enter(&mut self, parent: Option<usize>, object: bool) -> usize {
+        self.containers.push(Container { parent, object });
+        self.containers.len() - 1
+    }
+
     /// Records one occurrence of a slot (once per location).
-    fn record(
-        &mut self,
-        slot: Slot,
-        type_name: &str,
-        base: &'a str,
-        location: Location,
-        prefix: L,
-    ) {
+    fn record(&mut self, slot: Slot, type_name: &'static str, position: usize, at: At, prefix: L) {
         let entry = self
             .seen
             .entry(slot)
-            .or_insert_with(|| (type_name.to_owned(), Vec::new()));
+            .or_insert_with(|| (type_name, Vec::new()));
         if !entry
             .1
             .iter()
-            .any(|(b, l, _)| std::ptr::eq(*b, base) && *l == location)
+            .any(|o| o.position == position && o.at.local == at.local)
         {
-            entry.1.push((base, location, prefix));
+            entry.1.push(Occurrence {
+                position,
+                at,
+                prefix,
+            });
         }
     }
 }

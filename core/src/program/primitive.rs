@@ -357,13 +357,15 @@ impl Primitive {
     /// validating exactly what evaluation would.
     ///
     /// # Errors
-    /// The same shape and dtype errors evaluation would report.
+    /// The same shape and dtype errors evaluation would report; [`Error::MalformedProgram`]
+    /// for the wrong number of operands, or a higher-order primitive (it has several
+    /// outputs: use [`Primitive::output_avals`]).
     pub fn abstract_eval(&self, inputs: &[AbstractValue]) -> Result<AbstractValue> {
         let arity = |n: usize| -> Result<()> {
             if inputs.len() == n {
                 Ok(())
             } else {
-                Err(Error::InvalidValue(format!(
+                Err(Error::malformed_program(format!(
                     "{} takes {n} operands, got {}",
                     self.name(),
                     inputs.len()
@@ -373,7 +375,7 @@ impl Primitive {
         let first = inputs.first();
         let one = || -> Result<&AbstractValue> {
             arity(1)?;
-            first.ok_or_else(|| Error::InvalidValue("missing operand".into()))
+            first.ok_or_else(|| Error::malformed_program(format!("{} has no operand", self.name())))
         };
         Ok(match self {
             Primitive::Binary(op) => {
@@ -571,7 +573,7 @@ impl Primitive {
                 AbstractValue::new(a.shape.clone(), DType::Key, false)
             }
             Primitive::Call { .. } | Primitive::Vmap { .. } | Primitive::Scan { .. } => {
-                return Err(Error::InvalidValue(format!(
+                return Err(Error::malformed_program(format!(
                     "{} has several outputs; use output_avals",
                     self.name()
                 )));
@@ -597,11 +599,13 @@ impl Primitive {
     /// # Errors
     /// The kernels' shape and dtype errors; [`Error::ArrayTooLarge`] or
     /// [`Error::AllocationFailed`] for a result the machine cannot hold (every kernel whose
-    /// result can be larger than its operands checks before allocating).
+    /// result can be larger than its operands checks before allocating);
+    /// [`Error::MalformedProgram`] for a missing operand, or a higher-order primitive (an
+    /// engine evaluates those).
     pub fn eval(&self, inputs: &[Array]) -> Result<Array> {
         let arg = |i: usize| {
             inputs.get(i).ok_or_else(|| {
-                Error::InvalidValue(format!("{} is missing operand {i}", self.name()))
+                Error::malformed_program(format!("{} is missing operand {i}", self.name()))
             })
         };
         match self {
@@ -641,7 +645,7 @@ impl Primitive {
             Primitive::FoldInEach => crate::random::fold_in_each_array(arg(0)?, arg(1)?),
             Primitive::SeedKeys => crate::random::seed_keys_array(arg(0)?),
             Primitive::Call { .. } | Primitive::Vmap { .. } | Primitive::Scan { .. } => {
-                Err(Error::InvalidValue(format!(
+                Err(Error::malformed_program(format!(
                     "{} is a higher-order primitive: an engine evaluates it",
                     self.name()
                 )))

@@ -207,7 +207,7 @@ pub fn trace_fn<T>(
     // closes it while unwinding).
     let mut frame = open
         .close()
-        .ok_or_else(|| Error::InvalidValue("trace stack is empty".into()))?;
+        .ok_or_else(|| Error::internal("trace stack is empty"))?;
     let (outputs, extra) = result?;
     let outputs: Vec<Atom> = outputs.iter().map(|t| frame.atom(t)).collect();
     let mut program_inputs = frame.inputs.clone();
@@ -239,7 +239,7 @@ pub(crate) fn note_read(owner: TraceLevel) {
 pub(crate) fn record(primitive: Primitive, inputs: &[&Tensor]) -> Result<Tensor> {
     record_multi(primitive, inputs)?
         .pop()
-        .ok_or_else(|| Error::InvalidValue("primitive produced no output".into()))
+        .ok_or_else(|| Error::internal("primitive produced no output"))
 }
 
 /// Records a primitive with any number of outputs (a nested transform).
@@ -265,8 +265,7 @@ pub(crate) fn record_multi(primitive: Primitive, inputs: &[&Tensor]) -> Result<V
                 target = Some(target.map_or(depth, |d: usize| d.max(depth)));
             }
         }
-        let depth =
-            target.ok_or_else(|| Error::InvalidValue("record called without tracers".into()))?;
+        let depth = target.ok_or_else(|| Error::internal("record called without tracers"))?;
         let frame = &mut stack[depth];
         let atoms: Vec<Atom> = inputs.iter().map(|t| frame.atom(t)).collect();
         let avals: Vec<AbstractValue> = inputs.iter().map(|t| t.aval()).collect();
@@ -343,7 +342,7 @@ mod tests {
     #[test]
     fn a_failing_closure_closes_its_frame() {
         let result = trace_fn(&[scalar_aval()], |_| -> Result<(Vec<Tensor>, ())> {
-            Err(Error::InvalidValue("stop".into()))
+            Err(Error::shape("f", "stop"))
         });
         assert!(result.is_err());
         assert_eq!(depth(), 0);

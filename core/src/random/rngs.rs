@@ -60,14 +60,15 @@ impl Rngs {
     /// Wraps an object that is an `Rngs`, such as one rebuilt by `graph::merge`.
     ///
     /// # Errors
-    /// [`Error::InvalidValue`] when the object is not of type `Rngs` or one of its
-    /// `RngStream` attributes is malformed (see [`RngStream::from_object`]).
+    /// [`Error::WrongValueKind`] when the object is not of type `Rngs`;
+    /// [`Error::MalformedRngStream`] when one of its `RngStream` attributes is malformed (see
+    /// [`RngStream::from_object`]).
     pub fn from_object(object: Object) -> Result<Rngs> {
         if object.type_name() != RNGS_TYPE {
-            return Err(Error::InvalidValue(format!(
-                "expected an Rngs object, got a '{}' object",
-                object.type_name()
-            )));
+            return Err(Error::WrongValueKind {
+                expected: "an Rngs object",
+                found: format!("a '{}' object", object.type_name()),
+            });
         }
         let rngs = Rngs(object);
         rngs.streams()?;
@@ -93,7 +94,7 @@ impl Rngs {
     /// `RngStream` objects are skipped.
     ///
     /// # Errors
-    /// [`Error::InvalidValue`] when an `RngStream` attribute is malformed.
+    /// [`Error::MalformedRngStream`] when an `RngStream` attribute is malformed.
     pub fn streams(&self) -> Result<Vec<(String, RngStream)>> {
         self.0
             .attributes()
@@ -136,7 +137,8 @@ impl Rngs {
     ///
     /// # Errors
     /// [`Error::RngStreamNotFound`] ("No RngStream named '…' found in Rngs.") listing the
-    /// streams when neither exists; [`Error::InvalidValue`] when the stream is malformed.
+    /// streams when neither exists; [`Error::MalformedRngStream`] when the stream is
+    /// malformed.
     pub fn stream(&self, name: &str) -> Result<RngStream> {
         let found = if self.0.has(name) {
             self.0.get(name)?
@@ -264,8 +266,9 @@ impl RngsBuilder {
     /// Creates the `Rngs`.
     ///
     /// # Errors
-    /// [`Error::InvalidValue`] when a stream name is given twice (including `default`
-    /// both ways) or a seed is invalid (see [`RngSeed::to_key`]).
+    /// [`Error::DuplicateRngStream`] when a stream name is given twice (including `default`
+    /// both ways); [`Error::InvalidRngSeed`] when a seed is invalid (see
+    /// [`RngSeed::to_key`]).
     pub fn build(self) -> Result<Rngs> {
         let mut streams = self.streams;
         if let Some(seed) = self.default {
@@ -274,9 +277,7 @@ impl RngsBuilder {
         let object = Object::new(RNGS_TYPE);
         for (name, seed) in streams {
             if object.has(&name) {
-                return Err(Error::InvalidValue(format!(
-                    "Rngs got more than one seed for the stream '{name}'"
-                )));
+                return Err(Error::DuplicateRngStream { name });
             }
             object.set(&name, RngStream::new(&name, seed)?)?;
         }

@@ -136,15 +136,15 @@ impl SplitRngs {
     /// Either every selected stream is split or, on error, none is changed.
     ///
     /// # Errors
-    /// [`Error::InvalidValue`] for `squeeze` with `splits` other than `1`, or a malformed
-    /// stream; [`Error::Shape`] when a selected stream holds a key array (JAX's `split`
+    /// [`Error::SqueezeNeedsOneSplit`] for `squeeze` with `splits` other than `1`;
+    /// [`Error::MalformedRngStream`] for a malformed stream; [`Error::Shape`] when a selected stream holds a key array (JAX's `split`
     /// needs a single key); [`Error::TraceContext`] when a stream belongs to another trace
     /// level.
     pub fn apply(&self, node: &impl GraphValue) -> Result<SplitBackups> {
         if self.squeeze && self.splits != Splits::Count(1) {
-            return Err(Error::InvalidValue(
-                "squeeze=True is only supported for splits=1".to_owned(),
-            ));
+            return Err(Error::SqueezeNeedsOneSplit {
+                splits: self.splits.shape(),
+            });
         }
         let streams = selected_streams(node, &self.only)?;
         for (path, stream) in &streams {
@@ -216,7 +216,7 @@ pub fn split_rngs_scoped<T>(
 /// Key-array streams are forked elementwise.
 ///
 /// # Errors
-/// [`Error::InvalidValue`] for a malformed stream; [`Error::TraceContext`] when a stream
+/// [`Error::MalformedRngStream`] for a malformed stream; [`Error::TraceContext`] when a stream
 /// belongs to another trace level. On error no stream is changed.
 pub fn fork_rngs(node: &impl GraphValue, only: &Filter) -> Result<SplitBackups> {
     let streams = selected_streams(node, only)?;

@@ -40,7 +40,7 @@ impl RngSeed {
     /// The key array this seed stands for.
     ///
     /// # Errors
-    /// [`Error::InvalidValue`] for a tensor that is neither a key array nor uint32 data
+    /// [`Error::InvalidRngSeed`] for a tensor that is neither a key array nor uint32 data
     /// (Flax's "Invalid rng value"); the errors of [`wrap_key_data`]; the errors of
     /// [`RngStream::key`] for a malformed stream.
     pub fn to_key(&self) -> Result<Tensor> {
@@ -49,10 +49,10 @@ impl RngSeed {
             RngSeed::Key(t) => match t.dtype() {
                 DType::Key => Ok(t.clone()),
                 DType::U32 => wrap_key_data(t),
-                _ => Err(Error::InvalidValue(format!(
-                    "Invalid rng value: {}, expected a key array (dtype key<fry>) or uint32 key data",
-                    t.repr()
-                ))),
+                dtype => Err(Error::InvalidRngSeed {
+                    value: t.repr(),
+                    dtype,
+                }),
             },
             RngSeed::Stream(stream) => Ok(stream.key()?.value()),
         }
@@ -140,9 +140,11 @@ impl RngStream {
     /// Wraps an object that is a stream, such as one rebuilt by `graph::merge`.
     ///
     /// # Errors
-    /// [`Error::InvalidValue`] when the object is not of type `RngStream`, or its `tag`,
-    /// `key` or `count` attribute is missing or of the wrong kind (a static string, an
-    /// `RngKey` holding a key array, an `RngCount` holding uint32).
+    /// [`Error::WrongValueKind`] when the object is not of type `RngStream`;
+    /// [`Error::MalformedRngStream`] when its `tag`, `key` or `count` attribute is not of
+    /// the right kind (a static string, an `RngKey` holding a key array, an `RngCount`
+    /// holding uint32); [`Error::AttributeNotFound`] or [`Error::AttributeType`] when the
+    /// `key` or `count` Variable is missing.
     pub fn from_object(object: Object) -> Result<RngStream> {
         let stream = RngStream(object);
         stream.validate()?;
@@ -152,10 +154,10 @@ impl RngStream {
     fn validate(&self) -> Result<()> {
         let object = &self.0;
         if object.type_name() != RNG_STREAM_TYPE {
-            return Err(Error::InvalidValue(format!(
-                "expected an RngStream object, got a '{}' object",
-                object.type_name()
-            )));
+            return Err(Error::WrongValueKind {
+                expected: "an RngStream object",
+                found: format!("a '{}' object", object.type_name()),
+            });
         }
         self.tag()?;
         let key = self.key()?;
@@ -175,8 +177,12 @@ impl RngStream {
         Ok(())
     }
 
-    fn malformed(&self, what: String) -> Error {
-        Error::InvalidValue(format!("malformed RngStream: {what}"))
+    /// A [`Error::MalformedRngStream`] naming this stream (by its tag, when it has one).
+    fn malformed(&self, problem: String) -> Error {
+        Error::MalformedRngStream {
+            tag: self.tag().ok(),
+            problem,
+        }
     }
 
     fn variable(&self, name: &str, ty: VariableType) -> Result<Variable> {
@@ -195,11 +201,15 @@ impl RngStream {
     /// The stream's tag (its name in the `Rngs`).
     ///
     /// # Errors
-    /// [`Error::InvalidValue`] when the `tag` attribute is missing or not a static string.
+    /// [`Error::MalformedRngStream`] when the `tag` attribute is missing or not a static
+    /// string.
     pub fn tag(&self) -> Result<String> {
         match self.0.get("tag") {
             Ok(Value::Static(Static::Str(tag))) => Ok(tag),
-            _ => Err(self.malformed("its tag is not a static string".to_owned())),
+            _ => Err(Error::MalformedRngStream {
+                tag: None,
+                problem: "its tag is not a static string".to_owned(),
+            }),
         }
     }
 
@@ -207,7 +217,7 @@ impl RngStream {
     ///
     /// # Errors
     /// [`Error::AttributeNotFound`] or [`Error::AttributeType`] when there is no `key`
-    /// Variable; [`Error::InvalidValue`] when it is not an `RngKey`.
+    /// Variable; [`Error::MalformedRngStream`] when it is not an `RngKey`.
     pub fn key(&self) -> Result<Variable> {
         self.variable("key", VariableType::RNG_KEY)
     }
@@ -234,7 +244,7 @@ impl RngStream {
             drawn = Some(fold_in_each(&key, &count)?);
             count.add(&Tensor::scalar(1_u32))
         })?;
-        drawn.ok_or_else(|| Error::InvalidValue("the RngStream count was not updated".into()))
+        drawn.ok_or_else(|| Error::internal("the RngStream count was not updated"))
     }
 
     /// A new stream with the same tag whose key is `self.next_key()` (`stream.fork()`); this

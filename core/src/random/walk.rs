@@ -14,8 +14,8 @@ use super::stream::{RNG_STREAM_TYPE, RngStream};
 /// key order, through objects, lists, dicts and tuples.
 ///
 /// # Errors
-/// [`Error::InvalidValue`](crate::Error::InvalidValue) when an object of type `RngStream`
-/// is malformed (see [`RngStream::from_object`]).
+/// [`Error::MalformedRngStream`](crate::Error::MalformedRngStream) when an object of type
+/// `RngStream` is malformed (see [`RngStream::from_object`]).
 ///
 /// ```
 /// use nnx_core::{Object, Path, random::{Rngs, rng_streams}};

@@ -86,7 +86,7 @@ impl Tape {
             match atom {
                 Atom::Literal(a) => Ok(Slot::Constant(Tensor::from(a.clone()))),
                 Atom::Var(v) => env.get(&v.0).cloned().ok_or_else(|| {
-                    Error::InvalidValue(format!("v{} used before it is defined", v.0))
+                    Error::malformed_program(format!("v{} used before it is defined", v.0))
                 }),
             }
         };
@@ -168,7 +168,7 @@ impl Tape {
                 (None, false) => values
                     .into_iter()
                     .next()
-                    .ok_or_else(|| Error::InvalidValue("no lanes".into())),
+                    .ok_or_else(|| Error::internal("a vmap with lanes produced no lanes")),
             })
             .collect()
     }
@@ -221,7 +221,7 @@ impl Tape {
             .enumerate()
             .map(|(j, kind)| match kind {
                 ScanOutput::Carry(i) => carry[*i].clone().ok_or_else(|| {
-                    Error::InvalidValue(format!("scan output {j} carries a non-carry input"))
+                    Error::malformed_program(format!("scan output {j} carries a non-carry input"))
                 }),
                 ScanOutput::Stacked(axis) => {
                     let mut values = std::mem::take(&mut stacked[j]);
@@ -468,8 +468,8 @@ fn vjp(
         Primitive::Random(_) | Primitive::FoldInEach | Primitive::SeedKeys => vec![None; x.len()],
         Primitive::Call { .. } | Primitive::Vmap { .. } | Primitive::Scan { .. } => {
             // The tape inlines and unrolls higher-order equations, so none is ever recorded.
-            return Err(Error::InvalidValue(format!(
-                "internal: {} reached the backward pass without being inlined",
+            return Err(Error::internal(format!(
+                "{} reached the backward pass without being inlined",
                 p.name()
             )));
         }
@@ -529,11 +529,10 @@ fn dims(t: &Tensor) -> Vec<isize> {
 /// `ones` with the shape and float dtype of a scalar loss (the seed of the backward pass).
 pub(crate) fn seed_for(loss: &Tensor) -> Result<Tensor> {
     if loss.ndim() != 0 || loss.dtype() != DType::F32 {
-        return Err(Error::InvalidValue(format!(
-            "grad requires a real scalar output (float32, shape ()), got {} of shape {:?}",
-            loss.dtype(),
-            loss.shape()
-        )));
+        return Err(Error::GradLossNotScalar {
+            dtype: loss.dtype(),
+            shape: loss.shape().to_vec(),
+        });
     }
     Ok(Tensor::scalar(1.0f32))
 }

@@ -60,26 +60,28 @@ impl Grad {
     /// The State, for a graph-node argument.
     ///
     /// # Errors
-    /// [`Error::InvalidValue`] for an array gradient.
+    /// [`Error::WrongValueKind`] for an array gradient.
     pub fn state(&self) -> Result<&State> {
         match self {
             Grad::State(s) => Ok(s),
-            Grad::Array(_) => Err(Error::InvalidValue(
-                "this gradient is an array, not a State".into(),
-            )),
+            Grad::Array(_) => Err(Error::WrongValueKind {
+                expected: "a State gradient",
+                found: "an array gradient".to_owned(),
+            }),
         }
     }
 
     /// The array, for an array argument.
     ///
     /// # Errors
-    /// [`Error::InvalidValue`] for a State gradient.
+    /// [`Error::WrongValueKind`] for a State gradient.
     pub fn array(&self) -> Result<&Tensor> {
         match self {
             Grad::Array(t) => Ok(t),
-            Grad::State(_) => Err(Error::InvalidValue(
-                "this gradient is a State, not an array".into(),
-            )),
+            Grad::State(_) => Err(Error::WrongValueKind {
+                expected: "an array gradient",
+                found: "a State gradient".to_owned(),
+            }),
         }
     }
 }
@@ -180,13 +182,11 @@ impl<F: Fn(&[Value]) -> Result<Value>> Rules for GradFn<F> {
         } else {
             Path::root().child(n_args)
         };
-        let loss_index = inner.extra.leaves().iter().position(|l| l.path == loss_path).ok_or_else(|| {
-            Error::InvalidValue(if self.has_aux {
-                "with has_aux the function must return a tuple (loss, aux) whose loss is an array".into()
-            } else {
-                "grad requires the function to return a scalar array".into()
-            })
-        })?;
+        let loss_index = (inner.extra.leaves().iter())
+            .position(|l| l.path == loss_path)
+            .ok_or(Error::GradLossMissing {
+                has_aux: self.has_aux,
+            })?;
         let mut tape_inputs = inputs.clone();
         tape_inputs.extend(inner.captured.iter().cloned());
         let tape = Tape::forward(&inner.program, &tape_inputs)?;
@@ -294,9 +294,11 @@ impl<F: Fn(&[Value]) -> Result<Value>> GradFn<F> {
     /// Calls the function and differentiates it.
     ///
     /// # Errors
-    /// A non-scalar or non-float output, a non-float differentiated input
-    /// ([`Error::NonDifferentiable`]), empty, repeated or out-of-range argnums, aliasing and
-    /// closure-rule errors, and whatever `f` returns. On error the caller's objects are
+    /// An output without a loss array ([`Error::GradLossMissing`]), a non-scalar or
+    /// non-float loss ([`Error::GradLossNotScalar`]), a non-float differentiated input
+    /// ([`Error::NonDifferentiable`]), a differentiated argument that is neither a graph
+    /// node nor an array ([`Error::NoDifferentiableArray`]), empty, repeated or
+    /// out-of-range argnums, aliasing and closure-rule errors, and whatever `f` returns. On error the caller's objects are
     /// unchanged.
     pub fn call(&self, engine: &(impl Engine + ?Sized), args: impl IntoArgs) -> Result<GradOutput> {
         let args = &args.into_args()[..];
@@ -327,7 +329,7 @@ impl<F: Fn(&[Value]) -> Result<Value>> GradFn<F> {
         } else {
             (Some(output.as_tensor()?), None)
         };
-        let value = value.ok_or_else(|| Error::InvalidValue("missing loss".into()))?;
+        let value = value.ok_or_else(|| Error::internal("grad's output has no loss"))?;
         let by_variable: HashMap<NodeId, Tensor> = diff_leaves
             .iter()
             .zip(&grads_flat)
@@ -361,12 +363,8 @@ impl<F: Fn(&[Value]) -> Result<Value>> GradFn<F> {
                 }
                 _ => {
                     let path = Path::from(vec![Key::from(d.argnum)]);
-                    by_path.get(&path).cloned().map(Grad::Array).ok_or_else(|| {
-                        Error::InvalidValue(format!(
-                            "argument {} has no differentiable array",
-                            d.argnum
-                        ))
-                    })
+                    (by_path.get(&path).cloned().map(Grad::Array))
+                        .ok_or(Error::NoDifferentiableArray { argnum: d.argnum })
                 }
             })
             .collect::<Result<Vec<_>>>()?;

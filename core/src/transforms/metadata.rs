@@ -9,12 +9,13 @@ const AXIS_NAME_KEYS: [&str; 2] = ["sharding", "out_sharding"];
 
 /// Entering a transform mapped on `axis`: removes the axis name at `axis` from every
 /// axis-name metadata entry that is a sequence (`None` entries are left alone). The removed
-/// entry must be `name`.
+/// entry must be `name`; `location` names the Variable in the error
+/// ([`Error::AxisNameMismatch`]) and is only called when there is one.
 pub(crate) fn remove_axis(
     metadata: &mut [(String, Static)],
     axis: usize,
     name: &str,
-    location: &str,
+    location: impl FnOnce() -> String,
 ) -> Result<()> {
     for (key, value) in metadata
         .iter_mut()
@@ -27,9 +28,13 @@ pub(crate) fn remove_axis(
             Some(Static::Str(found)) if found == name => {}
             found => {
                 let found = found.map_or_else(|| "nothing".to_owned(), ToString::to_string);
-                return Err(Error::InvalidValue(format!(
-                    "Expected to remove '{name}' at index {axis} from {value}, but found {found} ({location}.{key})"
-                )));
+                return Err(Error::AxisNameMismatch {
+                    name: name.to_owned(),
+                    axis,
+                    sequence: value.to_string(),
+                    found,
+                    location: format!("{}.{key}", location()),
+                });
             }
         }
         let mut items = items.to_vec();
@@ -79,7 +84,7 @@ mod tests {
     #[test]
     fn removes_and_inserts_the_partition_name() {
         let mut m = md(static_tuple!["a", "b", ()]);
-        remove_axis(&mut m, 1, "b", "args[0].param").unwrap();
+        remove_axis(&mut m, 1, "b", || "args[0].param".to_owned()).unwrap();
         assert_eq!(m[0].1, static_tuple!["a", ()]);
         add_axis(&mut m, 1, "b");
         assert_eq!(m[0].1, static_tuple!["a", "b", ()]);
@@ -88,7 +93,7 @@ mod tests {
     #[test]
     fn removing_the_wrong_name_is_an_error() {
         let mut m = md(static_tuple![(), "a", "b"]);
-        let err = remove_axis(&mut m, 1, "b", "args[0].p").unwrap_err();
+        let err = remove_axis(&mut m, 1, "b", || "args[0].p".to_owned()).unwrap_err();
         assert_eq!(
             err.to_string(),
             "Expected to remove 'b' at index 1 from (None, 'a', 'b'), but found 'a' (args[0].p.sharding)"

@@ -259,7 +259,7 @@ impl<F: Fn(&[Value]) -> Result<Value>> Rules for Vmap<F> {
                 .filter_map(|(l, a)| a.map(|a| (l.path.clone(), a)))
                 .collect();
             lowered.edit_variable_metadata(|leaf, metadata| match axes.get(&leaf.path) {
-                Some(&axis) => remove_axis(metadata, axis, name, &leaf.location()),
+                Some(&axis) => remove_axis(metadata, axis, name, || leaf.location()),
                 None => Ok(()),
             })?;
         }
