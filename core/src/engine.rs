@@ -104,8 +104,9 @@ pub trait Engine {
     /// `inputs[k]` indexed at `i` along `batching.in_axes[k]` (or whole when `None`), and
     /// stacks output `j` along `batching.out_axes[j]`. An output with out axis `None` does
     /// not depend on batched inputs (the caller checked), so it is the same for every lane.
-    /// With zero lanes the result must be [`Batching::zero_lane_outputs`] (the conformance
-    /// suite checks it).
+    /// With zero lanes the result must be what the one per-lane loop
+    /// ([`lanes_loop`](crate::program::lanes_loop)) gives: mapped outputs empty along their
+    /// batch axis, unmapped ones computed once on zeros (the conformance suite checks it).
     ///
     /// # Errors
     /// Kernel errors, and inputs whose batch axes do not have `axis_size` elements.

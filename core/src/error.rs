@@ -191,11 +191,6 @@ pub enum Error {
         /// Its dtype.
         dtype: crate::tensor::DType,
     },
-    /// A value that is invalid for the operation, described only by its message.
-    ///
-    /// Being retired in favour of the specific variants below: do not add uses.
-    #[error("{0}")]
-    InvalidValue(String),
     /// A value of another kind than the one asked for (an object where an array was
     /// expected, a State gradient where an array gradient was expected, …).
     #[error("expected {expected}, got {found}")]
@@ -474,8 +469,7 @@ impl Error {
             Error::UnsupportedDType { .. }
             | Error::DTypeMismatch { .. }
             | Error::NonDifferentiable { .. } => ErrorKind::DType,
-            Error::InvalidValue(_)
-            | Error::WrongValueKind { .. }
+            Error::WrongValueKind { .. }
             | Error::LeafNotVariable { .. }
             | Error::GradLossMissing { .. }
             | Error::NoDifferentiableArray { .. }

@@ -40,7 +40,9 @@ impl Fast {
                     Some(result) => result?,
                     None => kernels::matmul(a, b)?,
                 }]),
-                _ => Err(Error::InvalidValue("matmul takes two operands".into())),
+                _ => Err(Error::MalformedProgram {
+                    reason: format!("matmul takes two operands, got {}", args.len()),
+                }),
             },
             Primitive::Call { program } => self.run(&program.0, args),
             Primitive::Vmap { program, batching } => self.run_batched(&program.0, args, batching),

@@ -87,51 +87,6 @@ impl Batching {
     pub fn check_outputs(&self, program: &Program) -> Result<Vec<AbstractValue>> {
         check_output_allocations(self.output_avals(program))
     }
-
-    /// The outputs of `program` batched over zero lanes, given the engine's `run`. A mapped
-    /// output is empty along its batch axis (zeros of its per-lane shape with a batch axis of
-    /// size 0). An unmapped output does not depend on the mapped inputs (the caller checked),
-    /// so, as in JAX, it is computed: `program` runs once with zeros standing in for the
-    /// mapped inputs' lane — only if there is such an output. Every engine returns exactly
-    /// this for `axis_size == 0`.
-    ///
-    /// # Errors
-    /// Whatever `run` returns.
-    pub fn zero_lane_outputs(
-        &self,
-        program: &Program,
-        inputs: &[Array],
-        run: impl FnOnce(&[Array]) -> Result<Vec<Array>>,
-    ) -> Result<Vec<Array>> {
-        let unmapped = if self.out_axes.iter().any(Option::is_none) {
-            let lane = inputs
-                .iter()
-                .zip(&self.in_axes)
-                .map(|(input, axis)| match axis {
-                    Some(axis) => {
-                        let mut shape = input.shape().to_vec();
-                        if *axis < shape.len() {
-                            shape.remove(*axis);
-                        }
-                        Array::zeros_of(&shape, input.dtype())
-                    }
-                    None => Ok(input.clone()),
-                })
-                .collect::<Result<Vec<_>>>()?;
-            run(&lane)?
-        } else {
-            Vec::new()
-        };
-        stacked_avals(program, self.out_axes.iter().copied(), 0)
-            .into_iter()
-            .zip(&self.out_axes)
-            .enumerate()
-            .map(|(j, (aval, axis))| match (axis, unmapped.get(j)) {
-                (None, Some(value)) => Ok(value.clone()),
-                _ => Array::zeros_of(&aval.shape, aval.dtype),
-            })
-            .collect()
-    }
 }
 
 /// How a scanned program's inputs are fed on each iteration.

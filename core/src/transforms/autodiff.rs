@@ -6,10 +6,10 @@
 //! `vmap` they are recorded into the vmap trace (per-example gradients), and they can be
 //! differentiated again.
 
-use std::collections::HashMap;
-
 use crate::error::{Error, Result};
-use crate::program::{Atom, Batching, Primitive, Program, ScanInput, ScanOutput, ScanSpec};
+use crate::program::{
+    AbstractValue, LoopValues, Outputs, Primitive, Program, interpret_with, lanes_loop, scan_loop,
+};
 use crate::tensor::elementwise::{BinaryOp, UnaryOp};
 use crate::tensor::{DType, ReduceOp, Tensor};
 
@@ -22,9 +22,32 @@ struct Step {
 
 /// An operand on the tape: a slot, or a constant (which gets no cotangent).
 #[derive(Clone)]
-enum Slot {
+pub(crate) enum Slot {
     Value(usize),
     Constant(Tensor),
+}
+
+/// `vmap` and `scan` unroll onto the tape through the one per-lane and scan loops: slicing
+/// and stacking are recorded steps, so the backward pass flows through every lane and
+/// iteration (`grad(vmap(f))`, `grad(scan(f))`).
+impl LoopValues for Tape {
+    type Value = Slot;
+
+    fn index(&mut self, value: &Slot, axis: usize, index: usize) -> Result<Slot> {
+        self.apply_one(Primitive::IndexAxis { axis, index }, vec![value.clone()])
+    }
+
+    fn stack(&mut self, values: Vec<Slot>, axis: usize) -> Result<Slot> {
+        self.apply_one(Primitive::Stack { axis }, values)
+    }
+
+    fn zeros(&mut self, aval: &AbstractValue) -> Result<Slot> {
+        Ok(Slot::Constant(Tensor::zeros_of(&aval.shape, aval.dtype)?))
+    }
+
+    fn aval(&self, value: &Slot) -> AbstractValue {
+        self.value(value).aval()
+    }
 }
 
 /// The forward pass of a program over tensors, remembering everything the backward pass needs.
@@ -75,40 +98,34 @@ impl Tape {
         self.outputs.iter().map(|s| self.value(s)).collect()
     }
 
+    /// Evaluates `program` onto the tape (the one interpreter loop, over slots).
     fn run(&mut self, program: &Program, inputs: &[Slot]) -> Result<Vec<Slot>> {
-        let mut env: HashMap<u32, Slot> = program
-            .inputs
-            .iter()
-            .map(|v| v.0)
-            .zip(inputs.iter().cloned())
-            .collect();
-        let read = |env: &HashMap<u32, Slot>, atom: &Atom| -> Result<Slot> {
-            match atom {
-                Atom::Literal(a) => Ok(Slot::Constant(Tensor::from(a.clone()))),
-                Atom::Var(v) => env.get(&v.0).cloned().ok_or_else(|| {
-                    Error::malformed_program(format!("v{} used before it is defined", v.0))
-                }),
-            }
-        };
-        for eq in &program.equations {
-            let args: Vec<Slot> = eq
-                .inputs
-                .iter()
-                .map(|a| read(&env, a))
-                .collect::<Result<_>>()?;
-            let outs: Vec<Slot> = match &eq.primitive {
-                Primitive::Call { program } => self.run(&program.0, &args)?,
-                Primitive::Scan { program, spec } => self.unroll_scan(&program.0, spec, &args)?,
-                Primitive::Vmap { program, batching } => {
-                    self.unroll_vmap(&program.0, batching, &args)?
-                }
-                primitive => vec![self.apply_one(primitive.clone(), args)?],
-            };
-            for (var, slot) in eq.outputs.iter().zip(outs) {
-                env.insert(var.0, slot);
-            }
-        }
-        program.outputs.iter().map(|a| read(&env, a)).collect()
+        interpret_with(
+            program,
+            inputs.to_vec(),
+            |a| Slot::Constant(Tensor::from(a.clone())),
+            |_, eq, args| {
+                let args = args.to_vec();
+                Ok(Outputs::Many(match &eq.primitive {
+                    Primitive::Call { program } => self.run(&program.0, &args)?,
+                    Primitive::Scan { program, spec } => {
+                        let results = spec.output_avals(&program.0);
+                        scan_loop(self, spec, &results, &args, |tape, step| {
+                            tape.run(&program.0, step)
+                        })?
+                    }
+                    Primitive::Vmap { program, batching } => {
+                        let lane_outputs: Vec<AbstractValue> = (program.0.outputs.iter())
+                            .map(|a| program.0.aval_of(a))
+                            .collect();
+                        lanes_loop(self, batching, &lane_outputs, &args, |tape, lane| {
+                            tape.run(&program.0, lane)
+                        })?
+                    }
+                    primitive => vec![self.apply_one(primitive.clone(), args)?],
+                }))
+            },
+        )
     }
 
     /// Applies a first-order primitive to slots, recording a step.
@@ -123,129 +140,6 @@ impl Tape {
             outputs: vec![index],
         });
         Ok(Slot::Value(index))
-    }
-
-    /// A vmap, unrolled lane by lane onto the tape (the definition of `vmap`), so that the
-    /// backward pass flows through it: `grad(vmap(f))`.
-    fn unroll_vmap(
-        &mut self,
-        body: &Program,
-        batching: &Batching,
-        args: &[Slot],
-    ) -> Result<Vec<Slot>> {
-        let mut lanes: Vec<Vec<Slot>> = vec![Vec::new(); body.outputs.len()];
-        for lane in 0..batching.axis_size {
-            let mut lane_inputs = Vec::with_capacity(args.len());
-            for (a, axis) in args.iter().zip(&batching.in_axes) {
-                lane_inputs.push(match axis {
-                    Some(axis) => self.apply_one(
-                        Primitive::IndexAxis {
-                            axis: *axis,
-                            index: lane,
-                        },
-                        vec![a.clone()],
-                    )?,
-                    None => a.clone(),
-                });
-            }
-            for (j, out) in self.run(body, &lane_inputs)?.into_iter().enumerate() {
-                lanes[j].push(out);
-            }
-        }
-        lanes
-            .into_iter()
-            .zip(&batching.out_axes)
-            .enumerate()
-            .map(|(j, (values, axis))| match (axis, values.is_empty()) {
-                (_, true) => {
-                    let mut aval = body.aval_of(&body.outputs[j]);
-                    if let Some(axis) = axis {
-                        aval.shape.insert((*axis).min(aval.shape.len()), 0);
-                    }
-                    Ok(Slot::Constant(Tensor::zeros_of(&aval.shape, aval.dtype)?))
-                }
-                (Some(axis), false) => self.apply_one(Primitive::Stack { axis: *axis }, values),
-                (None, false) => values
-                    .into_iter()
-                    .next()
-                    .ok_or_else(|| Error::internal("a vmap with lanes produced no lanes")),
-            })
-            .collect()
-    }
-
-    /// A scan, unrolled onto the tape so that the backward pass flows through every
-    /// iteration.
-    fn unroll_scan(&mut self, body: &Program, spec: &ScanSpec, args: &[Slot]) -> Result<Vec<Slot>> {
-        let mut carry: Vec<Option<Slot>> = args
-            .iter()
-            .zip(&spec.inputs)
-            .map(|(a, kind)| (*kind == ScanInput::Carry).then(|| a.clone()))
-            .collect();
-        let mut stacked: Vec<Vec<Slot>> = vec![Vec::new(); spec.outputs.len()];
-        let mut first: Vec<Option<Slot>> = vec![None; spec.outputs.len()];
-        let order: Vec<usize> = if spec.reverse {
-            (0..spec.length).rev().collect()
-        } else {
-            (0..spec.length).collect()
-        };
-        for t in order {
-            let mut step_inputs = Vec::with_capacity(args.len());
-            for ((a, kind), c) in args.iter().zip(&spec.inputs).zip(&carry) {
-                step_inputs.push(match (kind, c) {
-                    (ScanInput::Carry, Some(c)) => c.clone(),
-                    (ScanInput::Scanned(axis), _) => self.apply_one(
-                        Primitive::IndexAxis {
-                            axis: *axis,
-                            index: t,
-                        },
-                        vec![a.clone()],
-                    )?,
-                    _ => a.clone(),
-                });
-            }
-            let outs = self.run(body, &step_inputs)?;
-            for (j, (out, kind)) in outs.into_iter().zip(&spec.outputs).enumerate() {
-                match kind {
-                    ScanOutput::Carry(i) => carry[*i] = Some(out),
-                    ScanOutput::Stacked(_) => stacked[j].push(out),
-                    ScanOutput::Broadcast => {
-                        if first[j].is_none() {
-                            first[j] = Some(out);
-                        }
-                    }
-                }
-            }
-        }
-        spec.outputs
-            .iter()
-            .enumerate()
-            .map(|(j, kind)| match kind {
-                ScanOutput::Carry(i) => carry[*i].clone().ok_or_else(|| {
-                    Error::malformed_program(format!("scan output {j} carries a non-carry input"))
-                }),
-                ScanOutput::Stacked(axis) => {
-                    let mut values = std::mem::take(&mut stacked[j]);
-                    if spec.reverse {
-                        values.reverse();
-                    }
-                    if values.is_empty() {
-                        let mut aval = body.aval_of(&body.outputs[j]);
-                        aval.shape.insert((*axis).min(aval.shape.len()), 0);
-                        return Ok(Slot::Constant(Tensor::zeros_of(&aval.shape, aval.dtype)?));
-                    }
-                    self.apply_one(Primitive::Stack { axis: *axis }, values)
-                }
-                ScanOutput::Broadcast => match first[j].clone() {
-                    Some(slot) => Ok(slot),
-                    // Zero iterations: zeros, as `Engine::run_scan` gives (the scan
-                    // transform keeps the broadcast state's own value).
-                    None => {
-                        let aval = body.aval_of(&body.outputs[j]);
-                        Ok(Slot::Constant(Tensor::zeros_of(&aval.shape, aval.dtype)?))
-                    }
-                },
-            })
-            .collect()
     }
 
     /// Cotangents of the tape's inputs, given cotangents for (some of) its outputs. Inputs no
