@@ -88,14 +88,13 @@ pub(crate) fn f32_binary(
 }
 
 /// [`f32_binary`] computed in `a`'s buffer, when `a` is the only handle to it (an operand
-/// read for the last time): the result takes `a`'s place without allocating. `None` when
-/// `a` is shared or the operands do not have the layout.
-pub(crate) fn f32_binary_in_place(
-    op: BinaryOp,
-    a: &mut Array,
-    b: &Array,
-    layout: Layout,
-) -> Option<Array> {
+/// read for the last time): `a` becomes the result without allocating. `false` (and `a`
+/// untouched) when `a` is shared or the operands do not have the layout.
+pub(crate) fn f32_binary_in_place(op: BinaryOp, a: &mut Array, b: &Array, layout: Layout) -> bool {
+    f32_binary_in_place_inner(op, a, b, layout).is_some()
+}
+
+fn f32_binary_in_place_inner(op: BinaryOp, a: &mut Array, b: &Array, layout: Layout) -> Option<()> {
     if a.dtype() != DType::F32 || a.is_weak() {
         return None;
     }
@@ -123,7 +122,7 @@ pub(crate) fn f32_binary_in_place(
         }
         _ => return None,
     }
-    Some(a.take())
+    Some(())
 }
 
 /// Whether `a @ b` is a float32 product with a matrix on the right small enough for
@@ -178,6 +177,10 @@ pub(crate) fn small_matmul(a: &Array, b: &Array) -> Option<Result<Array>> {
     let rows = x.len() / k;
     let mut out = vec![0.0f32; rows * n];
     product_into(x, w, k, n, &mut out);
+    if n == k {
+        // A square layer keeps the input's shape: share it.
+        return Some(Array::from_vec_like(a, out, false));
+    }
     let mut shape = a.shape().to_vec();
     if let Some(last) = shape.last_mut() {
         *last = n;
@@ -338,11 +341,12 @@ mod tests {
                 assert!(fast.identical(&reference), "{op:?} {layout:?}");
                 assert_eq!(fast.is_weak(), reference.is_weak());
                 let mut owned = Array::from_vec(x.shape(), x.to_vec::<f32>().unwrap()).unwrap();
-                let in_place = f32_binary_in_place(op, &mut owned, &b, layout).unwrap();
-                assert!(in_place.identical(&reference), "in place {op:?} {layout:?}");
+                assert!(f32_binary_in_place(op, &mut owned, &b, layout));
+                assert!(owned.identical(&reference), "in place {op:?} {layout:?}");
                 // A shared operand is never written.
                 let mut shared = x.clone();
-                assert!(f32_binary_in_place(op, &mut shared, &b, layout).is_none());
+                assert!(!f32_binary_in_place(op, &mut shared, &b, layout));
+                assert!(shared.identical(&x));
             }
             assert_eq!(
                 Layout::of(

@@ -90,19 +90,16 @@ impl Compiled {
     ) -> Result<Vec<Array>> {
         interpret_owned(program, inputs, |k, eq, args| {
             let kernel = self.kernels.get(k);
-            match (kernel, &mut *args) {
-                // An operand read for the last time and held by no one else is computed in.
-                (Some(Kernel::Binary(op, layout)), [a, b]) => {
-                    if let Some(result) = kernels::f32_binary_in_place(*op, a, b, *layout) {
-                        return Ok(Outputs::One(result));
-                    }
-                }
-                // The operands move into the nested call.
-                (Some(Kernel::Call(inner, compiled)), args) => {
-                    let owned = args.iter_mut().map(Array::take).collect();
-                    return compiled.run(engine, inner, owned).map(Outputs::from);
-                }
-                _ => {}
+            // An operand read for the last time and held by no one else is computed in.
+            if let (Some(Kernel::Binary(op, layout)), [a, b]) = (kernel, &mut *args)
+                && kernels::f32_binary_in_place(*op, a, b, *layout)
+            {
+                return Ok(Outputs::Operand(0));
+            }
+            // The operands move into the nested call.
+            if let Some(Kernel::Call(inner, compiled)) = kernel {
+                let owned = args.iter_mut().map(Array::take).collect();
+                return compiled.run(engine, inner, owned).map(Outputs::from);
             }
             let args: &[Array] = args;
             let fallback = || engine.eval(&eq.primitive, args).map(Outputs::from);

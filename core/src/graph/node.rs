@@ -115,6 +115,7 @@ impl Node {
 
     fn bump(&self) {
         self.0.version.fetch_add(1, Ordering::AcqRel);
+        super::sync::structure_changed();
     }
 
     /// A handle that does not keep the node alive.

@@ -15,6 +15,7 @@
 //! taking it again.
 
 use std::cell::Cell;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 /// Reads a lock. A panic while the lock was held cannot leave a node half-written (every
@@ -68,4 +69,19 @@ pub(crate) fn consistency(exclusive: bool) -> Consistency {
     Consistency {
         _guard: Some(guard),
     }
+}
+
+/// Bumped by every change of structure anywhere (each node's and Variable's own version is
+/// bumped too): a transform's shortcut that saw no change since its last check skips
+/// checking each node.
+static STRUCTURE_EPOCH: AtomicU64 = AtomicU64::new(0);
+
+/// The current structure epoch.
+pub(crate) fn structure_epoch() -> u64 {
+    STRUCTURE_EPOCH.load(Ordering::Acquire)
+}
+
+/// Records a change of structure (called by every version bump).
+pub(crate) fn structure_changed() {
+    STRUCTURE_EPOCH.fetch_add(1, Ordering::AcqRel);
 }

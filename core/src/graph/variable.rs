@@ -460,6 +460,7 @@ impl Variable {
 
     fn bump(&self) {
         self.0.version.fetch_add(1, Ordering::AcqRel);
+        super::sync::structure_changed();
     }
 
     /// A handle that does not keep the variable alive.

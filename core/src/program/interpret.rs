@@ -2,8 +2,9 @@
 
 use super::ir::{Atom, Equation, Program};
 use super::primitive::Primitive;
+use super::schedule::Step;
 use crate::error::{Error, Result};
-use crate::tensor::{Array, check_allocation};
+use crate::tensor::{Array, probe};
 
 /// Evaluates `program` on concrete inputs, asking `eval` for each equation's outputs. It
 /// follows the program's [`Schedule`](super::Schedule): equations no output needs are
@@ -32,6 +33,9 @@ pub enum Outputs<V> {
     One(V),
     /// The outputs of a multi-output (higher-order) equation, in order.
     Many(Vec<V>),
+    /// The single output is operand `i`, which the kernel computed in place: the loop moves
+    /// it out of the operands (no copy of the handle, no placeholder left behind).
+    Operand(usize),
 }
 
 impl<V> From<Vec<V>> for Outputs<V> {
@@ -43,7 +47,7 @@ impl<V> From<Vec<V>> for Outputs<V> {
 impl<V> Outputs<V> {
     fn len(&self) -> usize {
         match self {
-            Outputs::One(_) => 1,
+            Outputs::One(_) | Outputs::Operand(_) => 1,
             Outputs::Many(values) => values.len(),
         }
     }
@@ -103,12 +107,14 @@ pub fn interpret_owned(
             });
         }
     }
-    interpret_with(program, inputs, Array::clone, |k, eq, args| {
-        for out in &eq.outputs {
-            let aval = &program.avals[out.0 as usize];
-            check_allocation(&aval.shape, aval.dtype)?;
+    interpret_with(program, inputs, Array::clone, |step, eq, args| {
+        if step.probe {
+            for out in &eq.outputs {
+                let aval = &program.avals[out.0 as usize];
+                probe(&aval.shape, aval.dtype)?;
+            }
         }
-        eval(k, eq, args)
+        eval(step.equation, eq, args)
     })
 }
 
@@ -116,7 +122,8 @@ pub fn interpret_owned(
 /// (reverse-mode differentiation), batched values (batching rules). Runs the program's
 /// [`Schedule`](super::Schedule) — live equations in order, each value dropped after its
 /// last use — turning literals into values with `literal` and asking `eval` for each
-/// equation's outputs (with the equation's index). The caller checks the inputs.
+/// equation's outputs (with its [`Step`]: the equation's index and what the schedule knows
+/// about it). The caller checks the inputs.
 ///
 /// # Errors
 /// A malformed program ([`Error::MalformedProgram`]), and whatever `eval` returns.
@@ -124,7 +131,7 @@ pub fn interpret_with<V: Clone>(
     program: &Program,
     inputs: Vec<V>,
     literal: impl Fn(&Array) -> V,
-    mut eval: impl FnMut(usize, &Equation, &mut [V]) -> Result<Outputs<V>>,
+    mut eval: impl FnMut(&Step, &Equation, &mut [V]) -> Result<Outputs<V>>,
 ) -> Result<Vec<V>> {
     let schedule = program.schedule()?;
     if inputs.len() != program.inputs.len() {
@@ -166,8 +173,7 @@ pub fn interpret_with<V: Clone>(
         for (atom, &last) in eq.inputs.iter().zip(&step.moves) {
             args.push(read(&mut env, atom, last)?);
         }
-        let outputs = eval(step.equation, eq, &mut args)?;
-        args.clear();
+        let outputs = eval(step, eq, &mut args)?;
         if outputs.len() != eq.outputs.len() {
             return Err(Error::MalformedProgram {
                 reason: format!(
@@ -181,13 +187,17 @@ pub fn interpret_with<V: Clone>(
         }
         match (outputs, eq.outputs.as_slice()) {
             (Outputs::One(value), [var]) => env[var.0 as usize] = Some(value),
-            (Outputs::One(_), _) => unreachable_outputs()?,
+            (Outputs::Operand(i), [var]) if i < args.len() => {
+                env[var.0 as usize] = Some(args.swap_remove(i));
+            }
+            (Outputs::One(_) | Outputs::Operand(_), _) => unreachable_outputs()?,
             (Outputs::Many(values), vars) => {
                 for (var, value) in vars.iter().zip(values) {
                     env[var.0 as usize] = Some(value);
                 }
             }
         }
+        args.clear();
         for var in &step.discards {
             env[var.0 as usize] = None;
         }
@@ -199,9 +209,10 @@ pub fn interpret_with<V: Clone>(
         .collect()
 }
 
-/// The output count was checked just before: this cannot happen.
+/// A single output for several variables (the count was checked before), or an operand
+/// index out of range.
 fn unreachable_outputs() -> Result<()> {
     Err(Error::MalformedProgram {
-        reason: "an equation's output count changed while it was stored".into(),
+        reason: "an equation's single output does not fit its variables or operands".into(),
     })
 }

@@ -9,6 +9,7 @@
 
 use super::ir::{Atom, Program, VarId};
 use crate::error::{Error, Result};
+use crate::tensor::needs_probe;
 
 /// The live equations of a program in execution order, with the values each one frees.
 #[derive(Clone, Debug, Default)]
@@ -30,6 +31,9 @@ pub struct Step {
     pub moves: Vec<bool>,
     /// Outputs of this equation that nothing reads (of a multi-output equation).
     pub discards: Vec<VarId>,
+    /// Whether an output is large enough that its buffer is tried before the kernel runs
+    /// ([`check_allocation`](crate::tensor::check_allocation)); smaller ones always fit.
+    pub probe: bool,
 }
 
 impl Schedule {
@@ -37,7 +41,8 @@ impl Schedule {
     ///
     /// # Errors
     /// [`Error::MalformedProgram`] when a variable has no abstract value, is used before it
-    /// is defined, or is defined twice.
+    /// is defined, or is defined twice; [`Error::ArrayTooLarge`] when a live equation's
+    /// output is too large to exist.
     pub fn new(program: &Program) -> Result<Schedule> {
         let n = program.avals.len();
         let malformed = |reason: String| Error::MalformedProgram { reason };
@@ -113,11 +118,17 @@ impl Schedule {
                 .filter(|v| !needed[v.0 as usize])
                 .copied()
                 .collect();
+            let mut probe = false;
+            for v in &eq.outputs {
+                let aval = &program.avals[v.0 as usize];
+                probe |= needs_probe(&aval.shape, aval.dtype)?;
+            }
             steps.push(Step {
                 equation: k,
                 frees,
                 moves,
                 discards,
+                probe,
             });
         }
         steps.reverse();

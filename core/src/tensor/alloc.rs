@@ -54,6 +54,26 @@ pub(crate) fn byte_size(shape: &[usize], dtype: DType) -> Result<(usize, usize)>
 /// assert!(check_allocation(&[1 << 46], DType::F32).is_err()); // 256 TiB
 /// ```
 pub fn check_allocation(shape: &[usize], dtype: DType) -> Result<()> {
+    if needs_probe(shape, dtype)? {
+        probe(shape, dtype)?;
+    }
+    Ok(())
+}
+
+/// Whether an array of `shape` and `dtype` is large enough that [`check_allocation`] tries
+/// to reserve its buffer (smaller ones are always allocatable).
+///
+/// # Errors
+/// [`Error::ArrayTooLarge`] when the size overflows.
+pub(crate) fn needs_probe(shape: &[usize], dtype: DType) -> Result<bool> {
+    Ok(byte_size(shape, dtype)?.1 >= CHECKED_BYTES)
+}
+
+/// Tries to reserve the buffer of an array of `shape` and `dtype`.
+///
+/// # Errors
+/// [`Error::ArrayTooLarge`] or [`Error::AllocationFailed`].
+pub(crate) fn probe(shape: &[usize], dtype: DType) -> Result<()> {
     let (_, bytes) = byte_size(shape, dtype)?;
     if bytes >= CHECKED_BYTES {
         let mut probe: Vec<u8> = Vec::new();

@@ -34,6 +34,7 @@ use std::sync::Arc;
 
 pub use alloc::check_allocation;
 pub(crate) use alloc::{byte_size, element_count};
+pub(crate) use alloc::{needs_probe, probe};
 pub use dispatch::Tensor;
 pub use dtype::DType;
 pub(crate) use dtype::promote;

@@ -13,7 +13,10 @@
 //! key says so.
 
 use super::prune::Passed;
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use crate::error::Result;
+use crate::graph::sync::structure_epoch;
 use crate::graph::{NodeId, Static, Value, WeakNode, WeakVariable};
 use crate::lift::Lowered;
 use crate::program::AbstractValue;
@@ -55,6 +58,9 @@ pub(crate) struct Shortcut {
     output: Template,
     /// Which results are used (written or returned); unwritten pass-throughs are not.
     wanted: Vec<bool>,
+    /// The structure epoch at which every recorded version was last found unchanged: while
+    /// the epoch stays there, nothing anywhere changed structure and the checks are skipped.
+    checked: AtomicU64,
 }
 
 impl Shortcut {
@@ -64,6 +70,7 @@ impl Shortcut {
     /// fit the shortcut (a raw array inside an object, an object in the output, a changed
     /// structure).
     pub(crate) fn record<L: PartialEq>(
+        epoch: u64,
         args: &[Value],
         before: &Lowered<L>,
         after: &Lowered<L>,
@@ -155,6 +162,7 @@ impl Shortcut {
             writes,
             output,
             wanted,
+            checked: AtomicU64::new(epoch),
         })
     }
 
@@ -183,9 +191,13 @@ impl Shortcut {
             }
         }
         let _consistent = crate::graph::sync::consistency(false);
-        for (node, id, version) in &self.nodes {
-            if node.version() != Some((*id, *version)) {
-                return None;
+        let epoch = structure_epoch();
+        let unchanged = epoch == self.checked.load(Ordering::Acquire);
+        if !unchanged {
+            for (node, id, version) in &self.nodes {
+                if node.version() != Some((*id, *version)) {
+                    return None;
+                }
             }
         }
         let variables = self
@@ -193,9 +205,12 @@ impl Shortcut {
             .iter()
             .map(|(weak, version)| {
                 let v = weak.upgrade()?;
-                (v.version() == *version).then_some(v)
+                (unchanged || v.version() == *version).then_some(v)
             })
             .collect::<Option<Vec<_>>>()?;
+        if !unchanged {
+            self.checked.store(epoch, Ordering::Release);
+        }
         let mut inputs = Vec::with_capacity(self.sources.len());
         for (source, aval) in self.sources.iter().zip(&self.avals) {
             let value = match source {

@@ -253,11 +253,14 @@ fn remember<R: Rules>(
     args: &[Value],
     called: &Called<R::Leaf, R::Extra>,
 ) {
+    // Read before the walk: a change during it makes the shortcut check every version.
+    let epoch = crate::graph::sync::structure_epoch();
     let after = rules
         .in_prefix(args)
         .and_then(|prefix| lift::lower_args(args, &prefix));
     let shortcut = after.ok().and_then(|after| {
         Shortcut::record(
+            epoch,
             args,
             &called.lowered,
             &after,
