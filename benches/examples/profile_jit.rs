@@ -1,6 +1,7 @@
 //! A cached `jit` call in a loop, for profilers: on the tiny MLP (depth 64), or with the
 //! argument `params` on a model of 100,000 one-element Params of which the function reads one,
-//! or with `vmap` the guide's `jit(vmap(stateful_vector_dot))`.
+//! with `vmap` the guide's `jit(vmap(stateful_vector_dot))`, or with `split` a `split` +
+//! `merge` of the depth-64 MLP.
 //!
 //! ```text
 //! cargo build --release -p nnx-benches --example profile_jit
@@ -42,6 +43,16 @@ fn apply_mlp(args: &[Value]) -> Result<Value> {
 }
 
 fn main() -> Result<()> {
+    if std::env::args().nth(1).as_deref() == Some("split") {
+        let m = mlp(64)?;
+        let t = std::time::Instant::now();
+        for _ in 0..2000 {
+            let (def, state) = nnx_core::graph::split(&m);
+            nnx_core::graph::merge::<Object>(&def, [&state])?;
+        }
+        println!("{:?}/split+merge", t.elapsed() / 2000);
+        return Ok(());
+    }
     if std::env::args().nth(1).as_deref() == Some("vmap") {
         let w = Object::new("Weights")
             .with(
