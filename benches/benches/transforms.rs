@@ -5,56 +5,11 @@
 //! `cargo bench -p nnx-benches --bench transforms`
 
 use criterion::{Criterion, criterion_group, criterion_main};
+use nnx_benches::{apply_mlp, first_param, many_params, mlp, stateful_vector_dot, weights};
 use nnx_core::transforms::{jit, vmap};
-use nnx_core::{Axes, BatchStat, Engine, Object, Param, Result, Tensor, Value, graph, random};
+use nnx_core::{Engine, Object, Tensor, Value, graph, random};
 use nnx_fast::Fast;
 use nnx_reference::Reference;
-
-fn weights() -> Result<Object> {
-    Object::new("Weights")
-        .with(
-            "kernel",
-            Param::new(random::uniform(&random::key(0), &[10, 2, 3])?),
-        )?
-        .with("bias", Param::new(Tensor::zeros(&[10, 3])))?
-        .with("count", BatchStat::new(Tensor::arange(10)))
-}
-
-fn stateful_vector_dot(args: &[Value]) -> Result<Value> {
-    let w = args[0].object()?;
-    w.var("count")?.update(|c| c + 1)?;
-    let y = args[1]
-        .as_tensor()?
-        .matmul(&w.value("kernel")?)?
-        .add(&w.value("bias")?)?;
-    Ok(Value::from(y))
-}
-
-fn mlp(depth: usize) -> Result<Object> {
-    let layers = nnx_core::List::new([]);
-    for i in 0..depth {
-        let key = random::key(i as i64);
-        layers.push(
-            Object::new("Linear")
-                .with("kernel", Param::new(random::normal(&key, &[8, 8])?))?
-                .with("bias", Param::new(Tensor::zeros(&[8])))?,
-        )?;
-    }
-    Object::new("MLP").with("layers", layers)
-}
-
-fn apply_mlp(args: &[Value]) -> Result<Value> {
-    let m = args[0].object()?;
-    let mut x = args[1].as_tensor()?;
-    for layer in m.list("layers")?.items() {
-        let l = layer.object()?;
-        x = x
-            .matmul(&l.value("kernel")?)?
-            .add(&l.value("bias")?)?
-            .relu()?;
-    }
-    Ok(Value::from(x.sum(Axes::All)?))
-}
 
 fn bench_transforms(c: &mut Criterion) {
     let (Ok(w), Ok(x)) = (weights(), random::normal(&random::key(1), &[10, 2])) else {
@@ -105,22 +60,10 @@ fn bench_transforms(c: &mut Criterion) {
 /// A model holding 100,000 Params of one element; the function reads the first.
 fn bench_large_model(c: &mut Criterion) {
     let Ok(m) = many_params(100_000) else { return };
-    let f = jit(|args: &[Value]| {
-        let first = args[0].object()?.list("params")?.get(0)?;
-        let sum = match first {
-            Value::Variable(v) => v.value().sum(Axes::All)?,
-            other => other.as_tensor()?,
-        };
-        Ok(Value::from(sum))
-    });
+    let f = jit(first_param);
     c.bench_function("jit over 100,000 small Params (cached call, fast)", |b| {
         b.iter(|| f.call(&Fast, (&m,)))
     });
-}
-
-fn many_params(n: usize) -> Result<Object> {
-    let params = (0..n).map(|i| Value::from(Param::new(Tensor::full(&[1], i as f32))));
-    Object::new("Model").with("params", nnx_core::List::new(params))
 }
 
 criterion_group! {

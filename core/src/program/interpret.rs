@@ -79,15 +79,7 @@ pub fn interpret_owned(
     inputs: Vec<Array>,
     mut eval: impl FnMut(usize, &Equation, &mut [Array]) -> Result<Outputs<Array>>,
 ) -> Result<Vec<Array>> {
-    if inputs.len() != program.inputs.len() {
-        return Err(Error::MalformedProgram {
-            reason: format!(
-                "the program takes {} inputs, got {}",
-                program.inputs.len(),
-                inputs.len()
-            ),
-        });
-    }
+    // The count is checked by the loop itself.
     for (var, value) in program.inputs.iter().zip(&inputs) {
         let expected =
             program
