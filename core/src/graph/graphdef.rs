@@ -1,6 +1,6 @@
 //! `GraphDef`: the static structure of a graph, and the traversal that produces it.
 
-use std::collections::HashMap;
+use crate::graph::IdMap;
 use std::fmt;
 
 use super::node::{Node, NodeKind};
@@ -247,12 +247,12 @@ impl fmt::Display for GraphDef {
 /// [`NodeDef::Ref`], and leaves are collected with their paths.
 #[derive(Default)]
 pub(crate) struct Flattener<'a> {
-    seen: HashMap<NodeId, usize>,
+    seen: IdMap<usize>,
     leaves: Vec<(Path, Leaf)>,
     /// Every node and Variable by index (for writing results back into them).
     by_index: Vec<Value>,
     /// Inside a transform: the outer index of each object that came in as an input.
-    outer_indexes: Option<&'a HashMap<NodeId, usize>>,
+    outer_indexes: Option<&'a IdMap<usize>>,
 }
 
 /// The result of flattening: the structure, the leaves in traversal order, and every node
@@ -271,10 +271,7 @@ impl<'a> Flattener<'a> {
     }
 
     /// Flattens one root, recording outer indexes for the objects in `outer_indexes`.
-    pub(crate) fn flatten_with(
-        root: &Value,
-        outer_indexes: Option<&'a HashMap<NodeId, usize>>,
-    ) -> Flattened {
+    pub(crate) fn flatten_with(root: &Value, outer_indexes: Option<&'a IdMap<usize>>) -> Flattened {
         let _consistent = super::sync::consistency(false);
         let mut flattener = Flattener {
             outer_indexes,

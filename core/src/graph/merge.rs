@@ -1,12 +1,12 @@
 //! Rebuilding a graph from a `GraphDef` and leaves (Flax's `unflatten`).
 
+use crate::graph::IdMap;
 use std::collections::{HashMap, HashSet};
 
 use indexmap::IndexMap;
 
 use super::graphdef::{GraphDef, NodeDef, Step, VariableDef, node_of};
 use super::node::{Dict, List, Node, NodeKind, Object};
-use super::node_id::NodeId;
 use super::path::{Key, Path, PathMatcher};
 use super::state::{Leaf, State};
 use super::value::Value;
@@ -40,7 +40,7 @@ pub(crate) fn unflatten(
 /// Variable had in the GraphDef.
 pub(crate) struct Unflattened {
     pub(crate) value: Value,
-    pub(crate) index_of: HashMap<NodeId, usize>,
+    pub(crate) index_of: IdMap<usize>,
 }
 
 /// [`unflatten`], reusing existing objects: a node or Variable whose definition has
@@ -145,7 +145,7 @@ fn build(
     let mut builder = Builder {
         leaves: leaves.into_iter(),
         by_index: HashMap::new(),
-        index_of: HashMap::new(),
+        index_of: IdMap::default(),
         reuse,
         outer,
     };
@@ -178,7 +178,7 @@ fn mismatch(needed: &[Path], leaves: &[(Path, Leaf)]) -> Error {
 struct Builder<'a> {
     leaves: std::vec::IntoIter<Leaf>,
     by_index: HashMap<usize, Value>,
-    index_of: HashMap<NodeId, usize>,
+    index_of: IdMap<usize>,
     reuse: VariableReuse,
     outer: Option<&'a [Value]>,
 }

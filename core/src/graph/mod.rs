@@ -33,6 +33,7 @@ pub use graphdef::{DefEntry, GraphDef, NodeDef, VariableDef};
 pub(crate) use node::WeakNode;
 pub use node::{Dict, List, Module, NodeKind, Object};
 pub use node_id::NodeId;
+pub(crate) use node_id::{IdMap, IdSet};
 pub use ops::{clone, graphdef, merge, split, split_by, state, state_by, update};
 pub use path::{Key, Path};
 pub use state::{Leaf, NestedState, State};

@@ -1,9 +1,9 @@
 //! Writing a State into an existing graph in place (Flax's `nnx.update`).
 
+use crate::graph::IdMap;
 use std::collections::HashMap;
 
 use super::node::{Node, NodeKind, new_key_error};
-use super::node_id::NodeId;
 use super::path::{Key, Path};
 use super::state::{Leaf, State};
 use super::value::Value;
@@ -27,7 +27,7 @@ pub(crate) fn update(root: &Value, state: &State) -> Result<()> {
     let _consistent = super::sync::consistency(true);
     let mut writes = Vec::with_capacity(state.len());
     // Lists that planned appends will have grown (by node id): the next index that appends.
-    let mut planned_len: HashMap<NodeId, usize> = HashMap::new();
+    let mut planned_len: IdMap<usize> = IdMap::default();
     let mut resolver = Resolver::default();
     for (path, leaf) in state {
         writes.push(plan(root, path, leaf, &mut planned_len, &mut resolver)?);
@@ -90,7 +90,7 @@ fn plan(
     root: &Value,
     path: &Path,
     leaf: &Leaf,
-    planned_len: &mut HashMap<NodeId, usize>,
+    planned_len: &mut IdMap<usize>,
     resolver: &mut Resolver,
 ) -> Result<Write> {
     let Some(last) = path.last() else {
@@ -163,7 +163,7 @@ fn check_new_key(
     parent: &Node,
     key: &Key,
     path: &Path,
-    planned_len: &mut HashMap<NodeId, usize>,
+    planned_len: &mut IdMap<usize>,
 ) -> Result<()> {
     let len = planned_len
         .entry(parent.id())

@@ -20,7 +20,7 @@
 //! Nothing outside is mutated before step 4, and step 4 validates before it writes, so a
 //! transform that fails leaves the caller's objects exactly as they were.
 
-use std::collections::{HashMap, HashSet};
+use crate::graph::{IdMap, IdSet};
 use std::fmt::{self, Write as _};
 
 use indexmap::IndexMap;
@@ -139,7 +139,7 @@ impl<L> Lowered<L> {
 pub struct Raised {
     /// The arguments, as new objects at the current trace level.
     pub args: Vec<Value>,
-    inner_to_outer: HashMap<NodeId, usize>,
+    inner_to_outer: IdMap<usize>,
 }
 
 /// Step 1: lowers a transform's arguments. `labels` name the roots in errors (`args[0]`).
@@ -368,7 +368,7 @@ impl<L: Clone> PrefixAt<'_, L> {
 
 fn lower<L: Clone + PartialEq + fmt::Display>(
     roots: &[Root<'_, L>],
-    outer_indexes: Option<&HashMap<NodeId, usize>>,
+    outer_indexes: Option<&IdMap<usize>>,
 ) -> Result<Lowered<L>> {
     let mut positions = Vec::new();
     for (i, root) in roots.iter().enumerate() {
@@ -480,8 +480,8 @@ fn check_positions<L: Clone + PartialEq + fmt::Display>(
     let mut walk = AliasWalk {
         level: current_level(),
         seen: IndexMap::new(),
-        expansions: HashMap::new(),
-        ancestors: HashSet::new(),
+        expansions: IdMap::default(),
+        ancestors: IdSet::default(),
         containers: Vec::new(),
     };
     for (index, position) in positions.iter().enumerate() {
@@ -578,9 +578,9 @@ struct AliasWalk<L> {
     level: u32,
     /// Slot → (type name, every occurrence it was reached with).
     seen: IndexMap<Slot, (&'static str, Vec<Occurrence<L>>)>,
-    expansions: HashMap<NodeId, usize>,
+    expansions: IdMap<usize>,
     /// The nodes on the current path (a cycle is cut at the first repeat).
-    ancestors: HashSet<NodeId>,
+    ancestors: IdSet,
     /// Every container entered, across all positions (occurrences point into it).
     containers: Vec<Container>,
 }

@@ -1,9 +1,9 @@
 //! Finding the random streams of a graph (Flax's `iter_graph` filtered to `RngStream`s).
 
-use std::collections::HashSet;
+use crate::graph::IdSet;
 
 use crate::error::Result;
-use crate::graph::{GraphValue, Key, NodeId, Path, Value};
+use crate::graph::{GraphValue, Key, Path, Value};
 
 use super::stream::{RNG_STREAM_TYPE, RngStream};
 
@@ -28,7 +28,7 @@ use super::stream::{RNG_STREAM_TYPE, RngStream};
 /// # }
 /// ```
 pub fn rng_streams(node: &impl GraphValue) -> Result<Vec<(Path, RngStream)>> {
-    let mut seen: HashSet<NodeId> = HashSet::new();
+    let mut seen: IdSet = IdSet::default();
     let mut found = Vec::new();
     // Values still to visit with their paths, the next one last (an explicit stack, so
     // deep graphs do not recurse).
