@@ -85,6 +85,21 @@ pub fn every_transform_traces_once_per_structure(engine: &dyn Engine) -> CaseRes
         );
     }
     ensure!(g.trace_count() == 1, "grad traced {}", g.trace_count());
+    // A Param added between calls is differentiated too, after one retrace.
+    m.set("extra", Param::new(Tensor::ones(&[2])))?;
+    for _ in 0..2 {
+        let out = g.call(engine, (&m,))?;
+        let paths: Vec<String> = out.grads[0]
+            .state()?
+            .iter()
+            .map(|(p, _)| p.to_string())
+            .collect();
+        ensure!(
+            paths.len() == 2,
+            "gradient paths after the change: {paths:?}"
+        );
+    }
+    ensure!(g.trace_count() == 2, "grad traced {}", g.trace_count());
     Ok(Outcome::Pass)
 }
 

@@ -17,7 +17,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::error::Result;
 use crate::graph::sync::structure_epoch;
-use crate::graph::{NodeId, Static, Value, WeakNode, WeakVariable};
+use crate::graph::{NodeId, Static, Value, Variable, WeakNode, WeakVariable};
 use crate::lift::Lowered;
 use crate::program::AbstractValue;
 use crate::tensor::Tensor;
@@ -58,6 +58,8 @@ pub(crate) struct Shortcut {
     output: Template,
     /// Which results are used (written or returned); unwritten pass-throughs are not.
     wanted: Vec<bool>,
+    /// How many results are output leaves (the rest go back to the transform unwritten).
+    outputs: usize,
     /// The structure epoch at which every recorded version was last found unchanged: while
     /// the epoch stays there, nothing anywhere changed structure and the checks are skipped.
     checked: AtomicU64,
@@ -143,7 +145,9 @@ impl Shortcut {
                 writes.push((j, *by_path.get(&leaf.path)?));
             }
         }
-        let mut wanted = vec![false; outputs.leaves().len()];
+        // Results past the output leaves (gradients) are computed, never pass-throughs.
+        let mut wanted = vec![true; results.len()];
+        wanted[..outputs.leaves().len().min(results.len())].fill(false);
         for &j in writes.iter().map(|(j, _)| j).chain(&output_results) {
             wanted[j] = true;
         }
@@ -162,6 +166,7 @@ impl Shortcut {
             writes,
             output,
             wanted,
+            outputs: outputs.leaves().len(),
             checked: AtomicU64::new(epoch),
         })
     }
@@ -225,12 +230,13 @@ impl Shortcut {
         Some(Gathered { inputs, variables })
     }
 
-    /// Writes the results into the Variables and builds the output value.
+    /// Writes the results into the Variables and builds the output value; returns it with
+    /// the results past the output leaves (not written) and each lowered leaf's Variable.
     pub(crate) fn scatter(
         &self,
         gathered: Gathered,
         mut results: Vec<Option<Tensor>>,
-    ) -> Result<Value> {
+    ) -> Result<(Value, Vec<Tensor>, Vec<Option<Variable>>)> {
         {
             let _consistent = crate::graph::sync::consistency(true);
             for &(j, k) in &self.writes {
@@ -239,14 +245,27 @@ impl Shortcut {
                 }
             }
         }
-        Ok(build(&self.output, &mut results))
+        let rest = results
+            .split_off(self.outputs.min(results.len()))
+            .into_iter()
+            .flatten()
+            .collect();
+        let leaf_variables = self
+            .sources
+            .iter()
+            .map(|source| match source {
+                Source::Variable(k) => gathered.variables.get(*k).cloned(),
+                Source::Arg(_) => None,
+            })
+            .collect();
+        Ok((build(&self.output, &mut results), rest, leaf_variables))
     }
 }
 
 /// A call's inputs, and the Variables they came from.
 pub(crate) struct Gathered {
     pub(crate) inputs: Vec<Tensor>,
-    variables: Vec<crate::graph::Variable>,
+    variables: Vec<Variable>,
 }
 
 fn root_of(path: &crate::graph::Path) -> Option<usize> {

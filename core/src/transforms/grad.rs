@@ -11,7 +11,7 @@ use super::autodiff::{Tape, or_zeros, seed_for};
 use super::pipeline::{self, Cache, Rules};
 use crate::engine::Engine;
 use crate::error::{Error, Result};
-use crate::graph::{self, Filter, Key, Leaf, NodeId, Path, State, Value, Variable, VariableType};
+use crate::graph::{self, Filter, Key, Leaf, NodeId, Path, State, Value, VariableType};
 use crate::lift::{Lowered, Prefix};
 use crate::program::{AbstractValue, Primitive, Program, ProgramRef, trace_fn};
 use crate::tensor::Tensor;
@@ -124,16 +124,28 @@ pub struct GradFn<F> {
     f: F,
     wrt: Vec<DiffState>,
     has_aux: bool,
-    cache: Cache<Diff, Vec<usize>>,
+    cache: Cache<Diff, Targets>,
+}
+
+/// What a trace of `grad` knows about where gradients go, decided once per structure: the
+/// differentiated lowered leaves (in the order the gradients come back), and for each
+/// `DiffState` its gradient's shape: the Variables it selects in that argument, by their
+/// path *in that argument* (a Variable shared by two differentiated arguments is in both)
+/// and their lowered leaf, or the leaf of a differentiated array argument.
+pub(crate) struct Targets {
+    diff_leaves: Vec<usize>,
+    per_arg: Vec<Target>,
+}
+
+pub(crate) enum Target {
+    State(Vec<(Path, usize)>),
+    Array(usize),
 }
 
 impl<F: Fn(&[Value]) -> Result<Value>> Rules for GradFn<F> {
     type Leaf = Diff;
-    type Prepared = ();
-    /// The lowered leaves that are differentiated.
-    type Extra = Vec<usize>;
-    /// The gradients are assembled from the lowered arguments on every call.
-    const SHORTCUT: bool = false;
+    type Prepared = Vec<Target>;
+    type Extra = Targets;
 
     fn in_prefix(&self, args: &[Value]) -> Result<Prefix<Diff>> {
         self.prefix(args)
@@ -147,7 +159,12 @@ impl<F: Fn(&[Value]) -> Result<Value>> Rules for GradFn<F> {
         (self.f)(args)
     }
 
-    fn prepare(&self, lowered: &mut Lowered<Diff>) -> Result<(Vec<AbstractValue>, ())> {
+    /// Checks that differentiated leaves are float, and decides where each gradient goes.
+    fn prepare(
+        &self,
+        args: &[Value],
+        lowered: &mut Lowered<Diff>,
+    ) -> Result<(Vec<AbstractValue>, Vec<Target>)> {
         if let Some(leaf) = lowered
             .leaves()
             .iter()
@@ -158,9 +175,33 @@ impl<F: Fn(&[Value]) -> Result<Value>> Rules for GradFn<F> {
                 dtype: leaf.value.dtype(),
             });
         }
+        let leaf_of_variable: HashMap<NodeId, usize> = (lowered.leaves().iter().enumerate())
+            .filter_map(|(i, l)| l.variable.as_ref().map(|v| (v.id(), i)))
+            .collect();
+        let per_arg = self
+            .wrt
+            .iter()
+            .map(|d| match &args[d.argnum] {
+                Value::Object(_) | Value::List(_) | Value::Dict(_) | Value::Variable(_) => {
+                    let state = graph::state_by(&args[d.argnum], &d.filter);
+                    let selected = state.iter().filter_map(|(path, leaf)| {
+                        let v = leaf.as_variable()?;
+                        let i = *leaf_of_variable.get(&v.id())?;
+                        Some((path.clone(), i))
+                    });
+                    Ok(Target::State(selected.collect()))
+                }
+                _ => {
+                    let root = Path::from(vec![Key::from(d.argnum)]);
+                    (lowered.leaves().iter().position(|l| l.path == root))
+                        .map(Target::Array)
+                        .ok_or(Error::NoDifferentiableArray { argnum: d.argnum })
+                }
+            })
+            .collect::<Result<Vec<_>>>()?;
         Ok((
             lowered.leaves().iter().map(|l| l.value.aval()).collect(),
-            (),
+            per_arg,
         ))
     }
 
@@ -203,12 +244,12 @@ impl<F: Fn(&[Value]) -> Result<Value>> Rules for GradFn<F> {
 
     fn finish(
         &self,
-        _prepared: (),
+        per_arg: Vec<Target>,
         lowered: &Lowered<Diff>,
         _outputs: &mut Lowered<Diff>,
         program: &Arc<Program>,
         _captured: usize,
-    ) -> Result<(Primitive, Vec<usize>)> {
+    ) -> Result<(Primitive, Targets)> {
         let diff_leaves = (lowered.leaves().iter().enumerate())
             .filter(|(_, l)| l.prefix.0)
             .map(|(i, _)| i)
@@ -216,7 +257,13 @@ impl<F: Fn(&[Value]) -> Result<Value>> Rules for GradFn<F> {
         let primitive = Primitive::Call {
             program: ProgramRef(program.clone()),
         };
-        Ok((primitive, diff_leaves))
+        Ok((
+            primitive,
+            Targets {
+                diff_leaves,
+                per_arg,
+            },
+        ))
     }
 }
 
@@ -302,23 +349,10 @@ impl<F: Fn(&[Value]) -> Result<Value>> GradFn<F> {
     /// unchanged.
     pub fn call(&self, engine: &(impl Engine + ?Sized), args: impl IntoArgs) -> Result<GradOutput> {
         let args = &args.into_args()[..];
-        // The differentiated Variables of each argument, by path, before the call.
-        let per_arg: Vec<Vec<(Path, Variable)>> = self
-            .wrt
-            .iter()
-            .filter(|d| d.argnum < args.len())
-            .map(|d| {
-                graph::state_by(&args[d.argnum], &d.filter)
-                    .iter()
-                    .filter_map(|(p, l)| l.as_variable().map(|v| (p.clone(), v.clone())))
-                    .collect()
-            })
-            .collect();
-        let called = pipeline::call_full(self, &self.cache, engine, args)?;
-        let (output, grads_flat, lowered) = (called.value, called.rest, called.lowered);
-        let diff_leaves = &called.entry.extra;
+        let outcome = pipeline::call(self, &self.cache, engine, args)?;
+        let targets = &outcome.entry.extra;
         let (value, aux) = if self.has_aux {
-            match output {
+            match outcome.value {
                 Value::Tuple(mut items) if items.len() == 2 => {
                     let aux = items.pop();
                     let loss = items.pop().map(|v| v.as_tensor()).transpose()?;
@@ -327,45 +361,37 @@ impl<F: Fn(&[Value]) -> Result<Value>> GradFn<F> {
                 other => (Some(other.as_tensor()?), None),
             }
         } else {
-            (Some(output.as_tensor()?), None)
+            (Some(outcome.value.as_tensor()?), None)
         };
         let value = value.ok_or_else(|| Error::internal("grad's output has no loss"))?;
-        let by_variable: HashMap<NodeId, Tensor> = diff_leaves
+        // The gradient of each lowered leaf, in the order the differentiated leaves come.
+        let mut gradient: Vec<Option<Tensor>> = vec![None; outcome.leaf_variables.len()];
+        for (&i, g) in targets.diff_leaves.iter().zip(outcome.rest) {
+            if let Some(slot) = gradient.get_mut(i) {
+                *slot = Some(g);
+            }
+        }
+        let grads = targets
+            .per_arg
             .iter()
-            .zip(&grads_flat)
-            .filter_map(|(&i, g)| {
-                lowered.leaves()[i]
-                    .variable
-                    .as_ref()
-                    .map(|v| (v.id(), g.clone()))
-            })
-            .collect();
-        let by_path: HashMap<&Path, Tensor> = diff_leaves
-            .iter()
-            .zip(&grads_flat)
-            .map(|(&i, g)| (&lowered.leaves()[i].path, g.clone()))
-            .collect();
-        let grads = self
-            .wrt
-            .iter()
-            .zip(per_arg)
-            .map(|(d, variables)| match &args[d.argnum] {
-                Value::Object(_) | Value::List(_) | Value::Dict(_) | Value::Variable(_) => {
+            .map(|target| match target {
+                Target::State(selected) => {
                     let mut state = State::new();
-                    for (path, v) in variables {
-                        if let Some(g) = by_variable.get(&v.id()) {
+                    for (path, i) in selected {
+                        if let (Some(g), Some(Some(v))) =
+                            (&gradient[*i], outcome.leaf_variables.get(*i))
+                        {
                             let holder = v.copy();
                             holder.set_value(g.clone())?;
-                            state.insert(path, Leaf::Variable(holder));
+                            state.insert(path.clone(), Leaf::Variable(holder));
                         }
                     }
                     Ok(Grad::State(state))
                 }
-                _ => {
-                    let path = Path::from(vec![Key::from(d.argnum)]);
-                    (by_path.get(&path).cloned().map(Grad::Array))
-                        .ok_or(Error::NoDifferentiableArray { argnum: d.argnum })
-                }
+                Target::Array(i) => gradient[*i]
+                    .clone()
+                    .map(Grad::Array)
+                    .ok_or_else(|| Error::internal("a differentiated array has no gradient")),
             })
             .collect::<Result<Vec<_>>>()?;
         Ok(GradOutput { value, aux, grads })

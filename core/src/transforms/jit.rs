@@ -63,7 +63,11 @@ impl<F: Fn(&[Value]) -> Result<Value>> Rules for Jit<F> {
         (self.f)(args)
     }
 
-    fn prepare(&self, lowered: &mut Lowered<Whole>) -> Result<(Vec<AbstractValue>, ())> {
+    fn prepare(
+        &self,
+        _args: &[Value],
+        lowered: &mut Lowered<Whole>,
+    ) -> Result<(Vec<AbstractValue>, ())> {
         Ok((
             lowered.leaves().iter().map(|l| l.value.aval()).collect(),
             (),
@@ -97,6 +101,6 @@ impl<F: Fn(&[Value]) -> Result<Value>> Jit<F> {
     /// Aliasing and closure-rule errors, and whatever `f` returns. On error the caller's
     /// objects are unchanged.
     pub fn call(&self, engine: &(impl Engine + ?Sized), args: impl IntoArgs) -> Result<Value> {
-        pipeline::call(self, &self.cache, engine, &args.into_args())
+        Ok(pipeline::call(self, &self.cache, engine, &args.into_args())?.value)
     }
 }

@@ -52,6 +52,7 @@ pub(crate) trait Rules {
     /// abstract value of each leaf inside the transform. May edit the Variables' metadata.
     fn prepare(
         &self,
+        args: &[Value],
         lowered: &mut Lowered<Self::Leaf>,
     ) -> Result<(Vec<AbstractValue>, Self::Prepared)>;
 
@@ -78,11 +79,6 @@ pub(crate) trait Rules {
         program: &Arc<Program>,
         captured: usize,
     ) -> Result<(Primitive, Self::Extra)>;
-
-    /// Whether repeated calls on the same unchanged objects may take the
-    /// [shortcut](super::fast_path) (the transform returns nothing but the written-back
-    /// output).
-    const SHORTCUT: bool = true;
 
     /// Results that are, on every call, an input as it came in: `(result, lowered input)`
     /// pairs (a scan that runs no iteration keeps its broadcast state). Default: none.
@@ -200,7 +196,19 @@ fn single_equation(primitive: Primitive, in_avals: Vec<AbstractValue>) -> Result
     ))
 }
 
-/// The result of one call through the pipeline.
+/// What a call through the pipeline gives its transform.
+pub(crate) struct Outcome<L, X> {
+    /// The function's output, written back.
+    pub(crate) value: Value,
+    /// Values the body returned after the output leaves (not written back).
+    pub(crate) rest: Vec<Tensor>,
+    /// The Variable behind each lowered argument leaf (`None` for a raw array), in order.
+    pub(crate) leaf_variables: Vec<Option<crate::graph::Variable>>,
+    /// The trace that ran.
+    pub(crate) entry: Arc<Entry<L, X>>,
+}
+
+/// The result of one call through the whole pipeline.
 pub(crate) struct Called<L, X> {
     /// The function's output, written back.
     pub(crate) value: Value,
@@ -212,9 +220,9 @@ pub(crate) struct Called<L, X> {
     pub(crate) entry: Arc<Entry<L, X>>,
 }
 
-/// Runs `rules`' transform on `args` and returns its output: the shortcut when the objects
-/// are those of a recent call and unchanged, else the whole pipeline (remembering the call
-/// for the shortcut when it fits).
+/// Runs `rules`' transform on `args`: the shortcut when the objects are those of a recent
+/// call and unchanged, else the whole pipeline (remembering the call for the shortcut when
+/// it fits).
 ///
 /// # Errors
 /// As [`call_full`].
@@ -223,26 +231,41 @@ pub(crate) fn call<R: Rules>(
     cache: &Cache<R::Leaf, R::Extra>,
     engine: &(impl Engine + ?Sized),
     args: &[Value],
-) -> Result<Value> {
-    if R::SHORTCUT {
-        let shortcuts = cache
-            .shortcuts
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone();
-        for (shortcut, entry) in shortcuts {
-            if let Some(mut gathered) = shortcut.gather(args) {
-                let inputs = std::mem::take(&mut gathered.inputs);
-                let results = execute(engine, &entry, inputs, shortcut.wanted())?;
-                return shortcut.scatter(gathered, results);
-            }
+) -> Result<Outcome<R::Leaf, R::Extra>> {
+    let shortcuts = cache
+        .shortcuts
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .clone();
+    for (shortcut, entry) in shortcuts {
+        if let Some(mut gathered) = shortcut.gather(args) {
+            let inputs = std::mem::take(&mut gathered.inputs);
+            let results = execute(engine, &entry, inputs, shortcut.wanted())?;
+            let (value, rest, leaf_variables) = shortcut.scatter(gathered, results)?;
+            return Ok(Outcome {
+                value,
+                rest,
+                leaf_variables,
+                entry,
+            });
         }
     }
     let called = call_full(rules, cache, engine, args)?;
-    if R::SHORTCUT && called.entry.cached && !called.entry.no_shortcut.load(Ordering::Relaxed) {
+    if called.entry.cached && !called.entry.no_shortcut.load(Ordering::Relaxed) {
         remember(rules, cache, args, &called);
     }
-    Ok(called.value)
+    let leaf_variables = called
+        .lowered
+        .leaves()
+        .iter()
+        .map(|l| l.variable.clone())
+        .collect();
+    Ok(Outcome {
+        value: called.value,
+        rest: called.rest,
+        leaf_variables,
+        entry: called.entry,
+    })
 }
 
 /// Remembers a call that went through the whole pipeline for the shortcut, if its
@@ -369,7 +392,7 @@ pub(crate) fn call_full<R: Rules>(
         Some(entry) => entry,
         None => {
             cache.traces.fetch_add(1, Ordering::Relaxed);
-            let (avals, prepared) = rules.prepare(&mut lowered)?;
+            let (avals, prepared) = rules.prepare(args, &mut lowered)?;
             let traced = trace_fn(&avals, |ins| rules.body(&lowered, &prefix, ins))?;
             let mut outputs = traced.extra;
             let program = Arc::new(traced.program);

@@ -219,7 +219,7 @@ impl<F: Fn(&[Value]) -> Result<Value>> Scan<F> {
     /// aliasing and closure-rule errors, and whatever `f` returns. On error the caller's
     /// objects are unchanged.
     pub fn call(&self, engine: &(impl Engine + ?Sized), args: impl IntoArgs) -> Result<Value> {
-        pipeline::call(self, &self.cache, engine, &args.into_args())
+        Ok(pipeline::call(self, &self.cache, engine, &args.into_args())?.value)
     }
 
     /// How many times the function has been traced (once per structure and abstract
@@ -424,7 +424,11 @@ impl<F: Fn(&[Value]) -> Result<Value>> Rules for Scan<F> {
         (self.f)(args)
     }
 
-    fn prepare(&self, lowered: &mut Lowered<ScanAxis>) -> Result<(Vec<AbstractValue>, Looped)> {
+    fn prepare(
+        &self,
+        _args: &[Value],
+        lowered: &mut Lowered<ScanAxis>,
+    ) -> Result<(Vec<AbstractValue>, Looped)> {
         let mut kinds = Vec::with_capacity(lowered.leaves().len());
         let mut avals = Vec::with_capacity(lowered.leaves().len());
         let mut lengths = Vec::new();

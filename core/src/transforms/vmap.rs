@@ -164,7 +164,7 @@ impl<F: Fn(&[Value]) -> Result<Value>> Vmap<F> {
     /// axis), broadcast state changed by batched values, the closure rule, and whatever `f`
     /// returns. On error the caller's objects are unchanged.
     pub fn call(&self, engine: &(impl Engine + ?Sized), args: impl IntoArgs) -> Result<Value> {
-        pipeline::call(self, &self.cache, engine, &args.into_args())
+        Ok(pipeline::call(self, &self.cache, engine, &args.into_args())?.value)
     }
 
     /// How many times the function has been traced.
@@ -228,7 +228,11 @@ impl<F: Fn(&[Value]) -> Result<Value>> Rules for Vmap<F> {
         (self.f)(args)
     }
 
-    fn prepare(&self, lowered: &mut Lowered<Axis>) -> Result<(Vec<AbstractValue>, Mapped)> {
+    fn prepare(
+        &self,
+        _args: &[Value],
+        lowered: &mut Lowered<Axis>,
+    ) -> Result<(Vec<AbstractValue>, Mapped)> {
         let mut in_axes = Vec::with_capacity(lowered.leaves().len());
         let mut in_avals = Vec::with_capacity(lowered.leaves().len());
         let mut mapped = Vec::new();
