@@ -7,6 +7,7 @@
 
 mod batching;
 mod fast_engine;
+mod fuse;
 mod kernels;
 mod plan;
 

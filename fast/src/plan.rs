@@ -9,6 +9,7 @@ use nnx_core::program::{
 use nnx_core::{Array, DType, Result};
 
 use crate::Fast;
+use crate::fuse::{self, Dense, dense_of, fuse};
 use crate::kernels::{self, Layout};
 
 /// The compiled form of one program: one kernel per equation (by index).
@@ -24,6 +25,8 @@ enum Kernel {
     Binary(nnx_core::tensor::elementwise::BinaryOp, Layout),
     /// A small float32 product with a matrix on the right, as a plain loop.
     SmallMatmul,
+    /// A fused dense chain (`relu(x @ W + b)`), as one pass.
+    Dense(Dense),
     /// A nested `call`, compiled too.
     Call(Arc<Program>, Box<Compiled>),
     /// Everything else: [`Fast::eval`] (GEMMs, batching rules, the reference kernels).
@@ -42,7 +45,7 @@ pub(crate) struct Top {
 impl Top {
     pub(crate) fn new(program: Arc<Program>) -> Top {
         let program = unwrap_call(&program).unwrap_or(program);
-        let compiled = Compiled::new(&program);
+        let (program, compiled) = Compiled::fused(&program);
         Top { program, compiled }
     }
 }
@@ -71,6 +74,13 @@ fn unwrap_call(program: &Program) -> Option<Arc<Program>> {
 }
 
 impl Compiled {
+    /// `program` with its dense chains fused ([`fuse`]), and its compiled form.
+    pub(crate) fn fused(program: &Arc<Program>) -> (Arc<Program>, Compiled) {
+        let program = fuse(program).map_or_else(|| program.clone(), Arc::new);
+        let compiled = Compiled::new(&program);
+        (program, compiled)
+    }
+
     /// Chooses a kernel for every equation of `program` (and of the programs it calls).
     pub(crate) fn new(program: &Program) -> Compiled {
         let kernels = program
@@ -95,6 +105,11 @@ impl Compiled {
                 && kernels::f32_binary_in_place(*op, a, b, *layout)
             {
                 return Ok(Outputs::Operand(0));
+            }
+            if let Some(Kernel::Dense(dense)) = kernel
+                && let Some(result) = fuse::dense(*dense, args)
+            {
+                return Ok(Outputs::One(result?));
             }
             // The operands move into the nested call.
             if let Some(Kernel::Call(inner, compiled)) = kernel {
@@ -141,9 +156,13 @@ fn choose(program: &Program, eq: &Equation) -> Kernel {
                 Kernel::Eval
             }
         }
-        (Primitive::Call { program }, _) => {
-            Kernel::Call(program.0.clone(), Box::new(Compiled::new(&program.0)))
-        }
+        (Primitive::Call { program }, _) => match dense_of(&program.0) {
+            Some(dense) => Kernel::Dense(dense),
+            None => {
+                let (inner, compiled) = Compiled::fused(&program.0);
+                Kernel::Call(inner, Box::new(compiled))
+            }
+        },
         _ => Kernel::Eval,
     }
 }
