@@ -231,11 +231,13 @@ impl Shortcut {
     }
 
     /// Writes the results into the Variables and builds the output value; returns it with
-    /// the results past the output leaves (not written) and each lowered leaf's Variable.
+    /// the results past the output leaves (not written) and, when `leaf_variables`, each
+    /// lowered leaf's Variable.
     pub(crate) fn scatter(
         &self,
         gathered: Gathered,
         mut results: Vec<Option<Tensor>>,
+        leaf_variables: bool,
     ) -> Result<(Value, Vec<Tensor>, Vec<Option<Variable>>)> {
         {
             let _consistent = crate::graph::sync::consistency(true);
@@ -250,14 +252,16 @@ impl Shortcut {
             .into_iter()
             .flatten()
             .collect();
-        let leaf_variables = self
-            .sources
-            .iter()
-            .map(|source| match source {
-                Source::Variable(k) => gathered.variables.get(*k).cloned(),
-                Source::Arg(_) => None,
-            })
-            .collect();
+        let leaf_variables = if leaf_variables {
+            (self.sources.iter())
+                .map(|source| match source {
+                    Source::Variable(k) => gathered.variables.get(*k).cloned(),
+                    Source::Arg(_) => None,
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
         Ok((build(&self.output, &mut results), rest, leaf_variables))
     }
 }

@@ -146,6 +146,8 @@ impl<F: Fn(&[Value]) -> Result<Value>> Rules for GradFn<F> {
     type Leaf = Diff;
     type Prepared = Vec<Target>;
     type Extra = Targets;
+    /// Gradient States hold copies of the differentiated Variables.
+    const LEAF_VARIABLES: bool = true;
 
     fn in_prefix(&self, args: &[Value]) -> Result<Prefix<Diff>> {
         self.prefix(args)
@@ -366,6 +368,7 @@ impl<F: Fn(&[Value]) -> Result<Value>> GradFn<F> {
         let value = value.ok_or_else(|| Error::internal("grad's output has no loss"))?;
         // The gradient of each lowered leaf, in the order the differentiated leaves come.
         let mut gradient: Vec<Option<Tensor>> = vec![None; outcome.leaf_variables.len()];
+        // (`leaf_variables` has one entry per lowered leaf: grad asks for them.)
         for (&i, g) in targets.diff_leaves.iter().zip(outcome.rest) {
             if let Some(slot) = gradient.get_mut(i) {
                 *slot = Some(g);

@@ -80,6 +80,10 @@ pub(crate) trait Rules {
         captured: usize,
     ) -> Result<(Primitive, Self::Extra)>;
 
+    /// Whether the transform needs each lowered leaf's Variable back
+    /// ([`Outcome::leaf_variables`]); collecting them costs a handle clone per leaf.
+    const LEAF_VARIABLES: bool = false;
+
     /// Results that are, on every call, an input as it came in: `(result, lowered input)`
     /// pairs (a scan that runs no iteration keeps its broadcast state). Default: none.
     fn passthrough(&self, _extra: &Self::Extra) -> Vec<(usize, usize)> {
@@ -202,7 +206,8 @@ pub(crate) struct Outcome<L, X> {
     pub(crate) value: Value,
     /// Values the body returned after the output leaves (not written back).
     pub(crate) rest: Vec<Tensor>,
-    /// The Variable behind each lowered argument leaf (`None` for a raw array), in order.
+    /// The Variable behind each lowered argument leaf (`None` for a raw array), in order;
+    /// empty unless the rules ask for them ([`Rules::LEAF_VARIABLES`]).
     pub(crate) leaf_variables: Vec<Option<crate::graph::Variable>>,
     /// The trace that ran.
     pub(crate) entry: Arc<Entry<L, X>>,
@@ -241,7 +246,8 @@ pub(crate) fn call<R: Rules>(
         if let Some(mut gathered) = shortcut.gather(args) {
             let inputs = std::mem::take(&mut gathered.inputs);
             let results = execute(engine, &entry, inputs, shortcut.wanted())?;
-            let (value, rest, leaf_variables) = shortcut.scatter(gathered, results)?;
+            let (value, rest, leaf_variables) =
+                shortcut.scatter(gathered, results, R::LEAF_VARIABLES)?;
             return Ok(Outcome {
                 value,
                 rest,
@@ -254,12 +260,13 @@ pub(crate) fn call<R: Rules>(
     if called.entry.cached && !called.entry.no_shortcut.load(Ordering::Relaxed) {
         remember(rules, cache, args, &called);
     }
-    let leaf_variables = called
-        .lowered
-        .leaves()
-        .iter()
-        .map(|l| l.variable.clone())
-        .collect();
+    let leaf_variables = if R::LEAF_VARIABLES {
+        (called.lowered.leaves().iter())
+            .map(|l| l.variable.clone())
+            .collect()
+    } else {
+        Vec::new()
+    };
     Ok(Outcome {
         value: called.value,
         rest: called.rest,
