@@ -2,6 +2,7 @@
 
 use crate::graph::IdMap;
 use std::fmt;
+use std::sync::{Arc, OnceLock};
 
 use super::node::{Node, NodeKind};
 use super::node_id::NodeId;
@@ -26,6 +27,31 @@ use super::variable::{Variable, VariableType};
 pub struct GraphDef {
     pub(crate) entries: Vec<DefEntry>,
     pub(crate) num_leaves: usize,
+    pub(crate) leaf_paths: LeafPaths,
+}
+
+/// A `GraphDef`'s leaf paths, computed once (the flatten that builds a GraphDef stores the
+/// very paths its State holds, so `merge` matches them by identity). A cache: not part of
+/// the structure, so it never affects equality or hashing.
+#[derive(Clone, Default)]
+pub(crate) struct LeafPaths(OnceLock<Arc<[Path]>>);
+
+impl PartialEq for LeafPaths {
+    fn eq(&self, _: &LeafPaths) -> bool {
+        true
+    }
+}
+
+impl Eq for LeafPaths {}
+
+impl std::hash::Hash for LeafPaths {
+    fn hash<H: std::hash::Hasher>(&self, _: &mut H) {}
+}
+
+impl fmt::Debug for LeafPaths {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("..")
+    }
 }
 
 /// One position of a [`GraphDef`]: the key it sits under in its parent (`None` for the
@@ -123,17 +149,19 @@ impl GraphDef {
         self.num_leaves
     }
 
-    /// The leaf paths in traversal (= sorted) order.
-    pub fn leaf_paths(&self) -> Vec<Path> {
-        let mut out = Vec::with_capacity(self.num_leaves);
-        for step in self.walk() {
-            if let Step::Enter { entry, path, .. } = step
-                && entry.def.is_leaf()
-            {
-                out.push(path);
+    /// The leaf paths in traversal (= sorted) order (computed once).
+    pub fn leaf_paths(&self) -> &[Path] {
+        self.leaf_paths.0.get_or_init(|| {
+            let mut out = Vec::with_capacity(self.num_leaves);
+            for step in self.walk() {
+                if let Step::Enter { entry, path, .. } = step
+                    && entry.def.is_leaf()
+                {
+                    out.push(path);
+                }
             }
-        }
-        out
+            out.into()
+        })
     }
 
     /// The entries in pre-order with their paths and depths, and a [`Step::Leave`] after the
@@ -143,6 +171,16 @@ impl GraphDef {
             entries: &self.entries,
             next: 0,
             open: Vec::new(),
+            paths: true,
+        }
+    }
+
+    /// [`GraphDef::walk`] without building paths (every step's path is the root): for
+    /// passes that need only the structure, such as `merge`'s build.
+    pub(crate) fn walk_structure(&self) -> Walk<'_> {
+        Walk {
+            paths: false,
+            ..self.walk()
         }
     }
 }
@@ -165,6 +203,8 @@ pub(crate) struct Walk<'a> {
     next: usize,
     /// Open nodes and tuples: (children still to come, path).
     open: Vec<(usize, Path)>,
+    /// Whether steps carry their paths.
+    paths: bool,
 }
 
 impl<'a> Iterator for Walk<'a> {
@@ -188,8 +228,8 @@ impl<'a> Iterator for Walk<'a> {
             None => return None,
         };
         let path = match &entry.key {
-            Some(key) => parent.child(key.clone()),
-            None => parent,
+            Some(key) if self.paths => parent.child(key.clone()),
+            _ => parent,
         };
         let depth = self.open.len();
         if matches!(entry.def, NodeDef::Node { .. } | NodeDef::Tuple { .. }) {
@@ -279,10 +319,13 @@ impl<'a> Flattener<'a> {
         };
         let entries = flattener.run(root);
         let num_leaves = flattener.leaves.len();
+        let paths: Arc<[Path]> = flattener.leaves.iter().map(|(p, _)| p.clone()).collect();
+        let leaf_paths = LeafPaths(OnceLock::from(paths));
         Flattened {
             def: GraphDef {
                 entries,
                 num_leaves,
+                leaf_paths,
             },
             leaves: flattener.leaves,
             by_index: flattener.by_index,

@@ -64,9 +64,8 @@ pub(crate) fn unflatten_with(
             .zip(&leaves)
             .all(|(n, (p, _))| matcher.same(n, p));
     if !matches {
-        return Err(mismatch(&needed, &leaves));
+        return Err(mismatch(needed, &leaves));
     }
-    drop(needed);
     build(
         def,
         leaves.into_iter().map(|(_, l)| l).collect(),
@@ -92,7 +91,7 @@ pub(crate) fn unflatten_states(
     let mut matchers: Vec<PathMatcher> = states.iter().map(|_| PathMatcher::default()).collect();
     let mut leaves = Vec::with_capacity(needed.len());
     let mut complete = true;
-    for path in &needed {
+    for path in needed {
         let mut found = None;
         let mut count = 0;
         for (head, matcher) in heads.iter_mut().zip(&mut matchers) {
@@ -112,9 +111,8 @@ pub(crate) fn unflatten_states(
         }
     }
     if !complete || heads.iter_mut().any(|h| h.peek().is_some()) {
-        return Err(states_mismatch(&needed, states));
+        return Err(states_mismatch(needed, states));
     }
-    drop(needed);
     build(def, leaves, reuse, None).map(|u| u.value)
 }
 
@@ -206,10 +204,10 @@ impl Frame {
 }
 
 impl Builder<'_> {
-    fn take_leaf(&mut self, path: &Path) -> Result<Leaf> {
+    fn take_leaf(&mut self, path: impl FnOnce() -> Path) -> Result<Leaf> {
         // Validated up front; the error only guards against an inconsistent GraphDef.
         self.leaves.next().ok_or_else(|| Error::MergeMismatch {
-            missing: vec![path.clone()],
+            missing: vec![path()],
             unexpected: Vec::new(),
         })
     }
@@ -219,23 +217,29 @@ impl Builder<'_> {
     /// so references and cycles resolve; its children are set when the last one is built.
     fn build(&mut self, def: &GraphDef) -> Result<Value> {
         let mut stack: Vec<Frame> = Vec::new();
-        for step in def.walk() {
-            let Step::Enter { entry, path, .. } = step else {
+        // Paths are only for errors: built from the open frames' keys when one happens.
+        for step in def.walk_structure() {
+            let Step::Enter { entry, .. } = step else {
                 continue;
             };
             let key = entry.key.clone();
+            let path = || {
+                let keys = (stack.iter().filter_map(|f| f.key.clone())).chain(key.clone());
+                Path::from(keys.collect::<Vec<_>>())
+            };
             let mut done = match &entry.def {
                 NodeDef::Static(s) => (key, Value::Static(s.clone())),
-                NodeDef::Leaf => (key, Value::Array(self.take_leaf(&path)?.value())),
+                NodeDef::Leaf => (key.clone(), Value::Array(self.take_leaf(path)?.value())),
                 NodeDef::Ref(index) => {
                     let value = self.by_index.get(index).cloned().ok_or_else(|| {
                         Error::StructureMismatch(format!(
-                            "GraphDef refers to node index {index} at {path} before defining it"
+                            "GraphDef refers to node index {index} at {} before defining it",
+                            path()
                         ))
                     })?;
                     (key, value)
                 }
-                NodeDef::Variable(vd) => (key, self.variable(vd, &path)?),
+                NodeDef::Variable(vd) => (key.clone(), self.variable(vd, path)?),
                 NodeDef::Tuple { len } => {
                     let frame = Frame {
                         key,
@@ -302,7 +306,7 @@ impl Builder<'_> {
         ))
     }
 
-    fn variable(&mut self, vd: &VariableDef, path: &Path) -> Result<Value> {
+    fn variable(&mut self, vd: &VariableDef, path: impl FnOnce() -> Path) -> Result<Value> {
         let outer = vd
             .outer_index
             .and_then(|i| self.outer.and_then(|o| o.get(i)))
