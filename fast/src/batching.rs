@@ -100,8 +100,7 @@ pub(crate) fn run_batched(
     let size = batching.axis_size;
     if size == 0 {
         // Zero lanes: exactly what the reference engine does (the one per-lane loop).
-        let lane_outputs: Vec<AbstractValue> =
-            program.outputs.iter().map(|a| program.aval_of(a)).collect();
+        let lane_outputs = program.output_avals();
         return lanes_loop(
             &mut ArrayLoops,
             batching,
@@ -123,15 +122,7 @@ pub(crate) fn run_batched(
     for (input, axis) in inputs.iter().zip(&batching.in_axes) {
         values.push(match axis {
             Some(axis) => {
-                if input.shape().get(*axis) != Some(&size) {
-                    return Err(Error::shape(
-                        "vmap",
-                        format!(
-                            "input of shape {:?} cannot be mapped along axis {axis} with {size} lanes",
-                            input.shape()
-                        ),
-                    ));
-                }
+                batching.check_input(input.shape(), Some(*axis))?;
                 Value::Batched(input.moveaxis(*axis as isize, 0)?)
             }
             None => Value::Unbatched(input.clone()),

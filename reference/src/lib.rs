@@ -23,9 +23,7 @@
 #![forbid(unsafe_code)]
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
-use nnx_core::program::{
-    AbstractValue, ArrayLoops, Batching, Primitive, Program, interpret, lanes_loop,
-};
+use nnx_core::program::{ArrayLoops, Batching, Primitive, Program, interpret, lanes_loop};
 use nnx_core::{Array, Engine, Result};
 
 /// The reference engine: a plain interpreter.
@@ -52,8 +50,7 @@ impl Engine for Reference {
         inputs: &[Array],
         batching: &Batching,
     ) -> Result<Vec<Array>> {
-        let lane_outputs: Vec<AbstractValue> =
-            program.outputs.iter().map(|a| program.aval_of(a)).collect();
+        let lane_outputs = program.output_avals();
         if batching.axis_size > 0 {
             batching.check_outputs(program)?;
         }

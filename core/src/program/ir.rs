@@ -132,6 +132,11 @@ impl Program {
             .collect()
     }
 
+    /// The abstract values of the outputs, in order.
+    pub fn output_avals(&self) -> Vec<AbstractValue> {
+        self.outputs.iter().map(|a| self.aval_of(a)).collect()
+    }
+
     /// The abstract value of an atom.
     pub fn aval_of(&self, atom: &Atom) -> AbstractValue {
         match atom {

@@ -164,17 +164,7 @@ pub fn lanes_loop<O: LoopValues>(
 ) -> Result<Vec<O::Value>> {
     let size = batching.axis_size;
     for (input, axis) in inputs.iter().zip(&batching.in_axes) {
-        let shape = ops.aval(input).shape;
-        if let Some(axis) = axis
-            && shape.get(*axis) != Some(&size)
-        {
-            return Err(Error::shape(
-                "vmap",
-                format!(
-                    "input of shape {shape:?} cannot be mapped along axis {axis} with {size} lanes"
-                ),
-            ));
-        }
+        batching.check_input(&ops.aval(input).shape, *axis)?;
     }
     let mut lanes: Vec<Vec<O::Value>> = vec![Vec::new(); lane_outputs.len()];
     let unmapped = if size == 0 && batching.out_axes.iter().any(Option::is_none) {

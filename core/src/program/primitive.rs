@@ -79,6 +79,24 @@ impl Batching {
         stacked_avals(program, self.out_axes.iter().copied(), self.axis_size)
     }
 
+    /// Checks that an input of `shape` mapped along `axis` (`None`: not mapped) has
+    /// `axis_size` elements there.
+    ///
+    /// # Errors
+    /// [`Error::Shape`] naming the shape, the axis and the number of lanes.
+    pub fn check_input(&self, shape: &[usize], axis: Option<usize>) -> Result<()> {
+        match axis {
+            Some(axis) if shape.get(axis) != Some(&self.axis_size) => Err(Error::shape(
+                "vmap",
+                format!(
+                    "input of shape {shape:?} cannot be mapped along axis {axis} with {} lanes",
+                    self.axis_size
+                ),
+            )),
+            _ => Ok(()),
+        }
+    }
+
     /// Checks, before any lane runs, that the batched outputs can be allocated, and returns
     /// their avals ([`Batching::output_avals`]).
     ///
@@ -296,12 +314,7 @@ impl Primitive {
 
     fn output_avals_unchecked(&self, inputs: &[AbstractValue]) -> Result<Vec<AbstractValue>> {
         match self {
-            Primitive::Call { program } => Ok(program
-                .0
-                .outputs
-                .iter()
-                .map(|a| program.0.aval_of(a))
-                .collect()),
+            Primitive::Call { program } => Ok(program.0.output_avals()),
             Primitive::Scan { program, spec } => Ok(spec.output_avals(&program.0)),
             Primitive::Vmap { program, batching } => Ok(batching.output_avals(&program.0)),
             _ => Ok(vec![self.abstract_eval(inputs)?]),

@@ -7,11 +7,12 @@
 //! an engine) while the rest of the program runs. Checking the program's well-formedness
 //! happens here too, once, instead of on every run.
 
-use super::ir::{Atom, Program, VarId};
+use super::ir::{Atom, Equation, Program, VarId};
 use crate::error::{Error, Result};
 use crate::tensor::needs_probe;
 
-/// The live equations of a program in execution order, with the values each one frees.
+/// The live equations of a program in execution order, with the operand reads that are last
+/// (the values each step frees).
 #[derive(Clone, Debug, Default)]
 pub struct Schedule {
     steps: Vec<Step>,
@@ -24,16 +25,27 @@ pub struct Schedule {
 pub struct Step {
     /// Its index in [`Program::equations`].
     pub equation: usize,
-    /// Variables whose last use is this equation: free them once its operands are read.
-    pub frees: Vec<VarId>,
-    /// For each operand, whether it is the last read of its variable (the interpreter
-    /// moves the value out instead of copying the handle; these are exactly `frees`).
+    /// For each operand, whether it is the last read of its variable: the interpreter moves
+    /// the value out instead of copying the handle, so the step frees it ([`Step::frees`]).
     pub moves: Vec<bool>,
     /// Outputs of this equation that nothing reads (of a multi-output equation).
     pub discards: Vec<VarId>,
     /// Whether an output is large enough that its buffer is tried before the kernel runs
     /// ([`check_allocation`](crate::tensor::check_allocation)); smaller ones always fit.
     pub probe: bool,
+}
+
+impl Step {
+    /// The variables whose last read is this step (`eq` is its equation).
+    pub fn frees<'a>(&'a self, eq: &'a Equation) -> impl Iterator<Item = VarId> + 'a {
+        eq.inputs
+            .iter()
+            .zip(&self.moves)
+            .filter_map(|(atom, &last)| match atom {
+                Atom::Var(v) if last => Some(*v),
+                _ => None,
+            })
+    }
 }
 
 impl Schedule {
@@ -100,7 +112,6 @@ impl Schedule {
             if !eq.outputs.iter().any(|v| needed[v.0 as usize]) {
                 continue;
             }
-            let mut frees = Vec::new();
             let mut moves = vec![false; eq.inputs.len()];
             // From the last operand back: the first read seen from the end is the last read
             // (each variable once).
@@ -108,7 +119,6 @@ impl Schedule {
                 if let Atom::Var(v) = atom
                     && !std::mem::replace(&mut needed[v.0 as usize], true)
                 {
-                    frees.push(*v);
                     moves[position] = true;
                 }
             }
@@ -125,7 +135,6 @@ impl Schedule {
             }
             steps.push(Step {
                 equation: k,
-                frees,
                 moves,
                 discards,
                 probe,
@@ -174,9 +183,14 @@ mod tests {
         let schedule = Schedule::new(&traced.program).unwrap();
         let live: Vec<usize> = schedule.steps().iter().map(|s| s.equation).collect();
         assert_eq!(live, vec![0, 2]);
-        assert_eq!(schedule.steps()[0].frees, vec![VarId(1)]);
+        let frees = |k: usize| {
+            let step = &schedule.steps()[k];
+            let eq = &traced.program.equations[step.equation];
+            step.frees(eq).collect::<Vec<_>>()
+        };
+        assert_eq!(frees(0), vec![VarId(1)]);
         assert_eq!(schedule.steps()[0].moves, vec![false, true]);
-        let mut last = schedule.steps()[1].frees.clone();
+        let mut last = frees(1);
         last.sort();
         assert_eq!(last, vec![VarId(0), VarId(2)]);
         assert!(schedule.unused_inputs().is_empty());

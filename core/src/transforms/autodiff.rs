@@ -115,9 +115,7 @@ impl Tape {
                         })?
                     }
                     Primitive::Vmap { program, batching } => {
-                        let lane_outputs: Vec<AbstractValue> = (program.0.outputs.iter())
-                            .map(|a| program.0.aval_of(a))
-                            .collect();
+                        let lane_outputs = program.0.output_avals();
                         lanes_loop(self, batching, &lane_outputs, &args, |tape, lane| {
                             tape.run(&program.0, lane)
                         })?

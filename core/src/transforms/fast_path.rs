@@ -118,7 +118,6 @@ impl Shortcut {
             }
         }
         let mut sources = Vec::with_capacity(after.leaves().len());
-        let mut by_path = std::collections::HashMap::new();
         let mut leaf_of = std::collections::HashMap::new();
         for (i, leaf) in after.leaves().iter().enumerate() {
             leaf_of.insert(leaf.path.clone(), i);
@@ -128,9 +127,6 @@ impl Shortcut {
                 // A raw array held by an object: the full pipeline handles it.
                 (None, _) => return None,
             };
-            if let Source::Variable(k) = source {
-                by_path.insert(leaf.path.clone(), k);
-            }
             sources.push(source);
         }
         let avals = after.leaves().iter().map(|l| l.value.aval()).collect();
@@ -140,9 +136,15 @@ impl Shortcut {
             let root = root_of(&leaf.path)?;
             if root == args.len() {
                 output_results.push(j);
-            } else if results.get(j) != Some(&Passed::Input(*leaf_of.get(&leaf.path)?)) {
+            } else {
+                let i = *leaf_of.get(&leaf.path)?;
+                let Source::Variable(k) = sources[i] else {
+                    return None;
+                };
                 // Written unless it is the very input at that place, passed through.
-                writes.push((j, *by_path.get(&leaf.path)?));
+                if results.get(j) != Some(&Passed::Input(i)) {
+                    writes.push((j, k));
+                }
             }
         }
         // Results past the output leaves (gradients) are computed, never pass-throughs.
