@@ -4,6 +4,8 @@
 
 use nnx_core::{Axes, BatchStat, List, Object, Param, Result, Tensor, Value, random};
 
+pub mod anchors;
+
 /// The guide's `Weights`: a kernel of 10 stacked 2×3 matrices, a bias and a counter.
 ///
 /// # Errors

@@ -3,6 +3,7 @@
 use faer::linalg::matmul::matmul as faer_matmul;
 use faer::{Accum, MatMut, MatRef, Par};
 use nnx_core::tensor::elementwise::BinaryOp;
+use nnx_core::tensor::pool;
 use nnx_core::{Array, DType, Result};
 
 /// Multiply-adds up to which a product runs as a plain loop: below this, a GEMM library's
@@ -45,9 +46,73 @@ impl Layout {
     }
 }
 
+/// Applies `op` elementwise as one loop per operation, so that the compiler sees a fixed
+/// operation and vectorises it: `out[i] = op(x[i], y[i])`. With `y` of length 1 the one value
+/// is used for every element; with a `y` shorter than `x` it repeats row by row.
+fn zip_op(op: BinaryOp, out: &mut [f32], x: Option<&[f32]>, y: &[f32]) {
+    if out.is_empty() || y.is_empty() {
+        return;
+    }
+    macro_rules! each {
+        ($f:expr) => {{
+            let f = $f;
+            match (x, y) {
+                (None, [q]) => out.iter_mut().for_each(|p| *p = f(*p, *q)),
+                (Some(x), [q]) => out.iter_mut().zip(x).for_each(|(o, &p)| *o = f(p, *q)),
+                (None, y) => {
+                    for row in out.chunks_exact_mut(y.len()) {
+                        row.iter_mut().zip(y).for_each(|(p, &q)| *p = f(*p, q));
+                    }
+                }
+                (Some(x), y) => {
+                    for (row, xs) in out.chunks_exact_mut(y.len()).zip(x.chunks_exact(y.len())) {
+                        for ((o, &p), &q) in row.iter_mut().zip(xs).zip(y) {
+                            *o = f(p, q);
+                        }
+                    }
+                }
+            }
+        }};
+    }
+    match op {
+        BinaryOp::Add => each!(|p: f32, q: f32| p + q),
+        BinaryOp::Sub => each!(|p: f32, q: f32| p - q),
+        BinaryOp::Mul => each!(|p: f32, q: f32| p * q),
+        BinaryOp::Div => each!(|p: f32, q: f32| p / q),
+        // maximum/minimum propagate NaN exactly as the reference's `BinaryOp::f32` does.
+        BinaryOp::Maximum | BinaryOp::Minimum | BinaryOp::Pow => each!(|p, q| op.f32(p, q)),
+    }
+}
+
+/// The right operand of a float32 elementwise kernel as a slice: the whole of `b` (same
+/// shape or a row), or its one value converted to float32 (a scalar, possibly a weak
+/// integer literal). `None` when `b` does not match `layout` against `len` elements.
+fn right_operand(b: &Array, layout: Layout, len: usize) -> Option<std::borrow::Cow<'_, [f32]>> {
+    use std::borrow::Cow;
+    match layout {
+        Layout::Scalar => {
+            let q = match b.dtype() {
+                DType::F32 => *b.as_slice::<f32>().ok()?.first()?,
+                DType::I32 => *b.as_slice::<i32>().ok()?.first()? as f32,
+                DType::U32 => *b.as_slice::<u32>().ok()?.first()? as f32,
+                _ => return None,
+            };
+            Some(Cow::Owned(vec![q]))
+        }
+        Layout::Same => {
+            let y = b.as_slice::<f32>().ok()?;
+            (y.len() == len).then_some(Cow::Borrowed(y))
+        }
+        Layout::Row => {
+            let y = b.as_slice::<f32>().ok()?;
+            (!y.is_empty() && len.is_multiple_of(y.len())).then_some(Cow::Borrowed(y))
+        }
+    }
+}
+
 /// `a op b` for float32 `a` with the given [`Layout`] (which the caller established): one
-/// pass over contiguous memory, the result sharing `a`'s shape. `None` when the operands do
-/// not have that layout after all.
+/// pass over contiguous memory into a pooled buffer, the result sharing `a`'s shape. `None`
+/// when the operands do not have that layout after all.
 pub(crate) fn f32_binary(
     op: BinaryOp,
     a: &Array,
@@ -55,74 +120,30 @@ pub(crate) fn f32_binary(
     layout: Layout,
 ) -> Option<Result<Array>> {
     let x = a.as_slice::<f32>().ok()?;
-    let data: Vec<f32> = match layout {
-        Layout::Same => {
-            let y = b.as_slice::<f32>().ok()?;
-            if x.len() != y.len() {
-                return None;
-            }
-            x.iter().zip(y).map(|(&p, &q)| op.f32(p, q)).collect()
-        }
-        Layout::Scalar => {
-            let q = match b.dtype() {
-                DType::F32 => b.as_slice::<f32>().ok()?.first().copied()?,
-                DType::I32 => *b.as_slice::<i32>().ok()?.first()? as f32,
-                DType::U32 => *b.as_slice::<u32>().ok()?.first()? as f32,
-                _ => return None,
-            };
-            x.iter().map(|&p| op.f32(p, q)).collect()
-        }
-        Layout::Row => {
-            let y = b.as_slice::<f32>().ok()?;
-            if y.is_empty() || x.len() % y.len() != 0 {
-                return None;
-            }
-            let mut out = Vec::with_capacity(x.len());
-            for row in x.chunks_exact(y.len()) {
-                out.extend(row.iter().zip(y).map(|(&p, &q)| op.f32(p, q)));
-            }
-            out
-        }
-    };
-    Some(Array::from_vec_like(a, data, false))
+    let y = right_operand(b, layout, x.len())?;
+    let mut out = pool::take(x.len());
+    zip_op(op, &mut out, Some(x), &y);
+    Some(Array::from_vec_like(a, out, false))
 }
 
 /// [`f32_binary`] computed in `a`'s buffer, when `a` is the only handle to it (an operand
 /// read for the last time): `a` becomes the result without allocating. `false` (and `a`
 /// untouched) when `a` is shared or the operands do not have the layout.
 pub(crate) fn f32_binary_in_place(op: BinaryOp, a: &mut Array, b: &Array, layout: Layout) -> bool {
-    f32_binary_in_place_inner(op, a, b, layout).is_some()
-}
-
-fn f32_binary_in_place_inner(op: BinaryOp, a: &mut Array, b: &Array, layout: Layout) -> Option<()> {
     if a.dtype() != DType::F32 || a.is_weak() {
-        return None;
+        return false;
     }
-    let scalar = match (layout, b.dtype()) {
-        (Layout::Scalar, DType::F32) => Some(*b.as_slice::<f32>().ok()?.first()?),
-        (Layout::Scalar, DType::I32) => Some(*b.as_slice::<i32>().ok()?.first()? as f32),
-        (Layout::Scalar, DType::U32) => Some(*b.as_slice::<u32>().ok()?.first()? as f32),
-        (Layout::Scalar, _) => return None,
-        _ => None,
+    let len = a.shape().iter().product();
+    let Some(y) = right_operand(b, layout, len) else {
+        return false;
     };
-    let y: &[f32] = match layout {
-        Layout::Same | Layout::Row => b.as_slice::<f32>().ok()?,
-        Layout::Scalar => &[],
-    };
-    let x = a.unique_f32_mut()?;
-    match (layout, scalar) {
-        (Layout::Scalar, Some(q)) => x.iter_mut().for_each(|p| *p = op.f32(*p, q)),
-        (Layout::Same, _) if x.len() == y.len() => {
-            x.iter_mut().zip(y).for_each(|(p, &q)| *p = op.f32(*p, q));
+    match a.unique_f32_mut() {
+        Some(x) => {
+            zip_op(op, x, None, &y);
+            true
         }
-        (Layout::Row, _) if !y.is_empty() && x.len() % y.len() == 0 => {
-            for row in x.chunks_exact_mut(y.len()) {
-                row.iter_mut().zip(y).for_each(|(p, &q)| *p = op.f32(*p, q));
-            }
-        }
-        _ => return None,
+        None => false,
     }
-    Some(())
 }
 
 /// Whether `a @ b` is a float32 product with a matrix on the right small enough for
@@ -175,7 +196,7 @@ pub(crate) fn small_matmul(a: &Array, b: &Array) -> Option<Result<Array>> {
         return None;
     }
     let rows = x.len() / k;
-    let mut out = vec![0.0f32; rows * n];
+    let mut out = pool::take_zeroed(rows * n);
     product_into(x, w, k, n, &mut out);
     if n == k {
         // A square layer keeps the input's shape: share it.
@@ -229,7 +250,7 @@ pub(crate) fn matmul(a: &Array, b: &Array) -> Result<Array> {
         shape.push(n);
         if batch.saturating_mul(m * k).saturating_mul(n) <= SMALL_PRODUCT && k > 0 {
             let (x, w) = (a.as_slice::<f32>()?, b.as_slice::<f32>()?);
-            let mut out = vec![0.0f32; batch * m * n];
+            let mut out = pool::take_zeroed(batch * m * n);
             for i in 0..batch {
                 product_into(
                     &x[i * m * k..(i + 1) * m * k],
@@ -269,10 +290,11 @@ fn gemm(
     n: usize,
     rhs_batched: bool,
 ) -> Vec<f32> {
-    let mut out = vec![0.0f32; batch * m * n];
-    if m == 0 || n == 0 {
-        return out;
+    if m == 0 || n == 0 || k == 0 {
+        return pool::take_zeroed(batch * m * n);
     }
+    // Every element is overwritten (`Accum::Replace`): no zero-fill.
+    let mut out = pool::take(batch * m * n);
     // Large products use every thread faer is configured with (all cores by default); small
     // ones stay on the calling thread, where the parallel overhead would dominate.
     let par = if m * k * n >= PARALLEL_THRESHOLD {

@@ -9,6 +9,7 @@ use nnx_core::program::{
 use nnx_core::{Array, DType, Result};
 
 use crate::Fast;
+use crate::batch::batched_program;
 use crate::fuse::{self, Dense, dense_of, fuse};
 use crate::kernels::{self, Layout};
 
@@ -27,7 +28,7 @@ enum Kernel {
     SmallMatmul,
     /// A fused dense chain (`relu(x @ W + b)`), as one pass.
     Dense(Dense),
-    /// A nested `call`, compiled too.
+    /// A nested `call` (or a `vmap` rewritten as its batched program), compiled too.
     Call(Arc<Program>, Box<Compiled>),
     /// Everything else: [`Fast::eval`] (GEMMs, batching rules, the reference kernels).
     Eval,
@@ -156,6 +157,14 @@ fn choose(program: &Program, eq: &Equation) -> Kernel {
                 Kernel::Eval
             }
         }
+        // A vmap whose body the batching rules cover runs as one compiled batched program.
+        (Primitive::Vmap { program, batching }, _) => match batched_program(&program.0, batching) {
+            Some(flat) => {
+                let (inner, compiled) = Compiled::fused(&Arc::new(flat));
+                Kernel::Call(inner, Box::new(compiled))
+            }
+            None => Kernel::Eval,
+        },
         (Primitive::Call { program }, _) => match dense_of(&program.0) {
             Some(dense) => Kernel::Dense(dense),
             None => {

@@ -156,10 +156,10 @@ impl RandomOp {
             RandomOp::Split { .. } => Buffer::Key(Arc::new(threefry::split(k, n))),
             RandomOp::FoldIn { data } => Buffer::Key(Arc::new(vec![threefry::fold_in(k, *data)])),
             RandomOp::Bits { .. } => Buffer::U32(Arc::new(threefry::random_bits_u32(k, n))),
-            RandomOp::Uniform { minval, maxval, .. } => {
-                Buffer::F32(Arc::new(sampling::uniform_f32(k, n, *minval, *maxval)))
-            }
-            RandomOp::Normal { .. } => Buffer::F32(Arc::new(sampling::normal_f32(k, n))),
+            RandomOp::Uniform { minval, maxval, .. } => Buffer::F32(Arc::new(
+                sampling::uniform_f32(k, n, *minval, *maxval).into(),
+            )),
+            RandomOp::Normal { .. } => Buffer::F32(Arc::new(sampling::normal_f32(k, n).into())),
             RandomOp::Randint { minval, maxval, .. } => {
                 Buffer::I32(Arc::new(sampling::randint_i32(k, n, *minval, *maxval)))
             }

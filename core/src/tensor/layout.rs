@@ -273,8 +273,9 @@ impl Array {
 }
 
 /// The typed data of `buffer`, known to have the same variant as `like`.
-fn typed<'a, T>(buffer: &'a Buffer, like: &std::sync::Arc<Vec<T>>) -> &'a [T]
+fn typed<'a, T, D>(buffer: &'a Buffer, like: &std::sync::Arc<D>) -> &'a [T]
 where
+    D: AsRef<[T]>,
     Buffer: TypedView<T>,
 {
     let _ = like;

@@ -27,6 +27,7 @@ pub mod elementwise;
 mod layout;
 mod matmul;
 mod named_ops;
+pub mod pool;
 mod reduce;
 mod shape;
 
@@ -65,7 +66,7 @@ pub enum Buffer {
     Bool(Arc<Vec<bool>>),
     I32(Arc<Vec<i32>>),
     U32(Arc<Vec<u32>>),
-    F32(Arc<Vec<f32>>),
+    F32(Arc<pool::PooledVec>),
     Key(Arc<Vec<[u32; 2]>>),
 }
 
@@ -76,7 +77,7 @@ macro_rules! map_buffer {
             Buffer::Bool($data) => Buffer::Bool(std::sync::Arc::new($body)),
             Buffer::I32($data) => Buffer::I32(std::sync::Arc::new($body)),
             Buffer::U32($data) => Buffer::U32(std::sync::Arc::new($body)),
-            Buffer::F32($data) => Buffer::F32(std::sync::Arc::new($body)),
+            Buffer::F32($data) => Buffer::F32(std::sync::Arc::new($body.into())),
             Buffer::Key($data) => Buffer::Key(std::sync::Arc::new($body)),
         }
     };
@@ -137,7 +138,7 @@ macro_rules! impl_element {
         impl Element for $t {
             const DTYPE: DType = $dtype;
             fn into_buffer(data: Vec<Self>) -> Buffer {
-                Buffer::$variant(Arc::new(data))
+                Buffer::$variant(Arc::new(data.into()))
             }
             fn from_buffer(buffer: &Buffer) -> Option<&[Self]> {
                 match buffer {
@@ -188,7 +189,7 @@ impl Array {
         static EMPTY: std::sync::OnceLock<Array> = std::sync::OnceLock::new();
         let empty = EMPTY.get_or_init(|| Array {
             shape: Arc::from([0usize]),
-            buffer: Buffer::F32(Arc::new(Vec::new())),
+            buffer: Buffer::F32(Arc::new(pool::PooledVec::default())),
             weak: false,
         });
         std::mem::replace(self, empty.clone())
@@ -209,7 +210,7 @@ impl Array {
     /// ```
     pub fn unique_f32_mut(&mut self) -> Option<&mut [f32]> {
         match &mut self.buffer {
-            Buffer::F32(data) => Arc::get_mut(data).map(Vec::as_mut_slice),
+            Buffer::F32(data) => Arc::get_mut(data).map(|d| d.as_mut_slice()),
             _ => None,
         }
     }

@@ -1,0 +1,133 @@
+# The Flax NNX / JAX side of the anchor comparison: the workloads of benches/src/anchors.rs.
+# A copy of the project's shared anchor script (flax_bench.py), extended to print one
+# machine-readable line per workload (RESULT<TAB>key<TAB>seconds) and to measure numpy's
+# float32 GEMM, the practical peak the 1024x1024 vmapped GEMM is compared with.
+# benches/anchors.sh runs it right after the Rust side and prints the ratio table.
+# Run on the same machine as the Rust benches, one after the other:
+#   python3 -m venv .venv-flax && .venv-flax/bin/pip install flax==0.12.8 jax==0.10.2
+#   .venv-flax/bin/python -W ignore flax_bench.py
+# Numbers measured once on the 2-core development machine (AMD EPYC, AVX-512), for orientation only:
+#   nnx.vmap guide stateful_vector_dot 1553 us/call; nnx.jit(nnx.vmap(...)) 140 us/call
+#   nnx.jit tiny MLP depth 2/16/64: 424 / 2706 / 9365 us/call (jax.jit on pre-split state: 15 / 87 / 293 us)
+#   jit(vmap) 1024x1024 @ 1024x1024 + b: 171.6 GFLOP/s; batched 64x(128x256 @ 256x256): 96.7 GFLOP/s
+#   numpy (OpenBLAS) f32 GEMM 1024-2048: ~180 GFLOP/s, the practical peak of this machine
+#   (e) jit(vmap) MLP fwd b=256 w=256 depth 4: 1.54 ms (87.8 GFLOP/s)
+#   (f) jit(vmap(grad)) per-example gradients, same MLP: 154 ms
+#   (g) nnx.jit train step (value_and_grad + SGD), same MLP, batch 256: 3.45 ms
+#   (h) jit(scan over 16 stacked Linear 256x256 + relu), batch 256: 4.29 ms (125 GFLOP/s)
+import time, jax, numpy as np, optax
+def result(key, t): print('RESULT\t%s\t%.9f' % (key, t))
+from jax import numpy as jnp, random
+from flax import nnx
+def bench(fn, n=200):
+    fn(); fn()
+    ts=[]
+    for _ in range(5):
+        t=time.perf_counter()
+        for _ in range(n): r=fn()
+        jax.block_until_ready(r)
+        ts.append((time.perf_counter()-t)/n)
+    return sorted(ts)[2]
+class Weights(nnx.Module):
+  def __init__(self, kernel, bias, count):
+    self.kernel, self.bias = nnx.Param(kernel), nnx.Param(bias)
+    self.count = nnx.BatchStat(count)
+def stateful_vector_dot(weights, x):
+  weights.count[...] += 1
+  return x @ weights.kernel + weights.bias
+w = Weights(random.uniform(random.key(0),(10,2,3)), jnp.zeros((10,3)), jnp.arange(10))
+x = random.normal(random.key(1),(10,2))
+vf = nnx.vmap(stateful_vector_dot, in_axes=0, out_axes=1)
+t = bench(lambda: vf(w,x)); result('a', t)
+print("nnx.vmap seed stateful_vector_dot (eager vmap) us/call: %.1f" % (t*1e6))
+jf = nnx.jit(nnx.vmap(stateful_vector_dot, in_axes=0, out_axes=1))
+t = bench(lambda: jf(w,x)); result('b', t)
+print("nnx.jit(nnx.vmap) seed us/call: %.1f" % (t*1e6))
+# MLP
+class MLP(nnx.Module):
+  def __init__(self, din, dh, dout, depth, rngs):
+    self.layers = nnx.List([nnx.Linear(din if i==0 else dh, dh, rngs=rngs) for i in range(depth)])
+    self.out = nnx.Linear(dh, dout, rngs=rngs)
+  def __call__(self, x):
+    for l in self.layers: x = nnx.relu(l(x))
+    return self.out(x)
+for depth in (2, 16, 64):
+  m = MLP(8, 8, 8, depth, nnx.Rngs(0))
+  f = nnx.jit(lambda m, x: m(x))
+  xx = jnp.ones((4,8))
+  t = bench(lambda: f(m, xx)); result('c%d' % depth, t)
+  print("nnx.jit MLP depth=%d tiny us/call: %.1f" % (depth, t*1e6))
+  g = jax.jit(lambda gd, st, x: nnx.merge(gd, st)(x))
+  gd, st = nnx.split(m)
+  print("  jax.jit pure (split once) us/call: %.1f" % (bench(lambda: g(gd, st, xx))*1e6))
+  print("  nnx.split+merge us: %.1f" % (bench(lambda: nnx.merge(*nnx.split(m)), 50)*1e6))
+# big vmapped GEMM throughput
+B, D = 1024, 1024
+W = random.normal(random.key(0), (D, D))
+bias = jnp.zeros((D,))
+X = random.normal(random.key(1), (B, D))
+class Lin(nnx.Module):
+  def __init__(self): self.w = nnx.Param(W); self.b = nnx.Param(bias)
+lin = Lin()
+sa = nnx.StateAxes({nnx.Param: None})
+vf = nnx.jit(nnx.vmap(lambda m, x: x @ m.w + m.b, in_axes=(sa, 0)))
+t = bench(lambda: vf(lin, X), 20)
+print("jit(vmap) 1024x1024 @ 1024x1024 + b: %.2f ms, %.1f GFLOP/s" % (t*1e3, 2*B*D*D/t/1e9))
+result('d', t)
+# per-example weights batched gemm
+Wb = random.normal(random.key(0), (64, 256, 256)); Xb = random.normal(random.key(1), (64, 128, 256))
+class LinB(nnx.Module):
+  def __init__(self): self.w = nnx.Param(Wb)
+lb = LinB()
+vf2 = nnx.jit(nnx.vmap(lambda m, x: x @ m.w, in_axes=(0, 0)))
+t = bench(lambda: vf2(lb, Xb), 20)
+print("jit(vmap) batched 64x(128x256 @ 256x256): %.2f ms, %.1f GFLOP/s" % (t*1e3, 2*64*128*256*256/t/1e9))
+result('d_batched', t)
+# (e) vmapped MLP forward b=256 w=256 depth 4, per-example (vmap over x only)
+m = MLP(256, 256, 10, 4, nnx.Rngs(0))
+X = random.normal(random.key(1), (256, 256))
+sa = nnx.StateAxes({...: None})
+f = nnx.jit(nnx.vmap(lambda m, x: m(x), in_axes=(sa, 0)))
+t = bench(lambda: f(m, X), 50)
+fl = 2*256*(256*256*4 + 256*10)
+print("(e) jit(vmap) MLP fwd b=256 w=256 d=4: %.3f ms, %.1f GFLOP/s" % (t*1e3, fl/t/1e9))
+result('e', t)
+# (f) per-example gradients vmap(grad) b=256 w=256 d=4
+def loss(m, x, y): return jnp.mean((m(x) - y)**2)
+Y = random.normal(random.key(2), (256, 10))
+pg = nnx.jit(nnx.vmap(nnx.grad(loss), in_axes=(sa, 0, 0)))
+t = bench(lambda: pg(m, X, Y), 20)
+print("(f) jit(vmap(grad)) per-example grads b=256 w=256 d=4: %.3f ms" % (t*1e3))
+result('f', t)
+# (g) train step jit(value_and_grad) + SGD update, batch 256
+opt = nnx.Optimizer(m, optax.sgd(1e-3), wrt=nnx.Param)
+@nnx.jit
+def step(m, opt, x, y):
+  l, g = nnx.value_and_grad(lambda m: loss(m, x, y))(m)
+  opt.update(m, g)
+  return l
+t = bench(lambda: step(m, opt, X, Y), 50)
+print("(g) nnx.jit train step (value_and_grad + sgd) b=256 w=256 d=4: %.3f ms" % (t*1e3))
+result('g', t)
+# (h) scan over layers: 16 stacked Linear(256,256) created with vmap, applied with scan, b=256
+class Block(nnx.Module):
+  def __init__(self, rngs): self.lin = nnx.Linear(256, 256, rngs=rngs)
+  def __call__(self, x): return nnx.relu(self.lin(x))
+@nnx.split_rngs(splits=16)
+@nnx.vmap(in_axes=(0,), out_axes=0)
+def make(rngs): return Block(rngs)
+stack = make(nnx.Rngs(0))
+@nnx.jit
+def fwd(stack, x):
+  @nnx.scan(in_axes=(0, nnx.Carry), out_axes=nnx.Carry)
+  def body(b, x): return b(x)
+  return body(stack, x)
+t = bench(lambda: fwd(stack, X), 50)
+print("(h) jit(scan over 16 layers) b=256 w=256: %.3f ms, %.1f GFLOP/s" % (t*1e3, 2*256*256*256*16/t/1e9))
+result('h', t)
+# numpy (OpenBLAS) float32 GEMM at the size of workload d: the practical peak
+A = np.asarray(random.normal(random.key(0), (1024, 1024)), dtype=np.float32)
+Bm = np.asarray(random.normal(random.key(1), (1024, 1024)), dtype=np.float32)
+t = bench(lambda: A @ Bm, 20)
+print("numpy f32 GEMM 1024x1024: %.2f ms, %.1f GFLOP/s" % (t*1e3, 2*1024**3/t/1e9))
+result('numpy_gemm', t)
