@@ -89,15 +89,19 @@ fn broadcast_all() -> StateAxes {
     StateAxes::new([(Filter::Everything, None)])
 }
 
-/// The workloads, in the anchor script's order, on `engine`.
+/// The workloads, in the anchor script's order, on `engine`: those whose key `keep`
+/// accepts (the others' models are not built).
 ///
 /// # Errors
 /// None in practice (the models are built from fixed shapes).
-pub fn workloads(engine: &dyn Engine) -> Result<Vec<Workload<'_>>> {
+pub fn workloads<'e>(
+    engine: &'e dyn Engine,
+    keep: impl Fn(&str) -> bool,
+) -> Result<Vec<Workload<'e>>> {
     let mut out = Vec::new();
 
     let (w, x) = (weights()?, random::normal(&random::key(1), &[10, 2])?);
-    {
+    if keep("a") {
         let (w, x) = (w.clone(), x.clone());
         let f = vmap(stateful_vector_dot).in_axes(0).out_axes(1);
         out.push(Workload {
@@ -107,7 +111,7 @@ pub fn workloads(engine: &dyn Engine) -> Result<Vec<Workload<'_>>> {
             run: Box::new(move || f.call(engine, (&w, &x)).map(drop)),
         });
     }
-    {
+    if keep("b") {
         let f = jit(move |args: &[Value]| {
             vmap(stateful_vector_dot)
                 .in_axes(0)
@@ -121,7 +125,7 @@ pub fn workloads(engine: &dyn Engine) -> Result<Vec<Workload<'_>>> {
             run: Box::new(move || f.call(engine, (&w, &x)).map(drop)),
         });
     }
-    {
+    if keep("c16") {
         let (m, x) = (crate::mlp(16)?, Tensor::ones(&[4, 8]));
         let f = jit(crate::apply_mlp);
         out.push(Workload {
@@ -131,7 +135,7 @@ pub fn workloads(engine: &dyn Engine) -> Result<Vec<Workload<'_>>> {
             run: Box::new(move || f.call(engine, (&m, &x)).map(drop)),
         });
     }
-    {
+    if keep("d") {
         let d = 1024;
         let m = Object::new("Lin")
             .with("w", Param::new(random::normal(&random::key(0), &[d, d])?))?
@@ -152,7 +156,7 @@ pub fn workloads(engine: &dyn Engine) -> Result<Vec<Workload<'_>>> {
             run: Box::new(move || f.call(engine, (&m, &x)).map(drop)),
         });
     }
-    {
+    if keep("d_batched") {
         let m = Object::new("LinB").with(
             "w",
             Param::new(random::normal(&random::key(0), &[64, 256, 256])?),
@@ -174,10 +178,13 @@ pub fn workloads(engine: &dyn Engine) -> Result<Vec<Workload<'_>>> {
         });
     }
 
+    if !["e", "f", "g", "h"].iter().any(|k| keep(k)) {
+        return Ok(out);
+    }
     let m = anchor_mlp(256, 256, 10, 4)?;
     let x = random::normal(&random::key(1), &[256, 256])?;
     let y = random::normal(&random::key(2), &[256, 10])?;
-    {
+    if keep("e") {
         let (m, x) = (m.clone(), x.clone());
         let f = jit(move |args: &[Value]| {
             vmap(|args: &[Value]| {
@@ -196,7 +203,7 @@ pub fn workloads(engine: &dyn Engine) -> Result<Vec<Workload<'_>>> {
             run: Box::new(move || f.call(engine, (&m, &x)).map(drop)),
         });
     }
-    {
+    if keep("f") {
         let (m, x, y) = (m.clone(), x.clone(), y.clone());
         let f = jit(move |args: &[Value]| {
             vmap(|args: &[Value]| {
@@ -219,7 +226,7 @@ pub fn workloads(engine: &dyn Engine) -> Result<Vec<Workload<'_>>> {
             run: Box::new(move || f.call(engine, (&m, &x, &y)).map(drop)),
         });
     }
-    {
+    if keep("g") {
         let (m, x, y) = (anchor_mlp(256, 256, 10, 4)?, x.clone(), y.clone());
         let step = jit(move |args: &[Value]| {
             let out = value_and_grad(mse).call(engine, args)?;
@@ -240,7 +247,7 @@ pub fn workloads(engine: &dyn Engine) -> Result<Vec<Workload<'_>>> {
             run: Box::new(move || step.call(engine, (&m, &x, &y)).map(drop)),
         });
     }
-    {
+    if keep("h") {
         let stack = stacked_blocks(engine, 16, 256)?;
         let x = x.clone();
         let f = jit(move |args: &[Value]| {

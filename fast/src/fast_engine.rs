@@ -7,6 +7,7 @@ use nnx_core::{Array, Engine, Error, Plan, Result};
 
 use crate::batching;
 use crate::kernels;
+use crate::ops;
 use crate::plan::Top;
 
 /// The production engine. Programs are interpreted with faer GEMMs for matrix products, and
@@ -47,7 +48,10 @@ impl Fast {
             Primitive::Call { program } => self.run(&program.0, args),
             Primitive::Vmap { program, batching } => self.run_batched(&program.0, args, batching),
             Primitive::Scan { program, spec } => self.run_scan(&program.0, args, spec),
-            other => Ok(vec![other.eval(args)?]),
+            other => match ops::eval(other, args) {
+                Some(result) => Ok(vec![result?]),
+                None => Ok(vec![other.eval(args)?]),
+            },
         }
     }
 }

@@ -1,11 +1,18 @@
-//! Dense-layer fusion: `relu(x @ W + b)` (or `x @ W + b`) as one kernel.
+//! GEMM fusion: a matrix product with its transposed operands and its epilogue
+//! (`relu(x @ W + b)`, `x @ W + b`, `xᵀ @ g`, `g @ Wᵀ`) as one kernel.
 //!
-//! A plan rewrites its program so that each chain of a small float32 product, a row-bias
-//! add and optionally `maximum(·, 0)` whose intermediate values have no other use becomes a
-//! single `call` of a sub-program holding the chain. The plan runs such a call as one pass
-//! ([`dense`]): the product, then bias and activation row by row in the same buffer, with
-//! the same float operations in the same order as the three equations — so the results
-//! are bit-identical — and one equation instead of three in the interpreter loop.
+//! A plan rewrites its program so that each float32 product `a @ w` becomes a single `call`
+//! of a sub-program holding its chain:
+//! - an operand that is a 2-D `transpose` of another value is read through a transposed
+//!   view instead (the backward pass's `xᵀ @ g` and `g @ Wᵀ`; the GEMM reads either layout,
+//!   so the transpose is never materialised unless something else needs it);
+//! - a row-bias add reading only the product, and a `maximum(·, 0)` reading only the sum,
+//!   are applied in one pass over the product's buffer, with the same float operations in the
+//!   same order as the separate equations — so the results are bit-identical — while the
+//!   buffer is still in cache.
+//!
+//! Small products (a tiny MLP's 4×8·8×8 layer) run as a plain loop; the others as one faer
+//! GEMM into a pooled buffer.
 
 use std::sync::Arc;
 
@@ -15,22 +22,34 @@ use nnx_core::{Array, DType, Result};
 
 use crate::kernels::{self, Layout};
 
-/// A fused chain's shape: whether it ends with `maximum(·, 0)`.
+/// A fused chain's form: which operands are read transposed, whether a row bias is added and
+/// whether it ends with `maximum(·, 0)`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct Dense {
+pub(crate) struct Gemm {
+    pub(crate) transpose_a: bool,
+    pub(crate) transpose_b: bool,
+    pub(crate) bias: bool,
     pub(crate) relu: bool,
 }
+
+const TRANSPOSE_2D: [usize; 2] = [1, 0];
 
 /// `program` with every fusable chain replaced by a `call` of the chain, or `None` when it
 /// has none.
 pub(crate) fn fuse(program: &Program) -> Option<Program> {
     let mut uses = vec![0usize; program.avals.len()];
-    for atom in program
-        .equations
-        .iter()
-        .flat_map(|eq| &eq.inputs)
-        .chain(&program.outputs)
-    {
+    let mut defined_by = vec![None; program.avals.len()];
+    for (k, eq) in program.equations.iter().enumerate() {
+        for atom in &eq.inputs {
+            if let Atom::Var(v) = atom {
+                uses[v.0 as usize] += 1;
+            }
+        }
+        for v in &eq.outputs {
+            defined_by[v.0 as usize] = Some(k);
+        }
+    }
+    for atom in &program.outputs {
         if let Atom::Var(v) = atom {
             uses[v.0 as usize] += 1;
         }
@@ -47,6 +66,18 @@ pub(crate) fn fuse(program: &Program) -> Option<Program> {
                 .any(|a| matches!(a, Atom::Var(x) if *x == v))
         })
     };
+    // The value `atom` is the 2-D transpose of, if it is one.
+    let transposed_source = |atom: &Atom| -> Option<Atom> {
+        let Atom::Var(v) = atom else { return None };
+        let eq = &program.equations[defined_by[v.0 as usize]?];
+        match (&eq.primitive, eq.inputs.as_slice()) {
+            (Primitive::Transpose { perm }, [source]) if perm.as_slice() == TRANSPOSE_2D => {
+                Some(source.clone())
+            }
+            _ => None,
+        }
+    };
+    let f32_strong = |aval: &AbstractValue| aval.dtype == DType::F32 && !aval.weak;
     let mut removed = vec![false; program.equations.len()];
     let mut replaced: Vec<Option<Equation>> = vec![None; program.equations.len()];
     for (k1, eq) in program.equations.iter().enumerate() {
@@ -57,64 +88,86 @@ pub(crate) fn fuse(program: &Program) -> Option<Program> {
         };
         let (aa, aw) = (program.aval_of(a), program.aval_of(w));
         if removed[k1]
-            || !kernels::is_small_product(
-                &aa.shape,
-                (aa.dtype, aa.weak),
-                &aw.shape,
-                (aw.dtype, aw.weak),
-            )
+            || !f32_strong(&aa)
+            || !f32_strong(&aw)
+            || aw.shape.len() != 2
+            || aa.shape.is_empty()
         {
             continue;
         }
+        let small = kernels::is_small_product(
+            &aa.shape,
+            (aa.dtype, aa.weak),
+            &aw.shape,
+            (aw.dtype, aw.weak),
+        );
+        // Transposed operands are read in place (large 2-D products only: the small loop
+        // reads row-major operands).
+        let source_a = (!small && aa.shape.len() == 2)
+            .then(|| transposed_source(a))
+            .flatten();
+        let source_b = (!small).then(|| transposed_source(w)).flatten();
         // The bias add reading the product.
-        let Some(k2) = single_use_by(*v1, k1) else {
-            continue;
-        };
-        let add = &program.equations[k2];
-        let (Primitive::Binary(BinaryOp::Add), [Atom::Var(x), b], [v2]) = (
-            &add.primitive,
-            add.inputs.as_slice(),
-            add.outputs.as_slice(),
-        ) else {
-            continue;
-        };
-        let (a1, ab) = (program.avals[v1.0 as usize].clone(), program.aval_of(b));
-        if x != v1
-            || removed[k2]
-            || Layout::of(
-                &a1.shape,
-                (a1.dtype, a1.weak),
-                &ab.shape,
-                (ab.dtype, ab.weak),
-            ) != Some(Layout::Row)
-            || ab.dtype != DType::F32
-        {
+        let add = single_use_by(*v1, k1).filter(|&k2| {
+            let add = &program.equations[k2];
+            let (Primitive::Binary(BinaryOp::Add), [Atom::Var(x), b], [_]) = (
+                &add.primitive,
+                add.inputs.as_slice(),
+                add.outputs.as_slice(),
+            ) else {
+                return false;
+            };
+            let (a1, ab) = (program.avals[v1.0 as usize].clone(), program.aval_of(b));
+            x == v1
+                && !removed[k2]
+                && ab.dtype == DType::F32
+                && Layout::of(
+                    &a1.shape,
+                    (a1.dtype, a1.weak),
+                    &ab.shape,
+                    (ab.dtype, ab.weak),
+                ) == Some(Layout::Row)
+        });
+        // An optional `maximum(·, 0)` reading the sum.
+        let relu = add.and_then(|k2| {
+            let v2 = program.equations[k2].outputs[0];
+            single_use_by(v2, k2).filter(|&k3| {
+                let eq = &program.equations[k3];
+                matches!((&eq.primitive, eq.inputs.as_slice()), (Primitive::Binary(BinaryOp::Maximum), [Atom::Var(y), Atom::Literal(zero)]) if *y == v2 && is_zero_scalar(zero))
+            })
+        });
+        // Nothing to gain: a lone product runs as it is.
+        if add.is_none() && source_a.is_none() && source_b.is_none() {
             continue;
         }
-        // An optional `maximum(·, 0)` reading the sum.
-        let relu = single_use_by(*v2, k2).filter(|&k3| {
-            let eq = &program.equations[k3];
-            matches!((&eq.primitive, eq.inputs.as_slice()), (Primitive::Binary(BinaryOp::Maximum), [Atom::Var(y), Atom::Literal(zero)]) if y == v2 && is_zero_scalar(zero))
-        });
-        let last = relu.unwrap_or(k2);
+        let last = relu.or(add).unwrap_or(k1);
         let out = program.equations[last].outputs[0];
-        let chain: Vec<&Equation> = [Some(k1), Some(k2), relu]
-            .into_iter()
-            .flatten()
-            .map(|k| &program.equations[k])
-            .collect();
-        let body = chain_program(program, &chain, &[a.clone(), w.clone(), b.clone()]);
-        removed[k1] = true;
-        removed[k2] = true;
-        if let Some(k3) = relu {
-            removed[k3] = true;
+        let mut inputs = vec![
+            source_a.clone().unwrap_or_else(|| a.clone()),
+            source_b.clone().unwrap_or_else(|| w.clone()),
+        ];
+        if let Some(k2) = add {
+            inputs.push(program.equations[k2].inputs[1].clone());
+        }
+        let body = chain_program(
+            program,
+            source_a.is_some(),
+            source_b.is_some(),
+            [Some(k1), add, relu]
+                .into_iter()
+                .flatten()
+                .map(|k| &program.equations[k]),
+            &inputs,
+        );
+        for k in [Some(k1), add, relu].into_iter().flatten() {
+            removed[k] = true;
         }
         removed[last] = false;
         replaced[last] = Some(Equation {
             primitive: Primitive::Call {
                 program: ProgramRef(Arc::new(body)),
             },
-            inputs: vec![a.clone(), w.clone(), b.clone()],
+            inputs,
             outputs: vec![out],
         });
     }
@@ -152,84 +205,129 @@ fn is_zero_scalar(a: &Array) -> bool {
         }
 }
 
-/// The chain as a program of its own, over inputs `(x, W, b)`.
-fn chain_program(program: &Program, chain: &[&Equation], inputs: &[Atom]) -> Program {
+/// The chain as a program of its own over `inputs` (`a` or the value it transposes, `W` or
+/// the value it transposes, then the bias if any): the transposes first, then the chain's
+/// equations.
+fn chain_program<'a>(
+    program: &Program,
+    transpose_a: bool,
+    transpose_b: bool,
+    chain: impl Iterator<Item = &'a Equation>,
+    inputs: &[Atom],
+) -> Program {
     let mut avals: Vec<AbstractValue> = inputs.iter().map(|a| program.aval_of(a)).collect();
-    let mut renamed: Vec<(VarId, VarId)> = inputs
-        .iter()
-        .enumerate()
-        .filter_map(|(i, a)| match a {
-            Atom::Var(v) => Some((*v, VarId(i as u32))),
-            Atom::Literal(_) => None,
-        })
+    let mut equations = Vec::new();
+    let mut operands: Vec<Atom> = (0..inputs.len())
+        .map(|i| Atom::Var(VarId(i as u32)))
         .collect();
-    // Variables are renamed to the sub-program's; literals stay where they are.
-    let rename = |renamed: &[(VarId, VarId)], atom: &Atom| -> Atom {
-        match atom {
-            Atom::Var(v) => renamed
-                .iter()
-                .find(|(from, _)| from == v)
-                .map_or_else(|| atom.clone(), |(_, to)| Atom::Var(*to)),
-            Atom::Literal(_) => atom.clone(),
+    for (i, transposed) in [transpose_a, transpose_b].into_iter().enumerate() {
+        if transposed {
+            let mut aval = avals[i].clone();
+            aval.shape.reverse();
+            avals.push(aval);
+            let out = VarId(avals.len() as u32 - 1);
+            equations.push(Equation {
+                primitive: Primitive::Transpose {
+                    perm: TRANSPOSE_2D.to_vec(),
+                },
+                inputs: vec![operands[i].clone()],
+                outputs: vec![out],
+            });
+            operands[i] = Atom::Var(out);
         }
-    };
-    let mut equations = Vec::with_capacity(chain.len());
+    }
+    // The chain's equations read the previous one's output and their own literals.
+    let mut previous: Option<VarId> = None;
     for eq in chain {
-        let inputs = eq.inputs.iter().map(|a| rename(&renamed, a)).collect();
-        let out = VarId(avals.len() as u32);
+        let args = match previous {
+            None => operands[..2].to_vec(),
+            Some(prev) => {
+                let second = match &eq.inputs[1] {
+                    Atom::Literal(_) => eq.inputs[1].clone(),
+                    Atom::Var(_) => operands[2].clone(),
+                };
+                vec![Atom::Var(prev), second]
+            }
+        };
         avals.push(program.avals[eq.outputs[0].0 as usize].clone());
-        renamed.push((eq.outputs[0], out));
+        let out = VarId(avals.len() as u32 - 1);
         equations.push(Equation {
             primitive: eq.primitive.clone(),
-            inputs,
+            inputs: args,
             outputs: vec![out],
         });
+        previous = Some(out);
     }
-    let output = equations
-        .last()
-        .map(|eq: &Equation| eq.outputs[0])
-        .unwrap_or(VarId(0));
     Program::new(
         (0..inputs.len()).map(|i| VarId(i as u32)).collect(),
         equations,
-        vec![Atom::Var(output)],
+        vec![Atom::Var(previous.unwrap_or(VarId(0)))],
         avals,
     )
 }
 
 /// The chain a called program holds, if it is one [`fuse`] built.
-pub(crate) fn dense_of(program: &Program) -> Option<Dense> {
-    let prims: Vec<&Primitive> = program.equations.iter().map(|eq| &eq.primitive).collect();
-    let relu = match prims.as_slice() {
-        [Primitive::Matmul, Primitive::Binary(BinaryOp::Add)] => false,
+pub(crate) fn gemm_of(program: &Program) -> Option<Gemm> {
+    let mut gemm = Gemm {
+        transpose_a: false,
+        transpose_b: false,
+        bias: false,
+        relu: false,
+    };
+    let mut prims = program.equations.iter().peekable();
+    while let Some(eq) = prims.next_if(|eq| matches!(eq.primitive, Primitive::Transpose { .. })) {
+        match eq.inputs.as_slice() {
+            [Atom::Var(VarId(0))] => gemm.transpose_a = true,
+            [Atom::Var(VarId(1))] => gemm.transpose_b = true,
+            _ => return None,
+        }
+    }
+    let rest: Vec<&Primitive> = prims.map(|eq| &eq.primitive).collect();
+    match rest.as_slice() {
+        [Primitive::Matmul] => {}
+        [Primitive::Matmul, Primitive::Binary(BinaryOp::Add)] => gemm.bias = true,
         [
             Primitive::Matmul,
             Primitive::Binary(BinaryOp::Add),
             Primitive::Binary(BinaryOp::Maximum),
-        ] => true,
+        ] => {
+            gemm.bias = true;
+            gemm.relu = true;
+        }
         _ => return None,
-    };
-    (program.inputs.len() == 3).then_some(Dense { relu })
+    }
+    (program.inputs.len() == 2 + usize::from(gemm.bias)).then_some(gemm)
 }
 
-/// Runs a fused chain on `(x, W, b)`: the product, then bias and activation in one pass
-/// over its buffer. `None` when the operands are not of the chain's form after all.
-pub(crate) fn dense(dense: Dense, args: &[Array]) -> Option<Result<Array>> {
-    let [x, w, b] = args else { return None };
-    let product = match kernels::small_matmul(x, w)? {
+/// Runs a fused chain on `(a, W[, b])`: the product (a plain loop when small, else a GEMM
+/// reading transposed operands in place), then bias and activation in one pass over its
+/// buffer. `None` when the operands are not of the chain's form after all.
+pub(crate) fn gemm(gemm: Gemm, args: &[Array]) -> Option<Result<Array>> {
+    let (a, w) = (args.first()?, args.get(1)?);
+    let product = if gemm.transpose_a || gemm.transpose_b {
+        kernels::matmul_transposed(a, w, gemm.transpose_a, gemm.transpose_b)?
+    } else {
+        match kernels::small_matmul_if_small(a, w) {
+            Some(product) => product,
+            None => kernels::matmul(a, w),
+        }
+    };
+    let mut product = match product {
         Ok(product) => product,
         Err(e) => return Some(Err(e)),
     };
-    let mut product = product;
-    let bias = b.as_slice::<f32>().ok()?;
+    if !gemm.bias {
+        return Some(Ok(product));
+    }
+    let bias = args.get(2)?.as_slice::<f32>().ok()?;
     let out = product.unique_f32_mut()?;
-    if bias.is_empty() || out.len() % bias.len() != 0 {
+    if bias.is_empty() || !out.len().is_multiple_of(bias.len()) {
         return None;
     }
     for row in out.chunks_exact_mut(bias.len()) {
         for (o, &q) in row.iter_mut().zip(bias) {
             let sum = BinaryOp::Add.f32(*o, q);
-            *o = if dense.relu {
+            *o = if gemm.relu {
                 BinaryOp::Maximum.f32(sum, 0.0)
             } else {
                 sum
@@ -274,7 +372,7 @@ mod tests {
         let calls = fused
             .equations
             .iter()
-            .filter(|eq| matches!(&eq.primitive, Primitive::Call { program } if dense_of(&program.0).is_some()))
+            .filter(|eq| matches!(&eq.primitive, Primitive::Call { program } if gemm_of(&program.0).is_some()))
             .count();
         assert_eq!(calls, 3, "{fused}");
         let inputs = vec![arr(&[4, 8], 0.0), arr(&[8, 8], 1.0), arr(&[8], 2.0)];

@@ -276,6 +276,66 @@ pub(crate) fn matmul(a: &Array, b: &Array) -> Result<Array> {
     a.matmul(b)
 }
 
+/// `op(a) @ op(b)` for float32 operands, where `op` transposes a 2-D operand when its flag
+/// is set: one faer GEMM reading the transposed operand in place (faer takes strided views),
+/// so the transpose is never copied. Without `transpose_a`, `a` may have any leading axes
+/// (`(…, k)`, flattened into rows). `None` when the operands are not of that form.
+pub(crate) fn matmul_transposed(
+    a: &Array,
+    b: &Array,
+    transpose_a: bool,
+    transpose_b: bool,
+) -> Option<Result<Array>> {
+    let (x, w) = (a.as_slice::<f32>().ok()?, b.as_slice::<f32>().ok()?);
+    let &[b0, b1] = b.shape() else { return None };
+    let (k, n) = if transpose_b { (b1, b0) } else { (b0, b1) };
+    let (m, shape) = match (transpose_a, a.shape()) {
+        (true, &[a0, a1]) if a0 == k => (a1, vec![a1, n]),
+        (false, shape) if shape.last() == Some(&k) => {
+            let mut out = shape.to_vec();
+            *out.last_mut()? = n;
+            (x.len().checked_div(k).unwrap_or(0), out)
+        }
+        _ => return None,
+    };
+    if m == 0 || n == 0 || k == 0 {
+        return Some(Array::from_vec(&shape, pool::take_zeroed(m * n)));
+    }
+    let lhs = if transpose_a {
+        MatRef::from_row_major_slice(x, k, m).transpose()
+    } else {
+        MatRef::from_row_major_slice(x, m, k)
+    };
+    let rhs = if transpose_b {
+        MatRef::from_row_major_slice(w, n, k).transpose()
+    } else {
+        MatRef::from_row_major_slice(w, k, n)
+    };
+    // Every element is overwritten (`Accum::Replace`): no zero-fill.
+    let mut out = pool::take(m * n);
+    let dst = MatMut::from_row_major_slice_mut(&mut out, m, n);
+    faer_matmul(
+        dst,
+        Accum::Replace,
+        lhs,
+        rhs,
+        1.0f32,
+        parallelism(m * k * n),
+    );
+    Some(Array::from_vec(&shape, out))
+}
+
+/// The parallelism for a product of `madds` multiply-adds: large products use every thread
+/// faer is configured with (all cores by default); small ones stay on the calling thread,
+/// where the parallel overhead would dominate.
+fn parallelism(madds: usize) -> Par {
+    if madds >= PARALLEL_THRESHOLD {
+        faer::get_global_parallelism()
+    } else {
+        Par::Seq
+    }
+}
+
 /// Multiply-adds above which one product is worth splitting across threads.
 const PARALLEL_THRESHOLD: usize = 1 << 21;
 
@@ -295,13 +355,7 @@ fn gemm(
     }
     // Every element is overwritten (`Accum::Replace`): no zero-fill.
     let mut out = pool::take(batch * m * n);
-    // Large products use every thread faer is configured with (all cores by default); small
-    // ones stay on the calling thread, where the parallel overhead would dominate.
-    let par = if m * k * n >= PARALLEL_THRESHOLD {
-        faer::get_global_parallelism()
-    } else {
-        Par::Seq
-    };
+    let par = parallelism(m * k * n);
     for i in 0..batch {
         let lhs = MatRef::from_row_major_slice(&a[i * m * k..(i + 1) * m * k], m, k);
         let rhs_start = if rhs_batched { i * k * n } else { 0 };

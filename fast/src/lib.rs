@@ -10,7 +10,9 @@ mod batching;
 mod fast_engine;
 mod fuse;
 mod kernels;
+mod ops;
 mod plan;
+mod scan;
 
 pub use fast_engine::Fast;
 

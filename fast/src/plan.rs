@@ -10,8 +10,9 @@ use nnx_core::{Array, DType, Result};
 
 use crate::Fast;
 use crate::batch::batched_program;
-use crate::fuse::{self, Dense, dense_of, fuse};
+use crate::fuse::{self, Gemm, fuse, gemm_of};
 use crate::kernels::{self, Layout};
+use crate::scan::ScanPlan;
 
 /// The compiled form of one program: one kernel per equation (by index).
 #[derive(Debug)]
@@ -26,10 +27,12 @@ enum Kernel {
     Binary(nnx_core::tensor::elementwise::BinaryOp, Layout),
     /// A small float32 product with a matrix on the right, as a plain loop.
     SmallMatmul,
-    /// A fused dense chain (`relu(x @ W + b)`), as one pass.
-    Dense(Dense),
+    /// A fused GEMM chain (transposed operands, `relu(x @ W + b)`), as one kernel.
+    Gemm(Gemm),
     /// A nested `call` (or a `vmap` rewritten as its batched program), compiled too.
     Call(Arc<Program>, Box<Compiled>),
+    /// A scan: its body compiled, pass-throughs pruned.
+    Scan(Box<ScanPlan>),
     /// Everything else: [`Fast::eval`] (GEMMs, batching rules, the reference kernels).
     Eval,
 }
@@ -107,10 +110,13 @@ impl Compiled {
             {
                 return Ok(Outputs::Operand(0));
             }
-            if let Some(Kernel::Dense(dense)) = kernel
-                && let Some(result) = fuse::dense(*dense, args)
+            if let Some(Kernel::Gemm(gemm)) = kernel
+                && let Some(result) = fuse::gemm(*gemm, args)
             {
                 return Ok(Outputs::One(result?));
+            }
+            if let Some(Kernel::Scan(scan)) = kernel {
+                return scan.run(engine, args).map(Outputs::from);
             }
             // The operands move into the nested call.
             if let Some(Kernel::Call(inner, compiled)) = kernel {
@@ -157,6 +163,10 @@ fn choose(program: &Program, eq: &Equation) -> Kernel {
                 Kernel::Eval
             }
         }
+        (Primitive::Scan { .. }, _) => match ScanPlan::new(&eq.primitive) {
+            Some(scan) => Kernel::Scan(Box::new(scan)),
+            None => Kernel::Eval,
+        },
         // A vmap whose body the batching rules cover runs as one compiled batched program.
         (Primitive::Vmap { program, batching }, _) => match batched_program(&program.0, batching) {
             Some(flat) => {
@@ -165,8 +175,8 @@ fn choose(program: &Program, eq: &Equation) -> Kernel {
             }
             None => Kernel::Eval,
         },
-        (Primitive::Call { program }, _) => match dense_of(&program.0) {
-            Some(dense) => Kernel::Dense(dense),
+        (Primitive::Call { program }, _) => match gemm_of(&program.0) {
+            Some(gemm) => Kernel::Gemm(gemm),
             None => {
                 let (inner, compiled) = Compiled::fused(&program.0);
                 Kernel::Call(inner, Box::new(compiled))

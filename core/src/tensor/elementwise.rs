@@ -147,6 +147,11 @@ impl CompareOp {
         }
     }
 
+    /// The comparison on two float32 values (what every engine's kernel computes).
+    pub fn f32(self, a: f32, b: f32) -> bool {
+        self.apply(a, b)
+    }
+
     fn apply<T: PartialOrd>(self, a: T, b: T) -> bool {
         match self {
             CompareOp::Eq => a == b,

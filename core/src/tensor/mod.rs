@@ -271,6 +271,20 @@ impl Array {
         ))
     }
 
+    /// The same array (sharing its buffer) with its weak-type flag set to `weak`: how a
+    /// kernel that builds its result from a plain buffer keeps the reference's weak type.
+    ///
+    /// ```
+    /// # use nnx_core::Array;
+    /// let x = Array::from_vec(&[2], vec![1.0f32, 2.0])?.with_weak(true);
+    /// assert!(x.is_weak());
+    /// # Ok::<(), nnx_core::Error>(())
+    /// ```
+    pub fn with_weak(mut self, weak: bool) -> Array {
+        self.weak = weak;
+        self
+    }
+
     /// A 1-D array holding `data`.
     pub fn from_slice<T: Element>(data: &[T]) -> Array {
         Array::from_parts(vec![data.len()], T::into_buffer(data.to_vec()), false)

@@ -5,15 +5,19 @@
 //! out of the program (the caller keeps the input values), and inputs nothing reads any more
 //! are not passed to it, so a cached call moves only what the computation uses. An output is
 //! a pass-through when the program returns an input variable as it is and the transform maps
-//! it the same way in and out (always for `call`; for `vmap` when the in and out axes agree).
+//! it the same way in and out (always for `call`; for `vmap` when the in and out axes agree;
+//! for `scan` a scanned input stacked along the same axis, or a carry or broadcast input
+//! returned as such). Engines apply the same pruning to nested equations when they compile.
 
 use std::sync::Arc;
 
-use crate::program::{Atom, Batching, Primitive, Program, ProgramRef};
+use crate::program::{
+    Atom, Batching, Primitive, Program, ProgramRef, ScanInput, ScanOutput, ScanSpec,
+};
 
 /// Where a transform's result comes from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Passed {
+pub enum Passed {
     /// Result `k` of the pruned program.
     Computed(usize),
     /// Input `i` of the transform, unchanged.
@@ -22,21 +26,24 @@ pub(crate) enum Passed {
 
 /// A primitive over a pruned program: which of the transform's inputs it takes, and where
 /// each of the transform's results comes from.
-pub(crate) struct Pruned {
-    pub(crate) primitive: Primitive,
-    pub(crate) inputs: Vec<usize>,
-    pub(crate) results: Vec<Passed>,
+pub struct Pruned {
+    /// The primitive over the pruned program.
+    pub primitive: Primitive,
+    /// The original inputs it takes, in order.
+    pub inputs: Vec<usize>,
+    /// Where each original result comes from.
+    pub results: Vec<Passed>,
 }
 
-/// Prunes `primitive`'s program (a `call` or a `vmap`; others are kept as they are).
-pub(crate) fn prune(primitive: Primitive) -> Pruned {
+/// Prunes `primitive`'s program (a `call`, `vmap` or `scan`; others are kept as they are).
+pub fn prune(primitive: Primitive) -> Pruned {
     let keep = |primitive: Primitive, program: &Program| Pruned {
         primitive,
         inputs: (0..program.inputs.len()).collect(),
         results: (0..program.outputs.len()).map(Passed::Computed).collect(),
     };
     match primitive {
-        Primitive::Call { program } => match prune_program(&program.0, |_, _| true) {
+        Primitive::Call { program } => match prune_program(&program.0, |_, _| true, |_| false) {
             Some((pruned, inputs, results)) => Pruned {
                 primitive: Primitive::Call {
                     program: ProgramRef(Arc::new(pruned)),
@@ -54,7 +61,7 @@ pub(crate) fn prune(primitive: Primitive) -> Pruned {
                 batching.in_axes.get(i).copied().flatten()
                     == batching.out_axes.get(j).copied().flatten()
             };
-            match prune_program(&program.0, same_axes) {
+            match prune_program(&program.0, same_axes, |_| false) {
                 Some((pruned, inputs, results)) => {
                     let batching = Batching {
                         in_axes: inputs.iter().map(|&i| batching.in_axes[i]).collect(),
@@ -82,8 +89,54 @@ pub(crate) fn prune(primitive: Primitive) -> Pruned {
             }
         }
         Primitive::Scan { program, spec } => {
-            let p = program.0.clone();
-            keep(Primitive::Scan { program, spec }, &p)
+            // A scanned input returned stacked along the same axis, a carry returned as its
+            // own new value and a broadcast input returned as a broadcast output come out as
+            // they went in. Carries are always kept (an output names its carry by index).
+            let identity = |i: usize, j: usize| match (spec.inputs.get(i), spec.outputs.get(j)) {
+                (Some(ScanInput::Scanned(a)), Some(ScanOutput::Stacked(b))) => a == b,
+                (Some(ScanInput::Carry), Some(ScanOutput::Carry(c))) => *c == i,
+                // (With no iteration, a broadcast output is zeros instead.)
+                (Some(ScanInput::Broadcast), Some(ScanOutput::Broadcast)) => spec.length > 0,
+                _ => false,
+            };
+            let carry = |i: usize| spec.inputs.get(i) == Some(&ScanInput::Carry);
+            match prune_program(&program.0, identity, carry) {
+                Some((pruned, inputs, results)) => {
+                    let renumber = |i: usize| inputs.iter().position(|&k| k == i);
+                    let outputs = results
+                        .iter()
+                        .enumerate()
+                        .filter(|(_, r)| matches!(r, Passed::Computed(_)))
+                        .map(|(j, _)| match spec.outputs[j] {
+                            ScanOutput::Carry(i) => renumber(i).map(ScanOutput::Carry),
+                            other => Some(other),
+                        })
+                        .collect::<Option<Vec<_>>>();
+                    match outputs {
+                        Some(outputs) => Pruned {
+                            primitive: Primitive::Scan {
+                                program: ProgramRef(Arc::new(pruned)),
+                                spec: ScanSpec {
+                                    length: spec.length,
+                                    reverse: spec.reverse,
+                                    inputs: inputs.iter().map(|&i| spec.inputs[i]).collect(),
+                                    outputs,
+                                },
+                            },
+                            inputs,
+                            results,
+                        },
+                        None => {
+                            let p = program.0.clone();
+                            keep(Primitive::Scan { program, spec }, &p)
+                        }
+                    }
+                }
+                None => {
+                    let p = program.0.clone();
+                    keep(Primitive::Scan { program, spec }, &p)
+                }
+            }
         }
         // Transforms build only the three higher-order primitives.
         other => Pruned {
@@ -96,10 +149,11 @@ pub(crate) fn prune(primitive: Primitive) -> Pruned {
 
 /// The program without its pass-through outputs and the inputs nothing reads, or `None`
 /// when there is nothing to prune. `identity(i, j)` says whether returning input `i` as
-/// output `j` leaves it unchanged.
+/// output `j` leaves it unchanged; inputs for which `keep(i)` holds stay even when unread.
 fn prune_program(
     program: &Program,
     identity: impl Fn(usize, usize) -> bool,
+    keep: impl Fn(usize) -> bool,
 ) -> Option<(Program, Vec<usize>, Vec<Passed>)> {
     let mut input_of = vec![None; program.avals.len()];
     for (i, v) in program.inputs.iter().enumerate() {
@@ -137,7 +191,7 @@ fn prune_program(
         }
     }
     let inputs: Vec<usize> = (0..program.inputs.len())
-        .filter(|&i| needed[program.inputs[i].0 as usize])
+        .filter(|&i| needed[program.inputs[i].0 as usize] || keep(i))
         .collect();
     if inputs.len() == program.inputs.len() && outputs.len() == program.outputs.len() {
         return None;
@@ -204,5 +258,62 @@ mod tests {
         });
         assert_eq!(pruned.results, vec![Passed::Input(0), Passed::Computed(0)]);
         assert_eq!(pruned.inputs, vec![1]);
+    }
+
+    #[test]
+    fn scan_passes_scanned_layers_through_and_keeps_every_carry() {
+        // Inputs: a carry h, scanned layers w, an unread carry c, a broadcast b.
+        // Outputs: new h (computed), w stacked (pass-through), c (pass-through), b broadcast.
+        let aval = AbstractValue::new(vec![2], DType::F32, false);
+        let traced = trace_fn(&[aval.clone(), aval.clone(), aval.clone(), aval], |xs| {
+            let h = (&xs[0] * &xs[1])?;
+            Ok((vec![h, xs[1].clone(), xs[2].clone(), xs[3].clone()], ()))
+        })
+        .unwrap();
+        let spec = |length| ScanSpec {
+            length,
+            reverse: false,
+            inputs: vec![
+                ScanInput::Carry,
+                ScanInput::Scanned(0),
+                ScanInput::Carry,
+                ScanInput::Broadcast,
+            ],
+            outputs: vec![
+                ScanOutput::Carry(0),
+                ScanOutput::Stacked(0),
+                ScanOutput::Carry(2),
+                ScanOutput::Broadcast,
+            ],
+        };
+        let program = ProgramRef(Arc::new(traced.program));
+        let pruned = prune(Primitive::Scan {
+            program: program.clone(),
+            spec: spec(4),
+        });
+        assert_eq!(
+            pruned.results,
+            vec![
+                Passed::Computed(0),
+                Passed::Input(1),
+                Passed::Input(2),
+                Passed::Input(3)
+            ]
+        );
+        // The unread carry stays an input (carries are matched by index).
+        assert_eq!(pruned.inputs, vec![0, 1, 2]);
+        let Primitive::Scan {
+            spec: pruned_spec, ..
+        } = &pruned.primitive
+        else {
+            panic!("still a scan")
+        };
+        assert_eq!(pruned_spec.outputs, vec![ScanOutput::Carry(0)]);
+        // With no iteration a broadcast output is zeros, not the input.
+        let empty = prune(Primitive::Scan {
+            program,
+            spec: spec(0),
+        });
+        assert_eq!(empty.results[3], Passed::Computed(1));
     }
 }

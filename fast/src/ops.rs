@@ -1,0 +1,393 @@
+//! Fast kernels for the float32 operations around the GEMMs: comparisons and `select` (the
+//! relu mask of a backward pass), sums and means over leading or trailing axes (bias
+//! gradients, losses), 2-D transposes, row broadcasts and slices along the first axis
+//! (a layer out of stacked weights). Each is one contiguous or blocked pass into a pooled
+//! buffer instead of the reference kernels' gather through a list of indices. Every kernel
+//! computes exactly what the reference computes, in the same order (results are identical);
+//! an operand outside a kernel's form falls back to the reference.
+
+use nnx_core::program::Primitive;
+use nnx_core::tensor::ReduceOp;
+use nnx_core::tensor::elementwise::CompareOp;
+use nnx_core::tensor::pool;
+use nnx_core::{Array, DType, Result};
+
+/// The fast kernel for `primitive` on `args`, or `None` when it has none for these operands.
+pub(crate) fn eval(primitive: &Primitive, args: &[Array]) -> Option<Result<Array>> {
+    match (primitive, args) {
+        (Primitive::Compare(op), [a, b]) => compare(*op, a, b),
+        (Primitive::Select, [c, t, f]) => select(c, t, f),
+        (Primitive::Reduce { op, axes, keepdims }, [x]) => reduce(*op, axes, *keepdims, x),
+        (Primitive::Transpose { perm }, [x]) => transpose(perm, x),
+        (Primitive::BroadcastTo { shape }, [x]) => broadcast_rows(shape, x),
+        (Primitive::IndexAxis { axis: 0, index }, [x]) => {
+            leading(x, *index, *index + 1, &x.shape()[1..])
+        }
+        (
+            Primitive::SliceAxis {
+                axis: 0,
+                start,
+                end,
+            },
+            [x],
+        ) => {
+            let mut shape = x.shape().to_vec();
+            *shape.first_mut()? = end.checked_sub(*start)?;
+            leading(x, *start, *end, &shape)
+        }
+        _ => None,
+    }
+}
+
+/// A strongly typed float32 operand's elements.
+fn strong_f32(x: &Array) -> Option<&[f32]> {
+    if x.is_weak() {
+        return None;
+    }
+    x.as_slice::<f32>().ok()
+}
+
+/// The one value of a scalar operand that promotes to float32 against a float32 array
+/// (a float32 scalar, or a weak integer literal).
+fn scalar_f32(x: &Array) -> Option<f32> {
+    if x.shape().iter().product::<usize>() != 1 {
+        return None;
+    }
+    match x.dtype() {
+        DType::F32 => x.as_slice::<f32>().ok()?.first().copied(),
+        DType::I32 if x.is_weak() => x.as_slice::<i32>().ok()?.first().map(|&v| v as f32),
+        _ => None,
+    }
+}
+
+/// `a op b` for a float32 array `a` and `b` of its shape or a scalar: a bool array.
+fn compare(op: CompareOp, a: &Array, b: &Array) -> Option<Result<Array>> {
+    let x = strong_f32(a)?;
+    let out: Vec<bool> = if b.shape() == a.shape() && b.dtype() == DType::F32 {
+        let y = b.as_slice::<f32>().ok()?;
+        x.iter().zip(y).map(|(&p, &q)| op.f32(p, q)).collect()
+    } else if b.ndim() <= a.ndim() {
+        let q = scalar_f32(b)?;
+        x.iter().map(|&p| op.f32(p, q)).collect()
+    } else {
+        return None;
+    };
+    Some(Array::from_vec(a.shape(), out))
+}
+
+/// One branch of a `select`: a float32 array of the condition's shape, or a scalar.
+enum Branch<'a> {
+    Full(&'a [f32]),
+    Scalar(f32),
+}
+
+impl Branch<'_> {
+    fn of<'a>(x: &'a Array, shape: &[usize]) -> Option<Branch<'a>> {
+        if x.dtype() != DType::F32 {
+            return None;
+        }
+        if x.shape() == shape {
+            return x.as_slice::<f32>().ok().map(Branch::Full);
+        }
+        if x.ndim() <= shape.len() {
+            return scalar_f32(x).map(Branch::Scalar);
+        }
+        None
+    }
+}
+
+/// `where(c, t, f)` for a bool condition of the result's shape and float32 branches of that
+/// shape or scalars.
+fn select(c: &Array, t: &Array, f: &Array) -> Option<Result<Array>> {
+    let cond = c.as_slice::<bool>().ok()?;
+    let shape = c.shape();
+    let (on_true, on_false) = (Branch::of(t, shape)?, Branch::of(f, shape)?);
+    let mut out = pool::take(cond.len());
+    match (on_true, on_false) {
+        (Branch::Full(t), Branch::Scalar(q)) => {
+            for ((o, &c), &p) in out.iter_mut().zip(cond).zip(t) {
+                *o = if c { p } else { q };
+            }
+        }
+        (Branch::Scalar(p), Branch::Full(f)) => {
+            for ((o, &c), &q) in out.iter_mut().zip(cond).zip(f) {
+                *o = if c { p } else { q };
+            }
+        }
+        (Branch::Full(t), Branch::Full(f)) => {
+            for (((o, &c), &p), &q) in out.iter_mut().zip(cond).zip(t).zip(f) {
+                *o = if c { p } else { q };
+            }
+        }
+        (Branch::Scalar(p), Branch::Scalar(q)) => {
+            for (o, &c) in out.iter_mut().zip(cond) {
+                *o = if c { p } else { q };
+            }
+        }
+    }
+    Some(Array::from_vec_like(c, out, t.is_weak() && f.is_weak()))
+}
+
+/// Sum or mean of a float32 array over a leading or a trailing block of axes, accumulating
+/// each output element in float32 from the first reduced element to the last, as the
+/// reference does.
+fn reduce(op: ReduceOp, axes: &[usize], keepdims: bool, x: &Array) -> Option<Result<Array>> {
+    if !matches!(op, ReduceOp::Sum | ReduceOp::Mean) || axes.is_empty() {
+        return None;
+    }
+    let data = strong_f32(x)?;
+    let rank = x.ndim();
+    let mut sorted = axes.to_vec();
+    sorted.sort_unstable();
+    sorted.dedup();
+    let contiguous = sorted.windows(2).all(|w| w[1] == w[0] + 1) && sorted.len() == axes.len();
+    let (first, last) = (*sorted.first()?, *sorted.last()?);
+    if !contiguous || last >= rank || (first != 0 && last != rank - 1) {
+        return None;
+    }
+    let reduced: usize = sorted.iter().map(|&a| x.shape()[a]).product();
+    let kept = data.len().checked_div(reduced).unwrap_or(0);
+    if reduced == 0 {
+        return None;
+    }
+    let mut out = if first == 0 {
+        // Leading axes: add rows of `kept` elements into the accumulator, in order.
+        let mut acc = pool::take_zeroed(kept);
+        for row in data.chunks_exact(kept.max(1)).take(reduced) {
+            acc.iter_mut().zip(row).for_each(|(a, &v)| *a += v);
+        }
+        acc
+    } else {
+        // Trailing axes: one sequential sum per contiguous group.
+        let mut acc = pool::take(kept);
+        for (a, group) in acc.iter_mut().zip(data.chunks_exact(reduced)) {
+            *a = group.iter().fold(0.0f32, |s, &v| s + v);
+        }
+        acc
+    };
+    if op == ReduceOp::Mean {
+        out.iter_mut()
+            .for_each(|v| *v = (f64::from(*v) / reduced as f64) as f32);
+    }
+    let shape: Vec<usize> = (0..rank)
+        .filter_map(|a| match (sorted.contains(&a), keepdims) {
+            (false, _) => Some(x.shape()[a]),
+            (true, true) => Some(1),
+            (true, false) => None,
+        })
+        .collect();
+    Some(Array::from_vec(&shape, out))
+}
+
+/// Edge of the square tiles a transpose copies (a tile of each side stays in L1).
+const TILE: usize = 32;
+
+/// A permutation that swaps the last two axes (keeping any leading ones): a batch of 2-D
+/// transposes, copied tile by tile.
+fn transpose(perm: &[usize], x: &Array) -> Option<Result<Array>> {
+    let rank = perm.len();
+    if rank < 2
+        || perm[..rank - 2].iter().enumerate().any(|(i, &p)| p != i)
+        || perm[rank - 2] != rank - 1
+        || perm[rank - 1] != rank - 2
+        || x.dtype() != DType::F32
+        || x.ndim() != rank
+    {
+        return None;
+    }
+    let data = x.as_slice::<f32>().ok()?;
+    let (rows, cols) = (x.shape()[rank - 2], x.shape()[rank - 1]);
+    let mut out = pool::take(data.len());
+    let plane = rows * cols;
+    if plane > 0 {
+        for (src, dst) in data.chunks_exact(plane).zip(out.chunks_exact_mut(plane)) {
+            for r0 in (0..rows).step_by(TILE) {
+                for c0 in (0..cols).step_by(TILE) {
+                    for r in r0..(r0 + TILE).min(rows) {
+                        for c in c0..(c0 + TILE).min(cols) {
+                            dst[c * rows + r] = src[r * cols + c];
+                        }
+                    }
+                }
+            }
+        }
+    }
+    let mut shape = x.shape().to_vec();
+    shape.swap(rank - 2, rank - 1);
+    Some(Array::from_vec(&shape, out).map(|a| a.with_weak(x.is_weak())))
+}
+
+/// A broadcast that repeats the whole (float32) operand: its shape, without leading unit
+/// axes, is a suffix of the target shape.
+fn broadcast_rows(shape: &[usize], x: &Array) -> Option<Result<Array>> {
+    let data = x.as_slice::<f32>().ok()?;
+    let core: &[usize] = {
+        let s = x.shape();
+        let ones = s.iter().take_while(|&&d| d == 1).count();
+        &s[ones..]
+    };
+    if x.ndim() > shape.len() || !shape.ends_with(core) || data.is_empty() {
+        return None;
+    }
+    let total: usize = shape.iter().product();
+    let mut out = pool::take(total);
+    for chunk in out.chunks_exact_mut(data.len()) {
+        chunk.copy_from_slice(data);
+    }
+    Some(Array::from_vec(shape, out).map(|a| a.with_weak(x.is_weak())))
+}
+
+/// Rows `start..end` of a float32 array along its first axis (a contiguous block), with the
+/// result's `shape`.
+pub(crate) fn leading(
+    x: &Array,
+    start: usize,
+    end: usize,
+    shape: &[usize],
+) -> Option<Result<Array>> {
+    let data = x.as_slice::<f32>().ok()?;
+    let &rows = x.shape().first()?;
+    if start > end || end > rows {
+        return None;
+    }
+    let row: usize = x.shape()[1..].iter().product();
+    let mut out = pool::take((end - start) * row);
+    out.copy_from_slice(&data[start * row..end * row]);
+    Some(Array::from_vec(shape, out).map(|a| a.with_weak(x.is_weak())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use nnx_core::tensor::elementwise::CompareOp;
+
+    fn arr(shape: &[usize], seed: f32) -> Array {
+        let n: usize = shape.iter().product();
+        let data = (0..n).map(|i| ((i as f32 + seed) * 0.37).sin()).collect();
+        Array::from_vec(shape, data).unwrap()
+    }
+
+    /// Each kernel gives exactly the reference's result (values, shape, dtype, weak type).
+    #[test]
+    fn kernels_agree_with_the_reference_bit_for_bit() {
+        let x = arr(&[5, 3, 4], 0.0);
+        let y = arr(&[5, 3, 4], 1.0);
+        let relu = x
+            .binary(
+                nnx_core::tensor::elementwise::BinaryOp::Maximum,
+                &Array::scalar(0.0f32),
+            )
+            .unwrap();
+        let mask = x.compare(CompareOp::Eq, &relu).unwrap();
+        let cases: Vec<(Primitive, Vec<Array>)> = vec![
+            (
+                Primitive::Compare(CompareOp::Eq),
+                vec![x.clone(), relu.clone()],
+            ),
+            (
+                Primitive::Compare(CompareOp::Gt),
+                vec![x.clone(), Array::weak_scalar(0i32)],
+            ),
+            (
+                Primitive::Select,
+                vec![mask.clone(), y.clone(), Array::weak_scalar(0.0f32)],
+            ),
+            (
+                Primitive::Select,
+                vec![mask.clone(), Array::scalar(2.0f32), y.clone()],
+            ),
+            (Primitive::Select, vec![mask, x.clone(), y.clone()]),
+            (
+                Primitive::Reduce {
+                    op: ReduceOp::Sum,
+                    axes: vec![0],
+                    keepdims: false,
+                },
+                vec![x.clone()],
+            ),
+            (
+                Primitive::Reduce {
+                    op: ReduceOp::Sum,
+                    axes: vec![0, 1],
+                    keepdims: true,
+                },
+                vec![x.clone()],
+            ),
+            (
+                Primitive::Reduce {
+                    op: ReduceOp::Mean,
+                    axes: vec![1, 2],
+                    keepdims: false,
+                },
+                vec![x.clone()],
+            ),
+            (
+                Primitive::Reduce {
+                    op: ReduceOp::Mean,
+                    axes: vec![0, 1, 2],
+                    keepdims: false,
+                },
+                vec![x.clone()],
+            ),
+            (
+                Primitive::Transpose {
+                    perm: vec![0, 2, 1],
+                },
+                vec![arr(&[3, 37, 70], 2.0)],
+            ),
+            (
+                Primitive::Transpose { perm: vec![1, 0] },
+                vec![arr(&[64, 33], 3.0)],
+            ),
+            (
+                Primitive::BroadcastTo {
+                    shape: vec![6, 3, 4],
+                },
+                vec![arr(&[1, 3, 4], 4.0)],
+            ),
+            (
+                Primitive::BroadcastTo {
+                    shape: vec![2, 7, 4],
+                },
+                vec![arr(&[4], 5.0)],
+            ),
+            (Primitive::IndexAxis { axis: 0, index: 3 }, vec![x.clone()]),
+            (
+                Primitive::SliceAxis {
+                    axis: 0,
+                    start: 1,
+                    end: 4,
+                },
+                vec![x.clone()],
+            ),
+        ];
+        for (primitive, args) in cases {
+            let fast = eval(&primitive, &args)
+                .unwrap_or_else(|| panic!("{primitive:?} has a fast kernel"))
+                .unwrap();
+            let reference = primitive.eval(&args).unwrap();
+            assert!(
+                fast.identical(&reference),
+                "{primitive:?}: {fast:?} vs {reference:?}"
+            );
+            assert_eq!(fast.is_weak(), reference.is_weak(), "{primitive:?}");
+        }
+        // Forms without a kernel fall back.
+        let max = Primitive::Reduce {
+            op: ReduceOp::Max,
+            axes: vec![0],
+            keepdims: false,
+        };
+        assert!(eval(&max, &[x.clone()]).is_none());
+        let middle = Primitive::Reduce {
+            op: ReduceOp::Sum,
+            axes: vec![1],
+            keepdims: false,
+        };
+        assert!(eval(&middle, &[x.clone()]).is_none());
+        let general = Primitive::Transpose {
+            perm: vec![2, 0, 1],
+        };
+        assert!(eval(&general, &[x]).is_none());
+    }
+}
