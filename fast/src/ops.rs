@@ -378,13 +378,13 @@ mod tests {
             axes: vec![0],
             keepdims: false,
         };
-        assert!(eval(&max, &[x.clone()]).is_none());
+        assert!(eval(&max, std::slice::from_ref(&x)).is_none());
         let middle = Primitive::Reduce {
             op: ReduceOp::Sum,
             axes: vec![1],
             keepdims: false,
         };
-        assert!(eval(&middle, &[x.clone()]).is_none());
+        assert!(eval(&middle, std::slice::from_ref(&x)).is_none());
         let general = Primitive::Transpose {
             perm: vec![2, 0, 1],
         };
