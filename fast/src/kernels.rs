@@ -1,10 +1,12 @@
 //! Dense kernels backed by faer. This is the only module of the project that names faer.
 
 use faer::linalg::matmul::matmul as faer_matmul;
-use faer::{Accum, MatMut, MatRef, Par};
+use faer::{Accum, MatMut, MatRef};
 use nnx_core::tensor::elementwise::BinaryOp;
 use nnx_core::tensor::pool;
 use nnx_core::{Array, DType, Result};
+
+use crate::parallel;
 
 /// Multiply-adds up to which a product runs as a plain loop: below this, a GEMM library's
 /// dispatch costs more than the arithmetic (a tiny MLP's 4×8·8×8 layer).
@@ -248,6 +250,23 @@ pub(crate) fn matmul(a: &Array, b: &Array) -> Result<Array> {
         let (m, n) = (a.shape()[ra - 2], b.shape()[rb - 1]);
         let mut shape = a.shape()[..ra - 1].to_vec();
         shape.push(n);
+        if k == 1 {
+            // Outer products (per-example weight gradients): one pass writing each output
+            // once, `0 + x·w` exactly as the reference's accumulation computes it.
+            let (x, w) = (a.as_slice::<f32>()?, b.as_slice::<f32>()?);
+            let mut out = pool::take(batch * m * n);
+            if m > 0 && n > 0 {
+                parallel::for_each_chunk(&mut out, m * n, |i, dst| {
+                    let (xs, ws) = (&x[i * m..(i + 1) * m], &w[i * n..(i + 1) * n]);
+                    for (row, &xi) in dst.chunks_exact_mut(n).zip(xs) {
+                        row.iter_mut()
+                            .zip(ws)
+                            .for_each(|(o, &wj)| *o = 0.0 + xi * wj);
+                    }
+                });
+            }
+            return Array::from_vec(&shape, out);
+        }
         if batch.saturating_mul(m * k).saturating_mul(n) <= SMALL_PRODUCT && k > 0 {
             let (x, w) = (a.as_slice::<f32>()?, b.as_slice::<f32>()?);
             let mut out = pool::take_zeroed(batch * m * n);
@@ -320,24 +339,10 @@ pub(crate) fn matmul_transposed(
         lhs,
         rhs,
         1.0f32,
-        parallelism(m * k * n),
+        parallel::product(m * k * n),
     );
     Some(Array::from_vec(&shape, out))
 }
-
-/// The parallelism for a product of `madds` multiply-adds: large products use every thread
-/// faer is configured with (all cores by default); small ones stay on the calling thread,
-/// where the parallel overhead would dominate.
-fn parallelism(madds: usize) -> Par {
-    if madds >= PARALLEL_THRESHOLD {
-        faer::get_global_parallelism()
-    } else {
-        Par::Seq
-    }
-}
-
-/// Multiply-adds above which one product is worth splitting across threads.
-const PARALLEL_THRESHOLD: usize = 1 << 21;
 
 /// `batch` row-major products `(m, k) × (k, n)`; `rhs_batched` says whether `b` holds one
 /// matrix per batch entry or a single shared one.
@@ -355,7 +360,7 @@ fn gemm(
     }
     // Every element is overwritten (`Accum::Replace`): no zero-fill.
     let mut out = pool::take(batch * m * n);
-    let par = parallelism(m * k * n);
+    let par = parallel::product(m * k * n);
     for i in 0..batch {
         let lhs = MatRef::from_row_major_slice(&a[i * m * k..(i + 1) * m * k], m, k);
         let rhs_start = if rhs_batched { i * k * n } else { 0 };

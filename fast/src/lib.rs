@@ -11,10 +11,12 @@ mod fast_engine;
 mod fuse;
 mod kernels;
 mod ops;
+mod parallel;
 mod plan;
 mod scan;
 
 pub use fast_engine::Fast;
+pub use parallel::Parallelism;
 
 pub use nnx_core::*;
 

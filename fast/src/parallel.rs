@@ -1,0 +1,101 @@
+//! How `Fast` uses the machine's cores: an explicit, process-wide setting.
+//!
+//! Large GEMMs are split across threads by faer; batches of independent products and
+//! memory-bound passes over large buffers (per-example gradients) are split across threads
+//! by the engine. Everything else runs on the calling thread. The default uses every core
+//! (`Threads(n)` with `n` from [`std::thread::available_parallelism`]); `Sequential` keeps
+//! every kernel on the calling thread (for embedding in a program that manages its own
+//! threads, or for measurements).
+//!
+//! ```
+//! use nnx_fast::{Fast, Parallelism};
+//! let before = Fast::parallelism();
+//! Fast::set_parallelism(Parallelism::Sequential);
+//! assert_eq!(Fast::parallelism(), Parallelism::Sequential);
+//! Fast::set_parallelism(before);
+//! ```
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use faer::Par;
+
+use crate::Fast;
+
+/// How many threads `Fast`'s kernels use.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Parallelism {
+    /// Every kernel on the calling thread.
+    Sequential,
+    /// Large kernels split across up to this many threads (of the rayon global pool).
+    Threads(usize),
+}
+
+/// 0: not set (every core); 1: sequential; n: `Threads(n)`.
+static THREADS: AtomicUsize = AtomicUsize::new(0);
+
+impl Fast {
+    /// Sets how `Fast` uses the cores, for the whole process. `Threads(0)` and `Threads(1)`
+    /// mean `Sequential`.
+    pub fn set_parallelism(parallelism: Parallelism) {
+        let n = match parallelism {
+            Parallelism::Sequential => 1,
+            Parallelism::Threads(n) => n.max(1),
+        };
+        THREADS.store(n, Ordering::Relaxed);
+    }
+
+    /// The current setting (by default `Threads(n)` for the machine's `n` cores).
+    pub fn parallelism() -> Parallelism {
+        match threads() {
+            1 => Parallelism::Sequential,
+            n => Parallelism::Threads(n),
+        }
+    }
+}
+
+/// The number of threads kernels may use (1: sequential).
+pub(crate) fn threads() -> usize {
+    match THREADS.load(Ordering::Relaxed) {
+        0 => std::thread::available_parallelism().map_or(1, usize::from),
+        n => n,
+    }
+}
+
+/// Multiply-adds above which one product is worth splitting across threads.
+const PARALLEL_PRODUCT: usize = 1 << 21;
+
+/// faer's parallelism for one product of `madds` multiply-adds: small products stay on the
+/// calling thread, where the parallel overhead would dominate.
+pub(crate) fn product(madds: usize) -> Par {
+    match threads() {
+        n if n > 1 && madds >= PARALLEL_PRODUCT => Par::rayon(n),
+        _ => Par::Seq,
+    }
+}
+
+/// Bytes of output below which a pass is not worth splitting.
+const PARALLEL_BYTES: usize = 1 << 22;
+
+/// Runs `f(i, chunk)` for every `chunk`-sized piece `i` of `out` (the last may be shorter),
+/// split across the threads when `out` is large and there are several pieces.
+pub(crate) fn for_each_chunk(out: &mut [f32], chunk: usize, f: impl Fn(usize, &mut [f32]) + Sync) {
+    let chunk = chunk.max(1);
+    let n = threads();
+    let pieces = out.len().div_ceil(chunk);
+    if n <= 1 || pieces < 2 || out.len() * 4 < PARALLEL_BYTES {
+        out.chunks_mut(chunk).enumerate().for_each(|(i, c)| f(i, c));
+        return;
+    }
+    // One contiguous run of pieces per thread.
+    let per_thread = pieces.div_ceil(n);
+    rayon::scope(|scope| {
+        for (t, run) in out.chunks_mut(per_thread * chunk).enumerate() {
+            let f = &f;
+            scope.spawn(move |_| {
+                for (i, c) in run.chunks_mut(chunk).enumerate() {
+                    f(t * per_thread + i, c);
+                }
+            });
+        }
+    });
+}
