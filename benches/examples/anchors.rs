@@ -4,7 +4,7 @@
 //! is the quick back-to-back one.
 //!
 //! ```text
-//! cargo run --release -p nnx-benches --example anchors -- [fast|reference] [key …]
+//! cargo run --release -p nnx-benches --example anchors -- [fast|reference] [--sequential] [key …]
 //! ```
 //!
 //! Each figure is the median of five rounds, as the anchor script measures.
@@ -22,7 +22,12 @@ fn main() -> Result<()> {
         Some("reference") => &Reference,
         _ => &Fast,
     };
-    let only: Vec<String> = args.collect();
+    let mut only: Vec<String> = args.collect();
+    // `--sequential`: every kernel on the calling thread (the default uses every core).
+    if let Some(i) = only.iter().position(|a| a == "--sequential") {
+        only.remove(i);
+        Fast::set_parallelism(nnx_fast::Parallelism::Sequential);
+    }
     for mut w in workloads(engine, |key| {
         only.is_empty() || only.iter().any(|k| k == key)
     })? {

@@ -1,7 +1,7 @@
 //! Dense kernels backed by faer. This is the only module of the project that names faer.
 
 use faer::linalg::matmul::matmul as faer_matmul;
-use faer::{Accum, MatMut, MatRef};
+use faer::{Accum, MatMut, MatRef, Par};
 use nnx_core::tensor::elementwise::BinaryOp;
 use nnx_core::tensor::pool;
 use nnx_core::{Array, DType, Result};
@@ -333,14 +333,7 @@ pub(crate) fn matmul_transposed(
     // Every element is overwritten (`Accum::Replace`): no zero-fill.
     let mut out = pool::take(m * n);
     let dst = MatMut::from_row_major_slice_mut(&mut out, m, n);
-    faer_matmul(
-        dst,
-        Accum::Replace,
-        lhs,
-        rhs,
-        1.0f32,
-        parallel::product(m * k * n),
-    );
+    product(dst, lhs, rhs);
     Some(Array::from_vec(&shape, out))
 }
 
@@ -360,15 +353,52 @@ fn gemm(
     }
     // Every element is overwritten (`Accum::Replace`): no zero-fill.
     let mut out = pool::take(batch * m * n);
-    let par = parallel::product(m * k * n);
-    for i in 0..batch {
+    // Product `i` of the batch into `out`; `alone` when it may use every thread itself.
+    let one = |i: usize, out: &mut [f32], alone: bool| {
         let lhs = MatRef::from_row_major_slice(&a[i * m * k..(i + 1) * m * k], m, k);
         let rhs_start = if rhs_batched { i * k * n } else { 0 };
         let rhs = MatRef::from_row_major_slice(&b[rhs_start..rhs_start + k * n], k, n);
-        let dst = MatMut::from_row_major_slice_mut(&mut out[i * m * n..(i + 1) * m * n], m, n);
-        faer_matmul(dst, Accum::Replace, lhs, rhs, 1.0f32, par);
+        let dst = MatMut::from_row_major_slice_mut(out, m, n);
+        if alone {
+            product(dst, lhs, rhs);
+        } else {
+            faer_matmul(dst, Accum::Replace, lhs, rhs, 1.0f32, Par::Seq);
+        }
+    };
+    if batch > 1 && batch >= parallel::threads() {
+        // Independent products: one run of them per thread, each sequential.
+        parallel::for_each_chunk(&mut out, m * n, |i, c| one(i, c, false));
+    } else {
+        out.chunks_exact_mut(m * n)
+            .enumerate()
+            .for_each(|(i, c)| one(i, c, true));
     }
     out
+}
+
+/// `dst = lhs · rhs` (every element overwritten). Large products are split across threads
+/// by rows of the result, each thread one sequential GEMM on its block (no synchronisation
+/// inside the product).
+fn product(dst: MatMut<'_, f32>, lhs: MatRef<'_, f32>, rhs: MatRef<'_, f32>) {
+    let (m, k, n) = (lhs.nrows(), lhs.ncols(), rhs.ncols());
+    let blocks = parallel::row_blocks(m, k * n);
+    if blocks <= 1 {
+        faer_matmul(dst, Accum::Replace, lhs, rhs, 1.0f32, Par::Seq);
+        return;
+    }
+    let rows = m.div_ceil(blocks);
+    rayon::scope(|scope| {
+        let (mut dst, mut lhs) = (dst, lhs);
+        while dst.nrows() > 0 {
+            let take = rows.min(dst.nrows());
+            let (head, tail) = dst.split_at_row_mut(take);
+            let (lhs_head, lhs_tail) = lhs.split_at_row(take);
+            scope.spawn(move |_| {
+                faer_matmul(head, Accum::Replace, lhs_head, rhs, 1.0f32, Par::Seq);
+            });
+            (dst, lhs) = (tail, lhs_tail);
+        }
+    });
 }
 
 #[cfg(test)]

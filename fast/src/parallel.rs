@@ -1,6 +1,6 @@
 //! How `Fast` uses the machine's cores: an explicit, process-wide setting.
 //!
-//! Large GEMMs are split across threads by faer; batches of independent products and
+//! Large GEMMs are split across threads by rows of their result; batches of independent products and
 //! memory-bound passes over large buffers (per-example gradients) are split across threads
 //! by the engine. Everything else runs on the calling thread. The default uses every core
 //! (`Threads(n)` with `n` from [`std::thread::available_parallelism`]); `Sequential` keeps
@@ -16,8 +16,6 @@
 //! ```
 
 use std::sync::atomic::{AtomicUsize, Ordering};
-
-use faer::Par;
 
 use crate::Fast;
 
@@ -56,20 +54,33 @@ impl Fast {
 /// The number of threads kernels may use (1: sequential).
 pub(crate) fn threads() -> usize {
     match THREADS.load(Ordering::Relaxed) {
-        0 => std::thread::available_parallelism().map_or(1, usize::from),
+        // Asked once: the answer comes from system calls (and cgroup files).
+        0 => {
+            static CORES: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+            *CORES.get_or_init(|| std::thread::available_parallelism().map_or(1, usize::from))
+        }
         n => n,
     }
 }
 
-/// Multiply-adds above which one product is worth splitting across threads.
-const PARALLEL_PRODUCT: usize = 1 << 21;
+/// Multiply-adds above which one product is split across threads by rows of its result.
+/// Below, waking the other threads costs more than it saves: on the 2-core development
+/// machine 256×256×256 products (the anchor workloads' layers) ran faster on one thread, in
+/// a program, than through either split, while from 512×512×256 up independent row blocks
+/// beat both one thread and faer's parallel GEMM (1024³: 335 against 275 GFLOP/s).
+const ROW_SPLIT: usize = 1 << 25;
 
-/// faer's parallelism for one product of `madds` multiply-adds: small products stay on the
-/// calling thread, where the parallel overhead would dominate.
-pub(crate) fn product(madds: usize) -> Par {
-    match threads() {
-        n if n > 1 && madds >= PARALLEL_PRODUCT => Par::rayon(n),
-        _ => Par::Seq,
+/// Rows of the result each thread gets at least, when splitting by rows.
+const MIN_ROWS: usize = 64;
+
+/// How many blocks of rows a product of `m` result rows, each costing `row_madds`
+/// multiply-adds, is split into (1: not split), one sequential GEMM per thread.
+pub(crate) fn row_blocks(m: usize, row_madds: usize) -> usize {
+    let n = threads();
+    if n <= 1 || m.saturating_mul(row_madds) < ROW_SPLIT {
+        1
+    } else {
+        n.min(m / MIN_ROWS).max(1)
     }
 }
 
