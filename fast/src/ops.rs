@@ -63,15 +63,36 @@ fn scalar_f32(x: &Array) -> Option<f32> {
 /// `a op b` for a float32 array `a` and `b` of its shape or a scalar: a bool array.
 fn compare(op: CompareOp, a: &Array, b: &Array) -> Option<Result<Array>> {
     let x = strong_f32(a)?;
-    let out: Vec<bool> = if b.shape() == a.shape() && b.dtype() == DType::F32 {
-        let y = b.as_slice::<f32>().ok()?;
-        x.iter().zip(y).map(|(&p, &q)| op.f32(p, q)).collect()
+    let y: &[f32] = if b.shape() == a.shape() && b.dtype() == DType::F32 {
+        b.as_slice::<f32>().ok()?
     } else if b.ndim() <= a.ndim() {
-        let q = scalar_f32(b)?;
-        x.iter().map(|&p| op.f32(p, q)).collect()
+        &[scalar_f32(b)?]
     } else {
         return None;
     };
+    let mut out = vec![false; x.len()];
+    // One loop per comparison, so that each vectorises.
+    macro_rules! each {
+        ($f:expr) => {{
+            let f = $f;
+            match y {
+                [q] => out.iter_mut().zip(x).for_each(|(o, &p)| *o = f(p, *q)),
+                y => {
+                    for ((o, &p), &q) in out.iter_mut().zip(x).zip(y) {
+                        *o = f(p, q);
+                    }
+                }
+            }
+        }};
+    }
+    match op {
+        CompareOp::Eq => each!(|p: f32, q: f32| p == q),
+        CompareOp::Ne => each!(|p: f32, q: f32| p != q),
+        CompareOp::Lt => each!(|p: f32, q: f32| p < q),
+        CompareOp::Le => each!(|p: f32, q: f32| p <= q),
+        CompareOp::Gt => each!(|p: f32, q: f32| p > q),
+        CompareOp::Ge => each!(|p: f32, q: f32| p >= q),
+    }
     Some(Array::from_vec(a.shape(), out))
 }
 

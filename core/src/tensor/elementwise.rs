@@ -47,6 +47,7 @@ impl BinaryOp {
 
     /// The operation on two float32 values, exactly as the reference kernel computes it
     /// (engines reuse it so that their elementwise results are bit-identical).
+    #[inline]
     pub fn f32(self, a: f32, b: f32) -> f32 {
         match self {
             BinaryOp::Add => a + b,
@@ -148,6 +149,7 @@ impl CompareOp {
     }
 
     /// The comparison on two float32 values (what every engine's kernel computes).
+    #[inline]
     pub fn f32(self, a: f32, b: f32) -> bool {
         self.apply(a, b)
     }
