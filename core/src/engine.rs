@@ -10,7 +10,7 @@ use std::fmt;
 use std::sync::Arc;
 
 use crate::error::Result;
-use crate::program::{ArrayLoops, Batching, Program, ScanSpec, scan_loop};
+use crate::program::{ArrayLoops, Batching, Primitive, Program, ScanSpec, scan_loop};
 use crate::tensor::Array;
 
 /// A program prepared once by an engine for repeated execution ([`Engine::compile`]): the
@@ -117,6 +117,16 @@ pub trait Engine {
         batching: &Batching,
     ) -> Result<Vec<Array>>;
 
+    /// Evaluates one first-order primitive on concrete operands: what an eager tensor
+    /// operation runs (outside any transform) when this engine is the eager engine
+    /// ([`set_eager_engine`]). Provided: the reference kernels.
+    ///
+    /// # Errors
+    /// The primitive's shape and dtype errors.
+    fn eval_eager(&self, primitive: &Primitive, args: &[Array]) -> Result<Array> {
+        primitive.eval(args)
+    }
+
     /// Runs `program` as a loop (`scan`): `spec.length` iterations, carry inputs threaded
     /// through, scanned inputs sliced per iteration, outputs stacked or carried. Provided:
     /// it calls [`Engine::run`] once per iteration; engines may override it.
@@ -131,4 +141,45 @@ pub trait Engine {
             self.run(program, step)
         })
     }
+}
+
+/// The engine eager tensor operations run on, when one is set.
+static EAGER: std::sync::RwLock<Option<Arc<dyn Engine + Send + Sync>>> =
+    std::sync::RwLock::new(None);
+
+/// Sets the engine that eager tensor operations (outside any transform) run on, for the
+/// whole process; `None` returns them to the reference kernels. `nnx-fast` sets itself
+/// ([`Fast::use_for_eager`](https://docs.rs/nnx-fast)), so that a program depending on it
+/// gets its kernels for eager work too (an optimizer update outside `jit`, a model's
+/// initialisation, evaluation code).
+///
+/// ```
+/// use std::sync::Arc;
+/// use nnx_core::engine::{eager_engine, set_eager_engine};
+/// use nnx_core::{Engine, Tensor};
+/// # struct Loud;
+/// # impl Engine for Loud {
+/// #     fn name(&self) -> &str { "loud" }
+/// #     fn run(&self, p: &nnx_core::program::Program, i: &[nnx_core::Array]) -> nnx_core::Result<Vec<nnx_core::Array>> { unimplemented!() }
+/// #     fn run_batched(&self, p: &nnx_core::program::Program, i: &[nnx_core::Array], b: &nnx_core::program::Batching) -> nnx_core::Result<Vec<nnx_core::Array>> { unimplemented!() }
+/// # }
+/// let before = eager_engine();
+/// set_eager_engine(Some(Arc::new(Loud)));
+/// let y = (&Tensor::ones(&[2]) + 1)?; // evaluated by `Loud::eval_eager` (the default kernels)
+/// assert_eq!(y.to_vec::<f32>()?, vec![2.0, 2.0]);
+/// set_eager_engine(before);
+/// # Ok::<(), nnx_core::Error>(())
+/// ```
+pub fn set_eager_engine(engine: Option<Arc<dyn Engine + Send + Sync>>) {
+    *EAGER
+        .write()
+        .unwrap_or_else(std::sync::PoisonError::into_inner) = engine;
+}
+
+/// The engine eager tensor operations run on (`None`: the reference kernels).
+pub fn eager_engine() -> Option<Arc<dyn Engine + Send + Sync>> {
+    EAGER
+        .read()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .clone()
 }

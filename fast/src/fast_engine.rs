@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use nnx_core::engine::{eager_engine, set_eager_engine};
 use nnx_core::program::{Batching, Primitive, Program, interpret};
 use nnx_core::{Array, Engine, Error, Plan, Result};
 
@@ -45,6 +46,18 @@ impl Fast {
                     reason: format!("matmul takes two operands, got {}", args.len()),
                 }),
             },
+            Primitive::Binary(op) => match args {
+                [a, b] => {
+                    let dtype = |x: &Array| (x.dtype(), x.is_weak());
+                    let fast = kernels::Layout::of(a.shape(), dtype(a), b.shape(), dtype(b))
+                        .and_then(|layout| kernels::f32_binary(*op, a, b, layout));
+                    match fast {
+                        Some(result) => Ok(vec![result?]),
+                        None => Ok(vec![primitive.eval(args)?]),
+                    }
+                }
+                _ => Ok(vec![primitive.eval(args)?]),
+            },
             Primitive::Call { program } => self.run(&program.0, args),
             Primitive::Vmap { program, batching } => self.run_batched(&program.0, args, batching),
             Primitive::Scan { program, spec } => self.run_scan(&program.0, args, spec),
@@ -56,14 +69,53 @@ impl Fast {
     }
 }
 
+impl Fast {
+    /// Makes `Fast` the engine of eager tensor operations (outside any transform) for the
+    /// whole process: an eager matmul, an optimizer update outside `jit`, a model's
+    /// initialisation then run on these kernels. `Fast` does this itself the first time it
+    /// compiles a program; call it first to cover eager work done before any transform.
+    ///
+    /// ```
+    /// use nnx_fast::Fast;
+    /// use nnx_fast::engine::eager_engine;
+    /// Fast::use_for_eager();
+    /// assert_eq!(eager_engine().map(|e| e.name().to_string()).as_deref(), Some("fast"));
+    /// ```
+    pub fn use_for_eager() {
+        set_eager_engine(Some(Arc::new(Fast)));
+    }
+}
+
 impl Engine for Fast {
     fn name(&self) -> &str {
         "fast"
     }
 
+    fn eval_eager(&self, primitive: &Primitive, args: &[Array]) -> Result<Array> {
+        let mut outputs = self.eval(primitive, args)?;
+        match (outputs.pop(), outputs.is_empty()) {
+            (Some(output), true) => Ok(output),
+            (output, _) => Err(Error::Internal {
+                what: format!(
+                    "{} gave {} results eagerly, not one",
+                    primitive.name(),
+                    outputs.len() + usize::from(output.is_some())
+                ),
+            }),
+        }
+    }
+
     /// Chooses a kernel for every equation once (elementwise layouts, small products as
     /// plain loops, nested calls compiled too).
     fn compile(&self, program: Arc<Program>) -> Result<Plan> {
+        // The first program Fast compiles makes it the eager engine too (unless another
+        // engine was chosen explicitly).
+        static INSTALLED: std::sync::Once = std::sync::Once::new();
+        INSTALLED.call_once(|| {
+            if eager_engine().is_none() {
+                Fast::use_for_eager();
+            }
+        });
         program.schedule()?;
         let top = Top::new(program.clone());
         top.program.schedule()?;

@@ -341,7 +341,8 @@ impl Tensor {
 
     // ----- operations -----
 
-    /// Applies `primitive`: eagerly when every input is concrete, else recorded.
+    /// Applies `primitive`: eagerly when every input is concrete (on the eager engine when
+    /// one is set, [`set_eager_engine`](crate::engine::set_eager_engine)), else recorded.
     pub(crate) fn apply(primitive: Primitive, inputs: &[&Tensor]) -> Result<Tensor> {
         if inputs.iter().any(|t| t.is_traced()) {
             return record(primitive, inputs);
@@ -350,7 +351,10 @@ impl Tensor {
             .iter()
             .map(|t| t.concrete().cloned())
             .collect::<Result<_>>()?;
-        primitive.eval(&arrays).map(Tensor::from)
+        match crate::engine::eager_engine() {
+            Some(engine) => engine.eval_eager(&primitive, &arrays).map(Tensor::from),
+            None => primitive.eval(&arrays).map(Tensor::from),
+        }
     }
 
     /// Runs `eager` on the concrete array, or records the primitive `traced` builds from
@@ -361,7 +365,13 @@ impl Tensor {
         traced: impl FnOnce(&[usize]) -> Result<Primitive>,
     ) -> Result<Tensor> {
         match &self.0 {
-            Repr::Concrete(a) => eager(a).map(Tensor::from),
+            // An eager engine evaluates the primitive; otherwise the array method does.
+            Repr::Concrete(a) => match crate::engine::eager_engine() {
+                Some(engine) => engine
+                    .eval_eager(&traced(self.shape())?, std::slice::from_ref(a))
+                    .map(Tensor::from),
+                None => eager(a).map(Tensor::from),
+            },
             Repr::Traced(_) => record(traced(self.shape())?, &[self]),
         }
     }
