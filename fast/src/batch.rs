@@ -8,13 +8,15 @@
 //! moved to the front of every mapped input, each equation with a batched operand is replaced
 //! by the same primitive with its parameters shifted past the batch axis (plus the reshapes
 //! that align operands), unbatched equations stay as they are (broadcast weights stay one
-//! matrix), nested `call`s and `vmap`s are inlined and batched too. An equation with no rule
-//! (random draws, `scan`) stays a one-equation `vmap`, which the engine runs lane by lane.
+//! matrix), nested `call`s and `vmap`s are inlined and batched too, a nested `scan` becomes a
+//! scan over its batched body. Random draws from a batch of keys stay a one-equation `vmap`,
+//! which the engine's batching rule runs as one pass over the keys.
 
 use std::sync::Arc;
 
 use nnx_core::program::{
-    AbstractValue, Atom, Batching, Equation, Primitive, Program, ProgramRef, VarId,
+    AbstractValue, Atom, Batching, Equation, Primitive, Program, ProgramRef, ScanInput, ScanOutput,
+    ScanSpec, VarId,
 };
 
 /// A value of the body being batched: its atom in the new program, and whether it holds one
@@ -252,11 +254,85 @@ impl Builder {
                 let inner = batched_program(&program.0, batching)?;
                 self.body(&inner, args)
             }
-            Primitive::Random(_)
-            | Primitive::FoldInEach
-            | Primitive::SeedKeys
-            | Primitive::Scan { .. } => self.per_lane(eq, args),
+            // Seeds to keys is elementwise.
+            Primitive::SeedKeys => one(self, Primitive::SeedKeys, atoms(&args)),
+            // Keys folded with data of their shape or with one datum.
+            Primitive::FoldInEach => {
+                let (keys, data) = (&args[0], &args[1]);
+                if !data.batched && self.inner_rank(data) == 0 {
+                    let keys = self.batched(keys)?;
+                    return one(self, Primitive::FoldInEach, vec![keys, data.atom.clone()]);
+                }
+                let keys = self.batched(keys)?;
+                let shape = self.aval(&keys).shape;
+                let data = if self.inner_rank(data) == shape.len() - 1 {
+                    self.batched(data)?
+                } else {
+                    let aligned = self.align(data, shape.len() - 1)?;
+                    self.emit(Primitive::BroadcastTo { shape }, vec![aligned])?
+                };
+                one(self, Primitive::FoldInEach, vec![keys, data])
+            }
+            Primitive::Scan { program, spec } => self.scan(&program.0, spec, args),
+            // Draws from a batch of keys: a one-equation `vmap`, which the engine's batching
+            // rule runs as one pass over the keys.
+            Primitive::Random(_) => self.per_lane(eq, args),
         }
+    }
+
+    /// A scan with batched operands: the same scan over the batched body. Every carry and
+    /// every output is made batched (an unbatched initial carry broadcast), so that a carry
+    /// keeps one form across iterations; scanned inputs are sliced one axis further in.
+    fn scan(&mut self, program: &Program, spec: &ScanSpec, args: Vec<Value>) -> Option<Vec<Value>> {
+        let mut inputs = Vec::with_capacity(args.len());
+        let mut in_axes = Vec::with_capacity(args.len());
+        let mut kinds = Vec::with_capacity(args.len());
+        for (arg, kind) in args.iter().zip(&spec.inputs) {
+            let (atom, batched, kind) = match *kind {
+                ScanInput::Carry => (self.batched(arg)?, true, ScanInput::Carry),
+                ScanInput::Scanned(a) if arg.batched => {
+                    (arg.atom.clone(), true, ScanInput::Scanned(a + 1))
+                }
+                other => (arg.atom.clone(), arg.batched, other),
+            };
+            inputs.push(atom);
+            in_axes.push(batched.then_some(0));
+            kinds.push(kind);
+        }
+        let batching = Batching {
+            in_axes,
+            out_axes: vec![Some(0); program.outputs.len()],
+            axis_size: self.size,
+        };
+        let body = batched_program(program, &batching)?;
+        let spec = ScanSpec {
+            length: spec.length,
+            reverse: spec.reverse,
+            inputs: kinds,
+            outputs: spec
+                .outputs
+                .iter()
+                .map(|kind| match *kind {
+                    ScanOutput::Stacked(a) => ScanOutput::Stacked(a + 1),
+                    other => other,
+                })
+                .collect(),
+        };
+        let outs = self.emit_many(
+            Primitive::Scan {
+                program: ProgramRef(Arc::new(body)),
+                spec,
+            },
+            inputs,
+        )?;
+        Some(
+            outs.into_iter()
+                .map(|atom| Value {
+                    atom,
+                    batched: true,
+                })
+                .collect(),
+        )
     }
 
     /// `a @ b` per lane, where numpy's batched matmul already means "per lane" once the
@@ -354,15 +430,7 @@ impl Builder {
 pub(crate) fn batched_program(program: &Program, batching: &Batching) -> Option<Program> {
     let size = batching.axis_size;
     // A body that is one equation without a rule is already what `per_lane` would build.
-    let unruled = |eq: &Equation| {
-        matches!(
-            eq.primitive,
-            Primitive::Random(_)
-                | Primitive::FoldInEach
-                | Primitive::SeedKeys
-                | Primitive::Scan { .. }
-        )
-    };
+    let unruled = |eq: &Equation| matches!(eq.primitive, Primitive::Random(_));
     if size == 0
         || matches!(program.equations.as_slice(), [eq] if unruled(eq))
         || batching.in_axes.len() != program.inputs.len()

@@ -167,6 +167,19 @@ pub(crate) fn run_batched(
         .collect()
 }
 
+/// Equations run lane by lane since the process started ([`Fast::per_lane_runs`]).
+static PER_LANE_RUNS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+impl Fast {
+    /// How many equations `Fast` has run lane by lane — `vmap`'s fallback for an equation
+    /// without a batching rule — since the process started: a diagnostic for finding the
+    /// programs that do not run as one batched pass (the suite asserts that none of the
+    /// conformance and benchmark workloads do).
+    pub fn per_lane_runs() -> u64 {
+        PER_LANE_RUNS.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
 /// The equation for every lane separately, restacked (the one per-lane loop).
 fn per_lane(
     engine: &Fast,
@@ -180,6 +193,7 @@ fn per_lane(
         .iter()
         .map(|v| program.aval_of(&Atom::Var(*v)))
         .collect();
+    PER_LANE_RUNS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let batching = Batching {
         in_axes: args.iter().map(|v| v.is_batched().then_some(0)).collect(),
         out_axes: vec![Some(0); eq.outputs.len()],
@@ -270,12 +284,31 @@ fn rule(primitive: &Primitive, args: &[Value], size: usize) -> Result<Option<Arr
                 Array::concatenate(&all, *axis as isize + 1)?
             }
         }
-        Primitive::Random(_)
-        | Primitive::FoldInEach
-        | Primitive::SeedKeys
-        | Primitive::Call { .. }
-        | Primitive::Vmap { .. }
-        | Primitive::Scan { .. } => return Ok(None),
+        Primitive::SeedKeys => primitive.eval(&[first()?])?,
+        Primitive::FoldInEach => match (&args[0], &args[1]) {
+            (keys, Value::Unbatched(data)) if data.ndim() == 0 => {
+                primitive.eval(&[keys.batched(size)?, data.clone()])?
+            }
+            (keys, data) if keys.inner_rank() == data.inner_rank() => {
+                primitive.eval(&[keys.batched(size)?, data.batched(size)?])?
+            }
+            _ => return Ok(None),
+        },
+        // One draw per key of the batch, written in order: what every lane would draw.
+        Primitive::Random(op) => match &args[0] {
+            Value::Batched(keys) if keys.ndim() == 1 => {
+                let draws = keys
+                    .keys()?
+                    .iter()
+                    .map(|&k| op.eval(&Array::from_keys(&[], vec![k])?))
+                    .collect::<Result<Vec<_>>>()?;
+                Array::stack(&draws, 0)?
+            }
+            _ => return Ok(None),
+        },
+        Primitive::Call { .. } | Primitive::Vmap { .. } | Primitive::Scan { .. } => {
+            return Ok(None);
+        }
     }))
 }
 
