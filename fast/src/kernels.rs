@@ -6,6 +6,7 @@ use nnx_core::tensor::elementwise::BinaryOp;
 use nnx_core::tensor::pool;
 use nnx_core::{Array, DType, Result};
 
+use crate::helper;
 use crate::parallel;
 
 /// Multiply-adds up to which a product runs as a plain loop: below this, a GEMM library's
@@ -387,16 +388,26 @@ fn product(dst: MatMut<'_, f32>, lhs: MatRef<'_, f32>, rhs: MatRef<'_, f32>) {
         return;
     }
     let rows = m.div_ceil(blocks);
-    rayon::scope(|scope| {
-        let (mut dst, mut lhs) = (dst, lhs);
+    // Each part computes its block of rows through views of the shared operands.
+    let blocks_of_dst: Vec<std::sync::Mutex<Option<MatMut<'_, f32>>>> = {
+        let mut parts = Vec::with_capacity(blocks);
+        let mut dst = dst;
         while dst.nrows() > 0 {
             let take = rows.min(dst.nrows());
             let (head, tail) = dst.split_at_row_mut(take);
-            let (lhs_head, lhs_tail) = lhs.split_at_row(take);
-            scope.spawn(move |_| {
-                faer_matmul(head, Accum::Replace, lhs_head, rhs, 1.0f32, Par::Seq);
-            });
-            (dst, lhs) = (tail, lhs_tail);
+            parts.push(std::sync::Mutex::new(Some(head)));
+            dst = tail;
+        }
+        parts
+    };
+    helper::run_parts(blocks_of_dst.len(), &|i| {
+        let block = blocks_of_dst[i]
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
+        if let Some(block) = block {
+            let lhs = lhs.subrows(i * rows, block.nrows());
+            faer_matmul(block, Accum::Replace, lhs, rhs, 1.0f32, Par::Seq);
         }
     });
 }

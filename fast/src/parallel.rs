@@ -18,13 +18,14 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use crate::Fast;
+use crate::helper;
 
 /// How many threads `Fast`'s kernels use.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Parallelism {
     /// Every kernel on the calling thread.
     Sequential,
-    /// Large kernels split across up to this many threads (of the rayon global pool).
+    /// Large kernels split across up to this many threads (the calling one and helpers).
     Threads(usize),
 }
 
@@ -68,7 +69,7 @@ pub(crate) fn threads() -> usize {
 /// machine 256×256×256 products (the anchor workloads' layers) ran faster on one thread, in
 /// a program, than through either split, while from 512×512×256 up independent row blocks
 /// beat both one thread and faer's parallel GEMM (1024³: 335 against 275 GFLOP/s).
-const ROW_SPLIT: usize = 1 << 25;
+const ROW_SPLIT: usize = 1 << 22;
 
 /// Rows of the result each thread gets at least, when splitting by rows.
 const MIN_ROWS: usize = 64;
@@ -99,14 +100,16 @@ pub(crate) fn for_each_chunk(out: &mut [f32], chunk: usize, f: impl Fn(usize, &m
     }
     // One contiguous run of pieces per thread.
     let per_thread = pieces.div_ceil(n);
-    rayon::scope(|scope| {
-        for (t, run) in out.chunks_mut(per_thread * chunk).enumerate() {
-            let f = &f;
-            scope.spawn(move |_| {
-                for (i, c) in run.chunks_mut(chunk).enumerate() {
-                    f(t * per_thread + i, c);
-                }
-            });
+    let runs: Vec<std::sync::Mutex<&mut [f32]>> = out
+        .chunks_mut(per_thread * chunk)
+        .map(std::sync::Mutex::new)
+        .collect();
+    helper::run_parts(runs.len(), &|t| {
+        let mut run = runs[t]
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        for (i, c) in run.chunks_mut(chunk).enumerate() {
+            f(t * per_thread + i, c);
         }
     });
 }

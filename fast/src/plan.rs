@@ -11,7 +11,10 @@ use nnx_core::{Array, DType, Result};
 use crate::Fast;
 use crate::batch::batched_program;
 use crate::fuse::{self, Gemm, fuse, gemm_of};
+use crate::helper;
 use crate::kernels::{self, Layout};
+use crate::pair::{pair, pair_of};
+use crate::parallel;
 use crate::scan::ScanPlan;
 
 /// The compiled form of one program: one kernel per equation (by index).
@@ -31,6 +34,9 @@ enum Kernel {
     Gemm(Gemm),
     /// A nested `call` (or a `vmap` rewritten as its batched program), compiled too.
     Call(Arc<Program>, Box<Compiled>),
+    /// Two independent fused products, one per thread ([`pair`]); the second's operands
+    /// start at the index.
+    Pair(Gemm, Gemm, usize),
     /// A scan: its body compiled, pass-throughs pruned.
     Scan(Box<ScanPlan>),
     /// Everything else: [`Fast::eval`] (GEMMs, batching rules, the reference kernels).
@@ -81,6 +87,7 @@ impl Compiled {
     /// `program` with its dense chains fused ([`fuse`]), and its compiled form.
     pub(crate) fn fused(program: &Arc<Program>) -> (Arc<Program>, Compiled) {
         let program = fuse(program).map_or_else(|| program.clone(), Arc::new);
+        let program = pair(&program).map_or(program, Arc::new);
         let compiled = Compiled::new(&program);
         (program, compiled)
     }
@@ -114,6 +121,11 @@ impl Compiled {
                 && let Some(result) = fuse::gemm(*gemm, args)
             {
                 return Ok(Outputs::One(result?));
+            }
+            if let Some(Kernel::Pair(first, second, split)) = kernel
+                && let Some(results) = run_pair(*first, *second, args.split_at(*split))
+            {
+                return Ok(Outputs::Many(results?));
             }
             if let Some(Kernel::Scan(scan)) = kernel {
                 return scan.run(engine, args).map(Outputs::from);
@@ -175,13 +187,29 @@ fn choose(program: &Program, eq: &Equation) -> Kernel {
             }
             None => Kernel::Eval,
         },
-        (Primitive::Call { program }, _) => match gemm_of(&program.0) {
-            Some(gemm) => Kernel::Gemm(gemm),
-            None => {
+        (Primitive::Call { program }, _) => match (gemm_of(&program.0), pair_of(&program.0)) {
+            (Some(gemm), _) => Kernel::Gemm(gemm),
+            (None, Some((first, second, split))) => Kernel::Pair(first, second, split),
+            (None, None) => {
                 let (inner, compiled) = Compiled::fused(&program.0);
                 Kernel::Call(inner, Box::new(compiled))
             }
         },
         _ => Kernel::Eval,
+    }
+}
+
+/// Runs two fused products, the second on the helper thread when there are several cores;
+/// `None` when either's operands are not of its form after all (the caller then interprets
+/// the pair).
+fn run_pair(first: Gemm, second: Gemm, args: (&[Array], &[Array])) -> Option<Result<Vec<Array>>> {
+    let (a, b) = if parallel::threads() > 1 {
+        helper::join(|| fuse::gemm(first, args.0), || fuse::gemm(second, args.1))
+    } else {
+        (fuse::gemm(first, args.0), fuse::gemm(second, args.1))
+    };
+    match (a?, b?) {
+        (Ok(a), Ok(b)) => Some(Ok(vec![a, b])),
+        (Err(e), _) | (_, Err(e)) => Some(Err(e)),
     }
 }
