@@ -16,11 +16,12 @@ if [ ! -x "$venv/bin/python" ]; then
     python3 -m venv "$venv"
     "$venv/bin/pip" install --quiet flax==0.12.8 jax==0.10.2
 fi
+venv="$(cd "$venv" && pwd)"
 out="$(mktemp -d)"
 cargo build --quiet --release -p nnx-benches --example anchors
 ./target/release/examples/anchors fast | tee "$out/fast.tsv"
 ./target/release/examples/anchors reference e | tee "$out/reference.tsv"
-(cd benches/flax && "../../$venv/bin/python" -W ignore anchors.py) | tee "$out/xla.txt"
+(cd benches/flax && "$venv/bin/python" -W ignore anchors.py) | tee "$out/xla.txt"
 grep '^RESULT' "$out/xla.txt" | cut -f2,3 > "$out/xla.tsv"
 python3 - "$out" <<'PY'
 import sys

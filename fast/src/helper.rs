@@ -39,25 +39,54 @@ fn helper(i: usize) -> Option<Sender<Job>> {
 }
 
 thread_local! {
-    /// Whether this thread is a helper: a part that splits its own work again runs all of
-    /// it here (a helper waiting on its own inbox would wait forever).
-    static IS_HELPER: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    /// Whether this thread is running a part (a helper always is): a part that splits its
+    /// own work again runs all of it here. A helper waiting on its own inbox would wait
+    /// forever, and the caller's part would wait for helpers busy with the other parts.
+    static IN_PART: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Spins until `ready()` or until [`SPIN`] has passed (the clock is read every few hundred
+/// turns: reading it is a system call's worth of time); `true` if ready.
+fn spin_until(ready: impl Fn() -> bool) -> bool {
+    let started = Instant::now();
+    loop {
+        for _ in 0..256 {
+            if ready() {
+                return true;
+            }
+            std::hint::spin_loop();
+        }
+        if started.elapsed() >= SPIN {
+            return ready();
+        }
+    }
 }
 
 fn serve(recv: &Receiver<Job>) {
-    IS_HELPER.with(|h| h.set(true));
+    IN_PART.with(|p| p.set(true));
     loop {
-        let started = Instant::now();
-        let job = loop {
-            match recv.try_recv() {
-                Ok(job) => break job,
-                Err(TryRecvError::Disconnected) => return,
-                Err(TryRecvError::Empty) if started.elapsed() < SPIN => std::hint::spin_loop(),
-                Err(TryRecvError::Empty) => match recv.recv() {
-                    Ok(job) => break job,
-                    Err(_) => return,
-                },
+        let pending = std::cell::Cell::new(None);
+        let disconnected = std::cell::Cell::new(false);
+        spin_until(|| match recv.try_recv() {
+            Ok(job) => {
+                pending.set(Some(job));
+                true
             }
+            Err(TryRecvError::Disconnected) => {
+                disconnected.set(true);
+                true
+            }
+            Err(TryRecvError::Empty) => false,
+        });
+        if disconnected.get() {
+            return;
+        }
+        let job = match pending.take() {
+            Some(job) => job,
+            None => match recv.recv() {
+                Ok(job) => job,
+                Err(_) => return,
+            },
         };
         job();
     }
@@ -83,11 +112,9 @@ impl Latch {
     }
 
     fn wait(&self) {
-        let started = Instant::now();
-        while self.remaining.load(Ordering::Acquire) != 0 {
-            if started.elapsed() < SPIN {
-                std::hint::spin_loop();
-            } else {
+        let done = || self.remaining.load(Ordering::Acquire) == 0;
+        if !spin_until(done) {
+            while !done() {
                 std::thread::park_timeout(Duration::from_millis(1));
             }
         }
@@ -108,7 +135,7 @@ impl Drop for WaitOnDrop<'_> {
 /// helper threads, and returns when all are done. A part that panics on a helper makes this
 /// panic too, after every part has finished. Called from a helper, every part runs there.
 pub(crate) fn run_parts(parts: usize, part: &(dyn Fn(usize) + Sync)) {
-    if parts <= 1 || IS_HELPER.with(std::cell::Cell::get) {
+    if parts <= 1 || IN_PART.with(std::cell::Cell::get) {
         (0..parts).for_each(part);
         return;
     }
@@ -145,6 +172,15 @@ pub(crate) fn run_parts(parts: usize, part: &(dyn Fn(usize) + Sync)) {
                 None => job(),
             }
         }
+        // Part 0 runs as a part: what it splits again stays on this thread.
+        struct Reset;
+        impl Drop for Reset {
+            fn drop(&mut self) {
+                IN_PART.with(|p| p.set(false));
+            }
+        }
+        IN_PART.with(|p| p.set(true));
+        let _reset = Reset;
         part(0);
     }
     if latch.panicked.load(Ordering::Relaxed) {

@@ -7,6 +7,7 @@
 
 mod batch;
 mod batching;
+mod chain;
 mod fast_engine;
 mod fuse;
 mod helper;

@@ -10,6 +10,7 @@ use nnx_core::{Array, DType, Result};
 
 use crate::Fast;
 use crate::batch::batched_program;
+use crate::chain::{self, Chain, chain_of, fuse_chains};
 use crate::fuse::{self, Gemm, fuse, gemm_of};
 use crate::helper;
 use crate::kernels::{self, Layout};
@@ -37,6 +38,8 @@ enum Kernel {
     /// Two independent fused products, one per thread ([`pair`]); the second's operands
     /// start at the index.
     Pair(Gemm, Gemm, usize),
+    /// A fused chain of float32 elementwise operations, as one blocked loop.
+    Chain(Chain),
     /// A scan: its body compiled, pass-throughs pruned.
     Scan(Box<ScanPlan>),
     /// Everything else: [`Fast::eval`] (GEMMs, batching rules, the reference kernels).
@@ -87,6 +90,7 @@ impl Compiled {
     /// `program` with its dense chains fused ([`fuse`]), and its compiled form.
     pub(crate) fn fused(program: &Arc<Program>) -> (Arc<Program>, Compiled) {
         let program = fuse(program).map_or_else(|| program.clone(), Arc::new);
+        let program = fuse_chains(&program).map_or(program, Arc::new);
         let program = pair(&program).map_or(program, Arc::new);
         let compiled = Compiled::new(&program);
         (program, compiled)
@@ -126,6 +130,11 @@ impl Compiled {
                 && let Some(results) = run_pair(*first, *second, args.split_at(*split))
             {
                 return Ok(Outputs::Many(results?));
+            }
+            if let Some(Kernel::Chain(chain)) = kernel
+                && let Some(result) = chain::run(chain, args)
+            {
+                return Ok(Outputs::One(result?));
             }
             if let Some(Kernel::Scan(scan)) = kernel {
                 return scan.run(engine, args).map(Outputs::from);
@@ -187,10 +196,15 @@ fn choose(program: &Program, eq: &Equation) -> Kernel {
             }
             None => Kernel::Eval,
         },
-        (Primitive::Call { program }, _) => match (gemm_of(&program.0), pair_of(&program.0)) {
-            (Some(gemm), _) => Kernel::Gemm(gemm),
-            (None, Some((first, second, split))) => Kernel::Pair(first, second, split),
-            (None, None) => {
+        (Primitive::Call { program }, _) => match (
+            gemm_of(&program.0),
+            pair_of(&program.0),
+            chain_of(&program.0),
+        ) {
+            (Some(gemm), _, _) => Kernel::Gemm(gemm),
+            (None, Some((first, second, split)), _) => Kernel::Pair(first, second, split),
+            (None, None, Some(chain)) => Kernel::Chain(chain),
+            (None, None, None) => {
                 let (inner, compiled) = Compiled::fused(&program.0);
                 Kernel::Call(inner, Box::new(compiled))
             }

@@ -210,7 +210,9 @@ impl UnaryOp {
         !matches!(self, UnaryOp::Neg | UnaryOp::Abs)
     }
 
-    fn f32(self, a: f32) -> f32 {
+    /// The operation on one float32 value (what every engine's kernel computes).
+    #[inline]
+    pub fn f32(self, a: f32) -> f32 {
         match self {
             UnaryOp::Neg => -a,
             UnaryOp::Abs => a.abs(),

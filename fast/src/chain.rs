@@ -1,0 +1,425 @@
+//! Elementwise fusion: a chain of float32 elementwise operations (`w - lr * g`, a loss's
+//! `(y - t) * (y - t)`) as one loop over the output.
+//!
+//! Each float32 binary (same-shape, row or scalar right operand) or unary operation whose
+//! result has a single use by another such operation of the same shape is absorbed into its
+//! user. The root becomes one `call` of the absorbed equations, which the plan runs
+//! block by block: every operation of the chain over a block of [`BLOCK`] elements held in
+//! cache, then the next block. The float operations and their order per element are the
+//! separate equations' — the results are identical — but the intermediates never reach
+//! memory and the loop runs once.
+
+use std::sync::Arc;
+
+use nnx_core::program::{AbstractValue, Atom, Equation, Primitive, Program, ProgramRef, VarId};
+use nnx_core::tensor::elementwise::{BinaryOp, UnaryOp};
+use nnx_core::tensor::pool;
+use nnx_core::{Array, DType, Result};
+
+use crate::kernels::Layout;
+
+/// Elements per block: the chain's intermediates of one block stay in L1.
+const BLOCK: usize = 512;
+
+/// One step of a fused chain, over registers: inputs first, then one per step.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Step {
+    Binary(BinaryOp, usize, usize),
+    Unary(UnaryOp, usize),
+}
+
+/// A fused chain: how each input is read, and the steps (the last one is the result).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Chain {
+    /// Per input: same shape as the output, a row repeated, or a scalar.
+    inputs: Vec<Layout>,
+    steps: Vec<Step>,
+}
+
+/// Whether `eq` is an elementwise float32 operation with a kernel form, and its operands'
+/// layouts against its output.
+fn elementwise(program: &Program, eq: &Equation) -> Option<Vec<Layout>> {
+    let [out] = eq.outputs.as_slice() else {
+        return None;
+    };
+    let aval = &program.avals[out.0 as usize];
+    if aval.dtype != DType::F32 || aval.weak {
+        return None;
+    }
+    let layout = |atom: &Atom| {
+        let a = program.aval_of(atom);
+        if a.shape == aval.shape && a.dtype == DType::F32 && !a.weak {
+            return Some(Layout::Same);
+        }
+        Layout::of(
+            &aval.shape,
+            (DType::F32, false),
+            &a.shape,
+            (a.dtype, a.weak),
+        )
+        .filter(|l| *l != Layout::Same)
+    };
+    match (&eq.primitive, eq.inputs.as_slice()) {
+        (Primitive::Binary(op), [a, b]) if *op != BinaryOp::Pow => {
+            // The left operand has the output's shape, as the kernels need.
+            (layout(a)? == Layout::Same).then_some(())?;
+            Some(vec![Layout::Same, layout(b)?])
+        }
+        (Primitive::Unary(_), [a]) => (layout(a)? == Layout::Same).then(|| vec![Layout::Same]),
+        _ => None,
+    }
+}
+
+/// `program` with its elementwise chains fused, or `None` when it has none.
+pub(crate) fn fuse_chains(program: &Program) -> Option<Program> {
+    let n = program.avals.len();
+    let mut uses = vec![0usize; n];
+    for atom in program
+        .equations
+        .iter()
+        .flat_map(|eq| &eq.inputs)
+        .chain(&program.outputs)
+    {
+        if let Atom::Var(v) = atom {
+            uses[v.0 as usize] += 1;
+        }
+    }
+    let forms: Vec<Option<Vec<Layout>>> = program
+        .equations
+        .iter()
+        .map(|eq| elementwise(program, eq))
+        .collect();
+    let mut defined_by = vec![None; n];
+    for (k, eq) in program.equations.iter().enumerate() {
+        for v in &eq.outputs {
+            defined_by[v.0 as usize] = Some(k);
+        }
+    }
+    // absorbed_into[k]: the equation whose chain equation k joins.
+    let mut absorbed = vec![false; program.equations.len()];
+    let mut members: Vec<Vec<usize>> = vec![Vec::new(); program.equations.len()];
+    for (k, eq) in program.equations.iter().enumerate() {
+        let Some(layouts) = &forms[k] else { continue };
+        let out_shape = &program.avals[eq.outputs[0].0 as usize].shape;
+        let mut chain = Vec::new();
+        for (atom, layout) in eq.inputs.iter().zip(layouts) {
+            if let (Atom::Var(v), Layout::Same) = (atom, layout)
+                && uses[v.0 as usize] == 1
+                && let Some(j) = defined_by[v.0 as usize]
+                && forms[j].is_some()
+                && !absorbed[j]
+                && &program.avals[v.0 as usize].shape == out_shape
+            {
+                absorbed[j] = true;
+                chain.append(&mut members[j]);
+                chain.push(j);
+            }
+        }
+        if !chain.is_empty() {
+            chain.push(k);
+            members[k] = chain;
+        }
+    }
+    if members.iter().all(Vec::is_empty) {
+        return None;
+    }
+    let mut equations = Vec::with_capacity(program.equations.len());
+    for (k, eq) in program.equations.iter().enumerate() {
+        if absorbed[k] {
+            continue;
+        }
+        if members[k].is_empty() {
+            equations.push(eq.clone());
+        } else {
+            equations.push(chain_equation(program, &members[k]));
+        }
+    }
+    Some(Program::new(
+        program.inputs.clone(),
+        equations,
+        program.outputs.clone(),
+        program.avals.clone(),
+    ))
+}
+
+/// One `call` of the chain's equations (in program order), over the values they read from
+/// outside the chain.
+fn chain_equation(program: &Program, members: &[usize]) -> Equation {
+    let mut sorted = members.to_vec();
+    sorted.sort_unstable();
+    let inside: Vec<VarId> = sorted
+        .iter()
+        .flat_map(|&k| program.equations[k].outputs.iter().copied())
+        .collect();
+    let mut inputs: Vec<Atom> = Vec::new();
+    let mut avals: Vec<AbstractValue> = Vec::new();
+    let mut renamed: Vec<(VarId, VarId)> = Vec::new();
+    for &k in &sorted {
+        for atom in &program.equations[k].inputs {
+            let outside = match atom {
+                Atom::Var(v) => !inside.contains(v) && !renamed.iter().any(|(f, _)| f == v),
+                Atom::Literal(_) => true,
+            };
+            if outside {
+                let new = VarId(inputs.len() as u32);
+                if let Atom::Var(v) = atom {
+                    renamed.push((*v, new));
+                }
+                avals.push(program.aval_of(atom));
+                inputs.push(atom.clone());
+            }
+        }
+    }
+    // Literals are passed as operands too, so the called program reads only variables.
+    let literal_index = |atom: &Atom, used: &mut usize| -> Option<VarId> {
+        match atom {
+            Atom::Literal(_) => {
+                let i = inputs[*used..]
+                    .iter()
+                    .position(|a| matches!(a, Atom::Literal(_)))
+                    .map(|p| p + *used)?;
+                *used = i + 1;
+                Some(VarId(i as u32))
+            }
+            Atom::Var(_) => None,
+        }
+    };
+    let mut used_literals = 0;
+    let count = inputs.len();
+    let mut equations = Vec::new();
+    for &k in &sorted {
+        let eq = &program.equations[k];
+        let args = eq
+            .inputs
+            .iter()
+            .map(|atom| match atom {
+                Atom::Var(v) => {
+                    Atom::Var(renamed.iter().find(|(f, _)| f == v).map_or(*v, |(_, t)| *t))
+                }
+                Atom::Literal(_) => {
+                    Atom::Var(literal_index(atom, &mut used_literals).unwrap_or(VarId(0)))
+                }
+            })
+            .collect();
+        let out = eq.outputs[0];
+        avals.push(program.avals[out.0 as usize].clone());
+        let new = VarId(avals.len() as u32 - 1);
+        renamed.push((out, new));
+        equations.push(Equation {
+            primitive: eq.primitive.clone(),
+            inputs: args,
+            outputs: vec![new],
+        });
+    }
+    let root = program.equations[*sorted.last().unwrap_or(&0)].outputs[0];
+    let result = renamed
+        .iter()
+        .find(|(f, _)| *f == root)
+        .map_or(VarId(0), |(_, t)| *t);
+    let body = Program::new(
+        (0..count).map(|i| VarId(i as u32)).collect(),
+        equations,
+        vec![Atom::Var(result)],
+        avals,
+    );
+    Equation {
+        primitive: Primitive::Call {
+            program: ProgramRef(Arc::new(body)),
+        },
+        inputs,
+        outputs: vec![root],
+    }
+}
+
+/// The chain a called program holds, if it is one [`fuse_chains`] built.
+pub(crate) fn chain_of(program: &Program) -> Option<Chain> {
+    if program.equations.len() < 2 || program.outputs.len() != 1 {
+        return None;
+    }
+    let n_in = program.inputs.len();
+    let out_aval = program.aval_of(&program.outputs[0]);
+    let mut inputs = Vec::with_capacity(n_in);
+    for v in &program.inputs {
+        let a = &program.avals[v.0 as usize];
+        inputs.push(
+            if a.shape == out_aval.shape && a.dtype == DType::F32 && !a.weak {
+                Layout::Same
+            } else {
+                Layout::of(
+                    &out_aval.shape,
+                    (DType::F32, false),
+                    &a.shape,
+                    (a.dtype, a.weak),
+                )?
+            },
+        );
+    }
+    let register = |atom: &Atom| match atom {
+        Atom::Var(v) => Some(v.0 as usize),
+        Atom::Literal(_) => None,
+    };
+    let mut steps = Vec::with_capacity(program.equations.len());
+    for (i, eq) in program.equations.iter().enumerate() {
+        // Every step's output is register `n_in + i`.
+        (eq.outputs.as_slice() == [VarId((n_in + i) as u32)]).then_some(())?;
+        steps.push(match (&eq.primitive, eq.inputs.as_slice()) {
+            (Primitive::Binary(op), [a, b]) => Step::Binary(*op, register(a)?, register(b)?),
+            (Primitive::Unary(op), [a]) => Step::Unary(*op, register(a)?),
+            _ => return None,
+        });
+        // Operands are inputs or earlier steps.
+        let ok = |r: usize| r < n_in + i;
+        match steps.last() {
+            Some(Step::Binary(_, a, b)) if ok(*a) && ok(*b) => {}
+            Some(Step::Unary(_, a)) if ok(*a) => {}
+            _ => return None,
+        }
+    }
+    (register(&program.outputs[0])? == n_in + steps.len() - 1).then_some(Chain { inputs, steps })
+}
+
+/// Runs a fused chain on its operands, block by block. `None` when they are not of the
+/// chain's form after all.
+pub(crate) fn run(chain: &Chain, args: &[Array]) -> Option<Result<Array>> {
+    let len = args
+        .iter()
+        .zip(&chain.inputs)
+        .find(|(_, l)| **l == Layout::Same)
+        .map(|(a, _)| a.shape().iter().product::<usize>())?;
+    let shape = args
+        .iter()
+        .zip(&chain.inputs)
+        .find(|(_, l)| **l == Layout::Same)?
+        .0
+        .shape()
+        .to_vec();
+    // The inputs as slices, scalars as one float32 value.
+    let mut data: Vec<std::borrow::Cow<'_, [f32]>> = Vec::with_capacity(args.len());
+    for (a, layout) in args.iter().zip(&chain.inputs) {
+        data.push(match layout {
+            Layout::Same | Layout::Row => std::borrow::Cow::Borrowed(a.as_slice::<f32>().ok()?),
+            Layout::Scalar => std::borrow::Cow::Owned(vec![match a.dtype() {
+                DType::F32 => *a.as_slice::<f32>().ok()?.first()?,
+                DType::I32 => *a.as_slice::<i32>().ok()?.first()? as f32,
+                DType::U32 => *a.as_slice::<u32>().ok()?.first()? as f32,
+                _ => return None,
+            }]),
+        });
+        let ok = match layout {
+            Layout::Same => data.last()?.len() == len,
+            Layout::Row => {
+                let r = data.last()?.len();
+                r > 0 && len.is_multiple_of(r)
+            }
+            Layout::Scalar => true,
+        };
+        ok.then_some(())?;
+    }
+    let n_in = args.len();
+    let mut out = pool::take(len);
+    let mut regs = vec![[0.0f32; BLOCK]; chain.steps.len()];
+    let mut staged = vec![[0.0f32; BLOCK]; n_in];
+    for start in (0..len).step_by(BLOCK) {
+        let m = BLOCK.min(len - start);
+        // Inputs of this block (rows are gathered into the block's layout).
+        for (i, (d, layout)) in data.iter().zip(&chain.inputs).enumerate() {
+            let dst = &mut staged[i][..m];
+            match layout {
+                Layout::Same => dst.copy_from_slice(&d[start..start + m]),
+                Layout::Scalar => dst.fill(d[0]),
+                Layout::Row => {
+                    for (j, x) in dst.iter_mut().enumerate() {
+                        *x = d[(start + j) % d.len()];
+                    }
+                }
+            }
+        }
+        for (s, step) in chain.steps.iter().enumerate() {
+            let (done, rest) = regs.split_at_mut(s);
+            let dst = &mut rest[0][..m];
+            let read = |r: usize| -> &[f32] {
+                if r < n_in {
+                    &staged[r][..m]
+                } else {
+                    &done[r - n_in][..m]
+                }
+            };
+            match *step {
+                Step::Binary(op, a, b) => binary(op, dst, read(a), read(b)),
+                Step::Unary(op, a) => {
+                    dst.iter_mut()
+                        .zip(read(a))
+                        .for_each(|(o, &x)| *o = op.f32(x));
+                }
+            }
+        }
+        out[start..start + m].copy_from_slice(&regs[chain.steps.len() - 1][..m]);
+    }
+    Some(Array::from_vec(&shape, out))
+}
+
+/// `dst[i] = op(x[i], y[i])`, one loop per operation so that each vectorises.
+fn binary(op: BinaryOp, dst: &mut [f32], x: &[f32], y: &[f32]) {
+    macro_rules! each {
+        ($f:expr) => {{
+            let f = $f;
+            for ((o, &p), &q) in dst.iter_mut().zip(x).zip(y) {
+                *o = f(p, q);
+            }
+        }};
+    }
+    match op {
+        BinaryOp::Add => each!(|p: f32, q: f32| p + q),
+        BinaryOp::Sub => each!(|p: f32, q: f32| p - q),
+        BinaryOp::Mul => each!(|p: f32, q: f32| p * q),
+        BinaryOp::Div => each!(|p: f32, q: f32| p / q),
+        BinaryOp::Maximum | BinaryOp::Minimum | BinaryOp::Pow => each!(|p, q| op.f32(p, q)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Fast;
+    use nnx_core::Engine;
+    use nnx_core::program::trace_fn;
+
+    fn arr(shape: &[usize], seed: f32) -> Array {
+        let n: usize = shape.iter().product();
+        let data = (0..n).map(|i| ((i as f32 + seed) * 0.37).sin()).collect();
+        Array::from_vec(shape, data).unwrap()
+    }
+
+    #[test]
+    fn elementwise_chains_fuse_and_agree_bit_for_bit() {
+        let aval = |s: &[usize]| AbstractValue::new(s.to_vec(), DType::F32, false);
+        // An SGD update; an error with a row offset, then its square (the error is read
+        // twice, so it ends a chain of its own); a shared value (read twice: not fused).
+        let traced = trace_fn(&[aval(&[700, 3]), aval(&[700, 3]), aval(&[3])], |xs| {
+            let (w, g, b) = (&xs[0], &xs[1], &xs[2]);
+            let update = w.sub(&(g * 0.01f32)?)?;
+            let err = w.sub(g)?.add(b)?;
+            let sq = (&err * &err)?.tanh()?;
+            let shared = (g * 2.0f32)?;
+            let twice = (&shared + &shared)?;
+            Ok((vec![update, sq, twice], ()))
+        })
+        .unwrap();
+        let fused = fuse_chains(&traced.program).expect("chains to fuse");
+        let chains = fused
+            .equations
+            .iter()
+            .filter(|eq| matches!(&eq.primitive, Primitive::Call { program } if chain_of(&program.0).is_some()))
+            .count();
+        assert_eq!(chains, 3, "{fused}");
+        let inputs = vec![arr(&[700, 3], 0.0), arr(&[700, 3], 1.0), arr(&[3], 2.0)];
+        let expected = nnx_reference::Reference
+            .run(&traced.program, &inputs)
+            .unwrap();
+        let plan = Fast.compile(Arc::new(traced.program)).unwrap();
+        let got = Fast.execute(&plan, inputs).unwrap();
+        for (g, e) in got.iter().zip(&expected) {
+            assert!(g.identical(e), "{g:?} vs {e:?}");
+        }
+    }
+}
