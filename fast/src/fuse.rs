@@ -304,37 +304,51 @@ pub(crate) fn gemm_of(program: &Program) -> Option<Gemm> {
 /// buffer. `None` when the operands are not of the chain's form after all.
 pub(crate) fn gemm(gemm: Gemm, args: &[Array]) -> Option<Result<Array>> {
     let (a, w) = (args.first()?, args.get(1)?);
-    let product = if gemm.transpose_a || gemm.transpose_b {
-        kernels::matmul_transposed(a, w, gemm.transpose_a, gemm.transpose_b)?
-    } else {
-        match kernels::small_matmul_if_small(a, w) {
-            Some(product) => product,
-            None => kernels::matmul(a, w),
-        }
+    let bias = match gemm.bias {
+        true => Some(args.get(2)?.as_slice::<f32>().ok()?),
+        false => None,
     };
-    let mut product = match product {
-        Ok(product) => product,
-        Err(e) => return Some(Err(e)),
-    };
-    if !gemm.bias {
-        return Some(Ok(product));
-    }
-    let bias = args.get(2)?.as_slice::<f32>().ok()?;
-    let out = product.unique_f32_mut()?;
-    if bias.is_empty() || !out.len().is_multiple_of(bias.len()) {
+    if bias.is_some_and(<[f32]>::is_empty) {
         return None;
     }
-    for row in out.chunks_exact_mut(bias.len()) {
-        for (o, &q) in row.iter_mut().zip(bias) {
-            let sum = BinaryOp::Add.f32(*o, q);
-            *o = if gemm.relu {
-                BinaryOp::Maximum.f32(sum, 0.0)
-            } else {
-                sum
-            };
+    // Bias and activation row by row: the separate equations' operations, in their order.
+    let epilogue = |rows: &mut [f32]| {
+        if let Some(bias) = bias {
+            for row in rows.chunks_exact_mut(bias.len()) {
+                for (o, &q) in row.iter_mut().zip(bias) {
+                    let sum = BinaryOp::Add.f32(*o, q);
+                    *o = if gemm.relu {
+                        BinaryOp::Maximum.f32(sum, 0.0)
+                    } else {
+                        sum
+                    };
+                }
+            }
         }
+    };
+    let small = !gemm.transpose_a && !gemm.transpose_b;
+    if small && let Some(product) = kernels::small_matmul_if_small(a, w) {
+        let mut product = match product {
+            Ok(product) => product,
+            Err(e) => return Some(Err(e)),
+        };
+        let out = product.unique_f32_mut()?;
+        if bias.is_some_and(|b| !out.len().is_multiple_of(b.len())) {
+            return None;
+        }
+        epilogue(out);
+        return Some(Ok(product));
     }
-    Some(Ok(product))
+    // The bias must line up with the result's rows (the caller checked the layout).
+    if let Some(bias) = bias {
+        let n = if gemm.transpose_b {
+            *w.shape().first()?
+        } else {
+            *w.shape().get(1)?
+        };
+        (n == bias.len()).then_some(())?;
+    }
+    kernels::matmul_transposed(a, w, gemm.transpose_a, gemm.transpose_b, Some(&epilogue))
 }
 
 #[cfg(test)]

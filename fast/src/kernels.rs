@@ -299,12 +299,14 @@ pub(crate) fn matmul(a: &Array, b: &Array) -> Result<Array> {
 /// `op(a) @ op(b)` for float32 operands, where `op` transposes a 2-D operand when its flag
 /// is set: one faer GEMM reading the transposed operand in place (faer takes strided views),
 /// so the transpose is never copied. Without `transpose_a`, `a` may have any leading axes
-/// (`(…, k)`, flattened into rows). `None` when the operands are not of that form.
+/// (`(…, k)`, flattened into rows). `epilogue` runs on the result's rows as they are
+/// computed. `None` when the operands are not of that form.
 pub(crate) fn matmul_transposed(
     a: &Array,
     b: &Array,
     transpose_a: bool,
     transpose_b: bool,
+    epilogue: Option<Epilogue<'_>>,
 ) -> Option<Result<Array>> {
     let (x, w) = (a.as_slice::<f32>().ok()?, b.as_slice::<f32>().ok()?);
     let &[b0, b1] = b.shape() else { return None };
@@ -333,8 +335,7 @@ pub(crate) fn matmul_transposed(
     };
     // Every element is overwritten (`Accum::Replace`): no zero-fill.
     let mut out = pool::take(m * n);
-    let dst = MatMut::from_row_major_slice_mut(&mut out, m, n);
-    product(dst, lhs, rhs);
+    product(&mut out, lhs, rhs, epilogue);
     Some(Array::from_vec(&shape, out))
 }
 
@@ -359,10 +360,10 @@ fn gemm(
         let lhs = MatRef::from_row_major_slice(&a[i * m * k..(i + 1) * m * k], m, k);
         let rhs_start = if rhs_batched { i * k * n } else { 0 };
         let rhs = MatRef::from_row_major_slice(&b[rhs_start..rhs_start + k * n], k, n);
-        let dst = MatMut::from_row_major_slice_mut(out, m, n);
         if alone {
-            product(dst, lhs, rhs);
+            product(out, lhs, rhs, None);
         } else {
+            let dst = MatMut::from_row_major_slice_mut(out, m, n);
             faer_matmul(dst, Accum::Replace, lhs, rhs, 1.0f32, Par::Seq);
         }
     };
@@ -377,37 +378,46 @@ fn gemm(
     out
 }
 
-/// `dst = lhs · rhs` (every element overwritten). Large products are split across threads
-/// by rows of the result, each thread one sequential GEMM on its block (no synchronisation
-/// inside the product).
-fn product(dst: MatMut<'_, f32>, lhs: MatRef<'_, f32>, rhs: MatRef<'_, f32>) {
+/// What a fused product applies to its result, a block of whole rows at a time (the bias
+/// and activation of a dense layer), while the block is still in cache.
+pub(crate) type Epilogue<'a> = &'a (dyn Fn(&mut [f32]) + Sync);
+
+/// `out = lhs · rhs` (every element overwritten; `out` row-major), then `epilogue` on it.
+/// Large products are split across threads by blocks of rows of the result, each thread one
+/// sequential GEMM on its block followed by the epilogue on that block (no synchronisation
+/// inside the product, no second pass over memory).
+fn product(
+    out: &mut [f32],
+    lhs: MatRef<'_, f32>,
+    rhs: MatRef<'_, f32>,
+    epilogue: Option<Epilogue<'_>>,
+) {
     let (m, k, n) = (lhs.nrows(), lhs.ncols(), rhs.ncols());
-    let blocks = parallel::row_blocks(m, k * n);
-    if blocks <= 1 {
+    let one = |out: &mut [f32], lhs: MatRef<'_, f32>| {
+        let rows = lhs.nrows();
+        let dst = MatMut::from_row_major_slice_mut(out, rows, n);
         faer_matmul(dst, Accum::Replace, lhs, rhs, 1.0f32, Par::Seq);
+        if let Some(epilogue) = epilogue {
+            epilogue(out);
+        }
+    };
+    let blocks = parallel::row_blocks(m, k * n);
+    if blocks <= 1 || n == 0 {
+        one(out, lhs);
         return;
     }
     let rows = m.div_ceil(blocks);
-    // Each part computes its block of rows through views of the shared operands.
-    let blocks_of_dst: Vec<std::sync::Mutex<Option<MatMut<'_, f32>>>> = {
-        let mut parts = Vec::with_capacity(blocks);
-        let mut dst = dst;
-        while dst.nrows() > 0 {
-            let take = rows.min(dst.nrows());
-            let (head, tail) = dst.split_at_row_mut(take);
-            parts.push(std::sync::Mutex::new(Some(head)));
-            dst = tail;
-        }
-        parts
-    };
-    helper::run_parts(blocks_of_dst.len(), &|i| {
-        let block = blocks_of_dst[i]
+    let parts: Vec<std::sync::Mutex<Option<&mut [f32]>>> = out
+        .chunks_mut(rows * n)
+        .map(|block| std::sync::Mutex::new(Some(block)))
+        .collect();
+    helper::run_parts(parts.len(), &|i| {
+        let block = parts[i]
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .take();
         if let Some(block) = block {
-            let lhs = lhs.subrows(i * rows, block.nrows());
-            faer_matmul(block, Accum::Replace, lhs, rhs, 1.0f32, Par::Seq);
+            one(block, lhs.subrows(i * rows, block.len() / n));
         }
     });
 }
