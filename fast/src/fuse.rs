@@ -397,4 +397,52 @@ mod tests {
             assert!(g.identical(e), "{g:?} vs {e:?}");
         }
     }
+
+    #[test]
+    fn large_products_with_transposes_and_epilogues_agree_with_the_reference() {
+        // Large enough to be split across threads; transposed operands on both sides, as a
+        // backward pass has them; the epilogue applied block by block.
+        let traced = trace_fn(
+            &[aval(&[384, 200]), aval(&[200, 160]), aval(&[160])],
+            |xs| {
+                let (x, w, b) = (&xs[0], &xs[1], &xs[2]);
+                let h = x.matmul(w)?.add(b)?.relu()?;
+                let dw = x.transpose()?.matmul(&h)?;
+                let dx = h.matmul(&w.transpose()?)?;
+                Ok((vec![h, dw, dx], ()))
+            },
+        )
+        .unwrap();
+        let program = traced.program;
+        let fused = fuse(&program).expect("products to fuse");
+        assert_eq!(
+            fused
+                .equations
+                .iter()
+                .filter(|eq| matches!(&eq.primitive, Primitive::Call { program } if gemm_of(&program.0).is_some()))
+                .count(),
+            3,
+            "{fused}"
+        );
+        let inputs = vec![
+            arr(&[384, 200], 0.0),
+            arr(&[200, 160], 1.0),
+            arr(&[160], 2.0),
+        ];
+        let expected = nnx_reference::Reference.run(&program, &inputs).unwrap();
+        let plan = Fast.compile(Arc::new(program)).unwrap();
+        for parallelism in [
+            crate::Parallelism::Sequential,
+            crate::Parallelism::Threads(2),
+        ] {
+            let before = Fast::parallelism();
+            Fast::set_parallelism(parallelism);
+            let got = Fast.execute(&plan, inputs.clone());
+            Fast::set_parallelism(before);
+            for (g, e) in got.unwrap().iter().zip(&expected) {
+                assert_eq!(g.shape(), e.shape());
+                assert!(g.allclose(e, 1e-4, 1e-4).unwrap(), "{parallelism:?}");
+            }
+        }
+    }
 }
