@@ -17,6 +17,7 @@ use nnx_core::tensor::pool;
 use nnx_core::{Array, DType, Result};
 
 use crate::kernels::Layout;
+use crate::parallel;
 
 /// Elements per block: the chain's intermediates of one block stay in L1.
 const BLOCK: usize = 512;
@@ -317,44 +318,49 @@ pub(crate) fn run(chain: &Chain, args: &[Array]) -> Option<Result<Array>> {
     }
     let n_in = args.len();
     let mut out = pool::take(len);
-    let mut regs = vec![[0.0f32; BLOCK]; chain.steps.len()];
-    let mut staged = vec![[0.0f32; BLOCK]; n_in];
-    for start in (0..len).step_by(BLOCK) {
-        let m = BLOCK.min(len - start);
-        // Inputs of this block (rows are gathered into the block's layout).
-        for (i, (d, layout)) in data.iter().zip(&chain.inputs).enumerate() {
-            let dst = &mut staged[i][..m];
-            match layout {
-                Layout::Same => dst.copy_from_slice(&d[start..start + m]),
-                Layout::Scalar => dst.fill(d[0]),
-                Layout::Row => {
-                    for (j, x) in dst.iter_mut().enumerate() {
-                        *x = d[(start + j) % d.len()];
+    // One run of blocks per thread (large outputs only; see `parallel::for_each_chunk`).
+    let per_thread = len.div_ceil(parallel::threads()).div_ceil(BLOCK) * BLOCK;
+    parallel::for_each_chunk(&mut out, per_thread.max(BLOCK), |piece, out| {
+        let offset = piece * per_thread.max(BLOCK);
+        let mut regs = vec![[0.0f32; BLOCK]; chain.steps.len()];
+        let mut staged = vec![[0.0f32; BLOCK]; n_in];
+        for local in (0..out.len()).step_by(BLOCK) {
+            let (start, m) = (offset + local, BLOCK.min(out.len() - local));
+            // Inputs of this block (rows are gathered into the block's layout).
+            for (i, (d, layout)) in data.iter().zip(&chain.inputs).enumerate() {
+                let dst = &mut staged[i][..m];
+                match layout {
+                    Layout::Same => dst.copy_from_slice(&d[start..start + m]),
+                    Layout::Scalar => dst.fill(d[0]),
+                    Layout::Row => {
+                        for (j, x) in dst.iter_mut().enumerate() {
+                            *x = d[(start + j) % d.len()];
+                        }
                     }
                 }
             }
-        }
-        for (s, step) in chain.steps.iter().enumerate() {
-            let (done, rest) = regs.split_at_mut(s);
-            let dst = &mut rest[0][..m];
-            let read = |r: usize| -> &[f32] {
-                if r < n_in {
-                    &staged[r][..m]
-                } else {
-                    &done[r - n_in][..m]
-                }
-            };
-            match *step {
-                Step::Binary(op, a, b) => binary(op, dst, read(a), read(b)),
-                Step::Unary(op, a) => {
-                    dst.iter_mut()
-                        .zip(read(a))
-                        .for_each(|(o, &x)| *o = op.f32(x));
+            for (s, step) in chain.steps.iter().enumerate() {
+                let (done, rest) = regs.split_at_mut(s);
+                let dst = &mut rest[0][..m];
+                let read = |r: usize| -> &[f32] {
+                    if r < n_in {
+                        &staged[r][..m]
+                    } else {
+                        &done[r - n_in][..m]
+                    }
+                };
+                match *step {
+                    Step::Binary(op, a, b) => binary(op, dst, read(a), read(b)),
+                    Step::Unary(op, a) => {
+                        dst.iter_mut()
+                            .zip(read(a))
+                            .for_each(|(o, &x)| *o = op.f32(x));
+                    }
                 }
             }
+            out[local..local + m].copy_from_slice(&regs[chain.steps.len() - 1][..m]);
         }
-        out[start..start + m].copy_from_slice(&regs[chain.steps.len() - 1][..m]);
-    }
+    });
     Some(Array::from_vec(&shape, out))
 }
 

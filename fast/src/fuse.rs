@@ -6,8 +6,8 @@
 //! - an operand that is a 2-D `transpose` of another value is read through a transposed
 //!   view instead (the backward pass's `xᵀ @ g` and `g @ Wᵀ`; the GEMM reads either layout,
 //!   so the transpose is never materialised unless something else needs it);
-//! - a row-bias add reading only the product, and a `maximum(·, 0)` reading only the sum,
-//!   are applied in one pass over the product's buffer, with the same float operations in the
+//! - a row-bias add reading only the product, and an activation reading only the sum
+//!   (`maximum(·, 0)` or a unary operation such as `tanh` or `logistic`), are applied in one pass over the product's buffer, with the same float operations in the
 //!   same order as the separate equations — so the results are bit-identical — while the
 //!   buffer is still in cache.
 //!
@@ -17,19 +17,28 @@
 use std::sync::Arc;
 
 use nnx_core::program::{AbstractValue, Atom, Equation, Primitive, Program, ProgramRef, VarId};
-use nnx_core::tensor::elementwise::BinaryOp;
+use nnx_core::tensor::elementwise::{BinaryOp, UnaryOp};
 use nnx_core::{Array, DType, Result};
 
 use crate::kernels::{self, Layout};
 
 /// A fused chain's form: which operands are read transposed, whether a row bias is added and
-/// whether it ends with `maximum(·, 0)`.
+/// which activation follows it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Gemm {
     pub(crate) transpose_a: bool,
     pub(crate) transpose_b: bool,
     pub(crate) bias: bool,
-    pub(crate) relu: bool,
+    pub(crate) activation: Option<Activation>,
+}
+
+/// The activation a fused product applies after its bias.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Activation {
+    /// `maximum(·, 0)`.
+    Relu,
+    /// A unary operation (`tanh`, `logistic`, …).
+    Unary(UnaryOp),
 }
 
 const TRANSPOSE_2D: [usize; 2] = [1, 0];
@@ -128,12 +137,18 @@ pub(crate) fn fuse(program: &Program) -> Option<Program> {
                     (ab.dtype, ab.weak),
                 ) == Some(Layout::Row)
         });
-        // An optional `maximum(·, 0)` reading the sum.
+        // An optional activation reading the sum: `maximum(·, 0)` or a unary operation.
         let relu = add.and_then(|k2| {
             let v2 = program.equations[k2].outputs[0];
             single_use_by(v2, k2).filter(|&k3| {
                 let eq = &program.equations[k3];
-                matches!((&eq.primitive, eq.inputs.as_slice()), (Primitive::Binary(BinaryOp::Maximum), [Atom::Var(y), Atom::Literal(zero)]) if *y == v2 && is_zero_scalar(zero))
+                match (&eq.primitive, eq.inputs.as_slice()) {
+                    (Primitive::Binary(BinaryOp::Maximum), [Atom::Var(y), Atom::Literal(zero)]) => {
+                        *y == v2 && is_zero_scalar(zero)
+                    }
+                    (Primitive::Unary(_), [Atom::Var(y)]) => *y == v2,
+                    _ => false,
+                }
             })
         });
         // Nothing to gain: a lone product runs as it is.
@@ -239,11 +254,12 @@ fn chain_program<'a>(
     // The chain's equations read the previous one's output and their own literals.
     let mut previous: Option<VarId> = None;
     for eq in chain {
-        let args = match previous {
-            None => operands[..2].to_vec(),
-            Some(prev) => {
-                let second = match &eq.inputs[1] {
-                    Atom::Literal(_) => eq.inputs[1].clone(),
+        let args = match (previous, eq.inputs.get(1)) {
+            (None, _) => operands[..2].to_vec(),
+            (Some(prev), None) => vec![Atom::Var(prev)],
+            (Some(prev), Some(second)) => {
+                let second = match second {
+                    Atom::Literal(_) => second.clone(),
                     Atom::Var(_) => operands[2].clone(),
                 };
                 vec![Atom::Var(prev), second]
@@ -272,7 +288,7 @@ pub(crate) fn gemm_of(program: &Program) -> Option<Gemm> {
         transpose_a: false,
         transpose_b: false,
         bias: false,
-        relu: false,
+        activation: None,
     };
     let mut prims = program.equations.iter().peekable();
     while let Some(eq) = prims.next_if(|eq| matches!(eq.primitive, Primitive::Transpose { .. })) {
@@ -292,7 +308,15 @@ pub(crate) fn gemm_of(program: &Program) -> Option<Gemm> {
             Primitive::Binary(BinaryOp::Maximum),
         ] => {
             gemm.bias = true;
-            gemm.relu = true;
+            gemm.activation = Some(Activation::Relu);
+        }
+        [
+            Primitive::Matmul,
+            Primitive::Binary(BinaryOp::Add),
+            Primitive::Unary(op),
+        ] => {
+            gemm.bias = true;
+            gemm.activation = Some(Activation::Unary(*op));
         }
         _ => return None,
     }
@@ -312,18 +336,23 @@ pub(crate) fn gemm(gemm: Gemm, args: &[Array]) -> Option<Result<Array>> {
         return None;
     }
     // Bias and activation row by row: the separate equations' operations, in their order.
+    // One loop per activation, so that each is a fixed operation the compiler vectorises.
     let epilogue = |rows: &mut [f32]| {
-        if let Some(bias) = bias {
-            for row in rows.chunks_exact_mut(bias.len()) {
-                for (o, &q) in row.iter_mut().zip(bias) {
-                    let sum = BinaryOp::Add.f32(*o, q);
-                    *o = if gemm.relu {
-                        BinaryOp::Maximum.f32(sum, 0.0)
-                    } else {
-                        sum
-                    };
+        let Some(bias) = bias else { return };
+        macro_rules! each {
+            ($f:expr) => {{
+                let f = $f;
+                for row in rows.chunks_exact_mut(bias.len()) {
+                    for (o, &q) in row.iter_mut().zip(bias) {
+                        *o = f(BinaryOp::Add.f32(*o, q));
+                    }
                 }
-            }
+            }};
+        }
+        match gemm.activation {
+            None => each!(|x: f32| x),
+            Some(Activation::Relu) => each!(|x: f32| BinaryOp::Maximum.f32(x, 0.0)),
+            Some(Activation::Unary(op)) => each!(|x: f32| op.f32(x)),
         }
     };
     let small = !gemm.transpose_a && !gemm.transpose_b;
@@ -375,7 +404,7 @@ mod tests {
             let (x, w, b) = (&xs[0], &xs[1], &xs[2]);
             let h = x.matmul(w)?.add(b)?.relu()?;
             let h = h.matmul(w)?.add(b)?.relu()?;
-            let y = h.matmul(w)?.add(b)?;
+            let y = h.matmul(w)?.add(b)?.tanh()?;
             let shared = y.matmul(w)?;
             let z = (&shared.add(b)? + &shared)?;
             Ok((vec![y, z], ()))

@@ -86,7 +86,7 @@ pub(crate) fn row_blocks(m: usize, row_madds: usize) -> usize {
 }
 
 /// Bytes of output below which a pass is not worth splitting.
-const PARALLEL_BYTES: usize = 1 << 22;
+const PARALLEL_BYTES: usize = 1 << 18;
 
 /// Runs `f(i, chunk)` for every `chunk`-sized piece `i` of `out` (the last may be shorter),
 /// split across the threads when `out` is large and there are several pieces.
