@@ -62,8 +62,8 @@ impl fmt::Debug for Plan {
 /// Executes programs. Implementations must give the results the reference engine gives
 /// (up to floating-point tolerance), which the conformance suite checks.
 ///
-/// Programs may contain higher-order equations ([`Primitive::Call`](crate::program::Primitive::Call),
-/// [`Primitive::Vmap`](crate::program::Primitive::Vmap)) from nested transforms; an engine
+/// Programs may contain higher-order equations ([`Primitive::Call`],
+/// [`Primitive::Vmap`]) from nested transforms; an engine
 /// evaluates them with its own `run` / `run_batched`.
 pub trait Engine {
     /// A short name, for messages and benchmarks (`"reference"`, `"fast"`). Cached

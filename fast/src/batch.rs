@@ -27,6 +27,17 @@ struct Value {
     batched: bool,
 }
 
+/// Values that all hold one slice per lane.
+fn all_batched(atoms: Vec<Atom>) -> Vec<Value> {
+    atoms
+        .into_iter()
+        .map(|atom| Value {
+            atom,
+            batched: true,
+        })
+        .collect()
+}
+
 /// The program under construction.
 struct Builder {
     avals: Vec<AbstractValue>,
@@ -147,15 +158,6 @@ impl Builder {
     /// One equation of the body on its (possibly batched) operands.
     fn equation(&mut self, eq: &Equation, args: Vec<Value>) -> Option<Vec<Value>> {
         let atoms = |args: &[Value]| args.iter().map(|v| v.atom.clone()).collect::<Vec<_>>();
-        let batched = |atoms: Vec<Atom>| {
-            atoms
-                .into_iter()
-                .map(|atom| Value {
-                    atom,
-                    batched: true,
-                })
-                .collect::<Vec<_>>()
-        };
         if !args.iter().any(|v| v.batched) {
             let outs = self.emit_many(eq.primitive.clone(), atoms(&args))?;
             return Some(
@@ -169,7 +171,7 @@ impl Builder {
         }
         let shift = |axes: &[usize]| axes.iter().map(|a| a + 1).collect::<Vec<_>>();
         let one = |this: &mut Builder, primitive: Primitive, inputs: Vec<Atom>| {
-            this.emit(primitive, inputs).map(|a| batched(vec![a]))
+            this.emit(primitive, inputs).map(|a| all_batched(vec![a]))
         };
         match &eq.primitive {
             Primitive::Binary(_) | Primitive::Compare(_) | Primitive::Select => {
@@ -183,7 +185,9 @@ impl Builder {
             Primitive::Unary(_) | Primitive::Astype { .. } => {
                 one(self, eq.primitive.clone(), atoms(&args))
             }
-            Primitive::Matmul => self.matmul(&args[0], &args[1]).map(|a| batched(vec![a])),
+            Primitive::Matmul => self
+                .matmul(&args[0], &args[1])
+                .map(|a| all_batched(vec![a])),
             Primitive::Reduce { op, axes, keepdims } => {
                 let x = self.batched(&args[0])?;
                 let primitive = Primitive::Reduce {
@@ -325,14 +329,7 @@ impl Builder {
             },
             inputs,
         )?;
-        Some(
-            outs.into_iter()
-                .map(|atom| Value {
-                    atom,
-                    batched: true,
-                })
-                .collect(),
-        )
+        Some(all_batched(outs))
     }
 
     /// `a @ b` per lane, where numpy's batched matmul already means "per lane" once the
@@ -412,14 +409,7 @@ impl Builder {
             },
             args.into_iter().map(|v| v.atom).collect(),
         )?;
-        Some(
-            outs.into_iter()
-                .map(|atom| Value {
-                    atom,
-                    batched: true,
-                })
-                .collect(),
-        )
+        Some(all_batched(outs))
     }
 }
 

@@ -16,7 +16,7 @@ use nnx_core::tensor::elementwise::{BinaryOp, UnaryOp};
 use nnx_core::tensor::pool;
 use nnx_core::{Array, DType, Result};
 
-use crate::kernels::Layout;
+use crate::kernels::{self, Layout};
 use crate::parallel;
 
 /// Elements per block: the chain's intermediates of one block stay in L1.
@@ -350,7 +350,7 @@ pub(crate) fn run(chain: &Chain, args: &[Array]) -> Option<Result<Array>> {
                     }
                 };
                 match *step {
-                    Step::Binary(op, a, b) => binary(op, dst, read(a), read(b)),
+                    Step::Binary(op, a, b) => kernels::zip_op(op, dst, Some(read(a)), read(b)),
                     Step::Unary(op, a) => {
                         dst.iter_mut()
                             .zip(read(a))
@@ -362,25 +362,6 @@ pub(crate) fn run(chain: &Chain, args: &[Array]) -> Option<Result<Array>> {
         }
     });
     Some(Array::from_vec(&shape, out))
-}
-
-/// `dst[i] = op(x[i], y[i])`, one loop per operation so that each vectorises.
-fn binary(op: BinaryOp, dst: &mut [f32], x: &[f32], y: &[f32]) {
-    macro_rules! each {
-        ($f:expr) => {{
-            let f = $f;
-            for ((o, &p), &q) in dst.iter_mut().zip(x).zip(y) {
-                *o = f(p, q);
-            }
-        }};
-    }
-    match op {
-        BinaryOp::Add => each!(|p: f32, q: f32| p + q),
-        BinaryOp::Sub => each!(|p: f32, q: f32| p - q),
-        BinaryOp::Mul => each!(|p: f32, q: f32| p * q),
-        BinaryOp::Div => each!(|p: f32, q: f32| p / q),
-        BinaryOp::Maximum | BinaryOp::Minimum | BinaryOp::Pow => each!(|p, q| op.f32(p, q)),
-    }
 }
 
 #[cfg(test)]

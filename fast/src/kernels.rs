@@ -52,7 +52,7 @@ impl Layout {
 /// Applies `op` elementwise as one loop per operation, so that the compiler sees a fixed
 /// operation and vectorises it: `out[i] = op(x[i], y[i])`. With `y` of length 1 the one value
 /// is used for every element; with a `y` shorter than `x` it repeats row by row.
-fn zip_op(op: BinaryOp, out: &mut [f32], x: Option<&[f32]>, y: &[f32]) {
+pub(crate) fn zip_op(op: BinaryOp, out: &mut [f32], x: Option<&[f32]>, y: &[f32]) {
     if out.is_empty() || y.is_empty() {
         return;
     }
