@@ -1,4 +1,4 @@
-//! The `Fast` engine: the program interpreter with faer kernels and batching rules.
+//! The `Fast` engine: compiled plans over faer GEMMs, batched bodies and fused kernels.
 
 use std::sync::Arc;
 
@@ -11,12 +11,15 @@ use crate::kernels;
 use crate::ops;
 use crate::plan::Top;
 
-/// The production engine. Programs are interpreted with faer GEMMs for matrix products, and
-/// `vmap` runs each equation once over the whole batch wherever a batching rule exists (a
-/// vmapped `x @ W + b` is one GEMM over `(B·m, k) × (k, n)` and one broadcast add), falling
-/// back to a per-lane loop for the rest. Results agree with
-/// [`Reference`](https://docs.rs/nnx-reference) up to floating-point reassociation; the
-/// conformance suite checks it.
+/// The production engine. Each program is compiled once: `vmap` bodies become batched
+/// programs (a vmapped `x @ W + b` is one GEMM over `(B·m, k) × (k, n)` with the bias added in
+/// the same pass), products are fused with their transposed operands and bias/activation,
+/// elementwise chains run as one loop, scans run their compiled body natively, and large
+/// work is split over the cores ([`Fast::set_parallelism`]). Buffers are recycled across
+/// calls ([`tensor::pool`](nnx_core::tensor::pool)). `Fast` also runs eager tensor
+/// operations once it has compiled a program ([`Fast::use_for_eager`]). Results agree with
+/// [`Reference`](https://docs.rs/nnx-reference) up to floating-point reassociation in
+/// GEMMs; the conformance suite checks it.
 ///
 /// ```
 /// use nnx_fast::prelude::*;

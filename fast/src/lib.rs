@@ -1,7 +1,8 @@
 //! `nnx-fast`: the production engine and the crate users depend on.
 //!
-//! [`Fast`] executes programs with faer GEMMs and batching rules (a vmapped dense layer is one
-//! GEMM over the whole batch). The crate re-exports everything a user needs from `nnx-core`;
+//! [`Fast`] compiles programs into plans over faer GEMMs, batched bodies and fused kernels (a
+//! vmapped dense layer is one GEMM over the whole batch with its bias and activation in the
+//! same pass), split across the cores ([`Parallelism`]). The crate re-exports everything a user needs from `nnx-core`;
 //! `use nnx_fast::prelude::*;` brings the everyday names into scope, `Fast` included.
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
