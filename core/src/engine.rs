@@ -148,7 +148,10 @@ static EAGER: std::sync::RwLock<Option<Arc<dyn Engine + Send + Sync>>> =
     std::sync::RwLock::new(None);
 
 /// Sets the engine that eager tensor operations (outside any transform) run on, for the
-/// whole process; `None` returns them to the reference kernels. `nnx-fast` sets itself
+/// whole process; `None` returns them to the reference kernels. The engine evaluates every
+/// operation that is one primitive over its operands — arithmetic, comparisons, `select`,
+/// `matmul`, `stack`/`concatenate`, random draws; layout changes and reductions run the
+/// array methods (which also check their arguments) on any engine. `nnx-fast` sets itself
 /// ([`Fast::use_for_eager`](https://docs.rs/nnx-fast)), so that a program depending on it
 /// gets its kernels for eager work too (an optimizer update outside `jit`, a model's
 /// initialisation, evaluation code).

@@ -6,7 +6,9 @@
 //! computes exactly what the reference computes, in the same order (results are identical);
 //! an operand outside a kernel's form falls back to the reference.
 
-use nnx_core::program::Primitive;
+use std::sync::Arc;
+
+use nnx_core::program::{AbstractValue, Atom, Equation, Primitive, Program, ProgramRef, VarId};
 use nnx_core::tensor::ReduceOp;
 use nnx_core::tensor::elementwise::CompareOp;
 use nnx_core::tensor::pool;
@@ -60,18 +62,23 @@ fn scalar_f32(x: &Array) -> Option<f32> {
     }
 }
 
-/// `a op b` for a float32 array `a` and `b` of its shape or a scalar: a bool array.
-fn compare(op: CompareOp, a: &Array, b: &Array) -> Option<Result<Array>> {
+/// The operands of a comparison `a op b`: `a` a float32 array, `b` of its shape or a scalar
+/// (one value).
+fn comparands<'a>(a: &'a Array, b: &'a Array) -> Option<(&'a [f32], std::borrow::Cow<'a, [f32]>)> {
     let x = strong_f32(a)?;
-    let y: &[f32] = if b.shape() == a.shape() && b.dtype() == DType::F32 {
-        b.as_slice::<f32>().ok()?
+    let y = if b.shape() == a.shape() && b.dtype() == DType::F32 {
+        std::borrow::Cow::Borrowed(b.as_slice::<f32>().ok()?)
     } else if b.ndim() <= a.ndim() {
-        &[scalar_f32(b)?]
+        std::borrow::Cow::Owned(vec![scalar_f32(b)?])
     } else {
         return None;
     };
-    let mut out = vec![false; x.len()];
-    // One loop per comparison, so that each vectorises.
+    Some((x, y))
+}
+
+/// `out[i] = x[i] op y[i]` (`y` of one value: the same for every `i`), one loop per
+/// comparison so that each vectorises.
+fn compare_into(op: CompareOp, out: &mut [bool], x: &[f32], y: &[f32]) {
     macro_rules! each {
         ($f:expr) => {{
             let f = $f;
@@ -93,10 +100,18 @@ fn compare(op: CompareOp, a: &Array, b: &Array) -> Option<Result<Array>> {
         CompareOp::Gt => each!(|p: f32, q: f32| p > q),
         CompareOp::Ge => each!(|p: f32, q: f32| p >= q),
     }
+}
+
+/// `a op b` for a float32 array `a` and `b` of its shape or a scalar: a bool array.
+fn compare(op: CompareOp, a: &Array, b: &Array) -> Option<Result<Array>> {
+    let (x, y) = comparands(a, b)?;
+    let mut out = vec![false; x.len()];
+    compare_into(op, &mut out, x, &y);
     Some(Array::from_vec(a.shape(), out))
 }
 
 /// One branch of a `select`: a float32 array of the condition's shape, or a scalar.
+#[derive(Clone, Copy)]
 enum Branch<'a> {
     Full(&'a [f32]),
     Scalar(f32),
@@ -115,15 +130,18 @@ impl Branch<'_> {
         }
         None
     }
+
+    /// The elements `at` of a full branch (a scalar stays itself).
+    fn range(self, at: std::ops::Range<usize>) -> Self {
+        match self {
+            Branch::Full(x) => Branch::Full(&x[at]),
+            scalar => scalar,
+        }
+    }
 }
 
-/// `where(c, t, f)` for a bool condition of the result's shape and float32 branches of that
-/// shape or scalars.
-fn select(c: &Array, t: &Array, f: &Array) -> Option<Result<Array>> {
-    let cond = c.as_slice::<bool>().ok()?;
-    let shape = c.shape();
-    let (on_true, on_false) = (Branch::of(t, shape)?, Branch::of(f, shape)?);
-    let mut out = pool::take(cond.len());
+/// `out[i] = if cond[i] { t[i] } else { f[i] }`.
+fn select_into(out: &mut [f32], cond: &[bool], on_true: Branch<'_>, on_false: Branch<'_>) {
     match (on_true, on_false) {
         (Branch::Full(t), Branch::Scalar(q)) => {
             for ((o, &c), &p) in out.iter_mut().zip(cond).zip(t) {
@@ -146,7 +164,146 @@ fn select(c: &Array, t: &Array, f: &Array) -> Option<Result<Array>> {
             }
         }
     }
+}
+
+/// `where(c, t, f)` for a bool condition of the result's shape and float32 branches of that
+/// shape or scalars.
+fn select(c: &Array, t: &Array, f: &Array) -> Option<Result<Array>> {
+    let cond = c.as_slice::<bool>().ok()?;
+    let shape = c.shape();
+    let (on_true, on_false) = (Branch::of(t, shape)?, Branch::of(f, shape)?);
+    let mut out = pool::take(cond.len());
+    select_into(&mut out, cond, on_true, on_false);
     Some(Array::from_vec_like(c, out, t.is_weak() && f.is_weak()))
+}
+
+/// Elements per block of a masked select: the block's mask stays on the stack.
+const MASK_BLOCK: usize = 1024;
+
+/// `where(a op b, t, f)` in one pass, without the bool array (a backward pass's relu mask,
+/// `where(pre == post, g, 0)`): the comparison of a block, then the selection of that block.
+/// Operands as [`compare`] and [`select`] take them; the same results.
+pub(crate) fn masked_select(op: CompareOp, args: &[Array]) -> Option<Result<Array>> {
+    let [a, b, t, f] = args else { return None };
+    let (x, y) = comparands(a, b)?;
+    let shape = a.shape();
+    let (on_true, on_false) = (Branch::of(t, shape)?, Branch::of(f, shape)?);
+    let mut out = pool::take(x.len());
+    let mut mask = [false; MASK_BLOCK];
+    for (k, block) in out.chunks_mut(MASK_BLOCK).enumerate() {
+        let at = k * MASK_BLOCK..k * MASK_BLOCK + block.len();
+        let ys = if y.len() == 1 { &y[..] } else { &y[at.clone()] };
+        let mask = &mut mask[..block.len()];
+        compare_into(op, mask, &x[at.clone()], ys);
+        select_into(block, mask, on_true.range(at.clone()), on_false.range(at));
+    }
+    Some(Array::from_vec(shape, out).map(|r| r.with_weak(t.is_weak() && f.is_weak())))
+}
+
+/// `program` with each `select` whose condition is a float32 comparison read by nothing else
+/// rewritten as one `call` of the pair, which the plan runs as [`masked_select`]; `None` when
+/// there is none.
+pub(crate) fn fuse_masks(program: &Program) -> Option<Program> {
+    let mut uses = vec![0usize; program.avals.len()];
+    let mut defined_by = vec![None; program.avals.len()];
+    for (k, eq) in program.equations.iter().enumerate() {
+        for atom in &eq.inputs {
+            if let Atom::Var(v) = atom {
+                uses[v.0 as usize] += 1;
+            }
+        }
+        for v in &eq.outputs {
+            defined_by[v.0 as usize] = Some(k);
+        }
+    }
+    for atom in &program.outputs {
+        if let Atom::Var(v) = atom {
+            uses[v.0 as usize] += 1;
+        }
+    }
+    let mut absorbed = vec![false; program.equations.len()];
+    let mut replaced: Vec<Option<Equation>> = vec![None; program.equations.len()];
+    for (k, eq) in program.equations.iter().enumerate() {
+        let (Primitive::Select, [Atom::Var(c), t, f]) = (&eq.primitive, eq.inputs.as_slice())
+        else {
+            continue;
+        };
+        let Some(j) = defined_by[c.0 as usize].filter(|_| uses[c.0 as usize] == 1) else {
+            continue;
+        };
+        let compare = &program.equations[j];
+        let (Primitive::Compare(op), [a, b]) = (&compare.primitive, compare.inputs.as_slice())
+        else {
+            continue;
+        };
+        if program.aval_of(a).dtype != DType::F32 {
+            continue;
+        }
+        let inputs = vec![a.clone(), b.clone(), t.clone(), f.clone()];
+        let mut avals: Vec<AbstractValue> = inputs.iter().map(|x| program.aval_of(x)).collect();
+        avals.push(program.avals[c.0 as usize].clone());
+        avals.push(program.avals[eq.outputs[0].0 as usize].clone());
+        let var = |i: u32| Atom::Var(VarId(i));
+        let body = Program::new(
+            (0..4).map(VarId).collect(),
+            vec![
+                Equation {
+                    primitive: Primitive::Compare(*op),
+                    inputs: vec![var(0), var(1)],
+                    outputs: vec![VarId(4)],
+                },
+                Equation {
+                    primitive: Primitive::Select,
+                    inputs: vec![var(4), var(2), var(3)],
+                    outputs: vec![VarId(5)],
+                },
+            ],
+            vec![var(5)],
+            avals,
+        );
+        absorbed[j] = true;
+        replaced[k] = Some(Equation {
+            primitive: Primitive::Call {
+                program: ProgramRef(Arc::new(body)),
+            },
+            inputs,
+            outputs: eq.outputs.clone(),
+        });
+    }
+    if replaced.iter().all(Option::is_none) {
+        return None;
+    }
+    let equations = program
+        .equations
+        .iter()
+        .zip(replaced)
+        .zip(&absorbed)
+        .filter(|(_, absorbed)| !**absorbed)
+        .map(|((eq, new), _)| new.unwrap_or_else(|| eq.clone()))
+        .collect();
+    Some(Program::new(
+        program.inputs.clone(),
+        equations,
+        program.outputs.clone(),
+        program.avals.clone(),
+    ))
+}
+
+/// The comparison of a masked select [`fuse_masks`] built, if `program` is one.
+pub(crate) fn mask_of(program: &Program) -> Option<CompareOp> {
+    match program.equations.as_slice() {
+        [
+            Equation {
+                primitive: Primitive::Compare(op),
+                ..
+            },
+            Equation {
+                primitive: Primitive::Select,
+                ..
+            },
+        ] if program.inputs.len() == 4 => Some(*op),
+        _ => None,
+    }
 }
 
 /// Sum or mean of a float32 array over a leading or a trailing block of axes, accumulating
@@ -281,6 +438,7 @@ pub(crate) fn leading(
 mod tests {
     use super::*;
     use nnx_core::tensor::elementwise::CompareOp;
+    use nnx_core::{Engine, Tensor};
 
     fn arr(shape: &[usize], seed: f32) -> Array {
         let n: usize = shape.iter().product();
@@ -410,5 +568,39 @@ mod tests {
             perm: vec![2, 0, 1],
         };
         assert!(eval(&general, &[x]).is_none());
+    }
+
+    #[test]
+    fn a_relu_mask_fuses_into_one_pass_with_identical_results() {
+        use nnx_core::program::trace_fn;
+        let aval = AbstractValue::new(vec![300, 7], DType::F32, false);
+        // The backward pass of relu, and a comparison read twice (not fused).
+        let traced = trace_fn(&[aval.clone(), aval], |xs| {
+            let (pre, g) = (&xs[0], &xs[1]);
+            let post = pre.relu()?;
+            let mask = pre
+                .compare(CompareOp::Eq, &post)?
+                .select(g, &Tensor::zeros(&[]))?;
+            let gt = pre.compare(CompareOp::Gt, g)?;
+            let twice = gt.select(pre, g)?.add(&gt.select(g, pre)?)?;
+            Ok((vec![mask, twice], ()))
+        })
+        .unwrap();
+        let fused = fuse_masks(&traced.program).expect("a mask to fuse");
+        let masks = fused
+            .equations
+            .iter()
+            .filter(|eq| matches!(&eq.primitive, Primitive::Call { program } if mask_of(&program.0).is_some()))
+            .count();
+        assert_eq!(masks, 1, "{fused}");
+        let inputs = vec![arr(&[300, 7], 0.0), arr(&[300, 7], 1.0)];
+        let expected = nnx_reference::Reference
+            .run(&traced.program, &inputs)
+            .unwrap();
+        let plan = crate::Fast.compile(Arc::new(traced.program)).unwrap();
+        let got = crate::Fast.execute(&plan, inputs).unwrap();
+        for (g, e) in got.iter().zip(&expected) {
+            assert!(g.identical(e), "{g:?} vs {e:?}");
+        }
     }
 }

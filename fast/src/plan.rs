@@ -6,6 +6,7 @@ use std::sync::Arc;
 use nnx_core::program::{
     AbstractValue, Atom, Equation, Outputs, Primitive, Program, interpret_owned,
 };
+use nnx_core::tensor::elementwise::CompareOp;
 use nnx_core::{Array, DType, Result};
 
 use crate::Fast;
@@ -14,6 +15,7 @@ use crate::chain::{self, Chain, chain_of, fuse_chains};
 use crate::fuse::{self, Gemm, fuse, gemm_of};
 use crate::helper;
 use crate::kernels::{self, Layout};
+use crate::ops;
 use crate::pair::{pair, pair_of};
 use crate::parallel;
 use crate::scan::ScanPlan;
@@ -40,6 +42,8 @@ enum Kernel {
     Pair(Gemm, Gemm, usize),
     /// A fused chain of float32 elementwise operations, as one blocked loop.
     Chain(Chain),
+    /// `select(a op b, t, f)` in one pass ([`ops::masked_select`]).
+    Mask(CompareOp),
     /// A scan: its body compiled, pass-throughs pruned.
     Scan(Box<ScanPlan>),
     /// Everything else: [`Fast::eval`] (GEMMs, batching rules, the reference kernels).
@@ -91,6 +95,7 @@ impl Compiled {
     pub(crate) fn fused(program: &Arc<Program>) -> (Arc<Program>, Compiled) {
         let program = fuse(program).map_or_else(|| program.clone(), Arc::new);
         let program = fuse_chains(&program).map_or(program, Arc::new);
+        let program = ops::fuse_masks(&program).map_or(program, Arc::new);
         let program = pair(&program).map_or(program, Arc::new);
         let compiled = Compiled::new(&program);
         (program, compiled)
@@ -133,6 +138,11 @@ impl Compiled {
             }
             if let Some(Kernel::Chain(chain)) = kernel
                 && let Some(result) = chain::run(chain, args)
+            {
+                return Ok(Outputs::One(result?));
+            }
+            if let Some(Kernel::Mask(op)) = kernel
+                && let Some(result) = ops::masked_select(*op, args)
             {
                 return Ok(Outputs::One(result?));
             }
@@ -196,19 +206,22 @@ fn choose(program: &Program, eq: &Equation) -> Kernel {
             }
             None => Kernel::Eval,
         },
-        (Primitive::Call { program }, _) => match (
-            gemm_of(&program.0),
-            pair_of(&program.0),
-            chain_of(&program.0),
-        ) {
-            (Some(gemm), _, _) => Kernel::Gemm(gemm),
-            (None, Some((first, second, split)), _) => Kernel::Pair(first, second, split),
-            (None, None, Some(chain)) => Kernel::Chain(chain),
-            (None, None, None) => {
+        // A call is a fused form if it is one, else a program compiled in turn.
+        (Primitive::Call { program }, _) => {
+            let p = &program.0;
+            if let Some(gemm) = gemm_of(p) {
+                Kernel::Gemm(gemm)
+            } else if let Some((first, second, split)) = pair_of(p) {
+                Kernel::Pair(first, second, split)
+            } else if let Some(chain) = chain_of(p) {
+                Kernel::Chain(chain)
+            } else if let Some(op) = ops::mask_of(p) {
+                Kernel::Mask(op)
+            } else {
                 let (inner, compiled) = Compiled::fused(&program.0);
                 Kernel::Call(inner, Box::new(compiled))
             }
-        },
+        }
         _ => Kernel::Eval,
     }
 }

@@ -41,7 +41,8 @@ fn eager_operations_use_fast_after_fast_runs_and_agree_with_the_reference() -> R
         x.matmul(&x).map(drop).unwrap_err().to_string(),
         reference_error
     );
-    // Layout operations go through the engine too, with the same results.
+    // Layout changes and reductions run the array methods on any eager engine: the same
+    // results and the same argument checks.
     let t = x.transpose()?.reshape(&[100, 600])?.sum(1)?;
     set_eager_engine(None);
     let t_reference = x.transpose()?.reshape(&[100, 600])?.sum(1)?;

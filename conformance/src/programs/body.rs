@@ -41,9 +41,11 @@ impl Regs {
         &self.values[n - 1 - usize::from(r) % n]
     }
 
-    fn key(&self, r: Reg) -> &Tensor {
+    /// Key register `r`, if there is any key (a model whose key Variables were all removed
+    /// by an earlier transform level has none).
+    fn key(&self, r: Reg) -> Option<&Tensor> {
         let n = self.keys.len();
-        &self.keys[n - 1 - usize::from(r) % n]
+        (n > 0).then(|| &self.keys[n - 1 - usize::from(r) % n])
     }
 }
 
@@ -347,10 +349,10 @@ fn run_op(op: &Op, regs: &mut Regs) -> Result<()> {
         Op::Astype(d, a) => regs.get(a).astype(d)?,
         Op::Random(pick, k) => {
             // A Variable's key seen outside the vmap that maps it is a key array: use its
-            // first key (or a fresh one if it is empty).
+            // first key (or a fresh one if it is empty, or if there is no key at all).
             let key = match regs.key(k) {
-                k if k.ndim() == 0 => k.clone(),
-                k if k.size() > 0 => k.reshape(&[-1])?.index_axis(0, 0)?,
+                Some(k) if k.ndim() == 0 => k.clone(),
+                Some(k) if k.size() > 0 => k.reshape(&[-1])?.index_axis(0, 0)?,
                 _ => random::key(0),
             };
             let shape_of = |r: Reg| regs.get(r).shape().to_vec();

@@ -364,14 +364,10 @@ impl Tensor {
         eager: impl FnOnce(&Array) -> Result<Array>,
         traced: impl FnOnce(&[usize]) -> Result<Primitive>,
     ) -> Result<Tensor> {
+        // Layout changes and reductions run the array method eagerly on any eager engine:
+        // their argument checks (axes, shapes) and errors belong to the method.
         match &self.0 {
-            // An eager engine evaluates the primitive; otherwise the array method does.
-            Repr::Concrete(a) => match crate::engine::eager_engine() {
-                Some(engine) => engine
-                    .eval_eager(&traced(self.shape())?, std::slice::from_ref(a))
-                    .map(Tensor::from),
-                None => eager(a).map(Tensor::from),
-            },
+            Repr::Concrete(a) => eager(a).map(Tensor::from),
             Repr::Traced(_) => record(traced(self.shape())?, &[self]),
         }
     }
