@@ -159,17 +159,26 @@ static EAGER: std::sync::RwLock<Option<Arc<dyn Engine + Send + Sync>>> =
 /// ```
 /// use std::sync::Arc;
 /// use nnx_core::engine::{eager_engine, set_eager_engine};
-/// use nnx_core::{Engine, Tensor};
-/// # struct Loud;
-/// # impl Engine for Loud {
-/// #     fn name(&self) -> &str { "loud" }
-/// #     fn run(&self, p: &nnx_core::program::Program, i: &[nnx_core::Array]) -> nnx_core::Result<Vec<nnx_core::Array>> { unimplemented!() }
-/// #     fn run_batched(&self, p: &nnx_core::program::Program, i: &[nnx_core::Array], b: &nnx_core::program::Batching) -> nnx_core::Result<Vec<nnx_core::Array>> { unimplemented!() }
-/// # }
+/// use nnx_core::program::{ArrayLoops, Batching, Program, interpret, lanes_loop};
+/// use nnx_core::{Array, Engine, Result, Tensor};
+///
+/// /// An engine that interprets with the reference kernels (a `vmap` lane by lane).
+/// struct Plain;
+/// impl Engine for Plain {
+///     fn name(&self) -> &str { "plain" }
+///     fn run(&self, program: &Program, inputs: &[Array]) -> Result<Vec<Array>> {
+///         interpret(program, inputs, |primitive, args| Ok(vec![primitive.eval(args)?]))
+///     }
+///     fn run_batched(&self, p: &Program, inputs: &[Array], b: &Batching) -> Result<Vec<Array>> {
+///         lanes_loop(&mut ArrayLoops, b, &p.output_avals(), inputs, |_, lane| self.run(p, lane))
+///     }
+/// }
+///
 /// let before = eager_engine();
-/// set_eager_engine(Some(Arc::new(Loud)));
-/// let y = (&Tensor::ones(&[2]) + 1)?; // evaluated by `Loud::eval_eager` (the default kernels)
+/// set_eager_engine(Some(Arc::new(Plain)));
+/// let y = (&Tensor::ones(&[2]) + 1)?; // evaluated by `Plain::eval_eager` (the default kernels)
 /// assert_eq!(y.to_vec::<f32>()?, vec![2.0, 2.0]);
+/// assert_eq!(eager_engine().map(|e| e.name().to_string()).as_deref(), Some("plain"));
 /// set_eager_engine(before);
 /// # Ok::<(), nnx_core::Error>(())
 /// ```

@@ -477,21 +477,12 @@ pub(crate) fn batched_program(program: &Program, batching: &Batching) -> Option<
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_util::{arr, aval};
+    use nnx_core::Engine;
     use nnx_core::program::trace_fn;
-    use nnx_core::{Array, DType, Engine};
     use nnx_reference::Reference;
 
     use crate::Fast;
-
-    fn arr(shape: &[usize], seed: f32) -> Array {
-        let n: usize = shape.iter().product();
-        let data = (0..n).map(|i| ((i as f32 + seed) * 0.37).sin()).collect();
-        Array::from_vec(shape, data).unwrap()
-    }
-
-    fn aval(shape: &[usize]) -> AbstractValue {
-        AbstractValue::new(shape.to_vec(), DType::F32, false)
-    }
 
     #[test]
     fn a_batched_body_agrees_with_the_reference_and_has_no_vmap_left() {

@@ -16,6 +16,7 @@ use nnx_core::tensor::elementwise::{BinaryOp, UnaryOp};
 use nnx_core::tensor::pool;
 use nnx_core::{Array, DType, Result};
 
+use crate::fuse::Dataflow;
 use crate::kernels::{self, Layout};
 use crate::parallel;
 
@@ -73,30 +74,13 @@ fn elementwise(program: &Program, eq: &Equation) -> Option<Vec<Layout>> {
 
 /// `program` with its elementwise chains fused, or `None` when it has none.
 pub(crate) fn fuse_chains(program: &Program) -> Option<Program> {
-    let n = program.avals.len();
-    let mut uses = vec![0usize; n];
-    for atom in program
-        .equations
-        .iter()
-        .flat_map(|eq| &eq.inputs)
-        .chain(&program.outputs)
-    {
-        if let Atom::Var(v) = atom {
-            uses[v.0 as usize] += 1;
-        }
-    }
+    let Dataflow { uses, defined_by } = Dataflow::of(program);
     let forms: Vec<Option<Vec<Layout>>> = program
         .equations
         .iter()
         .map(|eq| elementwise(program, eq))
         .collect();
-    let mut defined_by = vec![None; n];
-    for (k, eq) in program.equations.iter().enumerate() {
-        for v in &eq.outputs {
-            defined_by[v.0 as usize] = Some(k);
-        }
-    }
-    // absorbed_into[k]: the equation whose chain equation k joins.
+    // Equations absorbed into a later one's chain, and each root's members.
     let mut absorbed = vec![false; program.equations.len()];
     let mut members: Vec<Vec<usize>> = vec![Vec::new(); program.equations.len()];
     for (k, eq) in program.equations.iter().enumerate() {
@@ -144,81 +128,73 @@ pub(crate) fn fuse_chains(program: &Program) -> Option<Program> {
 }
 
 /// One `call` of the chain's equations (in program order), over the values they read from
-/// outside the chain.
+/// outside the chain (literals included, so the called program reads only its inputs).
 fn chain_equation(program: &Program, members: &[usize]) -> Equation {
     let mut sorted = members.to_vec();
     sorted.sort_unstable();
-    let inside: Vec<VarId> = sorted
-        .iter()
-        .flat_map(|&k| program.equations[k].outputs.iter().copied())
-        .collect();
-    let mut inputs: Vec<Atom> = Vec::new();
-    let mut avals: Vec<AbstractValue> = Vec::new();
-    let mut renamed: Vec<(VarId, VarId)> = Vec::new();
-    for &k in &sorted {
-        for atom in &program.equations[k].inputs {
-            let outside = match atom {
-                Atom::Var(v) => !inside.contains(v) && !renamed.iter().any(|(f, _)| f == v),
-                Atom::Literal(_) => true,
-            };
-            if outside {
-                let new = VarId(inputs.len() as u32);
-                if let Atom::Var(v) = atom {
-                    renamed.push((*v, new));
-                }
-                avals.push(program.aval_of(atom));
-                inputs.push(atom.clone());
-            }
-        }
-    }
-    // Literals are passed as operands too, so the called program reads only variables.
-    let literal_index = |atom: &Atom, used: &mut usize| -> Option<VarId> {
-        match atom {
-            Atom::Literal(_) => {
-                let i = inputs[*used..]
-                    .iter()
-                    .position(|a| matches!(a, Atom::Literal(_)))
-                    .map(|p| p + *used)?;
-                *used = i + 1;
-                Some(VarId(i as u32))
-            }
-            Atom::Var(_) => None,
-        }
+    let step_of = |v: VarId| {
+        sorted
+            .iter()
+            .position(|&k| program.equations[k].outputs.first() == Some(&v))
     };
-    let mut used_literals = 0;
-    let count = inputs.len();
-    let mut equations = Vec::new();
+    /// Where an operand of a step comes from.
+    enum Source {
+        Input(usize),
+        Step(usize),
+    }
+    let mut inputs: Vec<Atom> = Vec::new();
+    let mut steps: Vec<(Primitive, Vec<Source>)> = Vec::with_capacity(sorted.len());
     for &k in &sorted {
         let eq = &program.equations[k];
-        let args = eq
-            .inputs
-            .iter()
-            .map(|atom| match atom {
-                Atom::Var(v) => {
-                    Atom::Var(renamed.iter().find(|(f, _)| f == v).map_or(*v, |(_, t)| *t))
-                }
+        let mut args = Vec::with_capacity(eq.inputs.len());
+        for atom in &eq.inputs {
+            args.push(match atom {
+                Atom::Var(v) => match step_of(*v) {
+                    Some(j) => Source::Step(j),
+                    None => match inputs
+                        .iter()
+                        .position(|a| matches!(a, Atom::Var(x) if x == v))
+                    {
+                        Some(i) => Source::Input(i),
+                        None => {
+                            inputs.push(atom.clone());
+                            Source::Input(inputs.len() - 1)
+                        }
+                    },
+                },
                 Atom::Literal(_) => {
-                    Atom::Var(literal_index(atom, &mut used_literals).unwrap_or(VarId(0)))
+                    inputs.push(atom.clone());
+                    Source::Input(inputs.len() - 1)
                 }
-            })
-            .collect();
-        let out = eq.outputs[0];
-        avals.push(program.avals[out.0 as usize].clone());
-        let new = VarId(avals.len() as u32 - 1);
-        renamed.push((out, new));
-        equations.push(Equation {
-            primitive: eq.primitive.clone(),
-            inputs: args,
-            outputs: vec![new],
-        });
+            });
+        }
+        steps.push((eq.primitive.clone(), args));
     }
-    let root = program.equations[*sorted.last().unwrap_or(&0)].outputs[0];
-    let result = renamed
+    // Inputs are variables `0..n`, step `j`'s result is `n + j`.
+    let n = inputs.len();
+    let var = |source: &Source| match source {
+        Source::Input(i) => Atom::Var(VarId(*i as u32)),
+        Source::Step(j) => Atom::Var(VarId((n + j) as u32)),
+    };
+    let mut avals: Vec<AbstractValue> = inputs.iter().map(|a| program.aval_of(a)).collect();
+    avals.extend(
+        sorted
+            .iter()
+            .map(|&k| program.avals[program.equations[k].outputs[0].0 as usize].clone()),
+    );
+    let equations: Vec<Equation> = steps
         .iter()
-        .find(|(f, _)| *f == root)
-        .map_or(VarId(0), |(_, t)| *t);
+        .enumerate()
+        .map(|(j, (primitive, args))| Equation {
+            primitive: primitive.clone(),
+            inputs: args.iter().map(var).collect(),
+            outputs: vec![VarId((n + j) as u32)],
+        })
+        .collect();
+    let result = VarId((n + steps.len()).saturating_sub(1) as u32);
+    let root = program.equations[*sorted.last().unwrap_or(&0)].outputs[0];
     let body = Program::new(
-        (0..count).map(|i| VarId(i as u32)).collect(),
+        (0..n).map(|i| VarId(i as u32)).collect(),
         equations,
         vec![Atom::Var(result)],
         avals,
@@ -368,18 +344,12 @@ pub(crate) fn run(chain: &Chain, args: &[Array]) -> Option<Result<Array>> {
 mod tests {
     use super::*;
     use crate::Fast;
+    use crate::test_util::{arr, aval};
     use nnx_core::Engine;
     use nnx_core::program::trace_fn;
 
-    fn arr(shape: &[usize], seed: f32) -> Array {
-        let n: usize = shape.iter().product();
-        let data = (0..n).map(|i| ((i as f32 + seed) * 0.37).sin()).collect();
-        Array::from_vec(shape, data).unwrap()
-    }
-
     #[test]
     fn elementwise_chains_fuse_and_agree_bit_for_bit() {
-        let aval = |s: &[usize]| AbstractValue::new(s.to_vec(), DType::F32, false);
         // An SGD update; an error with a row offset, then its square (the error is read
         // twice, so it ends a chain of its own); a shared value (read twice: not fused).
         let traced = trace_fn(&[aval(&[700, 3]), aval(&[700, 3]), aval(&[3])], |xs| {

@@ -95,17 +95,13 @@ impl Engine for Fast {
     }
 
     fn eval_eager(&self, primitive: &Primitive, args: &[Array]) -> Result<Array> {
-        let mut outputs = self.eval(primitive, args)?;
-        match (outputs.pop(), outputs.is_empty()) {
-            (Some(output), true) => Ok(output),
-            (output, _) => Err(Error::Internal {
-                what: format!(
-                    "{} gave {} results eagerly, not one",
-                    primitive.name(),
-                    outputs.len() + usize::from(output.is_some())
-                ),
-            }),
-        }
+        let outputs = self.eval(primitive, args)?;
+        let count = outputs.len();
+        <[Array; 1]>::try_from(outputs)
+            .map(|[output]| output)
+            .map_err(|_| Error::Internal {
+                what: format!("{} gave {count} results eagerly, not one", primitive.name()),
+            })
     }
 
     /// Chooses a kernel for every equation once (elementwise layouts, small products as

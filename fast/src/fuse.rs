@@ -43,26 +43,41 @@ pub(crate) enum Activation {
 
 const TRANSPOSE_2D: [usize; 2] = [1, 0];
 
-/// `program` with every fusable chain replaced by a `call` of the chain, or `None` when it
-/// has none.
-pub(crate) fn fuse(program: &Program) -> Option<Program> {
-    let mut uses = vec![0usize; program.avals.len()];
-    let mut defined_by = vec![None; program.avals.len()];
-    for (k, eq) in program.equations.iter().enumerate() {
-        for atom in &eq.inputs {
+/// Per variable of a program: how many reads it has (the program's outputs included), and
+/// the equation that defines it (`None` for inputs). What every fusion pass decides on: a
+/// value read once can be absorbed into its reader.
+pub(crate) struct Dataflow {
+    pub(crate) uses: Vec<usize>,
+    pub(crate) defined_by: Vec<Option<usize>>,
+}
+
+impl Dataflow {
+    pub(crate) fn of(program: &Program) -> Dataflow {
+        let mut uses = vec![0usize; program.avals.len()];
+        let mut defined_by = vec![None; program.avals.len()];
+        for (k, eq) in program.equations.iter().enumerate() {
+            for v in &eq.outputs {
+                defined_by[v.0 as usize] = Some(k);
+            }
+        }
+        for atom in program
+            .equations
+            .iter()
+            .flat_map(|eq| &eq.inputs)
+            .chain(&program.outputs)
+        {
             if let Atom::Var(v) = atom {
                 uses[v.0 as usize] += 1;
             }
         }
-        for v in &eq.outputs {
-            defined_by[v.0 as usize] = Some(k);
-        }
+        Dataflow { uses, defined_by }
     }
-    for atom in &program.outputs {
-        if let Atom::Var(v) = atom {
-            uses[v.0 as usize] += 1;
-        }
-    }
+}
+
+/// `program` with every fusable chain replaced by a `call` of the chain, or `None` when it
+/// has none.
+pub(crate) fn fuse(program: &Program) -> Option<Program> {
+    let Dataflow { uses, defined_by } = Dataflow::of(program);
     // The one equation after `k` that reads `v`, when nothing else does.
     let single_use_by = |v: VarId, k: usize| -> Option<usize> {
         if uses[v.0 as usize] != 1 {
@@ -384,18 +399,9 @@ pub(crate) fn gemm(gemm: Gemm, args: &[Array]) -> Option<Result<Array>> {
 mod tests {
     use super::*;
     use crate::Fast;
+    use crate::test_util::{arr, aval};
     use nnx_core::Engine;
     use nnx_core::program::trace_fn;
-
-    fn aval(shape: &[usize]) -> AbstractValue {
-        AbstractValue::new(shape.to_vec(), DType::F32, false)
-    }
-
-    fn arr(shape: &[usize], seed: f32) -> Array {
-        let n: usize = shape.iter().product();
-        let data = (0..n).map(|i| ((i as f32 + seed) * 0.37).sin()).collect();
-        Array::from_vec(shape, data).unwrap()
-    }
 
     #[test]
     fn dense_chains_fuse_and_agree_bit_for_bit() {

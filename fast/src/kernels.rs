@@ -230,21 +230,11 @@ pub(crate) fn matmul(a: &Array, b: &Array) -> Result<Array> {
     }
     let (ra, rb) = (a.ndim(), b.ndim());
     let k = a.shape()[ra - 1];
-    if rb == 2 && b.shape()[0] == k {
-        let n = b.shape()[1];
-        let rows: usize = a.shape()[..ra - 1].iter().product();
-        let data = gemm(
-            a.as_slice::<f32>()?,
-            b.as_slice::<f32>()?,
-            1,
-            rows,
-            k,
-            n,
-            false,
-        );
-        let mut shape = a.shape()[..ra - 1].to_vec();
-        shape.push(n);
-        return Array::from_vec(&shape, data);
+    if rb == 2
+        && b.shape()[0] == k
+        && let Some(result) = matmul_transposed(a, b, false, false, None)
+    {
+        return result;
     }
     if ra == rb && ra > 2 && a.shape()[..ra - 2] == b.shape()[..rb - 2] && b.shape()[rb - 2] == k {
         let batch: usize = a.shape()[..ra - 2].iter().product();
@@ -282,15 +272,7 @@ pub(crate) fn matmul(a: &Array, b: &Array) -> Result<Array> {
             }
             return Array::from_vec(&shape, out);
         }
-        let data = gemm(
-            a.as_slice::<f32>()?,
-            b.as_slice::<f32>()?,
-            batch,
-            m,
-            k,
-            n,
-            true,
-        );
+        let data = gemm(a.as_slice::<f32>()?, b.as_slice::<f32>()?, batch, m, k, n);
         return Array::from_vec(&shape, data);
     }
     a.matmul(b)
@@ -316,7 +298,8 @@ pub(crate) fn matmul_transposed(
         (false, shape) if shape.last() == Some(&k) => {
             let mut out = shape.to_vec();
             *out.last_mut()? = n;
-            (x.len().checked_div(k).unwrap_or(0), out)
+            // Rows from the shape, not from the data: with `k = 0` there is no data.
+            (shape[..shape.len() - 1].iter().product(), out)
         }
         _ => return None,
     };
@@ -339,17 +322,8 @@ pub(crate) fn matmul_transposed(
     Some(Array::from_vec(&shape, out))
 }
 
-/// `batch` row-major products `(m, k) × (k, n)`; `rhs_batched` says whether `b` holds one
-/// matrix per batch entry or a single shared one.
-fn gemm(
-    a: &[f32],
-    b: &[f32],
-    batch: usize,
-    m: usize,
-    k: usize,
-    n: usize,
-    rhs_batched: bool,
-) -> Vec<f32> {
+/// `batch` row-major products `(m, k) × (k, n)`, one matrix of each operand per batch entry.
+fn gemm(a: &[f32], b: &[f32], batch: usize, m: usize, k: usize, n: usize) -> Vec<f32> {
     if m == 0 || n == 0 || k == 0 {
         return pool::take_zeroed(batch * m * n);
     }
@@ -358,8 +332,7 @@ fn gemm(
     // Product `i` of the batch into `out`; `alone` when it may use every thread itself.
     let one = |i: usize, out: &mut [f32], alone: bool| {
         let lhs = MatRef::from_row_major_slice(&a[i * m * k..(i + 1) * m * k], m, k);
-        let rhs_start = if rhs_batched { i * k * n } else { 0 };
-        let rhs = MatRef::from_row_major_slice(&b[rhs_start..rhs_start + k * n], k, n);
+        let rhs = MatRef::from_row_major_slice(&b[i * k * n..(i + 1) * k * n], k, n);
         if alone {
             product(out, lhs, rhs, None);
         } else {
@@ -440,6 +413,9 @@ mod tests {
             (vec![2, 3, 4], vec![2, 4, 5]),
             (vec![2, 3, 4], vec![4]),
             (vec![0, 4], vec![4, 3]),
+            // Empty inner dimension: zeros of the result's shape.
+            (vec![3, 0], vec![0, 2]),
+            (vec![2, 3, 0], vec![0, 4]),
         ];
         for (sa, sb) in cases {
             let a = arr(&sa, |i| (i as f32 * 0.37).sin());

@@ -18,6 +18,8 @@ mod pair;
 mod parallel;
 mod plan;
 mod scan;
+#[cfg(test)]
+mod test_util;
 
 pub use fast_engine::Fast;
 pub use parallel::Parallelism;

@@ -12,6 +12,8 @@ use nnx_core::program::{AbstractValue, Atom, Equation, Primitive, Program, Progr
 use nnx_core::tensor::ReduceOp;
 use nnx_core::tensor::elementwise::CompareOp;
 use nnx_core::tensor::pool;
+
+use crate::fuse::Dataflow;
 use nnx_core::{Array, DType, Result};
 
 /// The fast kernel for `primitive` on `args`, or `None` when it has none for these operands.
@@ -204,23 +206,7 @@ pub(crate) fn masked_select(op: CompareOp, args: &[Array]) -> Option<Result<Arra
 /// rewritten as one `call` of the pair, which the plan runs as [`masked_select`]; `None` when
 /// there is none.
 pub(crate) fn fuse_masks(program: &Program) -> Option<Program> {
-    let mut uses = vec![0usize; program.avals.len()];
-    let mut defined_by = vec![None; program.avals.len()];
-    for (k, eq) in program.equations.iter().enumerate() {
-        for atom in &eq.inputs {
-            if let Atom::Var(v) = atom {
-                uses[v.0 as usize] += 1;
-            }
-        }
-        for v in &eq.outputs {
-            defined_by[v.0 as usize] = Some(k);
-        }
-    }
-    for atom in &program.outputs {
-        if let Atom::Var(v) = atom {
-            uses[v.0 as usize] += 1;
-        }
-    }
+    let Dataflow { uses, defined_by } = Dataflow::of(program);
     let mut absorbed = vec![false; program.equations.len()];
     let mut replaced: Vec<Option<Equation>> = vec![None; program.equations.len()];
     for (k, eq) in program.equations.iter().enumerate() {
@@ -437,14 +423,9 @@ pub(crate) fn leading(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_util::{arr, aval};
     use nnx_core::tensor::elementwise::CompareOp;
     use nnx_core::{Engine, Tensor};
-
-    fn arr(shape: &[usize], seed: f32) -> Array {
-        let n: usize = shape.iter().product();
-        let data = (0..n).map(|i| ((i as f32 + seed) * 0.37).sin()).collect();
-        Array::from_vec(shape, data).unwrap()
-    }
 
     /// Each kernel gives exactly the reference's result (values, shape, dtype, weak type).
     #[test]
@@ -573,9 +554,8 @@ mod tests {
     #[test]
     fn a_relu_mask_fuses_into_one_pass_with_identical_results() {
         use nnx_core::program::trace_fn;
-        let aval = AbstractValue::new(vec![300, 7], DType::F32, false);
         // The backward pass of relu, and a comparison read twice (not fused).
-        let traced = trace_fn(&[aval.clone(), aval], |xs| {
+        let traced = trace_fn(&[aval(&[300, 7]), aval(&[300, 7])], |xs| {
             let (pre, g) = (&xs[0], &xs[1]);
             let post = pre.relu()?;
             let mask = pre
