@@ -274,7 +274,7 @@ pub(crate) fn run(chain: &Chain, args: &[Array]) -> Option<Result<Array>> {
     let mut data: Vec<std::borrow::Cow<'_, [f32]>> = Vec::with_capacity(args.len());
     for (a, layout) in args.iter().zip(&chain.inputs) {
         data.push(match layout {
-            Layout::Same | Layout::Row => std::borrow::Cow::Borrowed(a.as_slice::<f32>().ok()?),
+            Layout::Same | Layout::Row => std::borrow::Cow::Borrowed(kernels::rows_of(a)?),
             Layout::Scalar => std::borrow::Cow::Owned(vec![match a.dtype() {
                 DType::F32 => *a.as_slice::<f32>().ok()?.first()?,
                 DType::I32 => *a.as_slice::<i32>().ok()?.first()? as f32,
@@ -282,15 +282,9 @@ pub(crate) fn run(chain: &Chain, args: &[Array]) -> Option<Result<Array>> {
                 _ => return None,
             }]),
         });
-        let ok = match layout {
-            Layout::Same => data.last()?.len() == len,
-            Layout::Row => {
-                let r = data.last()?.len();
-                r > 0 && len.is_multiple_of(r)
-            }
-            Layout::Scalar => true,
-        };
-        ok.then_some(())?;
+        // A broadcast view gives the block it repeats, which is then staged as a row.
+        let r = data.last()?.len();
+        (*layout == Layout::Scalar || len.is_multiple_of(r)).then_some(())?;
     }
     let n_in = args.len();
     let mut out = pool::take(len);
@@ -303,12 +297,12 @@ pub(crate) fn run(chain: &Chain, args: &[Array]) -> Option<Result<Array>> {
         for local in (0..out.len()).step_by(BLOCK) {
             let (start, m) = (offset + local, BLOCK.min(out.len() - local));
             // Inputs of this block (rows are gathered into the block's layout).
-            for (i, (d, layout)) in data.iter().zip(&chain.inputs).enumerate() {
+            for (i, d) in data.iter().enumerate() {
                 let dst = &mut staged[i][..m];
-                match layout {
-                    Layout::Same => dst.copy_from_slice(&d[start..start + m]),
-                    Layout::Scalar => dst.fill(d[0]),
-                    Layout::Row => {
+                match d.len() {
+                    n if n == len => dst.copy_from_slice(&d[start..start + m]),
+                    1 => dst.fill(d[0]),
+                    _ => {
                         for (j, x) in dst.iter_mut().enumerate() {
                             *x = d[(start + j) % d.len()];
                         }

@@ -3,9 +3,10 @@
 //!
 //! A plan rewrites its program so that each float32 product `a @ w` becomes a single `call`
 //! of a sub-program holding its chain:
-//! - an operand that is a 2-D `transpose` of another value is read through a transposed
-//!   view instead (the backward pass's `xᵀ @ g` and `g @ Wᵀ`; the GEMM reads either layout,
-//!   so the transpose is never materialised unless something else needs it);
+//! - an operand that is a 2-D `transpose` of another value is taken into the chain (the
+//!   backward pass's `xᵀ @ g` and `g @ Wᵀ`), so that the product reads nothing computed
+//!   just before it and [`pair`](crate::pair) can run it beside another; the kernel reads
+//!   the transpose as a view, in place, as it reads any transposed operand;
 //! - a row-bias add reading only the product, and an activation reading only the sum
 //!   (`maximum(·, 0)` or a unary operation such as `tanh` or `logistic`), are applied in one pass over the product's buffer, with the same float operations in the
 //!   same order as the separate equations — so the results are bit-identical — while the
@@ -339,10 +340,19 @@ pub(crate) fn gemm_of(program: &Program) -> Option<Gemm> {
 }
 
 /// Runs a fused chain on `(a, W[, b])`: the product (a plain loop when small, else a GEMM
-/// reading transposed operands in place), then bias and activation in one pass over its
-/// buffer. `None` when the operands are not of the chain's form after all.
+/// reading its operands in place, transposed ones as views), then bias and activation in
+/// one pass over its buffer. `None` when the operands are not of the chain's form after all.
 pub(crate) fn gemm(gemm: Gemm, args: &[Array]) -> Option<Result<Array>> {
     let (a, w) = (args.first()?, args.get(1)?);
+    let transposed = |x: &Array, flag: bool| match flag {
+        true if x.ndim() == 2 => Some(x.transpose()),
+        true => None,
+        false => Some(x.clone()),
+    };
+    let (a, w) = (
+        &transposed(a, gemm.transpose_a)?,
+        &transposed(w, gemm.transpose_b)?,
+    );
     let bias = match gemm.bias {
         true => Some(args.get(2)?.as_slice::<f32>().ok()?),
         false => None,
@@ -370,8 +380,7 @@ pub(crate) fn gemm(gemm: Gemm, args: &[Array]) -> Option<Result<Array>> {
             Some(Activation::Unary(op)) => each!(|x: f32| op.f32(x)),
         }
     };
-    let small = !gemm.transpose_a && !gemm.transpose_b;
-    if small && let Some(product) = kernels::small_matmul_if_small(a, w) {
+    if let Some(product) = kernels::small_matmul_if_small(a, w) {
         let mut product = match product {
             Ok(product) => product,
             Err(e) => return Some(Err(e)),
@@ -385,14 +394,9 @@ pub(crate) fn gemm(gemm: Gemm, args: &[Array]) -> Option<Result<Array>> {
     }
     // The bias must line up with the result's rows (the caller checked the layout).
     if let Some(bias) = bias {
-        let n = if gemm.transpose_b {
-            *w.shape().first()?
-        } else {
-            *w.shape().get(1)?
-        };
-        (n == bias.len()).then_some(())?;
+        (*w.shape().get(1)? == bias.len()).then_some(())?;
     }
-    kernels::matmul_transposed(a, w, gemm.transpose_a, gemm.transpose_b, Some(&epilogue))
+    kernels::matmul_matrix(a, w, Some(&epilogue))
 }
 
 #[cfg(test)]

@@ -102,15 +102,56 @@ fn right_operand(b: &Array, layout: Layout, len: usize) -> Option<std::borrow::C
             };
             Some(Cow::Owned(vec![q]))
         }
-        Layout::Same => {
-            let y = b.as_slice::<f32>().ok()?;
-            (y.len() == len).then_some(Cow::Borrowed(y))
-        }
-        Layout::Row => {
-            let y = b.as_slice::<f32>().ok()?;
-            (!y.is_empty() && len.is_multiple_of(y.len())).then_some(Cow::Borrowed(y))
+        Layout::Same | Layout::Row => {
+            let y = rows_of(b)?;
+            len.is_multiple_of(y.len()).then_some(Cow::Borrowed(y))
         }
     }
+}
+
+/// A float32 operand of an elementwise kernel, read in place: all its elements, or, for a
+/// broadcast view (a bias or a scalar broadcast to a batch's shape), the one block it repeats
+/// — which the kernels repeat row by row ([`zip_op`]) — so that the broadcast is never
+/// copied. `None` for another dtype or an empty operand.
+pub(crate) fn rows_of(a: &Array) -> Option<&[f32]> {
+    let block = match a.is_contiguous() {
+        true => None,
+        false => a.strided::<f32>().ok()?.repeated_block(),
+    };
+    let y = match block {
+        Some(block) => block,
+        None => a.as_slice::<f32>().ok()?,
+    };
+    (!y.is_empty()).then_some(y)
+}
+
+/// `a` as a matrix of rows (axes `..split`) by columns (axes `split..`), read in place when
+/// its rows or its columns are contiguous in memory (a dense array, a transposed one, a layer
+/// sliced out of stacked weights: faer takes strided operands); any other view is copied
+/// once. `None` for another dtype.
+fn matrix(a: &Array, split: usize) -> Option<MatRef<'_, f32>> {
+    let s = a.strided::<f32>().ok()?;
+    if let Some((rows, row_stride, cols, col_stride)) = s.matrix(split)
+        && rows > 0
+        && cols > 0
+    {
+        // Every element is in bounds (the view's own invariant), which is what faer checks.
+        let data = &s.data[s.offset..];
+        if col_stride == 1 || cols == 1 {
+            return Some(MatRef::from_row_major_slice_with_stride(
+                data, rows, cols, row_stride,
+            ));
+        }
+        if row_stride == 1 || rows == 1 {
+            return Some(MatRef::from_column_major_slice_with_stride(
+                data, rows, cols, col_stride,
+            ));
+        }
+    }
+    let x = a.as_slice::<f32>().ok()?;
+    let rows = a.shape()[..split].iter().product();
+    let cols = a.shape()[split..].iter().product();
+    Some(MatRef::from_row_major_slice(x, rows, cols))
 }
 
 /// `a op b` for float32 `a` with the given [`Layout`] (which the caller established): one
@@ -232,7 +273,7 @@ pub(crate) fn matmul(a: &Array, b: &Array) -> Result<Array> {
     let k = a.shape()[ra - 1];
     if rb == 2
         && b.shape()[0] == k
-        && let Some(result) = matmul_transposed(a, b, false, false, None)
+        && let Some(result) = matmul_matrix(a, b, None)
     {
         return result;
     }
@@ -278,44 +319,31 @@ pub(crate) fn matmul(a: &Array, b: &Array) -> Result<Array> {
     a.matmul(b)
 }
 
-/// `op(a) @ op(b)` for float32 operands, where `op` transposes a 2-D operand when its flag
-/// is set: one faer GEMM reading the transposed operand in place (faer takes strided views),
-/// so the transpose is never copied. Without `transpose_a`, `a` may have any leading axes
-/// (`(…, k)`, flattened into rows). `epilogue` runs on the result's rows as they are
-/// computed. `None` when the operands are not of that form.
-pub(crate) fn matmul_transposed(
+/// `a @ b` for a float32 `a` of shape `(…, k)` (leading axes flattened into rows) and a
+/// float32 matrix `b` of shape `(k, n)`: one faer GEMM reading both operands in place —
+/// views included, so a transposed operand is never copied — with `epilogue` run on the
+/// result's rows as they are computed. `None` when the operands are not of that form.
+pub(crate) fn matmul_matrix(
     a: &Array,
     b: &Array,
-    transpose_a: bool,
-    transpose_b: bool,
     epilogue: Option<Epilogue<'_>>,
 ) -> Option<Result<Array>> {
-    let (x, w) = (a.as_slice::<f32>().ok()?, b.as_slice::<f32>().ok()?);
-    let &[b0, b1] = b.shape() else { return None };
-    let (k, n) = if transpose_b { (b1, b0) } else { (b0, b1) };
-    let (m, shape) = match (transpose_a, a.shape()) {
-        (true, &[a0, a1]) if a0 == k => (a1, vec![a1, n]),
-        (false, shape) if shape.last() == Some(&k) => {
-            let mut out = shape.to_vec();
-            *out.last_mut()? = n;
-            // Rows from the shape, not from the data: with `k = 0` there is no data.
-            (shape[..shape.len() - 1].iter().product(), out)
-        }
-        _ => return None,
-    };
+    if a.dtype() != DType::F32 || b.dtype() != DType::F32 {
+        return None;
+    }
+    let &[k, n] = b.shape() else { return None };
+    let shape = a.shape();
+    if shape.last() != Some(&k) {
+        return None;
+    }
+    // Rows from the shape, not from the data: with `k = 0` there is no data.
+    let m: usize = shape[..shape.len() - 1].iter().product();
+    let mut shape = shape.to_vec();
+    *shape.last_mut()? = n;
     if m == 0 || n == 0 || k == 0 {
         return Some(Array::from_vec(&shape, pool::take_zeroed(m * n)));
     }
-    let lhs = if transpose_a {
-        MatRef::from_row_major_slice(x, k, m).transpose()
-    } else {
-        MatRef::from_row_major_slice(x, m, k)
-    };
-    let rhs = if transpose_b {
-        MatRef::from_row_major_slice(w, n, k).transpose()
-    } else {
-        MatRef::from_row_major_slice(w, k, n)
-    };
+    let (lhs, rhs) = (matrix(a, a.ndim() - 1)?, matrix(b, 1)?);
     // Every element is overwritten (`Accum::Replace`): no zero-fill.
     let mut out = pool::take(m * n);
     product(&mut out, lhs, rhs, epilogue);
@@ -430,6 +458,57 @@ mod tests {
         }
     }
 
+    /// Views as GEMM operands are read in place (no copy is made) and give the reference's
+    /// products: transposes, a layer out of stacked weights, a broadcast row block, and a
+    /// layout faer cannot take (copied first).
+    #[test]
+    fn products_read_views_in_place() {
+        let x = arr(&[3, 70, 90], |i| (i as f32 * 0.37).sin());
+        let w = arr(&[4, 90, 50], |i| (i as f32 * 0.11).cos());
+        let layer = w.index_axis(0, 2).unwrap();
+        let cases = [
+            (x.index_axis(0, 1).unwrap(), layer.clone()),
+            (
+                x.index_axis(0, 0)
+                    .unwrap()
+                    .transpose()
+                    .compact()
+                    .transpose(),
+                layer.transpose().compact().transpose(),
+            ),
+            (
+                x.permute_axes(&[0, 2, 1])
+                    .unwrap()
+                    .index_axis(0, 2)
+                    .unwrap()
+                    .transpose(),
+                layer.clone(),
+            ),
+            (
+                arr(&[90], |i| i as f32).broadcast_to(&[8, 90]).unwrap(),
+                layer.clone(),
+            ),
+            (x.permute_axes(&[1, 0, 2]).unwrap(), layer.clone()),
+        ];
+        for (a, b) in cases {
+            assert!(matrix(&b, 1).is_some());
+            let fast = matmul_matrix(&a, &b, None).unwrap().unwrap();
+            let reference = a.compact().matmul(&b.compact()).unwrap();
+            assert_eq!(fast.shape(), reference.shape());
+            assert!(
+                fast.allclose(&reference, 1e-5, 1e-5).unwrap(),
+                "{:?}",
+                a.shape()
+            );
+        }
+        // In place: the operand's own memory is what faer reads.
+        let t = layer.transpose();
+        let m = matrix(&t, 1).unwrap();
+        let base = layer.as_slice::<f32>().unwrap();
+        assert_eq!(m.as_ptr(), base.as_ptr());
+        assert_eq!((m.row_stride(), m.col_stride()), (1, 50));
+    }
+
     #[test]
     fn small_kernels_agree_with_the_reference_kernels() {
         let x = arr(&[4, 8], |i| (i as f32 * 0.37).sin());
@@ -439,6 +518,12 @@ mod tests {
         assert!(small.allclose(&x.matmul(&w).unwrap(), 1e-6, 1e-6).unwrap());
         for (b, layout) in [
             (bias.clone(), Layout::Row),
+            // A broadcast view: its one row is read in place, never expanded.
+            (bias.broadcast_to(x.shape()).unwrap(), Layout::Same),
+            (
+                Array::scalar(0.5f32).broadcast_to(x.shape()).unwrap(),
+                Layout::Same,
+            ),
             (x.clone(), Layout::Same),
             (Array::weak_scalar(0i32), Layout::Scalar),
             (Array::scalar(f32::NAN), Layout::Scalar),

@@ -1,10 +1,10 @@
 //! Fast kernels for the float32 operations around the GEMMs: comparisons and `select` (the
 //! relu mask of a backward pass), sums and means over leading or trailing axes (bias
-//! gradients, losses), 2-D transposes, row broadcasts and slices along the first axis
-//! (a layer out of stacked weights). Each is one contiguous or blocked pass into a pooled
-//! buffer instead of the reference kernels' gather through a list of indices. Every kernel
-//! computes exactly what the reference computes, in the same order (results are identical);
-//! an operand outside a kernel's form falls back to the reference.
+//! gradients, losses). Each is one contiguous or blocked pass into a pooled buffer. Every
+//! kernel computes exactly what the reference computes, in the same order (results are
+//! identical); an operand outside a kernel's form falls back to the reference. Layout
+//! changes (transposes, broadcasts, slices, a layer out of stacked weights) need no kernel:
+//! they are views ([`nnx_core::tensor`]'s `view`), which copy nothing.
 
 use std::sync::Arc;
 
@@ -22,23 +22,6 @@ pub(crate) fn eval(primitive: &Primitive, args: &[Array]) -> Option<Result<Array
         (Primitive::Compare(op), [a, b]) => compare(*op, a, b),
         (Primitive::Select, [c, t, f]) => select(c, t, f),
         (Primitive::Reduce { op, axes, keepdims }, [x]) => reduce(*op, axes, *keepdims, x),
-        (Primitive::Transpose { perm }, [x]) => transpose(perm, x),
-        (Primitive::BroadcastTo { shape }, [x]) => broadcast_rows(shape, x),
-        (Primitive::IndexAxis { axis: 0, index }, [x]) => {
-            leading(x, *index, *index + 1, &x.shape()[1..])
-        }
-        (
-            Primitive::SliceAxis {
-                axis: 0,
-                start,
-                end,
-            },
-            [x],
-        ) => {
-            let mut shape = x.shape().to_vec();
-            *shape.first_mut()? = end.checked_sub(*start)?;
-            leading(x, *start, *end, &shape)
-        }
         _ => None,
     }
 }
@@ -343,83 +326,6 @@ fn reduce(op: ReduceOp, axes: &[usize], keepdims: bool, x: &Array) -> Option<Res
     Some(Array::from_vec(&shape, out))
 }
 
-/// Edge of the square tiles a transpose copies (a tile of each side stays in L1).
-const TILE: usize = 32;
-
-/// A permutation that swaps the last two axes (keeping any leading ones): a batch of 2-D
-/// transposes, copied tile by tile.
-fn transpose(perm: &[usize], x: &Array) -> Option<Result<Array>> {
-    let rank = perm.len();
-    if rank < 2
-        || perm[..rank - 2].iter().enumerate().any(|(i, &p)| p != i)
-        || perm[rank - 2] != rank - 1
-        || perm[rank - 1] != rank - 2
-        || x.dtype() != DType::F32
-        || x.ndim() != rank
-    {
-        return None;
-    }
-    let data = x.as_slice::<f32>().ok()?;
-    let (rows, cols) = (x.shape()[rank - 2], x.shape()[rank - 1]);
-    let mut out = pool::take(data.len());
-    let plane = rows * cols;
-    if plane > 0 {
-        for (src, dst) in data.chunks_exact(plane).zip(out.chunks_exact_mut(plane)) {
-            for r0 in (0..rows).step_by(TILE) {
-                for c0 in (0..cols).step_by(TILE) {
-                    for r in r0..(r0 + TILE).min(rows) {
-                        for c in c0..(c0 + TILE).min(cols) {
-                            dst[c * rows + r] = src[r * cols + c];
-                        }
-                    }
-                }
-            }
-        }
-    }
-    let mut shape = x.shape().to_vec();
-    shape.swap(rank - 2, rank - 1);
-    Some(Array::from_vec(&shape, out).map(|a| a.with_weak(x.is_weak())))
-}
-
-/// A broadcast that repeats the whole (float32) operand: its shape, without leading unit
-/// axes, is a suffix of the target shape.
-fn broadcast_rows(shape: &[usize], x: &Array) -> Option<Result<Array>> {
-    let data = x.as_slice::<f32>().ok()?;
-    let core: &[usize] = {
-        let s = x.shape();
-        let ones = s.iter().take_while(|&&d| d == 1).count();
-        &s[ones..]
-    };
-    if x.ndim() > shape.len() || !shape.ends_with(core) || data.is_empty() {
-        return None;
-    }
-    let total: usize = shape.iter().product();
-    let mut out = pool::take(total);
-    for chunk in out.chunks_exact_mut(data.len()) {
-        chunk.copy_from_slice(data);
-    }
-    Some(Array::from_vec(shape, out).map(|a| a.with_weak(x.is_weak())))
-}
-
-/// Rows `start..end` of a float32 array along its first axis (a contiguous block), with the
-/// result's `shape`.
-pub(crate) fn leading(
-    x: &Array,
-    start: usize,
-    end: usize,
-    shape: &[usize],
-) -> Option<Result<Array>> {
-    let data = x.as_slice::<f32>().ok()?;
-    let &rows = x.shape().first()?;
-    if start > end || end > rows {
-        return None;
-    }
-    let row: usize = x.shape()[1..].iter().product();
-    let mut out = pool::take((end - start) * row);
-    out.copy_from_slice(&data[start * row..end * row]);
-    Some(Array::from_vec(shape, out).map(|a| a.with_weak(x.is_weak())))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -439,6 +345,8 @@ mod tests {
             )
             .unwrap();
         let mask = x.compare(CompareOp::Eq, &relu).unwrap();
+        let transposed = arr(&[4, 3, 5], 3.0).permute_axes(&[2, 1, 0]).unwrap();
+        assert!(!transposed.is_contiguous());
         let cases: Vec<(Primitive, Vec<Array>)> = vec![
             (
                 Primitive::Compare(CompareOp::Eq),
@@ -489,36 +397,26 @@ mod tests {
                 },
                 vec![x.clone()],
             ),
+            // Views (a transpose, a broadcast) as operands.
             (
-                Primitive::Transpose {
-                    perm: vec![0, 2, 1],
-                },
-                vec![arr(&[3, 37, 70], 2.0)],
+                Primitive::Compare(CompareOp::Lt),
+                vec![transposed.clone(), x.clone()],
             ),
             (
-                Primitive::Transpose { perm: vec![1, 0] },
-                vec![arr(&[64, 33], 3.0)],
+                Primitive::Reduce {
+                    op: ReduceOp::Sum,
+                    axes: vec![0],
+                    keepdims: false,
+                },
+                vec![transposed.clone()],
             ),
             (
-                Primitive::BroadcastTo {
-                    shape: vec![6, 3, 4],
-                },
-                vec![arr(&[1, 3, 4], 4.0)],
-            ),
-            (
-                Primitive::BroadcastTo {
-                    shape: vec![2, 7, 4],
-                },
-                vec![arr(&[4], 5.0)],
-            ),
-            (Primitive::IndexAxis { axis: 0, index: 3 }, vec![x.clone()]),
-            (
-                Primitive::SliceAxis {
-                    axis: 0,
-                    start: 1,
-                    end: 4,
-                },
-                vec![x.clone()],
+                Primitive::Select,
+                vec![
+                    x.compare(CompareOp::Gt, &transposed).unwrap(),
+                    transposed,
+                    arr(&[4], 2.0).broadcast_to(&[5, 3, 4]).unwrap(),
+                ],
             ),
         ];
         for (primitive, args) in cases {
@@ -545,10 +443,6 @@ mod tests {
             keepdims: false,
         };
         assert!(eval(&middle, std::slice::from_ref(&x)).is_none());
-        let general = Primitive::Transpose {
-            perm: vec![2, 0, 1],
-        };
-        assert!(eval(&general, &[x]).is_none());
     }
 
     #[test]

@@ -1,8 +1,8 @@
 //! `Fast`'s scan: the body compiled once (fused and planned like any program), the scan
 //! pruned of what it passes through unchanged (a training step's scanned layers returned as
-//! they came in are not re-stacked), scanned inputs sliced and outputs stacked with
-//! contiguous copies into pooled buffers, all through the one scan loop
-//! ([`scan_loop`]).
+//! they came in are not re-stacked), scanned inputs sliced as views (a layer out of stacked
+//! weights copies nothing) and outputs stacked by contiguous copies into one pooled buffer,
+//! all through the one scan loop ([`scan_loop`]).
 
 use std::sync::Arc;
 
@@ -12,7 +12,6 @@ use nnx_core::transforms::{Passed, prune};
 use nnx_core::{Array, DType, Result};
 
 use crate::Fast;
-use crate::ops;
 use crate::plan::Compiled;
 
 /// A compiled scan equation.
@@ -68,18 +67,13 @@ impl ScanPlan {
     }
 }
 
-/// Scan values as arrays, sliced and stacked along the first axis by contiguous copies.
+/// Scan values as arrays: slices are views, stacks along the first axis contiguous copies.
 struct Slices;
 
 impl LoopValues for Slices {
     type Value = Array;
 
     fn index(&mut self, value: &Array, axis: usize, i: usize) -> Result<Array> {
-        if axis == 0
-            && let Some(row) = ops::leading(value, i, i + 1, &value.shape()[1..])
-        {
-            return row;
-        }
         value.index_axis(axis as isize, i as isize)
     }
 

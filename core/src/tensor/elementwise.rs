@@ -8,7 +8,8 @@
 use std::ops::{Add, Div, Mul, Neg, Sub};
 
 use super::alloc::check_allocation;
-use super::shape::{broadcast_shapes, broadcast_strides, strided_indices};
+use super::shape::{broadcast_shapes, broadcast_strides};
+use super::view::copy_strided;
 use super::{Array, Buffer, DType, Element, Tensor, promote};
 use crate::error::{Error, Result};
 
@@ -263,9 +264,24 @@ fn zip_broadcast<A: Copy, B: Copy, R>(
             .flat_map(|row| a.iter().zip(row).map(|(&x, &y)| f(x, y)))
             .collect();
     }
-    let ai = strided_indices(out_shape, &broadcast_strides(a_shape, out_shape));
-    let bi = strided_indices(out_shape, &broadcast_strides(b_shape, out_shape));
-    ai.iter().zip(&bi).map(|(&i, &j)| f(a[i], b[j])).collect()
+    let (a, b) = (expand(a, a_shape, out_shape), expand(b, b_shape, out_shape));
+    a.iter().zip(&b).map(|(&x, &y)| f(x, y)).collect()
+}
+
+/// The row-major elements of `data` (of `shape`) broadcast to `out_shape`.
+fn expand<T: Copy>(data: &[T], shape: &[usize], out_shape: &[usize]) -> Vec<T> {
+    let Some(&first) = data.first() else {
+        return Vec::new();
+    };
+    let mut out = vec![first; out_shape.iter().product()];
+    copy_strided(
+        data,
+        0,
+        out_shape,
+        &broadcast_strides(shape, out_shape),
+        &mut out,
+    );
+    out
 }
 
 fn unsupported(op: &'static str, dtype: DType) -> Error {

@@ -1,14 +1,15 @@
 //! Operations that move elements without computing on them: reshape, transpose, expand and
 //! squeeze, index and slice along an axis, stack, concatenate, broadcast. They work on every
-//! dtype, keys included.
+//! dtype, keys included. All but stack and concatenate return views ([`crate::tensor#views`]): they
+//! copy nothing (a reshape copies only a view that is not contiguous).
 
 use std::ops::Range;
 
 use super::alloc::check_allocation;
 use super::reduce::Axes;
 use super::shape::{
-    broadcast_shapes, broadcast_strides, check_slice, normalize_axes, normalize_axis,
-    normalize_index, squeeze_axes, strided_indices, strides,
+    broadcast_shapes, check_slice, normalize_axes, normalize_axis, normalize_index, squeeze_axes,
+    strides,
 };
 use super::{Array, Buffer, map_buffer};
 use crate::error::{Error, Result};
@@ -27,11 +28,13 @@ impl Array {
     /// ```
     pub fn reshape(&self, shape: &[isize]) -> Result<Array> {
         let new_shape = resolve_reshape(self.shape(), shape)?;
-        Ok(Array::from_parts(
-            new_shape,
-            self.buffer().clone(),
-            self.is_weak(),
-        ))
+        Ok(match self.contiguous_offset() {
+            Some(offset) => {
+                let strides = strides(&new_shape);
+                self.with_layout(new_shape, offset, strides)
+            }
+            None => Array::from_parts(new_shape, self.buffer().clone(), self.is_weak()),
+        })
     }
 
     /// Reverses the order of the axes (`x.T`).
@@ -58,15 +61,14 @@ impl Array {
         Ok(self.permute_unchecked(&perm))
     }
 
-    fn permute_unchecked(&self, perm: &[usize]) -> Array {
+    pub(crate) fn permute_unchecked(&self, perm: &[usize]) -> Array {
         if perm.iter().enumerate().all(|(i, &p)| i == p) {
             return self.clone();
         }
-        let in_strides = strides(self.shape());
+        let (offset, in_strides) = self.layout();
         let out_shape: Vec<usize> = perm.iter().map(|&p| self.shape()[p]).collect();
-        let gather_strides: Vec<usize> = perm.iter().map(|&p| in_strides[p]).collect();
-        let indices = strided_indices(&out_shape, &gather_strides);
-        Array::from_parts(out_shape, self.buffer().gather(&indices), self.is_weak())
+        let out_strides: Vec<usize> = perm.iter().map(|&p| in_strides[p]).collect();
+        self.with_layout(out_shape, offset, out_strides)
     }
 
     /// Moves axis `source` to position `destination` (`jnp.moveaxis`).
@@ -92,11 +94,10 @@ impl Array {
         let a = normalize_axis("expand_dims", axis, &result_shape)?;
         let mut shape = self.shape().to_vec();
         shape.insert(a, 1);
-        Ok(Array::from_parts(
-            shape,
-            self.buffer().clone(),
-            self.is_weak(),
-        ))
+        let (offset, strides) = self.layout();
+        let mut strides = strides.into_owned();
+        strides.insert(a, 0);
+        Ok(self.with_layout(shape, offset, strides))
     }
 
     /// Removes size-1 axes: all of them for [`Axes::All`], else the ones named.
@@ -105,18 +106,16 @@ impl Array {
     /// [`Error::Shape`] when a named axis does not have size 1.
     pub fn squeeze(&self, axes: impl Into<Axes>) -> Result<Array> {
         let remove = squeeze_axes(&axes.into(), self.shape())?;
-        let shape = self
+        let (offset, strides) = self.layout();
+        let (shape, strides) = self
             .shape()
             .iter()
+            .zip(strides.iter())
             .enumerate()
             .filter(|(a, _)| !remove.contains(a))
-            .map(|(_, &d)| d)
-            .collect();
-        Ok(Array::from_parts(
-            shape,
-            self.buffer().clone(),
-            self.is_weak(),
-        ))
+            .map(|(_, (&d, &s))| (d, s))
+            .unzip();
+        Ok(self.with_layout(shape, offset, strides))
     }
 
     /// The sub-array at `index` along `axis`, with that axis removed (`x[:, i]` for axis 1).
@@ -126,14 +125,12 @@ impl Array {
     /// [`Error::AxisOutOfBounds`] or [`Error::IndexOutOfBounds`].
     pub fn index_axis(&self, axis: isize, index: isize) -> Result<Array> {
         let (a, i) = normalize_index(axis, index, self.shape())?;
-        let sliced = self.slice_unchecked(a, i..i + 1);
-        let mut shape = sliced.shape().to_vec();
+        let (offset, strides) = self.layout();
+        let mut shape = self.shape().to_vec();
+        let mut strides = strides.into_owned();
         shape.remove(a);
-        Ok(Array::from_parts(
-            shape,
-            sliced.buffer().clone(),
-            self.is_weak(),
-        ))
+        let step = strides.remove(a);
+        Ok(self.with_layout(shape, offset + i * step, strides))
     }
 
     /// The elements `range` along `axis`, keeping the axis (`x[:, 1:3]` for axis 1).
@@ -148,13 +145,9 @@ impl Array {
     fn slice_unchecked(&self, axis: usize, range: Range<usize>) -> Array {
         let mut out_shape = self.shape().to_vec();
         out_shape[axis] = range.len();
-        let in_strides = strides(self.shape());
-        let offset = range.start * in_strides[axis];
-        let indices: Vec<usize> = strided_indices(&out_shape, &in_strides)
-            .into_iter()
-            .map(|i| i + offset)
-            .collect();
-        Array::from_parts(out_shape, self.buffer().gather(&indices), self.is_weak())
+        let (offset, strides) = self.layout();
+        let offset = offset + range.start * strides[axis];
+        self.with_layout(out_shape, offset, strides.into_owned())
     }
 
     /// Broadcasts to a larger shape (numpy rules).
@@ -173,13 +166,18 @@ impl Array {
         if self.shape() == shape {
             return Ok(self.clone());
         }
+        // A broadcast copies nothing, but whatever reads it in row-major order copies it:
+        // a size that could not be allocated is an error here, not an abort there.
         check_allocation(shape, self.dtype())?;
-        let indices = strided_indices(shape, &broadcast_strides(self.shape(), shape));
-        Ok(Array::from_parts(
-            shape.to_vec(),
-            self.buffer().gather(&indices),
-            self.is_weak(),
-        ))
+        let (offset, own) = self.layout();
+        let lead = shape.len() - self.ndim();
+        let strides = (0..shape.len())
+            .map(|i| match i.checked_sub(lead) {
+                Some(j) if self.shape()[j] != 1 => own[j],
+                _ => 0,
+            })
+            .collect();
+        Ok(self.with_layout(shape.to_vec(), offset, strides))
     }
 
     /// Joins arrays of one shape along a new axis.

@@ -1,5 +1,5 @@
 //! n-dimensional arrays: [`Tensor`] (what user code handles: concrete or traced) and
-//! [`Array`] (concrete, row-major, immutable, cheap to clone).
+//! [`Array`] (concrete, immutable, cheap to clone).
 //!
 //! Arrays have value semantics exactly as in JAX; the *reference* semantics of the project
 //! live in [`Variable`](crate::graph::Variable)s, which hold tensors. Operations follow numpy:
@@ -7,6 +7,20 @@
 //! Shape and dtype mistakes are [`Error`] values that name the shapes involved;
 //! nothing panics on user input. [`Array`]'s methods are the reference kernels; [`Tensor`]'s
 //! run them eagerly or record them when tracing.
+//!
+//! # Views
+//!
+//! Transposes, broadcasts, slices, `index_axis`, `expand_dims`, `squeeze` and reshapes of
+//! contiguous arrays copy nothing: the result is a *view* that reads the original buffer
+//! through an offset and per-axis strides (0 on broadcast axes), as numpy's and XLA's layouts
+//! do. A view is an ordinary [`Array`] with value semantics (arrays are immutable, and no
+//! kernel writes into a buffer a view reads). Kernels that understand strides read it in
+//! place ([`Array::strided`]: `Fast`'s GEMMs take transposed operands and layers sliced out
+//! of stacked weights this way, its elementwise kernels read a broadcast's one row);
+//! everything else reads the elements in row-major order through [`Array::as_slice`], which
+//! borrows a contiguous view's range directly and otherwise copies the view once (the copy
+//! is kept and shared by the view's clones). A view keeps the array it reads alive;
+//! [`Array::compact`] gives the elements a buffer of their own.
 //!
 //! ```
 //! use nnx_core::Tensor;
@@ -30,6 +44,7 @@ mod named_ops;
 pub mod pool;
 mod reduce;
 mod shape;
+mod view;
 
 use std::sync::Arc;
 
@@ -42,6 +57,7 @@ pub(crate) use dtype::promote;
 pub(crate) use matmul::matmul_shape;
 pub use reduce::{Axes, ReduceOp};
 pub(crate) use shape::broadcast_shapes;
+pub use view::Strided;
 
 use crate::error::{Error, Result};
 
@@ -54,7 +70,11 @@ use crate::error::{Error, Result};
 pub struct Array {
     /// Shared: cloning an array (which every engine does per operand) does not allocate.
     shape: Arc<[usize]>,
-    buffer: Buffer,
+    /// The buffer the elements are read from: all of it, row-major, unless `view` says
+    /// otherwise.
+    base: Buffer,
+    /// For a view ([`view`]): where in `base` the elements lie.
+    view: Option<Arc<view::View>>,
     weak: bool,
 }
 
@@ -174,13 +194,10 @@ impl Array {
         debug_assert_eq!(alloc::element_count(&shape).ok(), Some(buffer.len()));
         Array {
             shape: shape.into(),
-            buffer,
+            base: buffer,
+            view: None,
             weak,
         }
-    }
-
-    pub(crate) fn buffer(&self) -> &Buffer {
-        &self.buffer
     }
 
     /// Moves the array out, leaving an empty float32 array (of shape `[0]`, which allocates
@@ -189,15 +206,16 @@ impl Array {
         static EMPTY: std::sync::OnceLock<Array> = std::sync::OnceLock::new();
         let empty = EMPTY.get_or_init(|| Array {
             shape: Arc::from([0usize]),
-            buffer: Buffer::F32(Arc::new(pool::PooledVec::default())),
+            base: Buffer::F32(Arc::new(pool::PooledVec::default())),
+            view: None,
             weak: false,
         });
         std::mem::replace(self, empty.clone())
     }
 
     /// The float32 elements, mutably, when this array is the only handle to its buffer (no
-    /// clone of it exists anywhere): a kernel may then compute in place. `None` otherwise,
-    /// or for another dtype.
+    /// clone of it exists anywhere, and no view reads it): a kernel may then compute in
+    /// place. `None` otherwise, for a view, or for another dtype.
     ///
     /// ```
     /// use nnx_core::Array;
@@ -209,8 +227,8 @@ impl Array {
     /// # Ok::<(), nnx_core::Error>(())
     /// ```
     pub fn unique_f32_mut(&mut self) -> Option<&mut [f32]> {
-        match &mut self.buffer {
-            Buffer::F32(data) => Arc::get_mut(data).map(|d| d.as_mut_slice()),
+        match (&mut self.base, &self.view) {
+            (Buffer::F32(data), None) => Arc::get_mut(data).map(|d| d.as_mut_slice()),
             _ => None,
         }
     }
@@ -229,16 +247,17 @@ impl Array {
     /// # Ok::<(), nnx_core::Error>(())
     /// ```
     pub fn from_vec_like<T: Element>(like: &Array, data: Vec<T>, weak: bool) -> Result<Array> {
-        if data.len() != like.buffer.len() {
+        if data.len() != like.size() {
             return Err(Error::DataLength {
                 shape: like.shape.to_vec(),
-                expected: like.buffer.len(),
+                expected: like.size(),
                 got: data.len(),
             });
         }
         Ok(Array {
             shape: like.shape.clone(),
-            buffer: T::into_buffer(data),
+            base: T::into_buffer(data),
+            view: None,
             weak,
         })
     }
@@ -430,12 +449,15 @@ impl Array {
 
     /// The number of elements.
     pub fn size(&self) -> usize {
-        self.buffer.len()
+        match self.view {
+            None => self.base.len(),
+            Some(_) => self.shape.iter().product(),
+        }
     }
 
     /// The element type.
     pub fn dtype(&self) -> DType {
-        self.buffer.dtype()
+        self.base.dtype()
     }
 
     /// Bytes held by the elements (what Flax's printing reports).
@@ -459,17 +481,26 @@ impl Array {
         self
     }
 
-    /// The elements as a slice of `T`.
+    /// The elements in row-major order as a slice of `T`. For a view whose elements are not
+    /// one run of its buffer (a transpose, a broadcast) this copies them, once: the copy is
+    /// kept and shared by the view's clones ([views](crate::tensor#views)).
     ///
     /// # Errors
     /// [`Error::DTypeMismatch`] when `T` is not the array's dtype (no conversion happens;
     /// use [`Array::astype`] first).
     pub fn as_slice<T: Element>(&self) -> Result<&[T]> {
-        T::from_buffer(&self.buffer).ok_or(Error::DTypeMismatch {
+        let mismatch = || Error::DTypeMismatch {
             op: "as_slice",
             lhs: self.dtype(),
             rhs: T::DTYPE,
-        })
+        };
+        match self.contiguous_offset() {
+            Some(offset) => {
+                let data = T::from_buffer(&self.base).ok_or_else(mismatch)?;
+                Ok(&data[offset..offset + self.size()])
+            }
+            None => T::from_buffer(self.buffer()).ok_or_else(mismatch),
+        }
     }
 
     /// The elements, copied into a `Vec<T>`; see [`Array::as_slice`].
@@ -485,7 +516,7 @@ impl Array {
     /// # Errors
     /// [`Error::UnsupportedDType`] for key arrays.
     pub fn to_f64_vec(&self) -> Result<Vec<f64>> {
-        Ok(match &self.buffer {
+        Ok(match self.buffer() {
             Buffer::Bool(d) => d.iter().map(|&x| x.to_f64()).collect(),
             Buffer::I32(d) => d.iter().map(|&x| x.to_f64()).collect(),
             Buffer::U32(d) => d.iter().map(|&x| x.to_f64()).collect(),
@@ -524,7 +555,7 @@ impl Array {
     /// # Errors
     /// [`Error::DTypeMismatch`] when the array is not a key array.
     pub fn keys(&self) -> Result<&[[u32; 2]]> {
-        match &self.buffer {
+        match self.buffer() {
             Buffer::Key(d) => Ok(d.as_slice()),
             _ => Err(Error::DTypeMismatch {
                 op: "keys",
@@ -569,16 +600,17 @@ impl Array {
             })
         }
         let buffer = match dtype {
-            DType::Bool => to::<bool>(&self.buffer).map(bool::into_buffer),
-            DType::I32 => to::<i32>(&self.buffer).map(i32::into_buffer),
-            DType::U32 => to::<u32>(&self.buffer).map(u32::into_buffer),
-            DType::F32 => to::<f32>(&self.buffer).map(f32::into_buffer),
+            DType::Bool => to::<bool>(self.buffer()).map(bool::into_buffer),
+            DType::I32 => to::<i32>(self.buffer()).map(i32::into_buffer),
+            DType::U32 => to::<u32>(self.buffer()).map(u32::into_buffer),
+            DType::F32 => to::<f32>(self.buffer()).map(f32::into_buffer),
             DType::Key => None,
         };
         buffer
             .map(|b| Array {
                 shape: self.shape.clone(),
-                buffer: b,
+                base: b,
+                view: None,
                 weak: false,
             })
             .ok_or(Error::UnsupportedDType {
@@ -598,7 +630,7 @@ impl Array {
         if self.shape != other.shape {
             return false;
         }
-        match (&self.buffer, &other.buffer) {
+        match (self.buffer(), other.buffer()) {
             (Buffer::F32(a), Buffer::F32(b)) => a
                 .iter()
                 .zip(b.iter())

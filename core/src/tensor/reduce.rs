@@ -1,6 +1,6 @@
 //! Reductions over axes: sum, mean, max, min.
 
-use super::shape::{normalize_axes, strided_indices, strides};
+use super::shape::normalize_axes;
 use super::{Array, Buffer, DType, Element};
 use crate::error::{Error, Result};
 
@@ -106,27 +106,17 @@ impl Array {
             (ReduceOp::Sum, DType::Bool) => self.astype(DType::I32)?,
             _ => self.clone(),
         };
-        // Move the reduced axes last, then reduce contiguous groups.
+        // Move the reduced axes last (a view), then reduce contiguous groups of its
+        // row-major elements.
         let kept: Vec<usize> = (0..self.ndim()).filter(|a| !axes.contains(a)).collect();
         let order: Vec<usize> = kept.iter().chain(axes.iter()).copied().collect();
-        let in_strides = strides(self.shape());
-        let gather_shape: Vec<usize> = order.iter().map(|&a| self.shape()[a]).collect();
-        let gather_strides: Vec<usize> = order.iter().map(|&a| in_strides[a]).collect();
-        let indices = strided_indices(&gather_shape, &gather_strides);
+        let ordered = source.permute_unchecked(&order);
         let groups = kept.iter().map(|&a| self.shape()[a]).product::<usize>();
-        let buffer = match source.buffer() {
-            Buffer::F32(d) => {
-                f32::into_buffer(reduce_groups(d, &indices, groups, reduced_count, op))
-            }
-            Buffer::I32(d) => {
-                i32::into_buffer(reduce_groups(d, &indices, groups, reduced_count, op))
-            }
-            Buffer::U32(d) => {
-                u32::into_buffer(reduce_groups(d, &indices, groups, reduced_count, op))
-            }
-            Buffer::Bool(d) => {
-                bool::into_buffer(reduce_groups(d, &indices, groups, reduced_count, op))
-            }
+        let buffer = match ordered.buffer() {
+            Buffer::F32(d) => f32::into_buffer(reduce_groups(d, groups, reduced_count, op)),
+            Buffer::I32(d) => i32::into_buffer(reduce_groups(d, groups, reduced_count, op)),
+            Buffer::U32(d) => u32::into_buffer(reduce_groups(d, groups, reduced_count, op)),
+            Buffer::Bool(d) => bool::into_buffer(reduce_groups(d, groups, reduced_count, op)),
             Buffer::Key(_) => unreachable!("rejected above"),
         };
         let out_shape: Vec<usize> = if keepdims {
@@ -185,33 +175,26 @@ impl Array {
     }
 }
 
-/// Reduces `groups` consecutive runs of `count` gathered elements each.
-fn reduce_groups<T: Element>(
-    data: &[T],
-    indices: &[usize],
-    groups: usize,
-    count: usize,
-    op: ReduceOp,
-) -> Vec<T> {
+/// Reduces `groups` consecutive runs of `count` elements each.
+fn reduce_groups<T: Element>(data: &[T], groups: usize, count: usize, op: ReduceOp) -> Vec<T> {
     if count == 0 {
         // Max/min of nothing is rejected earlier; the empty sum is 0 and the empty mean NaN.
         let empty = if op == ReduceOp::Mean { f64::NAN } else { 0.0 };
         return vec![T::from_f64(empty); groups];
     }
-    indices
-        .chunks(count)
+    data.chunks(count)
         .take(groups)
         .map(|run| match op {
-            ReduceOp::Sum => T::from_f64(sum_in::<T>(data, run)),
-            ReduceOp::Mean => T::from_f64(sum_in::<T>(data, run) / count as f64),
+            ReduceOp::Sum => T::from_f64(sum_in::<T>(run)),
+            ReduceOp::Mean => T::from_f64(sum_in::<T>(run) / count as f64),
             ReduceOp::Max => T::from_f64(
                 run.iter()
-                    .map(|&i| data[i].to_f64())
+                    .map(|&x| x.to_f64())
                     .fold(f64::NEG_INFINITY, nan_max),
             ),
             ReduceOp::Min => T::from_f64(
                 run.iter()
-                    .map(|&i| data[i].to_f64())
+                    .map(|&x| x.to_f64())
                     .fold(f64::INFINITY, |a, b| -nan_max(-a, -b)),
             ),
         })
@@ -220,20 +203,16 @@ fn reduce_groups<T: Element>(
 
 /// The sum of the selected elements: in f32 for float32 (matching an f32 accumulator), with
 /// wrapping for integers.
-fn sum_in<T: Element>(data: &[T], indices: &[usize]) -> f64 {
+fn sum_in<T: Element>(run: &[T]) -> f64 {
     match T::DTYPE {
-        DType::F32 => indices
+        DType::F32 => run.iter().fold(0.0f32, |acc, &x| acc + x.to_f64() as f32) as f64,
+        DType::I32 => run
             .iter()
-            .fold(0.0f32, |acc, &i| acc + data[i].to_f64() as f32) as f64,
-        DType::I32 => indices
+            .fold(0i32, |acc, &x| acc.wrapping_add(x.to_f64() as i32)) as f64,
+        DType::U32 => run
             .iter()
-            .fold(0i32, |acc, &i| acc.wrapping_add(data[i].to_f64() as i32))
-            as f64,
-        DType::U32 => indices
-            .iter()
-            .fold(0u32, |acc, &i| acc.wrapping_add(data[i].to_f64() as u32))
-            as f64,
-        DType::Bool | DType::Key => indices.iter().map(|&i| data[i].to_f64()).sum(),
+            .fold(0u32, |acc, &x| acc.wrapping_add(x.to_f64() as u32)) as f64,
+        DType::Bool | DType::Key => run.iter().map(|&x| x.to_f64()).sum(),
     }
 }
 

@@ -64,33 +64,6 @@ pub(crate) fn broadcast_strides(shape: &[usize], out_shape: &[usize]) -> Vec<usi
         .collect()
 }
 
-/// For every element of `out_shape` in row-major order, the flat index into a buffer with the
-/// given (possibly zero) strides.
-pub(crate) fn strided_indices(out_shape: &[usize], strides: &[usize]) -> Vec<usize> {
-    // Callers hold an array of `out_shape` or have checked its size.
-    let n = super::alloc::element_count(out_shape).unwrap_or(0);
-    let mut indices = Vec::with_capacity(n);
-    if n == 0 {
-        return indices;
-    }
-    let ndim = out_shape.len();
-    let mut counter = vec![0usize; ndim];
-    let mut flat = 0usize;
-    for _ in 0..n {
-        indices.push(flat);
-        for axis in (0..ndim).rev() {
-            counter[axis] += 1;
-            flat += strides[axis];
-            if counter[axis] < out_shape[axis] {
-                break;
-            }
-            flat -= strides[axis] * counter[axis];
-            counter[axis] = 0;
-        }
-    }
-    indices
-}
-
 /// Normalises a possibly negative axis into `[0, ndim)`.
 pub(crate) fn normalize_axis(op: &'static str, axis: isize, shape: &[usize]) -> Result<usize> {
     let ndim = shape.len() as isize;
@@ -204,14 +177,7 @@ mod tests {
             err.to_string(),
             "add: shapes [3] and [4] cannot be broadcast together"
         );
-    }
-
-    #[test]
-    fn strided_indices_walk_broadcasts() {
-        let s = broadcast_strides(&[3, 1], &[3, 2]);
-        assert_eq!(strided_indices(&[3, 2], &s), vec![0, 0, 1, 1, 2, 2]);
-        let s = broadcast_strides(&[2], &[3, 2]);
-        assert_eq!(strided_indices(&[3, 2], &s), vec![0, 1, 0, 1, 0, 1]);
+        assert_eq!(broadcast_strides(&[3, 1], &[2, 3, 2]), vec![0, 1, 0]);
     }
 
     #[test]
