@@ -247,7 +247,7 @@ pub fn grad_shared_variable_gets_total_gradient_everywhere(engine: &dyn Engine) 
     Ok(Outcome::Pass)
 }
 
-fn linear_loss(args: &[Value]) -> Result<Value> {
+pub(super) fn linear_loss(args: &[Value]) -> Result<Value> {
     let m = args[0].object()?;
     let (x, y) = (args[1].as_tensor()?, args[2].as_tensor()?);
     let pred = x.matmul(&m.value("w")?)?.add(&m.value("b")?)?;
@@ -255,7 +255,7 @@ fn linear_loss(args: &[Value]) -> Result<Value> {
     Ok(Value::from(err.mul(&err)?.mean(Axes::All)?))
 }
 
-fn linear_model() -> Result<Object> {
+pub(super) fn linear_model() -> Result<Object> {
     Object::new("Linear")
         .with(
             "w",

@@ -6,6 +6,7 @@ pub mod caching;
 pub mod differential;
 pub mod grad;
 pub mod guide;
+pub mod loop_grads;
 pub mod properties;
 pub mod scan;
 pub mod transforms;
@@ -48,6 +49,9 @@ macro_rules! for_each_case {
             grad::grad_nests_inside_vmap_and_jit,
             grad::grad_matches_finite_differences,
             grad::grad_through_vmap,
+            loop_grads::grad_of_vmap_does_not_unroll_lanes,
+            loop_grads::grad_of_scan_does_not_unroll_iterations,
+            loop_grads::loop_gradients_match_hand_written_loops,
             scan::scan_matches_an_explicit_loop,
             scan::scan_threads_carried_and_scanned_objects,
             scan::scan_broadcast_state_rules,

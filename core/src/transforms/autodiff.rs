@@ -5,10 +5,22 @@
 //! Because the backward pass is itself made of tensor operations, gradients nest: inside
 //! `vmap` they are recorded into the vmap trace (per-example gradients), and they can be
 //! differentiated again.
+//!
+//! Loops are not unrolled. A `vmap` equation is recorded whole, and its backward pass is one
+//! `vmap` of its body's backward pass ([`vmap_vjp`]): `grad(vmap(f))` is two vectorised
+//! equations whatever the number of lanes. A `scan` is recorded whole too, saving its carry
+//! at every iteration, and its backward pass is one reverse `scan` of its body's backward
+//! pass ([`loop_vjp::scan_vjp`]): program size independent of the length, memory linear in it.
+//! `call`s are inlined; the rare loop that cannot be recorded whole (nothing traced to
+//! record into, no iterations, or an unmapped output) is unrolled onto the tape.
 
+use std::sync::Arc;
+
+use super::loop_vjp;
 use crate::error::{Error, Result};
 use crate::program::{
-    AbstractValue, LoopValues, Outputs, Primitive, Program, interpret_with, lanes_loop, scan_loop,
+    AbstractValue, Atom, Batching, LoopValues, Outputs, Primitive, Program, ProgramRef, ScanInput,
+    ScanOutput, ScanSpec, interpret_with, lanes_loop, record_multi, scan_loop,
 };
 use crate::tensor::elementwise::{BinaryOp, UnaryOp};
 use crate::tensor::{DType, ReduceOp, Tensor};
@@ -109,21 +121,138 @@ impl Tape {
                 Ok(Outputs::Many(match &eq.primitive {
                     Primitive::Call { program } => self.run(&program.0, &args)?,
                     Primitive::Scan { program, spec } => {
-                        let results = spec.output_avals(&program.0);
-                        scan_loop(self, spec, &results, &args, |tape, step| {
-                            tape.run(&program.0, step)
-                        })?
+                        match self.scan_step(program, spec, &args)? {
+                            Some(outputs) => outputs,
+                            None => {
+                                let results = spec.output_avals(&program.0);
+                                scan_loop(self, spec, &results, &args, |tape, step| {
+                                    tape.run(&program.0, step)
+                                })?
+                            }
+                        }
                     }
                     Primitive::Vmap { program, batching } => {
-                        let lane_outputs = program.0.output_avals();
-                        lanes_loop(self, batching, &lane_outputs, &args, |tape, lane| {
-                            tape.run(&program.0, lane)
-                        })?
+                        match self.vmap_step(program, batching, &args)? {
+                            Some(outputs) => outputs,
+                            None => {
+                                let lane_outputs = program.0.output_avals();
+                                lanes_loop(self, batching, &lane_outputs, &args, |tape, lane| {
+                                    tape.run(&program.0, lane)
+                                })?
+                            }
+                        }
                     }
                     primitive => vec![self.apply_one(primitive.clone(), args)?],
                 }))
             },
         )
+    }
+
+    /// Records a `vmap` equation as one step, whose backward pass is
+    /// [`loop_vjp::vmap_vjp`]. `None`
+    /// when it must be unrolled lane by lane instead: no operand is traced (there is no
+    /// trace to record into), there are no lanes, or an output is not mapped (its cotangent
+    /// is not one per lane).
+    fn vmap_step(
+        &mut self,
+        program: &ProgramRef,
+        batching: &Batching,
+        args: &[Slot],
+    ) -> Result<Option<Vec<Slot>>> {
+        if batching.axis_size == 0
+            || batching.out_axes.iter().any(Option::is_none)
+            || !self.any_traced(args)
+        {
+            return Ok(None);
+        }
+        let primitive = Primitive::Vmap {
+            program: program.clone(),
+            batching: batching.clone(),
+        };
+        let visible = batching.out_axes.len();
+        self.record_step(primitive.clone(), primitive, args, visible)
+            .map(Some)
+    }
+
+    /// Whether any operand is a tracer (so that a whole loop can be recorded).
+    fn any_traced(&self, args: &[Slot]) -> bool {
+        args.iter().any(|s| self.value(s).is_traced())
+    }
+
+    /// Records `recorded` on the operands as one step that the backward pass sees as
+    /// `primitive` (the loop itself, while `recorded` may also output what it saves for the
+    /// backward pass); the first `visible` outputs are the loop's own.
+    fn record_step(
+        &mut self,
+        recorded: Primitive,
+        primitive: Primitive,
+        args: &[Slot],
+        visible: usize,
+    ) -> Result<Vec<Slot>> {
+        let tensors: Vec<Tensor> = args.iter().map(|s| self.value(s)).collect();
+        let values = record_multi(recorded, &tensors.iter().collect::<Vec<_>>())?;
+        let first = self.values.len();
+        self.values.extend(values);
+        let outputs: Vec<usize> = (first..self.values.len()).collect();
+        let slots = (outputs.iter().take(visible))
+            .map(|&o| Slot::Value(o))
+            .collect();
+        self.steps.push(Step {
+            primitive,
+            inputs: args.to_vec(),
+            outputs,
+        });
+        Ok(slots)
+    }
+
+    /// Records a `scan` equation as one step whose backward pass is [`loop_vjp::scan_vjp`]: the scan
+    /// runs with one more stacked output per carry, the carry each iteration starts from
+    /// (the residuals the backward pass re-runs each iteration from). `None` when it must be
+    /// unrolled instead: nothing is traced, no iterations, an iteration-independent output
+    /// (its cotangent belongs to no single iteration), or a carry without its output.
+    fn scan_step(
+        &mut self,
+        program: &ProgramRef,
+        spec: &ScanSpec,
+        args: &[Slot],
+    ) -> Result<Option<Vec<Slot>>> {
+        let carries: Vec<usize> = (spec.inputs.iter().enumerate())
+            .filter(|(_, kind)| **kind == ScanInput::Carry)
+            .map(|(i, _)| i)
+            .collect();
+        if spec.length == 0
+            || spec.outputs.contains(&ScanOutput::Broadcast)
+            || carries
+                .iter()
+                .any(|i| !spec.outputs.contains(&ScanOutput::Carry(*i)))
+            || !self.any_traced(args)
+        {
+            return Ok(None);
+        }
+        let body = &program.0;
+        let mut outputs = body.outputs.clone();
+        outputs.extend(carries.iter().map(|&i| Atom::Var(body.inputs[i])));
+        let saving = Program::new(
+            body.inputs.clone(),
+            body.equations.clone(),
+            outputs,
+            body.avals.clone(),
+        );
+        let mut saving_spec = spec.clone();
+        saving_spec
+            .outputs
+            .extend(carries.iter().map(|_| ScanOutput::Stacked(0)));
+        let recorded = Primitive::Scan {
+            program: ProgramRef(Arc::new(saving)),
+            spec: saving_spec,
+        };
+        let primitive = Primitive::Scan {
+            program: program.clone(),
+            spec: spec.clone(),
+        };
+        // The residuals are the step's outputs past the scan's own.
+        self.record_step(recorded, primitive, args, spec.outputs.len())
+            .map(Some)
     }
 
     /// Applies a first-order primitive to slots, recording a step.
@@ -173,7 +302,7 @@ impl Tape {
     }
 }
 
-fn differentiable(dtype: DType) -> bool {
+pub(super) fn differentiable(dtype: DType) -> bool {
     dtype == DType::F32
 }
 
@@ -207,7 +336,7 @@ fn unbroadcast(g: &Tensor, shape: &[usize]) -> Result<Tensor> {
 }
 
 /// Zeros with `like`'s shape, float32.
-fn zeros_like(like: &Tensor) -> Tensor {
+pub(super) fn zeros_like(like: &Tensor) -> Tensor {
     Tensor::zeros(like.shape())
 }
 
@@ -219,6 +348,15 @@ fn vjp(
     out: &[Tensor],
     g: &[Option<Tensor>],
 ) -> Result<Vec<Option<Tensor>>> {
+    match p {
+        Primitive::Vmap { program, batching } => {
+            return loop_vjp::vmap_vjp(&program.0, batching, x, g);
+        }
+        Primitive::Scan { program, spec } => {
+            return loop_vjp::scan_vjp(&program.0, spec, x, out, g);
+        }
+        _ => {}
+    }
     let Some(g0) = g.first().cloned().flatten() else {
         return Ok(vec![None; x.len()]);
     };
@@ -359,7 +497,7 @@ fn vjp(
         }
         Primitive::Random(_) | Primitive::FoldInEach | Primitive::SeedKeys => vec![None; x.len()],
         Primitive::Call { .. } | Primitive::Vmap { .. } | Primitive::Scan { .. } => {
-            // The tape inlines and unrolls higher-order equations, so none is ever recorded.
+            // The tape inlines calls, and loops are handled above.
             return Err(Error::internal(format!(
                 "{} reached the backward pass without being inlined",
                 p.name()

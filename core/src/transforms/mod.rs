@@ -11,6 +11,7 @@ mod autodiff;
 mod fast_path;
 mod grad;
 mod jit;
+mod loop_vjp;
 mod metadata;
 mod pipeline;
 mod prune;

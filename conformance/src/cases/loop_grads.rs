@@ -1,0 +1,374 @@
+//! Gradients of loops: `grad` through `vmap` and `scan` is one vectorised backward pass
+//! (program size independent of the number of lanes or iterations), with the gradients of
+//! the same loops written out by hand.
+
+use std::sync::{Arc, Mutex};
+
+use proptest::collection::vec;
+use proptest::prelude::*;
+use proptest::test_runner::{Config, TestCaseError, TestRunner};
+
+use nnx_core::program::{Batching, Primitive, Program, ScanSpec};
+use nnx_core::transforms::{Carry, scan, value_and_grad, vmap};
+use nnx_core::{Array, Axes, Engine, Error, Object, Param, Path, Plan, Result, Tensor, Value};
+
+use super::grad::{linear_loss, linear_model};
+use crate::{CaseResult, Failure, Outcome, ensure};
+
+/// An engine that hands everything to another and remembers the programs it compiles.
+struct Recorder<'a> {
+    inner: &'a dyn Engine,
+    programs: Mutex<Vec<Arc<Program>>>,
+}
+
+impl Engine for Recorder<'_> {
+    fn name(&self) -> &str {
+        self.inner.name()
+    }
+
+    fn compile(&self, program: Arc<Program>) -> Result<Plan> {
+        if let Ok(mut programs) = self.programs.lock() {
+            programs.push(program.clone());
+        }
+        self.inner.compile(program)
+    }
+
+    fn execute(&self, plan: &Plan, inputs: Vec<Array>) -> Result<Vec<Array>> {
+        self.inner.execute(plan, inputs)
+    }
+
+    fn run(&self, program: &Program, inputs: &[Array]) -> Result<Vec<Array>> {
+        self.inner.run(program, inputs)
+    }
+
+    fn run_batched(
+        &self,
+        program: &Program,
+        inputs: &[Array],
+        batching: &Batching,
+    ) -> Result<Vec<Array>> {
+        self.inner.run_batched(program, inputs, batching)
+    }
+
+    fn eval_eager(&self, primitive: &Primitive, args: &[Array]) -> Result<Array> {
+        self.inner.eval_eager(primitive, args)
+    }
+
+    fn run_scan(&self, program: &Program, inputs: &[Array], spec: &ScanSpec) -> Result<Vec<Array>> {
+        self.inner.run_scan(program, inputs, spec)
+    }
+}
+
+/// Equations in a program, counting those of the programs it calls, maps and scans.
+fn equations(program: &Program) -> usize {
+    program
+        .equations
+        .iter()
+        .map(|eq| {
+            1 + match &eq.primitive {
+                Primitive::Call { program }
+                | Primitive::Vmap { program, .. }
+                | Primitive::Scan { program, .. } => equations(&program.0),
+                _ => 0,
+            }
+        })
+        .sum()
+}
+
+/// `grad(vmap(f))` is a program whose size does not depend on the number of lanes: the
+/// backward pass of a `vmap` is one `vmap` of the body's backward pass, not one copy of the
+/// body per lane (which made its time and size grow with the batch, and its memory with the
+/// batch squared). Also nested: `grad(vmap(vmap(f)))`. Values are checked by
+/// [`grad_through_vmap`](super::grad::grad_through_vmap) and
+/// [`loop_gradients_match_hand_written_loops`].
+pub fn grad_of_vmap_does_not_unroll_lanes(engine: &dyn Engine) -> CaseResult {
+    let sizes = |batch: usize| -> Result<(usize, usize)> {
+        let recorder = Recorder {
+            inner: engine,
+            programs: Mutex::new(Vec::new()),
+        };
+        let m = linear_model()?;
+        let xs = Tensor::from_vec(&[batch, 2, 3], vec![0.25f32; batch * 6])?;
+        let ys = Tensor::from_vec(&[batch, 2, 2], vec![0.5f32; batch * 4])?;
+        let flat = value_and_grad(|args: &[Value]| {
+            let x = args[1].as_tensor()?.index_axis(1, 0)?;
+            let y = args[2].as_tensor()?.index_axis(1, 0)?;
+            let losses = vmap(linear_loss)
+                .in_axes((None::<i32>, 0, 0))
+                .call(&recorder, (args[0].clone(), &x, &y))?
+                .as_tensor()?;
+            Ok(Value::from(losses.mean(Axes::All)?))
+        });
+        let nested = value_and_grad(|args: &[Value]| {
+            let inner = |args: &[Value]| {
+                vmap(linear_loss)
+                    .in_axes((None::<i32>, 0, 0))
+                    .call(&recorder, args)
+            };
+            let losses = vmap(inner)
+                .in_axes((None::<i32>, 0, 0))
+                .call(&recorder, args)?
+                .as_tensor()?;
+            Ok(Value::from(losses.mean(Axes::All)?))
+        });
+        let args = [Value::from(&m), Value::from(xs), Value::from(ys)];
+        let size = |f: &dyn Fn() -> Result<()>| -> Result<usize> {
+            recorder.programs.lock().map(|mut p| p.clear()).ok();
+            f()?;
+            let programs = recorder
+                .programs
+                .lock()
+                .map(|p| p.clone())
+                .unwrap_or_default();
+            Ok(programs.iter().map(|p| equations(p)).sum())
+        };
+        let flat_size = size(&|| flat.call(&recorder, &args).map(drop))?;
+        let nested_size = size(&|| nested.call(&recorder, &args).map(drop))?;
+        Ok((flat_size, nested_size))
+    };
+    let (small, large) = (sizes(2)?, sizes(32)?);
+    ensure!(
+        small.0 > 0 && small == large,
+        "equations in grad(vmap) and grad(vmap(vmap)) with 2 lanes {small:?}, with 32 lanes {large:?}"
+    );
+    Ok(Outcome::Pass)
+}
+
+/// `grad(scan(f))` over stacked layers is a program whose size does not depend on the number
+/// of iterations (the backward pass is one reverse scan, not one copy of the body per
+/// layer), and its gradients equal those of the loop written out by hand.
+pub fn grad_of_scan_does_not_unroll_iterations(engine: &dyn Engine) -> CaseResult {
+    let width = 3usize;
+    let run = |depth: usize| -> Result<(usize, Vec<Tensor>, Vec<Tensor>)> {
+        let recorder = Recorder {
+            inner: engine,
+            programs: Mutex::new(Vec::new()),
+        };
+        let values = |n: usize, scale: f32| -> Vec<f32> {
+            (0..n)
+                .map(|i| ((i * 7 % 11) as f32 - 5.0) * scale)
+                .collect()
+        };
+        let layers = Object::new("Stack")
+            .with(
+                "w",
+                Param::new(Tensor::from_vec(
+                    &[depth, width, width],
+                    values(depth * width * width, 0.08),
+                )?),
+            )?
+            .with(
+                "b",
+                Param::new(Tensor::from_vec(
+                    &[depth, width],
+                    values(depth * width, 0.05),
+                )?),
+            )?;
+        let x = Tensor::from_vec(&[2, width], values(2 * width, 0.3))?;
+        let layer = |h: &Tensor, w: &Tensor, b: &Tensor| h.matmul(w)?.add(b)?.tanh();
+        let through_scan = value_and_grad(|args: &[Value]| {
+            let body = |inner: &[Value]| -> Result<Value> {
+                let (h, l) = (inner[0].as_tensor()?, inner[1].object()?);
+                let h = layer(&h, &l.value("w")?, &l.value("b")?)?;
+                Ok(Value::tuple(vec![Value::from(h), Value::from(())]))
+            };
+            let out = scan(body)
+                .in_axes((Carry, 0))
+                .out_axes((Carry, 0))
+                .call(&recorder, &[args[1].clone(), args[0].clone()])?;
+            let h = match out {
+                Value::Tuple(items) => items[0].as_tensor()?,
+                other => other.as_tensor()?,
+            };
+            Ok(Value::from(h.mul(&h)?.mean(Axes::All)?))
+        })
+        .call(&recorder, &[Value::from(&layers), Value::from(x.clone())])?;
+        let size = recorder
+            .programs
+            .lock()
+            .map(|p| p.iter().map(|p| equations(p)).sum())
+            .unwrap_or(0);
+        let unrolled = value_and_grad(|args: &[Value]| {
+            let l = args[0].object()?;
+            let mut h = args[1].as_tensor()?;
+            for d in 0..depth as isize {
+                h = layer(
+                    &h,
+                    &l.value("w")?.index_axis(0, d)?,
+                    &l.value("b")?.index_axis(0, d)?,
+                )?;
+            }
+            Ok(Value::from(h.mul(&h)?.mean(Axes::All)?))
+        })
+        .call(engine, &[Value::from(&layers), Value::from(x)])?;
+        let grads = |out: &nnx_core::transforms::GradOutput| -> Result<Vec<Tensor>> {
+            let state = out.grads[0].state()?;
+            ["w", "b"]
+                .iter()
+                .map(|name| Ok(state.variable(&Path::from([*name]))?.value()))
+                .collect()
+        };
+        Ok((size, grads(&through_scan)?, grads(&unrolled)?))
+    };
+    let (small, _, _) = run(2)?;
+    let (large, scanned, unrolled) = run(16)?;
+    ensure!(
+        small > 0 && small == large,
+        "equations in grad(scan) over 2 layers: {small}, over 16: {large}"
+    );
+    for (a, b) in scanned.iter().zip(&unrolled) {
+        ensure!(
+            a.allclose(b, 1e-5, 1e-6)?,
+            "grad through scan {a} vs unrolled {b}"
+        );
+    }
+    Ok(Outcome::Pass)
+}
+
+/// Gradients through `vmap` and `scan` — each recorded whole and differentiated as one
+/// vectorised backward pass — equal those of the same computation written by hand as a loop
+/// over `index_axis` and `stack`: random sizes, mapped and stacked axes, both scan
+/// directions, a broadcast weight shared by every lane or iteration.
+pub fn loop_gradients_match_hand_written_loops(engine: &dyn Engine) -> CaseResult {
+    let strategy = (
+        1usize..5,
+        1usize..4,
+        0usize..2,
+        0usize..2,
+        any::<bool>(),
+        vec(-1.0f32..1.0, 48),
+    );
+    let mut runner = TestRunner::new(Config {
+        cases: 24,
+        failure_persistence: None,
+        ..Config::default()
+    });
+    let fail = |e: Error| TestCaseError::fail(e.to_string());
+    let result = runner.run(&strategy, |(n, d, in_axis, out_axis, reverse, r)| {
+        let take = |off: usize, shape: &[usize]| -> Result<Tensor> {
+            let len = shape.iter().product();
+            Tensor::from_vec(shape, (0..len).map(|i| r[(off + i) % r.len()]).collect())
+        };
+        let across = |axis: usize| if axis == 0 { [n, d] } else { [d, n] };
+        let (x, w, h0, cw) = (|| -> Result<_> {
+            Ok((
+                take(0, &across(in_axis))?,
+                take(5, &[d, d])?,
+                take(11, &[d])?,
+                take(17, &across(out_axis))?,
+            ))
+        })()
+        .map_err(fail)?;
+        let (ia, oa) = (in_axis as isize, out_axis as isize);
+        let lane = |x: &Tensor, w: &Tensor| -> Result<Tensor> { x.matmul(w)?.tanh()?.mul(x) };
+        let step = |h: &Tensor, x: &Tensor, w: &Tensor| -> Result<(Tensor, Tensor)> {
+            let h = h.matmul(w)?.add(x)?.tanh()?;
+            let y = h.mul(x)?;
+            Ok((h, y))
+        };
+        let weighted = |y: &Tensor| -> Result<Tensor> { y.mul(&cw)?.sum(Axes::All) };
+        let arrays = |out: &nnx_core::transforms::GradOutput| -> Result<Vec<Tensor>> {
+            out.grads.iter().map(|g| Ok(g.array()?.clone())).collect()
+        };
+        let compare = |what: &str,
+                       a: Result<nnx_core::transforms::GradOutput>,
+                       b: Result<nnx_core::transforms::GradOutput>|
+         -> std::result::Result<(), TestCaseError> {
+            let (a, b) = (a.map_err(fail)?, b.map_err(fail)?);
+            let close = |p: &Tensor, q: &Tensor| p.allclose(q, 1e-5, 1e-6).map_err(fail);
+            prop_assert!(
+                close(&a.value, &b.value)?,
+                "{what}: value {} vs {}",
+                a.value,
+                b.value
+            );
+            for (k, (p, q)) in arrays(&a)
+                .map_err(fail)?
+                .iter()
+                .zip(&arrays(&b).map_err(fail)?)
+                .enumerate()
+            {
+                prop_assert!(close(p, q)?, "{what}: gradient {k}: {p} vs {q}");
+            }
+            Ok(())
+        };
+        let vmapped = value_and_grad(|a: &[Value]| {
+            let y =
+                vmap(|l: &[Value]| Ok(Value::from(lane(&l[0].as_tensor()?, &l[1].as_tensor()?)?)))
+                    .in_axes((in_axis as i32, None::<i32>))
+                    .out_axes(out_axis as i32)
+                    .call(engine, a)?
+                    .as_tensor()?;
+            Ok(Value::from(weighted(&y)?))
+        })
+        .argnums(&[0, 1])
+        .call(engine, &[Value::from(x.clone()), Value::from(w.clone())]);
+        let by_hand = value_and_grad(|a: &[Value]| {
+            let (x, w) = (a[0].as_tensor()?, a[1].as_tensor()?);
+            let ys = (0..n as isize)
+                .map(|i| lane(&x.index_axis(ia, i)?, &w))
+                .collect::<Result<Vec<_>>>()?;
+            Ok(Value::from(weighted(&Tensor::stack(&ys, oa)?)?))
+        })
+        .argnums(&[0, 1])
+        .call(engine, &[Value::from(x.clone()), Value::from(w.clone())]);
+        compare("vmap", vmapped, by_hand)?;
+        let args = [
+            Value::from(h0.clone()),
+            Value::from(x.clone()),
+            Value::from(w.clone()),
+        ];
+        let scanned = value_and_grad(|a: &[Value]| {
+            let body = |l: &[Value]| -> Result<Value> {
+                let (h, y) = step(&l[0].as_tensor()?, &l[1].as_tensor()?, &l[2].as_tensor()?)?;
+                Ok(Value::tuple(vec![Value::from(h), Value::from(y)]))
+            };
+            let out = scan(body)
+                .in_axes((Carry, in_axis as i32, None::<i32>))
+                .out_axes((Carry, out_axis as i32))
+                .reverse(reverse)
+                .call(engine, a)?;
+            let (h, ys) = match out {
+                Value::Tuple(items) if items.len() == 2 => {
+                    (items[0].as_tensor()?, items[1].as_tensor()?)
+                }
+                other => {
+                    return Err(Error::WrongValueKind {
+                        expected: "a (carry, stacked) tuple",
+                        found: other.kind_name(),
+                    });
+                }
+            };
+            Ok(Value::from(
+                h.mul(&h)?.sum(Axes::All)?.add(&weighted(&ys)?)?,
+            ))
+        })
+        .argnums(&[0, 1, 2])
+        .call(engine, &args);
+        let by_hand = value_and_grad(|a: &[Value]| {
+            let (mut h, x, w) = (a[0].as_tensor()?, a[1].as_tensor()?, a[2].as_tensor()?);
+            let mut ys: Vec<Option<Tensor>> = vec![None; n];
+            let order: Vec<usize> = match reverse {
+                true => (0..n).rev().collect(),
+                false => (0..n).collect(),
+            };
+            for t in order {
+                let (next, y) = step(&h, &x.index_axis(ia, t as isize)?, &w)?;
+                h = next;
+                ys[t] = Some(y);
+            }
+            let ys: Vec<Tensor> = ys.into_iter().flatten().collect();
+            Ok(Value::from(
+                h.mul(&h)?
+                    .sum(Axes::All)?
+                    .add(&weighted(&Tensor::stack(&ys, oa)?)?)?,
+            ))
+        })
+        .argnums(&[0, 1, 2])
+        .call(engine, &args);
+        compare("scan", scanned, by_hand)
+    });
+    result
+        .map(|_| Outcome::Pass)
+        .map_err(|e| Failure(format!("{e}")))
+}

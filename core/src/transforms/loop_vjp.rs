@@ -1,0 +1,256 @@
+//! The backward passes of loops, as loops: a `vmap` equation's is one `vmap` of its body's
+//! backward pass, a `scan`'s one reverse `scan` of its body's backward pass over the carries
+//! the forward scan saved. Each body's backward pass is traced once with the tape of
+//! [`autodiff`](super::autodiff) (so loops nested in the body get the same treatment), and
+//! the program size does not depend on the number of lanes or iterations.
+
+use std::sync::Arc;
+
+use super::autodiff::{Tape, differentiable, or_zeros, zeros_like};
+use crate::error::{Error, Result};
+use crate::program::{
+    AbstractValue, Batching, Primitive, Program, ProgramRef, ScanInput, ScanOutput, ScanSpec,
+    record_multi, trace_fn,
+};
+use crate::tensor::Tensor;
+
+/// The cotangents of a `vmap` equation's operands `x` given its outputs' cotangents `g`: one
+/// `vmap`, over the same lanes, of the body's backward pass. Each lane re-runs the body's
+/// forward pass (nothing is saved between the passes) and sweeps back from that lane's
+/// output cotangents; an operand mapped along an axis gets its cotangents stacked along it,
+/// an unmapped one (shared by every lane, such as a model's weights) their sum over lanes.
+pub(super) fn vmap_vjp(
+    body: &Program,
+    batching: &Batching,
+    x: &[Tensor],
+    g: &[Option<Tensor>],
+) -> Result<Vec<Option<Tensor>>> {
+    let lane_outputs = body.output_avals();
+    let seeded: Vec<(usize, Tensor)> = (g.iter().enumerate())
+        .filter_map(|(j, g)| Some((j, g.clone()?)))
+        .filter(|(j, _)| {
+            lane_outputs
+                .get(*j)
+                .is_some_and(|a| differentiable(a.dtype))
+        })
+        .collect();
+    let wrt: Vec<usize> = (0..x.len())
+        .filter(|&i| differentiable(x[i].dtype()))
+        .collect();
+    if seeded.is_empty() || wrt.is_empty() {
+        return Ok(vec![None; x.len()]);
+    }
+    let mut avals: Vec<AbstractValue> = (x.iter().zip(&batching.in_axes))
+        .map(|(t, axis)| {
+            let mut aval = t.aval();
+            if let Some(axis) = axis {
+                aval.shape.remove(*axis);
+            }
+            aval
+        })
+        .collect();
+    avals.extend(seeded.iter().map(|(j, _)| lane_outputs[*j].clone()));
+    let backward = trace_fn(&avals, |values| {
+        let (inputs, cotangents) = values.split_at(x.len());
+        let tape = Tape::forward(body, inputs)?;
+        let seeds: Vec<(usize, Tensor)> = (seeded.iter().zip(cotangents))
+            .map(|((j, _), g)| (*j, g.clone()))
+            .collect();
+        let cots = tape.backward(&seeds)?;
+        let grads = wrt.iter().map(|&i| or_zeros(cots[i].clone(), &inputs[i]));
+        Ok((grads.collect(), ()))
+    })?;
+    let mut in_axes = batching.in_axes.clone();
+    in_axes.extend(seeded.iter().map(|(j, _)| batching.out_axes[*j]));
+    in_axes.extend(backward.captured.iter().map(|_| None));
+    let lanes = Batching {
+        in_axes,
+        out_axes: wrt
+            .iter()
+            .map(|&i| Some(batching.in_axes[i].unwrap_or(0)))
+            .collect(),
+        axis_size: batching.axis_size,
+    };
+    let operands: Vec<&Tensor> = (x.iter())
+        .chain(seeded.iter().map(|(_, g)| g))
+        .chain(&backward.captured)
+        .collect();
+    let primitive = Primitive::Vmap {
+        program: ProgramRef(Arc::new(backward.program)),
+        batching: lanes,
+    };
+    let mut result = vec![None; x.len()];
+    for (&i, cot) in wrt.iter().zip(record_multi(primitive, &operands)?) {
+        result[i] = Some(match batching.in_axes[i] {
+            Some(_) => cot,
+            None => cot.sum(0)?,
+        });
+    }
+    Ok(result)
+}
+
+/// The cotangents of a `scan` equation's operands `x`, given its outputs and saved carries
+/// `out` (as the tape's `scan_step` recorded them) and the outputs' cotangents `g`: one scan in
+/// the opposite direction over the body's backward pass. Each iteration re-runs the body
+/// from the carry it started from (saved by the forward scan) and sweeps back from the
+/// cotangent of the carry it produced and of its stacked outputs; the carries' cotangents
+/// are the loop state, scanned inputs get theirs stacked, broadcast inputs (a model's
+/// weights shared by every iteration) the sum over iterations, accumulated as loop state.
+pub(super) fn scan_vjp(
+    body: &Program,
+    spec: &ScanSpec,
+    x: &[Tensor],
+    out: &[Tensor],
+    g: &[Option<Tensor>],
+) -> Result<Vec<Option<Tensor>>> {
+    let n_out = spec.outputs.len();
+    let float = |i: &usize| differentiable(x[*i].dtype());
+    let kind_is = |i: &usize, f: fn(&ScanInput) -> bool| f(&spec.inputs[*i]);
+    let all: Vec<usize> = (0..x.len()).collect();
+    let carries: Vec<usize> = (all.iter().copied())
+        .filter(|i| kind_is(i, |k| *k == ScanInput::Carry))
+        .collect();
+    let scanned: Vec<usize> = (all.iter().copied())
+        .filter(|i| kind_is(i, |k| matches!(k, ScanInput::Scanned(_))))
+        .collect();
+    let broadcast: Vec<usize> = (all.iter().copied())
+        .filter(|i| kind_is(i, |k| *k == ScanInput::Broadcast))
+        .collect();
+    let float_carries: Vec<usize> = carries.iter().copied().filter(float).collect();
+    let float_scanned: Vec<usize> = scanned.iter().copied().filter(float).collect();
+    let float_broadcast: Vec<usize> = broadcast.iter().copied().filter(float).collect();
+    let lane_outputs = body.output_avals();
+    // Stacked outputs with a cotangent, and the output carrying each carry input.
+    let seeded: Vec<(usize, usize, Tensor)> = (spec.outputs.iter().enumerate())
+        .filter_map(|(j, kind)| match (kind, g.get(j)?) {
+            (ScanOutput::Stacked(axis), Some(g)) if differentiable(lane_outputs[j].dtype) => {
+                Some((j, *axis, g.clone()))
+            }
+            _ => None,
+        })
+        .collect();
+    let carry_output = |i: usize| spec.outputs.iter().position(|k| *k == ScanOutput::Carry(i));
+    let wanted =
+        !float_carries.is_empty() || !float_scanned.is_empty() || !float_broadcast.is_empty();
+    let seeds_any = !seeded.is_empty()
+        || float_carries
+            .iter()
+            .any(|&i| carry_output(i).is_some_and(|j| g.get(j).is_some_and(Option::is_some)));
+    if !wanted || !seeds_any {
+        return Ok(vec![None; x.len()]);
+    }
+    let unstacked = |aval: AbstractValue, axis: usize| {
+        let mut aval = aval;
+        aval.shape.remove(axis);
+        aval
+    };
+    // The backward body's inputs: carry cotangents and broadcast accumulators (loop state),
+    // saved carries, scanned inputs, stacked-output cotangents (scanned), broadcast inputs.
+    let mut kinds: Vec<ScanInput> = Vec::new();
+    let mut avals: Vec<AbstractValue> = Vec::new();
+    let mut operands: Vec<Tensor> = Vec::new();
+    for &i in &float_carries {
+        let g = carry_output(i).and_then(|j| g.get(j).cloned().flatten());
+        operands.push(g.unwrap_or_else(|| zeros_like(&x[i])));
+        avals.push(x[i].aval());
+        kinds.push(ScanInput::Carry);
+    }
+    for &b in &float_broadcast {
+        operands.push(zeros_like(&x[b]));
+        avals.push(x[b].aval());
+        kinds.push(ScanInput::Carry);
+    }
+    for (k, &i) in carries.iter().enumerate() {
+        operands.push(out[n_out + k].clone());
+        avals.push(x[i].aval());
+        kinds.push(ScanInput::Scanned(0));
+    }
+    for &s in &scanned {
+        let ScanInput::Scanned(axis) = spec.inputs[s] else {
+            continue;
+        };
+        operands.push(x[s].clone());
+        avals.push(unstacked(x[s].aval(), axis));
+        kinds.push(ScanInput::Scanned(axis));
+    }
+    for (_, axis, g) in &seeded {
+        operands.push(g.clone());
+        avals.push(unstacked(g.aval(), *axis));
+        kinds.push(ScanInput::Scanned(*axis));
+    }
+    for &b in &broadcast {
+        operands.push(x[b].clone());
+        avals.push(x[b].aval());
+        kinds.push(ScanInput::Broadcast);
+    }
+    let (n_ct, n_acc) = (float_carries.len(), float_broadcast.len());
+    let backward = trace_fn(&avals, |values| {
+        let (state, rest) = values.split_at(n_ct + n_acc);
+        let (ct, acc) = state.split_at(n_ct);
+        let (saved, rest) = rest.split_at(carries.len());
+        let (xs, rest) = rest.split_at(scanned.len());
+        let (gs, bs) = rest.split_at(seeded.len());
+        // The body's inputs in its own order.
+        let mut inputs: Vec<Tensor> = Vec::with_capacity(x.len());
+        let (mut c, mut s, mut b) = (saved.iter(), xs.iter(), bs.iter());
+        for kind in &spec.inputs {
+            let next = match kind {
+                ScanInput::Carry => c.next(),
+                ScanInput::Scanned(_) => s.next(),
+                ScanInput::Broadcast => b.next(),
+            };
+            inputs.push(next.cloned().ok_or_else(|| {
+                Error::internal("a scan's backward pass lost track of its inputs")
+            })?);
+        }
+        let tape = Tape::forward(body, &inputs)?;
+        let mut seeds: Vec<(usize, Tensor)> = (float_carries.iter().zip(ct))
+            .filter_map(|(&i, ct)| Some((carry_output(i)?, ct.clone())))
+            .collect();
+        seeds.extend(seeded.iter().zip(gs).map(|((j, _, _), g)| (*j, g.clone())));
+        let cots = tape.backward(&seeds)?;
+        let mut results: Vec<Tensor> = Vec::new();
+        for &i in &float_carries {
+            results.push(or_zeros(cots[i].clone(), &inputs[i]));
+        }
+        for (&b, acc) in float_broadcast.iter().zip(acc) {
+            results.push(match &cots[b] {
+                Some(cot) => acc.add(cot)?,
+                None => acc.clone(),
+            });
+        }
+        for &s in &float_scanned {
+            results.push(or_zeros(cots[s].clone(), &inputs[s]));
+        }
+        Ok((results, ()))
+    })?;
+    kinds.extend(backward.captured.iter().map(|_| ScanInput::Broadcast));
+    operands.extend(backward.captured.iter().cloned());
+    let mut outputs: Vec<ScanOutput> = (0..n_ct + n_acc).map(ScanOutput::Carry).collect();
+    outputs.extend(float_scanned.iter().map(|&s| match spec.inputs[s] {
+        ScanInput::Scanned(axis) => ScanOutput::Stacked(axis),
+        _ => ScanOutput::Stacked(0),
+    }));
+    let reverse_spec = ScanSpec {
+        length: spec.length,
+        reverse: !spec.reverse,
+        inputs: kinds,
+        outputs,
+    };
+    let cots = record_multi(
+        Primitive::Scan {
+            program: ProgramRef(Arc::new(backward.program)),
+            spec: reverse_spec,
+        },
+        &operands.iter().collect::<Vec<_>>(),
+    )?;
+    let mut result = vec![None; x.len()];
+    let targets = float_carries
+        .iter()
+        .chain(&float_broadcast)
+        .chain(&float_scanned);
+    for (&i, cot) in targets.zip(cots) {
+        result[i] = Some(cot);
+    }
+    Ok(result)
+}
