@@ -182,7 +182,7 @@ impl Builder {
                     .collect::<Option<Vec<_>>>()?;
                 one(self, eq.primitive.clone(), aligned)
             }
-            Primitive::Unary(_) | Primitive::Astype { .. } => {
+            Primitive::Unary(_) | Primitive::Astype { .. } | Primitive::StopGradient => {
                 one(self, eq.primitive.clone(), atoms(&args))
             }
             Primitive::Matmul => self

@@ -243,7 +243,9 @@ fn rule(primitive: &Primitive, args: &[Value], size: usize) -> Result<Option<Arr
                 .collect::<Result<Vec<_>>>()?;
             primitive.eval(&aligned)?
         }
-        Primitive::Unary(_) | Primitive::Astype { .. } => primitive.eval(&[first()?])?,
+        Primitive::Unary(_) | Primitive::Astype { .. } | Primitive::StopGradient => {
+            primitive.eval(&[first()?])?
+        }
         Primitive::Matmul => match matmul_rule(&args[0], &args[1])? {
             Some(out) => out,
             None => return Ok(None),

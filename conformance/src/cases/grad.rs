@@ -514,3 +514,70 @@ pub fn grad_through_vmap(engine: &dyn Engine) -> CaseResult {
     }
     Ok(Outcome::Pass)
 }
+
+/// `stop_gradient`: the value passes, the gradient does not — at top level, inside `vmap`
+/// and `jit`, and for a target computed from the very parameters being trained (the
+/// pattern of a target network or a moving average).
+pub fn stop_gradient_blocks_gradients(engine: &dyn Engine) -> CaseResult {
+    let x = vector(&[3.0, -2.0, 0.5]);
+    // d/dx Σ x·stop_gradient(x) = stop_gradient(x) = x (not 2x).
+    let product = |x: &Tensor| -> Result<Tensor> { x.mul(&x.stop_gradient()?) };
+    let direct =
+        value_and_grad(|a: &[Value]| Ok(Value::from(product(&a[0].as_tensor()?)?.sum(Axes::All)?)))
+            .argnums(&[0]);
+    let mapped = value_and_grad(|a: &[Value]| {
+        let y = vmap(|l: &[Value]| Ok(Value::from(product(&l[0].as_tensor()?)?)))
+            .call(engine, a)?
+            .as_tensor()?;
+        Ok(Value::from(y.sum(Axes::All)?))
+    })
+    .argnums(&[0]);
+    let jitted = value_and_grad(|a: &[Value]| {
+        let y = jit(|l: &[Value]| Ok(Value::from(product(&l[0].as_tensor()?)?)))
+            .call(engine, a)?
+            .as_tensor()?;
+        Ok(Value::from(y.sum(Axes::All)?))
+    })
+    .argnums(&[0]);
+    for (what, out) in [
+        ("grad", direct.call(engine, &[Value::from(x.clone())])?),
+        (
+            "grad(vmap)",
+            mapped.call(engine, &[Value::from(x.clone())])?,
+        ),
+        ("grad(jit)", jitted.call(engine, &[Value::from(x.clone())])?),
+    ] {
+        let g = out.grads[0]
+            .array()
+            .map_err(Failure::from)?
+            .to_vec::<f32>()?;
+        ensure!(g == [3.0, -2.0, 0.5], "{what}: gradient {g:?}, expected x");
+        ensure!(
+            out.value.item::<f32>()? == 13.25,
+            "{what}: value {}",
+            out.value
+        );
+    }
+    // A target from the same weights: loss = Σ (x·w - stop_gradient(x·w / 2))², so the
+    // residual is x·w / 2 and d/dw = 2 · (x·w / 2) · x = (x·w) · x.
+    let m = Object::new("Model").with("w", Param::new(vector(&[0.5, 1.0, -1.0])))?;
+    let out = value_and_grad(|a: &[Value]| {
+        let w = a[0].object()?.value("w")?;
+        let pred = a[1].as_tensor()?.mul(&w)?.sum(Axes::All)?;
+        let target = (&pred.stop_gradient()? * 0.5f32)?;
+        let r = pred.sub(&target)?;
+        Ok(Value::from(r.mul(&r)?))
+    })
+    .call(engine, &[Value::from(&m), Value::from(x.clone())])?;
+    let dw = out.grads[0]
+        .state()
+        .map_err(Failure::from)?
+        .variable(&Path::from(["w"]))?
+        .value();
+    // x·w = 1.5 - 2 - 0.5 = -1.
+    ensure!(
+        dw.allclose(&vector(&[-3.0, 2.0, -0.5]), 1e-6, 1e-6)?,
+        "gradient through a stopped target {dw}"
+    );
+    Ok(Outcome::Pass)
+}

@@ -49,6 +49,7 @@ macro_rules! for_each_case {
             grad::grad_nests_inside_vmap_and_jit,
             grad::grad_matches_finite_differences,
             grad::grad_through_vmap,
+            grad::stop_gradient_blocks_gradients,
             loop_grads::grad_of_vmap_does_not_unroll_lanes,
             loop_grads::grad_of_scan_does_not_unroll_iterations,
             loop_grads::loop_gradients_match_hand_written_loops,

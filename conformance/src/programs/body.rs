@@ -347,6 +347,7 @@ fn run_op(op: &Op, regs: &mut Regs) -> Result<()> {
             Tensor::stack(&[x, y], axis)?
         }
         Op::Astype(d, a) => regs.get(a).astype(d)?,
+        Op::StopGradient(a) => regs.get(a).stop_gradient()?,
         Op::Random(pick, k) => {
             // A Variable's key seen outside the vmap that maps it is a key array: use its
             // first key (or a fresh one if it is empty, or if there is no key at all).

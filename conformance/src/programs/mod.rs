@@ -139,6 +139,8 @@ pub enum Op {
     Stack(i8, Reg, Reg),
     /// Cast.
     Astype(DType, Reg),
+    /// `stop_gradient(a)`.
+    StopGradient(Reg),
     /// A random operation on a key register.
     Random(RandomPick, Reg),
 }
@@ -415,6 +417,7 @@ fn op() -> impl Strategy<Value = Op> {
         1 => (axis(), reg(), reg()).prop_map(|(x, a, b)| Op::Concatenate(x, a, b)),
         1 => (axis(), reg(), reg()).prop_map(|(x, a, b)| Op::Stack(x, a, b)),
         1 => (dtype(), reg()).prop_map(|(d, a)| Op::Astype(d, a)),
+        1 => reg().prop_map(Op::StopGradient),
         2 => (random_pick(), reg()).prop_map(|(p, k)| Op::Random(p, k)),
     ]
 }

@@ -243,6 +243,8 @@ pub enum Primitive {
         /// The target dtype.
         dtype: DType,
     },
+    /// The identity, through which no gradient flows (`jax.lax.stop_gradient`).
+    StopGradient,
     /// A random primitive on one scalar key.
     Random(RandomOp),
     /// `fold_in` of each key with the matching uint32 datum (an `Rngs` draw on key arrays).
@@ -290,6 +292,7 @@ impl Primitive {
             Primitive::Concatenate { .. } => "concatenate".to_owned(),
             Primitive::Stack { .. } => "stack".to_owned(),
             Primitive::Astype { .. } => "convert".to_owned(),
+            Primitive::StopGradient => "stop_gradient".to_owned(),
             Primitive::Random(op) => format!("random_{}", op.name()),
             Primitive::FoldInEach => "random_fold_in".to_owned(),
             Primitive::SeedKeys => "random_seed".to_owned(),
@@ -518,6 +521,7 @@ impl Primitive {
                 let a = one()?;
                 AbstractValue::new(a.shape.clone(), *dtype, false)
             }
+            Primitive::StopGradient => one()?.clone(),
             Primitive::Random(op) => {
                 let key = one()?;
                 if key.dtype != DType::Key {
@@ -609,6 +613,7 @@ impl Primitive {
             Primitive::Concatenate { axis } => Array::concatenate(inputs, *axis as isize),
             Primitive::Stack { axis } => Array::stack(inputs, *axis as isize),
             Primitive::Astype { dtype } => arg(0)?.astype(*dtype),
+            Primitive::StopGradient => Ok(arg(0)?.clone()),
             Primitive::Random(op) => op.eval(arg(0)?),
             Primitive::FoldInEach => crate::random::fold_in_each_array(arg(0)?, arg(1)?),
             Primitive::SeedKeys => crate::random::seed_keys_array(arg(0)?),

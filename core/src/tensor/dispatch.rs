@@ -357,6 +357,24 @@ impl Tensor {
         }
     }
 
+    /// The same values, through which no gradient flows (`jax.lax.stop_gradient`): under
+    /// `grad` the result is a constant, so that, for example, a target computed from the
+    /// parameters being trained does not move with them (`grad` of `x · stop_gradient(x)`
+    /// is `x`, not `2x`).
+    ///
+    /// ```
+    /// use nnx_core::Tensor;
+    /// let x = Tensor::from_slice(&[3.0f32, -2.0]);
+    /// assert_eq!(x.stop_gradient()?.to_vec::<f32>()?, vec![3.0, -2.0]);
+    /// # Ok::<(), nnx_core::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// None for a concrete tensor; recording errors for a traced one.
+    pub fn stop_gradient(&self) -> Result<Tensor> {
+        self.unary_op(|a| Ok(a.clone()), |_| Ok(Primitive::StopGradient))
+    }
+
     /// Runs `eager` on the concrete array, or records the primitive `traced` builds from
     /// this tensor's shape.
     fn unary_op(

@@ -495,7 +495,10 @@ fn vjp(
                 vec![None]
             }
         }
-        Primitive::Random(_) | Primitive::FoldInEach | Primitive::SeedKeys => vec![None; x.len()],
+        Primitive::StopGradient
+        | Primitive::Random(_)
+        | Primitive::FoldInEach
+        | Primitive::SeedKeys => vec![None; x.len()],
         Primitive::Call { .. } | Primitive::Vmap { .. } | Primitive::Scan { .. } => {
             // The tape inlines calls, and loops are handled above.
             return Err(Error::internal(format!(
