@@ -308,7 +308,10 @@ fn rule(primitive: &Primitive, args: &[Value], size: usize) -> Result<Option<Arr
             }
             _ => return Ok(None),
         },
-        Primitive::Call { .. } | Primitive::Vmap { .. } | Primitive::Scan { .. } => {
+        Primitive::Call { .. }
+        | Primitive::Remat { .. }
+        | Primitive::Vmap { .. }
+        | Primitive::Scan { .. } => {
             return Ok(None);
         }
     }))

@@ -222,6 +222,11 @@ fn choose(program: &Program, eq: &Equation) -> Kernel {
                 Kernel::Call(inner, Box::new(compiled))
             }
         }
+        // A checkpointed call runs as a call: recomputation is the backward pass's business.
+        (Primitive::Remat { program, .. }, _) => {
+            let (inner, compiled) = Compiled::fused(&program.0);
+            Kernel::Call(inner, Box::new(compiled))
+        }
         _ => Kernel::Eval,
     }
 }

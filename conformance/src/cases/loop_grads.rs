@@ -1,6 +1,7 @@
-//! Gradients of loops: `grad` through `vmap` and `scan` is one vectorised backward pass
-//! (program size independent of the number of lanes or iterations), with the gradients of
-//! the same loops written out by hand.
+//! Gradients of loops and checkpoints: `grad` through `vmap` and `scan` is one vectorised
+//! backward pass (program size independent of the number of lanes or iterations), with the
+//! gradients of the same loops written out by hand; `remat` recomputes in the backward pass
+//! what its policy does not save, with the gradients of the function it checkpoints.
 
 use std::sync::{Arc, Mutex};
 
@@ -8,8 +9,8 @@ use proptest::collection::vec;
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
 
-use nnx_core::program::{Batching, Primitive, Program, ScanSpec};
-use nnx_core::transforms::{Carry, scan, value_and_grad, vmap};
+use nnx_core::program::{Batching, Primitive, Program, RematPolicy, ScanSpec};
+use nnx_core::transforms::{Carry, remat, scan, value_and_grad, vmap};
 use nnx_core::{Array, Axes, Engine, Error, Object, Param, Path, Plan, Result, Tensor, Value};
 
 use super::grad::{linear_loss, linear_model};
@@ -61,16 +62,23 @@ impl Engine for Recorder<'_> {
 
 /// Equations in a program, counting those of the programs it calls, maps and scans.
 fn equations(program: &Program) -> usize {
+    count(program, &|_| true)
+}
+
+/// Equations of a program that `which` selects, counting those of nested programs.
+fn count(program: &Program, which: &dyn Fn(&Primitive) -> bool) -> usize {
     program
         .equations
         .iter()
         .map(|eq| {
-            1 + match &eq.primitive {
-                Primitive::Call { program }
-                | Primitive::Vmap { program, .. }
-                | Primitive::Scan { program, .. } => equations(&program.0),
-                _ => 0,
-            }
+            usize::from(which(&eq.primitive))
+                + match &eq.primitive {
+                    Primitive::Call { program }
+                    | Primitive::Remat { program, .. }
+                    | Primitive::Vmap { program, .. }
+                    | Primitive::Scan { program, .. } => count(&program.0, which),
+                    _ => 0,
+                }
         })
         .sum()
 }
@@ -371,4 +379,128 @@ pub fn loop_gradients_match_hand_written_loops(engine: &dyn Engine) -> CaseResul
     result
         .map(|_| Outcome::Pass)
         .map_err(|e| Failure(format!("{e}")))
+}
+
+/// `remat`: gradients through a checkpointed function equal those through the function
+/// itself (alone and as `scan`'s body), state updates made inside propagate out as with
+/// `jit`, and the backward pass recomputes what the policy does not save: with
+/// `NothingSaveable` both products of a two-layer block run again, with `DotsSaveable` none.
+pub fn remat_recomputes_in_the_backward_pass(engine: &dyn Engine) -> CaseResult {
+    let values = |n: usize, scale: f32| -> Vec<f32> {
+        (0..n)
+            .map(|i| ((i * 5 % 13) as f32 - 6.0) * scale)
+            .collect()
+    };
+    let model = || -> Result<Object> {
+        Object::new("Block")
+            .with(
+                "w1",
+                Param::new(Tensor::from_vec(&[3, 4], values(12, 0.1))?),
+            )?
+            .with(
+                "w2",
+                Param::new(Tensor::from_vec(&[4, 3], values(12, 0.07))?),
+            )?
+            .with("calls", super::guide::Count::new(Tensor::scalar(0i32)))
+    };
+    let block = |args: &[Value]| -> Result<Value> {
+        let m = args[0].object()?;
+        m.set("calls", m.value("calls")?.add(&Tensor::from(1))?)?;
+        let h = args[1].as_tensor()?.matmul(&m.value("w1")?)?.tanh()?;
+        Ok(Value::from(h.matmul(&m.value("w2")?)?.tanh()?))
+    };
+    let x = Tensor::from_vec(&[2, 3], values(6, 0.2))?;
+    // (loss, gradients, calls counted, matmuls in the compiled gradient program)
+    let run = |policy: Option<RematPolicy>| -> Result<(Tensor, Vec<Tensor>, i32, usize)> {
+        let recorder = Recorder {
+            inner: engine,
+            programs: Mutex::new(Vec::new()),
+        };
+        let checkpointed = policy.map(|p| remat(block).policy(p));
+        let m = model()?;
+        let out = value_and_grad(|args: &[Value]| {
+            let y = match &checkpointed {
+                Some(f) => f.call(&recorder, args)?,
+                None => block(args)?,
+            }
+            .as_tensor()?;
+            Ok(Value::from(y.mul(&y)?.sum(Axes::All)?))
+        })
+        .call(&recorder, &[Value::from(&m), Value::from(x.clone())])?;
+        let state = out.grads[0].state()?;
+        let grads = ["w1", "w2"]
+            .iter()
+            .map(|n| Ok(state.variable(&Path::from([*n]))?.value()))
+            .collect::<Result<Vec<_>>>()?;
+        let products = recorder
+            .programs
+            .lock()
+            .map(|p| {
+                p.iter()
+                    .map(|p| count(p, &|q| *q == Primitive::Matmul))
+                    .sum()
+            })
+            .unwrap_or(0);
+        let calls = m.value("calls")?.item::<i32>()?;
+        Ok((out.value, grads, calls, products))
+    };
+    let plain = run(None)?;
+    for (policy, extra) in [
+        (RematPolicy::NothingSaveable, 2),
+        (RematPolicy::DotsSaveable, 0),
+    ] {
+        let (value, grads, calls, products) = run(Some(policy))?;
+        ensure!(
+            value.allclose(&plain.0, 1e-6, 1e-6)?,
+            "{policy:?}: loss {value} vs {}",
+            plain.0
+        );
+        for (a, b) in grads.iter().zip(&plain.1) {
+            ensure!(
+                a.allclose(b, 1e-6, 1e-6)?,
+                "{policy:?}: gradient {a} vs {b}"
+            );
+        }
+        ensure!(
+            calls == 1,
+            "{policy:?}: the state update inside counted {calls}"
+        );
+        ensure!(
+            products == plain.3 + extra,
+            "{policy:?}: {products} products in the gradient program, {} without remat",
+            plain.3
+        );
+    }
+    // As `scan`'s body: the same gradients as the plain body.
+    let stacked = Object::new("Stack").with(
+        "w",
+        Param::new(Tensor::from_vec(&[3, 3, 3], values(27, 0.1))?),
+    )?;
+    let through = |checkpoint: bool| -> Result<Tensor> {
+        let layer = |args: &[Value]| -> Result<Value> {
+            let (h, l) = (args[0].as_tensor()?, args[1].object()?);
+            let h = h.matmul(&l.value("w")?)?.tanh()?;
+            Ok(Value::tuple(vec![Value::from(h), Value::from(())]))
+        };
+        let out = value_and_grad(|args: &[Value]| {
+            let body = |inner: &[Value]| match checkpoint {
+                true => remat(layer).call(engine, inner),
+                false => layer(inner),
+            };
+            let out = scan(body)
+                .in_axes((Carry, 0))
+                .out_axes((Carry, 0))
+                .call(engine, &[args[1].clone(), args[0].clone()])?;
+            let h = match out {
+                Value::Tuple(items) => items[0].as_tensor()?,
+                other => other.as_tensor()?,
+            };
+            Ok(Value::from(h.mul(&h)?.sum(Axes::All)?))
+        })
+        .call(engine, &[Value::from(&stacked), Value::from(x.clone())])?;
+        Ok(out.grads[0].state()?.variable(&Path::from(["w"]))?.value())
+    };
+    let (a, b) = (through(true)?, through(false)?);
+    ensure!(a.allclose(&b, 1e-6, 1e-6)?, "scan(remat): {a} vs {b}");
+    Ok(Outcome::Pass)
 }

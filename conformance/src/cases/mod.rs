@@ -53,6 +53,7 @@ macro_rules! for_each_case {
             loop_grads::grad_of_vmap_does_not_unroll_lanes,
             loop_grads::grad_of_scan_does_not_unroll_iterations,
             loop_grads::loop_gradients_match_hand_written_loops,
+            loop_grads::remat_recomputes_in_the_backward_pass,
             scan::scan_matches_an_explicit_loop,
             scan::scan_threads_carried_and_scanned_objects,
             scan::scan_broadcast_state_rules,

@@ -98,9 +98,9 @@ impl Program {
                 .map(|a| matches!(a, Atom::Var(v) if marked[v.0 as usize]))
                 .collect();
             let outputs = match &eq.primitive {
-                Primitive::Call { program } | Primitive::Vmap { program, .. } => {
-                    program.0.depends_on(&inputs)
-                }
+                Primitive::Call { program }
+                | Primitive::Remat { program, .. }
+                | Primitive::Vmap { program, .. } => program.0.depends_on(&inputs),
                 Primitive::Scan { program, spec } => {
                     // Iterate to a fixpoint: a carry becomes dependent once its new value is.
                     let mut inputs = inputs;

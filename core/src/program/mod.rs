@@ -19,7 +19,7 @@ pub use interpret::{Outputs, interpret, interpret_indexed, interpret_owned, inte
 pub use ir::{Atom, Equation, Program, VarId};
 pub use loops::{ArrayLoops, LoopValues, lanes_loop, scan_loop};
 pub use primitive::Primitive;
-pub use primitive::{Batching, ProgramRef, ScanInput, ScanOutput, ScanSpec};
+pub use primitive::{Batching, ProgramRef, RematPolicy, ScanInput, ScanOutput, ScanSpec};
 pub use schedule::{Schedule, Step};
 pub use tracing::{TraceId, TracedFunction, Tracer, trace_fn};
 pub(crate) use tracing::{note_read, record, record_multi};

@@ -107,6 +107,19 @@ impl Batching {
     }
 }
 
+/// What a checkpointed function ([`Primitive::Remat`]) saves for its backward pass; the
+/// rest of its forward pass is recomputed there (`jax.checkpoint_policies`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum RematPolicy {
+    /// Nothing: the backward pass re-runs the whole function (`nothing_saveable`, the
+    /// default of `jax.checkpoint` and `nnx.remat`).
+    #[default]
+    NothingSaveable,
+    /// The results of matrix products (`dots_saveable`): the backward pass re-runs
+    /// everything else, and reads the products the forward pass kept.
+    DotsSaveable,
+}
+
 /// How a scanned program's inputs are fed on each iteration.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ScanInput {
@@ -256,6 +269,14 @@ pub enum Primitive {
         /// The program.
         program: ProgramRef,
     },
+    /// Higher-order: call a program whose intermediates the backward pass recomputes instead
+    /// of keeping (`remat`, `jax.checkpoint`). It runs exactly as [`Primitive::Call`].
+    Remat {
+        /// The program.
+        program: ProgramRef,
+        /// What its backward pass may keep from the forward pass.
+        policy: RematPolicy,
+    },
     /// Higher-order: a program run in a loop (`scan`).
     Scan {
         /// The body.
@@ -297,6 +318,7 @@ impl Primitive {
             Primitive::FoldInEach => "random_fold_in".to_owned(),
             Primitive::SeedKeys => "random_seed".to_owned(),
             Primitive::Call { .. } => "call".to_owned(),
+            Primitive::Remat { .. } => "remat".to_owned(),
             Primitive::Vmap { .. } => "vmap".to_owned(),
             Primitive::Scan { .. } => "scan".to_owned(),
         }
@@ -317,7 +339,9 @@ impl Primitive {
 
     fn output_avals_unchecked(&self, inputs: &[AbstractValue]) -> Result<Vec<AbstractValue>> {
         match self {
-            Primitive::Call { program } => Ok(program.0.output_avals()),
+            Primitive::Call { program } | Primitive::Remat { program, .. } => {
+                Ok(program.0.output_avals())
+            }
             Primitive::Scan { program, spec } => Ok(spec.output_avals(&program.0)),
             Primitive::Vmap { program, batching } => Ok(batching.output_avals(&program.0)),
             _ => Ok(vec![self.abstract_eval(inputs)?]),
@@ -544,7 +568,10 @@ impl Primitive {
                 }
                 AbstractValue::new(a.shape.clone(), DType::Key, false)
             }
-            Primitive::Call { .. } | Primitive::Vmap { .. } | Primitive::Scan { .. } => {
+            Primitive::Call { .. }
+            | Primitive::Remat { .. }
+            | Primitive::Vmap { .. }
+            | Primitive::Scan { .. } => {
                 return Err(Error::malformed_program(format!(
                     "{} has several outputs; use output_avals",
                     self.name()
@@ -617,12 +644,13 @@ impl Primitive {
             Primitive::Random(op) => op.eval(arg(0)?),
             Primitive::FoldInEach => crate::random::fold_in_each_array(arg(0)?, arg(1)?),
             Primitive::SeedKeys => crate::random::seed_keys_array(arg(0)?),
-            Primitive::Call { .. } | Primitive::Vmap { .. } | Primitive::Scan { .. } => {
-                Err(Error::malformed_program(format!(
-                    "{} is a higher-order primitive: an engine evaluates it",
-                    self.name()
-                )))
-            }
+            Primitive::Call { .. }
+            | Primitive::Remat { .. }
+            | Primitive::Vmap { .. }
+            | Primitive::Scan { .. } => Err(Error::malformed_program(format!(
+                "{} is a higher-order primitive: an engine evaluates it",
+                self.name()
+            ))),
         }
     }
 }
@@ -650,6 +678,7 @@ impl fmt::Display for Primitive {
                 write!(f, "slice_axis[axis={axis}, {start}..{end}]")
             }
             Primitive::Astype { dtype } => write!(f, "convert[{dtype}]"),
+            Primitive::Remat { policy, .. } => write!(f, "remat[policy={policy:?}]"),
             Primitive::Random(op) => write!(f, "{op:?}"),
             Primitive::Scan { spec, .. } => write!(
                 f,

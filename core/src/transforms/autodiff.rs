@@ -12,15 +12,18 @@
 //! at every iteration, and its backward pass is one reverse `scan` of its body's backward
 //! pass ([`loop_vjp::scan_vjp`]): program size independent of the length, memory linear in it.
 //! `call`s are inlined; the rare loop that cannot be recorded whole (nothing traced to
-//! record into, no iterations, or an unmapped output) is unrolled onto the tape.
+//! record into, no iterations, or an unmapped output) is unrolled onto the tape. A
+//! checkpointed call (`remat`) is recorded whole and its backward pass recomputes it
+//! ([`remat_vjp`]).
 
 use std::sync::Arc;
 
 use super::loop_vjp;
 use crate::error::{Error, Result};
 use crate::program::{
-    AbstractValue, Atom, Batching, LoopValues, Outputs, Primitive, Program, ProgramRef, ScanInput,
-    ScanOutput, ScanSpec, interpret_with, lanes_loop, record_multi, scan_loop,
+    AbstractValue, Atom, Batching, LoopValues, Outputs, Primitive, Program, ProgramRef,
+    RematPolicy, ScanInput, ScanOutput, ScanSpec, VarId, interpret_with, lanes_loop, record_multi,
+    scan_loop, trace_fn,
 };
 use crate::tensor::elementwise::{BinaryOp, UnaryOp};
 use crate::tensor::{DType, ReduceOp, Tensor};
@@ -73,6 +76,16 @@ pub(crate) struct Tape {
 impl Tape {
     /// Runs `program` on `inputs` with tensor operations, inlining nested `call`s.
     pub(crate) fn forward(program: &Program, inputs: &[Tensor]) -> Result<Tape> {
+        Tape::forward_reusing(program, inputs, &[])
+    }
+
+    /// [`Tape::forward`], taking the results of `program`'s equations from `reuse` where it
+    /// holds them (see [`Tape::run_reusing`]).
+    pub(crate) fn forward_reusing(
+        program: &Program,
+        inputs: &[Tensor],
+        reuse: &[Option<Tensor>],
+    ) -> Result<Tape> {
         let mut tape = Tape {
             values: Vec::new(),
             steps: Vec::new(),
@@ -93,7 +106,7 @@ impl Tape {
                 Slot::Constant(_) => None,
             })
             .collect();
-        tape.outputs = tape.run(program, &slots)?;
+        tape.outputs = tape.run_reusing(program, &slots, reuse)?;
         Ok(tape)
     }
 
@@ -112,14 +125,36 @@ impl Tape {
 
     /// Evaluates `program` onto the tape (the one interpreter loop, over slots).
     fn run(&mut self, program: &Program, inputs: &[Slot]) -> Result<Vec<Slot>> {
+        self.run_reusing(program, inputs, &[])
+    }
+
+    /// [`Tape::run`], except that equation `k` of `program` whose `reuse[k]` holds a value
+    /// is not computed: the value is recorded as its result (a product a checkpointed
+    /// function's forward pass saved), so that its rule still applies in the backward pass.
+    fn run_reusing(
+        &mut self,
+        program: &Program,
+        inputs: &[Slot],
+        reuse: &[Option<Tensor>],
+    ) -> Result<Vec<Slot>> {
         interpret_with(
             program,
             inputs.to_vec(),
             |a| Slot::Constant(Tensor::from(a.clone())),
-            |_, eq, args| {
+            |k, eq, args| {
                 let args = args.to_vec();
+                if let Some(Some(value)) = reuse.get(k.equation) {
+                    let slot = self.record_value(eq.primitive.clone(), args, value.clone());
+                    return Ok(Outputs::Many(vec![slot]));
+                }
                 Ok(Outputs::Many(match &eq.primitive {
                     Primitive::Call { program } => self.run(&program.0, &args)?,
+                    Primitive::Remat { program, policy } => {
+                        match self.remat_step(program, *policy, &args)? {
+                            Some(outputs) => outputs,
+                            None => self.run(&program.0, &args)?,
+                        }
+                    }
                     Primitive::Scan { program, spec } => {
                         match self.scan_step(program, spec, &args)? {
                             Some(outputs) => outputs,
@@ -255,23 +290,86 @@ impl Tape {
             .map(Some)
     }
 
+    /// Records a checkpointed call ([`Primitive::Remat`]) as one step whose backward pass
+    /// recomputes it ([`remat_vjp`]), keeping only what the policy saves: nothing, or the
+    /// results of its matrix products (appended to its outputs). `None` (run it inline)
+    /// when nothing is traced.
+    fn remat_step(
+        &mut self,
+        program: &ProgramRef,
+        policy: RematPolicy,
+        args: &[Slot],
+    ) -> Result<Option<Vec<Slot>>> {
+        if !self.any_traced(args) {
+            return Ok(None);
+        }
+        let body = &program.0;
+        let recorded = match policy {
+            RematPolicy::NothingSaveable => program.clone(),
+            RematPolicy::DotsSaveable => {
+                let mut outputs = body.outputs.clone();
+                outputs.extend(saved_products(body).map(|(_, v)| Atom::Var(v)));
+                ProgramRef(Arc::new(Program::new(
+                    body.inputs.clone(),
+                    body.equations.clone(),
+                    outputs,
+                    body.avals.clone(),
+                )))
+            }
+        };
+        let primitive = Primitive::Remat {
+            program: program.clone(),
+            policy,
+        };
+        let recorded = Primitive::Remat {
+            program: recorded,
+            policy,
+        };
+        self.record_step(recorded, primitive, args, body.outputs.len())
+            .map(Some)
+    }
+
     /// Applies a first-order primitive to slots, recording a step.
     fn apply_one(&mut self, primitive: Primitive, args: Vec<Slot>) -> Result<Slot> {
         let tensors: Vec<Tensor> = args.iter().map(|s| self.value(s)).collect();
         let refs: Vec<&Tensor> = tensors.iter().collect();
-        self.values.push(Tensor::apply(primitive.clone(), &refs)?);
+        let value = Tensor::apply(primitive.clone(), &refs)?;
+        Ok(self.record_value(primitive, args, value))
+    }
+
+    /// Records a first-order step whose result is `value`.
+    fn record_value(&mut self, primitive: Primitive, args: Vec<Slot>, value: Tensor) -> Slot {
+        self.values.push(value);
         let index = self.values.len() - 1;
         self.steps.push(Step {
             primitive,
             inputs: args,
             outputs: vec![index],
         });
-        Ok(Slot::Value(index))
+        Slot::Value(index)
     }
 
-    /// Cotangents of the tape's inputs, given cotangents for (some of) its outputs. Inputs no
-    /// cotangent reaches get `None`.
-    pub(crate) fn backward(&self, seeds: &[(usize, Tensor)]) -> Result<Vec<Option<Tensor>>> {
+    /// Cotangents of the tape's inputs listed in `wanted` (positions among its inputs),
+    /// given cotangents for (some of) its outputs; the other inputs, and those no cotangent
+    /// reaches, get `None`. Only values that depend on a wanted input get cotangents, so a
+    /// loop's or checkpoint's backward pass computes nothing for operands that do not lead
+    /// back to one.
+    pub(crate) fn backward(
+        &self,
+        seeds: &[(usize, Tensor)],
+        wanted: &[usize],
+    ) -> Result<Vec<Option<Tensor>>> {
+        let mut live = vec![false; self.values.len()];
+        for &k in wanted {
+            if let Some(&i) = self.inputs.get(k) {
+                live[i] = true;
+            }
+        }
+        for step in &self.steps {
+            if (step.inputs.iter()).any(|s| matches!(s, Slot::Value(i) if live[*i])) {
+                step.outputs.iter().for_each(|&o| live[o] = true);
+            }
+        }
         let mut cot: Vec<Option<Tensor>> = vec![None; self.values.len()];
         for (output, seed) in seeds {
             if let Some(Slot::Value(i)) = self.outputs.get(*output) {
@@ -289,16 +387,22 @@ impl Tape {
                 .iter()
                 .map(|&o| self.values[o].clone())
                 .collect();
-            let grads = vjp(&step.primitive, &inputs, &outputs, &gs)?;
-            for (slot, g) in step.inputs.iter().zip(grads) {
-                if let (Slot::Value(i), Some(g)) = (slot, g)
-                    && differentiable(self.values[*i].dtype())
-                {
+            // Which operands take a cotangent (a loop's backward pass computes only those).
+            let needed: Vec<bool> = (step.inputs.iter())
+                .map(|s| {
+                    matches!(s, Slot::Value(i) if live[*i] && differentiable(self.values[*i].dtype()))
+                })
+                .collect();
+            let grads = vjp(&step.primitive, &inputs, &outputs, &gs, &needed)?;
+            for ((g, needed), slot) in grads.into_iter().zip(&needed).zip(&step.inputs) {
+                if let (Slot::Value(i), Some(g), true) = (slot, g, *needed) {
                     accumulate(&mut cot[*i], g)?;
                 }
             }
         }
-        Ok(self.inputs.iter().map(|&i| cot[i].clone()).collect())
+        Ok((self.inputs.iter().enumerate())
+            .map(|(k, &i)| wanted.contains(&k).then(|| cot[i].clone()).flatten())
+            .collect())
     }
 }
 
@@ -347,13 +451,17 @@ fn vjp(
     x: &[Tensor],
     out: &[Tensor],
     g: &[Option<Tensor>],
+    needed: &[bool],
 ) -> Result<Vec<Option<Tensor>>> {
     match p {
         Primitive::Vmap { program, batching } => {
-            return loop_vjp::vmap_vjp(&program.0, batching, x, g);
+            return loop_vjp::vmap_vjp(&program.0, batching, x, g, needed);
         }
         Primitive::Scan { program, spec } => {
-            return loop_vjp::scan_vjp(&program.0, spec, x, out, g);
+            return loop_vjp::scan_vjp(&program.0, spec, x, out, g, needed);
+        }
+        Primitive::Remat { program, policy } => {
+            return remat_vjp(&program.0, *policy, x, out, g, needed);
         }
         _ => {}
     }
@@ -416,7 +524,7 @@ fn vjp(
                 unb(c.select(&zero, &g0)?, &x[2])?,
             ]
         }
-        Primitive::Matmul => matmul_vjp(&x[0], &x[1], &g0)?,
+        Primitive::Matmul => matmul_vjp(&x[0], &x[1], &g0, needed)?,
         Primitive::Reduce { op, axes, keepdims } => {
             let a = &x[0];
             let mut kept = g0.clone();
@@ -499,14 +607,90 @@ fn vjp(
         | Primitive::Random(_)
         | Primitive::FoldInEach
         | Primitive::SeedKeys => vec![None; x.len()],
-        Primitive::Call { .. } | Primitive::Vmap { .. } | Primitive::Scan { .. } => {
-            // The tape inlines calls, and loops are handled above.
+        Primitive::Call { .. }
+        | Primitive::Remat { .. }
+        | Primitive::Vmap { .. }
+        | Primitive::Scan { .. } => {
+            // The tape inlines calls; loops and checkpoints are handled above.
             return Err(Error::internal(format!(
                 "{} reached the backward pass without being inlined",
                 p.name()
             )));
         }
     })
+}
+
+/// The matrix products a [`RematPolicy::DotsSaveable`] checkpoint keeps: the index of each
+/// top-level `matmul` equation of `body` and its output variable.
+fn saved_products(body: &Program) -> impl Iterator<Item = (usize, VarId)> + '_ {
+    (body.equations.iter().enumerate())
+        .filter(|(_, eq)| eq.primitive == Primitive::Matmul)
+        .map(|(k, eq)| (k, eq.outputs[0]))
+}
+
+/// The cotangents of a checkpointed call's operands `x` that are `needed`, given its
+/// outputs (followed by the products it saved, under [`RematPolicy::DotsSaveable`]) and
+/// their cotangents `g`: one
+/// `call` of the body's backward pass, which re-runs the body's forward pass — reading
+/// the saved products instead of recomputing them — and sweeps back.
+fn remat_vjp(
+    body: &Program,
+    policy: RematPolicy,
+    x: &[Tensor],
+    out: &[Tensor],
+    g: &[Option<Tensor>],
+    needed: &[bool],
+) -> Result<Vec<Option<Tensor>>> {
+    let n_out = body.outputs.len();
+    let saved: Vec<(usize, Tensor)> = match policy {
+        RematPolicy::NothingSaveable => Vec::new(),
+        RematPolicy::DotsSaveable => saved_products(body)
+            .map(|(k, _)| k)
+            .zip(out.iter().skip(n_out).cloned())
+            .collect(),
+    };
+    let lane_outputs = body.output_avals();
+    let seeded: Vec<(usize, Tensor)> = (g.iter().enumerate().take(n_out))
+        .filter_map(|(j, g)| Some((j, g.clone()?)))
+        .filter(|(j, _)| differentiable(lane_outputs[*j].dtype))
+        .collect();
+    let wrt: Vec<usize> = (0..x.len()).filter(|&i| needed[i]).collect();
+    if seeded.is_empty() || wrt.is_empty() {
+        return Ok(vec![None; x.len()]);
+    }
+    let avals: Vec<AbstractValue> = (x.iter())
+        .chain(saved.iter().map(|(_, t)| t))
+        .chain(seeded.iter().map(|(_, g)| g))
+        .map(Tensor::aval)
+        .collect();
+    let backward = trace_fn(&avals, |values| {
+        let (inputs, rest) = values.split_at(x.len());
+        let (products, cotangents) = rest.split_at(saved.len());
+        let mut reuse: Vec<Option<Tensor>> = vec![None; body.equations.len()];
+        for ((k, _), value) in saved.iter().zip(products) {
+            reuse[*k] = Some(value.clone());
+        }
+        let tape = Tape::forward_reusing(body, inputs, &reuse)?;
+        let seeds: Vec<(usize, Tensor)> = (seeded.iter().zip(cotangents))
+            .map(|((j, _), g)| (*j, g.clone()))
+            .collect();
+        let cots = tape.backward(&seeds, &wrt)?;
+        let grads = wrt.iter().map(|&i| or_zeros(cots[i].clone(), &inputs[i]));
+        Ok((grads.collect(), ()))
+    })?;
+    let operands: Vec<&Tensor> = (x.iter())
+        .chain(saved.iter().map(|(_, t)| t))
+        .chain(seeded.iter().map(|(_, g)| g))
+        .chain(&backward.captured)
+        .collect();
+    let call = Primitive::Call {
+        program: ProgramRef(Arc::new(backward.program)),
+    };
+    let mut result = vec![None; x.len()];
+    for (&i, cot) in wrt.iter().zip(record_multi(call, &operands)?) {
+        result[i] = Some(cot);
+    }
+    Ok(result)
 }
 
 /// Inserts `before` and `after` zeros around `g` along `axis`.
@@ -527,8 +711,9 @@ fn pad_axis(g: &Tensor, axis: usize, before: usize, after: usize) -> Result<Tens
     Tensor::concatenate(&parts, axis as isize)
 }
 
-/// Cotangents of `a @ b` (numpy semantics, including 1-D operands and batch broadcasting).
-fn matmul_vjp(a: &Tensor, b: &Tensor, g: &Tensor) -> Result<Vec<Option<Tensor>>> {
+/// Cotangents of `a @ b` (numpy semantics, including 1-D operands and batch broadcasting),
+/// each computed only when `needed`.
+fn matmul_vjp(a: &Tensor, b: &Tensor, g: &Tensor, needed: &[bool]) -> Result<Vec<Option<Tensor>>> {
     let a2 = if a.ndim() == 1 {
         a.expand_dims(0)?
     } else {
@@ -547,12 +732,16 @@ fn matmul_vjp(a: &Tensor, b: &Tensor, g: &Tensor) -> Result<Vec<Option<Tensor>>>
         g2 = g2.expand_dims(-1)?;
     }
     let swap = |t: &Tensor| t.moveaxis(-1, -2);
-    let ga = g2.matmul(&swap(&b2)?)?;
-    let gb = swap(&a2)?.matmul(&g2)?;
-    Ok(vec![
-        Some(unbroadcast(&ga, a2.shape())?.reshape(&dims(a))?),
-        Some(unbroadcast(&gb, b2.shape())?.reshape(&dims(b))?),
-    ])
+    let want = |k: usize| needed.get(k).copied().unwrap_or(true);
+    let ga = match want(0) {
+        true => Some(unbroadcast(&g2.matmul(&swap(&b2)?)?, a2.shape())?.reshape(&dims(a))?),
+        false => None,
+    };
+    let gb = match want(1) {
+        true => Some(unbroadcast(&swap(&a2)?.matmul(&g2)?, b2.shape())?.reshape(&dims(b))?),
+        false => None,
+    };
+    Ok(vec![ga, gb])
 }
 
 fn dims(t: &Tensor) -> Vec<isize> {

@@ -235,7 +235,11 @@ impl<F: Fn(&[Value]) -> Result<Value>> Rules for GradFn<F> {
         let tape = Tape::forward(&inner.program, &tape_inputs)?;
         let mut results = tape.outputs();
         let seed = seed_for(&results[loss_index])?;
-        let cotangents = tape.backward(&[(loss_index, seed)])?;
+        let wanted: Vec<usize> = (lowered.leaves().iter().enumerate())
+            .filter(|(_, leaf)| leaf.prefix.0)
+            .map(|(i, _)| i)
+            .collect();
+        let cotangents = tape.backward(&[(loss_index, seed)], &wanted)?;
         for (i, leaf) in lowered.leaves().iter().enumerate() {
             if leaf.prefix.0 {
                 results.push(or_zeros(cotangents[i].clone(), &inputs[i]));

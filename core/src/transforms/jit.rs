@@ -1,4 +1,5 @@
-//! `jit`: trace once per structure, run the cached program, with NNX semantics.
+//! `jit`: trace once per structure, run the cached program, with NNX semantics; and
+//! `remat`, the same with the program checkpointed for differentiation.
 
 use std::fmt;
 use std::sync::Arc;
@@ -9,7 +10,7 @@ use crate::engine::Engine;
 use crate::error::Result;
 use crate::graph::Value;
 use crate::lift::{Lowered, Prefix};
-use crate::program::{AbstractValue, Primitive, Program, ProgramRef};
+use crate::program::{AbstractValue, Primitive, Program, ProgramRef, RematPolicy};
 
 /// The prefix leaf of `jit`: every input is passed whole.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -37,13 +38,38 @@ pub fn jit<F: Fn(&[Value]) -> Result<Value>>(f: F) -> Jit<F> {
     Jit {
         f,
         cache: Cache::default(),
+        checkpoint: None,
     }
 }
 
-/// A compiled function; see [`jit`].
+/// Checkpoints `f` for differentiation (`nnx.remat`, `jax.checkpoint`): it runs as [`jit`]
+/// does — same lifting of objects, state and graph updates, caching — but under `grad`
+/// its intermediates are not kept for the backward pass: the backward pass runs `f` again.
+/// [`Jit::policy`] chooses what may be kept instead (the results of matrix products).
+/// Applied to a layer's body inside `scan`, this is the standard way to train deep stacks
+/// in less memory; `scan`'s own backward pass already recomputes each iteration from its
+/// carry.
+///
+/// ```
+/// use nnx_core::{Value, transforms::remat};
+/// use nnx_core::program::RematPolicy;
+/// let block = remat(|args: &[Value]| Ok(args[0].clone())).policy(RematPolicy::DotsSaveable);
+/// assert_eq!(block.trace_count(), 0);
+/// ```
+pub fn remat<F: Fn(&[Value]) -> Result<Value>>(f: F) -> Jit<F> {
+    Jit {
+        f,
+        cache: Cache::default(),
+        checkpoint: Some(RematPolicy::default()),
+    }
+}
+
+/// A compiled function; see [`jit`] (and [`remat`], a checkpointed one).
 pub struct Jit<F> {
     f: F,
     cache: Cache<Whole, ()>,
+    /// `Some` for [`remat`]: the program is a checkpoint with this policy.
+    checkpoint: Option<RematPolicy>,
 }
 
 impl<F: Fn(&[Value]) -> Result<Value>> Rules for Jit<F> {
@@ -82,8 +108,10 @@ impl<F: Fn(&[Value]) -> Result<Value>> Rules for Jit<F> {
         program: &Arc<Program>,
         _captured: usize,
     ) -> Result<(Primitive, ())> {
-        let primitive = Primitive::Call {
-            program: ProgramRef(program.clone()),
+        let program = ProgramRef(program.clone());
+        let primitive = match self.checkpoint {
+            Some(policy) => Primitive::Remat { program, policy },
+            None => Primitive::Call { program },
         };
         Ok((primitive, ()))
     }
@@ -93,6 +121,13 @@ impl<F: Fn(&[Value]) -> Result<Value>> Jit<F> {
     /// How many times the function has been traced.
     pub fn trace_count(&self) -> usize {
         self.cache.trace_count()
+    }
+
+    /// Checkpoints the function for differentiation with `policy` (what [`remat`] does with
+    /// the default, [`RematPolicy::NothingSaveable`]).
+    pub fn policy(mut self, policy: RematPolicy) -> Jit<F> {
+        self.checkpoint = Some(policy);
+        self
     }
 
     /// Calls the compiled function.

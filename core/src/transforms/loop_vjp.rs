@@ -14,7 +14,8 @@ use crate::program::{
 };
 use crate::tensor::Tensor;
 
-/// The cotangents of a `vmap` equation's operands `x` given its outputs' cotangents `g`: one
+/// The cotangents of a `vmap` equation's operands `x` that are `needed`, given its outputs'
+/// cotangents `g`: one
 /// `vmap`, over the same lanes, of the body's backward pass. Each lane re-runs the body's
 /// forward pass (nothing is saved between the passes) and sweeps back from that lane's
 /// output cotangents; an operand mapped along an axis gets its cotangents stacked along it,
@@ -24,6 +25,7 @@ pub(super) fn vmap_vjp(
     batching: &Batching,
     x: &[Tensor],
     g: &[Option<Tensor>],
+    needed: &[bool],
 ) -> Result<Vec<Option<Tensor>>> {
     let lane_outputs = body.output_avals();
     let seeded: Vec<(usize, Tensor)> = (g.iter().enumerate())
@@ -34,9 +36,7 @@ pub(super) fn vmap_vjp(
                 .is_some_and(|a| differentiable(a.dtype))
         })
         .collect();
-    let wrt: Vec<usize> = (0..x.len())
-        .filter(|&i| differentiable(x[i].dtype()))
-        .collect();
+    let wrt: Vec<usize> = (0..x.len()).filter(|&i| needed[i]).collect();
     if seeded.is_empty() || wrt.is_empty() {
         return Ok(vec![None; x.len()]);
     }
@@ -56,7 +56,7 @@ pub(super) fn vmap_vjp(
         let seeds: Vec<(usize, Tensor)> = (seeded.iter().zip(cotangents))
             .map(|((j, _), g)| (*j, g.clone()))
             .collect();
-        let cots = tape.backward(&seeds)?;
+        let cots = tape.backward(&seeds, &wrt)?;
         let grads = wrt.iter().map(|&i| or_zeros(cots[i].clone(), &inputs[i]));
         Ok((grads.collect(), ()))
     })?;
@@ -89,7 +89,8 @@ pub(super) fn vmap_vjp(
     Ok(result)
 }
 
-/// The cotangents of a `scan` equation's operands `x`, given its outputs and saved carries
+/// The cotangents of a `scan` equation's operands `x` (scanned and broadcast ones only where
+/// `needed`), given its outputs and saved carries
 /// `out` (as the tape's `scan_step` recorded them) and the outputs' cotangents `g`: one scan in
 /// the opposite direction over the body's backward pass. Each iteration re-runs the body
 /// from the carry it started from (saved by the forward scan) and sweeps back from the
@@ -102,6 +103,7 @@ pub(super) fn scan_vjp(
     x: &[Tensor],
     out: &[Tensor],
     g: &[Option<Tensor>],
+    needed: &[bool],
 ) -> Result<Vec<Option<Tensor>>> {
     let n_out = spec.outputs.len();
     let float = |i: &usize| differentiable(x[*i].dtype());
@@ -117,8 +119,10 @@ pub(super) fn scan_vjp(
         .filter(|i| kind_is(i, |k| *k == ScanInput::Broadcast))
         .collect();
     let float_carries: Vec<usize> = carries.iter().copied().filter(float).collect();
-    let float_scanned: Vec<usize> = scanned.iter().copied().filter(float).collect();
-    let float_broadcast: Vec<usize> = broadcast.iter().copied().filter(float).collect();
+    // Carry cotangents are the loop's state whether or not the initial carry needs one;
+    // scanned and broadcast inputs get one only when the caller needs it.
+    let float_scanned: Vec<usize> = scanned.iter().copied().filter(|&i| needed[i]).collect();
+    let float_broadcast: Vec<usize> = broadcast.iter().copied().filter(|&i| needed[i]).collect();
     let lane_outputs = body.output_avals();
     // Stacked outputs with a cotangent, and the output carrying each carry input.
     let seeded: Vec<(usize, usize, Tensor)> = (spec.outputs.iter().enumerate())
@@ -208,7 +212,12 @@ pub(super) fn scan_vjp(
             .filter_map(|(&i, ct)| Some((carry_output(i)?, ct.clone())))
             .collect();
         seeds.extend(seeded.iter().zip(gs).map(|((j, _, _), g)| (*j, g.clone())));
-        let cots = tape.backward(&seeds)?;
+        let wanted: Vec<usize> = (float_carries.iter())
+            .chain(&float_broadcast)
+            .chain(&float_scanned)
+            .copied()
+            .collect();
+        let cots = tape.backward(&seeds, &wanted)?;
         let mut results: Vec<Tensor> = Vec::new();
         for &i in &float_carries {
             results.push(or_zeros(cots[i].clone(), &inputs[i]));

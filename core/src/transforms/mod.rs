@@ -20,7 +20,7 @@ mod vmap;
 
 pub use args::IntoArgs;
 pub use grad::{Diff, DiffState, Grad, GradFn, GradOutput, grad, value_and_grad};
-pub use jit::{Jit, Whole, jit};
+pub use jit::{Jit, Whole, jit, remat};
 pub use prune::{Passed, Pruned, prune};
 pub use scan::{Carry, Scan, ScanAxes, ScanAxis, scan};
 pub use vmap::{Axis, AxisSpec, StateAxes, Vmap, vmap};

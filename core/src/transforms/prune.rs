@@ -35,27 +35,38 @@ pub struct Pruned {
     pub results: Vec<Passed>,
 }
 
-/// Prunes `primitive`'s program (a `call`, `vmap` or `scan`; others are kept as they are).
-pub fn prune(primitive: Primitive) -> Pruned {
-    let keep = |primitive: Primitive, program: &Program| Pruned {
+/// A `call` (or `remat`) of `program` pruned; `wrap` builds the primitive around a program.
+fn prune_call(program: ProgramRef, wrap: impl Fn(ProgramRef) -> Primitive) -> Pruned {
+    match prune_program(&program.0, |_, _| true, |_| false) {
+        Some((pruned, inputs, results)) => Pruned {
+            primitive: wrap(ProgramRef(Arc::new(pruned))),
+            inputs,
+            results,
+        },
+        None => {
+            let p = program.0.clone();
+            kept(wrap(program), &p)
+        }
+    }
+}
+
+/// `primitive` of `program` as it is: every input read, every output computed.
+fn kept(primitive: Primitive, program: &Program) -> Pruned {
+    Pruned {
         primitive,
         inputs: (0..program.inputs.len()).collect(),
         results: (0..program.outputs.len()).map(Passed::Computed).collect(),
-    };
+    }
+}
+
+/// Prunes `primitive`'s program (a `call`, `remat`, `vmap` or `scan`; others are kept as
+/// they are).
+pub fn prune(primitive: Primitive) -> Pruned {
     match primitive {
-        Primitive::Call { program } => match prune_program(&program.0, |_, _| true, |_| false) {
-            Some((pruned, inputs, results)) => Pruned {
-                primitive: Primitive::Call {
-                    program: ProgramRef(Arc::new(pruned)),
-                },
-                inputs,
-                results,
-            },
-            None => {
-                let p = program.0.clone();
-                keep(Primitive::Call { program }, &p)
-            }
-        },
+        Primitive::Call { program } => prune_call(program, |program| Primitive::Call { program }),
+        Primitive::Remat { program, policy } => {
+            prune_call(program, |program| Primitive::Remat { program, policy })
+        }
         Primitive::Vmap { program, batching } => {
             let same_axes = |i: usize, j: usize| {
                 batching.in_axes.get(i).copied().flatten()
@@ -84,7 +95,7 @@ pub fn prune(primitive: Primitive) -> Pruned {
                 }
                 None => {
                     let p = program.0.clone();
-                    keep(Primitive::Vmap { program, batching }, &p)
+                    kept(Primitive::Vmap { program, batching }, &p)
                 }
             }
         }
@@ -128,17 +139,17 @@ pub fn prune(primitive: Primitive) -> Pruned {
                         },
                         None => {
                             let p = program.0.clone();
-                            keep(Primitive::Scan { program, spec }, &p)
+                            kept(Primitive::Scan { program, spec }, &p)
                         }
                     }
                 }
                 None => {
                     let p = program.0.clone();
-                    keep(Primitive::Scan { program, spec }, &p)
+                    kept(Primitive::Scan { program, spec }, &p)
                 }
             }
         }
-        // Transforms build only the three higher-order primitives.
+        // Transforms build only the four higher-order primitives.
         other => Pruned {
             primitive: other,
             inputs: Vec::new(),
