@@ -620,6 +620,27 @@ fn vjp(
     })
 }
 
+/// The cotangents of the `wanted` inputs of `body` run on `inputs` (taking saved results
+/// from `reuse`), its outputs `seeded` having the cotangents `cotangents`: the inner part of
+/// every loop's and checkpoint's backward pass. Inputs no cotangent reaches get zeros.
+pub(super) fn body_cotangents(
+    body: &Program,
+    inputs: &[Tensor],
+    reuse: &[Option<Tensor>],
+    seeded: &[usize],
+    cotangents: &[Tensor],
+    wanted: &[usize],
+) -> Result<Vec<Tensor>> {
+    let tape = Tape::forward_reusing(body, inputs, reuse)?;
+    let seeds: Vec<(usize, Tensor)> = (seeded.iter().copied())
+        .zip(cotangents.iter().cloned())
+        .collect();
+    let cots = tape.backward(&seeds, wanted)?;
+    Ok((wanted.iter())
+        .map(|&i| or_zeros(cots[i].clone(), &inputs[i]))
+        .collect())
+}
+
 /// The matrix products a [`RematPolicy::DotsSaveable`] checkpoint keeps: the index of each
 /// top-level `matmul` equation of `body` and its output variable.
 fn saved_products(body: &Program) -> impl Iterator<Item = (usize, VarId)> + '_ {
@@ -670,13 +691,9 @@ fn remat_vjp(
         for ((k, _), value) in saved.iter().zip(products) {
             reuse[*k] = Some(value.clone());
         }
-        let tape = Tape::forward_reusing(body, inputs, &reuse)?;
-        let seeds: Vec<(usize, Tensor)> = (seeded.iter().zip(cotangents))
-            .map(|((j, _), g)| (*j, g.clone()))
-            .collect();
-        let cots = tape.backward(&seeds, &wrt)?;
-        let grads = wrt.iter().map(|&i| or_zeros(cots[i].clone(), &inputs[i]));
-        Ok((grads.collect(), ()))
+        let outputs: Vec<usize> = seeded.iter().map(|(j, _)| *j).collect();
+        let grads = body_cotangents(body, inputs, &reuse, &outputs, cotangents, &wrt)?;
+        Ok((grads, ()))
     })?;
     let operands: Vec<&Tensor> = (x.iter())
         .chain(saved.iter().map(|(_, t)| t))

@@ -6,7 +6,7 @@
 
 use std::sync::Arc;
 
-use super::autodiff::{Tape, differentiable, or_zeros, zeros_like};
+use super::autodiff::{Tape, body_cotangents, differentiable, or_zeros, zeros_like};
 use crate::error::{Error, Result};
 use crate::program::{
     AbstractValue, Batching, Primitive, Program, ProgramRef, ScanInput, ScanOutput, ScanSpec,
@@ -52,13 +52,9 @@ pub(super) fn vmap_vjp(
     avals.extend(seeded.iter().map(|(j, _)| lane_outputs[*j].clone()));
     let backward = trace_fn(&avals, |values| {
         let (inputs, cotangents) = values.split_at(x.len());
-        let tape = Tape::forward(body, inputs)?;
-        let seeds: Vec<(usize, Tensor)> = (seeded.iter().zip(cotangents))
-            .map(|((j, _), g)| (*j, g.clone()))
-            .collect();
-        let cots = tape.backward(&seeds, &wrt)?;
-        let grads = wrt.iter().map(|&i| or_zeros(cots[i].clone(), &inputs[i]));
-        Ok((grads.collect(), ()))
+        let outputs: Vec<usize> = seeded.iter().map(|(j, _)| *j).collect();
+        let grads = body_cotangents(body, inputs, &[], &outputs, cotangents, &wrt)?;
+        Ok((grads, ()))
     })?;
     let mut in_axes = batching.in_axes.clone();
     in_axes.extend(seeded.iter().map(|(j, _)| batching.out_axes[*j]));
