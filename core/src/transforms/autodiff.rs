@@ -6,15 +6,15 @@
 //! `vmap` they are recorded into the vmap trace (per-example gradients), and they can be
 //! differentiated again.
 //!
-//! Loops are not unrolled. A `vmap` equation is recorded whole, and its backward pass is one
-//! `vmap` of its body's backward pass ([`vmap_vjp`]): `grad(vmap(f))` is two vectorised
-//! equations whatever the number of lanes. A `scan` is recorded whole too, saving its carry
-//! at every iteration, and its backward pass is one reverse `scan` of its body's backward
-//! pass ([`loop_vjp::scan_vjp`]): program size independent of the length, memory linear in it.
-//! `call`s are inlined; the rare loop that cannot be recorded whole (nothing traced to
-//! record into, no iterations, or an unmapped output) is unrolled onto the tape. A
-//! checkpointed call (`remat`) is recorded whole and its backward pass recomputes it
-//! ([`remat_vjp`]).
+//! Loops are not unrolled. A `vmap` equation is recorded whole, and its backward pass is
+//! one `vmap` of its body's backward pass ([`loop_vjp::vmap_vjp`]): `grad(vmap(f))` is two
+//! vectorised equations whatever the number of lanes. A `scan` is recorded whole too,
+//! saving its carry at every iteration, and its backward pass is one reverse `scan` of its
+//! body's backward pass ([`loop_vjp::scan_vjp`]): program size independent of the length,
+//! memory linear in it. `call`s are inlined; the rare loop that cannot be recorded whole
+//! (nothing traced to record into, no iterations, or an unmapped output) is unrolled onto
+//! the tape. A checkpointed call (`remat`) is recorded whole and its backward pass
+//! recomputes it ([`remat_vjp`]).
 
 use std::sync::Arc;
 

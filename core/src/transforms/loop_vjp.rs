@@ -15,11 +15,11 @@ use crate::program::{
 use crate::tensor::Tensor;
 
 /// The cotangents of a `vmap` equation's operands `x` that are `needed`, given its outputs'
-/// cotangents `g`: one
-/// `vmap`, over the same lanes, of the body's backward pass. Each lane re-runs the body's
-/// forward pass (nothing is saved between the passes) and sweeps back from that lane's
-/// output cotangents; an operand mapped along an axis gets its cotangents stacked along it,
-/// an unmapped one (shared by every lane, such as a model's weights) their sum over lanes.
+/// cotangents `g`: one `vmap`, over the same lanes, of the body's backward pass. Each lane
+/// re-runs the body's forward pass (nothing is saved between the passes) and sweeps back
+/// from that lane's output cotangents; an operand mapped along an axis gets its cotangents
+/// stacked along it, an unmapped one (shared by every lane, such as a model's weights) their
+/// sum over lanes.
 pub(super) fn vmap_vjp(
     body: &Program,
     batching: &Batching,
@@ -86,9 +86,9 @@ pub(super) fn vmap_vjp(
 }
 
 /// The cotangents of a `scan` equation's operands `x` (scanned and broadcast ones only where
-/// `needed`), given its outputs and saved carries
-/// `out` (as the tape's `scan_step` recorded them) and the outputs' cotangents `g`: one scan in
-/// the opposite direction over the body's backward pass. Each iteration re-runs the body
+/// `needed`), given its outputs and saved carries `out` (as the tape's `scan_step` recorded
+/// them) and the outputs' cotangents `g`: one scan in the opposite direction over the
+/// body's backward pass. Each iteration re-runs the body
 /// from the carry it started from (saved by the forward scan) and sweeps back from the
 /// cotangent of the carry it produced and of its stacked outputs; the carries' cotangents
 /// are the loop state, scanned inputs get theirs stacked, broadcast inputs (a model's
@@ -117,8 +117,8 @@ pub(super) fn scan_vjp(
     let float_carries: Vec<usize> = carries.iter().copied().filter(float).collect();
     // Carry cotangents are the loop's state whether or not the initial carry needs one;
     // scanned and broadcast inputs get one only when the caller needs it.
-    let float_scanned: Vec<usize> = scanned.iter().copied().filter(|&i| needed[i]).collect();
-    let float_broadcast: Vec<usize> = broadcast.iter().copied().filter(|&i| needed[i]).collect();
+    let scanned_wrt: Vec<usize> = scanned.iter().copied().filter(|&i| needed[i]).collect();
+    let broadcast_wrt: Vec<usize> = broadcast.iter().copied().filter(|&i| needed[i]).collect();
     let lane_outputs = body.output_avals();
     // Stacked outputs with a cotangent, and the output carrying each carry input.
     let seeded: Vec<(usize, usize, Tensor)> = (spec.outputs.iter().enumerate())
@@ -130,8 +130,7 @@ pub(super) fn scan_vjp(
         })
         .collect();
     let carry_output = |i: usize| spec.outputs.iter().position(|k| *k == ScanOutput::Carry(i));
-    let wanted =
-        !float_carries.is_empty() || !float_scanned.is_empty() || !float_broadcast.is_empty();
+    let wanted = !float_carries.is_empty() || !scanned_wrt.is_empty() || !broadcast_wrt.is_empty();
     let seeds_any = !seeded.is_empty()
         || float_carries
             .iter()
@@ -155,7 +154,7 @@ pub(super) fn scan_vjp(
         avals.push(x[i].aval());
         kinds.push(ScanInput::Carry);
     }
-    for &b in &float_broadcast {
+    for &b in &broadcast_wrt {
         operands.push(zeros_like(&x[b]));
         avals.push(x[b].aval());
         kinds.push(ScanInput::Carry);
@@ -183,7 +182,7 @@ pub(super) fn scan_vjp(
         avals.push(x[b].aval());
         kinds.push(ScanInput::Broadcast);
     }
-    let (n_ct, n_acc) = (float_carries.len(), float_broadcast.len());
+    let (n_ct, n_acc) = (float_carries.len(), broadcast_wrt.len());
     let backward = trace_fn(&avals, |values| {
         let (state, rest) = values.split_at(n_ct + n_acc);
         let (ct, acc) = state.split_at(n_ct);
@@ -209,8 +208,8 @@ pub(super) fn scan_vjp(
             .collect();
         seeds.extend(seeded.iter().zip(gs).map(|((j, _, _), g)| (*j, g.clone())));
         let wanted: Vec<usize> = (float_carries.iter())
-            .chain(&float_broadcast)
-            .chain(&float_scanned)
+            .chain(&broadcast_wrt)
+            .chain(&scanned_wrt)
             .copied()
             .collect();
         let cots = tape.backward(&seeds, &wanted)?;
@@ -218,13 +217,13 @@ pub(super) fn scan_vjp(
         for &i in &float_carries {
             results.push(or_zeros(cots[i].clone(), &inputs[i]));
         }
-        for (&b, acc) in float_broadcast.iter().zip(acc) {
+        for (&b, acc) in broadcast_wrt.iter().zip(acc) {
             results.push(match &cots[b] {
                 Some(cot) => acc.add(cot)?,
                 None => acc.clone(),
             });
         }
-        for &s in &float_scanned {
+        for &s in &scanned_wrt {
             results.push(or_zeros(cots[s].clone(), &inputs[s]));
         }
         Ok((results, ()))
@@ -232,7 +231,7 @@ pub(super) fn scan_vjp(
     kinds.extend(backward.captured.iter().map(|_| ScanInput::Broadcast));
     operands.extend(backward.captured.iter().cloned());
     let mut outputs: Vec<ScanOutput> = (0..n_ct + n_acc).map(ScanOutput::Carry).collect();
-    outputs.extend(float_scanned.iter().map(|&s| match spec.inputs[s] {
+    outputs.extend(scanned_wrt.iter().map(|&s| match spec.inputs[s] {
         ScanInput::Scanned(axis) => ScanOutput::Stacked(axis),
         _ => ScanOutput::Stacked(0),
     }));
@@ -252,8 +251,8 @@ pub(super) fn scan_vjp(
     let mut result = vec![None; x.len()];
     let targets = float_carries
         .iter()
-        .chain(&float_broadcast)
-        .chain(&float_scanned);
+        .chain(&broadcast_wrt)
+        .chain(&scanned_wrt);
     for (&i, cot) in targets.zip(cots) {
         result[i] = Some(cot);
     }
