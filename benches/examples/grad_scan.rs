@@ -3,8 +3,10 @@
 //! backward pass is one reverse scan over the saved carries, not the loop unrolled).
 //!
 //! ```text
-//! cargo run --release -p nnx-benches --example grad_scan -- [fast|reference] [L …]
+//! cargo run --release -p nnx-benches --example grad_scan -- [fast|reference] [--remat] [L …]
 //! ```
+//!
+//! `--remat` checkpoints the layer (`remat(layer)` as the scan's body, `nothing_saveable`).
 //!
 //! Peak memory is the peak resident set (`VmHWM` of `/proc/self/status`, Linux) of a fresh
 //! process that builds the layers and runs the gradient six times: each length runs in its
@@ -14,7 +16,7 @@
 
 use std::time::Instant;
 
-use nnx_core::transforms::{Carry, scan, value_and_grad};
+use nnx_core::transforms::{Carry, remat, scan, value_and_grad};
 use nnx_core::{Axes, Engine, Object, Param, Result, Tensor, Value, random};
 use nnx_fast::Fast;
 use nnx_reference::Reference;
@@ -43,23 +45,26 @@ fn main() -> Result<()> {
         }
         _ => &Fast,
     };
-    let rest: Vec<String> = args.collect();
+    let mut rest: Vec<String> = args.collect();
+    let checkpoint = rest.iter().any(|a| a == "--remat");
+    rest.retain(|a| a != "--remat");
     if let [flag, length] = rest.as_slice()
         && flag == "--child"
     {
-        return measure(engine, length.parse().unwrap_or(16));
+        return measure(engine, length.parse().unwrap_or(16), checkpoint);
     }
     let lengths: Vec<String> = match rest.is_empty() {
         true => ["16", "64", "256"].map(String::from).to_vec(),
         false => rest,
     };
-    println!("engine\tL\tseconds per call\tpeak resident MiB\tµs per layer");
+    println!("engine\tremat\tL\tseconds per call\tpeak resident MiB\tµs per layer");
     for length in lengths {
         // One child process per length; it prints its own line.
         let status = std::env::current_exe()
             .and_then(|exe| {
                 std::process::Command::new(exe)
                     .args([engine.name(), "--child", &length])
+                    .args(checkpoint.then_some("--remat"))
                     .status()
             })
             .map_err(|e| nnx_core::Error::Internal {
@@ -74,7 +79,7 @@ fn main() -> Result<()> {
 
 /// Builds `length` layers, runs the gradient once to compile, then times five calls and
 /// prints one line with the process's peak resident set.
-fn measure(engine: &dyn Engine, length: usize) -> Result<()> {
+fn measure(engine: &dyn Engine, length: usize, checkpoint: bool) -> Result<()> {
     let layers = Object::new("Stack")
         .with(
             "w",
@@ -85,14 +90,19 @@ fn measure(engine: &dyn Engine, length: usize) -> Result<()> {
         )?
         .with("b", Param::new(Tensor::zeros(&[length, WIDTH])))?;
     let x = random::normal(&random::key(1), &[BATCH, WIDTH])?;
+    let layer = |inner: &[Value]| -> Result<Value> {
+        let (h, layer) = (inner[0].as_tensor()?, inner[1].object()?);
+        let h = h
+            .matmul(&layer.value("w")?)?
+            .add(&layer.value("b")?)?
+            .tanh()?;
+        Ok(Value::tuple(vec![Value::from(h), Value::from(())]))
+    };
+    let checkpointed = remat(layer);
     let loss = value_and_grad(|args: &[Value]| {
-        let body = |inner: &[Value]| -> Result<Value> {
-            let (h, layer) = (inner[0].as_tensor()?, inner[1].object()?);
-            let h = h
-                .matmul(&layer.value("w")?)?
-                .add(&layer.value("b")?)?
-                .tanh()?;
-            Ok(Value::tuple(vec![Value::from(h), Value::from(())]))
+        let body = |inner: &[Value]| match checkpoint {
+            true => checkpointed.call(engine, inner),
+            false => layer(inner),
         };
         let out = scan(body)
             .in_axes((Carry, 0))
@@ -119,7 +129,7 @@ fn measure(engine: &dyn Engine, length: usize) -> Result<()> {
         |b| format!("{:.1}", b as f64 / (1 << 20) as f64),
     );
     println!(
-        "{}\t{length}\t{t:.6}\t{peak}\t{:.1}",
+        "{}\t{checkpoint}\t{length}\t{t:.6}\t{peak}\t{:.1}",
         engine.name(),
         t * 1e6 / length as f64
     );
