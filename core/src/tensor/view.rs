@@ -91,14 +91,9 @@ impl<'a, T> Strided<'a, T> {
             .take_while(|(d, s)| **s == 0 || **d == 1)
             .count();
         let trailing = &self.shape[lead..];
-        let dense = row_major(trailing);
-        let matches = trailing
-            .iter()
-            .zip(&self.strides[lead..])
-            .zip(&dense)
-            .all(|((&d, &s), &r)| d == 1 || s == r);
         let len: usize = trailing.iter().product();
-        (matches && len > 0).then(|| &self.data[self.offset..self.offset + len])
+        (is_row_major(trailing, &self.strides[lead..]) && len > 0)
+            .then(|| &self.data[self.offset..self.offset + len])
     }
 }
 
@@ -230,13 +225,16 @@ fn copy_buffer(base: &Buffer, offset: usize, shape: &[usize], strides: &[usize])
 }
 
 /// Whether a layout of `shape` with these strides is row-major and gap-free.
+/// (Without allocating: it runs on every read of a view.)
 fn is_row_major(shape: &[usize], strides: &[usize]) -> bool {
-    let dense = row_major(shape);
-    shape
-        .iter()
-        .zip(strides)
-        .zip(&dense)
-        .all(|((&d, &s), &r)| d == 1 || s == r)
+    let mut expected = 1usize;
+    for (&d, &s) in shape.iter().zip(strides).rev() {
+        if d != 1 && s != expected {
+            return false;
+        }
+        expected = expected.saturating_mul(d);
+    }
+    true
 }
 
 impl Array {

@@ -400,9 +400,13 @@ impl Tape {
                 }
             }
         }
-        Ok((self.inputs.iter().enumerate())
-            .map(|(k, &i)| wanted.contains(&k).then(|| cot[i].clone()).flatten())
-            .collect())
+        let mut outputs = vec![None; self.inputs.len()];
+        for &k in wanted {
+            if let Some(&i) = self.inputs.get(k) {
+                outputs[k] = cot[i].clone();
+            }
+        }
+        Ok(outputs)
     }
 }
 

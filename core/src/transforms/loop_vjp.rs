@@ -103,17 +103,13 @@ pub(super) fn scan_vjp(
 ) -> Result<Vec<Option<Tensor>>> {
     let n_out = spec.outputs.len();
     let float = |i: &usize| differentiable(x[*i].dtype());
-    let kind_is = |i: &usize, f: fn(&ScanInput) -> bool| f(&spec.inputs[*i]);
-    let all: Vec<usize> = (0..x.len()).collect();
-    let carries: Vec<usize> = (all.iter().copied())
-        .filter(|i| kind_is(i, |k| *k == ScanInput::Carry))
-        .collect();
-    let scanned: Vec<usize> = (all.iter().copied())
-        .filter(|i| kind_is(i, |k| matches!(k, ScanInput::Scanned(_))))
-        .collect();
-    let broadcast: Vec<usize> = (all.iter().copied())
-        .filter(|i| kind_is(i, |k| *k == ScanInput::Broadcast))
-        .collect();
+    // The operands of each kind, in order.
+    let of_kind = |kind: fn(&ScanInput) -> bool| -> Vec<usize> {
+        (0..x.len()).filter(|&i| kind(&spec.inputs[i])).collect()
+    };
+    let carries = of_kind(|k| *k == ScanInput::Carry);
+    let scanned = of_kind(|k| matches!(k, ScanInput::Scanned(_)));
+    let broadcast = of_kind(|k| *k == ScanInput::Broadcast);
     let float_carries: Vec<usize> = carries.iter().copied().filter(float).collect();
     // Carry cotangents are the loop's state whether or not the initial carry needs one;
     // scanned and broadcast inputs get one only when the caller needs it.
