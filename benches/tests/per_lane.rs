@@ -10,10 +10,11 @@ use nnx_fast::Fast;
 fn no_conformance_case_or_bench_workload_runs_lane_by_lane() {
     let mut fell_back = Vec::new();
     // The generated programs draw random numbers from batched keys on purpose; they are
-    // checked for agreement, not for the absence of the fallback.
+    // checked for agreement (between engines, between derivatives), not for the absence of
+    // the fallback.
     for case in nnx_conformance::cases::ALL
         .iter()
-        .filter(|c| !c.name.starts_with("differential"))
+        .filter(|c| !c.name.starts_with("differential") && !c.name.starts_with("generated"))
     {
         let before = Fast::per_lane_runs();
         let _ = (case.run)(&Fast);

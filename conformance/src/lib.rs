@@ -8,6 +8,8 @@
 //! - [`programs`]: proptest strategies for random programs (nested transforms over every
 //!   primitive), run differentially against the reference engine by
 //!   [`cases::differential`].
+//! - [`oracle`]: a float64 evaluator of programs, the oracle finite differences are taken
+//!   on by [`cases::derivatives`].
 //! - [`graphs`]: proptest strategies for random object graphs; [`isomorphism`]: graph
 //!   comparison up to identity.
 //! - Snapshots of printed structure and error messages live in this crate
@@ -18,6 +20,7 @@ pub mod cases;
 pub mod golden;
 pub mod graphs;
 pub mod isomorphism;
+pub mod oracle;
 pub mod programs;
 pub mod snapshots;
 mod suite;

@@ -223,6 +223,40 @@ pub enum Error {
         /// The loss's shape.
         shape: Vec<usize>,
     },
+    /// A function given to `jacrev` or `jacfwd` whose output is not a float32 array.
+    #[error("{transform} requires a float32 array output, got {dtype}")]
+    JacobianOutput {
+        /// `"jacrev"` or `"jacfwd"`.
+        transform: &'static str,
+        /// The output's dtype.
+        dtype: DType,
+    },
+    /// A `jvp` called with another number of tangents than it differentiates arguments.
+    #[error(
+        "jvp takes one tangent per differentiated argument ({expected}, from argnums/wrt), \
+         got {found}"
+    )]
+    TangentCount {
+        /// How many arguments are differentiated.
+        expected: usize,
+        /// How many tangents were given.
+        found: usize,
+    },
+    /// A tangent whose shape or dtype differs from its primal's.
+    #[error(
+        "the tangent of {location} must have the primal's shape {expected:?} (float32), \
+         got {dtype} of shape {found:?}"
+    )]
+    TangentShape {
+        /// Which primal (`args[0]/kernel`).
+        location: String,
+        /// The primal's shape.
+        expected: Vec<usize>,
+        /// The tangent's shape.
+        found: Vec<usize>,
+        /// The tangent's dtype.
+        dtype: DType,
+    },
     /// An argument differentiated by `grad` that is neither a graph node nor an array (a
     /// tuple or a static value), so it has no gradient to return.
     #[error("argument {argnum} has no differentiable array")]
@@ -478,7 +512,14 @@ impl Error {
             | Error::DuplicateRngStream { .. }
             | Error::MalformedRngStream { .. } => ErrorKind::Value,
             Error::GradLossNotScalar { shape, .. } if !shape.is_empty() => ErrorKind::Shape,
-            Error::GradLossNotScalar { .. } | Error::InvalidRngSeed { .. } => ErrorKind::DType,
+            Error::TangentShape {
+                expected, found, ..
+            } if expected != found => ErrorKind::Shape,
+            Error::GradLossNotScalar { .. }
+            | Error::InvalidRngSeed { .. }
+            | Error::JacobianOutput { .. }
+            | Error::TangentShape { .. } => ErrorKind::DType,
+            Error::TangentCount { .. } => ErrorKind::Value,
             Error::Internal { .. } => ErrorKind::Internal,
             Error::MalformedProgram { .. } => ErrorKind::Program,
             Error::ArrayTooLarge { .. } | Error::AllocationFailed { .. } => ErrorKind::Resource,

@@ -17,9 +17,9 @@ use super::grad::{linear_loss, linear_model};
 use crate::{CaseResult, Failure, Outcome, ensure};
 
 /// An engine that hands everything to another and remembers the programs it compiles.
-struct Recorder<'a> {
-    inner: &'a dyn Engine,
-    programs: Mutex<Vec<Arc<Program>>>,
+pub(super) struct Recorder<'a> {
+    pub(super) inner: &'a dyn Engine,
+    pub(super) programs: Mutex<Vec<Arc<Program>>>,
 }
 
 impl Engine for Recorder<'_> {
@@ -61,7 +61,7 @@ impl Engine for Recorder<'_> {
 }
 
 /// Equations in a program, counting those of the programs it calls, maps and scans.
-fn equations(program: &Program) -> usize {
+pub(super) fn equations(program: &Program) -> usize {
     count(program, &|_| true)
 }
 

@@ -3,6 +3,7 @@
 //! macro's one `#[test]` per case.
 
 pub mod caching;
+pub mod derivatives;
 pub mod differential;
 pub mod grad;
 pub mod guide;
@@ -54,6 +55,10 @@ macro_rules! for_each_case {
             loop_grads::grad_of_scan_does_not_unroll_iterations,
             loop_grads::loop_gradients_match_hand_written_loops,
             loop_grads::remat_recomputes_in_the_backward_pass,
+            derivatives::jvp_pushes_tangents_through_objects_and_arrays,
+            derivatives::jacobians_and_second_derivatives,
+            derivatives::jvp_of_loops_does_not_unroll,
+            derivatives::generated_derivatives_agree,
             scan::scan_matches_an_explicit_loop,
             scan::scan_threads_carried_and_scanned_objects,
             scan::scan_broadcast_state_rules,

@@ -70,12 +70,34 @@ fn as_float(t: &Tensor) -> Result<Tensor> {
     }
 }
 
+thread_local! {
+    /// Whether [`snap`] is the identity on this thread (see [`with_smooth_products`]).
+    static SMOOTH: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Runs `f` with matrix products' operands only clamped, not snapped to the 1/8 grid: the
+/// programs are then differentiable through their products (engines may then disagree in
+/// the last bits, which derivative checks tolerate).
+pub fn with_smooth_products<T>(f: impl FnOnce() -> T) -> T {
+    struct Restore(bool);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            SMOOTH.with(|s| s.set(self.0));
+        }
+    }
+    let _restore = Restore(SMOOTH.with(|s| s.replace(true)));
+    f()
+}
+
 /// Clamps to [-16, 16] and rounds toward zero to a multiple of 1/8, so that products of
-/// snapped values are exact in float32.
+/// snapped values are exact in float32 (only clamps inside [`with_smooth_products`]).
 fn snap(t: &Tensor) -> Result<Tensor> {
     let t = as_float(t)?
         .maximum(&Tensor::weak_scalar(-16.0f32))?
         .minimum(&Tensor::weak_scalar(16.0f32))?;
+    if SMOOTH.with(std::cell::Cell::get) {
+        return Ok(t);
+    }
     (&t * 8.0)?
         .astype(DType::I32)?
         .astype(DType::F32)?

@@ -26,6 +26,8 @@ use nnx_core::tensor::elementwise::{BinaryOp, CompareOp, UnaryOp};
 mod body;
 mod run;
 
+pub use body::with_smooth_products;
+
 /// The shape of the object graph passed as the first argument (the model).
 ///
 /// `Model { w: Param, count: Count(i32), key: RngKey, sub: Sub { b: Param },

@@ -212,8 +212,18 @@ impl ProgramCase {
     pub fn run(&self, engine: &dyn Engine) -> Result<(Result<Tensor>, Object)> {
         let model = self.build_model()?;
         let x = self.build_input()?;
-        let out = run_level(&self.root, engine, &model, &x);
+        let out = self.apply(engine, &model, &x);
         Ok((out, model))
+    }
+
+    /// Runs the program on `engine` with this model and input (shaped as
+    /// [`build_model`](Self::build_model) and [`build_input`](Self::build_input) make them;
+    /// their values may be tracers, so that the program can be traced or differentiated).
+    ///
+    /// # Errors
+    /// Whatever the program does wrong (generated programs may be invalid).
+    pub fn apply(&self, engine: &dyn Engine, model: &Object, x: &Tensor) -> Result<Tensor> {
+        run_level(&self.root, engine, model, x)
     }
 }
 

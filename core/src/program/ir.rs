@@ -132,6 +132,14 @@ impl Program {
             .collect()
     }
 
+    /// The abstract values of the inputs, in order.
+    pub fn input_avals(&self) -> Vec<AbstractValue> {
+        self.inputs
+            .iter()
+            .map(|v| self.avals[v.0 as usize].clone())
+            .collect()
+    }
+
     /// The abstract values of the outputs, in order.
     pub fn output_avals(&self) -> Vec<AbstractValue> {
         self.outputs.iter().map(|a| self.aval_of(a)).collect()

@@ -86,6 +86,22 @@ impl Tensor {
         self.unary(UnaryOp::Tanh)
     }
 
+    /// Sine.
+    ///
+    /// # Errors
+    /// As [`Tensor::unary`].
+    pub fn sin(&self) -> Result<Tensor> {
+        self.unary(UnaryOp::Sin)
+    }
+
+    /// Cosine.
+    ///
+    /// # Errors
+    /// As [`Tensor::unary`].
+    pub fn cos(&self) -> Result<Tensor> {
+        self.unary(UnaryOp::Cos)
+    }
+
     /// Square root.
     ///
     /// # Errors

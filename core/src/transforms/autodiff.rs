@@ -25,7 +25,7 @@ use crate::program::{
     RematPolicy, ScanInput, ScanOutput, ScanSpec, VarId, interpret_with, lanes_loop, record_multi,
     scan_loop, trace_fn,
 };
-use crate::tensor::elementwise::{BinaryOp, UnaryOp};
+use crate::tensor::elementwise::{BinaryOp, CompareOp, UnaryOp};
 use crate::tensor::{DType, ReduceOp, Tensor};
 
 /// One recorded primitive application over tape slots.
@@ -443,6 +443,65 @@ fn unbroadcast(g: &Tensor, shape: &[usize]) -> Result<Tensor> {
     summed.reshape(&dims)
 }
 
+/// How much of the result of `maximum(a, b)` or `minimum(a, b)` (`y`) follows each operand:
+/// 1 for the one it equals, ½ each on a tie — JAX's balanced rule, which is also the
+/// central finite difference at a tie.
+pub(super) fn extremum_weights(a: &Tensor, b: &Tensor, y: &Tensor) -> Result<(Tensor, Tensor)> {
+    let hits_a = a.equal(y)?.astype(DType::F32)?;
+    let hits_b = b.equal(y)?.astype(DType::F32)?;
+    let wa = hits_a.div(&(&hits_b + 1.0f32)?)?;
+    let wb = hits_b.div(&(&hits_a + 1.0f32)?)?;
+    Ok((wa, wb))
+}
+
+/// `t` times the derivative of the elementwise function `op` at `a` (where it gave `y`):
+/// its JVP and its VJP alike. The slope of `|a|` at 0 is 1, as in JAX.
+pub(super) fn unary_chain(op: UnaryOp, a: &Tensor, y: &Tensor, t: &Tensor) -> Result<Tensor> {
+    match op {
+        UnaryOp::Neg => t.unary(UnaryOp::Neg),
+        UnaryOp::Abs => {
+            let nonnegative = a.compare(CompareOp::Ge, &Tensor::from(0.0f32))?;
+            t.mul(&nonnegative.select(&Tensor::from(1.0f32), &Tensor::from(-1.0f32))?)
+        }
+        UnaryOp::Exp => t.mul(y),
+        UnaryOp::Log => t.div(a),
+        UnaryOp::Sqrt => t.div(&(y * 2.0f32)?),
+        UnaryOp::Tanh => t.mul(&(1.0f32 - y.mul(y)?)?),
+        UnaryOp::Sin => t.mul(&a.unary(UnaryOp::Cos)?),
+        UnaryOp::Cos => t.mul(&a.unary(UnaryOp::Sin)?)?.unary(UnaryOp::Neg),
+        UnaryOp::Logistic => t.mul(y)?.mul(&(1.0f32 - y)?),
+    }
+}
+
+/// How much of a max or min reduction over `axes` of `a` (which gave `y`) follows each
+/// element: the elements that attain it share it equally (JAX's rule), the others get 0.
+pub(super) fn extremum_shares(
+    a: &Tensor,
+    y: &Tensor,
+    axes: &[usize],
+    keepdims: bool,
+) -> Result<Tensor> {
+    let hits = a
+        .equal(&reinsert_axes(y, axes, keepdims)?)?
+        .astype(DType::F32)?;
+    let axes: Vec<isize> = axes.iter().map(|&i| i as isize).collect();
+    let counts = hits.reduce(ReduceOp::Sum, axes, true)?;
+    hits.div(&counts)
+}
+
+/// The result of a reduction over `axes` with those axes back as size 1 (unless they were
+/// kept), so that it broadcasts against the reduced operand.
+fn reinsert_axes(t: &Tensor, axes: &[usize], keepdims: bool) -> Result<Tensor> {
+    if keepdims {
+        return Ok(t.clone());
+    }
+    let mut sorted = axes.to_vec();
+    sorted.sort_unstable();
+    sorted
+        .iter()
+        .try_fold(t.clone(), |t, &axis| t.expand_dims(axis as isize))
+}
+
 /// Zeros with `like`'s shape, float32.
 pub(super) fn zeros_like(like: &Tensor) -> Tensor {
     Tensor::zeros(like.shape())
@@ -492,32 +551,12 @@ fn vjp(
                     vec![unb(ga, a)?, unb(gb, b)?]
                 }
                 BinaryOp::Maximum | BinaryOp::Minimum => {
-                    let pick_a = a.equal(y)?;
-                    let ga = pick_a.select(&g0, &Tensor::from(0.0f32))?;
-                    let gb = pick_a.select(&Tensor::from(0.0f32), &g0)?;
-                    vec![unb(ga, a)?, unb(gb, b)?]
+                    let (wa, wb) = extremum_weights(a, b, y)?;
+                    vec![unb(g0.mul(&wa)?, a)?, unb(g0.mul(&wb)?, b)?]
                 }
             }
         }
-        Primitive::Unary(op) => {
-            let a = &x[0];
-            let ga = match op {
-                UnaryOp::Neg => g0.unary(UnaryOp::Neg)?,
-                UnaryOp::Abs => {
-                    let positive = a.greater(&Tensor::from(0.0f32))?;
-                    let sign = positive.select(&Tensor::from(1.0f32), &Tensor::from(-1.0f32))?;
-                    g0.mul(&sign)?
-                }
-                UnaryOp::Exp => g0.mul(y)?,
-                UnaryOp::Log => g0.div(a)?,
-                UnaryOp::Sqrt => g0.div(&(y * 2.0f32)?)?,
-                UnaryOp::Tanh => g0.mul(&(1.0f32 - y.mul(y)?)?)?,
-                UnaryOp::Sin => g0.mul(&a.unary(UnaryOp::Cos)?)?,
-                UnaryOp::Cos => g0.mul(&a.unary(UnaryOp::Sin)?)?.unary(UnaryOp::Neg)?,
-                UnaryOp::Logistic => g0.mul(y)?.mul(&(1.0f32 - y)?)?,
-            };
-            vec![Some(ga)]
-        }
+        Primitive::Unary(op) => vec![Some(unary_chain(*op, &x[0], y, &g0)?)],
         Primitive::Compare(_) => vec![None, None],
         Primitive::Select => {
             let c = &x[0];
@@ -531,17 +570,7 @@ fn vjp(
         Primitive::Matmul => matmul_vjp(&x[0], &x[1], &g0, needed)?,
         Primitive::Reduce { op, axes, keepdims } => {
             let a = &x[0];
-            let mut kept = g0.clone();
-            let mut kept_y = y.clone();
-            if !keepdims {
-                let mut sorted = axes.clone();
-                sorted.sort_unstable();
-                for &axis in &sorted {
-                    kept = kept.expand_dims(axis as isize)?;
-                    kept_y = kept_y.expand_dims(axis as isize)?;
-                }
-            }
-            let spread = kept.broadcast_to(a.shape())?;
+            let spread = reinsert_axes(&g0, axes, *keepdims)?.broadcast_to(a.shape())?;
             let ga = match op {
                 ReduceOp::Sum => spread,
                 ReduceOp::Mean => {
@@ -549,13 +578,7 @@ fn vjp(
                     (spread / count.max(1) as f32)?
                 }
                 ReduceOp::Max | ReduceOp::Min => {
-                    let hits = a.equal(&kept_y)?.astype(DType::F32)?;
-                    let counts = hits.reduce(
-                        ReduceOp::Sum,
-                        axes.iter().map(|&i| i as isize).collect::<Vec<_>>(),
-                        true,
-                    )?;
-                    spread.mul(&hits)?.div(&counts)?
+                    spread.mul(&extremum_shares(a, y, axes, *keepdims)?)?
                 }
             };
             vec![Some(ga)]

@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use super::args::IntoArgs;
 use super::autodiff::{Tape, or_zeros, seed_for};
+use super::jacobian::{Mode, jacobian};
 use super::pipeline::{self, Cache, Rules};
 use crate::engine::Engine;
 use crate::error::{Error, Result};
@@ -110,6 +111,7 @@ pub fn value_and_grad<F: Fn(&[Value]) -> Result<Value>>(f: F) -> GradFn<F> {
         f,
         wrt: vec![DiffState::new(0, VariableType::PARAM)],
         has_aux: false,
+        jacobian: None,
         cache: Cache::default(),
     }
 }
@@ -119,11 +121,45 @@ pub fn grad<F: Fn(&[Value]) -> Result<Value>>(f: F) -> GradFn<F> {
     value_and_grad(f)
 }
 
-/// A differentiated function; see [`value_and_grad`].
+/// `jax.jacrev` with NNX's arguments: the Jacobian of a function whose output is a float32
+/// array of any shape, by reverse mode (one backward pass per output element, all in one
+/// `vmap`). Chosen as in [`value_and_grad`] (`argnums`, `wrt`, `has_aux`); each gradient
+/// leaf has the output's shape followed by its input's shape. Best when the output is
+/// smaller than the inputs.
+///
+/// ```
+/// use nnx_core::{Value, transforms::jacrev};
+/// // f(x) = x², elementwise: called on [1, 3], the Jacobian is diag(2, 6) (see the guide).
+/// let f = jacrev(|args: &[Value]| {
+///     let x = args[0].as_tensor()?;
+///     Ok(Value::Array(x.mul(&x)?))
+/// });
+/// assert_eq!(f.trace_count(), 0);
+/// ```
+pub fn jacrev<F: Fn(&[Value]) -> Result<Value>>(f: F) -> GradFn<F> {
+    GradFn {
+        jacobian: Some(Mode::Reverse),
+        ..value_and_grad(f)
+    }
+}
+
+/// `jax.jacfwd` with NNX's arguments: as [`jacrev`], by forward mode (one Jacobian-vector
+/// product per input element, all in one `vmap`). Best when the inputs are smaller than the
+/// output; `jacfwd` of `jacrev` is a Hessian.
+pub fn jacfwd<F: Fn(&[Value]) -> Result<Value>>(f: F) -> GradFn<F> {
+    GradFn {
+        jacobian: Some(Mode::Forward),
+        ..value_and_grad(f)
+    }
+}
+
+/// A differentiated function; see [`value_and_grad`], [`jacrev`] and [`jacfwd`].
 pub struct GradFn<F> {
     f: F,
     wrt: Vec<DiffState>,
     has_aux: bool,
+    /// `None` for a gradient (scalar output), else how the Jacobian is computed.
+    jacobian: Option<Mode>,
     cache: Cache<Diff, Targets>,
 }
 
@@ -150,7 +186,7 @@ impl<F: Fn(&[Value]) -> Result<Value>> Rules for GradFn<F> {
     const LEAF_VARIABLES: bool = true;
 
     fn in_prefix(&self, args: &[Value]) -> Result<Prefix<Diff>> {
-        self.prefix(args)
+        diff_prefix(&self.wrt, args)
     }
 
     fn out_prefix(&self) -> Prefix<Diff> {
@@ -167,16 +203,7 @@ impl<F: Fn(&[Value]) -> Result<Value>> Rules for GradFn<F> {
         args: &[Value],
         lowered: &mut Lowered<Diff>,
     ) -> Result<(Vec<AbstractValue>, Vec<Target>)> {
-        if let Some(leaf) = lowered
-            .leaves()
-            .iter()
-            .find(|l| l.prefix.0 && !l.value.dtype().is_float())
-        {
-            return Err(Error::NonDifferentiable {
-                location: leaf.location(),
-                dtype: leaf.value.dtype(),
-            });
-        }
+        check_differentiable(lowered)?;
         let leaf_of_variable: HashMap<NodeId, usize> = (lowered.leaves().iter().enumerate())
             .filter_map(|(i, l)| l.variable.as_ref().map(|v| (v.id(), i)))
             .collect();
@@ -213,6 +240,7 @@ impl<F: Fn(&[Value]) -> Result<Value>> Rules for GradFn<F> {
         &self,
         lowered: &Lowered<Diff>,
         prefix: &Prefix<Diff>,
+        _prepared: &Vec<Target>,
         inputs: Vec<Tensor>,
     ) -> Result<(Vec<Tensor>, Lowered<Diff>)> {
         let in_avals: Vec<AbstractValue> = inputs.iter().map(Tensor::aval).collect();
@@ -234,16 +262,25 @@ impl<F: Fn(&[Value]) -> Result<Value>> Rules for GradFn<F> {
         tape_inputs.extend(inner.captured.iter().cloned());
         let tape = Tape::forward(&inner.program, &tape_inputs)?;
         let mut results = tape.outputs();
-        let seed = seed_for(&results[loss_index])?;
         let wanted: Vec<usize> = (lowered.leaves().iter().enumerate())
             .filter(|(_, leaf)| leaf.prefix.0)
             .map(|(i, _)| i)
             .collect();
-        let cotangents = tape.backward(&[(loss_index, seed)], &wanted)?;
-        for (i, leaf) in lowered.leaves().iter().enumerate() {
-            if leaf.prefix.0 {
-                results.push(or_zeros(cotangents[i].clone(), &inputs[i]));
+        match self.jacobian {
+            None => {
+                let seed = seed_for(&results[loss_index])?;
+                let cotangents = tape.backward(&[(loss_index, seed)], &wanted)?;
+                for &i in &wanted {
+                    results.push(or_zeros(cotangents[i].clone(), &inputs[i]));
+                }
             }
+            Some(mode) => results.extend(jacobian(
+                mode,
+                &inner.program,
+                &tape_inputs,
+                loss_index,
+                &wanted,
+            )?),
         }
         Ok((results, inner.extra))
     }
@@ -298,50 +335,6 @@ impl<F: Fn(&[Value]) -> Result<Value>> GradFn<F> {
     pub fn has_aux(mut self, has_aux: bool) -> GradFn<F> {
         self.has_aux = has_aux;
         self
-    }
-
-    fn prefix(&self, args: &[Value]) -> Result<Prefix<Diff>> {
-        if self.wrt.is_empty() {
-            // JAX fails here too (`max()` of the empty argnums), before running anything.
-            return Err(Error::InvalidPrefix(
-                "argnums is empty: grad needs at least one argument to differentiate".into(),
-            ));
-        }
-        let mut seen = Vec::new();
-        for d in &self.wrt {
-            if seen.contains(&d.argnum) {
-                return Err(Error::InvalidPrefix(format!(
-                    "argnum {} is repeated in argnums",
-                    d.argnum
-                )));
-            }
-            if d.argnum >= args.len() {
-                return Err(Error::InvalidPrefix(format!(
-                    "argnum {} is out of range for a function called with {} arguments",
-                    d.argnum,
-                    args.len()
-                )));
-            }
-            seen.push(d.argnum);
-        }
-        Ok(Prefix::Tuple(
-            args.iter()
-                .enumerate()
-                .map(
-                    |(k, arg)| match (self.wrt.iter().find(|d| d.argnum == k), arg) {
-                        (None, _) => Prefix::Leaf(Diff(false)),
-                        (
-                            Some(d),
-                            Value::Object(_) | Value::List(_) | Value::Dict(_) | Value::Variable(_),
-                        ) => Prefix::StateAxes(vec![
-                            (d.filter.clone(), Diff(true)),
-                            (Filter::Everything, Diff(false)),
-                        ]),
-                        (Some(_), _) => Prefix::Leaf(Diff(true)),
-                    },
-                )
-                .collect(),
-        ))
     }
 
     /// Calls the function and differentiates it.
@@ -402,5 +395,66 @@ impl<F: Fn(&[Value]) -> Result<Value>> GradFn<F> {
             })
             .collect::<Result<Vec<_>>>()?;
         Ok(GradOutput { value, aux, grads })
+    }
+}
+
+/// The prefix of differentiated arguments: per `DiffState`, its filter's Variables (or the
+/// whole array) are `Diff(true)`, everything else `Diff(false)`.
+///
+/// # Errors
+/// Empty, repeated or out-of-range argnums.
+pub(super) fn diff_prefix(wrt: &[DiffState], args: &[Value]) -> Result<Prefix<Diff>> {
+    if wrt.is_empty() {
+        // JAX fails here too (`max()` of the empty argnums), before running anything.
+        return Err(Error::InvalidPrefix(
+            "argnums is empty: grad needs at least one argument to differentiate".into(),
+        ));
+    }
+    let mut seen = Vec::new();
+    for d in wrt {
+        if seen.contains(&d.argnum) {
+            return Err(Error::InvalidPrefix(format!(
+                "argnum {} is repeated in argnums",
+                d.argnum
+            )));
+        }
+        if d.argnum >= args.len() {
+            return Err(Error::InvalidPrefix(format!(
+                "argnum {} is out of range for a function called with {} arguments",
+                d.argnum,
+                args.len()
+            )));
+        }
+        seen.push(d.argnum);
+    }
+    Ok(Prefix::Tuple(
+        args.iter()
+            .enumerate()
+            .map(|(k, arg)| match (wrt.iter().find(|d| d.argnum == k), arg) {
+                (None, _) => Prefix::Leaf(Diff(false)),
+                (
+                    Some(d),
+                    Value::Object(_) | Value::List(_) | Value::Dict(_) | Value::Variable(_),
+                ) => Prefix::StateAxes(vec![
+                    (d.filter.clone(), Diff(true)),
+                    (Filter::Everything, Diff(false)),
+                ]),
+                (Some(_), _) => Prefix::Leaf(Diff(true)),
+            })
+            .collect(),
+    ))
+}
+
+/// Checks that every differentiated leaf is float.
+///
+/// # Errors
+/// [`Error::NonDifferentiable`] naming the first that is not.
+pub(super) fn check_differentiable(lowered: &Lowered<Diff>) -> Result<()> {
+    match (lowered.leaves().iter()).find(|l| l.prefix.0 && !l.value.dtype().is_float()) {
+        Some(leaf) => Err(Error::NonDifferentiable {
+            location: leaf.location(),
+            dtype: leaf.value.dtype(),
+        }),
+        None => Ok(()),
     }
 }

@@ -9,8 +9,11 @@
 mod args;
 mod autodiff;
 mod fast_path;
+mod forward;
 mod grad;
+mod jacobian;
 mod jit;
+mod jvp;
 mod loop_vjp;
 mod metadata;
 mod pipeline;
@@ -19,8 +22,9 @@ mod scan;
 mod vmap;
 
 pub use args::IntoArgs;
-pub use grad::{Diff, DiffState, Grad, GradFn, GradOutput, grad, value_and_grad};
+pub use grad::{Diff, DiffState, Grad, GradFn, GradOutput, grad, jacfwd, jacrev, value_and_grad};
 pub use jit::{Jit, Whole, jit, remat};
+pub use jvp::{JvpFn, JvpOutput, Tangent, jvp};
 pub use prune::{Passed, Pruned, prune};
 pub use scan::{Carry, Scan, ScanAxes, ScanAxis, scan};
 pub use vmap::{Axis, AxisSpec, StateAxes, Vmap, vmap};

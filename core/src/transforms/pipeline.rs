@@ -59,10 +59,12 @@ pub(crate) trait Rules {
     /// What runs inside the trace: raise the arguments, apply the function, lower the
     /// arguments and output again. Returns the output leaves' values (possibly followed by
     /// more values, which the caller gets back unwritten) and the lowered outputs.
+    /// `_prepared` is what [`Rules::prepare`] returned.
     fn body(
         &self,
         lowered: &Lowered<Self::Leaf>,
         prefix: &Prefix<Self::Leaf>,
+        _prepared: &Self::Prepared,
         inputs: Vec<Tensor>,
     ) -> Result<(Vec<Tensor>, Lowered<Self::Leaf>)> {
         lift_body(self, lowered, prefix, inputs)
@@ -400,7 +402,7 @@ pub(crate) fn call_full<R: Rules>(
         None => {
             cache.traces.fetch_add(1, Ordering::Relaxed);
             let (avals, prepared) = rules.prepare(args, &mut lowered)?;
-            let traced = trace_fn(&avals, |ins| rules.body(&lowered, &prefix, ins))?;
+            let traced = trace_fn(&avals, |ins| rules.body(&lowered, &prefix, &prepared, ins))?;
             let mut outputs = traced.extra;
             let program = Arc::new(traced.program);
             let (primitive, extra) = rules.finish(
