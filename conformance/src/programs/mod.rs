@@ -20,6 +20,7 @@ use proptest::collection::vec;
 use proptest::prelude::*;
 
 use nnx_core::DType;
+use nnx_core::program::RematPolicy;
 use nnx_core::tensor::ReduceOp;
 use nnx_core::tensor::elementwise::{BinaryOp, CompareOp, UnaryOp};
 
@@ -228,6 +229,8 @@ pub enum Level {
     Then(Box<Level>, Body),
     /// `jit`.
     Jit(Box<Level>),
+    /// `remat` (a checkpoint) with this policy.
+    Remat(RematPolicy, Box<Level>),
     /// `vmap` with these axes and `axis_size`.
     Vmap {
         /// The model's axes.
@@ -493,6 +496,11 @@ fn level(depth: u32, shapes: Shapes) -> BoxedStrategy<Level> {
         1 => leaf,
         1 => (inner(), body()).prop_map(|(l, b)| Level::Then(Box::new(l), b)),
         2 => inner().prop_map(|l| Level::Jit(Box::new(l))),
+        1 => (
+            prop_oneof![Just(RematPolicy::NothingSaveable), Just(RematPolicy::DotsSaveable)],
+            inner(),
+        )
+            .prop_map(|(policy, l)| Level::Remat(policy, Box::new(l))),
         3 => (
             vmap_model(),
             prop::option::weighted(0.85, axis()),

@@ -3,7 +3,7 @@
 
 use nnx_core::lift::Prefix;
 use nnx_core::random;
-use nnx_core::transforms::{Axis, Grad, ScanAxis, jit, scan, value_and_grad, vmap};
+use nnx_core::transforms::{Axis, Grad, ScanAxis, jit, remat, scan, value_and_grad, vmap};
 use nnx_core::{
     Axes, BatchStat, DType, Dict, Engine, Error, Filter, List, Object, Param, Result, Tensor,
     Value, Variable, VariableType,
@@ -78,9 +78,10 @@ fn insert_axis(shape: &mut Vec<usize>, axis: i8, size: usize) {
 fn outer_shape(level: &Level, base: &[usize], role: Role) -> Vec<usize> {
     match level {
         Level::Body(_) => base.to_vec(),
-        Level::Jit(inner) | Level::Grad { inner, .. } | Level::Then(inner, _) => {
-            outer_shape(inner, base, role)
-        }
+        Level::Jit(inner)
+        | Level::Remat(_, inner)
+        | Level::Grad { inner, .. }
+        | Level::Then(inner, _) => outer_shape(inner, base, role),
         Level::Vmap {
             model,
             x,
@@ -242,6 +243,10 @@ fn run_level(level: &Level, engine: &dyn Engine, m: &Object, x: &Tensor) -> Resu
             run_body(body, m, &[y, x.clone()])
         }
         Level::Jit(inner) => jit(|a: &[Value]| Ok(Value::from(call_inner(inner, a)?)))
+            .call(engine, &args[..])?
+            .as_tensor(),
+        Level::Remat(policy, inner) => remat(|a: &[Value]| Ok(Value::from(call_inner(inner, a)?)))
+            .policy(*policy)
             .call(engine, &args[..])?
             .as_tensor(),
         Level::Vmap {
