@@ -132,9 +132,9 @@ impl Oracle {
             |_, eq, args| {
                 let args = args.to_vec();
                 Ok(Outputs::Many(match &eq.primitive {
-                    Primitive::Call { program } | Primitive::Remat { program, .. } => {
-                        self.eval(&program.0, args)?
-                    }
+                    Primitive::Call { program }
+                    | Primitive::Remat { program, .. }
+                    | Primitive::CustomVjp { program, .. } => self.eval(&program.0, args)?,
                     Primitive::Vmap { program, batching } => {
                         let lane_outputs = program.0.output_avals();
                         lanes_loop(&mut Loops64, batching, &lane_outputs, &args, |_, lane| {

@@ -257,6 +257,10 @@ pub enum Error {
         /// The tangent's dtype.
         dtype: DType,
     },
+    /// A `custom_vjp` function used in a way it does not allow (its backward function's
+    /// results do not fit its inputs, forward-mode differentiation through it, …).
+    #[error("custom_vjp: {0}")]
+    CustomVjp(String),
     /// An argument differentiated by `grad` that is neither a graph node nor an array (a
     /// tuple or a static value), so it has no gradient to return.
     #[error("argument {argnum} has no differentiable array")]
@@ -519,7 +523,7 @@ impl Error {
             | Error::InvalidRngSeed { .. }
             | Error::JacobianOutput { .. }
             | Error::TangentShape { .. } => ErrorKind::DType,
-            Error::TangentCount { .. } => ErrorKind::Value,
+            Error::TangentCount { .. } | Error::CustomVjp(_) => ErrorKind::Value,
             Error::Internal { .. } => ErrorKind::Internal,
             Error::MalformedProgram { .. } => ErrorKind::Program,
             Error::ArrayTooLarge { .. } | Error::AllocationFailed { .. } => ErrorKind::Resource,

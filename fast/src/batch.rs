@@ -252,9 +252,9 @@ impl Builder {
                 one(self, primitive, all)
             }
             // A nested call runs inline, batched.
-            Primitive::Call { program } | Primitive::Remat { program, .. } => {
-                self.body(&program.0, args)
-            }
+            Primitive::Call { program }
+            | Primitive::Remat { program, .. }
+            | Primitive::CustomVjp { program, .. } => self.body(&program.0, args),
             // A nested vmap: its body batched for its own axis first, then for this one.
             Primitive::Vmap { program, batching } => {
                 let inner = batched_program(&program.0, batching)?;

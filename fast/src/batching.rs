@@ -310,6 +310,7 @@ fn rule(primitive: &Primitive, args: &[Value], size: usize) -> Result<Option<Arr
         },
         Primitive::Call { .. }
         | Primitive::Remat { .. }
+        | Primitive::CustomVjp { .. }
         | Primitive::Vmap { .. }
         | Primitive::Scan { .. } => {
             return Ok(None);

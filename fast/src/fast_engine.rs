@@ -61,9 +61,9 @@ impl Fast {
                 }
                 _ => Ok(vec![primitive.eval(args)?]),
             },
-            Primitive::Call { program } | Primitive::Remat { program, .. } => {
-                self.run(&program.0, args)
-            }
+            Primitive::Call { program }
+            | Primitive::Remat { program, .. }
+            | Primitive::CustomVjp { program, .. } => self.run(&program.0, args),
             Primitive::Vmap { program, batching } => self.run_batched(&program.0, args, batching),
             Primitive::Scan { program, spec } => self.run_scan(&program.0, args, spec),
             other => match ops::eval(other, args) {

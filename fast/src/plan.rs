@@ -222,8 +222,9 @@ fn choose(program: &Program, eq: &Equation) -> Kernel {
                 Kernel::Call(inner, Box::new(compiled))
             }
         }
-        // A checkpointed call runs as a call: recomputation is the backward pass's business.
-        (Primitive::Remat { program, .. }, _) => {
+        // A checkpointed call, or one with a custom backward pass, runs as a call: the
+        // backward pass is differentiation's business.
+        (Primitive::Remat { program, .. } | Primitive::CustomVjp { program, .. }, _) => {
             let (inner, compiled) = Compiled::fused(&program.0);
             Kernel::Call(inner, Box::new(compiled))
         }

@@ -37,9 +37,9 @@ impl Engine for Reference {
 
     fn run(&self, program: &Program, inputs: &[Array]) -> Result<Vec<Array>> {
         interpret(program, inputs, |primitive, args| match primitive {
-            Primitive::Call { program } | Primitive::Remat { program, .. } => {
-                self.run(&program.0, args)
-            }
+            Primitive::Call { program }
+            | Primitive::Remat { program, .. }
+            | Primitive::CustomVjp { program, .. } => self.run(&program.0, args),
             Primitive::Scan { program, spec } => self.run_scan(&program.0, args, spec),
             Primitive::Vmap { program, batching } => self.run_batched(&program.0, args, batching),
             primitive => Ok(vec![primitive.eval(args)?]),

@@ -3,6 +3,7 @@
 //! macro's one `#[test]` per case.
 
 pub mod caching;
+pub mod custom_vjp;
 pub mod derivatives;
 pub mod differential;
 pub mod grad;
@@ -59,6 +60,9 @@ macro_rules! for_each_case {
             derivatives::jacobians_and_second_derivatives,
             derivatives::jvp_of_loops_does_not_unroll,
             derivatives::generated_derivatives_agree,
+            custom_vjp::custom_vjp_flax_example,
+            custom_vjp::custom_vjp_backward_pass_is_used_everywhere,
+            custom_vjp::custom_vjp_state_updates_and_errors,
             scan::scan_matches_an_explicit_loop,
             scan::scan_threads_carried_and_scanned_objects,
             scan::scan_broadcast_state_rules,

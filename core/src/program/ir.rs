@@ -100,6 +100,7 @@ impl Program {
             let outputs = match &eq.primitive {
                 Primitive::Call { program }
                 | Primitive::Remat { program, .. }
+                | Primitive::CustomVjp { program, .. }
                 | Primitive::Vmap { program, .. } => program.0.depends_on(&inputs),
                 Primitive::Scan { program, spec } => {
                     // Iterate to a fixpoint: a carry becomes dependent once its new value is.

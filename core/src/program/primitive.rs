@@ -277,6 +277,19 @@ pub enum Primitive {
         /// What its backward pass may keep from the forward pass.
         policy: RematPolicy,
     },
+    /// Higher-order: a call of `program` whose backward pass the user wrote (`custom_vjp`).
+    /// It runs exactly as [`Primitive::Call`]; reverse-mode differentiation runs `forward`
+    /// instead (the same inputs; `program`'s outputs followed by residuals) and then
+    /// `backward` (the residuals and one cotangent per output, to one cotangent per input
+    /// of `program` that the user's function received).
+    CustomVjp {
+        /// The function.
+        program: ProgramRef,
+        /// Its forward pass: the outputs, then the residuals.
+        forward: ProgramRef,
+        /// Its backward pass.
+        backward: ProgramRef,
+    },
     /// Higher-order: a program run in a loop (`scan`).
     Scan {
         /// The body.
@@ -318,6 +331,7 @@ impl Primitive {
             Primitive::FoldInEach => "random_fold_in".to_owned(),
             Primitive::SeedKeys => "random_seed".to_owned(),
             Primitive::Call { .. } => "call".to_owned(),
+            Primitive::CustomVjp { .. } => "custom_vjp_call".to_owned(),
             Primitive::Remat { .. } => "remat".to_owned(),
             Primitive::Vmap { .. } => "vmap".to_owned(),
             Primitive::Scan { .. } => "scan".to_owned(),
@@ -339,9 +353,9 @@ impl Primitive {
 
     fn output_avals_unchecked(&self, inputs: &[AbstractValue]) -> Result<Vec<AbstractValue>> {
         match self {
-            Primitive::Call { program } | Primitive::Remat { program, .. } => {
-                Ok(program.0.output_avals())
-            }
+            Primitive::Call { program }
+            | Primitive::Remat { program, .. }
+            | Primitive::CustomVjp { program, .. } => Ok(program.0.output_avals()),
             Primitive::Scan { program, spec } => Ok(spec.output_avals(&program.0)),
             Primitive::Vmap { program, batching } => Ok(batching.output_avals(&program.0)),
             _ => Ok(vec![self.abstract_eval(inputs)?]),
@@ -570,6 +584,7 @@ impl Primitive {
             }
             Primitive::Call { .. }
             | Primitive::Remat { .. }
+            | Primitive::CustomVjp { .. }
             | Primitive::Vmap { .. }
             | Primitive::Scan { .. } => {
                 return Err(Error::malformed_program(format!(
@@ -646,6 +661,7 @@ impl Primitive {
             Primitive::SeedKeys => crate::random::seed_keys_array(arg(0)?),
             Primitive::Call { .. }
             | Primitive::Remat { .. }
+            | Primitive::CustomVjp { .. }
             | Primitive::Vmap { .. }
             | Primitive::Scan { .. } => Err(Error::malformed_program(format!(
                 "{} is a higher-order primitive: an engine evaluates it",

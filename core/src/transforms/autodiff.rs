@@ -149,6 +149,20 @@ impl Tape {
                 }
                 Ok(Outputs::Many(match &eq.primitive {
                     Primitive::Call { program } => self.run(&program.0, &args)?,
+                    // Recorded as its forward pass, which also returns the residuals its
+                    // backward pass reads (see `custom_vjp_rule`).
+                    Primitive::CustomVjp {
+                        program, forward, ..
+                    } => match self.any_traced(&args) {
+                        true => {
+                            let visible = program.0.outputs.len();
+                            let recorded = Primitive::Call {
+                                program: forward.clone(),
+                            };
+                            self.record_step(recorded, eq.primitive.clone(), &args, visible)?
+                        }
+                        false => self.run(&program.0, &args)?,
+                    },
                     Primitive::Remat { program, policy } => {
                         match self.remat_step(program, *policy, &args)? {
                             Some(outputs) => outputs,
@@ -526,6 +540,9 @@ fn vjp(
         Primitive::Remat { program, policy } => {
             return remat_vjp(&program.0, *policy, x, out, g, needed);
         }
+        Primitive::CustomVjp {
+            program, backward, ..
+        } => return custom_vjp_rule(&program.0, &backward.0, out, g),
         _ => {}
     }
     let Some(g0) = g.first().cloned().flatten() else {
@@ -636,6 +653,7 @@ fn vjp(
         | Primitive::SeedKeys => vec![None; x.len()],
         Primitive::Call { .. }
         | Primitive::Remat { .. }
+        | Primitive::CustomVjp { .. }
         | Primitive::Vmap { .. }
         | Primitive::Scan { .. } => {
             // The tape inlines calls; loops and checkpoints are handled above.
@@ -735,6 +753,42 @@ fn remat_vjp(
         result[i] = Some(cot);
     }
     Ok(result)
+}
+
+/// The cotangents of a `custom_vjp` call's operands given its outputs followed by the
+/// residuals its forward pass saved (`out`) and the outputs' cotangents `g`: one `call` of
+/// the user's backward pass on the residuals and the cotangents (zeros where none reaches).
+fn custom_vjp_rule(
+    program: &Program,
+    backward: &Program,
+    out: &[Tensor],
+    g: &[Option<Tensor>],
+) -> Result<Vec<Option<Tensor>>> {
+    let n_out = program.outputs.len();
+    if g.iter().take(n_out).all(Option::is_none) {
+        return Ok(vec![None; program.inputs.len()]);
+    }
+    let mut operands: Vec<Tensor> = out.iter().skip(n_out).cloned().collect();
+    for (j, y) in out.iter().take(n_out).enumerate() {
+        operands.push(match g.get(j).cloned().flatten() {
+            Some(g) => g,
+            None => zeros_like(y),
+        });
+    }
+    let cotangents = call(backward, &operands)?;
+    Ok(cotangents.into_iter().map(Some).collect())
+}
+
+/// `program` applied to `operands`: recorded as a `call` when an operand is traced, else
+/// run now.
+fn call(program: &Program, operands: &[Tensor]) -> Result<Vec<Tensor>> {
+    if operands.iter().any(Tensor::is_traced) {
+        let primitive = Primitive::Call {
+            program: ProgramRef(Arc::new(program.clone())),
+        };
+        return record_multi(primitive, &operands.iter().collect::<Vec<_>>());
+    }
+    Ok(Tape::forward(program, operands)?.outputs())
 }
 
 /// Inserts `before` and `after` zeros around `g` along `axis`.

@@ -68,6 +68,13 @@ pub(crate) fn jvp_program(program: &Program, inputs: Vec<Dual>) -> Result<Vec<Du
         |_, eq, args| {
             let args = args.to_vec();
             Ok(Outputs::Many(match &eq.primitive {
+                Primitive::CustomVjp { .. } => {
+                    return Err(Error::CustomVjp(
+                        "forward-mode differentiation (jvp, jacfwd) cannot go through a \
+                         custom_vjp function, as in JAX: it has a backward pass only"
+                            .into(),
+                    ));
+                }
                 Primitive::Call { program }
                 | Primitive::Remat { program, .. }
                 | Primitive::Vmap { program, .. }
@@ -394,6 +401,7 @@ fn jvp_rule(
         | Primitive::SeedKeys => None,
         Primitive::Call { .. }
         | Primitive::Remat { .. }
+        | Primitive::CustomVjp { .. }
         | Primitive::Vmap { .. }
         | Primitive::Scan { .. } => {
             return Err(Error::internal(format!(

@@ -8,6 +8,7 @@
 
 mod args;
 mod autodiff;
+mod custom_vjp;
 mod fast_path;
 mod forward;
 mod grad;
@@ -22,6 +23,7 @@ mod scan;
 mod vmap;
 
 pub use args::IntoArgs;
+pub use custom_vjp::{Cotangents, CustomVjp, CustomVjpDef, custom_vjp};
 pub use grad::{Diff, DiffState, Grad, GradFn, GradOutput, grad, jacfwd, jacrev, value_and_grad};
 pub use jit::{Jit, Whole, jit, remat};
 pub use jvp::{JvpFn, JvpOutput, Tangent, jvp};

@@ -59,8 +59,8 @@ fn kept(primitive: Primitive, program: &Program) -> Pruned {
     }
 }
 
-/// Prunes `primitive`'s program (a `call`, `remat`, `vmap` or `scan`; others are kept as
-/// they are).
+/// Prunes `primitive`'s program (a `call`, `remat`, `vmap` or `scan`; a `custom_vjp` call
+/// and first-order primitives are kept as they are).
 pub fn prune(primitive: Primitive) -> Pruned {
     match primitive {
         Primitive::Call { program } => prune_call(program, |program| Primitive::Call { program }),
@@ -149,7 +149,21 @@ pub fn prune(primitive: Primitive) -> Pruned {
                 }
             }
         }
-        // Transforms build only the four higher-order primitives.
+        // Its backward pass reads the forward pass's inputs and outputs by position.
+        Primitive::CustomVjp {
+            program,
+            forward,
+            backward,
+        } => {
+            let p = program.0.clone();
+            let primitive = Primitive::CustomVjp {
+                program,
+                forward,
+                backward,
+            };
+            kept(primitive, &p)
+        }
+        // Transforms build only these higher-order primitives.
         other => Pruned {
             primitive: other,
             inputs: Vec::new(),
