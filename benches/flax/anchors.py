@@ -125,6 +125,21 @@ def fwd(stack, x):
 t = bench(lambda: fwd(stack, X), 50)
 print("(h) jit(scan over 16 layers) b=256 w=256: %.3f ms, %.1f GFLOP/s" % (t*1e3, 2*256*256*256*16/t/1e9))
 result('h', t)
+# (i) train step through the same scan: value_and_grad of the MSE + SGD, batch 256
+Yi = random.normal(random.key(3), (256, 256))
+opt_i = nnx.Optimizer(stack, optax.sgd(1e-3), wrt=nnx.Param)
+@nnx.jit
+def step_i(stack, opt, x, y):
+  def loss_i(stack):
+    @nnx.scan(in_axes=(0, nnx.Carry), out_axes=nnx.Carry)
+    def body(b, x): return b(x)
+    return jnp.mean((body(stack, x) - y)**2)
+  l, g = nnx.value_and_grad(loss_i)(stack)
+  opt.update(stack, g)
+  return l
+t = bench(lambda: step_i(stack, opt_i, X, Yi), 50)
+print("(i) nnx.jit train step through scan over 16 layers b=256 w=256: %.3f ms" % (t*1e3))
+result('i', t)
 # numpy (OpenBLAS) float32 GEMM at the size of workload d: the practical peak
 A = np.asarray(random.normal(random.key(0), (1024, 1024)), dtype=np.float32)
 Bm = np.asarray(random.normal(random.key(1), (1024, 1024)), dtype=np.float32)

@@ -14,8 +14,9 @@
 //! | `f` | `jit(vmap(grad))` per-example gradients of the same MLP |
 //! | `g` | `jit` train step: `value_and_grad` + SGD on the same MLP, batch 256 |
 //! | `h` | `jit(scan)` over 16 stacked Linear 256×256 + relu, batch 256 |
+//! | `i` | `jit` train step through the same scan: `value_and_grad` of the MSE + SGD |
 
-use nnx_core::transforms::{Carry, StateAxes, grad, jit, scan, value_and_grad, vmap};
+use nnx_core::transforms::{Carry, Grad, StateAxes, grad, jit, scan, value_and_grad, vmap};
 use nnx_core::{
     Axes, Engine, Filter, List, Object, Param, Result, Tensor, Value, VariableType, graph, random,
 };
@@ -178,7 +179,7 @@ pub fn workloads<'e>(
         });
     }
 
-    if !["e", "f", "g", "h"].iter().any(|k| keep(k)) {
+    if !["e", "f", "g", "h", "i"].iter().any(|k| keep(k)) {
         return Ok(out);
     }
     let m = anchor_mlp(256, 256, 10, 4)?;
@@ -230,14 +231,7 @@ pub fn workloads<'e>(
         let (m, x, y) = (anchor_mlp(256, 256, 10, 4)?, x.clone(), y.clone());
         let step = jit(move |args: &[Value]| {
             let out = value_and_grad(mse).call(engine, args)?;
-            let model = args[0].object()?;
-            let grads = out.grads[0].state()?;
-            for (path, leaf) in &graph::state_by(&model, &VariableType::PARAM.into()) {
-                if let Some(param) = leaf.as_variable() {
-                    let g = grads.variable(path)?.value();
-                    param.update(|w| w.sub(&(g * 1e-3f32)?))?;
-                }
-            }
+            sgd(&args[0].object()?, &out.grads[0], 1e-3)?;
             Ok(Value::from(out.value))
         });
         out.push(Workload {
@@ -266,7 +260,46 @@ pub fn workloads<'e>(
             run: Box::new(move || f.call(engine, (&stack, &x)).map(drop)),
         });
     }
+    if keep("i") {
+        let stack = stacked_blocks(engine, 16, 256)?;
+        let (x, y) = (x.clone(), random::normal(&random::key(3), &[256, 256])?);
+        let step = jit(move |args: &[Value]| {
+            let out = value_and_grad(|args: &[Value]| {
+                let h = scan(|args: &[Value]| {
+                    let (block, h) = (args[0].object()?, args[1].as_tensor()?);
+                    Ok(Value::from(apply_linear(&block, &h)?.relu()?))
+                })
+                .in_axes((0, Carry))
+                .out_axes(Carry)
+                .call(engine, &args[..2])?
+                .as_tensor()?;
+                let err = h.sub(&args[2].as_tensor()?)?;
+                Ok(Value::from(err.mul(&err)?.mean(Axes::All)?))
+            })
+            .call(engine, args)?;
+            sgd(&args[0].object()?, &out.grads[0], 1e-3)?;
+            Ok(Value::from(out.value))
+        });
+        out.push(Workload {
+            key: "i",
+            what: "(i) jit train step through scan over 16 layers b=256 w=256",
+            flops: 0.0,
+            run: Box::new(move || step.call(engine, (&stack, &x, &y)).map(drop)),
+        });
+    }
     Ok(out)
+}
+
+/// One SGD step on `model`'s Params: `p ← p − lr · g`, the gradient by path in `grads`.
+fn sgd(model: &Object, grads: &Grad, lr: f32) -> Result<()> {
+    let grads = grads.state()?;
+    for (path, leaf) in &graph::state_by(model, &VariableType::PARAM.into()) {
+        if let Some(param) = leaf.as_variable() {
+            let g = grads.variable(path)?.value();
+            param.update(|w| w.sub(&(g * lr)?))?;
+        }
+    }
+    Ok(())
 }
 
 fn apply_linear_wb(m: &Object, x: &Tensor) -> Result<Tensor> {

@@ -107,8 +107,8 @@ pub fn jvp_pushes_tangents_through_objects_and_arrays(engine: &dyn Engine) -> Ca
 }
 
 /// `jacfwd` and `jacrev` (with respect to arrays and to a model's Params), the Hessian as
-/// `jacfwd(jacrev)`, Hessian-vector products as `jvp(grad)` and as `grad` of a `jvp`, and
-/// second derivatives as `grad(grad)`.
+/// `jacfwd(jacrev)`, Hessian-vector products as `jvp(grad)` and as `grad` of a `jvp`,
+/// second derivatives as `grad(grad)`, and JAX's derivatives at ties.
 pub fn jacobians_and_second_derivatives(engine: &dyn Engine) -> CaseResult {
     let x = [0.3f32, -0.7];
     // f(x) = [sin(x0) x1, x0² + x1³, exp(x0)]
@@ -232,6 +232,34 @@ pub fn jacobians_and_second_derivatives(engine: &dyn Engine) -> CaseResult {
     let got = second.grads[0].array()?.item::<f32>()?;
     let want = 2.0 * t.cos() - t * t.sin();
     ensure!(close(&[got], &[want], 1e-5), "grad(grad) {got} vs {want}");
+    // Ties, as in JAX: relu's derivative is 0 at 0 (jax.nn.relu), maximum's is ½ per
+    // operand (jnp.maximum), |x|'s is 1 at 0.
+    let at = vector(&[0.0, 1.0, -1.0]);
+    let relu = grad(|a: &[Value]| Ok(Value::from(a[0].as_tensor()?.relu()?.sum(Axes::All)?)))
+        .argnums(&[0])
+        .call(engine, (at.clone(),))?;
+    let tie = grad(|a: &[Value]| {
+        let (p, q) = (a[0].as_tensor()?, a[1].as_tensor()?);
+        Ok(Value::from(p.maximum(&q)?.sum(Axes::All)?))
+    })
+    .argnums(&[0, 1])
+    .call(engine, (at.clone(), at.clone()))?;
+    let abs = grad(|a: &[Value]| {
+        let x = a[0].as_tensor()?;
+        Ok(Value::from(
+            x.unary(nnx_core::tensor::elementwise::UnaryOp::Abs)?
+                .sum(Axes::All)?,
+        ))
+    })
+    .argnums(&[0])
+    .call(engine, (at,))?;
+    let got = |g: &nnx_core::transforms::Grad| g.array().and_then(|t| t.to_vec::<f32>());
+    ensure!(got(&relu.grads[0])? == [0.0, 1.0, 0.0], "relu at ties");
+    ensure!(
+        got(&tie.grads[0])? == [0.5; 3] && got(&tie.grads[1])? == [0.5; 3],
+        "maximum at ties"
+    );
+    ensure!(got(&abs.grads[0])? == [1.0, 1.0, -1.0], "|x| at 0");
     let err = jacrev(|a: &[Value]| Ok(Value::from(a[0].as_tensor()?.astype(DType::I32)?)))
         .argnums(&[0])
         .call(engine, (vector(&x),))

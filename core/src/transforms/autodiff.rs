@@ -457,15 +457,50 @@ fn unbroadcast(g: &Tensor, shape: &[usize]) -> Result<Tensor> {
     summed.reshape(&dims)
 }
 
-/// How much of the result of `maximum(a, b)` or `minimum(a, b)` (`y`) follows each operand:
-/// 1 for the one it equals, ½ each on a tie — JAX's balanced rule, which is also the
-/// central finite difference at a tie.
-pub(super) fn extremum_weights(a: &Tensor, b: &Tensor, y: &Tensor) -> Result<(Tensor, Tensor)> {
-    let hits_a = a.equal(y)?.astype(DType::F32)?;
-    let hits_b = b.equal(y)?.astype(DType::F32)?;
-    let wa = hits_a.div(&(&hits_b + 1.0f32)?)?;
-    let wb = hits_b.div(&(&hits_a + 1.0f32)?)?;
-    Ok((wa, wb))
+/// The slopes of `maximum(a, b)` or `minimum(a, b)` (result `y`) with respect to each
+/// operand. Against a constant zero — `relu(x) = maximum(x, 0)` — as `jax.nn.relu`: 1 where
+/// `x > 0` (`< 0` for `minimum`), 0 elsewhere, the tie included (one compare-and-select,
+/// which the fast engine fuses). Otherwise JAX's balanced rule for `jnp.maximum`: 1 for
+/// the operand the result equals, ½ each on a tie (the central difference there).
+pub(super) enum ExtremumSlopes {
+    /// Against a constant zero: the mask `x op 0`.
+    Relu(CompareOp),
+    /// The weight of each operand.
+    Balanced(Tensor, Tensor),
+}
+
+impl ExtremumSlopes {
+    pub(super) fn of(op: BinaryOp, a: &Tensor, b: &Tensor, y: &Tensor) -> Result<Self> {
+        let zero = !b.is_traced()
+            && b.ndim() == 0
+            && b.astype(DType::F32).and_then(|z| z.item::<f32>()).ok() == Some(0.0);
+        if zero {
+            let cmp = match op {
+                BinaryOp::Minimum => CompareOp::Lt,
+                _ => CompareOp::Gt,
+            };
+            return Ok(ExtremumSlopes::Relu(cmp));
+        }
+        let hits_a = a.equal(y)?.astype(DType::F32)?;
+        let hits_b = b.equal(y)?.astype(DType::F32)?;
+        let wa = hits_a.div(&(&hits_b + 1.0f32)?)?;
+        let wb = hits_b.div(&(&hits_a + 1.0f32)?)?;
+        Ok(ExtremumSlopes::Balanced(wa, wb))
+    }
+
+    /// `t` times operand `i`'s slope (`a` is the first operand); `None` for the constant
+    /// zero, which has no derivative.
+    pub(super) fn chain(&self, i: usize, a: &Tensor, t: &Tensor) -> Result<Option<Tensor>> {
+        match (self, i) {
+            (ExtremumSlopes::Relu(cmp), 0) => {
+                let mask = a.compare(*cmp, &Tensor::from(0.0f32))?;
+                mask.select(t, &Tensor::from(0.0f32)).map(Some)
+            }
+            (ExtremumSlopes::Relu(_), _) => Ok(None),
+            (ExtremumSlopes::Balanced(wa, _), 0) => t.mul(wa).map(Some),
+            (ExtremumSlopes::Balanced(_, wb), _) => t.mul(wb).map(Some),
+        }
+    }
 }
 
 /// `t` times the derivative of the elementwise function `op` at `a` (where it gave `y`):
@@ -568,8 +603,12 @@ fn vjp(
                     vec![unb(ga, a)?, unb(gb, b)?]
                 }
                 BinaryOp::Maximum | BinaryOp::Minimum => {
-                    let (wa, wb) = extremum_weights(a, b, y)?;
-                    vec![unb(g0.mul(&wa)?, a)?, unb(g0.mul(&wb)?, b)?]
+                    let slopes = ExtremumSlopes::of(*op, a, b, y)?;
+                    let (ga, gb) = (slopes.chain(0, a, &g0)?, slopes.chain(1, a, &g0)?);
+                    vec![
+                        ga.map(|g| unbroadcast(&g, a.shape())).transpose()?,
+                        gb.map(|g| unbroadcast(&g, b.shape())).transpose()?,
+                    ]
                 }
             }
         }

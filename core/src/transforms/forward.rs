@@ -11,7 +11,7 @@
 
 use std::sync::Arc;
 
-use super::autodiff::{differentiable, extremum_shares, extremum_weights, unary_chain};
+use super::autodiff::{ExtremumSlopes, differentiable, extremum_shares, unary_chain};
 use crate::error::{Error, Result};
 use crate::program::{
     AbstractValue, Batching, LoopValues, Outputs, Primitive, Program, ProgramRef, ScanInput,
@@ -358,9 +358,13 @@ fn jvp_rule(
                     _ => t.mul(y)?.mul(&a.log()?),
                 })?,
                 BinaryOp::Maximum | BinaryOp::Minimum => {
-                    // The operand the result equals (half each on a tie), as in the VJP.
-                    let (wa, wb) = extremum_weights(a, b, y)?;
-                    sum_terms(&|i, t| t.mul(if i == 0 { &wa } else { &wb }))?
+                    // As the VJP (see `ExtremumSlopes`); relu's constant zero has no tangent.
+                    let slopes = ExtremumSlopes::of(*op, a, b, y)?;
+                    sum_terms(&|i, t| {
+                        slopes.chain(i, a, t)?.ok_or_else(|| {
+                            Error::internal("a tangent for the constant operand of relu")
+                        })
+                    })?
                 }
             }
         }
