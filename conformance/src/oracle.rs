@@ -275,6 +275,7 @@ fn first_order(p: &Primitive, x: &[Value64]) -> Result<Value64> {
         | Primitive::BroadcastTo { .. }
         | Primitive::IndexAxis { .. }
         | Primitive::SliceAxis { .. }
+        | Primitive::Pad { .. }
         | Primitive::Concatenate { .. }
         | Primitive::Stack { .. }
             if any_float =>
@@ -315,10 +316,11 @@ fn zip2(a: &[f64], b: &[f64], f: impl Fn(f64, f64) -> f64) -> Vec<f64> {
     a.iter().zip(b).map(|(&a, &b)| f(a, b)).collect()
 }
 
-/// The element indices of an array of `shape`, as int32.
+/// The element indices of an array of `shape`, counted from `offset + 1` (0 stands for the
+/// zeros a pad inserts), as int32.
 fn indices(shape: &[usize], offset: usize) -> Result<Array> {
     let n: usize = shape.iter().product();
-    let data = (0..n).map(|i| (i + offset) as i32).collect();
+    let data = (0..n).map(|i| (i + offset + 1) as i32).collect();
     Array::from_vec(shape, data)
 }
 
@@ -338,7 +340,10 @@ fn layout(p: &Primitive, x: &[Value64]) -> Result<Value64> {
     }
     let moved = p.eval(&index_arrays)?;
     let gathered = (moved.to_vec::<i32>()?.iter())
-        .map(|&i| data[i as usize])
+        .map(|&i| match i {
+            0 => 0.0,
+            i => data[i as usize - 1],
+        })
         .collect();
     Ok(float(moved.shape().to_vec(), gathered))
 }

@@ -240,6 +240,19 @@ impl Builder {
                 };
                 one(self, primitive, vec![x])
             }
+            Primitive::Pad {
+                axis,
+                before,
+                after,
+            } => {
+                let x = self.batched(&args[0])?;
+                let primitive = Primitive::Pad {
+                    axis: axis + 1,
+                    before: *before,
+                    after: *after,
+                };
+                one(self, primitive, vec![x])
+            }
             Primitive::Concatenate { axis } | Primitive::Stack { axis } => {
                 let all = args
                     .iter()

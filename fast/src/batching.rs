@@ -275,6 +275,11 @@ fn rule(primitive: &Primitive, args: &[Value], size: usize) -> Result<Option<Arr
         Primitive::SliceAxis { axis, start, end } => {
             first()?.slice_axis(*axis as isize + 1, *start..*end)?
         }
+        Primitive::Pad {
+            axis,
+            before,
+            after,
+        } => first()?.pad_axis(*axis as isize + 1, *before, *after)?,
         Primitive::Concatenate { axis } | Primitive::Stack { axis } => {
             let all = args
                 .iter()

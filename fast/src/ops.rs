@@ -22,6 +22,14 @@ pub(crate) fn eval(primitive: &Primitive, args: &[Array]) -> Option<Result<Array
         (Primitive::Compare(op), [a, b]) => compare(*op, a, b),
         (Primitive::Select, [c, t, f]) => select(c, t, f),
         (Primitive::Reduce { op, axes, keepdims }, [x]) => reduce(*op, axes, *keepdims, x),
+        (
+            Primitive::Pad {
+                axis,
+                before,
+                after,
+            },
+            [x],
+        ) => pad(*axis, *before, *after, x),
         _ => None,
     }
 }
@@ -258,6 +266,29 @@ pub(crate) fn fuse_masks(program: &Program) -> Option<Program> {
     ))
 }
 
+/// A float32 array with zeros around it along `axis`: one zeroed buffer from the pool and
+/// one copy per block of rows (a slice's gradient, scattered back).
+fn pad(axis: usize, before: usize, after: usize, x: &Array) -> Option<Result<Array>> {
+    let data = strong_f32(x)?;
+    let shape = x.shape();
+    let n = *shape.get(axis)?;
+    let inner: usize = shape[axis + 1..].iter().product();
+    let outer: usize = shape[..axis].iter().product();
+    let padded = match nnx_core::tensor::padded_shape(shape, axis, before, after) {
+        Ok(padded) => padded,
+        Err(e) => return Some(Err(e)),
+    };
+    let m = padded[axis];
+    let mut out = pool::take_zeroed(outer * m * inner);
+    if n * inner > 0 {
+        for (o, rows) in data.chunks_exact(n * inner).enumerate() {
+            let at = (o * m + before) * inner;
+            out[at..at + n * inner].copy_from_slice(rows);
+        }
+    }
+    Some(Array::from_vec(&padded, out))
+}
+
 /// The comparison of a masked select [`fuse_masks`] built, if `program` is one.
 pub(crate) fn mask_of(program: &Program) -> Option<CompareOp> {
     match program.equations.as_slice() {
@@ -397,10 +428,34 @@ mod tests {
                 },
                 vec![x.clone()],
             ),
+            (
+                Primitive::Pad {
+                    axis: 1,
+                    before: 2,
+                    after: 1,
+                },
+                vec![x.clone()],
+            ),
+            (
+                Primitive::Pad {
+                    axis: 0,
+                    before: 0,
+                    after: 3,
+                },
+                vec![arr(&[0, 2], 1.0)],
+            ),
             // Views (a transpose, a broadcast) as operands.
             (
                 Primitive::Compare(CompareOp::Lt),
                 vec![transposed.clone(), x.clone()],
+            ),
+            (
+                Primitive::Pad {
+                    axis: 2,
+                    before: 1,
+                    after: 1,
+                },
+                vec![transposed.clone()],
             ),
             (
                 Primitive::Reduce {

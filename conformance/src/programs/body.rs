@@ -355,6 +355,16 @@ fn run_op(op: &Op, regs: &mut Regs) -> Result<()> {
                 None => x.clone(),
             }
         }
+        Op::Pad(i, before, after, a) => {
+            let x = regs.get(a);
+            let x = if x.ndim() == 0 {
+                x.reshape(&[1])?
+            } else {
+                x.clone()
+            };
+            let axis = pick_axis(i, x.ndim()).unwrap_or(0);
+            x.pad_axis(axis, usize::from(before), usize::from(after))?
+        }
         Op::Concatenate(i, a, b) => {
             let x = numeric(regs.get(a))?;
             let x = if x.ndim() == 0 { x.reshape(&[1])? } else { x };

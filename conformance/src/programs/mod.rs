@@ -136,6 +136,8 @@ pub enum Op {
     Index(i8, i8, Reg),
     /// `x[..., a..b, ...]` along an axis.
     Slice(i8, u8, u8, Reg),
+    /// Zeros before and after a register along an axis (a scalar is made a vector first).
+    Pad(i8, u8, u8, Reg),
     /// Concatenate a register with itself and another (adapted) along an axis.
     Concatenate(i8, Reg, Reg),
     /// Stack two registers (the second broadcast to the first's shape) along a new axis.
@@ -419,6 +421,7 @@ fn op() -> impl Strategy<Value = Op> {
         1 => (prop::option::weighted(0.2, axis()), reg()).prop_map(|(x, a)| Op::Squeeze(x, a)),
         1 => (axis(), -3i8..3, reg()).prop_map(|(x, i, a)| Op::Index(x, i, a)),
         1 => (axis(), 0u8..3, 0u8..4, reg()).prop_map(|(x, s, e, a)| Op::Slice(x, s, e, a)),
+        1 => (axis(), 0u8..3, 0u8..3, reg()).prop_map(|(x, b, e, a)| Op::Pad(x, b, e, a)),
         1 => (axis(), reg(), reg()).prop_map(|(x, a, b)| Op::Concatenate(x, a, b)),
         1 => (axis(), reg(), reg()).prop_map(|(x, a, b)| Op::Stack(x, a, b)),
         1 => (dtype(), reg()).prop_map(|(d, a)| Op::Astype(d, a)),

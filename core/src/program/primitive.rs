@@ -241,6 +241,17 @@ pub enum Primitive {
         /// One past the last index.
         end: usize,
     },
+    /// Zeros around the input along an axis: `before` before it, `after` after it. The
+    /// transpose of [`Primitive::SliceAxis`], so a slice's (and an `index_axis`'s) gradient
+    /// is scattered into zeros in one pass.
+    Pad {
+        /// The axis.
+        axis: usize,
+        /// Zeros before the input.
+        before: usize,
+        /// Zeros after the input.
+        after: usize,
+    },
     /// Join along an existing axis (any number of inputs).
     Concatenate {
         /// The axis.
@@ -323,6 +334,7 @@ impl Primitive {
             Primitive::Squeeze { .. } => "squeeze".to_owned(),
             Primitive::IndexAxis { .. } => "index_axis".to_owned(),
             Primitive::SliceAxis { .. } => "slice_axis".to_owned(),
+            Primitive::Pad { .. } => "pad".to_owned(),
             Primitive::Concatenate { .. } => "concatenate".to_owned(),
             Primitive::Stack { .. } => "stack".to_owned(),
             Primitive::Astype { .. } => "convert".to_owned(),
@@ -537,6 +549,15 @@ impl Primitive {
                 shape[*axis] = end - start;
                 AbstractValue::new(shape, a.dtype, a.weak)
             }
+            Primitive::Pad {
+                axis,
+                before,
+                after,
+            } => {
+                let a = one()?;
+                let shape = crate::tensor::padded_shape(&a.shape, *axis, *before, *after)?;
+                AbstractValue::new(shape, a.dtype, a.weak)
+            }
             Primitive::Concatenate { axis } => {
                 let a =
                     first.ok_or_else(|| Error::shape("concatenate", "need at least one array"))?;
@@ -652,6 +673,11 @@ impl Primitive {
             Primitive::SliceAxis { axis, start, end } => {
                 arg(0)?.slice_axis(*axis as isize, *start..*end)
             }
+            Primitive::Pad {
+                axis,
+                before,
+                after,
+            } => arg(0)?.pad_axis(*axis as isize, *before, *after),
             Primitive::Concatenate { axis } => Array::concatenate(inputs, *axis as isize),
             Primitive::Stack { axis } => Array::stack(inputs, *axis as isize),
             Primitive::Astype { dtype } => arg(0)?.astype(*dtype),
@@ -693,6 +719,11 @@ impl fmt::Display for Primitive {
             Primitive::SliceAxis { axis, start, end } => {
                 write!(f, "slice_axis[axis={axis}, {start}..{end}]")
             }
+            Primitive::Pad {
+                axis,
+                before,
+                after,
+            } => write!(f, "pad[axis={axis}, before={before}, after={after}]"),
             Primitive::Astype { dtype } => write!(f, "convert[{dtype}]"),
             Primitive::Remat { policy, .. } => write!(f, "remat[policy={policy:?}]"),
             Primitive::Random(op) => write!(f, "{op:?}"),

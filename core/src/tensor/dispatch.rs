@@ -631,6 +631,24 @@ impl Tensor {
         )
     }
 
+    /// Zeros around the tensor along an axis; see [`Array::pad_axis`].
+    ///
+    /// # Errors
+    /// As [`Array::pad_axis`].
+    pub fn pad_axis(&self, axis: isize, before: usize, after: usize) -> Result<Tensor> {
+        self.unary_op(
+            |a| a.pad_axis(axis, before, after),
+            |shape| {
+                let axis = super::shape::normalize_axis("pad", axis, shape)?;
+                Ok(Primitive::Pad {
+                    axis,
+                    before,
+                    after,
+                })
+            },
+        )
+    }
+
     /// Broadcast to a shape; see [`Array::broadcast_to`].
     ///
     /// # Errors

@@ -142,6 +142,33 @@ impl Array {
         Ok(self.slice_unchecked(a, range))
     }
 
+    /// Zeros around the array along `axis` (`jnp.pad` along one axis): `before` before it and
+    /// `after` after it.
+    ///
+    /// ```
+    /// use nnx_core::Array;
+    /// let a = Array::from_vec(&[2], vec![1.0f32, 2.0])?;
+    /// assert_eq!(a.pad_axis(0, 1, 2)?.to_vec::<f32>()?, vec![0.0, 1.0, 2.0, 0.0, 0.0]);
+    /// # Ok::<(), nnx_core::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::AxisOutOfBounds`], [`Error::ArrayTooLarge`] when the padded size overflows,
+    /// [`Error::AllocationFailed`].
+    pub fn pad_axis(&self, axis: isize, before: usize, after: usize) -> Result<Array> {
+        let axis = super::shape::normalize_axis("pad", axis, self.shape())?;
+        super::padded_shape(self.shape(), axis, before, after)?;
+        let zeros = |n: usize| {
+            let mut shape = self.shape().to_vec();
+            shape[axis] = n;
+            Array::zeros_of(&shape, self.dtype())
+        };
+        Array::concatenate(
+            &[zeros(before)?, self.clone(), zeros(after)?],
+            axis as isize,
+        )
+    }
+
     fn slice_unchecked(&self, axis: usize, range: Range<usize>) -> Array {
         let mut out_shape = self.shape().to_vec();
         out_shape[axis] = range.len();

@@ -57,6 +57,7 @@ pub(crate) use dtype::promote;
 pub(crate) use matmul::matmul_shape;
 pub use reduce::{Axes, ReduceOp};
 pub(crate) use shape::broadcast_shapes;
+pub use shape::padded_shape;
 pub use view::Strided;
 
 use crate::error::{Error, Result};

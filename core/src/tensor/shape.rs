@@ -145,6 +145,27 @@ pub(crate) fn normalize_index(
     Ok((axis, i as usize))
 }
 
+/// The shape of an array of `shape` padded along `axis` (already normalised).
+///
+/// # Errors
+/// [`Error::ArrayTooLarge`] when the padded size or element count overflows.
+pub fn padded_shape(
+    shape: &[usize],
+    axis: usize,
+    before: usize,
+    after: usize,
+) -> Result<Vec<usize>> {
+    let mut padded = shape.to_vec();
+    let size = (padded.get(axis).copied())
+        .and_then(|n| n.checked_add(before)?.checked_add(after))
+        .ok_or_else(|| Error::ArrayTooLarge {
+            shape: shape.to_vec(),
+        })?;
+    padded[axis] = size;
+    super::element_count(&padded)?;
+    Ok(padded)
+}
+
 /// The normalised axis of `slice_axis`, checking that `range` fits it.
 pub(crate) fn check_slice(
     axis: isize,

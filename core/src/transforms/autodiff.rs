@@ -651,19 +651,18 @@ fn vjp(
             vec![Some(g0.permute_axes(&inverse)?)]
         }
         Primitive::BroadcastTo { .. } => vec![unb(g0, &x[0])?],
+        // Scatter-adds into zeros: the operand's gradient is zero outside the slice.
         Primitive::IndexAxis { axis, index } => {
-            let a = &x[0];
-            let g = g0.expand_dims(*axis as isize)?;
-            vec![Some(pad_axis(
-                &g,
-                *axis,
-                *index,
-                a.shape()[*axis] - index - 1,
-            )?)]
+            let (g, n) = (g0.expand_dims(*axis as isize)?, x[0].shape()[*axis]);
+            vec![Some(g.pad_axis(*axis as isize, *index, n - index - 1)?)]
         }
         Primitive::SliceAxis { axis, start, end } => {
-            let a = &x[0];
-            vec![Some(pad_axis(&g0, *axis, *start, a.shape()[*axis] - end)?)]
+            let n = x[0].shape()[*axis];
+            vec![Some(g0.pad_axis(*axis as isize, *start, n - end)?)]
+        }
+        Primitive::Pad { axis, before, .. } => {
+            let n = x[0].shape()[*axis];
+            vec![Some(g0.slice_axis(*axis as isize, *before..before + n)?)]
         }
         Primitive::Concatenate { axis } => {
             let mut offset = 0;
@@ -828,24 +827,6 @@ fn call(program: &Program, operands: &[Tensor]) -> Result<Vec<Tensor>> {
         return record_multi(primitive, &operands.iter().collect::<Vec<_>>());
     }
     Ok(Tape::forward(program, operands)?.outputs())
-}
-
-/// Inserts `before` and `after` zeros around `g` along `axis`.
-fn pad_axis(g: &Tensor, axis: usize, before: usize, after: usize) -> Result<Tensor> {
-    let mut parts = Vec::with_capacity(3);
-    let zeros = |n: usize| {
-        let mut shape = g.shape().to_vec();
-        shape[axis] = n;
-        Tensor::zeros(&shape)
-    };
-    if before > 0 {
-        parts.push(zeros(before));
-    }
-    parts.push(g.clone());
-    if after > 0 {
-        parts.push(zeros(after));
-    }
-    Tensor::concatenate(&parts, axis as isize)
 }
 
 /// Cotangents of `a @ b` (numpy semantics, including 1-D operands and batch broadcasting),

@@ -395,6 +395,7 @@ fn jvp_rule(
         | Primitive::BroadcastTo { .. }
         | Primitive::IndexAxis { .. }
         | Primitive::SliceAxis { .. }
+        | Primitive::Pad { .. }
         | Primitive::Concatenate { .. }
         | Primitive::Stack { .. }
         | Primitive::Astype { .. } => Some(linear()?),
