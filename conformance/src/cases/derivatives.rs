@@ -52,16 +52,24 @@ pub fn jvp_pushes_tangents_through_objects_and_arrays(engine: &dyn Engine) -> Ca
         Ok(Value::tuple(vec![Value::from(y), Value::from(wx)]))
     })
     .argnums(&[0, 1]);
-    let mut tangent_state = State::new();
-    tangent_state.insert(Path::from(["w"]), nnx_core::graph::Leaf::Array(vector(&vw)));
-    let tangents = [Tangent::State(tangent_state), Tangent::Array(vector(&vx))];
+    let tangents_for = |scale: f32| -> Result<[Tangent; 2]> {
+        let mut state = State::new();
+        let vw = vector(&vw).mul(&Tensor::scalar(scale))?;
+        state.insert(Path::from(["w"]), nnx_core::graph::Leaf::Array(vw));
+        let vx = vector(&vx).mul(&Tensor::scalar(scale))?;
+        Ok([Tangent::State(state), Tangent::Array(vx)])
+    };
+    // The second call (a cached trace, on the same objects) with other tangents.
     for call in 1..=2 {
-        let out = f.call(engine, (&m, vector(&x)), &tangents)?;
+        let scale = call as f32;
+        let out = f.call(engine, (&m, vector(&x)), &tangents_for(scale)?)?;
         let (Value::Tuple(values), Value::Tuple(tangent)) = (&out.value, &out.tangent) else {
             return Err(Failure(format!("jvp's output {:?}", out.tangent)));
         };
         ensure!(values.len() == 2 && tangent.len() == 2, "two outputs");
-        let dwx: Vec<f32> = (0..2).map(|i| vw[i] * x[i] + w[i] * vx[i]).collect();
+        let dwx: Vec<f32> = (0..2)
+            .map(|i| scale * (vw[i] * x[i] + w[i] * vx[i]))
+            .collect();
         let dy: f32 = (0..2)
             .map(|i| (1.0 - (w[i] * x[i]).tanh().powi(2)) * dwx[i])
             .sum();
@@ -74,6 +82,7 @@ pub fn jvp_pushes_tangents_through_objects_and_arrays(engine: &dyn Engine) -> Ca
             "the count did not propagate"
         );
     }
+    let tangents = tangents_for(1.0)?;
     ensure!(f.trace_count() == 1, "traced {} times", f.trace_count());
     let kind = |r: Result<nnx_core::transforms::JvpOutput>| r.err().map(|e| e.kind());
     ensure!(
