@@ -182,10 +182,12 @@ pub enum Error {
     },
     /// A differentiated input that is not floating point (JAX's `grad` rejects these too).
     #[error(
-        "grad requires float32 inputs, but {location} has dtype {dtype}; select only float \
-         Variables with DiffState or argnums"
+        "{transform} requires float32 inputs, but {location} has dtype {dtype}; select only \
+         float Variables with DiffState or argnums"
     )]
     NonDifferentiable {
+        /// The transform (`grad`, `jvp`, `jacrev`, `jacfwd`).
+        transform: &'static str,
         /// Where the input is (`args[0].count`).
         location: String,
         /// Its dtype.

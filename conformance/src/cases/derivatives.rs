@@ -98,6 +98,16 @@ pub fn jvp_pushes_tangents_through_objects_and_arrays(engine: &dyn Engine) -> Ca
         err.kind() == ErrorKind::Shape && err.to_string().contains("args[1]"),
         "{err}"
     );
+    let err = jvp(|args: &[Value]| Ok(args[0].clone()))
+        .argnums(&[0])
+        .call(
+            engine,
+            (Tensor::scalar(1i32),),
+            &[Tangent::Array(Tensor::scalar(1.0f32))],
+        )
+        .err()
+        .ok_or_else(|| Failure("jvp of an integer argument must fail".into()))?;
+    ensure!(err.kind() == ErrorKind::DType, "{err}");
     let returns_model = jvp(|_: &[Value]| {
         Object::new("Out")
             .with("p", Param::new(vector(&[1.0])))

@@ -203,7 +203,7 @@ impl<F: Fn(&[Value]) -> Result<Value>> Rules for GradFn<F> {
         args: &[Value],
         lowered: &mut Lowered<Diff>,
     ) -> Result<(Vec<AbstractValue>, Vec<Target>)> {
-        check_differentiable(lowered)?;
+        check_differentiable(lowered, self.jacobian.map_or("grad", Mode::name))?;
         let leaf_of_variable: HashMap<NodeId, usize> = (lowered.leaves().iter().enumerate())
             .filter_map(|(i, l)| l.variable.as_ref().map(|v| (v.id(), i)))
             .collect();
@@ -449,9 +449,10 @@ pub(super) fn diff_prefix(wrt: &[DiffState], args: &[Value]) -> Result<Prefix<Di
 ///
 /// # Errors
 /// [`Error::NonDifferentiable`] naming the first that is not.
-pub(super) fn check_differentiable(lowered: &Lowered<Diff>) -> Result<()> {
+pub(super) fn check_differentiable(lowered: &Lowered<Diff>, transform: &'static str) -> Result<()> {
     match (lowered.leaves().iter()).find(|l| l.prefix.0 && !l.value.dtype().is_float()) {
         Some(leaf) => Err(Error::NonDifferentiable {
+            transform,
             location: leaf.location(),
             dtype: leaf.value.dtype(),
         }),

@@ -22,7 +22,8 @@ pub(crate) enum Mode {
 }
 
 impl Mode {
-    fn name(self) -> &'static str {
+    /// The transform's name (`jacrev`, `jacfwd`).
+    pub(crate) fn name(self) -> &'static str {
         match self {
             Mode::Reverse => "jacrev",
             Mode::Forward => "jacfwd",

@@ -141,7 +141,7 @@ impl<F: Fn(&[Value]) -> Result<Value>> Rules for JvpFn<F> {
         args: &[Value],
         lowered: &mut Lowered<Diff>,
     ) -> Result<(Vec<AbstractValue>, TangentLeaves)> {
-        check_differentiable(lowered)?;
+        check_differentiable(lowered, "jvp")?;
         let n = args.len().saturating_sub(1);
         let leaf_of_variable: HashMap<NodeId, usize> = (lowered.leaves().iter().enumerate())
             .filter_map(|(i, l)| l.variable.as_ref().map(|v| (v.id(), i)))
@@ -281,6 +281,13 @@ impl<F: Fn(&[Value]) -> Result<Value>> JvpFn<F> {
                         (value.clone(), Some(tangent), format!("args[{argnum}]"))
                     }
                 };
+                if !primal_value.dtype().is_float() {
+                    return Err(Error::NonDifferentiable {
+                        transform: "jvp",
+                        location,
+                        dtype: primal_value.dtype(),
+                    });
+                }
                 match tangent {
                     None => Ok(Value::Array(Tensor::zeros_of(
                         primal_value.shape(),
