@@ -6,7 +6,7 @@
 //! values and metadata; `split`/`split_by` + `merge`, `clone`, `update` with a filtered State
 //! or another root's State, `state_by` with filters; `split_rngs`/`fork_rngs` around a closure
 //! that succeeds, fails or panics (`api_fuzz/graph_steps.rs`); and `jit`, `vmap`, `scan`,
-//! `value_and_grad`, `vmap` in `jit`, `value_and_grad` of `jit` and a `jit` called twice, with
+//! `value_and_grad`, `jvp`, `vmap` in `jit`, `value_and_grad` of `jit` and a `jit` called twice, with
 //! random specs (valid and invalid) and closures chosen from a menu (update a Variable, add
 //! or delete an attribute, share a Variable, create a sub-object, set a static or metadata,
 //! draw a key, keep a tracer, touch a captured object) that then succeed, return an error
@@ -42,7 +42,7 @@ use std::sync::Once;
 use model::{FlatLeaf, Kind, MFilter, MVal, MVar, Nid, Vid, World, key_order};
 use nnx_core::random::{RngStream, Rngs, SplitRngs, fork_rngs_scoped};
 use nnx_core::transforms::{
-    Carry, DiffState, Grad, ScanAxis, StateAxes, jit, scan, value_and_grad, vmap,
+    Carry, DiffState, Grad, ScanAxis, StateAxes, Tangent, jit, jvp, scan, value_and_grad, vmap,
 };
 use nnx_core::{
     DType, Dict, Error, ErrorKind, Filter, Key, List, Object, Param, Result, State, Static, Tensor,

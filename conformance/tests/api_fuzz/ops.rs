@@ -78,6 +78,8 @@ pub(crate) enum TKind {
     JitTwice,
     /// `value_and_grad` of a function that calls a `jit`ted closure.
     GradOfJit,
+    /// `jvp` with respect to `args[0]`'s Params, with a zero tangent.
+    Jvp,
 }
 
 #[derive(Clone, Debug)]
@@ -217,6 +219,7 @@ pub(crate) fn transform() -> impl Strategy<Value = Transform> {
             Just(TKind::Grad),
             Just(TKind::JitOfVmap),
             Just(TKind::GradOfJit),
+            Just(TKind::Jvp),
             Just(TKind::JitTwice)
         ],
         0usize..7,

@@ -254,7 +254,7 @@ pub(crate) fn run_transform(w: &mut World, t: &Transform) -> Step {
     };
     let mut expect = match t.kind {
         TKind::Jit | TKind::JitTwice | TKind::JitOfVmap => Expect::Ok,
-        TKind::GradOfJit => single_object,
+        TKind::GradOfJit | TKind::Jvp => single_object,
         TKind::Vmap => {
             let spec = t.spec % 7;
             let size = if spec == 1 {
@@ -342,7 +342,7 @@ pub(crate) fn run_transform(w: &mut World, t: &Transform) -> Step {
             inner[0].clone()
         } else if t.kind == TKind::Vmap && extra.is_some() {
             inner[nargs - 1].clone()
-        } else if matches!(t.kind, TKind::Grad | TKind::GradOfJit) {
+        } else if matches!(t.kind, TKind::Grad | TKind::GradOfJit | TKind::Jvp) {
             Value::from(Tensor::scalar(0.0f32))
         } else {
             Value::Static(Static::None)
@@ -554,6 +554,9 @@ pub(crate) fn call(
             };
             none(f.call(&Reference, args))
         }
+        TKind::Jvp => jvp(body)
+            .call(&Reference, args, &[Tangent::State(State::new())])
+            .map(|_| None),
         TKind::GradOfJit => value_and_grad(|a: &[Value]| jit(body).call(&Reference, a))
             .call(&Reference, args)
             .map(|out| Some(out.grads)),
