@@ -255,8 +255,10 @@ impl Tape {
     }
 
     /// Records a `scan` equation as one step whose backward pass is [`loop_vjp::scan_vjp`]: the scan
-    /// runs with one more stacked output per carry, the carry each iteration starts from
-    /// (the residuals the backward pass re-runs each iteration from). `None` when it must be
+    /// runs with two more stacked outputs per carry, the carry each iteration starts from
+    /// and the one it produces (the residuals: the backward pass re-runs each iteration
+    /// from the first, reading the second rather than recomputing what only led to it).
+    /// `None` when it must be
     /// unrolled instead: nothing is traced, no iterations, an iteration-independent output
     /// (its cotangent belongs to no single iteration), or a carry without its output.
     fn scan_step(
@@ -281,6 +283,8 @@ impl Tape {
         let body = &program.0;
         let mut outputs = body.outputs.clone();
         outputs.extend(carries.iter().map(|&i| Atom::Var(body.inputs[i])));
+        let new_carries = loop_vjp::carry_outputs(spec);
+        outputs.extend(new_carries.iter().map(|&j| body.outputs[j].clone()));
         let saving = Program::new(
             body.inputs.clone(),
             body.equations.clone(),
@@ -288,9 +292,10 @@ impl Tape {
             body.avals.clone(),
         );
         let mut saving_spec = spec.clone();
+        let saved = carries.len() + new_carries.len();
         saving_spec
             .outputs
-            .extend(carries.iter().map(|_| ScanOutput::Stacked(0)));
+            .extend((0..saved).map(|_| ScanOutput::Stacked(0)));
         let recorded = Primitive::Scan {
             program: ProgramRef(Arc::new(saving)),
             spec: saving_spec,
@@ -488,12 +493,13 @@ impl ExtremumSlopes {
         Ok(ExtremumSlopes::Balanced(wa, wb))
     }
 
-    /// `t` times operand `i`'s slope (`a` is the first operand); `None` for the constant
-    /// zero, which has no derivative.
-    pub(super) fn chain(&self, i: usize, a: &Tensor, t: &Tensor) -> Result<Option<Tensor>> {
+    /// `t` times operand `i`'s slope, given the result `y`; `None` for the constant zero,
+    /// which has no derivative. relu's mask reads its result (`y > 0` exactly where
+    /// `x > 0`), so a backward pass that has the result needs nothing before it.
+    pub(super) fn chain(&self, i: usize, y: &Tensor, t: &Tensor) -> Result<Option<Tensor>> {
         match (self, i) {
             (ExtremumSlopes::Relu(cmp), 0) => {
-                let mask = a.compare(*cmp, &Tensor::from(0.0f32))?;
+                let mask = y.compare(*cmp, &Tensor::from(0.0f32))?;
                 mask.select(t, &Tensor::from(0.0f32)).map(Some)
             }
             (ExtremumSlopes::Relu(_), _) => Ok(None),
@@ -604,7 +610,7 @@ fn vjp(
                 }
                 BinaryOp::Maximum | BinaryOp::Minimum => {
                     let slopes = ExtremumSlopes::of(*op, a, b, y)?;
-                    let (ga, gb) = (slopes.chain(0, a, &g0)?, slopes.chain(1, a, &g0)?);
+                    let (ga, gb) = (slopes.chain(0, y, &g0)?, slopes.chain(1, y, &g0)?);
                     vec![
                         ga.map(|g| unbroadcast(&g, a.shape())).transpose()?,
                         gb.map(|g| unbroadcast(&g, b.shape())).transpose()?,

@@ -361,7 +361,7 @@ fn jvp_rule(
                     // As the VJP (see `ExtremumSlopes`); relu's constant zero has no tangent.
                     let slopes = ExtremumSlopes::of(*op, a, b, y)?;
                     sum_terms(&|i, t| {
-                        slopes.chain(i, a, t)?.ok_or_else(|| {
+                        slopes.chain(i, y, t)?.ok_or_else(|| {
                             Error::internal("a tangent for the constant operand of relu")
                         })
                     })?

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use super::autodiff::{Tape, body_cotangents, differentiable, or_zeros, zeros_like};
 use crate::error::{Error, Result};
 use crate::program::{
-    AbstractValue, Batching, Primitive, Program, ProgramRef, ScanInput, ScanOutput, ScanSpec,
+    AbstractValue, Atom, Batching, Primitive, Program, ProgramRef, ScanInput, ScanOutput, ScanSpec,
     record_multi, trace_fn,
 };
 use crate::tensor::Tensor;
@@ -83,6 +83,35 @@ pub(super) fn vmap_vjp(
         });
     }
     Ok(result)
+}
+
+/// The body outputs that are new carries, in output order (what [`Tape`]'s `scan_step`
+/// saves per iteration besides the carries it starts from).
+pub(super) fn carry_outputs(spec: &ScanSpec) -> Vec<usize> {
+    (spec.outputs.iter().enumerate())
+        .filter(|(_, kind)| matches!(kind, ScanOutput::Carry(_)))
+        .map(|(j, _)| j)
+        .collect()
+}
+
+/// For each variable of `program`, the first-order equation that computes it alone (the
+/// equations whose saved result a re-run can take instead of computing it).
+fn computed_by(program: &Program) -> Vec<Option<usize>> {
+    let mut by = vec![None; program.avals.len()];
+    for (k, eq) in program.equations.iter().enumerate() {
+        let first_order = !matches!(
+            eq.primitive,
+            Primitive::Call { .. }
+                | Primitive::Remat { .. }
+                | Primitive::CustomVjp { .. }
+                | Primitive::Vmap { .. }
+                | Primitive::Scan { .. }
+        );
+        if let ([v], true) = (eq.outputs.as_slice(), first_order) {
+            by[v.0 as usize] = Some(k);
+        }
+    }
+    by
 }
 
 /// The cotangents of a `scan` equation's operands `x` (scanned and broadcast ones only where
@@ -160,6 +189,24 @@ pub(super) fn scan_vjp(
         avals.push(x[i].aval());
         kinds.push(ScanInput::Scanned(0));
     }
+    // Each iteration's outputs (the new carries it saved, the stacked outputs), which its
+    // re-run reads instead of recomputing: what leads only to them is not recomputed.
+    let mut produced: Vec<usize> = Vec::new();
+    for (c, &j) in carry_outputs(spec).iter().enumerate() {
+        operands.push(out[n_out + carries.len() + c].clone());
+        avals.push(lane_outputs[j].clone());
+        kinds.push(ScanInput::Scanned(0));
+        produced.push(j);
+    }
+    for (j, kind) in spec.outputs.iter().enumerate() {
+        if let ScanOutput::Stacked(axis) = kind {
+            operands.push(out[j].clone());
+            avals.push(lane_outputs[j].clone());
+            kinds.push(ScanInput::Scanned(*axis));
+            produced.push(j);
+        }
+    }
+    let by = computed_by(body);
     for &s in &scanned {
         let ScanInput::Scanned(axis) = spec.inputs[s] else {
             continue;
@@ -183,6 +230,7 @@ pub(super) fn scan_vjp(
         let (state, rest) = values.split_at(n_ct + n_acc);
         let (ct, acc) = state.split_at(n_ct);
         let (saved, rest) = rest.split_at(carries.len());
+        let (outputs, rest) = rest.split_at(produced.len());
         let (xs, rest) = rest.split_at(scanned.len());
         let (gs, bs) = rest.split_at(seeded.len());
         // The body's inputs in its own order.
@@ -198,7 +246,15 @@ pub(super) fn scan_vjp(
                 Error::internal("a scan's backward pass lost track of its inputs")
             })?);
         }
-        let tape = Tape::forward(body, &inputs)?;
+        let mut reuse: Vec<Option<Tensor>> = vec![None; body.equations.len()];
+        for (&j, value) in produced.iter().zip(outputs) {
+            if let Atom::Var(v) = &body.outputs[j]
+                && let Some(k) = by[v.0 as usize]
+            {
+                reuse[k] = Some(value.clone());
+            }
+        }
+        let tape = Tape::forward_reusing(body, &inputs, &reuse)?;
         let mut seeds: Vec<(usize, Tensor)> = (float_carries.iter().zip(ct))
             .filter_map(|(&i, ct)| Some((carry_output(i)?, ct.clone())))
             .collect();
