@@ -4,8 +4,6 @@
 //! taking one directional derivative — forward mode, reverse mode and central finite
 //! differences on a float64 evaluation of the same program — that must agree.
 
-use std::sync::Mutex;
-
 use proptest::test_runner::{Config, RngAlgorithm, TestCaseError, TestRng, TestRunner};
 
 use nnx_core::program::{TracedFunction, trace_fn};
@@ -18,7 +16,7 @@ use nnx_core::{
 };
 
 use super::guide::Count;
-use super::loop_grads::{Recorder, equations};
+use super::loop_grads::{Recorder, ramp};
 use crate::oracle::{Oracle, Value64};
 use crate::programs::{ProgramCase, Shapes, program_case, with_smooth_products};
 use crate::{CaseResult, Failure, Outcome, ensure};
@@ -297,25 +295,17 @@ pub fn jacobians_and_second_derivatives(engine: &dyn Engine) -> CaseResult {
 pub fn jvp_of_loops_does_not_unroll(engine: &dyn Engine) -> CaseResult {
     let width = 3usize;
     let run = |depth: usize| -> Result<(usize, Vec<f32>, Vec<f32>)> {
-        let recorder = Recorder {
-            inner: engine,
-            programs: Mutex::new(Vec::new()),
-        };
-        let values = |n: usize, scale: f32| -> Vec<f32> {
-            (0..n)
-                .map(|i| ((i * 7 % 11) as f32 - 5.0) * scale)
-                .collect()
-        };
+        let recorder = Recorder::new(engine);
         let layers = Object::new("Stack").with(
             "w",
             Param::new(Tensor::from_vec(
                 &[depth, width, width],
-                values(depth * width * width, 0.08),
+                ramp(depth * width * width, 0.08),
             )?),
         )?;
-        let x = Tensor::from_vec(&[2, width], values(2 * width, 0.3))?;
+        let x = Tensor::from_vec(&[2, width], ramp(2 * width, 0.3))?;
         let tangent_w =
-            Tensor::from_vec(&[depth, width, width], values(depth * width * width, 0.01))?;
+            Tensor::from_vec(&[depth, width, width], ramp(depth * width * width, 0.01))?;
         let mut tangent = State::new();
         tangent.insert(Path::from(["w"]), nnx_core::graph::Leaf::Array(tangent_w));
         let through_loops = jvp(|args: &[Value]| {
@@ -349,11 +339,7 @@ pub fn jvp_of_loops_does_not_unroll(engine: &dyn Engine) -> CaseResult {
             (&layers, x.clone()),
             &[Tangent::State(tangent.clone())],
         )?;
-        let size = recorder
-            .programs
-            .lock()
-            .map(|p| p.iter().map(|p| equations(p)).sum())
-            .unwrap_or(0);
+        let size = recorder.equations();
         let unrolled = jvp(|args: &[Value]| {
             let w = args[0].object()?.value("w")?;
             let mut h = args[1].as_tensor()?;

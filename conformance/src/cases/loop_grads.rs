@@ -18,8 +18,41 @@ use crate::{CaseResult, Failure, Outcome, ensure};
 
 /// An engine that hands everything to another and remembers the programs it compiles.
 pub(super) struct Recorder<'a> {
-    pub(super) inner: &'a dyn Engine,
-    pub(super) programs: Mutex<Vec<Arc<Program>>>,
+    inner: &'a dyn Engine,
+    programs: Mutex<Vec<Arc<Program>>>,
+}
+
+impl<'a> Recorder<'a> {
+    pub(super) fn new(inner: &'a dyn Engine) -> Recorder<'a> {
+        Recorder {
+            inner,
+            programs: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// The equations `which` selects in the programs compiled so far, nested ones included.
+    pub(super) fn count(&self, which: &dyn Fn(&Primitive) -> bool) -> usize {
+        (self.programs.lock())
+            .map(|p| p.iter().map(|p| count(p, which)).sum())
+            .unwrap_or(0)
+    }
+
+    /// Every equation of the programs compiled so far, nested ones included.
+    pub(super) fn equations(&self) -> usize {
+        self.count(&|_| true)
+    }
+
+    /// Forgets the programs compiled so far.
+    pub(super) fn clear(&self) {
+        self.programs.lock().map(|mut p| p.clear()).ok();
+    }
+}
+
+/// `n` values on a small grid (multiples of `scale` from −5 to 5), repeating.
+pub(super) fn ramp(n: usize, scale: f32) -> Vec<f32> {
+    (0..n)
+        .map(|i| ((i * 7 % 11) as f32 - 5.0) * scale)
+        .collect()
 }
 
 impl Engine for Recorder<'_> {
@@ -60,11 +93,6 @@ impl Engine for Recorder<'_> {
     }
 }
 
-/// Equations in a program, counting those of the programs it calls, maps and scans.
-pub(super) fn equations(program: &Program) -> usize {
-    count(program, &|_| true)
-}
-
 /// Equations of a program that `which` selects, counting those of nested programs.
 fn count(program: &Program, which: &dyn Fn(&Primitive) -> bool) -> usize {
     program
@@ -91,10 +119,7 @@ fn count(program: &Program, which: &dyn Fn(&Primitive) -> bool) -> usize {
 /// [`loop_gradients_match_hand_written_loops`].
 pub fn grad_of_vmap_does_not_unroll_lanes(engine: &dyn Engine) -> CaseResult {
     let sizes = |batch: usize| -> Result<(usize, usize)> {
-        let recorder = Recorder {
-            inner: engine,
-            programs: Mutex::new(Vec::new()),
-        };
+        let recorder = Recorder::new(engine);
         let m = linear_model()?;
         let xs = Tensor::from_vec(&[batch, 2, 3], vec![0.25f32; batch * 6])?;
         let ys = Tensor::from_vec(&[batch, 2, 2], vec![0.5f32; batch * 4])?;
@@ -121,14 +146,9 @@ pub fn grad_of_vmap_does_not_unroll_lanes(engine: &dyn Engine) -> CaseResult {
         });
         let args = [Value::from(&m), Value::from(xs), Value::from(ys)];
         let size = |f: &dyn Fn() -> Result<()>| -> Result<usize> {
-            recorder.programs.lock().map(|mut p| p.clear()).ok();
+            recorder.clear();
             f()?;
-            let programs = recorder
-                .programs
-                .lock()
-                .map(|p| p.clone())
-                .unwrap_or_default();
-            Ok(programs.iter().map(|p| equations(p)).sum())
+            Ok(recorder.equations())
         };
         let flat_size = size(&|| flat.call(&recorder, &args).map(drop))?;
         let nested_size = size(&|| nested.call(&recorder, &args).map(drop))?;
@@ -148,31 +168,23 @@ pub fn grad_of_vmap_does_not_unroll_lanes(engine: &dyn Engine) -> CaseResult {
 pub fn grad_of_scan_does_not_unroll_iterations(engine: &dyn Engine) -> CaseResult {
     let width = 3usize;
     let run = |depth: usize| -> Result<(usize, Vec<Tensor>, Vec<Tensor>)> {
-        let recorder = Recorder {
-            inner: engine,
-            programs: Mutex::new(Vec::new()),
-        };
-        let values = |n: usize, scale: f32| -> Vec<f32> {
-            (0..n)
-                .map(|i| ((i * 7 % 11) as f32 - 5.0) * scale)
-                .collect()
-        };
+        let recorder = Recorder::new(engine);
         let layers = Object::new("Stack")
             .with(
                 "w",
                 Param::new(Tensor::from_vec(
                     &[depth, width, width],
-                    values(depth * width * width, 0.08),
+                    ramp(depth * width * width, 0.08),
                 )?),
             )?
             .with(
                 "b",
                 Param::new(Tensor::from_vec(
                     &[depth, width],
-                    values(depth * width, 0.05),
+                    ramp(depth * width, 0.05),
                 )?),
             )?;
-        let x = Tensor::from_vec(&[2, width], values(2 * width, 0.3))?;
+        let x = Tensor::from_vec(&[2, width], ramp(2 * width, 0.3))?;
         let layer = |h: &Tensor, w: &Tensor, b: &Tensor| h.matmul(w)?.add(b)?.tanh();
         let through_scan = value_and_grad(|args: &[Value]| {
             let body = |inner: &[Value]| -> Result<Value> {
@@ -191,11 +203,7 @@ pub fn grad_of_scan_does_not_unroll_iterations(engine: &dyn Engine) -> CaseResul
             Ok(Value::from(h.mul(&h)?.mean(Axes::All)?))
         })
         .call(&recorder, &[Value::from(&layers), Value::from(x.clone())])?;
-        let size = recorder
-            .programs
-            .lock()
-            .map(|p| p.iter().map(|p| equations(p)).sum())
-            .unwrap_or(0);
+        let size = recorder.equations();
         let unrolled = value_and_grad(|args: &[Value]| {
             let l = args[0].object()?;
             let mut h = args[1].as_tensor()?;
@@ -412,10 +420,7 @@ pub fn remat_recomputes_in_the_backward_pass(engine: &dyn Engine) -> CaseResult 
     let x = Tensor::from_vec(&[2, 3], values(6, 0.2))?;
     // (loss, gradients, calls counted, matmuls in the compiled gradient program)
     let run = |policy: Option<RematPolicy>| -> Result<(Tensor, Vec<Tensor>, i32, usize)> {
-        let recorder = Recorder {
-            inner: engine,
-            programs: Mutex::new(Vec::new()),
-        };
+        let recorder = Recorder::new(engine);
         let checkpointed = policy.map(|p| remat(block).policy(p));
         let m = model()?;
         let out = value_and_grad(|args: &[Value]| {
@@ -432,15 +437,7 @@ pub fn remat_recomputes_in_the_backward_pass(engine: &dyn Engine) -> CaseResult 
             .iter()
             .map(|n| Ok(state.variable(&Path::from([*n]))?.value()))
             .collect::<Result<Vec<_>>>()?;
-        let products = recorder
-            .programs
-            .lock()
-            .map(|p| {
-                p.iter()
-                    .map(|p| count(p, &|q| *q == Primitive::Matmul))
-                    .sum()
-            })
-            .unwrap_or(0);
+        let products = recorder.count(&|q| *q == Primitive::Matmul);
         let calls = m.value("calls")?.item::<i32>()?;
         Ok((out.value, grads, calls, products))
     };

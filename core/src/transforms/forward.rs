@@ -11,7 +11,7 @@
 
 use std::sync::Arc;
 
-use super::autodiff::{ExtremumSlopes, differentiable, extremum_shares, unary_chain};
+use super::rules::{ExtremumSlopes, differentiable, extremum_shares, unary_chain, zeros_like};
 use crate::error::{Error, Result};
 use crate::program::{
     AbstractValue, Batching, LoopValues, Outputs, Primitive, Program, ProgramRef, ScanInput,
@@ -43,17 +43,12 @@ impl Dual {
     }
 
     /// The tangent, zeros where there is none.
-    pub(crate) fn tangent_or_zeros(&self) -> Result<Tensor> {
+    pub(crate) fn tangent_or_zeros(&self) -> Tensor {
         match &self.tangent {
-            Some(t) => Ok(t.clone()),
-            None => zeros_of(&self.primal),
+            Some(t) => t.clone(),
+            None => zeros_like(&self.primal),
         }
     }
-}
-
-/// Float32 zeros with `like`'s shape (a tangent).
-fn zeros_of(like: &Tensor) -> Result<Tensor> {
-    Tensor::zeros_of(like.shape(), crate::tensor::DType::F32)
 }
 
 /// Runs `program` on `inputs` and their tangents: every output with its tangent.
@@ -106,9 +101,7 @@ impl LoopValues for DualLoops {
         let primals: Vec<Tensor> = values.iter().map(|d| d.primal.clone()).collect();
         let tangent = match values.iter().any(|d| d.tangent.is_some()) {
             true => {
-                let tangents: Vec<Tensor> = (values.iter())
-                    .map(Dual::tangent_or_zeros)
-                    .collect::<Result<_>>()?;
+                let tangents: Vec<Tensor> = values.iter().map(Dual::tangent_or_zeros).collect();
                 Some(Tensor::stack(&tangents, axis as isize)?)
             }
             false => None,
@@ -189,7 +182,7 @@ fn higher_order(primitive: &Primitive, body: &Program, args: Vec<Dual>) -> Resul
         let outputs = jvp_program(body, duals)?;
         let mut results: Vec<Tensor> = outputs.iter().map(|d| d.primal.clone()).collect();
         for &j in &tangent_outputs {
-            results.push(outputs[j].tangent_or_zeros()?);
+            results.push(outputs[j].tangent_or_zeros());
         }
         Ok((results, ()))
     })?;
@@ -246,7 +239,7 @@ fn higher_order(primitive: &Primitive, body: &Program, args: Vec<Dual>) -> Resul
     };
     let mut operands: Vec<Tensor> = primals;
     for &i in &tangent_inputs {
-        operands.push(args[i].tangent_or_zeros()?);
+        operands.push(args[i].tangent_or_zeros());
     }
     operands.extend(traced.captured);
     let mut results = record_multi(lifted, &operands.iter().collect::<Vec<_>>())?.into_iter();
@@ -313,15 +306,15 @@ fn jvp_rule(
         }
     };
     // Operand `i`'s tangent, zeros if it has none.
-    let or_zeros = |i: usize| -> Result<Tensor> {
+    let or_zeros = |i: usize| -> Tensor {
         match &t[i] {
-            Some(t) => Ok(t.clone()),
-            None => zeros_of(&x[i]),
+            Some(t) => t.clone(),
+            None => zeros_like(&x[i]),
         }
     };
     // The same (linear) primitive applied to the tangents.
     let linear = || -> Result<Tensor> {
-        let ts: Vec<Tensor> = (0..x.len()).map(or_zeros).collect::<Result<_>>()?;
+        let ts: Vec<Tensor> = (0..x.len()).map(or_zeros).collect();
         Tensor::apply(p.clone(), &ts.iter().collect::<Vec<_>>())
     };
     // Σ over present tangents of `term(i, tangent)`.
@@ -368,10 +361,10 @@ fn jvp_rule(
                 }
             }
         }
-        Primitive::Unary(op) => Some(unary_chain(*op, &x[0], y, &or_zeros(0)?)?),
+        Primitive::Unary(op) => Some(unary_chain(*op, &x[0], y, &or_zeros(0))?),
         Primitive::Select => {
             let c = &x[0];
-            let on = |i: usize| -> Result<Tensor> { fit(or_zeros(i)?) };
+            let on = |i: usize| -> Result<Tensor> { fit(or_zeros(i)) };
             Some(c.select(&on(1)?, &on(2)?)?)
         }
         Primitive::Matmul => sum_terms(&|i, t| match i {
@@ -385,7 +378,7 @@ fn jvp_rule(
                 // VJP shares the cotangent.
                 let shares = extremum_shares(&x[0], y, axes, *keepdims)?;
                 let axes: Vec<isize> = axes.iter().map(|&i| i as isize).collect();
-                (or_zeros(0)?.mul(&shares)?).reduce(ReduceOp::Sum, axes, *keepdims)?
+                (or_zeros(0).mul(&shares)?).reduce(ReduceOp::Sum, axes, *keepdims)?
             }
         }),
         Primitive::Reshape { .. }

@@ -6,7 +6,8 @@
 
 use std::sync::Arc;
 
-use super::autodiff::{Tape, body_cotangents, differentiable, or_zeros, zeros_like};
+use super::autodiff::{Tape, body_cotangents, or_zeros};
+use super::rules::{differentiable, zeros_like};
 use crate::error::{Error, Result};
 use crate::program::{
     AbstractValue, Atom, Batching, Primitive, Program, ProgramRef, ScanInput, ScanOutput, ScanSpec,

@@ -19,6 +19,7 @@ mod loop_vjp;
 mod metadata;
 mod pipeline;
 mod prune;
+mod rules;
 mod scan;
 mod vmap;
 
