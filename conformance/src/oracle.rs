@@ -95,16 +95,26 @@ impl Value64 {
 /// difference's step). The first run records each such value, and later runs
 /// ([`Oracle::replaying`]) use the recorded ones (the program has no data-dependent control
 /// flow, so it meets them in the same order).
+///
+/// It also notes whether a `maximum`, `minimum` or max/min reduction met a tie: there the
+/// derivative is a convention (JAX's, which differentiation follows) that finite
+/// differences need not reproduce.
 #[derive(Debug, Default)]
 pub struct Oracle {
     stopped: Vec<Value64>,
     replay: Option<usize>,
+    tie: bool,
 }
 
 impl Oracle {
     /// An oracle that records the values held constant.
     pub fn new() -> Oracle {
         Oracle::default()
+    }
+
+    /// Whether a run met a tie of `maximum`, `minimum` or a max/min reduction.
+    pub fn met_a_tie(&self) -> bool {
+        self.tie
     }
 
     /// From now on, the values held constant are those the previous runs recorded.
@@ -149,7 +159,7 @@ impl Oracle {
                     }
                     Primitive::StopGradient => vec![self.freeze(&args[0])?],
                     p => {
-                        let result = first_order(p, &args)?;
+                        let result = first_order(p, &args, &mut self.tie)?;
                         match !is_float(&result) && args.iter().any(is_float) {
                             true => vec![self.freeze(&result)?],
                             false => vec![result],
@@ -217,11 +227,15 @@ fn is_float(v: &Value64) -> bool {
 }
 
 /// One first-order primitive.
-fn first_order(p: &Primitive, x: &[Value64]) -> Result<Value64> {
+/// One first-order primitive; sets `tie` when an extremum is attained twice.
+fn first_order(p: &Primitive, x: &[Value64], tie: &mut bool) -> Result<Value64> {
     let any_float = x.iter().any(is_float);
     match p {
         Primitive::Binary(op) if any_float => {
             let (shape, v) = broadcast_all(p, x)?;
+            if matches!(op, BinaryOp::Maximum | BinaryOp::Minimum) {
+                *tie |= v[0].iter().zip(&v[1]).any(|(a, b)| a == b);
+            }
             let f = |a: f64, b: f64| match op {
                 BinaryOp::Add => a + b,
                 BinaryOp::Sub => a - b,
@@ -266,7 +280,7 @@ fn first_order(p: &Primitive, x: &[Value64]) -> Result<Value64> {
         }
         Primitive::Matmul if any_float => matmul(p, x),
         Primitive::Reduce { op, axes, keepdims } if any_float => {
-            reduce(*op, axes, *keepdims, &x[0])
+            reduce(*op, axes, *keepdims, &x[0], tie)
         }
         Primitive::Reshape { .. }
         | Primitive::Squeeze { .. }
@@ -368,7 +382,13 @@ fn broadcast_all(p: &Primitive, x: &[Value64]) -> Result<(Vec<usize>, Vec<Vec<f6
 }
 
 /// A reduction over `axes`.
-fn reduce(op: ReduceOp, axes: &[usize], keepdims: bool, x: &Value64) -> Result<Value64> {
+fn reduce(
+    op: ReduceOp,
+    axes: &[usize],
+    keepdims: bool,
+    x: &Value64,
+    tie: &mut bool,
+) -> Result<Value64> {
     let shape = x.shape().to_vec();
     let data = x.floats()?;
     let kept: Vec<usize> = (shape.iter().enumerate())
@@ -389,7 +409,7 @@ fn reduce(op: ReduceOp, axes: &[usize], keepdims: bool, x: &Value64) -> Result<V
         }
         acc[out].push(value);
     }
-    let result = acc
+    let result: Vec<f64> = acc
         .iter()
         .map(|vals| match op {
             ReduceOp::Sum => vals.iter().sum(),
@@ -402,6 +422,10 @@ fn reduce(op: ReduceOp, axes: &[usize], keepdims: bool, x: &Value64) -> Result<V
             }
         })
         .collect();
+    if matches!(op, ReduceOp::Max | ReduceOp::Min) {
+        *tie |=
+            (acc.iter().zip(&result)).any(|(vals, y)| vals.iter().filter(|v| *v == y).count() > 1);
+    }
     let out_shape = match keepdims {
         true => kept,
         false => (shape.iter().enumerate())

@@ -570,6 +570,9 @@ impl Point<'_> {
         };
         // The point itself first: it records the values held constant (see [`Oracle`]).
         let at = y(0.0).map_err(|_| "the oracle fails")?;
+        if oracle.borrow().met_a_tie() {
+            return Err("a tie of maximum or minimum");
+        }
         oracle.borrow_mut().replaying();
         // At two step sizes: where the program is smooth, central differences agree and
         // the one-sided ones differ by O(h); at a kink (a tie of maximum, |0|, a comparison
@@ -588,6 +591,16 @@ impl Point<'_> {
             return Err("not finite");
         }
         let noise = 1e-6 * (1.0 + fine.abs());
+        // What float64 rounding of the outputs alone can move a difference by: an output
+        // far larger than its changes (a huge constant summed with them) hides them.
+        let rounding = (u.iter().zip(&at))
+            .map(|(&u, &y)| (f64::from(u) * y).abs())
+            .sum::<f64>()
+            * f64::EPSILON
+            / 2.5e-4;
+        if rounding > 1e-2 * noise {
+            return Err("beyond float64 resolution");
+        }
         if (coarse - fine).abs() > noise || fine_kink.abs() > 0.5 * coarse_kink.abs() + noise {
             return Err("not smooth");
         }
