@@ -61,7 +61,18 @@ pub struct AliasConflict {
 }
 
 /// The error type of every fallible operation in the project.
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+///
+/// `{}` (`Display`) and `{:?}` (`Debug`) both print the readable message, so that
+/// `fn main() -> Result<()>` reports what went wrong in words; `{:#?}` adds the
+/// [`kind`](Error::kind). Match on the variant for its fields.
+///
+/// ```
+/// use nnx_core::{Error, Tensor};
+/// let err = Tensor::zeros(&[2, 3]).matmul(&Tensor::zeros(&[2, 3])).unwrap_err();
+/// assert_eq!(format!("{err:?}"), err.to_string());
+/// assert!(format!("{err:#?}").contains("kind: Shape"));
+/// ```
+#[derive(Clone, PartialEq, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
     /// Shapes that do not broadcast together (numpy rules).
@@ -200,6 +211,29 @@ pub enum Error {
         /// What was expected (`"an array"`, `"an Rngs object"`).
         expected: &'static str,
         /// What was found (`"an object"`, `"a 'Model' object"`).
+        found: String,
+    },
+    /// A typed function called with a different number of arguments than it declares.
+    #[error(
+        "the function takes {expected} argument{} but was called with {found}",
+        if *.expected == 1 { "" } else { "s" }
+    )]
+    ArgumentCount {
+        /// How many arguments the function declares.
+        expected: usize,
+        /// How many it was called with.
+        found: usize,
+    },
+    /// A value that does not convert to the Rust type asked for: an argument of a typed
+    /// function, its output, or a field of a typed module.
+    #[error("{}expected {expected}, found {found}", context(.at))]
+    TypeMismatch {
+        /// Where: `argument 1`, `the output`, `argument 0, field kernel`; empty when the
+        /// conversion had no context.
+        at: String,
+        /// The Rust type asked for, as it reads in code (`Tensor`, `Param`, `Linear`).
+        expected: String,
+        /// What the value was (`a 'Weights' object`, `an array of shape [2, 3]`).
         found: String,
     },
     /// A State leaf that is a raw array where a Variable was asked for.
@@ -495,7 +529,50 @@ pub enum Error {
     },
 }
 
+impl std::fmt::Debug for Error {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if f.alternate() {
+            f.debug_struct("Error")
+                .field("kind", &self.kind())
+                .field("message", &self.to_string())
+                .finish()
+        } else {
+            std::fmt::Display::fmt(self, f)
+        }
+    }
+}
+
+fn context(at: &str) -> String {
+    if at.is_empty() {
+        String::new()
+    } else {
+        format!("{at}: ")
+    }
+}
+
 impl Error {
+    /// Adds where a [`Error::TypeMismatch`] happened, outermost first (`argument 0`, then
+    /// `field kernel`); other errors are returned as they are.
+    #[must_use]
+    pub fn within(self, place: impl std::fmt::Display) -> Error {
+        match self {
+            Error::TypeMismatch {
+                at,
+                expected,
+                found,
+            } => Error::TypeMismatch {
+                at: if at.is_empty() {
+                    place.to_string()
+                } else {
+                    format!("{place}, {at}")
+                },
+                expected,
+                found,
+            },
+            other => other,
+        }
+    }
+
     /// The coarse category of this error.
     pub fn kind(&self) -> ErrorKind {
         match self {
@@ -510,6 +587,8 @@ impl Error {
             | Error::DTypeMismatch { .. }
             | Error::NonDifferentiable { .. } => ErrorKind::DType,
             Error::WrongValueKind { .. }
+            | Error::ArgumentCount { .. }
+            | Error::TypeMismatch { .. }
             | Error::LeafNotVariable { .. }
             | Error::GradLossMissing { .. }
             | Error::NoDifferentiableArray { .. }

@@ -172,7 +172,10 @@ fn update_writes_values_in_place_and_adds_missing_keys() {
     let kernel = m.object("sub").unwrap().var("kernel").unwrap();
     let mut new = State::new();
     new.insert(["sub", "kernel"], Leaf::Array(Tensor::zeros(&[2, 3])));
-    new.insert(["extra"], Leaf::Variable(Count::new(Tensor::arange(1))));
+    new.insert(
+        ["extra"],
+        Leaf::Variable(nnx_core::Variable::from(Count::new(Tensor::arange(1)))),
+    );
     graph::update(&m, &new).unwrap();
     assert!(
         m.object("sub")
@@ -309,7 +312,10 @@ fn update_rejects_keys_a_list_cannot_have() {
     // Appending at `len` (and then at `len + 1`) is what Flax's List allows.
     let mut state = State::new();
     state.insert([1i64], Leaf::Array(Tensor::ones(&[1])));
-    state.insert([2i64], Leaf::Variable(Param::new(Tensor::ones(&[2]))));
+    state.insert(
+        [2i64],
+        Leaf::Variable(nnx_core::Variable::from(Param::new(Tensor::ones(&[2])))),
+    );
     graph::update(&list, &state).unwrap();
     assert_eq!(list.len(), 3);
     assert_eq!(list.get(2).unwrap().as_tensor().unwrap().shape(), vec![2]);

@@ -17,7 +17,7 @@ use super::variable::VariableType;
 /// ```
 /// use nnx_core::{Filter, Param, Path, Tensor, VariableType, graph::Leaf};
 /// let f = Filter::all([VariableType::PARAM.into(), Filter::not(Filter::path_contains("bias"))]);
-/// let leaf = Leaf::Variable(Param::new(Tensor::zeros(&[1])));
+/// let leaf = Leaf::Variable(Param::new(Tensor::zeros(&[1])).into());
 /// assert!(f.matches(&Path::from(["kernel"]), &leaf));
 /// assert!(!f.matches(&Path::from(["bias"]), &leaf));
 /// assert_eq!(f.to_string(), "All(OfType(Param), Not(PathContains('bias', exact=True)))");
@@ -206,7 +206,7 @@ mod tests {
 
     #[test]
     fn type_filters_match_subtypes() {
-        let count = leaf(RngCount::new(Tensor::zeros(&[])));
+        let count = leaf(Variable::from(RngCount::new(Tensor::zeros(&[]))));
         let p = Path::from(["rngs", "default", "count"]);
         assert!(Filter::from(VariableType::RNG_STATE).matches(&p, &count));
         assert!(!Filter::from(VariableType::PARAM).matches(&p, &count));
@@ -214,7 +214,9 @@ mod tests {
 
     #[test]
     fn string_filters_match_tags_not_paths() {
-        let tagged = leaf(Param::new(Tensor::zeros(&[])).with_metadata("tag", "params"));
+        let tagged = leaf(Variable::from(
+            Param::new(Tensor::zeros(&[])).with_metadata("tag", "params"),
+        ));
         let p = Path::from(["p"]);
         assert!(Filter::from("params").matches(&p, &tagged));
         assert!(!Filter::from("p").matches(&p, &tagged));
@@ -222,7 +224,7 @@ mod tests {
 
     #[test]
     fn path_filters() {
-        let l = leaf(Param::new(Tensor::zeros(&[])));
+        let l = leaf(Variable::from(Param::new(Tensor::zeros(&[]))));
         let p = Path::from(["encoder", "layer_0"]).child("kernel");
         assert!(Filter::path_contains("encoder").matches(&p, &l));
         assert!(!Filter::path_contains("layer").matches(&p, &l));

@@ -12,6 +12,7 @@
 //! Variable gets an index from one shared counter and is described once, later occurrences
 //! being references to that index. That is how shared references and cycles survive.
 
+mod convert;
 mod display;
 mod filter;
 pub(crate) mod graphdef;
@@ -27,6 +28,7 @@ mod update;
 mod value;
 mod variable;
 
+pub use convert::{FromValue, ToValue, mismatch, remember_object, typed_object};
 pub use display::MAX_PRINT_DEPTH;
 pub use filter::{Filter, Predicate};
 pub use graphdef::{DefEntry, GraphDef, NodeDef, VariableDef};

@@ -219,6 +219,11 @@ impl Node {
 pub(crate) struct WeakNode(Weak<NodeCell>);
 
 impl WeakNode {
+    /// The node, if it still exists.
+    pub(crate) fn upgrade(&self) -> Option<Node> {
+        self.0.upgrade().map(Node)
+    }
+
     /// The node's identity and structure version, if it still exists.
     pub(crate) fn version(&self) -> Option<(NodeId, u64)> {
         self.0

@@ -349,7 +349,7 @@ mod tests {
         let mut s = State::new();
         s.insert(
             ["sub", "w"],
-            Leaf::Variable(Param::new(Tensor::zeros(&[1]))),
+            Leaf::Variable(Variable::from(Param::new(Tensor::zeros(&[1])))),
         );
         s.insert(["b"], Leaf::Array(Tensor::zeros(&[1])));
         let NestedState::Map(top) = &s.nested() else {
@@ -374,7 +374,7 @@ mod tests {
     fn map_builds_new_variables() {
         let p = Param::new(Tensor::zeros(&[2]));
         let mut s = State::new();
-        s.insert(["p"], Leaf::Variable(p.clone()));
+        s.insert(["p"], Leaf::Variable(Variable::from(p.clone())));
         let m = s.map(|_, t| t + 1.0).unwrap();
         let new = m.variable(&Path::from(["p"])).unwrap();
         assert!(!new.ptr_eq(&p));

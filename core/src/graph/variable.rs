@@ -129,8 +129,12 @@ impl fmt::Display for VariableType {
     }
 }
 
-/// Defines a variable type: a zero-sized marker struct with a `TYPE` constant and a `new`
-/// constructor, like `class Count(nnx.Variable): pass`.
+/// Defines a variable type, like `class Count(nnx.Variable): pass`: a typed handle to a
+/// [`Variable`](crate::Variable) of that type, with a `TYPE` constant and a `new` constructor.
+///
+/// The handle dereferences to the `Variable` (every Variable method works on it), converts
+/// into one with `From`, and is what a field of a `#[derive(Module)]` struct holds. Reading it
+/// back from the graph accepts a Variable of the type or of a subtype.
 ///
 /// ```
 /// use nnx_core::{Param, Tensor, Variable, VariableType, variable_type};
@@ -145,28 +149,113 @@ impl fmt::Display for VariableType {
 /// let c = Count::new(Tensor::arange(3));
 /// assert_eq!(c.type_name(), "Count");
 /// assert!(Frozen::TYPE.is_subtype_of(VariableType::PARAM));
+/// let v: Variable = c.into();
+/// assert!(v.is_instance(Count::TYPE));
 /// ```
 #[macro_export]
 macro_rules! variable_type {
     ($(#[$meta:meta])* $vis:vis $name:ident : $parent:ty) => {
-        $(#[$meta])*
-        #[derive(Debug, Clone, Copy)]
-        $vis struct $name;
-
-        impl $name {
-            /// The variable type this marker stands for.
-            pub const TYPE: $crate::VariableType = {
+        $crate::__variable_handle!(
+            $(#[$meta])* $vis $name,
+            {
                 static DEF: $crate::graph::VariableTypeDef = $crate::graph::VariableTypeDef::new(
                     stringify!($name),
                     Some(<$parent>::TYPE.def()),
                 );
                 $crate::VariableType::from_def(&DEF)
-            };
+            }
+        );
+    };
+}
+
+/// The typed Variable handle behind [`variable_type!`] and the built-in types.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __variable_handle {
+    ($(#[$meta:meta])* $vis:vis $name:ident, $ty:expr) => {
+        $(#[$meta])*
+        #[derive(Clone)]
+        $vis struct $name($crate::Variable);
+
+        #[allow(dead_code)]
+        impl $name {
+            /// The variable type of this handle.
+            pub const TYPE: $crate::VariableType = $ty;
 
             /// A new variable of this type holding `value`.
-            #[allow(clippy::new_ret_no_self, dead_code)]
-            pub fn new(value: impl Into<$crate::Tensor>) -> $crate::Variable {
-                $crate::Variable::new(Self::TYPE, value)
+            pub fn new(value: impl Into<$crate::Tensor>) -> $name {
+                $name($crate::Variable::new(Self::TYPE, value))
+            }
+
+            /// The Variable this handle refers to.
+            pub fn variable(&self) -> &$crate::Variable {
+                &self.0
+            }
+
+            /// Builder form of setting one metadata entry (`nnx.Param(x, sharding=…)`).
+            pub fn with_metadata(
+                self,
+                key: impl Into<String>,
+                value: impl Into<$crate::Static>,
+            ) -> $name {
+                $name(self.0.with_metadata(key, value))
+            }
+        }
+
+        impl ::std::ops::Deref for $name {
+            type Target = $crate::Variable;
+            fn deref(&self) -> &$crate::Variable {
+                &self.0
+            }
+        }
+
+        impl ::std::fmt::Debug for $name {
+            fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+                ::std::fmt::Debug::fmt(&self.0, f)
+            }
+        }
+
+        impl ::std::convert::From<$name> for $crate::Variable {
+            fn from(handle: $name) -> $crate::Variable {
+                handle.0
+            }
+        }
+
+        impl ::std::convert::From<$name> for $crate::Value {
+            fn from(handle: $name) -> $crate::Value {
+                $crate::Value::Variable(handle.0)
+            }
+        }
+
+        impl ::std::convert::From<&$name> for $crate::Value {
+            fn from(handle: &$name) -> $crate::Value {
+                $crate::Value::Variable(handle.0.clone())
+            }
+        }
+
+        impl ::std::convert::TryFrom<$crate::Variable> for $name {
+            type Error = $crate::Error;
+            fn try_from(variable: $crate::Variable) -> $crate::Result<$name> {
+                <$name as $crate::graph::FromValue>::from_value(&$crate::Value::Variable(variable))
+            }
+        }
+
+        impl $crate::graph::ToValue for $name {
+            fn to_value(&self) -> $crate::Result<$crate::Value> {
+                Ok($crate::Value::Variable(self.0.clone()))
+            }
+        }
+
+        impl $crate::graph::FromValue for $name {
+            fn expected() -> String {
+                stringify!($name).into()
+            }
+
+            fn from_value(value: &$crate::Value) -> $crate::Result<$name> {
+                match value {
+                    $crate::Value::Variable(v) if v.is_instance(Self::TYPE) => Ok($name(v.clone())),
+                    other => Err($crate::graph::mismatch::<$name>(other)),
+                }
             }
         }
     };
@@ -174,60 +263,47 @@ macro_rules! variable_type {
 
 macro_rules! builtin_marker {
     ($(#[$meta:meta])* $name:ident, $ty:expr) => {
-        $(#[$meta])*
-        #[derive(Debug, Clone, Copy)]
-        pub struct $name;
-
-        impl $name {
-            /// The variable type this marker stands for.
-            pub const TYPE: VariableType = $ty;
-
-            /// A new variable of this type holding `value`.
-            #[allow(clippy::new_ret_no_self)]
-            pub fn new(value: impl Into<Tensor>) -> Variable {
-                Variable::new(Self::TYPE, value)
-            }
-        }
+        $crate::__variable_handle!($(#[$meta])* pub $name, $ty);
     };
 }
 
 builtin_marker!(
-    /// Marker for [`VariableType::PARAM`]: `Param::new(x)` is `nnx.Param(x)`.
+    /// A handle to a Variable of type [`VariableType::PARAM`]: `Param::new(x)` is `nnx.Param(x)`.
     Param,
     VariableType::PARAM
 );
 builtin_marker!(
-    /// Marker for [`VariableType::BATCH_STAT`].
+    /// A handle to a Variable of type [`VariableType::BATCH_STAT`].
     BatchStat,
     VariableType::BATCH_STAT
 );
 builtin_marker!(
-    /// Marker for [`VariableType::CACHE`].
+    /// A handle to a Variable of type [`VariableType::CACHE`].
     Cache,
     VariableType::CACHE
 );
 builtin_marker!(
-    /// Marker for [`VariableType::INTERMEDIATE`].
+    /// A handle to a Variable of type [`VariableType::INTERMEDIATE`].
     Intermediate,
     VariableType::INTERMEDIATE
 );
 builtin_marker!(
-    /// Marker for [`VariableType::PERTURBATION`].
+    /// A handle to a Variable of type [`VariableType::PERTURBATION`].
     Perturbation,
     VariableType::PERTURBATION
 );
 builtin_marker!(
-    /// Marker for [`VariableType::RNG_STATE`].
+    /// A handle to a Variable of type [`VariableType::RNG_STATE`].
     RngState,
     VariableType::RNG_STATE
 );
 builtin_marker!(
-    /// Marker for [`VariableType::RNG_KEY`].
+    /// A handle to a Variable of type [`VariableType::RNG_KEY`].
     RngKey,
     VariableType::RNG_KEY
 );
 builtin_marker!(
-    /// Marker for [`VariableType::RNG_COUNT`].
+    /// A handle to a Variable of type [`VariableType::RNG_COUNT`].
     RngCount,
     VariableType::RNG_COUNT
 );

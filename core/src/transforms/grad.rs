@@ -10,6 +10,7 @@ use super::args::IntoArgs;
 use super::autodiff::{Tape, or_zeros, seed_for};
 use super::jacobian::{Mode, jacobian};
 use super::pipeline::{self, Cache, Rules};
+use super::typed::{Body, IntoBody};
 use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::graph::{self, Filter, Key, Leaf, NodeId, Path, State, Value, VariableType};
@@ -106,9 +107,9 @@ pub struct GradOutput {
 ///
 /// A Variable shared by two differentiated arguments gets its total gradient in *both*
 /// arguments' States (Flax puts it only under the first).
-pub fn value_and_grad<F: Fn(&[Value]) -> Result<Value>>(f: F) -> GradFn<F> {
+pub fn value_and_grad<M, F: IntoBody<M>>(f: F) -> GradFn<F::Body> {
     GradFn {
-        f,
+        f: f.into_body(),
         wrt: vec![DiffState::new(0, VariableType::PARAM)],
         has_aux: false,
         jacobian: None,
@@ -117,7 +118,7 @@ pub fn value_and_grad<F: Fn(&[Value]) -> Result<Value>>(f: F) -> GradFn<F> {
 }
 
 /// `nnx.grad`: as [`value_and_grad`]; read the result's `grads`.
-pub fn grad<F: Fn(&[Value]) -> Result<Value>>(f: F) -> GradFn<F> {
+pub fn grad<M, F: IntoBody<M>>(f: F) -> GradFn<F::Body> {
     value_and_grad(f)
 }
 
@@ -136,7 +137,7 @@ pub fn grad<F: Fn(&[Value]) -> Result<Value>>(f: F) -> GradFn<F> {
 /// });
 /// assert_eq!(f.trace_count(), 0);
 /// ```
-pub fn jacrev<F: Fn(&[Value]) -> Result<Value>>(f: F) -> GradFn<F> {
+pub fn jacrev<M, F: IntoBody<M>>(f: F) -> GradFn<F::Body> {
     GradFn {
         jacobian: Some(Mode::Reverse),
         ..value_and_grad(f)
@@ -146,7 +147,7 @@ pub fn jacrev<F: Fn(&[Value]) -> Result<Value>>(f: F) -> GradFn<F> {
 /// `jax.jacfwd` with NNX's arguments: as [`jacrev`], by forward mode (one Jacobian-vector
 /// product per input element, all in one `vmap`). Best when the inputs are smaller than the
 /// output; `jacfwd` of `jacrev` is a Hessian.
-pub fn jacfwd<F: Fn(&[Value]) -> Result<Value>>(f: F) -> GradFn<F> {
+pub fn jacfwd<M, F: IntoBody<M>>(f: F) -> GradFn<F::Body> {
     GradFn {
         jacobian: Some(Mode::Forward),
         ..value_and_grad(f)
@@ -178,7 +179,7 @@ pub(crate) enum Target {
     Array(usize),
 }
 
-impl<F: Fn(&[Value]) -> Result<Value>> Rules for GradFn<F> {
+impl<F: Body> Rules for GradFn<F> {
     type Leaf = Diff;
     type Prepared = Vec<Target>;
     type Extra = Targets;
@@ -194,7 +195,7 @@ impl<F: Fn(&[Value]) -> Result<Value>> Rules for GradFn<F> {
     }
 
     fn apply(&self, args: &[Value]) -> Result<Value> {
-        (self.f)(args)
+        self.f.apply(args)
     }
 
     /// Checks that differentiated leaves are float, and decides where each gradient goes.
@@ -310,7 +311,7 @@ impl<F: Fn(&[Value]) -> Result<Value>> Rules for GradFn<F> {
     }
 }
 
-impl<F: Fn(&[Value]) -> Result<Value>> GradFn<F> {
+impl<F: Body> GradFn<F> {
     /// How many times the function has been traced.
     pub fn trace_count(&self) -> usize {
         self.cache.trace_count()

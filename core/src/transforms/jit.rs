@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use super::args::IntoArgs;
 use super::pipeline::{self, Cache, Rules};
+use super::typed::{self, Body, IntoBody};
 use crate::engine::Engine;
 use crate::error::Result;
 use crate::graph::Value;
@@ -34,9 +35,9 @@ impl fmt::Display for Whole {
 /// let f = jit(|args: &[Value]| Ok(args[0].clone()));
 /// assert_eq!(f.trace_count(), 0);
 /// ```
-pub fn jit<F: Fn(&[Value]) -> Result<Value>>(f: F) -> Jit<F> {
+pub fn jit<M, F: IntoBody<M>>(f: F) -> Jit<F::Body> {
     Jit {
-        f,
+        f: f.into_body(),
         cache: Cache::default(),
         checkpoint: None,
     }
@@ -56,9 +57,9 @@ pub fn jit<F: Fn(&[Value]) -> Result<Value>>(f: F) -> Jit<F> {
 /// let block = remat(|args: &[Value]| Ok(args[0].clone())).policy(RematPolicy::DotsSaveable);
 /// assert_eq!(block.trace_count(), 0);
 /// ```
-pub fn remat<F: Fn(&[Value]) -> Result<Value>>(f: F) -> Jit<F> {
+pub fn remat<M, F: IntoBody<M>>(f: F) -> Jit<F::Body> {
     Jit {
-        f,
+        f: f.into_body(),
         cache: Cache::default(),
         checkpoint: Some(RematPolicy::default()),
     }
@@ -72,7 +73,7 @@ pub struct Jit<F> {
     checkpoint: Option<RematPolicy>,
 }
 
-impl<F: Fn(&[Value]) -> Result<Value>> Rules for Jit<F> {
+impl<F: Body> Rules for Jit<F> {
     type Leaf = Whole;
     type Prepared = ();
     type Extra = ();
@@ -86,7 +87,7 @@ impl<F: Fn(&[Value]) -> Result<Value>> Rules for Jit<F> {
     }
 
     fn apply(&self, args: &[Value]) -> Result<Value> {
-        (self.f)(args)
+        self.f.apply(args)
     }
 
     fn prepare(
@@ -117,7 +118,7 @@ impl<F: Fn(&[Value]) -> Result<Value>> Rules for Jit<F> {
     }
 }
 
-impl<F: Fn(&[Value]) -> Result<Value>> Jit<F> {
+impl<F: Body> Jit<F> {
     /// How many times the function has been traced.
     pub fn trace_count(&self) -> usize {
         self.cache.trace_count()
@@ -135,7 +136,7 @@ impl<F: Fn(&[Value]) -> Result<Value>> Jit<F> {
     /// # Errors
     /// Aliasing and closure-rule errors, and whatever `f` returns. On error the caller's
     /// objects are unchanged.
-    pub fn call(&self, engine: &(impl Engine + ?Sized), args: impl IntoArgs) -> Result<Value> {
-        Ok(pipeline::call(self, &self.cache, engine, &args.into_args())?.value)
+    pub fn call(&self, engine: &(impl Engine + ?Sized), args: impl IntoArgs) -> Result<F::Output> {
+        typed::output::<F>(pipeline::call(self, &self.cache, engine, &args.into_args())?.value)
     }
 }

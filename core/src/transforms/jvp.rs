@@ -8,6 +8,7 @@ use super::args::IntoArgs;
 use super::forward::{Dual, jvp_program};
 use super::grad::{Diff, DiffState, Grad, check_differentiable, diff_prefix};
 use super::pipeline::{self, Cache, Rules, lift_body};
+use super::typed::{Body, IntoBody};
 use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::graph::{self, Key, NodeId, Path, Value, VariableType};
@@ -46,9 +47,9 @@ pub struct JvpOutput {
 /// let f = jvp(|args: &[Value]| Ok(Value::Array(args[0].as_tensor()?.tanh()?))).argnums(&[0]);
 /// assert_eq!(f.trace_count(), 0);
 /// ```
-pub fn jvp<F: Fn(&[Value]) -> Result<Value>>(f: F) -> JvpFn<F> {
+pub fn jvp<M, F: IntoBody<M>>(f: F) -> JvpFn<F::Body> {
     JvpFn {
-        f,
+        f: f.into_body(),
         wrt: vec![DiffState::new(0, VariableType::PARAM)],
         cache: Cache::default(),
     }
@@ -110,7 +111,7 @@ fn primals(wrt: &[DiffState], args: &[Value]) -> Vec<Primal> {
 /// Where each lowered leaf's tangent is among the lowered leaves (`None`: no tangent).
 pub(crate) struct TangentLeaves(Vec<Option<usize>>);
 
-impl<F: Fn(&[Value]) -> Result<Value>> Rules for JvpFn<F> {
+impl<F: Body> Rules for JvpFn<F> {
     type Leaf = Diff;
     type Prepared = TangentLeaves;
     type Extra = ();
@@ -132,7 +133,7 @@ impl<F: Fn(&[Value]) -> Result<Value>> Rules for JvpFn<F> {
     }
 
     fn apply(&self, args: &[Value]) -> Result<Value> {
-        (self.f)(&args[..args.len().saturating_sub(1)])
+        self.f.apply(&args[..args.len().saturating_sub(1)])
     }
 
     /// Checks that differentiated leaves are float, and pairs each with its tangent's leaf.
@@ -216,7 +217,7 @@ impl<F: Fn(&[Value]) -> Result<Value>> Rules for JvpFn<F> {
     }
 }
 
-impl<F: Fn(&[Value]) -> Result<Value>> JvpFn<F> {
+impl<F: Body> JvpFn<F> {
     /// How many times the function has been traced.
     pub fn trace_count(&self) -> usize {
         self.cache.trace_count()

@@ -21,6 +21,7 @@ mod pipeline;
 mod prune;
 mod rules;
 mod scan;
+mod typed;
 mod vmap;
 
 pub use args::IntoArgs;
@@ -30,4 +31,5 @@ pub use jit::{Jit, Whole, jit, remat};
 pub use jvp::{JvpFn, JvpOutput, Tangent, jvp};
 pub use prune::{Passed, Pruned, prune};
 pub use scan::{Carry, Scan, ScanAxes, ScanAxis, scan};
+pub use typed::{Body, Dynamic, IntoBody, Typed};
 pub use vmap::{Axis, AxisSpec, StateAxes, Vmap, vmap};

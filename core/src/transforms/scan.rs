@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use super::args::IntoArgs;
 use super::pipeline::{self, Cache, Rules};
+use super::typed::{self, Body, IntoBody};
 use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::graph::graphdef::Step;
@@ -85,9 +86,9 @@ tuple_axes!(A, B, C, D);
 /// The carry's structure must not change (the error names added and removed paths).
 /// Broadcast state changed inside is written back when the change does not depend on the
 /// iteration, and is an error when it does (Flax silently drops it).
-pub fn scan<F: Fn(&[Value]) -> Result<Value>>(f: F) -> Scan<F> {
+pub fn scan<M, F: IntoBody<M>>(f: F) -> Scan<F::Body> {
     Scan {
-        f,
+        f: f.into_body(),
         in_axes: Prefix::Tuple(vec![
             Prefix::Leaf(ScanAxis::Carry),
             Prefix::Leaf(ScanAxis::Axis(0)),
@@ -155,7 +156,7 @@ fn carry_position(prefix: &ScanAxes, name: &str) -> Result<bool> {
     }
 }
 
-impl<F: Fn(&[Value]) -> Result<Value>> Scan<F> {
+impl<F: Body> Scan<F> {
     /// How each argument is treated (default `(Carry, 0)`).
     pub fn in_axes(mut self, axes: impl Into<ScanAxes>) -> Scan<F> {
         self.in_axes = axes.into();
@@ -218,8 +219,8 @@ impl<F: Fn(&[Value]) -> Result<Value>> Scan<F> {
     /// lengths, carry structure changes, iteration-dependent changes to broadcast state,
     /// aliasing and closure-rule errors, and whatever `f` returns. On error the caller's
     /// objects are unchanged.
-    pub fn call(&self, engine: &(impl Engine + ?Sized), args: impl IntoArgs) -> Result<Value> {
-        Ok(pipeline::call(self, &self.cache, engine, &args.into_args())?.value)
+    pub fn call(&self, engine: &(impl Engine + ?Sized), args: impl IntoArgs) -> Result<F::Output> {
+        typed::output::<F>(pipeline::call(self, &self.cache, engine, &args.into_args())?.value)
     }
 
     /// How many times the function has been traced (once per structure and abstract
@@ -406,7 +407,7 @@ pub(crate) struct Looped {
 /// path (output index, lowered input index).
 pub(crate) struct ZeroLength(Vec<(usize, usize)>);
 
-impl<F: Fn(&[Value]) -> Result<Value>> Rules for Scan<F> {
+impl<F: Body> Rules for Scan<F> {
     type Leaf = ScanAxis;
     type Prepared = Looped;
     type Extra = ZeroLength;
@@ -421,7 +422,7 @@ impl<F: Fn(&[Value]) -> Result<Value>> Rules for Scan<F> {
     }
 
     fn apply(&self, args: &[Value]) -> Result<Value> {
-        (self.f)(args)
+        self.f.apply(args)
     }
 
     fn prepare(

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use super::args::IntoArgs;
 use super::metadata::{add_axis, remove_axis};
 use super::pipeline::{self, Cache, Rules};
+use super::typed::{self, Body, IntoBody};
 use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::graph::{Filter, Path, Value};
@@ -100,9 +101,9 @@ impl From<StateAxes> for Prefix<Axis> {
 /// let f = vmap(|args: &[Value]| Ok(args[0].clone())).in_axes(0).out_axes(1);
 /// assert_eq!(f.describe(), "vmap(in_axes=0, out_axes=1)");
 /// ```
-pub fn vmap<F: Fn(&[Value]) -> Result<Value>>(f: F) -> Vmap<F> {
+pub fn vmap<M, F: IntoBody<M>>(f: F) -> Vmap<F::Body> {
     Vmap {
-        f,
+        f: f.into_body(),
         in_axes: Prefix::Leaf(Axis(Some(0))),
         out_axes: Prefix::Leaf(Axis(Some(0))),
         axis_size: None,
@@ -121,7 +122,7 @@ pub struct Vmap<F> {
     cache: Cache<Axis, ()>,
 }
 
-impl<F: Fn(&[Value]) -> Result<Value>> Vmap<F> {
+impl<F: Body> Vmap<F> {
     /// How each argument is mapped (default `0`).
     pub fn in_axes(mut self, axes: impl Into<AxisSpec>) -> Vmap<F> {
         self.in_axes = axes.into();
@@ -163,8 +164,8 @@ impl<F: Fn(&[Value]) -> Result<Value>> Vmap<F> {
     /// [`Error::NoAxisFound`]), axis sizes that disagree (naming each argument path, shape and
     /// axis), broadcast state changed by batched values, the closure rule, and whatever `f`
     /// returns. On error the caller's objects are unchanged.
-    pub fn call(&self, engine: &(impl Engine + ?Sized), args: impl IntoArgs) -> Result<Value> {
-        Ok(pipeline::call(self, &self.cache, engine, &args.into_args())?.value)
+    pub fn call(&self, engine: &(impl Engine + ?Sized), args: impl IntoArgs) -> Result<F::Output> {
+        typed::output::<F>(pipeline::call(self, &self.cache, engine, &args.into_args())?.value)
     }
 
     /// How many times the function has been traced.
@@ -211,7 +212,7 @@ pub(crate) struct Mapped {
     axis_size: usize,
 }
 
-impl<F: Fn(&[Value]) -> Result<Value>> Rules for Vmap<F> {
+impl<F: Body> Rules for Vmap<F> {
     type Leaf = Axis;
     type Prepared = Mapped;
     type Extra = ();
@@ -225,7 +226,7 @@ impl<F: Fn(&[Value]) -> Result<Value>> Rules for Vmap<F> {
     }
 
     fn apply(&self, args: &[Value]) -> Result<Value> {
-        (self.f)(args)
+        self.f.apply(args)
     }
 
     fn prepare(
