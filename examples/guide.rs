@@ -7,46 +7,79 @@
 use std::fmt::Write as _;
 
 use nnx_fast::prelude::*;
-use nnx_fast::random::{self, Rngs};
-use nnx_fast::transforms::{StateAxes, jit, vmap};
+use nnx_fast::random::split_rngs_scoped;
 
 variable_type!(
     /// The guide's `class Count(nnx.Variable): pass`.
     pub Count: Variable
 );
 
-/// `Weights(kernel, bias[, count])` as the guide builds it.
-fn weights(kernel: Tensor, bias: Tensor, count: Option<Tensor>) -> Result<Object> {
-    let w = Object::new("Weights")
-        .with("kernel", Param::new(kernel))?
-        .with("bias", Param::new(bias))?;
-    if let Some(count) = count {
-        w.set("count", Count::new(count))?;
-    }
-    Ok(w)
+/// The guide's `Weights(nnx.Module)`: a kernel and a bias.
+#[derive(Module, Clone)]
+struct Weights {
+    kernel: Param,
+    bias: Param,
 }
 
-/// `x @ weights.kernel + weights.bias`, with the guide's "no batch dimensions" asserts.
-fn vector_dot(w: &Object, x: &Tensor) -> Result<Tensor> {
-    if w.value("kernel")?.ndim() != 2 || x.ndim() != 1 {
+/// The guide's `Weights` with a counter (state propagation, `StateAxes`).
+#[derive(Module, Clone)]
+#[module(name = "Weights")]
+struct CountedWeights {
+    kernel: Param,
+    bias: Param,
+    count: Count,
+}
+
+/// The guide's `Weights` with a counter and a noise stream (random state).
+#[derive(Module, Clone)]
+#[module(name = "Weights")]
+struct NoisyWeights {
+    kernel: Param,
+    bias: Param,
+    count: Count,
+    rngs: Rngs,
+}
+
+impl Weights {
+    fn new(kernel: Tensor, bias: Tensor) -> Weights {
+        Weights {
+            kernel: Param::new(kernel),
+            bias: Param::new(bias),
+        }
+    }
+}
+
+impl CountedWeights {
+    fn new(kernel: Tensor, bias: Tensor, count: Tensor) -> CountedWeights {
+        CountedWeights {
+            kernel: Param::new(kernel),
+            bias: Param::new(bias),
+            count: Count::new(count),
+        }
+    }
+}
+
+/// `x @ kernel + bias`, with the guide's "no batch dimensions" asserts.
+fn dot(kernel: &Param, bias: &Param, x: &Tensor) -> Result<Tensor> {
+    if kernel.value().ndim() != 2 || x.ndim() != 1 {
         return Err(Error::shape("vector_dot", "Batch dimensions not allowed"));
     }
-    x.matmul(&w.value("kernel")?)?.add(&w.value("bias")?)
+    x.matmul(&kernel.value()) + &bias.value()
 }
 
-fn stateful_vector_dot(args: &[Value]) -> Result<Value> {
-    let w = args[0].object()?;
-    w.var("count")?.update(|c| c + 1)?;
-    Ok(Value::from(vector_dot(&w, &args[1].as_tensor()?)?))
+fn vector_dot(w: &Weights, x: &Tensor) -> Result<Tensor> {
+    dot(&w.kernel, &w.bias, x)
 }
 
-fn noisy_vector_dot(args: &[Value]) -> Result<Value> {
-    let w = args[0].object()?;
-    w.var("count")?.update(|c| c + 1)?;
-    let y = vector_dot(&w, &args[1].as_tensor()?)?;
-    let rngs = Rngs::from_object(w.object("rngs")?)?;
-    let noise = random::normal(&rngs.next_key("noise")?, y.shape())?;
-    Ok(Value::from(y.add(&noise)?))
+fn stateful_vector_dot(w: &CountedWeights, x: &Tensor) -> Result<Tensor> {
+    w.count.update(|c| c + 1)?;
+    dot(&w.kernel, &w.bias, x)
+}
+
+fn noisy_vector_dot(w: &NoisyWeights, x: &Tensor) -> Result<Tensor> {
+    w.count.update(|c| c + 1)?;
+    let y = dot(&w.kernel, &w.bias, x)?;
+    &y + random::normal(&w.rngs.next_key("noise")?, y.shape())?
 }
 
 /// A shape as Python prints it: `(3, 10)`.
@@ -86,77 +119,68 @@ pub fn run(out: &mut String) -> Result<()> {
     let x = random::normal(&random::key(1), &[10, 2])?;
 
     section(out, "Basic example")?;
-    let w = weights(
+    let w = Weights::new(
         random::uniform(&random::key(0), &[10, 2, 3])?,
         Tensor::zeros(&[10, 3]),
-        None,
-    )?;
-    let y = vmap(|args: &[Value]| {
-        Ok(Value::from(vector_dot(
-            &args[0].object()?,
-            &args[1].as_tensor()?,
-        )?))
-    })
-    .in_axes(0)
-    .out_axes(1)
-    .call(&engine, &[Value::from(&w), Value::from(x.clone())])?;
-    say!(out, "y.shape = {}", shape(y.as_tensor()?.shape()));
+    );
+    let y = vmap(vector_dot)
+        .in_axes(0)
+        .out_axes(1)
+        .call(&engine, (&w, &x))?;
+    say!(out, "y.shape = {}", shape(y.shape()));
 
     section(out, "Objects as outputs: create_weights")?;
-    let created = vmap(|args: &[Value]| {
-        let key = random::key_from_seeds(&args[0].as_tensor()?)?;
-        Ok(Value::from(weights(
+    let create_weights = |seed: &Tensor| -> Result<Weights> {
+        let key = random::key_from_seeds(seed)?;
+        Ok(Weights::new(
             random::uniform(&key, &[2, 3])?,
             Tensor::zeros(&[3]),
-            None,
-        )?))
-    })
-    .call(&engine, &[Value::from(Tensor::arange(10))])?;
-    say!(out, "{}", created.object()?);
+        ))
+    };
+    let stack = vmap(create_weights).call(&engine, (Tensor::arange(10),))?;
+    say!(out, "{}", stack.to_object());
 
     section(out, "Transforming methods: WeightStack")?;
-    let stack = created.object()?; // WeightStack(jnp.arange(10)) builds the same stack
-    let y = vmap(|args: &[Value]| {
-        Ok(Value::from(vector_dot(
-            &args[0].object()?,
-            &args[1].as_tensor()?,
-        )?))
-    })
-    .in_axes(0)
-    .out_axes(1)
-    .call(&engine, &[Value::from(&stack), Value::from(x.clone())])?;
-    say!(out, "y.shape = {}", shape(y.as_tensor()?.shape()));
+    // WeightStack(jnp.arange(10)) builds the same stack; its method is vmap(vector_dot).
+    let y = vmap(vector_dot)
+        .in_axes(0)
+        .out_axes(1)
+        .call(&engine, (&stack, &x))?;
+    say!(out, "y.shape = {}", shape(y.shape()));
 
     section(out, "State propagation")?;
-    let w = weights(
+    let w = CountedWeights::new(
         random::uniform(&random::key(0), &[10, 2, 3])?,
         Tensor::zeros(&[10, 3]),
-        Some(Tensor::arange(10)),
-    )?;
+        Tensor::arange(10),
+    );
     vmap(stateful_vector_dot)
         .in_axes(0)
         .out_axes(1)
-        .call(&engine, &[Value::from(&w), Value::from(x.clone())])?;
-    say!(out, "{}", w.var("count")?);
+        .call(&engine, (&w, &x))?;
+    say!(out, "{}", w.count.variable());
 
     section(out, "Graph updates propagation")?;
-    let w = weights(
-        random::uniform(&random::key(0), &[10, 2, 3])?,
-        Tensor::zeros(&[10, 3]),
-        Some(Tensor::arange(10)),
-    )?;
-    vmap(|args: &[Value]| {
-        let w = args[0].object()?;
+    // Attributes added, deleted and shared inside: a dynamic `Module` (an `Object`).
+    let w = Module::new("Weights")
+        .with(
+            "kernel",
+            Param::new(random::uniform(&random::key(0), &[10, 2, 3])?),
+        )?
+        .with("bias", Param::new(Tensor::zeros(&[10, 3])))?
+        .with("count", Count::new(Tensor::arange(10)))?;
+    let crazy_vector_dot = |w: &Module, x: &Tensor| -> Result<Tensor> {
         w.var("count")?.update(|c| c + 1)?;
-        let y = vector_dot(&w, &args[1].as_tensor()?)?;
+        let y = x.matmul(&w.value("kernel")?) + &w.value("bias")?;
         w.set("some_property", static_list!["a", 2, false])?; // add attribute
         w.del("bias")?; // delete attribute
         w.set("new_param", w.get("kernel")?)?; // share reference
-        Ok(Value::from(y))
-    })
-    .in_axes(0)
-    .out_axes(1)
-    .call(&engine, &[Value::from(&w), Value::from(x.clone())])?;
+        y
+    };
+    vmap(crazy_vector_dot)
+        .in_axes(0)
+        .out_axes(1)
+        .call(&engine, (&w, &x))?;
     say!(out, "{w}");
     say!(
         out,
@@ -165,11 +189,11 @@ pub fn run(out: &mut String) -> Result<()> {
     );
 
     section(out, "Transforming sub-states: StateAxes")?;
-    let w = weights(
+    let w = CountedWeights::new(
         random::uniform(&random::key(0), &[10, 2, 3])?,
         Tensor::zeros(&[10, 3]),
-        Some(Tensor::weak_scalar(0i32)),
-    )?;
+        Tensor::weak_scalar(0i32),
+    );
     let state_axes = StateAxes::new([
         (VariableType::PARAM.into(), Some(0)),
         (Count::TYPE.into(), None),
@@ -177,8 +201,8 @@ pub fn run(out: &mut String) -> Result<()> {
     vmap(stateful_vector_dot)
         .in_axes((state_axes, 0))
         .out_axes(1)
-        .call(&engine, &[Value::from(&w), Value::from(x.clone())])?;
-    say!(out, "{}", w.var("count")?);
+        .call(&engine, (&w, &x))?;
+    say!(out, "{}", w.count.variable());
 
     let rng_axes = || {
         StateAxes::new([
@@ -189,48 +213,39 @@ pub fn run(out: &mut String) -> Result<()> {
             ),
         ])
     };
-    let noisy_weights = |seed: Tensor| -> Result<Object> {
-        let w = weights(
-            random::uniform(&random::key(0), &[2, 3])?,
-            Tensor::zeros(&[3]),
-            Some(Tensor::weak_scalar(0i32)),
-        )?;
-        w.set("rngs", Rngs::builder().stream("noise", seed).build()?)?;
-        Ok(w)
+    let noisy_weights = |seed: Tensor| -> Result<NoisyWeights> {
+        Ok(NoisyWeights {
+            kernel: Param::new(random::uniform(&random::key(0), &[2, 3])?),
+            bias: Param::new(Tensor::zeros(&[3])),
+            count: Count::new(Tensor::weak_scalar(0i32)),
+            rngs: Rngs::builder().stream("noise", seed).build()?,
+        })
     };
+    let noise_count = |w: &NoisyWeights| -> Result<Variable> { w.rngs.stream("noise")?.count() };
 
     section(out, "Random state")?;
     let w = noisy_weights(random::split(&random::key(0), 10)?)?;
     let f = vmap(noisy_vector_dot).in_axes((rng_axes(), 0));
-    let y1 = f
-        .call(&engine, &[Value::from(&w), Value::from(x.clone())])?
-        .as_tensor()?;
-    let y2 = f
-        .call(&engine, &[Value::from(&w), Value::from(x.clone())])?
-        .as_tensor()?;
+    let y1 = f.call(&engine, (&w, &x))?;
+    let y2 = f.call(&engine, (&w, &x))?;
     say!(out, "allclose(y1, y2) = {}", y1.allclose(&y2, 1e-5, 1e-8)?);
-    say!(out, "{}", w.object("rngs")?.object("noise")?.var("count")?);
+    say!(out, "{}", noise_count(&w)?);
 
     section(out, "Random state with split_rngs")?;
     let w = noisy_weights(random::key(0))?;
-    let call = || -> Result<Tensor> {
-        random::split_rngs_scoped(&w, 10, &Filter::Everything, || {
-            f.call(&engine, &[Value::from(&w), Value::from(x.clone())])?
-                .as_tensor()
-        })
-    };
+    let call = || split_rngs_scoped(&w, 10, &Filter::Everything, || f.call(&engine, (&w, &x)));
     let y1 = call()?;
     let y2 = call()?;
     say!(out, "allclose(y1, y2) = {}", y1.allclose(&y2, 1e-5, 1e-8)?);
-    say!(out, "{}", w.object("rngs")?.object("noise")?.var("count")?);
+    say!(out, "{}", noise_count(&w)?);
 
     section(out, "Rules: mutable objects cannot be passed by closure")?;
     let counter = Object::new("Counter").with("count", Param::new(Tensor::scalar(0i32)))?;
-    let f = jit(|args: &[Value]| {
+    let f = jit(|x: &Tensor| {
         counter.var("count")?.update(|c| c + 1)?;
-        Ok(Value::from((&args[0].as_tensor()? * 2)?))
+        x * 2
     });
-    match f.call(&engine, &[Value::from(Tensor::scalar(3i32))]) {
+    match f.call(&engine, (Tensor::scalar(3i32),)) {
         Ok(_) => say!(out, "unexpected success"),
         Err(e) => say!(out, "Error: {e}"),
     }

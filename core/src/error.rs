@@ -236,6 +236,14 @@ pub enum Error {
         /// What the value was (`a 'Weights' object`, `an array of shape [2, 3]`).
         found: String,
     },
+    /// A path in Flax's flat form (`layers/0/kernel`) that does not parse.
+    #[error("cannot parse the path {text:?}: {why}")]
+    InvalidPath {
+        /// The text.
+        text: String,
+        /// What is wrong with it.
+        why: String,
+    },
     /// A State leaf that is a raw array where a Variable was asked for.
     #[error("the leaf at {path} is a raw array, not a Variable")]
     LeafNotVariable {
@@ -589,6 +597,7 @@ impl Error {
             Error::WrongValueKind { .. }
             | Error::ArgumentCount { .. }
             | Error::TypeMismatch { .. }
+            | Error::InvalidPath { .. }
             | Error::LeafNotVariable { .. }
             | Error::GradLossMissing { .. }
             | Error::NoDifferentiableArray { .. }

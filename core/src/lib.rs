@@ -32,6 +32,8 @@
 //! ```
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
+extern crate self as nnx_core;
+
 pub mod engine;
 pub mod error;
 pub mod graph;
@@ -49,7 +51,10 @@ pub use graph::{
     RngCount, RngKey, RngState, State, Static, Value, Variable, VariableType,
 };
 pub use random::{RngStream, Rngs};
-pub use tensor::{Array, Axes, DType, Tensor};
+pub use tensor::{Array, Axes, DType, Operand, Tensor, TensorResult};
+
+/// `#[derive(Module)]`: a struct as a typed module (see [`graph::TypedModule`]).
+pub use nnx_derive::Module;
 
 /// Handles and compiled transforms can move between threads (decision record 0004).
 #[cfg(test)]

@@ -26,15 +26,43 @@ pub use parallel::Parallelism;
 
 pub use nnx_core::*;
 
-/// The everyday names: arrays, objects, Variables and their types, filters, graph operations.
+/// The everyday names of a training script: arrays and their operators, objects, Variables
+/// and their types, typed modules (`#[derive(Module)]`), filters, graph operations, every
+/// transform with its axis specs, `Rngs` and `random`, and the `Fast` engine.
+///
+/// ```
+/// use nnx_fast::prelude::*;
+///
+/// #[derive(Module, Clone)]
+/// struct Linear {
+///     kernel: Param,
+///     bias: Param,
+/// }
+///
+/// fn main() -> Result<()> {
+///     let rngs = Rngs::new(0)?;
+///     let model = Linear {
+///         kernel: Param::new(random::normal(&rngs.next_key("params")?, &[3, 2])?),
+///         bias: Param::new(Tensor::zeros(&[2])),
+///     };
+///     let forward = jit(|m: &Linear, x: &Tensor| (x.matmul(&m.kernel.value()) + &m.bias.value()).relu());
+///     let y = forward.call(&Fast, (&model, &Tensor::ones(&[4, 3])))?;
+///     assert_eq!(y.shape(), &[4, 2]);
+///     Ok(())
+/// }
+/// ```
 pub mod prelude {
     pub use crate::Fast;
-    pub use nnx_core::graph::{self, GraphValue};
-    pub use nnx_core::transforms::{StateAxes, jit, vmap};
+    pub use nnx_core::graph::{self, FromValue, GraphValue, ToValue, TypedModule};
+    pub use nnx_core::random::{self, Rngs};
+    pub use nnx_core::transforms::{
+        Carry, DiffState, StateAxes, custom_vjp, grad, jacfwd, jacrev, jit, jvp, remat, scan,
+        value_and_grad, vmap,
+    };
     pub use nnx_core::{
-        Axes, BatchStat, DType, Dict, Engine, Error, Filter, GraphDef, List, Module, Object, Param,
-        Path, Result, State, Static, Tensor, Value, Variable, VariableType, static_list,
-        static_tuple, variable_type,
+        Axes, BatchStat, Cache, DType, Dict, Engine, Error, Filter, GraphDef, Intermediate, List,
+        Module, Object, Param, Path, Result, State, Static, Tensor, TensorResult, Value, Variable,
+        VariableType, static_list, static_tuple, variable_type,
     };
 }
 

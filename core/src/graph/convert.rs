@@ -9,22 +9,18 @@
 //! A failed conversion is [`Error::TypeMismatch`] naming the Rust type asked for and what the
 //! value was; callers add where it happened with [`Error::within`].
 
-use super::node::{Node, NodeKind, WeakNode};
-use super::{Dict, Key, List, NodeId, Object, Static, Value, Variable};
+use super::node::NodeKind;
+use super::typed_nodes::{remember_node, typed_node};
+use super::{Dict, Key, List, Object, Static, Value, Variable};
 use crate::error::{Error, Result};
 use crate::random::Rngs;
 use crate::tensor::Tensor;
-use std::collections::HashMap;
-use std::sync::{Mutex, PoisonError};
 
 /// A Rust value that can be put into the graph: a transformed function's output, an argument,
 /// a field of a typed module.
 pub trait ToValue {
     /// The value as a graph [`Value`] (handles are shared, not copied).
-    ///
-    /// # Errors
-    /// Building a graph node can fail (a typed module whose fields do not fit).
-    fn to_value(&self) -> Result<Value>;
+    fn to_value(&self) -> Value;
 }
 
 /// A Rust type that can be read back from a graph [`Value`]: a typed function's argument,
@@ -50,8 +46,8 @@ pub fn mismatch<T: FromValue>(found: &Value) -> Error {
 }
 
 impl ToValue for Value {
-    fn to_value(&self) -> Result<Value> {
-        Ok(self.clone())
+    fn to_value(&self) -> Value {
+        self.clone()
     }
 }
 
@@ -66,7 +62,7 @@ impl FromValue for Value {
 }
 
 impl<T: ToValue + ?Sized> ToValue for &T {
-    fn to_value(&self) -> Result<Value> {
+    fn to_value(&self) -> Value {
         (**self).to_value()
     }
 }
@@ -75,8 +71,8 @@ impl<T: ToValue + ?Sized> ToValue for &T {
 macro_rules! handle_conversion {
     ($ty:ty, $name:literal, $variant:ident) => {
         impl ToValue for $ty {
-            fn to_value(&self) -> Result<Value> {
-                Ok(Value::$variant(self.clone()))
+            fn to_value(&self) -> Value {
+                Value::$variant(self.clone())
             }
         }
 
@@ -102,8 +98,8 @@ handle_conversion!(Variable, "Variable", Variable);
 handle_conversion!(Static, "Static", Static);
 
 impl ToValue for Tensor {
-    fn to_value(&self) -> Result<Value> {
-        Ok(Value::Array(self.clone()))
+    fn to_value(&self) -> Value {
+        Value::Array(self.clone())
     }
 }
 
@@ -123,8 +119,8 @@ impl FromValue for Tensor {
 }
 
 impl ToValue for Rngs {
-    fn to_value(&self) -> Result<Value> {
-        Ok(Value::Object(self.as_object().clone()))
+    fn to_value(&self) -> Value {
+        Value::Object(self.as_object().clone())
     }
 }
 
@@ -145,8 +141,8 @@ impl FromValue for Rngs {
 macro_rules! static_conversion {
     ($ty:ty, $name:literal, $pattern:pat => $read:expr) => {
         impl ToValue for $ty {
-            fn to_value(&self) -> Result<Value> {
-                Ok(Value::Static(Static::from(self.clone())))
+            fn to_value(&self) -> Value {
+                Value::Static(Static::from(self.clone()))
             }
         }
 
@@ -173,9 +169,15 @@ static_conversion!(f64, "f64", Static::Float(x) => Some(*x));
 static_conversion!(f32, "f32", Static::Float(x) => Some(*x as f32));
 static_conversion!(String, "String", Static::Str(s) => Some(s.clone()));
 
+impl ToValue for str {
+    fn to_value(&self) -> Value {
+        Value::Static(Static::from(self))
+    }
+}
+
 impl ToValue for () {
-    fn to_value(&self) -> Result<Value> {
-        Ok(Value::Static(Static::None))
+    fn to_value(&self) -> Value {
+        Value::Static(Static::None)
     }
 }
 
@@ -194,10 +196,10 @@ impl FromValue for () {
 
 /// `None` is Python's `None` (an absent optional field, `self.bias = None`).
 impl<T: ToValue> ToValue for Option<T> {
-    fn to_value(&self) -> Result<Value> {
+    fn to_value(&self) -> Value {
         match self {
             Some(v) => v.to_value(),
-            None => Ok(Value::Static(Static::None)),
+            None => Value::Static(Static::None),
         }
     }
 }
@@ -235,12 +237,12 @@ fn all_static(values: &[Value]) -> Option<Vec<Static>> {
 macro_rules! tuple_conversion {
     ($len:literal; $($name:ident $index:tt),+) => {
         impl<$($name: ToValue),+> ToValue for ($($name,)+) {
-            fn to_value(&self) -> Result<Value> {
-                let items = vec![$(self.$index.to_value()?),+];
-                Ok(match all_static(&items) {
+            fn to_value(&self) -> Value {
+                let items = vec![$(self.$index.to_value()),+];
+                match all_static(&items) {
                     Some(statics) => Value::Static(Static::Tuple(statics)),
                     None => Value::Tuple(items),
-                })
+                }
             }
         }
 
@@ -270,19 +272,20 @@ tuple_conversion!(5; A 0, B 1, C 2, D 3, E 4);
 tuple_conversion!(6; A 0, B 1, C 2, D 3, E 4, F 5);
 
 /// A `Vec` of statics is a static list; a `Vec` of anything else is an [`List`] node
-/// (`nnx.List`), the same node each time for the same items (see [`typed_node`]).
+/// (`nnx.List`), the same node each time for the same items (as for typed modules, see
+/// [`TypedModule`](super::TypedModule)).
 impl<T: ToValue> ToValue for Vec<T> {
-    fn to_value(&self) -> Result<Value> {
-        let items = self.iter().map(T::to_value).collect::<Result<Vec<_>>>()?;
+    fn to_value(&self) -> Value {
+        let items: Vec<Value> = self.iter().map(T::to_value).collect();
         if let Some(statics) = all_static(&items) {
-            return Ok(Value::Static(Static::List(statics)));
+            return Value::Static(Static::List(statics));
         }
         let children = items
             .into_iter()
             .enumerate()
             .map(|(i, v)| (Key::from(i), v))
             .collect();
-        typed_node(NodeKind::List, "List", children).map(|node| Value::List(List(node)))
+        Value::List(List(typed_node(NodeKind::List, "List", children)))
     }
 }
 
@@ -310,122 +313,18 @@ impl<T: FromValue> FromValue for Vec<T> {
     }
 }
 
-/// The identity of a node built for a typed value: its type and the identities of the
-/// handles among its children, in order.
-type NodeKey = (&'static str, Vec<NodeId>);
-
-/// Nodes built for (or viewed as) typed values, by [`NodeKey`]. A typed module is a struct of
-/// handles; converting the same handles to the graph again finds the same node, so that a
-/// module passed twice, a shared sub-module, and repeated calls on one model all see one node
-/// (and repeated calls take the transforms' shortcut).
-static TYPED_NODES: Mutex<Registry> = Mutex::new(Registry {
-    nodes: None,
-    sweep_at: 64,
-});
-
-struct Registry {
-    nodes: Option<HashMap<NodeKey, WeakNode>>,
-    /// Drop dead entries when the map grows to this size.
-    sweep_at: usize,
-}
-
-fn handle_id(value: &Value) -> Option<NodeId> {
-    match value {
-        Value::Variable(v) => Some(v.id()),
-        Value::Object(o) => Some(o.id()),
-        Value::List(l) => Some(l.id()),
-        Value::Dict(d) => Some(d.id()),
-        _ => None,
-    }
-}
-
-fn node_key(type_name: &'static str, children: &[(Key, Value)]) -> Option<NodeKey> {
-    let ids: Vec<NodeId> = children.iter().filter_map(|(_, v)| handle_id(v)).collect();
-    (!ids.is_empty()).then_some((type_name, ids))
-}
-
-fn with_registry<R>(f: impl FnOnce(&mut Registry) -> R) -> R {
-    let mut registry = TYPED_NODES.lock().unwrap_or_else(PoisonError::into_inner);
-    f(&mut registry)
-}
-
-/// Records that `node` is the node of the typed value with these children.
-pub(crate) fn remember_node(node: &Node, type_name: &'static str, children: &[(Key, Value)]) {
-    let Some(key) = node_key(type_name, children) else {
-        return;
-    };
-    with_registry(|registry| {
-        let nodes = registry.nodes.get_or_insert_with(HashMap::new);
-        nodes.insert(key, node.downgrade());
-        if nodes.len() >= registry.sweep_at {
-            nodes.retain(|_, weak| weak.upgrade().is_some());
-            registry.sweep_at = (nodes.len() * 2).max(64);
-        }
-    });
-}
-
-/// The node of a typed value: the node already built for (or viewed as) the same handles if
-/// it is alive, with its other children brought up to date (statics, arrays); otherwise a new
-/// node of `kind` with `children`, remembered.
-///
-/// # Errors
-/// A child that does not fit the node (as `Object::set` / `List::set`).
-pub(crate) fn typed_node(
-    kind: NodeKind,
-    type_name: &'static str,
-    children: Vec<(Key, Value)>,
-) -> Result<Node> {
-    let key = node_key(type_name, &children);
-    let existing = key.as_ref().and_then(|key| {
-        with_registry(|registry| {
-            (registry.nodes.as_ref())
-                .and_then(|nodes| nodes.get(key))
-                .and_then(WeakNode::upgrade)
-        })
-    });
-    let node = match existing {
-        Some(node) if node.kind() == &kind => node,
-        _ => Node::new(kind),
-    };
-    for (key, value) in &children {
-        if !node.get(key).is_some_and(|current| current.same_as(value)) {
-            node.set(key.clone(), value.clone())?;
-        }
-    }
-    remember_node(&node, type_name, &children);
-    Ok(node)
-}
-
-/// The node of a typed module: see [`typed_node`].
-///
-/// # Errors
-/// As [`Object::set`].
-pub fn typed_object(type_name: &'static str, fields: Vec<(&str, Value)>) -> Result<Object> {
-    let children = fields.into_iter().map(|(k, v)| (Key::from(k), v)).collect();
-    typed_node(NodeKind::Object(type_name.into()), type_name, children).map(Object)
-}
-
-/// Records that `object` is the node of a typed module viewed from it with these fields, so
-/// that converting the view back finds the same object.
-pub fn remember_object(object: &Object, type_name: &'static str, fields: &[(&str, Value)]) {
-    let children: Vec<(Key, Value)> = (fields.iter())
-        .map(|(k, v)| (Key::from(*k), v.clone()))
-        .collect();
-    remember_node(&object.0, type_name, &children);
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::graph::Param;
+    use crate::graph::{Param, typed_object};
 
     #[test]
     fn statics_and_tuples_round_trip() {
-        let v = (3usize, "a".to_owned(), true).to_value().unwrap();
+        let v = (3usize, "a".to_owned(), true).to_value();
         assert!(matches!(v, Value::Static(Static::Tuple(_))));
         let back: (usize, String, bool) = FromValue::from_value(&v).unwrap();
         assert_eq!(back, (3, "a".to_owned(), true));
-        let t = (Tensor::ones(&[2]), 1i64).to_value().unwrap();
+        let t = (Tensor::ones(&[2]), 1i64).to_value();
         assert!(matches!(t, Value::Tuple(_)));
     }
 
@@ -433,10 +332,9 @@ mod tests {
     fn mismatches_name_the_rust_type_and_the_value() {
         let err = Tensor::from_value(&Value::Object(Object::new("Weights"))).unwrap_err();
         assert_eq!(err.to_string(), "expected Tensor, found a 'Weights' object");
-        let nested =
-            <(Tensor, usize)>::from_value(&(Tensor::ones(&[1]), 2.5f64).to_value().unwrap())
-                .unwrap_err()
-                .within("argument 1");
+        let nested = <(Tensor, usize)>::from_value(&(Tensor::ones(&[1]), 2.5f64).to_value())
+            .unwrap_err()
+            .within("argument 1");
         assert_eq!(
             nested.to_string(),
             "argument 1, item 1: expected usize, found the static value 2.5"
@@ -446,24 +344,20 @@ mod tests {
     #[test]
     fn the_same_handles_give_the_same_node() {
         let w = Param::new(Tensor::ones(&[2]));
-        let fields = || vec![("w", Value::from(&*w)), ("n", 3usize.to_value().unwrap())];
-        let a = typed_object("Lin", fields()).unwrap();
-        let b = typed_object("Lin", fields()).unwrap();
+        let fields = || vec![("w", Value::from(&*w)), ("n", 3usize.to_value())];
+        let a = typed_object("Lin", fields());
+        let b = typed_object("Lin", fields());
         assert!(a.ptr_eq(&b));
         // A static field changed on the typed side is written to the node.
-        let changed = vec![("w", Value::from(&*w)), ("n", 4usize.to_value().unwrap())];
-        let c = typed_object("Lin", changed).unwrap();
+        let changed = vec![("w", Value::from(&*w)), ("n", 4usize.to_value())];
+        let c = typed_object("Lin", changed);
         assert!(c.ptr_eq(&a));
         assert_eq!(usize::from_value(&a.get("n").unwrap()).unwrap(), 4);
         // Another type over the same handles is another node.
-        assert!(!typed_object("Other", fields()).unwrap().ptr_eq(&a));
+        assert!(!typed_object("Other", fields()).ptr_eq(&a));
         // Without handles there is no identity to find: a new node each time.
-        let stat = || vec![("n", 1usize.to_value().unwrap())];
-        assert!(
-            !typed_object("S", stat())
-                .unwrap()
-                .ptr_eq(&typed_object("S", stat()).unwrap())
-        );
+        let stat = || vec![("n", 1usize.to_value())];
+        assert!(!typed_object("S", stat()).ptr_eq(&typed_object("S", stat())));
     }
 
     #[test]
@@ -473,12 +367,11 @@ mod tests {
             Param::new(Tensor::zeros(&[1])),
         ];
         let vars: Vec<Variable> = items.iter().map(|p| (**p).clone()).collect();
-        let (Value::List(a), Value::List(b)) = (vars.to_value().unwrap(), vars.to_value().unwrap())
-        else {
+        let (Value::List(a), Value::List(b)) = (vars.to_value(), vars.to_value()) else {
             panic!("expected lists");
         };
         assert!(a.ptr_eq(&b));
-        let statics = vec![1usize, 2].to_value().unwrap();
+        let statics = vec![1usize, 2].to_value();
         assert!(statics.same_as(&Value::Static(Static::List(vec![
             Static::Int(1),
             Static::Int(2)

@@ -24,11 +24,13 @@ pub(crate) mod path;
 mod state;
 mod static_value;
 pub(crate) mod sync;
+mod typed_module;
+mod typed_nodes;
 mod update;
 mod value;
 mod variable;
 
-pub use convert::{FromValue, ToValue, mismatch, remember_object, typed_object};
+pub use convert::{FromValue, ToValue, mismatch};
 pub use display::MAX_PRINT_DEPTH;
 pub use filter::{Filter, Predicate};
 pub use graphdef::{DefEntry, GraphDef, NodeDef, VariableDef};
@@ -40,6 +42,8 @@ pub use ops::{clone, graphdef, merge, split, split_by, state, state_by, update};
 pub use path::{Key, Path};
 pub use state::{Leaf, NestedState, State};
 pub use static_value::Static;
+pub use typed_module::{TypedModule, check_type_name, field_value, read_field};
+pub use typed_nodes::{remember_object, typed_object};
 pub use value::{GraphValue, Value};
 pub(crate) use variable::WeakVariable;
 pub use variable::{

@@ -127,6 +127,17 @@ impl Node {
         Arc::ptr_eq(&self.0, &other.0)
     }
 
+    /// How many handles to this node exist (for the typed-node registry's sweep).
+    pub(crate) fn strong_count(&self) -> usize {
+        Arc::strong_count(&self.0)
+    }
+
+    /// Calls `f` on each child in place, without cloning (so handle counts are unchanged)
+    /// and without noting a read: for bookkeeping outside any trace's view.
+    pub(crate) fn for_each_child(&self, mut f: impl FnMut(&Value)) {
+        read(&self.0.children).values().for_each(&mut f);
+    }
+
     /// Children in insertion order (a snapshot: cheap handle clones). Reading a node owned
     /// by an enclosing level while tracing is noted ([`crate::program::note_read`]).
     pub(crate) fn children(&self) -> Vec<(Key, Value)> {
@@ -219,11 +230,6 @@ impl Node {
 pub(crate) struct WeakNode(Weak<NodeCell>);
 
 impl WeakNode {
-    /// The node, if it still exists.
-    pub(crate) fn upgrade(&self) -> Option<Node> {
-        self.0.upgrade().map(Node)
-    }
-
     /// The node's identity and structure version, if it still exists.
     pub(crate) fn version(&self) -> Option<(NodeId, u64)> {
         self.0

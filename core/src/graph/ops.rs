@@ -96,7 +96,7 @@ fn merge_with<'a, T: GraphValue>(
     reuse: VariableReuse,
 ) -> Result<T> {
     let states: Vec<&State> = states.into_iter().collect();
-    T::from_value(unflatten_states(def, &states, reuse)?)
+    T::from_value(&unflatten_states(def, &states, reuse)?)
 }
 
 /// Writes a State into a graph in place (`nnx.update`): existing Variables keep their
@@ -127,7 +127,7 @@ pub fn clone<T: GraphValue>(node: &T) -> T {
         VariableReuse::Copy,
     );
     // A State taken from the graph always matches its own GraphDef.
-    match value.and_then(T::from_value) {
+    match value.and_then(|v| T::from_value(&v)) {
         Ok(copy) => copy,
         Err(_) => unreachable!("a graph's own state always merges into its GraphDef"),
     }

@@ -5,6 +5,8 @@ use std::fmt;
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
+use crate::error::{Error, Result};
+
 /// The key of a child in a graph node: an attribute or dict key (`Str`) or a list or tuple
 /// position (`Int`). Keys sort integers first, then strings by code point, which is the order
 /// Flax traverses children in.
@@ -248,7 +250,18 @@ impl Path {
         self.keys().into_iter().skip(n).collect()
     }
 
-    /// The keys joined by `/` (`sub/kernel`), `<root>` for the empty path.
+    /// The keys joined by `/` (`sub/kernel`), Flax's flat form (`'/'.join` of a flat
+    /// state's keys, the keys of a checkpoint); `<root>` for the empty path. [`Path::parse`]
+    /// reads it back.
+    ///
+    /// ```
+    /// use nnx_core::Path;
+    /// let path = Path::from(["layers"]).child(0).child("kernel");
+    /// assert_eq!(path.slashed(), "layers/0/kernel");
+    /// assert_eq!(Path::parse("layers/0/kernel")?, path);
+    /// assert_eq!("layers/0/kernel".parse::<Path>()?, path);
+    /// # Ok::<(), nnx_core::Error>(())
+    /// ```
     pub fn slashed(&self) -> String {
         if self.is_empty() {
             return "<root>".to_owned();
@@ -387,6 +400,46 @@ impl fmt::Display for Path {
             [one] => write!(f, "({one},)"),
             _ => write!(f, "({})", parts.join(", ")),
         }
+    }
+}
+
+impl Path {
+    /// Parses Flax's flat form `layers/0/kernel`: keys separated by `/`, a key of decimal
+    /// digits (with an optional `-`) is a list index, any other key a name. The empty string
+    /// and `<root>` are the root path.
+    ///
+    /// # Errors
+    /// [`Error::InvalidPath`] for an empty key (`a//b`, a leading or trailing `/`).
+    pub fn parse(text: &str) -> Result<Path> {
+        if text.is_empty() || text == "<root>" {
+            return Ok(Path::root());
+        }
+        text.split('/')
+            .map(|part| {
+                if part.is_empty() {
+                    return Err(Error::InvalidPath {
+                        text: text.to_owned(),
+                        why: "a key is empty".to_owned(),
+                    });
+                }
+                let digits = part.strip_prefix('-').unwrap_or(part);
+                let numeric = !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit());
+                Ok(match part.parse::<i64>() {
+                    Ok(i) if numeric => Key::Int(i),
+                    _ => Key::Str(part.to_owned()),
+                })
+            })
+            .collect::<Result<Vec<Key>>>()
+            .map(Path::from)
+    }
+}
+
+impl std::str::FromStr for Path {
+    type Err = Error;
+
+    /// As [`Path::parse`].
+    fn from_str(text: &str) -> Result<Path> {
+        Path::parse(text)
     }
 }
 

@@ -195,46 +195,14 @@ macro_rules! value_from_static {
 }
 value_from_static!(bool, i64, i32, usize, f64, &str, String, ());
 
-/// Types that a graph operation can take as its root and give back from `merge`: objects,
-/// lists, dicts, variables, and [`Value`] itself.
-pub trait GraphValue: Sized {
-    /// Wraps into a [`Value`].
-    fn to_value(&self) -> Value;
-    /// Unwraps from a [`Value`].
-    ///
-    /// # Errors
-    /// [`Error::WrongValueKind`] when the value is of another kind.
-    fn from_value(value: Value) -> Result<Self>;
-}
+/// Types that a graph operation (`split`, `merge`, `state`, `update`, `clone`) can take as
+/// its root and give back from `merge`: objects, lists, dicts, Variables (and typed Variable
+/// handles such as `Param`), `Rngs`, typed modules (`#[derive(Module)]`), and [`Value`]
+/// itself.
+pub trait GraphValue: super::ToValue + super::FromValue {}
 
-impl GraphValue for Value {
-    fn to_value(&self) -> Value {
-        self.clone()
-    }
-    fn from_value(value: Value) -> Result<Value> {
-        Ok(value)
-    }
-}
-
-macro_rules! graph_value {
-    ($t:ident, $what:literal) => {
-        impl GraphValue for $t {
-            fn to_value(&self) -> Value {
-                Value::$t(self.clone())
-            }
-            fn from_value(value: Value) -> Result<$t> {
-                match value {
-                    Value::$t(x) => Ok(x),
-                    other => Err(Error::WrongValueKind {
-                        expected: $what,
-                        found: other.kind_name(),
-                    }),
-                }
-            }
-        }
-    };
-}
-graph_value!(Object, "an object");
-graph_value!(List, "a List");
-graph_value!(Dict, "a Dict");
-graph_value!(Variable, "a Variable");
+impl GraphValue for Value {}
+impl GraphValue for Object {}
+impl GraphValue for List {}
+impl GraphValue for Dict {}
+impl GraphValue for Variable {}

@@ -241,10 +241,12 @@ macro_rules! __variable_handle {
         }
 
         impl $crate::graph::ToValue for $name {
-            fn to_value(&self) -> $crate::Result<$crate::Value> {
-                Ok($crate::Value::Variable(self.0.clone()))
+            fn to_value(&self) -> $crate::Value {
+                $crate::Value::Variable(self.0.clone())
             }
         }
+
+        impl $crate::graph::GraphValue for $name {}
 
         impl $crate::graph::FromValue for $name {
             fn expected() -> String {
@@ -348,6 +350,11 @@ struct VariableInner {
 }
 
 impl Variable {
+    /// How many handles to this Variable exist (for the typed-node registry's sweep).
+    pub(crate) fn strong_count(&self) -> usize {
+        Arc::strong_count(&self.0)
+    }
+
     /// The root variable type, so that `variable_type!(pub Count: Variable)` derives from it.
     pub const TYPE: VariableType = VariableType::VARIABLE;
 

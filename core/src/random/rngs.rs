@@ -150,7 +150,7 @@ impl Rngs {
                 available: self.stream_names(),
             });
         };
-        RngStream::from_value(found)
+        crate::graph::FromValue::from_value(&found)
     }
 
     /// Draws a key from stream `name` (falling back to `default`): `rngs.<name>()`.
@@ -297,15 +297,7 @@ impl From<&Rngs> for Value {
     }
 }
 
-impl GraphValue for Rngs {
-    fn to_value(&self) -> Value {
-        Value::Object(self.0.clone())
-    }
-
-    fn from_value(value: Value) -> Result<Rngs> {
-        Object::from_value(value).and_then(Rngs::from_object)
-    }
-}
+impl GraphValue for Rngs {}
 
 impl fmt::Display for Rngs {
     /// Flax's repr: `Rngs( # RngState: 2 (12 B)\n  default=RngStream(…`.

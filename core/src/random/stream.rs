@@ -331,13 +331,24 @@ impl From<RngStream> for Value {
     }
 }
 
-impl GraphValue for RngStream {
+impl GraphValue for RngStream {}
+
+impl crate::graph::ToValue for RngStream {
     fn to_value(&self) -> Value {
         Value::Object(self.0.clone())
     }
+}
 
-    fn from_value(value: Value) -> Result<RngStream> {
-        Object::from_value(value).and_then(RngStream::from_object)
+impl crate::graph::FromValue for RngStream {
+    fn expected() -> String {
+        "RngStream".into()
+    }
+
+    fn from_value(value: &Value) -> Result<RngStream> {
+        match value {
+            Value::Object(o) => RngStream::from_object(o.clone()),
+            other => Err(crate::graph::mismatch::<RngStream>(other)),
+        }
     }
 }
 

@@ -5,13 +5,21 @@ use super::{Array, Buffer, DType, Element};
 use crate::error::{Error, Result};
 
 /// Which axes an operation applies to: all of them, or a list (negative axes count from the
-/// end). Converts from an `isize`, an array or a `Vec` of them.
+/// end). Converts from an `isize`, an array or a `Vec` of them, and from `None` (every
+/// axis, jax.numpy's `axis=None`).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Axes {
     /// Every axis.
     All,
     /// The listed axes.
     Some(Vec<isize>),
+}
+
+/// `None` is every axis (`axis=None`), `Some(a)` the one axis `a`.
+impl From<Option<isize>> for Axes {
+    fn from(axis: Option<isize>) -> Axes {
+        axis.map_or(Axes::All, |a| Axes::Some(vec![a]))
+    }
 }
 
 impl From<isize> for Axes {

@@ -1,9 +1,9 @@
 //! [`IntoArgs`]: what a transformed function can be called with.
 
-use crate::graph::Value;
+use crate::graph::{ToValue, Value};
 
 /// The arguments of a transformed function: a slice or array of [`Value`]s, or a tuple of
-/// anything convertible into one (`(&weights, &x)`).
+/// anything that converts into one ([`ToValue`]: `(&weights, &x)`, typed modules, numbers).
 ///
 /// ```
 /// use nnx_core::{Object, Tensor, Value, transforms::IntoArgs};
@@ -55,11 +55,11 @@ impl IntoArgs for () {
 
 macro_rules! tuple_args {
     ($($name:ident),+) => {
-        impl<$($name: Into<Value>),+> IntoArgs for ($($name,)+) {
+        impl<$($name: ToValue),+> IntoArgs for ($($name,)+) {
             #[allow(non_snake_case)]
             fn into_args(self) -> Vec<Value> {
                 let ($($name,)+) = self;
-                vec![$($name.into()),+]
+                vec![$($name.to_value()),+]
             }
         }
     };
@@ -69,3 +69,4 @@ tuple_args!(A, B);
 tuple_args!(A, B, C);
 tuple_args!(A, B, C, D);
 tuple_args!(A, B, C, D, E);
+tuple_args!(A, B, C, D, E, G);

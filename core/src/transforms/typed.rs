@@ -100,7 +100,7 @@ macro_rules! typed_body {
                     });
                 }
                 $(let $arg: $arg = argument(args, $position)?;)*
-                (self.f)($(&$arg),*)?.to_value()
+                Ok((self.f)($(&$arg),*)?.to_value())
             }
         }
 
