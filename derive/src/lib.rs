@@ -23,7 +23,8 @@
 use proc_macro::TokenStream;
 use proc_macro_crate::{FoundCrate, crate_name};
 use proc_macro2::{Span, TokenStream as TokenStream2};
-use quote::quote;
+use quote::{quote, quote_spanned};
+use syn::spanned::Spanned;
 use syn::{Data, DeriveInput, Fields, Ident, parse_macro_input, parse_quote};
 
 /// Derives a typed module: see the crate documentation.
@@ -130,6 +131,19 @@ fn expand(input: &DeriveInput) -> syn::Result<TokenStream2> {
         .iter()
         .map(|i| Ident::new(&format!("__value_{i}"), i.span()))
         .collect();
+    // Conversions spanned at each field's type, so that a field that is not a graph value is
+    // reported there.
+    let to_values: Vec<TokenStream2> = fields
+        .iter()
+        .zip(&idents)
+        .map(|(f, i)| quote_spanned!(f.ty.span()=> #krate::graph::ToValue::to_value(&self.#i)))
+        .collect();
+    let reads: Vec<TokenStream2> = fields
+        .iter()
+        .zip(&values)
+        .zip(&names)
+        .map(|((f, v), n)| quote_spanned!(f.ty.span()=> #krate::graph::read_field(&#v, #n)?))
+        .collect();
 
     Ok(quote! {
         impl #impl_generics #krate::graph::TypedModule for #name #type_generics #where_clause {
@@ -138,7 +152,7 @@ fn expand(input: &DeriveInput) -> syn::Result<TokenStream2> {
             fn to_object(&self) -> #krate::Object {
                 #krate::graph::typed_object(
                     #type_name,
-                    ::std::vec![#((#names, #krate::graph::ToValue::to_value(&self.#idents))),*],
+                    ::std::vec![#((#names, #to_values)),*],
                 )
             }
 
@@ -146,7 +160,7 @@ fn expand(input: &DeriveInput) -> syn::Result<TokenStream2> {
                 #krate::graph::check_type_name::<Self>(object)?;
                 #(let #values = #krate::graph::field_value(object, #names)?;)*
                 let typed = Self {
-                    #(#idents: #krate::graph::read_field(&#values, #names)?,)*
+                    #(#idents: #reads,)*
                 };
                 #krate::graph::remember_object(
                     object,

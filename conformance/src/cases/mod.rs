@@ -12,6 +12,7 @@ pub mod loop_grads;
 pub mod properties;
 pub mod scan;
 pub mod transforms;
+pub mod typed;
 
 use crate::Case;
 
@@ -72,6 +73,8 @@ macro_rules! for_each_case {
             properties::vmap_matches_the_per_example_loop,
             properties::jit_matches_eager_results_and_state,
             properties::shared_variables_update_every_alias,
+            typed::typed_modules_cross_every_transform,
+            typed::typed_closures_report_wrong_arguments,
             caching::every_transform_traces_once_per_structure,
             caching::structure_changes_between_calls_are_seen,
             caching::captured_state_is_read_at_every_call,

@@ -18,6 +18,14 @@ use crate::tensor::Tensor;
 
 /// A Rust value that can be put into the graph: a transformed function's output, an argument,
 /// a field of a typed module.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be put into an NNX graph",
+    label = "not a graph value",
+    note = "graph values are `Tensor`, `Object`, `List`, `Dict`, `Variable` and its typed \
+            handles (`Param`, `BatchStat`, `variable_type!` types), `Rngs`, typed modules \
+            (`#[derive(Module)]`), static `bool`/integers/floats/`String`, and tuples, `Vec`s \
+            and `Option`s of these"
+)]
 pub trait ToValue {
     /// The value as a graph [`Value`] (handles are shared, not copied).
     fn to_value(&self) -> Value;
@@ -25,6 +33,14 @@ pub trait ToValue {
 
 /// A Rust type that can be read back from a graph [`Value`]: a typed function's argument,
 /// a transform's output, a field of a typed module.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be read from an NNX graph",
+    label = "not a graph value",
+    note = "graph values are `Tensor`, `Object`, `List`, `Dict`, `Variable` and its typed \
+            handles (`Param`, `BatchStat`, `variable_type!` types), `Rngs`, typed modules \
+            (`#[derive(Module)]`), static `bool`/integers/floats/`String`, and tuples, `Vec`s \
+            and `Option`s of these"
+)]
 pub trait FromValue: Sized {
     /// The type as error messages name it (`Tensor`, `Param`, `Linear`).
     fn expected() -> String;
@@ -362,7 +378,7 @@ mod tests {
 
     #[test]
     fn vecs_of_handles_are_lists_with_identity() {
-        let items = vec![
+        let items = [
             Param::new(Tensor::ones(&[1])),
             Param::new(Tensor::zeros(&[1])),
         ];

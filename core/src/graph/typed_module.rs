@@ -59,8 +59,9 @@ pub trait TypedModule: Sized {
     /// The typed view of `object`.
     ///
     /// # Errors
-    /// [`Error::TypeMismatch`] for an object of another type or a field of another kind
-    /// (naming the field), [`Error::AttributeNotFound`] for a missing required field.
+    /// [`Error::TypeMismatch`](crate::Error::TypeMismatch) for an object of another type, or
+    /// naming the field, for a field of another kind or a required field that is missing (read
+    /// as `None`).
     fn from_object(object: &Object) -> Result<Self>;
 }
 

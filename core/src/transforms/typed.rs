@@ -48,6 +48,15 @@ impl<F: Fn(&[Value]) -> Result<Value>> Body for F {
 /// assert_eq!(err.to_string(), "the function takes 1 argument but was called with 0");
 /// # Ok::<(), nnx_core::Error>(())
 /// ```
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be transformed",
+    label = "not a function a transform can trace",
+    note = "write a closure over typed references that returns a `Result`, such as \
+            `|m: &Mlp, x: &Tensor| -> Result<Tensor> {{ … }}` (up to six arguments, each \
+            `FromValue`; the output `ToValue + FromValue`), or the dynamic form \
+            `|args: &[Value]| -> Result<Value> {{ … }}`",
+    note = "arguments are taken by reference (`x: &Tensor`, not `x: Tensor`)"
+)]
 pub trait IntoBody<Marker> {
     /// The body.
     type Body: Body;
