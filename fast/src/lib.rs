@@ -60,9 +60,9 @@ pub mod prelude {
         value_and_grad, vmap,
     };
     pub use nnx_core::{
-        Axes, BatchStat, Cache, DType, Dict, Engine, Error, Filter, GraphDef, Intermediate, List,
-        Module, Object, Param, Path, Result, State, Static, Tensor, TensorResult, Value, Variable,
-        VariableType, static_list, static_tuple, variable_type,
+        Axes, BatchStat, Cache, DType, Dict, Engine, Error, ErrorKind, Filter, GraphDef,
+        Intermediate, List, Module, Object, Param, Path, Result, State, Static, Tensor,
+        TensorResult, Value, Variable, VariableType, static_list, static_tuple, variable_type,
     };
 }
 

@@ -29,7 +29,7 @@ impl fmt::Display for Axis {
 }
 
 /// `in_axes` / `out_axes` of [`vmap`]: a [`Prefix`] of [`Axis`]. Converts from an integer,
-/// `None::<i32>` (broadcast), tuples of those, and [`StateAxes`].
+/// `None::<i32>` (broadcast), tuples of those, `()`, and [`StateAxes`].
 pub type AxisSpec = Prefix<Axis>;
 
 impl From<i32> for Prefix<Axis> {
@@ -41,6 +41,13 @@ impl From<i32> for Prefix<Axis> {
 impl From<Option<i32>> for Prefix<Axis> {
     fn from(axis: Option<i32>) -> AxisSpec {
         Prefix::Leaf(Axis(axis.map(|a| a as isize)))
+    }
+}
+
+/// `()`: the prefix of a function of no arguments (`in_axes=()`).
+impl From<()> for Prefix<Axis> {
+    fn from((): ()) -> AxisSpec {
+        Prefix::Tuple(Vec::new())
     }
 }
 
