@@ -11,7 +11,6 @@ mod per_example_grads;
 mod scan_over_layers;
 
 use nnx_fast::prelude::*;
-use nnx_fast::transforms::value_and_grad;
 use nnx_reference::Reference;
 
 #[test]
@@ -32,24 +31,13 @@ fn per_example_gradients_equal_single_example_gradients() {
     for i in 0..5 {
         let xi = x.index_axis(0, i).unwrap().expand_dims(0).unwrap();
         let yi = y.index_axis(0, i).unwrap().expand_dims(0).unwrap();
-        let single = value_and_grad(|args: &[Value]| {
-            let m = args[0].object()?;
-            let pred = args[1]
-                .as_tensor()?
-                .matmul(&m.value("kernel")?)?
-                .add(&m.value("bias")?)?;
-            let err = pred.sub(&args[2].as_tensor()?)?;
-            Ok(Value::from(err.mul(&err)?.sum(Axes::All)?))
-        })
-        .call(
-            &Reference,
-            &[Value::from(&model), Value::from(xi), Value::from(yi)],
-        )
-        .unwrap();
-        let expected = single.grads[0]
+        let expected = value_and_grad(per_example_grads::loss)
+            .call(&Reference, (&model, &xi, &yi))
+            .unwrap()
+            .grads[0]
             .state()
             .unwrap()
-            .variable(&Path::from(["kernel"]))
+            .variable(&Path::parse("kernel").unwrap())
             .unwrap()
             .value();
         assert!(
@@ -65,7 +53,7 @@ fn per_example_gradients_equal_single_example_gradients() {
 #[test]
 fn scan_over_layers_trains_a_stack_created_with_vmap() {
     let layers = scan_over_layers::stacked_layers(4, 8).unwrap();
-    assert_eq!(layers.value("kernel").unwrap().shape(), &[4, 8, 8]);
+    assert_eq!(layers.kernel.value().shape(), &[4, 8, 8]);
     let losses = scan_over_layers::train(4, 8, 6).unwrap();
     assert!(losses[5] < 0.8 * losses[0], "losses {losses:?}");
 }

@@ -160,15 +160,17 @@ pub(crate) fn typed_node(
                 .cloned()
         })
     });
-    let updated = existing.filter(|node| {
-        node.kind() == &kind
-            && children.iter().all(|(key, value)| {
-                node.get(key).is_some_and(|current| current.same_as(value))
-                    || node.set(key.clone(), value.clone()).is_ok()
-            })
-    });
-    let node =
-        updated.unwrap_or_else(|| Node::with_children(kind, children.iter().cloned().collect()));
+    // The same handles: the same node (its key is this one), with its other children
+    // (statics, arrays) brought up to date.
+    if let Some(node) = existing.filter(|node| node.kind() == &kind)
+        && children.iter().all(|(key, value)| {
+            node.get(key).is_some_and(|current| current.same_as(value))
+                || node.set(key.clone(), value.clone()).is_ok()
+        })
+    {
+        return node;
+    }
+    let node = Node::with_children(kind, children.iter().cloned().collect());
     remember_node(&node, type_name, &children);
     node
 }
