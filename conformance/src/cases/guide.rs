@@ -1,12 +1,13 @@
 //! The transforms guide, section by section, as engine-generic cases checked against what
 //! real Flax/JAX computed (`conformance/golden/seed_guide.json`).
 
+use nnx_core::graph::TypedModule;
 use nnx_core::lift::Prefix;
 use nnx_core::random::{self, Rngs};
 use nnx_core::transforms::{StateAxes, jit, vmap};
 use nnx_core::{
-    Dict, Engine, Filter, List, Object, Param, Result, Tensor, Value, VariableType, static_list,
-    variable_type,
+    Dict, Engine, Filter, List, Module, Object, Param, Result, Tensor, Value, VariableType,
+    static_list, variable_type,
 };
 
 use crate::golden::{assert_close, golden};
@@ -17,25 +18,60 @@ variable_type!(
     pub Count: nnx_core::Variable
 );
 
-fn weights(kernel: Tensor, bias: Tensor, count: Option<Tensor>) -> Result<Object> {
-    let w = Object::new("Weights")
-        .with("kernel", Param::new(kernel))?
-        .with("bias", Param::new(bias))?;
-    if let Some(count) = count {
-        w.set("count", Count::new(count))?;
-    }
-    Ok(w)
+/// The guide's `Weights(nnx.Module)`: `kernel` and `bias`.
+#[derive(Module, Clone)]
+pub struct Weights {
+    kernel: Param,
+    bias: Param,
 }
 
-/// `x @ weights.kernel + weights.bias`, checking there are no batch dimensions.
-fn vector_dot(w: &Object, x: &Tensor) -> Result<Tensor> {
-    if w.value("kernel")?.ndim() != 2 || x.ndim() != 1 {
+/// `Weights` with a call counter (state propagation, StateAxes).
+#[derive(Module, Clone)]
+#[module(name = "Weights")]
+pub struct CountedWeights {
+    kernel: Param,
+    bias: Param,
+    count: Count,
+}
+
+/// `Weights` with a counter and a `noise` stream (random state, split_rngs).
+#[derive(Module, Clone)]
+#[module(name = "Weights")]
+pub struct NoisyWeights {
+    kernel: Param,
+    bias: Param,
+    count: Count,
+    rngs: Rngs,
+}
+
+/// The guide's `WeightStack`, built by a `vmap`ped `__init__`.
+#[derive(Module, Clone)]
+pub struct WeightStack {
+    kernel: Param,
+    bias: Param,
+}
+
+/// `x @ kernel + bias`, checking there are no batch dimensions.
+fn dot(kernel: &Param, bias: &Param, x: &Tensor) -> Result<Tensor> {
+    if kernel.value().ndim() != 2 || x.ndim() != 1 {
         return Err(nnx_core::Error::shape(
             "vector_dot",
             "Batch dimensions not allowed",
         ));
     }
-    x.matmul(&w.value("kernel")?)?.add(&w.value("bias")?)
+    x.matmul(&kernel.value()) + &bias.value()
+}
+
+fn vector_dot(w: &Weights, x: &Tensor) -> Result<Tensor> {
+    dot(&w.kernel, &w.bias, x)
+}
+
+fn counted(kernel: Tensor, count: Tensor) -> CountedWeights {
+    CountedWeights {
+        kernel: Param::new(kernel),
+        bias: Param::new(Tensor::zeros(&[10, 3])),
+        count: Count::new(count),
+    }
 }
 
 fn guide_inputs() -> Result<(Tensor, Tensor)> {
@@ -50,39 +86,38 @@ pub fn guide_basic(engine: &dyn Engine) -> CaseResult {
     let g = golden();
     assert_close("basic.kernel", &kernel, &g["basic"]["kernel"])?;
     assert_close("basic.x", &x, &g["basic"]["x"])?;
-    let w = weights(kernel, Tensor::zeros(&[10, 3]), None)?;
-    let y = vmap(|args: &[Value]| {
-        Ok(Value::from(vector_dot(
-            &args[0].object()?,
-            &args[1].as_tensor()?,
-        )?))
-    })
-    .in_axes(0)
-    .out_axes(1)
-    .call(engine, &[Value::from(&w), Value::from(x)])?;
-    assert_close("basic.y", &y.as_tensor()?, &g["basic"]["y"])?;
+    let w = Weights {
+        kernel: Param::new(kernel),
+        bias: Param::new(Tensor::zeros(&[10, 3])),
+    };
+    let y = vmap(vector_dot)
+        .in_axes(0)
+        .out_axes(1)
+        .call(engine, (&w, &x))?;
+    assert_close("basic.y", &y, &g["basic"]["y"])?;
     Ok(Outcome::Pass)
 }
 
-fn create_weights(seed: &Tensor) -> Result<Object> {
+fn create_weights(seed: &Tensor) -> Result<Weights> {
     let key = random::key_from_seeds(seed)?;
-    weights(random::uniform(&key, &[2, 3])?, Tensor::zeros(&[3]), None)
+    Ok(Weights {
+        kernel: Param::new(random::uniform(&key, &[2, 3])?),
+        bias: Param::new(Tensor::zeros(&[3])),
+    })
 }
 
 /// Objects as outputs: `vmap(create_weights)(jnp.arange(10))` builds a stack of Weights.
 pub fn guide_create_weights(engine: &dyn Engine) -> CaseResult {
-    let w = vmap(|args: &[Value]| Ok(Value::from(create_weights(&args[0].as_tensor()?)?)))
-        .call(engine, &[Value::from(Tensor::arange(10))])?;
-    let w = w.object()?;
+    let w = vmap(create_weights).call(engine, (Tensor::arange(10),))?;
     let g = golden();
     assert_close(
         "create_weights.kernel",
-        &w.value("kernel")?,
+        &w.kernel.value(),
         &g["create_weights"]["kernel"],
     )?;
     assert_close(
         "create_weights.bias",
-        &w.value("bias")?,
+        &w.bias.value(),
         &g["create_weights"]["bias"],
     )?;
     Ok(Outcome::Pass)
@@ -91,86 +126,82 @@ pub fn guide_create_weights(engine: &dyn Engine) -> CaseResult {
 /// Transformed methods: `WeightStack.__init__` and `__call__` decorated with `vmap`.
 pub fn guide_methods(engine: &dyn Engine) -> CaseResult {
     // __init__(self, seed) under vmap: the method body runs on a fresh object per lane.
-    let stack = vmap(|args: &[Value]| {
-        let w = create_weights(&args[0].as_tensor()?)?;
-        let s = Object::new("WeightStack")
-            .with("kernel", w.var("kernel")?)?
-            .with("bias", w.var("bias")?)?;
-        Ok(Value::from(s))
-    })
-    .call(engine, &[Value::from(Tensor::arange(10))])?;
-    let stack = stack.object()?;
+    let init = |seed: &Tensor| -> Result<WeightStack> {
+        let w = create_weights(seed)?;
+        Ok(WeightStack {
+            kernel: w.kernel,
+            bias: w.bias,
+        })
+    };
+    let stack = vmap(init).call(engine, (Tensor::arange(10),))?;
     let x = random::normal(&random::key(1), &[10, 2])?;
-    let call = vmap(|args: &[Value]| {
-        Ok(Value::from(vector_dot(
-            &args[0].object()?,
-            &args[1].as_tensor()?,
-        )?))
-    })
-    .in_axes(0)
-    .out_axes(1);
-    let y = call.call(engine, &[Value::from(&stack), Value::from(x)])?;
+    let call = vmap(|s: &WeightStack, x: &Tensor| dot(&s.kernel, &s.bias, x))
+        .in_axes(0)
+        .out_axes(1);
+    let y = call.call(engine, (&stack, &x))?;
     let g = golden();
-    assert_close("methods.y", &y.as_tensor()?, &g["methods"]["y"])?;
+    assert_close("methods.y", &y, &g["methods"]["y"])?;
     ensure!(
-        stack.value("kernel")?.shape() == [10, 2, 3],
+        stack.kernel.value().shape() == [10, 2, 3],
         "kernel shape {:?}",
-        stack.value("kernel")?.shape()
+        stack.kernel.value().shape()
+    );
+    ensure!(
+        stack.to_object().type_name() == "WeightStack",
+        "the stack is a WeightStack"
     );
     Ok(Outcome::Pass)
 }
 
-fn stateful_vector_dot(args: &[Value]) -> Result<Value> {
-    let w = args[0].object()?;
-    w.var("count")?.update(|c| c + 1)?;
-    Ok(Value::from(vector_dot(&w, &args[1].as_tensor()?)?))
+fn stateful_vector_dot(w: &CountedWeights, x: &Tensor) -> Result<Tensor> {
+    w.count.update(|c| c + 1)?;
+    dot(&w.kernel, &w.bias, x)
 }
 
 /// State propagation: `count += 1` inside `vmap` updates the caller's Variable.
 pub fn guide_state_propagation(engine: &dyn Engine) -> CaseResult {
     let (kernel, x) = guide_inputs()?;
-    let w = weights(kernel, Tensor::zeros(&[10, 3]), Some(Tensor::arange(10)))?;
-    let count = w.var("count")?;
+    let w = counted(kernel, Tensor::arange(10));
     let y = vmap(stateful_vector_dot)
         .in_axes(0)
         .out_axes(1)
-        .call(engine, &[Value::from(&w), Value::from(x)])?;
+        .call(engine, (&w, &x))?;
     let g = golden();
     ensure!(
-        w.var("count")?.ptr_eq(&count),
+        w.to_object().var("count")?.ptr_eq(&w.count),
         "count was replaced instead of updated"
     );
     assert_close(
         "state_propagation.count",
-        &count.value(),
+        &w.count.value(),
         &g["state_propagation"]["count"],
     )?;
-    assert_close(
-        "state_propagation.y",
-        &y.as_tensor()?,
-        &g["state_propagation"]["y"],
-    )?;
-    crate::snapshots::snapshot("guide_state_propagation_count", &count.to_string());
+    assert_close("state_propagation.y", &y, &g["state_propagation"]["y"])?;
+    crate::snapshots::snapshot("guide_state_propagation_count", &w.count.to_string());
     Ok(Outcome::Pass)
 }
 
 /// Graph updates propagation: the guide's `crazy_vector_dot`.
 pub fn guide_graph_updates(engine: &dyn Engine) -> CaseResult {
     let (kernel, x) = guide_inputs()?;
-    let w = weights(kernel, Tensor::zeros(&[10, 3]), Some(Tensor::arange(10)))?;
+    // Attributes are added and deleted: a dynamic Module.
+    let w = Module::new("Weights")
+        .with("kernel", Param::new(kernel))?
+        .with("bias", Param::new(Tensor::zeros(&[10, 3])))?
+        .with("count", Count::new(Tensor::arange(10)))?;
     let kernel_var = w.var("kernel")?;
-    let y = vmap(|args: &[Value]| {
-        let w = args[0].object()?;
+    let crazy_vector_dot = |w: &Module, x: &Tensor| -> Result<Tensor> {
         w.var("count")?.update(|c| c + 1)?;
-        let y = vector_dot(&w, &args[1].as_tensor()?)?;
+        let y = x.matmul(&w.value("kernel")?) + &w.value("bias")?;
         w.set("some_property", static_list!["a", 2, false])?;
         w.del("bias")?;
         w.set("new_param", w.get("kernel")?)?;
-        Ok(Value::from(y))
-    })
-    .in_axes(0)
-    .out_axes(1)
-    .call(engine, &[Value::from(&w), Value::from(x)])?;
+        y
+    };
+    let y = vmap(crazy_vector_dot)
+        .in_axes(0)
+        .out_axes(1)
+        .call(engine, (&w, &x))?;
     let g = &golden()["graph_updates"];
     let expected = g["repr"].as_str().unwrap_or_default();
     ensure!(
@@ -183,22 +214,14 @@ pub fn guide_graph_updates(engine: &dyn Engine) -> CaseResult {
     );
     ensure!(!w.has("bias"), "bias was not deleted");
     assert_close("graph_updates.count", &w.value("count")?, &g["count"])?;
-    ensure!(
-        y.as_tensor()?.shape() == [3, 10],
-        "y shape {:?}",
-        y.as_tensor()?.shape()
-    );
+    ensure!(y.shape() == [3, 10], "y shape {:?}", y.shape());
     Ok(Outcome::Pass)
 }
 
 /// StateAxes: Params mapped, Count broadcast (a single counter for all lanes).
 pub fn guide_state_axes(engine: &dyn Engine) -> CaseResult {
     let (kernel, x) = guide_inputs()?;
-    let w = weights(
-        kernel,
-        Tensor::zeros(&[10, 3]),
-        Some(Tensor::weak_scalar(0i32)),
-    )?;
+    let w = counted(kernel, Tensor::weak_scalar(0i32));
     let state_axes = StateAxes::new([
         (VariableType::PARAM.into(), Some(0)),
         (Count::TYPE.into(), None),
@@ -206,35 +229,27 @@ pub fn guide_state_axes(engine: &dyn Engine) -> CaseResult {
     let y = vmap(stateful_vector_dot)
         .in_axes((state_axes, 0))
         .out_axes(1)
-        .call(engine, &[Value::from(&w), Value::from(x)])?;
+        .call(engine, (&w, &x))?;
     let g = &golden()["state_axes"];
-    assert_close("state_axes.count", &w.value("count")?, &g["count"])?;
-    ensure!(
-        y.as_tensor()?.shape() == [3, 10],
-        "y shape {:?}",
-        y.as_tensor()?.shape()
-    );
-    crate::snapshots::snapshot("guide_state_axes_count", &w.var("count")?.to_string());
+    assert_close("state_axes.count", &w.count.value(), &g["count"])?;
+    ensure!(y.shape() == [3, 10], "y shape {:?}", y.shape());
+    crate::snapshots::snapshot("guide_state_axes_count", &w.count.to_string());
     Ok(Outcome::Pass)
 }
 
-fn noisy_weights(seed: Tensor) -> Result<Object> {
-    let w = weights(
-        random::uniform(&random::key(0), &[2, 3])?,
-        Tensor::zeros(&[3]),
-        Some(Tensor::weak_scalar(0i32)),
-    )?;
-    w.set("rngs", Rngs::builder().stream("noise", seed).build()?)?;
-    Ok(w)
+fn noisy_weights(seed: Tensor) -> Result<NoisyWeights> {
+    Ok(NoisyWeights {
+        kernel: Param::new(random::uniform(&random::key(0), &[2, 3])?),
+        bias: Param::new(Tensor::zeros(&[3])),
+        count: Count::new(Tensor::weak_scalar(0i32)),
+        rngs: Rngs::builder().stream("noise", seed).build()?,
+    })
 }
 
-fn noisy_vector_dot(args: &[Value]) -> Result<Value> {
-    let w = args[0].object()?;
-    w.var("count")?.update(|c| c + 1)?;
-    let y = vector_dot(&w, &args[1].as_tensor()?)?;
-    let rngs = Rngs::from_object(w.object("rngs")?)?;
-    let noise = random::normal(&rngs.next_key("noise")?, y.shape())?;
-    Ok(Value::from(y.add(&noise)?))
+fn noisy_vector_dot(w: &NoisyWeights, x: &Tensor) -> Result<Tensor> {
+    w.count.update(|c| c + 1)?;
+    let y = dot(&w.kernel, &w.bias, x)?;
+    &y + random::normal(&w.rngs.next_key("noise")?, y.shape())?
 }
 
 fn rng_state_axes() -> StateAxes {
@@ -247,20 +262,20 @@ fn rng_state_axes() -> StateAxes {
     ])
 }
 
-fn check_random_section(w: &Object, y1: &Tensor, y2: &Tensor, section: &str) -> CaseResult {
+fn check_random_section(w: &NoisyWeights, y1: &Tensor, y2: &Tensor, section: &str) -> CaseResult {
     let g = &golden()[section];
     ensure!(
         y1.allclose(y2, 1e-5, 1e-8)? == g["allclose"].as_bool().unwrap_or(true),
         "{section}: y1 and y2 should differ"
     );
-    assert_close(&format!("{section}.count"), &w.value("count")?, &g["count"])?;
-    let stream = w.object("rngs")?.object("noise")?;
+    assert_close(&format!("{section}.count"), &w.count.value(), &g["count"])?;
+    let stream = w.rngs.stream("noise")?;
     assert_close(
         &format!("{section}.rng_count"),
-        &stream.value("count")?,
+        &stream.count()?.value(),
         &g["rng_count"],
     )?;
-    let key_data = random::key_data(&stream.value("key")?)?;
+    let key_data = random::key_data(&stream.key()?.value())?;
     assert_close(
         &format!("{section}.rng_key_data"),
         &key_data,
@@ -275,12 +290,8 @@ pub fn guide_random_state(engine: &dyn Engine) -> CaseResult {
     let w = noisy_weights(random::split(&random::key(0), 10)?)?;
     let x = random::normal(&random::key(1), &[10, 2])?;
     let f = vmap(noisy_vector_dot).in_axes((rng_state_axes(), 0));
-    let y1 = f
-        .call(engine, &[Value::from(&w), Value::from(x.clone())])?
-        .as_tensor()?;
-    let y2 = f
-        .call(engine, &[Value::from(&w), Value::from(x)])?
-        .as_tensor()?;
+    let y1 = f.call(engine, (&w, &x))?;
+    let y2 = f.call(engine, (&w, &x))?;
     ensure!(y1.shape() == [10, 3], "y1 shape {:?}", y1.shape());
     check_random_section(&w, &y1, &y2, "random_state")
 }
@@ -291,12 +302,8 @@ pub fn guide_split_rngs(engine: &dyn Engine) -> CaseResult {
     let w = noisy_weights(random::key(0))?;
     let x = random::normal(&random::key(1), &[10, 2])?;
     let f = vmap(noisy_vector_dot).in_axes((rng_state_axes(), 0));
-    let call = || -> Result<Tensor> {
-        random::split_rngs_scoped(&w, 10, &Filter::Everything, || {
-            f.call(engine, &[Value::from(&w), Value::from(x.clone())])?
-                .as_tensor()
-        })
-    };
+    let call =
+        || random::split_rngs_scoped(&w, 10, &Filter::Everything, || f.call(engine, (&w, &x)));
     let y1 = call()?;
     let y2 = call()?;
     check_random_section(&w, &y1, &y2, "split_rngs")
@@ -305,11 +312,11 @@ pub fn guide_split_rngs(engine: &dyn Engine) -> CaseResult {
 /// Mutable objects cannot be passed by closure: mutating a captured object inside `jit`.
 pub fn guide_closure_error(engine: &dyn Engine) -> CaseResult {
     let counter = Object::new("Counter").with("count", Param::new(Tensor::scalar(0i32)))?;
-    let f = jit(|args: &[Value]| {
+    let f = jit(|x: &Tensor| {
         counter.var("count")?.update(|c| c + 1)?;
-        Ok(Value::from((&args[0].as_tensor()? * 2)?))
+        x * 2
     });
-    let err = match f.call(engine, &[Value::from(Tensor::scalar(3i32))]) {
+    let err = match f.call(engine, (Tensor::scalar(3i32),)) {
         Ok(_) => return Err(Failure("mutating a captured object must fail".into())),
         Err(e) => e,
     };

@@ -155,6 +155,16 @@ pub fn typed_modules_cross_every_transform(engine: &dyn Engine) -> CaseResult {
         model.count.value().item::<i32>()? == 4,
         "grad propagates state"
     );
+    // has_aux: (loss, aux) out of a typed closure, the aux read back typed.
+    let with_aux = |m: &Mlp, x: &Tensor, y: &Tensor| -> Result<(Tensor, Tensor)> {
+        let prediction = m.forward(x)?;
+        Ok((loss_of(Ok(prediction.clone()), y)?, prediction))
+    };
+    let out = value_and_grad(with_aux)
+        .has_aux(true)
+        .call(engine, (&model, &x, &target))?;
+    let prediction: Tensor = out.aux_as()?;
+    ensure!(prediction.shape() == [5, 2], "aux {:?}", prediction.shape());
 
     // vmap: typed modules created inside come out stacked.
     let stack = vmap(|seed: &Tensor| Linear::new(&random::key_from_seeds(seed)?, 3, 3))
@@ -193,6 +203,8 @@ pub fn typed_modules_cross_every_transform(engine: &dyn Engine) -> CaseResult {
     })
     .call(engine, (&counter, &counter))?;
     ensure!(same.into_inner(), "the module passed twice became two");
+    let count = model.count.value().item::<i32>()?;
+    ensure!(count == 5, "has_aux propagates state: count {count}");
     ensure!(counter.count.value().item::<i32>()? == 1, "one update");
     Ok(Outcome::Pass)
 }

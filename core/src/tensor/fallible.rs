@@ -18,14 +18,22 @@
 //! assert!(e.is_err());
 //! # Ok(())
 //! # }
+//! fn negate(x: Result<Tensor>) -> Result<Tensor> {
+//!     x.negative()                                       // not `-(x?)`: see below
+//! }
 //! ```
+//!
+//! `-(x?)` as a function's tail expression does not compile: rustc checks the operand of a
+//! unary operator against the type expected of the whole expression (`Result<Tensor>`), so
+//! it reports `x?` as the wrong type. `x.negative()` (on a `Result` or a `Tensor`), or
+//! `let y = -(x?); y`, says the same thing.
 //!
 //! Rust's orphan rule allows an operator between `Result<Tensor>` and a `Tensor`, but not
 //! between two `Result`s, with a scalar, or `-` of a `Result`: those are the methods of
-//! [`TensorResult`] (`a.add(b)`, `r.mul(2.0)`, `r.neg()`). See
+//! [`TensorResult`] (`a.add(b)`, `r.mul(2.0)`, `r.negative()`). See
 //! `docs/decisions/0008-typed-api.md`.
 
-use std::ops::{Add, Div, Mul, Neg, Sub};
+use std::ops::{Add, Div, Mul, Sub};
 
 use super::{Axes, DType, Tensor};
 use crate::error::Result;
@@ -179,12 +187,12 @@ pub trait TensorResult: Sized {
         self.tensor()?.matmul(&rhs.operand()?)
     }
 
-    /// `-self`.
+    /// [`Tensor::negative`].
     ///
     /// # Errors
-    /// As [`Tensor::unary`], or an error passed through.
-    fn neg(self) -> Result<Tensor> {
-        Neg::neg(self.tensor()?)
+    /// As [`Tensor::negative`], or an error passed through.
+    fn negative(self) -> Result<Tensor> {
+        self.tensor()?.negative()
     }
 
     /// [`Tensor::relu`].
@@ -327,7 +335,7 @@ mod tests {
         assert_eq!(s.unwrap().to_vec::<f32>().unwrap(), vec![3.0, 3.0]);
         let t = &a + (&a * &a);
         assert_eq!(t.unwrap().to_vec::<f32>().unwrap(), vec![2.0, 2.0]);
-        let u = (&a * 2.0).mul(&a + &a).sub(1.0).neg();
+        let u = (&a * 2.0).mul(&a + &a).sub(1.0).negative();
         assert_eq!(u.unwrap().to_vec::<f32>().unwrap(), vec![-3.0, -3.0]);
     }
 

@@ -62,6 +62,14 @@ impl Tensor {
         self.compare(CompareOp::Gt, other)
     }
 
+    /// `-self` (`jnp.negative`; the `-` operator does the same).
+    ///
+    /// # Errors
+    /// As [`Tensor::unary`].
+    pub fn negative(&self) -> Result<Tensor> {
+        self.unary(UnaryOp::Neg)
+    }
+
     /// `e^self`.
     ///
     /// # Errors

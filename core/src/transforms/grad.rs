@@ -58,6 +58,20 @@ pub enum Grad {
     Array(Tensor),
 }
 
+impl GradOutput {
+    /// The auxiliary output as `T` (with `has_aux`).
+    ///
+    /// # Errors
+    /// [`Error::TypeMismatch`] when there is no auxiliary output or it is not a `T`.
+    pub fn aux_as<T: crate::graph::FromValue>(&self) -> Result<T> {
+        let aux = self
+            .aux
+            .clone()
+            .unwrap_or(Value::Static(crate::graph::Static::None));
+        T::from_value(&aux).map_err(|e| e.within("the auxiliary output"))
+    }
+}
+
 impl Grad {
     /// The State, for a graph-node argument.
     ///
@@ -89,6 +103,27 @@ impl Grad {
 }
 
 /// What `value_and_grad` returns.
+///
+/// ```
+/// use nnx_core::{Module, Param, Result, Tensor, TensorResult, transforms::value_and_grad};
+/// # use nnx_core::Engine;
+/// // Compiled, not run here: the engines live in other crates.
+/// # fn run(engine: &dyn Engine) -> Result<()> {
+/// #[derive(Module, Clone)]
+/// struct Scale { w: Param }
+///
+/// let m = Scale { w: Param::new(Tensor::from_slice(&[1.0f32, 2.0])) };
+/// let loss = |m: &Scale, x: &Tensor| -> Result<(Tensor, Tensor)> {
+///     let y = x * &m.w.value();
+///     Ok((y.clone().sum(None)?, y?))                        // (loss, aux)
+/// };
+/// let out = value_and_grad(loss).has_aux(true).call(engine, (&m, &Tensor::ones(&[2])))?;
+/// let aux: Tensor = out.aux_as()?;
+/// assert_eq!(aux.to_vec::<f32>()?, vec![1.0, 2.0]);
+/// # Ok(())
+/// # }
+/// # fn main() {}
+/// ```
 #[derive(Clone, Debug)]
 pub struct GradOutput {
     /// The function's (scalar) value.
