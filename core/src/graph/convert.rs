@@ -4,7 +4,8 @@
 //! the fields of `#[derive(Module)]` structs. Handles convert to themselves (a `Param` field
 //! *is* the Variable in the graph, so reference semantics hold); numbers, strings and `bool`s
 //! are static values; tuples are tuples; a `Vec` of statics is a static list and a `Vec` of
-//! graph values a [`List`] node; `Option::None` is `None`.
+//! graph values a [`List`] node, a string-keyed `BTreeMap`/`IndexMap` a [`Dict`] node (or a
+//! static dict); `Option::None` is `None`.
 //!
 //! A failed conversion is [`Error::TypeMismatch`] naming the Rust type asked for and what the
 //! value was; callers add where it happened with [`Error::within`].
@@ -15,6 +16,8 @@ use super::{Dict, Key, List, Object, Static, Value, Variable};
 use crate::error::{Error, Result};
 use crate::random::Rngs;
 use crate::tensor::Tensor;
+use indexmap::IndexMap;
+use std::collections::BTreeMap;
 
 /// A Rust value that can be put into the graph: a transformed function's output, an argument,
 /// a field of a typed module.
@@ -287,21 +290,36 @@ tuple_conversion!(4; A 0, B 1, C 2, D 3);
 tuple_conversion!(5; A 0, B 1, C 2, D 3, E 4);
 tuple_conversion!(6; A 0, B 1, C 2, D 3, E 4, F 5);
 
-/// A `Vec` of statics is a static list; a `Vec` of anything else is an [`List`] node
-/// (`nnx.List`), the same node each time for the same items (as for typed modules, see
+/// The value of a collection: static if every child is, else a node of `kind` (the same
+/// node each time for the same handles, as for typed modules, see
 /// [`TypedModule`](super::TypedModule)).
+fn collection_value(
+    kind: NodeKind,
+    children: Vec<(Key, Value)>,
+    static_form: impl FnOnce(Vec<(Key, Static)>) -> Static,
+) -> Value {
+    let statics: Option<Vec<(Key, Static)>> = (children.iter())
+        .map(|(k, v)| v.as_static().map(|s| (k.clone(), s.clone())))
+        .collect();
+    if let Some(statics) = statics {
+        return Value::Static(static_form(statics));
+    }
+    match kind {
+        NodeKind::Dict => Value::Dict(Dict(typed_node(NodeKind::Dict, "Dict", children))),
+        _ => Value::List(List(typed_node(NodeKind::List, "List", children))),
+    }
+}
+
+/// A `Vec` of statics is a static list; a `Vec` of anything else a [`List`] node
+/// (`nnx.List`), one node for the same items.
 impl<T: ToValue> ToValue for Vec<T> {
     fn to_value(&self) -> Value {
-        let items: Vec<Value> = self.iter().map(T::to_value).collect();
-        if let Some(statics) = all_static(&items) {
-            return Value::Static(Static::List(statics));
-        }
-        let children = items
-            .into_iter()
-            .enumerate()
-            .map(|(i, v)| (Key::from(i), v))
+        let children = (self.iter().enumerate())
+            .map(|(i, v)| (Key::from(i), v.to_value()))
             .collect();
-        Value::List(List(typed_node(NodeKind::List, "List", children)))
+        collection_value(NodeKind::List, children, |statics| {
+            Static::List(statics.into_iter().map(|(_, s)| s).collect())
+        })
     }
 }
 
@@ -329,10 +347,85 @@ impl<T: FromValue> FromValue for Vec<T> {
     }
 }
 
+/// A map key as the string it was made from.
+fn key_name(key: Key) -> String {
+    match key {
+        Key::Str(s) => s,
+        Key::Int(i) => i.to_string(),
+    }
+}
+
+/// Entries of a string-keyed map value: a [`Dict`] node's, or a static dict's.
+fn map_entries(value: &Value) -> Option<Vec<(String, Value)>> {
+    match value {
+        Value::Dict(dict) => (dict.entries().into_iter())
+            .map(|(k, v)| match k {
+                Key::Str(k) => Some((k, v)),
+                Key::Int(_) => None,
+            })
+            .collect(),
+        Value::Static(Static::Dict(entries)) => Some(
+            (entries.iter())
+                .map(|(k, v)| (k.clone(), Value::Static(v.clone())))
+                .collect(),
+        ),
+        _ => None,
+    }
+}
+
+/// String-keyed maps: a static dict if every value is static, else a [`Dict`] node
+/// (`nnx.Dict`), one node for the same entries.
+macro_rules! map_conversion {
+    ($map:ident, $name:literal) => {
+        impl<T: ToValue> ToValue for $map<String, T> {
+            fn to_value(&self) -> Value {
+                let children = (self.iter())
+                    .map(|(k, v)| (Key::from(k), v.to_value()))
+                    .collect();
+                collection_value(NodeKind::Dict, children, |statics| {
+                    Static::Dict(
+                        (statics.into_iter())
+                            .map(|(k, s)| (key_name(k), s))
+                            .collect(),
+                    )
+                })
+            }
+        }
+
+        impl<T: FromValue> FromValue for $map<String, T> {
+            fn expected() -> String {
+                format!("{}<String, {}>", $name, T::expected())
+            }
+
+            fn from_value(value: &Value) -> Result<Self> {
+                let entries = map_entries(value).ok_or_else(|| mismatch::<Self>(value))?;
+                let out = (entries.iter())
+                    .map(|(k, v)| {
+                        T::from_value(v)
+                            .map(|t| (k.clone(), t))
+                            .map_err(|e| e.within(format!("entry {k:?}")))
+                    })
+                    .collect::<Result<Self>>()?;
+                if let Value::Dict(dict) = value {
+                    let children: Vec<(Key, Value)> = entries
+                        .into_iter()
+                        .map(|(k, v)| (Key::from(k), v))
+                        .collect();
+                    remember_node(&dict.0, "Dict", &children);
+                }
+                Ok(out)
+            }
+        }
+    };
+}
+
+map_conversion!(BTreeMap, "BTreeMap");
+map_conversion!(IndexMap, "IndexMap");
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::graph::{Param, typed_object};
+    use crate::graph::Param;
 
     #[test]
     fn statics_and_tuples_round_trip() {
@@ -358,25 +451,6 @@ mod tests {
     }
 
     #[test]
-    fn the_same_handles_give_the_same_node() {
-        let w = Param::new(Tensor::ones(&[2]));
-        let fields = || vec![("w", Value::from(&*w)), ("n", 3usize.to_value())];
-        let a = typed_object("Lin", fields());
-        let b = typed_object("Lin", fields());
-        assert!(a.ptr_eq(&b));
-        // A static field changed on the typed side is written to the node.
-        let changed = vec![("w", Value::from(&*w)), ("n", 4usize.to_value())];
-        let c = typed_object("Lin", changed);
-        assert!(c.ptr_eq(&a));
-        assert_eq!(usize::from_value(&a.get("n").unwrap()).unwrap(), 4);
-        // Another type over the same handles is another node.
-        assert!(!typed_object("Other", fields()).ptr_eq(&a));
-        // Without handles there is no identity to find: a new node each time.
-        let stat = || vec![("n", 1usize.to_value())];
-        assert!(!typed_object("S", stat()).ptr_eq(&typed_object("S", stat())));
-    }
-
-    #[test]
     fn vecs_of_handles_are_lists_with_identity() {
         let items = [
             Param::new(Tensor::ones(&[1])),
@@ -387,6 +461,24 @@ mod tests {
             panic!("expected lists");
         };
         assert!(a.ptr_eq(&b));
+        let mut layers = BTreeMap::new();
+        layers.insert("a".to_owned(), vars[0].clone());
+        let (Value::Dict(d), Value::Dict(e)) = (layers.to_value(), layers.to_value()) else {
+            panic!("expected dicts");
+        };
+        assert!(d.ptr_eq(&e));
+        let back: BTreeMap<String, Variable> = FromValue::from_value(&Value::Dict(d)).unwrap();
+        assert!(back["a"].ptr_eq(&vars[0]));
+        let mut sizes = IndexMap::new();
+        sizes.insert("b".to_owned(), 2usize);
+        sizes.insert("a".to_owned(), 1usize);
+        let stat = sizes.to_value();
+        assert!(stat.same_as(&Value::Static(Static::Dict(vec![
+            ("b".to_owned(), Static::Int(2)),
+            ("a".to_owned(), Static::Int(1))
+        ]))));
+        let back: IndexMap<String, usize> = FromValue::from_value(&stat).unwrap();
+        assert_eq!(back, sizes);
         let statics = vec![1usize, 2].to_value();
         assert!(statics.same_as(&Value::Static(Static::List(vec![
             Static::Int(1),

@@ -7,8 +7,9 @@ use crate::error::Result;
 ///
 /// The struct's fields are the module's attributes: Variable handles (`Param`, `BatchStat`,
 /// your own [`variable_type!`](crate::variable_type)s) and sub-modules are graph attributes,
-/// `Vec`s of them are [`List`](super::List) nodes, and plain fields (`usize`, `String`,
-/// `bool`, …) are static attributes; `Option::None` is Python's `None`.
+/// `Vec`s of them are [`List`](super::List) nodes and string-keyed `BTreeMap`s or `IndexMap`s
+/// of them [`Dict`](super::Dict) nodes, and plain fields (`usize`, `String`, `bool`, …) are
+/// static attributes; `Option::None` is Python's `None`.
 ///
 /// - **Reference semantics.** The fields *are* the handles in the graph: a Variable updated
 ///   inside a transform is updated in the struct, and cloning the struct shares its
@@ -126,6 +127,11 @@ mod tests {
     }
 
     #[derive(Module, Clone)]
+    struct Heads {
+        heads: std::collections::BTreeMap<String, Linear>,
+    }
+
+    #[derive(Module, Clone)]
     struct Wrap<M> {
         inner: M,
     }
@@ -169,6 +175,29 @@ mod tests {
             panic!("layers is a List")
         };
         assert!(a.ptr_eq(&b));
+    }
+
+    #[test]
+    fn maps_of_modules_are_dicts() {
+        let heads = Heads {
+            heads: [("a".to_owned(), linear(2)), ("b".to_owned(), linear(3))].into(),
+        };
+        let paths: Vec<String> = graph::state(&heads).paths().map(|p| p.slashed()).collect();
+        assert_eq!(
+            paths,
+            [
+                "heads/a/bias",
+                "heads/a/kernel",
+                "heads/b/bias",
+                "heads/b/kernel"
+            ]
+        );
+        let copy: Heads = graph::clone(&heads);
+        assert_eq!(copy.heads["b"].features, 3);
+        assert!(matches!(
+            heads.to_object().get("heads").unwrap(),
+            Value::Dict(_)
+        ));
     }
 
     #[test]

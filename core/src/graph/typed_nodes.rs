@@ -200,7 +200,7 @@ pub fn remember_object(object: &Object, type_name: &'static str, fields: &[(&str
 mod tests {
     use super::*;
     use crate::Tensor;
-    use crate::graph::{Param, ToValue};
+    use crate::graph::{FromValue, Param, ToValue};
 
     fn registered(key: &NodeKey) -> bool {
         with_registry(|r| r.nodes.as_ref().is_some_and(|n| n.contains_key(key)))
@@ -233,5 +233,24 @@ mod tests {
         drop(w);
         with_registry(|r| sweep(r.nodes.get_or_insert_with(HashMap::new)));
         assert!(!keys.iter().any(registered));
+    }
+
+    #[test]
+    fn the_same_handles_give_the_same_node() {
+        let w = Param::new(Tensor::ones(&[2]));
+        let fields = || vec![("w", Value::from(&*w)), ("n", 3usize.to_value())];
+        let a = typed_object("Lin", fields());
+        let b = typed_object("Lin", fields());
+        assert!(a.ptr_eq(&b));
+        // A static field changed on the typed side is written to the node.
+        let changed = vec![("w", Value::from(&*w)), ("n", 4usize.to_value())];
+        let c = typed_object("Lin", changed);
+        assert!(c.ptr_eq(&a));
+        assert_eq!(usize::from_value(&a.get("n").unwrap()).unwrap(), 4);
+        // Another type over the same handles is another node.
+        assert!(!typed_object("Other", fields()).ptr_eq(&a));
+        // Without handles there is no identity to find: a new node each time.
+        let stat = || vec![("n", 1usize.to_value())];
+        assert!(!typed_object("S", stat()).ptr_eq(&typed_object("S", stat())));
     }
 }
