@@ -14,8 +14,11 @@ const SIZES: [usize; 3] = [1_000, 100_000, 1_000_000];
 fn samplers(c: &mut Criterion) {
     let key = random::key(0);
     for (name, sample) in [
-        ("uniform", random::uniform as fn(&_, &[usize]) -> _),
-        ("normal", random::normal),
+        (
+            "uniform",
+            (|k, s| random::uniform(k, s)) as fn(&_, &[usize]) -> _,
+        ),
+        ("normal", |k, s| random::normal(k, s)),
     ] {
         let mut group = c.benchmark_group(format!("random/{name}"));
         for n in SIZES {

@@ -15,9 +15,9 @@ use super::primitive::RandomOp;
 /// # Errors
 /// [`Error::UnsupportedDType`](crate::Error::UnsupportedDType) when `key` is not a key
 /// array; [`Error::Shape`](crate::Error::Shape) when it is not a single key.
-pub fn bits(key: &Tensor, shape: &[usize]) -> Result<Tensor> {
+pub fn bits(key: &Tensor, shape: impl AsRef<[usize]>) -> Result<Tensor> {
     RandomOp::Bits {
-        shape: shape.to_vec(),
+        shape: shape.as_ref().to_vec(),
     }
     .apply(key)
 }
@@ -35,7 +35,7 @@ pub fn bits(key: &Tensor, shape: &[usize]) -> Result<Tensor> {
 /// # Ok(())
 /// # }
 /// ```
-pub fn uniform(key: &Tensor, shape: &[usize]) -> Result<Tensor> {
+pub fn uniform(key: &Tensor, shape: impl AsRef<[usize]>) -> Result<Tensor> {
     uniform_range(key, shape, 0.0, 1.0)
 }
 
@@ -55,9 +55,14 @@ pub fn uniform(key: &Tensor, shape: &[usize]) -> Result<Tensor> {
 /// # Ok(())
 /// # }
 /// ```
-pub fn uniform_range(key: &Tensor, shape: &[usize], minval: f32, maxval: f32) -> Result<Tensor> {
+pub fn uniform_range(
+    key: &Tensor,
+    shape: impl AsRef<[usize]>,
+    minval: f32,
+    maxval: f32,
+) -> Result<Tensor> {
     RandomOp::Uniform {
-        shape: shape.to_vec(),
+        shape: shape.as_ref().to_vec(),
         minval,
         maxval,
     }
@@ -78,9 +83,9 @@ pub fn uniform_range(key: &Tensor, shape: &[usize], minval: f32, maxval: f32) ->
 /// # Ok(())
 /// # }
 /// ```
-pub fn normal(key: &Tensor, shape: &[usize]) -> Result<Tensor> {
+pub fn normal(key: &Tensor, shape: impl AsRef<[usize]>) -> Result<Tensor> {
     RandomOp::Normal {
-        shape: shape.to_vec(),
+        shape: shape.as_ref().to_vec(),
     }
     .apply(key)
 }
@@ -99,9 +104,14 @@ pub fn normal(key: &Tensor, shape: &[usize]) -> Result<Tensor> {
 /// # Ok(())
 /// # }
 /// ```
-pub fn randint(key: &Tensor, shape: &[usize], minval: i32, maxval: i32) -> Result<Tensor> {
+pub fn randint(
+    key: &Tensor,
+    shape: impl AsRef<[usize]>,
+    minval: i32,
+    maxval: i32,
+) -> Result<Tensor> {
     RandomOp::Randint {
-        shape: shape.to_vec(),
+        shape: shape.as_ref().to_vec(),
         minval,
         maxval,
     }
@@ -113,9 +123,9 @@ pub fn randint(key: &Tensor, shape: &[usize], minval: i32, maxval: i32) -> Resul
 ///
 /// # Errors
 /// As [`bits`].
-pub fn bernoulli(key: &Tensor, p: f32, shape: &[usize]) -> Result<Tensor> {
+pub fn bernoulli(key: &Tensor, p: f32, shape: impl AsRef<[usize]>) -> Result<Tensor> {
     RandomOp::Bernoulli {
-        shape: shape.to_vec(),
+        shape: shape.as_ref().to_vec(),
         p,
     }
     .apply(key)

@@ -129,24 +129,25 @@ impl Tensor {
     ///
     /// # Panics
     /// As [`Array::full`]; [`Tensor::try_full`] is the fallible form.
-    pub fn full<T: Element>(shape: &[usize], value: T) -> Tensor {
-        Array::full(shape, value).into()
+    pub fn full<T: Element>(shape: impl AsRef<[usize]>, value: T) -> Tensor {
+        Array::full(shape.as_ref(), value).into()
     }
 
     /// An array filled with `value`, allocated fallibly.
     ///
     /// # Errors
     /// As [`Array::try_full`].
-    pub fn try_full<T: Element>(shape: &[usize], value: T) -> Result<Tensor> {
-        Array::try_full(shape, value).map(Tensor::from)
+    pub fn try_full<T: Element>(shape: impl AsRef<[usize]>, value: T) -> Result<Tensor> {
+        Array::try_full(shape.as_ref(), value).map(Tensor::from)
     }
 
-    /// float32 zeros.
+    /// float32 zeros. A shape is anything that reads as `&[usize]`: `[2, 3]`, `&[2, 3]`,
+    /// `x.shape()`, a `Vec`.
     ///
     /// # Panics
     /// As [`Array::full`]; [`Tensor::try_zeros`] is the fallible form.
-    pub fn zeros(shape: &[usize]) -> Tensor {
-        Array::zeros(shape).into()
+    pub fn zeros(shape: impl AsRef<[usize]>) -> Tensor {
+        Array::zeros(shape.as_ref()).into()
     }
 
     /// float32 zeros, allocated fallibly.
@@ -160,32 +161,32 @@ impl Tensor {
     /// let err = Tensor::try_zeros(&[1 << 32, 1 << 32]).unwrap_err();
     /// assert_eq!(err.kind(), ErrorKind::Resource);
     /// ```
-    pub fn try_zeros(shape: &[usize]) -> Result<Tensor> {
-        Array::try_zeros(shape).map(Tensor::from)
+    pub fn try_zeros(shape: impl AsRef<[usize]>) -> Result<Tensor> {
+        Array::try_zeros(shape.as_ref()).map(Tensor::from)
     }
 
     /// float32 ones.
     ///
     /// # Panics
     /// As [`Array::full`]; [`Tensor::try_ones`] is the fallible form.
-    pub fn ones(shape: &[usize]) -> Tensor {
-        Array::ones(shape).into()
+    pub fn ones(shape: impl AsRef<[usize]>) -> Tensor {
+        Array::ones(shape.as_ref()).into()
     }
 
     /// float32 ones, allocated fallibly.
     ///
     /// # Errors
     /// As [`Array::try_full`].
-    pub fn try_ones(shape: &[usize]) -> Result<Tensor> {
-        Array::try_ones(shape).map(Tensor::from)
+    pub fn try_ones(shape: impl AsRef<[usize]>) -> Result<Tensor> {
+        Array::try_ones(shape.as_ref()).map(Tensor::from)
     }
 
     /// Zeros of any dtype; see [`Array::zeros_of`].
     ///
     /// # Errors
     /// As [`Array::zeros_of`].
-    pub fn zeros_of(shape: &[usize], dtype: DType) -> Result<Tensor> {
-        Array::zeros_of(shape, dtype).map(Tensor::from)
+    pub fn zeros_of(shape: impl AsRef<[usize]>, dtype: DType) -> Result<Tensor> {
+        Array::zeros_of(shape.as_ref(), dtype).map(Tensor::from)
     }
 
     /// `[0, 1, …, n-1]` as int32.
