@@ -116,12 +116,12 @@ macro_rules! say {
 /// Runs every section, writing what the guide prints.
 pub fn run(out: &mut String) -> Result<()> {
     let engine = Fast;
-    let x = random::normal(&random::key(1), &[10, 2])?;
+    let x = random::normal(&random::key(1), [10, 2])?;
 
     section(out, "Basic example")?;
     let w = Weights::new(
-        random::uniform(&random::key(0), &[10, 2, 3])?,
-        Tensor::zeros(&[10, 3]),
+        random::uniform(&random::key(0), [10, 2, 3])?,
+        Tensor::zeros([10, 3]),
     );
     let y = vmap(vector_dot)
         .in_axes(0)
@@ -133,8 +133,8 @@ pub fn run(out: &mut String) -> Result<()> {
     let create_weights = |seed: &Tensor| -> Result<Weights> {
         let key = random::key_from_seeds(seed)?;
         Ok(Weights::new(
-            random::uniform(&key, &[2, 3])?,
-            Tensor::zeros(&[3]),
+            random::uniform(&key, [2, 3])?,
+            Tensor::zeros([3]),
         ))
     };
     let stack = vmap(create_weights).call(&engine, (Tensor::arange(10),))?;
@@ -150,8 +150,8 @@ pub fn run(out: &mut String) -> Result<()> {
 
     section(out, "State propagation")?;
     let w = CountedWeights::new(
-        random::uniform(&random::key(0), &[10, 2, 3])?,
-        Tensor::zeros(&[10, 3]),
+        random::uniform(&random::key(0), [10, 2, 3])?,
+        Tensor::zeros([10, 3]),
         Tensor::arange(10),
     );
     vmap(stateful_vector_dot)
@@ -165,9 +165,9 @@ pub fn run(out: &mut String) -> Result<()> {
     let w = Module::new("Weights")
         .with(
             "kernel",
-            Param::new(random::uniform(&random::key(0), &[10, 2, 3])?),
+            Param::new(random::uniform(&random::key(0), [10, 2, 3])?),
         )?
-        .with("bias", Param::new(Tensor::zeros(&[10, 3])))?
+        .with("bias", Param::new(Tensor::zeros([10, 3])))?
         .with("count", Count::new(Tensor::arange(10)))?;
     let crazy_vector_dot = |w: &Module, x: &Tensor| -> Result<Tensor> {
         w.var("count")?.update(|c| c + 1)?;
@@ -190,8 +190,8 @@ pub fn run(out: &mut String) -> Result<()> {
 
     section(out, "Transforming sub-states: StateAxes")?;
     let w = CountedWeights::new(
-        random::uniform(&random::key(0), &[10, 2, 3])?,
-        Tensor::zeros(&[10, 3]),
+        random::uniform(&random::key(0), [10, 2, 3])?,
+        Tensor::zeros([10, 3]),
         Tensor::weak_scalar(0i32),
     );
     let state_axes = StateAxes::new([
@@ -215,8 +215,8 @@ pub fn run(out: &mut String) -> Result<()> {
     };
     let noisy_weights = |seed: Tensor| -> Result<NoisyWeights> {
         Ok(NoisyWeights {
-            kernel: Param::new(random::uniform(&random::key(0), &[2, 3])?),
-            bias: Param::new(Tensor::zeros(&[3])),
+            kernel: Param::new(random::uniform(&random::key(0), [2, 3])?),
+            bias: Param::new(Tensor::zeros([3])),
             count: Count::new(Tensor::weak_scalar(0i32)),
             rngs: Rngs::builder().stream("noise", seed).build()?,
         })
@@ -278,7 +278,7 @@ pub fn run(out: &mut String) -> Result<()> {
     section(out, "Axis metadata")?;
     let m = Object::new("Weights").with(
         "param",
-        Param::new(Tensor::ones(&[3, 4, 5])).with_metadata("sharding", static_tuple!["a", "b", ()]),
+        Param::new(Tensor::ones([3, 4, 5])).with_metadata("sharding", static_tuple!["a", "b", ()]),
     )?;
     let inner = std::cell::RefCell::new(String::new());
     vmap(|args: &[Value]| {
@@ -313,7 +313,7 @@ pub fn run(out: &mut String) -> Result<()> {
     let created = vmap(|_: &[Value]| {
         Ok(Value::from(Object::new("Weights").with(
             "param",
-            Param::new(Tensor::ones(&[3, 5])).with_metadata("sharding", static_tuple!["a", ()]),
+            Param::new(Tensor::ones([3, 5])).with_metadata("sharding", static_tuple!["a", ()]),
         )?))
     })
     .in_axes(nnx_fast::lift::Prefix::Tuple(vec![]))

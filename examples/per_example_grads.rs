@@ -31,11 +31,11 @@ pub fn kernel_grad(m: &Linear, x: &Tensor, y: &Tensor) -> Result<Tensor> {
 /// `i` is `grads[i]`, shape `[batch, in, out]`.
 pub fn per_example_kernel_grads(batch: usize) -> Result<(Tensor, Linear, Tensor, Tensor)> {
     let model = Linear {
-        kernel: Param::new(random::normal(&random::key(0), &[3, 2])?),
-        bias: Param::new(Tensor::zeros(&[2])),
+        kernel: Param::new(random::normal(&random::key(0), [3, 2])?),
+        bias: Param::new(Tensor::zeros([2])),
     };
-    let x = random::normal(&random::key(1), &[batch, 3])?;
-    let y = random::normal(&random::key(2), &[batch, 2])?;
+    let x = random::normal(&random::key(1), [batch, 3])?;
+    let y = random::normal(&random::key(2), [batch, 2])?;
     let grads = vmap(kernel_grad)
         .in_axes((None::<i32>, 0, 0))
         .call(&Fast, (&model, &x, &y))?;

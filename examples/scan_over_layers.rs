@@ -19,8 +19,8 @@ pub fn stacked_layers(depth: usize, width: usize) -> Result<Linear> {
         let key = random::key_from_seeds(seed)?;
         let scale = 1.0 / (width as f32).sqrt();
         Ok(Linear {
-            kernel: Param::new((random::normal(&key, &[width, width])? * scale)?),
-            bias: Param::new(Tensor::zeros(&[width])),
+            kernel: Param::new((random::normal(&key, [width, width])? * scale)?),
+            bias: Param::new(Tensor::zeros([width])),
         })
     };
     vmap(create).call(&Fast, (Tensor::arange(depth),))
@@ -49,7 +49,7 @@ pub fn loss(layers: &Linear, x: &Tensor, target: &Tensor) -> Result<Tensor> {
 /// Trains the stack to map inputs to `0.5 * x` for a few steps; returns the losses.
 pub fn train(depth: usize, width: usize, steps: usize) -> Result<Vec<f32>> {
     let layers = stacked_layers(depth, width)?;
-    let x = random::normal(&random::key(7), &[16, width])?;
+    let x = random::normal(&random::key(7), [16, width])?;
     let target = (&x * 0.5f32)?;
     let step = jit(
         |layers: &Linear, x: &Tensor, target: &Tensor| -> Result<Tensor> {

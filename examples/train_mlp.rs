@@ -14,8 +14,8 @@ impl Linear {
     fn new(key: &Tensor, fan_in: usize, fan_out: usize) -> Result<Linear> {
         let scale = 1.0 / (fan_in as f32).sqrt();
         Ok(Linear {
-            kernel: Param::new((random::normal(key, &[fan_in, fan_out])? * scale)?),
-            bias: Param::new(Tensor::zeros(&[fan_out])),
+            kernel: Param::new((random::normal(key, [fan_in, fan_out])? * scale)?),
+            bias: Param::new(Tensor::zeros([fan_out])),
         })
     }
 
@@ -57,7 +57,7 @@ pub fn mse(model: &Mlp, x: &Tensor, y: &Tensor) -> Result<Tensor> {
 
 /// Regression data: `y = sin(2 x0) + 0.5 x1` on uniform inputs in `[-1, 1)`.
 pub fn dataset(n: usize) -> Result<(Tensor, Tensor)> {
-    let x = random::uniform_range(&random::key(42), &[n, 2], -1.0, 1.0)?;
+    let x = random::uniform_range(&random::key(42), [n, 2], -1.0, 1.0)?;
     let x0 = x.index_axis(1, 0)?;
     let x1 = x.index_axis(1, 1)?;
     let y = (&x0 * 2.0).sin() + (&x1 * 0.5)?;

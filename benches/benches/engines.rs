@@ -20,12 +20,12 @@ fn dense(args: &[Value]) -> Result<Value> {
 
 fn layer(d: usize) -> Result<Object> {
     Object::new("Linear")
-        .with("w", Param::new(random::normal(&random::key(0), &[d, d])?))?
-        .with("b", Param::new(Tensor::zeros(&[d])))
+        .with("w", Param::new(random::normal(&random::key(0), [d, d])?))?
+        .with("b", Param::new(Tensor::zeros([d])))
 }
 
 fn bench_dense(c: &mut Criterion, engine: &dyn Engine, batch: usize, d: usize) {
-    let (Ok(m), Ok(x)) = (layer(d), random::normal(&random::key(1), &[batch, d])) else {
+    let (Ok(m), Ok(x)) = (layer(d), random::normal(&random::key(1), [batch, d])) else {
         return;
     };
     let f = jit(|args: &[Value]| {

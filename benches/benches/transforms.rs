@@ -12,7 +12,7 @@ use nnx_fast::Fast;
 use nnx_reference::Reference;
 
 fn bench_transforms(c: &mut Criterion) {
-    let (Ok(w), Ok(x)) = (weights(), random::normal(&random::key(1), &[10, 2])) else {
+    let (Ok(w), Ok(x)) = (weights(), random::normal(&random::key(1), [10, 2])) else {
         return;
     };
     for engine in [&Reference as &dyn Engine, &Fast] {
@@ -37,7 +37,7 @@ fn bench_transforms(c: &mut Criterion) {
     }
     for depth in [2usize, 16, 64, 256] {
         let Ok(m) = mlp(depth) else { return };
-        let input = Tensor::ones(&[4, 8]);
+        let input = Tensor::ones([4, 8]);
         let f = jit(apply_mlp);
         for engine in [&Reference as &dyn Engine, &Fast] {
             c.bench_function(

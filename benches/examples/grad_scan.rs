@@ -84,12 +84,12 @@ fn measure(engine: &dyn Engine, length: usize, checkpoint: bool) -> Result<()> {
         .with(
             "w",
             Param::new(
-                (random::normal(&random::key(0), &[length, WIDTH, WIDTH])?
+                (random::normal(&random::key(0), [length, WIDTH, WIDTH])?
                     * (1.0 / (WIDTH as f32).sqrt()))?,
             ),
         )?
-        .with("b", Param::new(Tensor::zeros(&[length, WIDTH])))?;
-    let x = random::normal(&random::key(1), &[BATCH, WIDTH])?;
+        .with("b", Param::new(Tensor::zeros([length, WIDTH])))?;
+    let x = random::normal(&random::key(1), [BATCH, WIDTH])?;
     let layer = |inner: &[Value]| -> Result<Value> {
         let (h, layer) = (inner[0].as_tensor()?, inner[1].object()?);
         let h = h

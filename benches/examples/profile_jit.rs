@@ -38,7 +38,7 @@ fn main() -> Result<()> {
             })
         }
         Some("vmap") => {
-            let (w, x) = (weights()?, random::normal(&random::key(1), &[10, 2])?);
+            let (w, x) = (weights()?, random::normal(&random::key(1), [10, 2])?);
             let f = jit(|args: &[Value]| {
                 vmap(stateful_vector_dot)
                     .in_axes(0)
@@ -57,7 +57,7 @@ fn main() -> Result<()> {
             })
         }
         _ => {
-            let (m, x) = (mlp(64)?, Tensor::ones(&[4, 8]));
+            let (m, x) = (mlp(64)?, Tensor::ones([4, 8]));
             let f = jit(apply_mlp);
             time("jit tiny MLP, depth 64", 3000, || {
                 f.call(&Fast, (&m, &x)).map(drop)

@@ -42,9 +42,9 @@ fn linear(seed: i64, fan_in: usize, fan_out: usize) -> Result<Object> {
     Object::new("Linear")
         .with(
             "kernel",
-            Param::new((random::normal(&random::key(seed), &[fan_in, fan_out])? * scale)?),
+            Param::new((random::normal(&random::key(seed), [fan_in, fan_out])? * scale)?),
         )?
-        .with("bias", Param::new(Tensor::zeros(&[fan_out])))
+        .with("bias", Param::new(Tensor::zeros([fan_out])))
 }
 
 fn apply_linear(layer: &Object, x: &Tensor) -> Result<Tensor> {
@@ -101,7 +101,7 @@ pub fn workloads<'e>(
 ) -> Result<Vec<Workload<'e>>> {
     let mut out = Vec::new();
 
-    let (w, x) = (weights()?, random::normal(&random::key(1), &[10, 2])?);
+    let (w, x) = (weights()?, random::normal(&random::key(1), [10, 2])?);
     if keep("a") {
         let (w, x) = (w.clone(), x.clone());
         let f = vmap(stateful_vector_dot).in_axes(0).out_axes(1);
@@ -127,7 +127,7 @@ pub fn workloads<'e>(
         });
     }
     if keep("c16") {
-        let (m, x) = (crate::mlp(16)?, Tensor::ones(&[4, 8]));
+        let (m, x) = (crate::mlp(16)?, Tensor::ones([4, 8]));
         let f = jit(crate::apply_mlp);
         out.push(Workload {
             key: "c16",
@@ -139,9 +139,9 @@ pub fn workloads<'e>(
     if keep("d") {
         let d = 1024;
         let m = Object::new("Lin")
-            .with("w", Param::new(random::normal(&random::key(0), &[d, d])?))?
-            .with("b", Param::new(Tensor::zeros(&[d])))?;
-        let x = random::normal(&random::key(1), &[d, d])?;
+            .with("w", Param::new(random::normal(&random::key(0), [d, d])?))?
+            .with("b", Param::new(Tensor::zeros([d])))?;
+        let x = random::normal(&random::key(1), [d, d])?;
         let f = jit(move |args: &[Value]| {
             vmap(|args: &[Value]| {
                 let m = args[0].object()?;
@@ -160,9 +160,9 @@ pub fn workloads<'e>(
     if keep("d_batched") {
         let m = Object::new("LinB").with(
             "w",
-            Param::new(random::normal(&random::key(0), &[64, 256, 256])?),
+            Param::new(random::normal(&random::key(0), [64, 256, 256])?),
         )?;
-        let x = random::normal(&random::key(1), &[64, 128, 256])?;
+        let x = random::normal(&random::key(1), [64, 128, 256])?;
         let f = jit(move |args: &[Value]| {
             vmap(|args: &[Value]| {
                 let m = args[0].object()?;
@@ -183,8 +183,8 @@ pub fn workloads<'e>(
         return Ok(out);
     }
     let m = anchor_mlp(256, 256, 10, 4)?;
-    let x = random::normal(&random::key(1), &[256, 256])?;
-    let y = random::normal(&random::key(2), &[256, 10])?;
+    let x = random::normal(&random::key(1), [256, 256])?;
+    let y = random::normal(&random::key(2), [256, 10])?;
     if keep("e") {
         let (m, x) = (m.clone(), x.clone());
         let f = jit(move |args: &[Value]| {
@@ -262,7 +262,7 @@ pub fn workloads<'e>(
     }
     if keep("i") {
         let stack = stacked_blocks(engine, 16, 256)?;
-        let (x, y) = (x.clone(), random::normal(&random::key(3), &[256, 256])?);
+        let (x, y) = (x.clone(), random::normal(&random::key(3), [256, 256])?);
         let step = jit(move |args: &[Value]| {
             let out = value_and_grad(|args: &[Value]| {
                 let h = scan(|args: &[Value]| {
@@ -319,9 +319,9 @@ pub fn stacked_blocks(engine: &dyn Engine, depth: usize, width: usize) -> Result
             Object::new("Linear")
                 .with(
                     "kernel",
-                    Param::new((random::normal(&key, &[width, width])? * scale)?),
+                    Param::new((random::normal(&key, [width, width])? * scale)?),
                 )?
-                .with("bias", Param::new(Tensor::zeros(&[width])))?,
+                .with("bias", Param::new(Tensor::zeros([width])))?,
         ))
     })
     .call(engine, &[Value::from(Tensor::arange(depth))])?

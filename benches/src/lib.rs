@@ -14,9 +14,9 @@ pub fn weights() -> Result<Object> {
     Object::new("Weights")
         .with(
             "kernel",
-            Param::new(random::uniform(&random::key(0), &[10, 2, 3])?),
+            Param::new(random::uniform(&random::key(0), [10, 2, 3])?),
         )?
-        .with("bias", Param::new(Tensor::zeros(&[10, 3])))?
+        .with("bias", Param::new(Tensor::zeros([10, 3])))?
         .with("count", BatchStat::new(Tensor::arange(10)))
 }
 
@@ -44,8 +44,8 @@ pub fn mlp(depth: usize) -> Result<Object> {
         let key = random::key(i as i64);
         layers.push(
             Object::new("Linear")
-                .with("kernel", Param::new(random::normal(&key, &[8, 8])?))?
-                .with("bias", Param::new(Tensor::zeros(&[8])))?,
+                .with("kernel", Param::new(random::normal(&key, [8, 8])?))?
+                .with("bias", Param::new(Tensor::zeros([8])))?,
         )?;
     }
     Object::new("MLP").with("layers", layers)
@@ -73,7 +73,7 @@ pub fn apply_mlp(args: &[Value]) -> Result<Value> {
 /// # Errors
 /// None in practice.
 pub fn many_params(n: usize) -> Result<Object> {
-    let params = (0..n).map(|i| Value::from(Param::new(Tensor::full(&[1], i as f32))));
+    let params = (0..n).map(|i| Value::from(Param::new(Tensor::full([1], i as f32))));
     Object::new("Model").with("params", List::new(params))
 }
 

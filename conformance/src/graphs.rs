@@ -96,7 +96,7 @@ impl GraphBlueprint {
                     Tensor::from_vec(&spec.shape, (0..n).map(|k| (i * 100 + k) as f32).collect())
                         .ok()
                 };
-                let v = Variable::new(ty, value.unwrap_or_else(|| Tensor::zeros(&[])));
+                let v = Variable::new(ty, value.unwrap_or_else(|| Tensor::zeros([])));
                 match &spec.tag {
                     Some(tag) => v.with_metadata("tag", tag.as_str()),
                     None => v,
@@ -224,7 +224,7 @@ pub fn chain(depth: usize, width: usize) -> Result<Option<Object>> {
     let mut next: Option<Object> = None;
     for level in (0..depth).rev() {
         let node =
-            Object::new("Node").with("w", Param::new(Tensor::full(&[width], level as f32)))?;
+            Object::new("Node").with("w", Param::new(Tensor::full([width], level as f32)))?;
         if let Some(child) = next.take() {
             node.set("next", child)?;
         }

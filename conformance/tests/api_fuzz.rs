@@ -240,10 +240,10 @@ proptest! {
 #[test]
 fn scan_does_not_take_a_variable_added_to_a_carried_object_for_an_array_carry() {
     let m = Object::new("Root");
-    let x = Tensor::ones(&[2]);
+    let x = Tensor::ones([2]);
     let f = scan(|args: &[Value]| {
         let o = args[0].object()?;
-        o.set("a", Param::new(Tensor::full(&[2], 3.0f32)))?;
+        o.set("a", Param::new(Tensor::full([2], 3.0f32)))?;
         o.var("a")?.update(|t| t + 1.0)?;
         Ok(args[0].clone())
     })
@@ -264,18 +264,18 @@ fn scan_does_not_take_a_variable_added_to_a_carried_object_for_an_array_carry() 
 /// was replaced at both paths, which is an error, and nothing may change.
 #[test]
 fn scan_rejects_a_carry_whose_variables_changed_places() {
-    let p = Param::new(Tensor::full(&[2], 3.0f32));
+    let p = Param::new(Tensor::full([2], 3.0f32));
     let m = Object::new("Root")
         .with("new", &p)
         .unwrap()
-        .with("sub", Tensor::zeros(&[2]))
+        .with("sub", Tensor::zeros([2]))
         .unwrap();
     let f = scan(|args: &[Value]| {
         let o = args[0].object()?;
         let v = o.var("new")?;
         v.update(|t| t + 1.0)?;
         o.set("sub", &v)?;
-        o.set("new", Param::new(Tensor::full(&[2], 3.0f32)))?;
+        o.set("new", Param::new(Tensor::full([2], 3.0f32)))?;
         Ok(args[0].clone())
     })
     .in_axes(Carry)
@@ -297,7 +297,7 @@ fn scan_rejects_a_carry_whose_variables_changed_places() {
 /// Updating a carried Variable in place is threaded through every iteration.
 #[test]
 fn scan_threads_a_carried_variable_through_every_iteration() {
-    let p = Param::new(Tensor::full(&[2], 3.0f32));
+    let p = Param::new(Tensor::full([2], 3.0f32));
     let m = Object::new("Root")
         .with("new", &p)
         .unwrap()
@@ -328,7 +328,7 @@ fn scan_matches_a_returned_array_with_an_array_carry() {
     .in_axes((Carry, None::<i32>))
     .length(3);
     let out = f
-        .call(&Reference, (Tensor::zeros(&[2]), Tensor::zeros(&[1])))
+        .call(&Reference, (Tensor::zeros([2]), Tensor::zeros([1])))
         .unwrap();
     let Value::Tuple(items) = out else {
         panic!("a (carry, ys) tuple")
@@ -349,7 +349,7 @@ fn scan_matches_a_returned_array_with_an_array_carry() {
 #[test]
 fn a_panicking_closure_leaves_objects_and_the_library_as_they_were() {
     quiet_deliberate_panics();
-    let w = Param::new(Tensor::ones(&[2]));
+    let w = Param::new(Tensor::ones([2]));
     let m = Object::new("Root")
         .with("z", Static::from(1i64))
         .unwrap()
@@ -362,7 +362,7 @@ fn a_panicking_closure_leaves_objects_and_the_library_as_they_were() {
         let v = o.var("w")?;
         v.update(|t| t + 1.0)?;
         *kept.borrow_mut() = Some(v.value());
-        o.set("new", Param::new(Tensor::zeros(&[2])))?;
+        o.set("new", Param::new(Tensor::zeros([2])))?;
         o.del("z")?;
         std::panic::panic_any(FuzzPanic)
     };

@@ -204,7 +204,7 @@ fn update_with_a_deep_state_built_by_hand() {
     let root = chain(2_000);
     let mut state = State::new();
     let path: Path = std::iter::repeat_n("next", 1_999).chain(["w"]).collect();
-    state.insert(path, Leaf::Array(Tensor::ones(&[1])));
+    state.insert(path, Leaf::Array(Tensor::ones([1])));
     graph::update(&root, &state).unwrap();
     assert_eq!(w(&descend(&root, 1_999)), 1.0);
 }

@@ -10,14 +10,14 @@ use nnx_core::{
 
 fn model() -> Object {
     let sub = Object::new("Linear")
-        .with("kernel", Param::new(Tensor::ones(&[2, 3])))
+        .with("kernel", Param::new(Tensor::ones([2, 3])))
         .unwrap()
-        .with("bias", Param::new(Tensor::zeros(&[3])))
+        .with("bias", Param::new(Tensor::zeros([3])))
         .unwrap();
     Object::new("Model")
         .with("sub", sub)
         .unwrap()
-        .with("stats", BatchStat::new(Tensor::zeros(&[3])))
+        .with("stats", BatchStat::new(Tensor::zeros([3])))
         .unwrap()
         .with("raw", Tensor::arange(2))
         .unwrap()
@@ -44,7 +44,7 @@ fn state_leaves_are_the_graphs_own_variables() {
 #[test]
 fn shared_variable_is_reported_under_its_first_sorted_path() {
     let m = Object::new("M")
-        .with("x", Param::new(Tensor::zeros(&[1])))
+        .with("x", Param::new(Tensor::zeros([1])))
         .unwrap();
     m.set("a", m.get("x").unwrap()).unwrap();
     let (def, state) = graph::split(&m);
@@ -132,11 +132,11 @@ fn merge_validates_every_path() {
 
 #[test]
 fn merge_wraps_raw_arrays_into_variables_of_the_recorded_type() {
-    let p = Param::new(Tensor::zeros(&[2])).with_metadata("sharding", nnx_core::static_tuple!["a"]);
+    let p = Param::new(Tensor::zeros([2])).with_metadata("sharding", nnx_core::static_tuple!["a"]);
     let m = Object::new("M").with("p", p).unwrap();
     let (def, _) = graph::split(&m);
     let mut pure = State::new();
-    pure.insert(["p"], Leaf::Array(Tensor::ones(&[2])));
+    pure.insert(["p"], Leaf::Array(Tensor::ones([2])));
     let rebuilt: Object = graph::merge(&def, [&pure]).unwrap();
     let v = rebuilt.var("p").unwrap();
     assert_eq!(v.variable_type(), VariableType::PARAM);
@@ -154,7 +154,7 @@ fn graphdef_includes_statics_and_metadata_but_not_values() {
     assert_eq!(graph::graphdef(&a), graph::graphdef(&b));
     b.var("kernel")
         .unwrap()
-        .set_value(Tensor::ones(&[4]))
+        .set_value(Tensor::ones([4]))
         .unwrap();
     assert_eq!(graph::graphdef(&a), graph::graphdef(&b));
     b.set("flag", true).unwrap();
@@ -171,7 +171,7 @@ fn update_writes_values_in_place_and_adds_missing_keys() {
     let m = model();
     let kernel = m.object("sub").unwrap().var("kernel").unwrap();
     let mut new = State::new();
-    new.insert(["sub", "kernel"], Leaf::Array(Tensor::zeros(&[2, 3])));
+    new.insert(["sub", "kernel"], Leaf::Array(Tensor::zeros([2, 3])));
     new.insert(
         ["extra"],
         Leaf::Variable(nnx_core::Variable::from(Count::new(Tensor::arange(1)))),
@@ -192,8 +192,8 @@ fn update_writes_values_in_place_and_adds_missing_keys() {
 fn update_rejects_leaves_where_the_graph_has_subgraphs() {
     let m = model();
     let mut bad = State::new();
-    bad.insert(["sub"], Leaf::Array(Tensor::ones(&[1])));
-    bad.insert(["stats"], Leaf::Array(Tensor::ones(&[3])));
+    bad.insert(["sub"], Leaf::Array(Tensor::ones([1])));
+    bad.insert(["stats"], Leaf::Array(Tensor::ones([3])));
     let err = graph::update(&m, &bad).unwrap_err();
     insta::assert_snapshot!(err.to_string(), @"Expected a leaf at ('sub',) to match the State, but the graph holds a 'Linear' object there");
     // Nothing was written.
@@ -206,7 +206,7 @@ fn update_rejects_leaves_where_the_graph_has_subgraphs() {
 #[test]
 fn clone_copies_variables_but_keeps_sharing() {
     let m = Object::new("M")
-        .with("w", Param::new(Tensor::zeros(&[1])))
+        .with("w", Param::new(Tensor::zeros([1])))
         .unwrap();
     m.set("alias", m.get("w").unwrap()).unwrap();
     m.set("me", &m).unwrap();
@@ -219,7 +219,7 @@ fn clone_copies_variables_but_keeps_sharing() {
 #[test]
 fn containers_keep_their_sharing_through_merge() {
     // Flax loses this (SEMANTICS.md §13 item 10); here the List keeps its identity.
-    let shared = List::new([Value::from(Param::new(Tensor::zeros(&[1])))]);
+    let shared = List::new([Value::from(Param::new(Tensor::zeros([1])))]);
     let m = Object::new("M")
         .with("a", shared.clone())
         .unwrap()
@@ -242,7 +242,7 @@ fn string_filters_select_by_tag() {
     let m = Object::new("M")
         .with("rng", stream)
         .unwrap()
-        .with("w", Param::new(Tensor::zeros(&[1])))
+        .with("w", Param::new(Tensor::zeros([1])))
         .unwrap();
     let selected = graph::state_by(&m, &"dropout".into());
     assert_eq!(
@@ -255,21 +255,21 @@ fn string_filters_select_by_tag() {
 
 #[test]
 fn update_rebuilds_tuples_that_hold_arrays() {
-    let p = Param::new(Tensor::zeros(&[1]));
+    let p = Param::new(Tensor::zeros([1]));
     let m = Object::new("M")
         .with(
             "pair",
-            Value::tuple(vec![Value::from(Tensor::zeros(&[2])), Value::from(&p)]),
+            Value::tuple(vec![Value::from(Tensor::zeros([2])), Value::from(&p)]),
         )
         .unwrap();
     let mut new = State::new();
     new.insert(
         vec![Key::from("pair"), Key::Int(0)],
-        Leaf::Array(Tensor::ones(&[2])),
+        Leaf::Array(Tensor::ones([2])),
     );
     new.insert(
         vec![Key::from("pair"), Key::Int(1)],
-        Leaf::Array(Tensor::ones(&[1])),
+        Leaf::Array(Tensor::ones([1])),
     );
     graph::update(&m, &new).unwrap();
     let state = graph::state(&m);
@@ -284,14 +284,14 @@ fn update_rebuilds_tuples_that_hold_arrays() {
 /// the path, and a failed update writes nothing (issue 8).
 #[test]
 fn update_rejects_keys_a_list_cannot_have() {
-    let list = List::new([Value::from(Param::new(Tensor::zeros(&[1])))]);
+    let list = List::new([Value::from(Param::new(Tensor::zeros([1])))]);
     let first = list.get(0).unwrap().as_variable().unwrap().clone();
     for keys in [vec![5i64], vec![-1], vec![2]] {
         let mut state = State::new();
-        state.insert([0i64], Leaf::Array(Tensor::ones(&[1])));
+        state.insert([0i64], Leaf::Array(Tensor::ones([1])));
         state.insert(
             Path::from_iter(keys.clone()),
-            Leaf::Array(Tensor::ones(&[1])),
+            Leaf::Array(Tensor::ones([1])),
         );
         let err = graph::update(&list, &state).unwrap_err();
         assert_eq!(err.kind(), ErrorKind::Graph);
@@ -302,19 +302,19 @@ fn update_rejects_keys_a_list_cannot_have() {
         list.push(first.clone()).unwrap();
     }
     let mut state = State::new();
-    state.insert([5i64], Leaf::Array(Tensor::ones(&[1])));
-    state.insert([-1i64], Leaf::Array(Tensor::ones(&[1])));
+    state.insert([5i64], Leaf::Array(Tensor::ones([1])));
+    state.insert([-1i64], Leaf::Array(Tensor::ones([1])));
     insta::assert_snapshot!(graph::update(&list, &state).unwrap_err().to_string(), @"cannot update path (-1,): index -1 is out of range for a List of length 1 (elements 0..1 can be replaced, and index 1 appends)");
     let mut state = State::new();
-    state.insert(["x"], Leaf::Array(Tensor::ones(&[1])));
+    state.insert(["x"], Leaf::Array(Tensor::ones([1])));
     insta::assert_snapshot!(graph::update(&list, &state).unwrap_err().to_string(), @"cannot update path ('x',): a List is indexed by integers, not by the key 'x'");
     assert_eq!(list.len(), 1);
     // Appending at `len` (and then at `len + 1`) is what Flax's List allows.
     let mut state = State::new();
-    state.insert([1i64], Leaf::Array(Tensor::ones(&[1])));
+    state.insert([1i64], Leaf::Array(Tensor::ones([1])));
     state.insert(
         [2i64],
-        Leaf::Variable(nnx_core::Variable::from(Param::new(Tensor::ones(&[2])))),
+        Leaf::Variable(nnx_core::Variable::from(Param::new(Tensor::ones([2])))),
     );
     graph::update(&list, &state).unwrap();
     assert_eq!(list.len(), 3);
@@ -329,8 +329,8 @@ fn update_rejects_keys_a_list_cannot_have() {
 fn update_rejects_integer_keys_on_objects() {
     let m = model();
     let mut state = State::new();
-    state.insert(["stats"], Leaf::Array(Tensor::ones(&[3])));
-    state.insert([7i64], Leaf::Array(Tensor::ones(&[1])));
+    state.insert(["stats"], Leaf::Array(Tensor::ones([3])));
+    state.insert([7i64], Leaf::Array(Tensor::ones([1])));
     let err = graph::update(&m, &state).unwrap_err();
     insta::assert_snapshot!(err.to_string(), @"cannot update path (7,): a 'Model' object has attributes named by strings, not the integer key 7");
     assert_eq!(m.attribute_names(), vec!["sub", "stats", "raw"]);
@@ -342,14 +342,14 @@ fn update_rejects_integer_keys_on_objects() {
     let mut state = State::new();
     state.insert(
         Path::from_iter([Key::from("sub"), Key::Int(3)]),
-        Leaf::Array(Tensor::ones(&[1])),
+        Leaf::Array(Tensor::ones([1])),
     );
     insta::assert_snapshot!(graph::update(&m, &state).unwrap_err().to_string(), @"cannot update path ('sub', 3): a 'Linear' object has attributes named by strings, not the integer key 3");
     // A Dict takes both kinds of key.
     let d = nnx_core::Dict::new();
     let mut state = State::new();
-    state.insert([7i64], Leaf::Array(Tensor::ones(&[1])));
-    state.insert(["a"], Leaf::Array(Tensor::ones(&[1])));
+    state.insert([7i64], Leaf::Array(Tensor::ones([1])));
+    state.insert(["a"], Leaf::Array(Tensor::ones([1])));
     graph::update(&d, &state).unwrap();
     assert_eq!(d.len(), 2);
     assert!(d.get(7i64).is_ok());
@@ -359,16 +359,16 @@ fn update_rejects_integer_keys_on_objects() {
 /// written (the raw array sorts first and would otherwise have been replaced already).
 #[test]
 fn update_checks_every_trace_level_before_writing() {
-    let outer = Param::new(Tensor::zeros(&[1]));
+    let outer = Param::new(Tensor::zeros([1]));
     let _inner = nnx_core::trace::enter_level();
     let inner = Object::new("Inner")
-        .with("a", Tensor::zeros(&[1]))
+        .with("a", Tensor::zeros([1]))
         .unwrap()
         .with("v", &outer)
         .unwrap();
     let mut state = State::new();
-    state.insert(Path::from(["a"]), Leaf::Array(Tensor::ones(&[1])));
-    state.insert(Path::from(["v"]), Leaf::Array(Tensor::ones(&[1])));
+    state.insert(Path::from(["a"]), Leaf::Array(Tensor::ones([1])));
+    state.insert(Path::from(["v"]), Leaf::Array(Tensor::ones([1])));
     let err = graph::update(&inner, &state).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::TraceContext);
     assert_eq!(

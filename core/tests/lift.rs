@@ -62,7 +62,7 @@ fn state_changes_inside_propagate_to_the_same_outer_objects() {
         let inner = obj(&args[0]);
         assert!(!inner.ptr_eq(&w), "the function sees fresh objects");
         inner.var("count")?.update(|c| c + 1)?;
-        Ok(Value::from(Tensor::zeros(&[3])))
+        Ok(Value::from(Tensor::zeros([3])))
     })
     .unwrap();
     assert!(w.var("count").unwrap().ptr_eq(&count));
@@ -82,7 +82,7 @@ fn graph_updates_propagate_like_crazy_vector_dot() {
         weights.set("some_property", static_list!["a", 2, false])?;
         weights.del("bias")?;
         weights.set("new_param", weights.get("kernel")?)?;
-        Ok(Value::from(Tensor::zeros(&[3])))
+        Ok(Value::from(Tensor::zeros([3])))
     })
     .unwrap();
     let golden = seed_guide();
@@ -97,7 +97,7 @@ fn graph_updates_propagate_like_crazy_vector_dot() {
 #[test]
 fn returned_inputs_keep_identity_and_new_objects_are_new() {
     let m = Object::new("M")
-        .with("p", Param::new(Tensor::zeros(&[1])))
+        .with("p", Param::new(Tensor::zeros([1])))
         .unwrap();
     let out = call(&[Value::from(&m)], &axis(0), &axis(0), |args| {
         let wrapper = Object::new("Wrapper").with("inner", args[0].clone())?;
@@ -115,9 +115,9 @@ fn returned_inputs_keep_identity_and_new_objects_are_new() {
 #[test]
 fn replaced_variables_and_metadata_changes_propagate() {
     let m = Object::new("M")
-        .with("count", Param::new(Tensor::zeros(&[1])))
+        .with("count", Param::new(Tensor::zeros([1])))
         .unwrap()
-        .with("p", Param::new(Tensor::zeros(&[1])))
+        .with("p", Param::new(Tensor::zeros([1])))
         .unwrap();
     let old = m.var("count").unwrap();
     call(&[Value::from(&m)], &axis(0), &axis(0), |args| {
@@ -138,7 +138,7 @@ fn replaced_variables_and_metadata_changes_propagate() {
 #[test]
 fn aliased_inputs_share_one_inner_object() {
     let m = Object::new("M")
-        .with("p", Param::new(Tensor::zeros(&[1])))
+        .with("p", Param::new(Tensor::zeros([1])))
         .unwrap();
     call(
         &[Value::from(&m), Value::from(&m)],
@@ -221,7 +221,7 @@ fn arrays_in_shared_nodes_must_have_one_prefix() {
     let a = Object::new("Root")
         .with("sub", &b)
         .unwrap()
-        .with("p", Param::new(Tensor::zeros(&[2])))
+        .with("p", Param::new(Tensor::zeros([2])))
         .unwrap();
     let params_only = Prefix::StateAxes(vec![
         (Filter::from(VariableType::PARAM), Ax(Some(0))),
@@ -336,7 +336,7 @@ fn state_axes_errors_name_the_variable_and_the_position() {
     );
     assert_eq!(nested.err().map(|e| e.kind()), Some(ErrorKind::Prefix));
     let err = lift::lower_args(
-        &[Value::from(Tensor::zeros(&[2]))],
+        &[Value::from(Tensor::zeros([2]))],
         &Prefix::Tuple(vec![only_params]),
     )
     .err()
@@ -365,7 +365,7 @@ fn a_failing_function_leaves_the_callers_objects_untouched() {
 #[test]
 fn prefix_arity_mismatch_is_reported() {
     let err = lift::lower_args(
-        &[Value::from(Tensor::zeros(&[1]))],
+        &[Value::from(Tensor::zeros([1]))],
         &Prefix::Tuple(vec![axis(0), axis(1)]),
     )
     .err()

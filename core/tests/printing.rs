@@ -55,9 +55,9 @@ fn state_propagation_count_prints_like_the_guide() {
 #[test]
 fn module_repr_shows_shared_nodes_once_and_summarises_arrays() {
     let linear = Object::new("Linear")
-        .with("kernel", Param::new(Tensor::zeros(&[2, 3])))
+        .with("kernel", Param::new(Tensor::zeros([2, 3])))
         .unwrap()
-        .with("bias", Param::new(Tensor::zeros(&[3])))
+        .with("bias", Param::new(Tensor::zeros([3])))
         .unwrap()
         .with("in_features", 2)
         .unwrap()
@@ -72,7 +72,7 @@ fn module_repr_shows_shared_nodes_once_and_summarises_arrays() {
         .unwrap()
         .with("act", "relu")
         .unwrap()
-        .with("buf", Tensor::zeros_of(&[4], nnx_core::DType::I32).unwrap())
+        .with("buf", Tensor::zeros_of([4], nnx_core::DType::I32).unwrap())
         .unwrap();
     insta::assert_snapshot!(block.to_string());
 }
@@ -81,7 +81,7 @@ fn module_repr_shows_shared_nodes_once_and_summarises_arrays() {
 fn cycles_print_as_references() {
     let m = Object::new("Node");
     m.set("me", &m).unwrap();
-    m.set("w", Param::new(Tensor::ones(&[1]))).unwrap();
+    m.set("w", Param::new(Tensor::ones([1]))).unwrap();
     insta::assert_snapshot!(m.to_string(), @r"
     Node( # Param: 1 (4 B)
       me=Node(...),
@@ -96,7 +96,7 @@ fn cycles_print_as_references() {
 fn empty_objects_and_containers() {
     assert_eq!(Object::new("E").to_string(), "E()");
     assert_eq!(List::new([]).to_string(), "List([])");
-    let list = List::new([Value::from(1), Value::from(Param::new(Tensor::ones(&[1])))]);
+    let list = List::new([Value::from(1), Value::from(Param::new(Tensor::ones([1])))]);
     insta::assert_snapshot!(list.to_string(), @r"
     List([
       1,
@@ -111,7 +111,7 @@ fn empty_objects_and_containers() {
 
 #[test]
 fn variable_metadata_and_standalone_values_print_in_full() {
-    let p = Param::new(Tensor::ones(&[10]))
+    let p = Param::new(Tensor::ones([10]))
         .with_metadata("note", "x")
         .with_metadata("sharding", static_tuple!["a", ()]);
     insta::assert_snapshot!(p.to_string(), @r"
@@ -121,17 +121,17 @@ fn variable_metadata_and_standalone_values_print_in_full() {
       sharding=('a', None)
     )
     ");
-    let big = BatchStat::new(Tensor::ones(&[1000, 1000]));
+    let big = BatchStat::new(Tensor::ones([1000, 1000]));
     insta::assert_snapshot!(big.to_string());
 }
 
 #[test]
 fn state_prints_nested_with_full_arrays() {
     let sub = Object::new("Sub")
-        .with("w", Param::new(Tensor::ones(&[2, 2])))
+        .with("w", Param::new(Tensor::ones([2, 2])))
         .unwrap();
     let m = Object::new("M")
-        .with("bias", Param::new(Tensor::zeros(&[3])))
+        .with("bias", Param::new(Tensor::zeros([3])))
         .unwrap()
         .with("sub", sub)
         .unwrap();
@@ -173,9 +173,9 @@ fn comments_in_a_cycle_count_everything_in_each_objects_own_order() {
     let a = Object::new("A");
     let b = Object::new("B");
     a.set("b", &b).unwrap();
-    a.set("p", Param::new(Tensor::ones(&[2]))).unwrap();
+    a.set("p", Param::new(Tensor::ones([2]))).unwrap();
     b.set("a", &a).unwrap();
-    b.set("s", BatchStat::new(Tensor::ones(&[3]))).unwrap();
+    b.set("s", BatchStat::new(Tensor::ones([3]))).unwrap();
     insta::assert_snapshot!(a.to_string(), @r#"
     A( # BatchStat: 3 (12 B), Param: 2 (8 B), Total: 5 (20 B)
       b=B( # Param: 2 (8 B), BatchStat: 3 (12 B), Total: 5 (20 B)

@@ -153,9 +153,9 @@ fn seed_guide_weights_and_inputs_match_flax() {
     let cases = [
         (
             "kernel",
-            random::uniform(&random::key(0), &[10, 2, 3]).unwrap(),
+            random::uniform(&random::key(0), [10, 2, 3]).unwrap(),
         ),
-        ("x", random::normal(&random::key(1), &[10, 2]).unwrap()),
+        ("x", random::normal(&random::key(1), [10, 2]).unwrap()),
     ];
     for (name, got) in cases {
         let want = &guide["basic"][name];
@@ -181,7 +181,7 @@ fn wrap_key_data_round_trips_and_rejects_bad_data() {
     let err = random::wrap_key_data(&odd).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Shape);
     assert!(err.to_string().contains("(3,)"), "{err}");
-    let float = Tensor::zeros(&[2]);
+    let float = Tensor::zeros([2]);
     assert_eq!(
         random::wrap_key_data(&float).unwrap_err().kind(),
         ErrorKind::DType
@@ -196,11 +196,11 @@ fn key_arrays_are_refused_where_jax_needs_a_single_key() {
         random::split(&keys, 2),
         random::split_shape(&keys, &[2]),
         random::fold_in(&keys, 1),
-        random::bits(&keys, &[2]),
-        random::uniform(&keys, &[2]),
-        random::normal(&keys, &[2]),
-        random::randint(&keys, &[2], 0, 3),
-        random::bernoulli(&keys, 0.5, &[2]),
+        random::bits(&keys, [2]),
+        random::uniform(&keys, [2]),
+        random::normal(&keys, [2]),
+        random::randint(&keys, [2], 0, 3),
+        random::bernoulli(&keys, 0.5, [2]),
     ];
     for result in results {
         let err = result.unwrap_err();
@@ -212,7 +212,7 @@ fn key_arrays_are_refused_where_jax_needs_a_single_key() {
         );
     }
     assert_eq!(
-        random::normal(&keys, &[2]).unwrap_err().to_string(),
+        random::normal(&keys, [2]).unwrap_err().to_string(),
         "normal: expected a single key, but was given a key array of shape (3,) != (). \
          Use vmap for batching."
     );
@@ -222,7 +222,7 @@ fn key_arrays_are_refused_where_jax_needs_a_single_key() {
 fn non_key_arrays_are_refused_with_a_dtype_error() {
     let not_a_key = Tensor::from_vec(&[2], vec![0u32, 0]).unwrap();
     for result in [
-        random::uniform(&not_a_key, &[2]),
+        random::uniform(&not_a_key, [2]),
         random::split(&not_a_key, 2),
         random::fold_in(&not_a_key, 0),
         random::key_data(&not_a_key),
@@ -238,22 +238,22 @@ fn empty_and_scalar_shapes_behave_like_jax() {
     let k = random::key(0);
     assert_eq!(random::split(&k, 0).unwrap().shape(), &[0]);
     assert_eq!(random::split_shape(&k, &[2, 0]).unwrap().shape(), &[2, 0]);
-    assert_eq!(random::uniform(&k, &[0]).unwrap().size(), 0);
-    let scalar = random::bernoulli(&k, 0.3, &[]).unwrap();
+    assert_eq!(random::uniform(&k, [0]).unwrap().size(), 0);
+    let scalar = random::bernoulli(&k, 0.3, []).unwrap();
     assert_eq!(scalar.shape(), &[] as &[usize]);
     assert!(!scalar.item::<bool>().unwrap());
     // p > 1 is always true; maxval <= minval gives minval (JAX clamps below only).
     assert!(
-        random::bernoulli(&k, 2.0, &[3])
+        random::bernoulli(&k, 2.0, [3])
             .unwrap()
             .to_vec::<bool>()
             .unwrap()
             == [true; 3]
     );
-    let flat = random::uniform_range(&k, &[3], 2.0, 1.0).unwrap();
+    let flat = random::uniform_range(&k, [3], 2.0, 1.0).unwrap();
     assert_eq!(flat.to_vec::<f32>().unwrap(), vec![2.0; 3]);
     // A shape whose element count overflows is an error, not a panic.
-    assert!(random::uniform(&k, &[usize::MAX, 4]).is_err());
+    assert!(random::uniform(&k, [usize::MAX, 4]).is_err());
 }
 
 #[test]
@@ -274,7 +274,7 @@ fn random_ops_describe_their_results_without_running() {
     assert!(
         op.apply(&k)
             .unwrap()
-            .identical(&random::randint(&k, &[4, 2], 0, 9).unwrap())
+            .identical(&random::randint(&k, [4, 2], 0, 9).unwrap())
     );
 }
 
@@ -325,7 +325,7 @@ proptest! {
         // round up to `maxval`, and so does ours).
         let hi = lo + span;
         prop_assume!(hi > lo && (hi - lo) > 1.01 * hi.abs());
-        let u = random::uniform_range(&random::key(seed), &[n], lo, hi).unwrap();
+        let u = random::uniform_range(&random::key(seed), [n], lo, hi).unwrap();
         for x in u.to_vec::<f32>().unwrap() {
             prop_assert!(x >= lo && x < hi, "{x} not in [{lo}, {hi})");
         }
@@ -334,7 +334,7 @@ proptest! {
     #[test]
     fn randint_stays_in_minval_maxval(seed: i64, lo in -1000i32..1000, span in 1i32..5000) {
         let hi = lo + span;
-        let r = random::randint(&random::key(seed), &[64], lo, hi).unwrap();
+        let r = random::randint(&random::key(seed), [64], lo, hi).unwrap();
         for x in r.to_vec::<i32>().unwrap() {
             prop_assert!((lo..hi).contains(&x));
         }

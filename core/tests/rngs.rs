@@ -155,7 +155,7 @@ fn check_lanes(example: &str, call: &Json, noise: &RngStream) {
     let want = call["lane_normal3_bits"].as_array().unwrap();
     for (lane, bits) in want.iter().enumerate() {
         let k = lane_keys.index_axis(0, lane as isize).unwrap();
-        let z = random::normal(&k, &[3]).unwrap();
+        let z = random::normal(&k, [3]).unwrap();
         assert_eq!(f32_bits(&z), u32s(bits), "{example} lane {lane}");
     }
 }
@@ -197,7 +197,7 @@ fn noisy_vector_dot(x: &Tensor, kernel: &[f32], lane_keys: &Tensor) -> Vec<f32> 
     let mut y = Vec::new();
     for lane in 0..10 {
         let key = lane_keys.index_axis(0, lane as isize).unwrap();
-        let noise = random::normal(&key, &[3]).unwrap().to_vec::<f32>().unwrap();
+        let noise = random::normal(&key, [3]).unwrap().to_vec::<f32>().unwrap();
         for j in 0..3 {
             let dot = x[2 * lane] * kernel[j] + x[2 * lane + 1] * kernel[3 + j];
             y.push(dot + 0.0 + noise[j]);
@@ -218,9 +218,9 @@ fn assert_close(got: &[f32], want: &Json, what: &str) {
 #[test]
 fn guide_random_state_and_split_rngs_outputs_match_the_seed_guide() {
     let guide = golden("seed_guide.json");
-    let kernel = random::uniform(&random::key(0), &[2, 3]).unwrap();
+    let kernel = random::uniform(&random::key(0), [2, 3]).unwrap();
     let kernel = kernel.to_vec::<f32>().unwrap();
-    let x = random::normal(&random::key(1), &[10, 2]).unwrap();
+    let x = random::normal(&random::key(1), [10, 2]).unwrap();
 
     // Rngs(noise=split(key(0), 10)) with the Rng state vmapped on axis 0.
     let g = &guide["random_state"];
@@ -499,7 +499,7 @@ fn fork_rngs_gives_fresh_keys_for_the_call_and_restores_them() {
     let model = Object::new("Model")
         .with("rngs", rngs.clone())
         .unwrap()
-        .with("w", Param::new(Tensor::zeros(&[2])))
+        .with("w", Param::new(Tensor::zeros([2])))
         .unwrap();
     let inside = random::fork_rngs_scoped(&model, &Filter::from("noise"), || {
         let s = rngs.stream("noise")?;

@@ -17,27 +17,27 @@ fn kind<T: std::fmt::Debug>(r: nnx_core::Result<T>) -> (ErrorKind, String) {
 
 #[test]
 fn constructors_have_fallible_forms() {
-    let (k, msg) = kind(Tensor::try_zeros(&[HUGE, HUGE]));
+    let (k, msg) = kind(Tensor::try_zeros([HUGE, HUGE]));
     assert_eq!(k, ErrorKind::Resource);
     assert_eq!(
         msg,
         "an array of shape [4294967296, 4294967296] is too large: its size overflows this \
          machine's address space"
     );
-    let (k, msg) = kind(Tensor::try_zeros(&[TOO_BIG]));
+    let (k, msg) = kind(Tensor::try_zeros([TOO_BIG]));
     assert_eq!(k, ErrorKind::Resource);
     assert_eq!(
         msg,
         "cannot allocate 281474976710656 bytes for an array of shape [70368744177664] and \
          dtype float32"
     );
-    assert!(Tensor::try_ones(&[TOO_BIG]).is_err());
-    assert!(Tensor::try_full(&[HUGE, HUGE], 1i32).is_err());
+    assert!(Tensor::try_ones([TOO_BIG]).is_err());
+    assert!(Tensor::try_full([HUGE, HUGE], 1i32).is_err());
     assert!(Tensor::try_arange(TOO_BIG).is_err());
-    assert!(Tensor::zeros_of(&[TOO_BIG], nnx_core::DType::Key).is_err());
+    assert!(Tensor::zeros_of([TOO_BIG], nnx_core::DType::Key).is_err());
     assert!(Array::try_zeros(&[TOO_BIG]).is_err());
     // The element count of an empty shape is 0 however large the other dimensions are.
-    assert_eq!(Tensor::try_zeros(&[HUGE, HUGE, 0]).unwrap().size(), 0);
+    assert_eq!(Tensor::try_zeros([HUGE, HUGE, 0]).unwrap().size(), 0);
     let (k, _) = kind(Tensor::from_vec(&[HUGE, HUGE], vec![0.0f32]));
     assert_eq!(k, ErrorKind::Resource);
 }
@@ -45,12 +45,12 @@ fn constructors_have_fallible_forms() {
 #[test]
 #[should_panic(expected = "too large")]
 fn infallible_constructors_panic_like_vec_instead_of_wrapping() {
-    let _ = Tensor::zeros(&[HUGE, HUGE]);
+    let _ = Tensor::zeros([HUGE, HUGE]);
 }
 
 #[test]
 fn reshape_to_an_overflowing_shape_is_an_error() {
-    let empty = Tensor::try_zeros(&[0]).unwrap();
+    let empty = Tensor::try_zeros([0]).unwrap();
     let (k, msg) = kind(empty.reshape(&[HUGE as isize, HUGE as isize]));
     assert_eq!(k, ErrorKind::Resource);
     assert!(msg.contains("its size overflows"), "{msg}");
@@ -73,8 +73,8 @@ fn operations_whose_results_cannot_exist_are_errors() {
         Error::AllocationFailed { .. }
     ));
     // Two small operands whose broadcast is 2^46 elements.
-    let col = Tensor::try_zeros(&[1 << 23, 1]).unwrap();
-    let row = Tensor::try_zeros(&[1, 1 << 23]).unwrap();
+    let col = Tensor::try_zeros([1 << 23, 1]).unwrap();
+    let row = Tensor::try_zeros([1, 1 << 23]).unwrap();
     assert!(matches!(
         col.add(&row).unwrap_err(),
         Error::AllocationFailed { .. }
@@ -82,8 +82,8 @@ fn operations_whose_results_cannot_exist_are_errors() {
     assert!(col.less(&row).is_err());
     assert!(col.matmul(&row).is_err());
     let key = random::key(0);
-    assert!(random::uniform(&key, &[TOO_BIG]).is_err());
-    assert!(random::normal(&key, &[HUGE, HUGE]).is_err());
+    assert!(random::uniform(&key, [TOO_BIG]).is_err());
+    assert!(random::normal(&key, [HUGE, HUGE]).is_err());
 }
 
 #[test]

@@ -509,7 +509,7 @@ mod tests {
             let post = pre.relu()?;
             let mask = pre
                 .compare(CompareOp::Eq, &post)?
-                .select(g, &Tensor::zeros(&[]))?;
+                .select(g, &Tensor::zeros([]))?;
             let gt = pre.compare(CompareOp::Gt, g)?;
             let twice = gt.select(pre, g)?.add(&gt.select(g, pre)?)?;
             Ok((vec![mask, twice], ()))

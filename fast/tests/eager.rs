@@ -12,9 +12,9 @@ fn eager_engine_name() -> Option<String> {
 /// One test: the eager engine is process-wide state.
 #[test]
 fn eager_operations_use_fast_after_fast_runs_and_agree_with_the_reference() -> Result<()> {
-    let x = random::normal(&random::key(0), &[300, 200])?;
-    let w = random::normal(&random::key(1), &[200, 100])?;
-    let b = random::normal(&random::key(2), &[100])?;
+    let x = random::normal(&random::key(0), [300, 200])?;
+    let w = random::normal(&random::key(1), [200, 100])?;
+    let b = random::normal(&random::key(2), [100])?;
     let layer = |x: &Tensor| -> Result<Tensor> { x.matmul(&w)?.add(&b)?.relu()?.sum(0) };
 
     set_eager_engine(None);
@@ -23,16 +23,16 @@ fn eager_operations_use_fast_after_fast_runs_and_agree_with_the_reference() -> R
 
     // The first program Fast compiles makes it the eager engine.
     let f = jit(|args: &[Value]| Ok(Value::from((&args[0].as_tensor()? * 2.0f32)?)));
-    f.call(&Fast, (&Tensor::ones(&[2]),))?;
+    f.call(&Fast, (&Tensor::ones([2]),))?;
     assert_eq!(eager_engine_name().as_deref(), Some("fast"));
 
     let fast = layer(&x)?;
     assert!(fast.allclose(&reference, 1e-4, 1e-4)?);
     assert_eq!(fast.shape(), reference.shape());
     // Elementwise kernels are the reference's operations in the same order: identical.
-    let y = (&x * 3.0f32)?.add(&x)?.maximum(&Tensor::zeros(&[200]))?;
+    let y = (&x * 3.0f32)?.add(&x)?.maximum(&Tensor::zeros([200]))?;
     set_eager_engine(None);
-    let y_reference = (&x * 3.0f32)?.add(&x)?.maximum(&Tensor::zeros(&[200]))?;
+    let y_reference = (&x * 3.0f32)?.add(&x)?.maximum(&Tensor::zeros([200]))?;
     assert!(y.identical(&y_reference));
 
     // Errors are the same typed errors.

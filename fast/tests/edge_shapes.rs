@@ -36,7 +36,7 @@ fn zero_lane_vmap_returns_an_empty_batch_on_both_engines() {
     let y = same_on_both(|engine| {
         let keys = random::split(&random::key(0), 0)?;
         vmap(|args: &[Value]| {
-            let noise = random::normal(&args[0].as_tensor()?, &[3])?;
+            let noise = random::normal(&args[0].as_tensor()?, [3])?;
             Ok(Value::from(
                 noise.add(&args[1].as_tensor()?.sum(Axes::All)?)?,
             ))
@@ -44,7 +44,7 @@ fn zero_lane_vmap_returns_an_empty_batch_on_both_engines() {
         .in_axes((0, 0))
         .call(
             engine,
-            &[Value::from(keys), Value::from(Tensor::zeros(&[0, 2]))],
+            &[Value::from(keys), Value::from(Tensor::zeros([0, 2]))],
         )?
         .as_tensor()
     });
@@ -76,7 +76,7 @@ fn zero_lane_vmap_computes_unmapped_outputs() {
                 .out_axes((0, None::<i32>))
                 .call(
                     engine,
-                    &[Value::from(&m), Value::from(Tensor::ones(&[lanes, 3]))],
+                    &[Value::from(&m), Value::from(Tensor::ones([lanes, 3]))],
                 )
                 .expect("runs");
                 let Value::Tuple(items) = y else {
@@ -106,7 +106,7 @@ fn reductions_in_zero_lane_vmap_agree() {
         agree(move |engine| {
             vmap(|args: &[Value]| Ok(Value::from(args[0].as_tensor()?.max(0)?)))
                 .in_axes(1)
-                .call(engine, &[Value::from(Tensor::zeros(&shape))])?
+                .call(engine, &[Value::from(Tensor::zeros(shape))])?
                 .as_tensor()
         })
     };
@@ -157,7 +157,7 @@ fn size_one_and_empty_axes_agree() {
             )?;
             vmap(|args: &[Value]| {
                 let x = args[0].as_tensor()?;
-                let w = Tensor::ones(&[x.shape()[1], 2]);
+                let w = Tensor::ones([x.shape()[1], 2]);
                 Ok(Value::from(x.matmul(&w)?.sum(0)?))
             })
             .call(engine, &[Value::from(x)])?

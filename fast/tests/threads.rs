@@ -15,7 +15,7 @@ use nnx_fast::transforms::Jit;
 fn model(n: usize, start: f32) -> Result<Object> {
     let layers = Object::new("Layers");
     for i in 0..n {
-        layers.set(&format!("p{i}"), Param::new(Tensor::full(&[4], start)))?;
+        layers.set(&format!("p{i}"), Param::new(Tensor::full([4], start)))?;
     }
     Object::new("Model").with("layers", layers)
 }
@@ -131,7 +131,7 @@ fn a_checkpoint_thread_reads_state_while_the_model_is_updated() -> Result<()> {
         let m = m.clone();
         thread::spawn(move || -> Result<()> {
             for k in 0..200 {
-                let state = graph::state(&m).map(|_, _| Ok(Tensor::full(&[4], k as f32)))?;
+                let state = graph::state(&m).map(|_, _| Ok(Tensor::full([4], k as f32)))?;
                 graph::update(&m, &state)?;
             }
             Ok(())

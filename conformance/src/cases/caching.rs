@@ -21,10 +21,10 @@ fn f32s(t: &Tensor) -> Result<Vec<f32>> {
 pub fn every_transform_traces_once_per_structure(engine: &dyn Engine) -> CaseResult {
     let stacked = || -> Result<Object> {
         Object::new("Stack")
-            .with("w", Param::new(Tensor::ones(&[3, 2])))?
+            .with("w", Param::new(Tensor::ones([3, 2])))?
             .with(
                 "count",
-                Count::new(Tensor::zeros_of(&[3], nnx_core::DType::I32)?),
+                Count::new(Tensor::zeros_of([3], nnx_core::DType::I32)?),
             )
     };
     let v = vmap(|args: &[Value]| {
@@ -54,14 +54,14 @@ pub fn every_transform_traces_once_per_structure(engine: &dyn Engine) -> CaseRes
     .in_axes((Carry, 0))
     .out_axes((Carry, 0));
     for _ in 0..3 {
-        let out = sc.call(engine, (&Tensor::zeros(&[2]), &Tensor::ones(&[4, 2])))?;
+        let out = sc.call(engine, (&Tensor::zeros([2]), &Tensor::ones([4, 2])))?;
         let Value::Tuple(items) = out else {
             return Err(crate::Failure("scan must return a tuple".into()));
         };
         ensure!(f32s(&items[0].as_tensor()?)? == [4.0, 4.0], "scan carry");
     }
     ensure!(sc.trace_count() == 1, "scan traced {}", sc.trace_count());
-    sc.call(engine, (&Tensor::zeros(&[2]), &Tensor::ones(&[5, 2])))?;
+    sc.call(engine, (&Tensor::zeros([2]), &Tensor::ones([5, 2])))?;
     ensure!(sc.trace_count() == 2, "a new length must retrace");
 
     let g = value_and_grad(|args: &[Value]| {
@@ -86,7 +86,7 @@ pub fn every_transform_traces_once_per_structure(engine: &dyn Engine) -> CaseRes
     }
     ensure!(g.trace_count() == 1, "grad traced {}", g.trace_count());
     // A Param added between calls is differentiated too, after one retrace.
-    m.set("extra", Param::new(Tensor::ones(&[2])))?;
+    m.set("extra", Param::new(Tensor::ones([2])))?;
     for _ in 0..2 {
         let out = g.call(engine, (&m,))?;
         let paths: Vec<String> = out.grads[0]
@@ -127,11 +127,11 @@ pub fn structure_changes_between_calls_are_seen(engine: &dyn Engine) -> CaseResu
             (&m.value("w")?.sum(Axes::All)? + &raw.sum(Axes::All)?)?,
         ))
     });
-    let sub = Object::new("Sub").with("p", Param::new(Tensor::ones(&[2])))?;
+    let sub = Object::new("Sub").with("p", Param::new(Tensor::ones([2])))?;
     let m = Object::new("M")
-        .with("w", Param::new(Tensor::ones(&[2])))?
+        .with("w", Param::new(Tensor::ones([2])))?
         .with("sub", sub)?
-        .with("raw", Tensor::zeros(&[1]))?
+        .with("raw", Tensor::zeros([1]))?
         .with("tag", "a")?;
     let call = |expected: f32, traces: usize, what: &str| -> CaseResult {
         let y = f.call(engine, (&m,))?.as_tensor()?.item::<f32>()?;
@@ -146,13 +146,13 @@ pub fn structure_changes_between_calls_are_seen(engine: &dyn Engine) -> CaseResu
     call(4.0, 1, "first call")?;
     call(8.0, 1, "same objects")?;
     // A new Variable in place of the old one: same structure, no retrace, its value used.
-    m.set("w", Param::new(Tensor::full(&[2], 10.0f32)))?;
+    m.set("w", Param::new(Tensor::full([2], 10.0f32)))?;
     call(40.0, 1, "replaced Variable")?;
     ensure!(
         f32s(&m.value("w")?)? == [20.0, 20.0],
         "the new Variable got the result"
     );
-    m.set("extra", Param::new(Tensor::ones(&[3])))?;
+    m.set("extra", Param::new(Tensor::ones([3])))?;
     call(80.0, 2, "added attribute")?;
     ensure!(
         f32s(&m.value("extra")?)? == [2.0; 3],
@@ -178,7 +178,7 @@ pub fn structure_changes_between_calls_are_seen(engine: &dyn Engine) -> CaseResu
     let before = m.object("sub")?.value("p")?;
     m.set(
         "sub",
-        Object::new("Sub").with("p", Param::new(Tensor::full(&[2], 5.0f32)))?,
+        Object::new("Sub").with("p", Param::new(Tensor::full([2], 5.0f32)))?,
     )?;
     call(5120.0, 5, "replaced sub-object of the same structure")?;
     ensure!(
@@ -189,11 +189,11 @@ pub fn structure_changes_between_calls_are_seen(engine: &dyn Engine) -> CaseResu
         f32s(&before)? != [10.0, 10.0],
         "the old sub-object's value is its own"
     );
-    m.object("sub")?.set("q", Param::new(Tensor::ones(&[1])))?;
+    m.object("sub")?.set("q", Param::new(Tensor::ones([1])))?;
     call(10240.0, 6, "attribute added to a sub-object")?;
-    m.set("raw", Tensor::ones(&[1]))?;
+    m.set("raw", Tensor::ones([1]))?;
     call(20481.0, 6, "raw array replaced (same shape)")?;
-    m.set("raw", Tensor::ones(&[2]))?;
+    m.set("raw", Tensor::ones([2]))?;
     call(40962.0, 7, "raw array of a new shape")?;
     ensure!(runs.get() == 7, "the function ran {} times", runs.get());
     Ok(Outcome::Pass)
@@ -202,13 +202,13 @@ pub fn structure_changes_between_calls_are_seen(engine: &dyn Engine) -> CaseResu
 /// A function that reads state captured by closure (not passed as an argument) sees it as
 /// it is at each call: such a trace is never reused.
 pub fn captured_state_is_read_at_every_call(engine: &dyn Engine) -> CaseResult {
-    let outer = Param::new(Tensor::ones(&[2]));
+    let outer = Param::new(Tensor::ones([2]));
     let v = vmap(|args: &[Value]| Ok(Value::from((&args[0].as_tensor()? * &outer.value())?)));
     let j = jit(|args: &[Value]| Ok(Value::from((&args[0].as_tensor()? * &outer.value())?)));
-    let x = Tensor::ones(&[3, 2]);
+    let x = Tensor::ones([3, 2]);
     v.call(engine, (&x,))?;
     j.call(engine, (&x,))?;
-    outer.set_value(Tensor::full(&[2], 7.0f32))?;
+    outer.set_value(Tensor::full([2], 7.0f32))?;
     let y = v.call(engine, (&x,))?.as_tensor()?;
     ensure!(f32s(&y)? == [7.0; 6], "vmap used a stale capture: {y}");
     let y = j.call(engine, (&x,))?.as_tensor()?;

@@ -69,14 +69,14 @@ fn vector_dot(w: &Weights, x: &Tensor) -> Result<Tensor> {
 fn counted(kernel: Tensor, count: Tensor) -> CountedWeights {
     CountedWeights {
         kernel: Param::new(kernel),
-        bias: Param::new(Tensor::zeros(&[10, 3])),
+        bias: Param::new(Tensor::zeros([10, 3])),
         count: Count::new(count),
     }
 }
 
 fn guide_inputs() -> Result<(Tensor, Tensor)> {
-    let kernel = random::uniform(&random::key(0), &[10, 2, 3])?;
-    let x = random::normal(&random::key(1), &[10, 2])?;
+    let kernel = random::uniform(&random::key(0), [10, 2, 3])?;
+    let x = random::normal(&random::key(1), [10, 2])?;
     Ok((kernel, x))
 }
 
@@ -88,7 +88,7 @@ pub fn guide_basic(engine: &dyn Engine) -> CaseResult {
     assert_close("basic.x", &x, &g["basic"]["x"])?;
     let w = Weights {
         kernel: Param::new(kernel),
-        bias: Param::new(Tensor::zeros(&[10, 3])),
+        bias: Param::new(Tensor::zeros([10, 3])),
     };
     let y = vmap(vector_dot)
         .in_axes(0)
@@ -101,8 +101,8 @@ pub fn guide_basic(engine: &dyn Engine) -> CaseResult {
 fn create_weights(seed: &Tensor) -> Result<Weights> {
     let key = random::key_from_seeds(seed)?;
     Ok(Weights {
-        kernel: Param::new(random::uniform(&key, &[2, 3])?),
-        bias: Param::new(Tensor::zeros(&[3])),
+        kernel: Param::new(random::uniform(&key, [2, 3])?),
+        bias: Param::new(Tensor::zeros([3])),
     })
 }
 
@@ -134,7 +134,7 @@ pub fn guide_methods(engine: &dyn Engine) -> CaseResult {
         })
     };
     let stack = vmap(init).call(engine, (Tensor::arange(10),))?;
-    let x = random::normal(&random::key(1), &[10, 2])?;
+    let x = random::normal(&random::key(1), [10, 2])?;
     let call = vmap(|s: &WeightStack, x: &Tensor| dot(&s.kernel, &s.bias, x))
         .in_axes(0)
         .out_axes(1);
@@ -187,7 +187,7 @@ pub fn guide_graph_updates(engine: &dyn Engine) -> CaseResult {
     // Attributes are added and deleted: a dynamic Module.
     let w = Module::new("Weights")
         .with("kernel", Param::new(kernel))?
-        .with("bias", Param::new(Tensor::zeros(&[10, 3])))?
+        .with("bias", Param::new(Tensor::zeros([10, 3])))?
         .with("count", Count::new(Tensor::arange(10)))?;
     let kernel_var = w.var("kernel")?;
     let crazy_vector_dot = |w: &Module, x: &Tensor| -> Result<Tensor> {
@@ -239,8 +239,8 @@ pub fn guide_state_axes(engine: &dyn Engine) -> CaseResult {
 
 fn noisy_weights(seed: Tensor) -> Result<NoisyWeights> {
     Ok(NoisyWeights {
-        kernel: Param::new(random::uniform(&random::key(0), &[2, 3])?),
-        bias: Param::new(Tensor::zeros(&[3])),
+        kernel: Param::new(random::uniform(&random::key(0), [2, 3])?),
+        bias: Param::new(Tensor::zeros([3])),
         count: Count::new(Tensor::weak_scalar(0i32)),
         rngs: Rngs::builder().stream("noise", seed).build()?,
     })
@@ -288,7 +288,7 @@ fn check_random_section(w: &NoisyWeights, y1: &Tensor, y2: &Tensor, section: &st
 /// different noise.
 pub fn guide_random_state(engine: &dyn Engine) -> CaseResult {
     let w = noisy_weights(random::split(&random::key(0), 10)?)?;
-    let x = random::normal(&random::key(1), &[10, 2])?;
+    let x = random::normal(&random::key(1), [10, 2])?;
     let f = vmap(noisy_vector_dot).in_axes((rng_state_axes(), 0));
     let y1 = f.call(engine, (&w, &x))?;
     let y2 = f.call(engine, (&w, &x))?;
@@ -300,7 +300,7 @@ pub fn guide_random_state(engine: &dyn Engine) -> CaseResult {
 /// advances by one per call.
 pub fn guide_split_rngs(engine: &dyn Engine) -> CaseResult {
     let w = noisy_weights(random::key(0))?;
-    let x = random::normal(&random::key(1), &[10, 2])?;
+    let x = random::normal(&random::key(1), [10, 2])?;
     let f = vmap(noisy_vector_dot).in_axes((rng_state_axes(), 0));
     let call =
         || random::split_rngs_scoped(&w, 10, &Filter::Everything, || f.call(engine, (&w, &x)));
@@ -435,7 +435,7 @@ fn golden_shape(entry: &serde_json::Value) -> Vec<usize> {
 /// removes `'b'` from `sharding` inside and puts it back outside.
 pub fn guide_metadata_in(engine: &dyn Engine) -> CaseResult {
     let m = sharded_weights(
-        Tensor::ones(&[3, 4, 5]),
+        Tensor::ones([3, 4, 5]),
         nnx_core::static_tuple!["a", "b", ()],
     )?;
     let inner = std::cell::RefCell::new((Vec::new(), String::new()));
@@ -474,7 +474,7 @@ pub fn guide_metadata_in(engine: &dyn Engine) -> CaseResult {
 pub fn guide_metadata_out(engine: &dyn Engine) -> CaseResult {
     let m = vmap(|_: &[Value]| {
         Ok(Value::from(sharded_weights(
-            Tensor::ones(&[3, 5]),
+            Tensor::ones([3, 5]),
             nnx_core::static_tuple!["a", ()],
         )?))
     })

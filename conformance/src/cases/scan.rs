@@ -55,7 +55,7 @@ pub fn scan_matches_an_explicit_loop(engine: &dyn Engine) -> CaseResult {
             return Err(TestCaseError::fail("expected (carry, ys)"));
         };
         let mut c = c0;
-        let mut ys = vec![Tensor::zeros(&[]); n];
+        let mut ys = vec![Tensor::zeros([]); n];
         let order: Vec<usize> = if reverse {
             (0..n).rev().collect()
         } else {
@@ -195,7 +195,7 @@ pub fn scan_broadcast_state_rules(engine: &dyn Engine) -> CaseResult {
 /// Carry rules: adding state to the carry is an error naming the path; `Carry` placement and
 /// `None` in `out_axes` are checked.
 pub fn scan_carry_errors(engine: &dyn Engine) -> CaseResult {
-    let m = Object::new("M").with("w", Param::new(Tensor::ones(&[2])))?;
+    let m = Object::new("M").with("w", Param::new(Tensor::ones([2])))?;
     let err = scan(|args: &[Value]| {
         let m = args[0].object()?;
         m.set("extra", Count::new(Tensor::scalar(0i32)))?;
@@ -204,7 +204,7 @@ pub fn scan_carry_errors(engine: &dyn Engine) -> CaseResult {
             Value::from(args[1].as_tensor()?),
         ]))
     })
-    .call(engine, &[Value::from(&m), Value::from(Tensor::ones(&[3]))])
+    .call(engine, &[Value::from(&m), Value::from(Tensor::ones([3]))])
     .err()
     .ok_or_else(|| Failure("changing the carry structure must fail".into()))?;
     snapshot("scan_carry_structure_changed", &err.to_string());
@@ -215,8 +215,8 @@ pub fn scan_carry_errors(engine: &dyn Engine) -> CaseResult {
         .call(
             engine,
             &[
-                Value::from(Tensor::ones(&[1])),
-                Value::from(Tensor::ones(&[1])),
+                Value::from(Tensor::ones([1])),
+                Value::from(Tensor::ones([1])),
             ],
         )
         .err()
@@ -227,8 +227,8 @@ pub fn scan_carry_errors(engine: &dyn Engine) -> CaseResult {
         .call(
             engine,
             &[
-                Value::from(Tensor::ones(&[1])),
-                Value::from(Tensor::ones(&[2])),
+                Value::from(Tensor::ones([1])),
+                Value::from(Tensor::ones([2])),
             ],
         )
         .err()
@@ -243,8 +243,8 @@ pub fn scan_carry_errors(engine: &dyn Engine) -> CaseResult {
         .call(
             engine,
             &[
-                Value::from(Tensor::ones(&[1])),
-                Value::from(Tensor::ones(&[2])),
+                Value::from(Tensor::ones([1])),
+                Value::from(Tensor::ones([2])),
             ],
         )
         .err()
@@ -269,11 +269,11 @@ pub fn scan_over_layers_nests_with_vmap_jit_and_grad(engine: &dyn Engine) -> Cas
     let (depth, width) = (3usize, 4usize);
     let layers = vmap(|args: &[Value]| {
         let key = nnx_core::random::key_from_seeds(&args[0].as_tensor()?)?;
-        let w = (nnx_core::random::normal(&key, &[width, width])? * 0.5f32)?;
+        let w = (nnx_core::random::normal(&key, [width, width])? * 0.5f32)?;
         Ok(Value::from(
             Object::new("Linear")
                 .with("w", Param::new(w))?
-                .with("b", Param::new(Tensor::full(&[width], 0.1f32)))?,
+                .with("b", Param::new(Tensor::full([width], 0.1f32)))?,
         ))
     })
     .call(engine, &[Value::from(Tensor::arange(depth))])?;
@@ -439,7 +439,7 @@ pub fn scan_state_axes_and_split_rngs(engine: &dyn Engine) -> CaseResult {
         nnx_core::random::split_rngs_scoped(&holder, 4, &nnx_core::Filter::Everything, || {
             scan(|args: &[Value]| {
                 let rngs = nnx_core::Rngs::from_object(args[0].object()?.object("rngs")?)?;
-                let noise = nnx_core::random::normal(&rngs.next_key("noise")?, &[])?;
+                let noise = nnx_core::random::normal(&rngs.next_key("noise")?, [])?;
                 Ok(Value::from(noise))
             })
             .in_axes((0,))

@@ -20,18 +20,18 @@ fn expect_err(result: Result<Value>, what: &str) -> std::result::Result<Error, F
 
 fn model() -> Result<Object> {
     Object::new("Model")
-        .with("kernel", Param::new(Tensor::ones(&[10, 2, 3])))?
+        .with("kernel", Param::new(Tensor::ones([10, 2, 3])))?
         .with("count", Count::new(Tensor::weak_scalar(0i32)))
 }
 
 /// Mapped axes of different sizes: the error names every mapped argument, shape and axis.
 pub fn vmap_axis_size_mismatch_names_each_argument(engine: &dyn Engine) -> CaseResult {
-    let m = Object::new("Model").with("kernel", Param::new(Tensor::ones(&[10, 2, 3])))?;
+    let m = Object::new("Model").with("kernel", Param::new(Tensor::ones([10, 2, 3])))?;
     let before = m.to_string();
     let err = expect_err(
         vmap(|args: &[Value]| Ok(args[1].clone())).call(
             engine,
-            &[Value::from(&m), Value::from(Tensor::ones(&[5, 2]))],
+            &[Value::from(&m), Value::from(Tensor::ones([5, 2]))],
         ),
         "mismatched axis sizes",
     )?;
@@ -45,12 +45,12 @@ pub fn vmap_axis_errors(engine: &dyn Engine) -> CaseResult {
     let err = expect_err(
         vmap(|args: &[Value]| Ok(args[0].clone()))
             .in_axes(2)
-            .call(engine, &[Value::from(Tensor::ones(&[4, 2]))]),
+            .call(engine, &[Value::from(Tensor::ones([4, 2]))]),
         "an out-of-range axis",
     )?;
     snapshot("vmap_out_of_range_axis", &err.to_string());
     let err = expect_err(
-        vmap(|_: &[Value]| Ok(Value::from(Tensor::ones(&[2]))))
+        vmap(|_: &[Value]| Ok(Value::from(Tensor::ones([2]))))
             .in_axes(Prefix::Tuple(vec![]))
             .call(engine, &[]),
         "vmap with nothing to map",
@@ -105,7 +105,7 @@ pub fn vmap_broadcast_state_changed_by_batched_value_error(engine: &dyn Engine) 
 /// A failing function leaves the caller's objects exactly as they were.
 pub fn vmap_failure_leaves_objects_unchanged(engine: &dyn Engine) -> CaseResult {
     let m = Object::new("Model")
-        .with("kernel", Param::new(Tensor::ones(&[4, 2])))?
+        .with("kernel", Param::new(Tensor::ones([4, 2])))?
         .with("count", Count::new(Tensor::arange(4)))?;
     let before = m.to_string();
     let count = m.value("count")?;
@@ -127,10 +127,10 @@ pub fn vmap_failure_leaves_objects_unchanged(engine: &dyn Engine) -> CaseResult 
 
 /// A Variable created inside a module mapped on axis 1 comes out with the batch axis at 1.
 pub fn vmap_new_variable_in_mapped_object_is_stacked(engine: &dyn Engine) -> CaseResult {
-    let m = Object::new("Model").with("w", Param::new(Tensor::ones(&[5, 3])))?;
+    let m = Object::new("Model").with("w", Param::new(Tensor::ones([5, 3])))?;
     vmap(|args: &[Value]| {
         let m = args[0].object()?;
-        m.set("fresh", Count::new(Tensor::zeros(&[5])))?;
+        m.set("fresh", Count::new(Tensor::zeros([5])))?;
         Ok(Value::from(()))
     })
     .in_axes(1)
@@ -148,7 +148,7 @@ pub fn vmap_new_variable_in_mapped_object_is_stacked(engine: &dyn Engine) -> Cas
 pub fn vmap_metadata_with_negative_axes(engine: &dyn Engine) -> CaseResult {
     let m = Object::new("M").with(
         "p",
-        Param::new(Tensor::ones(&[2, 3, 4])).with_metadata("sharding", static_tuple![(), "a", "b"]),
+        Param::new(Tensor::ones([2, 3, 4])).with_metadata("sharding", static_tuple![(), "a", "b"]),
     )?;
     vmap(|_: &[Value]| Ok(Value::from(())))
         .in_axes(-1)
@@ -163,7 +163,7 @@ pub fn vmap_metadata_with_negative_axes(engine: &dyn Engine) -> CaseResult {
     let created = vmap(|_: &[Value]| {
         Ok(Value::from(Object::new("M").with(
             "p",
-            Param::new(Tensor::ones(&[3, 5])).with_metadata("sharding", static_tuple!["a", ()]),
+            Param::new(Tensor::ones([3, 5])).with_metadata("sharding", static_tuple!["a", ()]),
         )?))
     })
     .in_axes(Prefix::Tuple(vec![]))
@@ -192,7 +192,7 @@ pub fn jit_traces_once_per_structure(engine: &dyn Engine) -> CaseResult {
         Ok(Value::from(m.value("w")?.sum(nnx_core::Axes::All)?))
     });
     let m = Object::new("M")
-        .with("w", Param::new(Tensor::ones(&[3])))?
+        .with("w", Param::new(Tensor::ones([3])))?
         .with("count", Count::new(Tensor::scalar(0i32)))?;
     for _ in 0..3 {
         f.call(engine, &[Value::from(&m)])?;
@@ -209,14 +209,14 @@ pub fn jit_traces_once_per_structure(engine: &dyn Engine) -> CaseResult {
         m.value("count")?
     );
     let other = Object::new("M")
-        .with("w", Param::new(Tensor::ones(&[3])))?
+        .with("w", Param::new(Tensor::ones([3])))?
         .with("count", Count::new(Tensor::scalar(0i32)))?;
     f.call(engine, &[Value::from(&other)])?;
     ensure!(
         f.trace_count() == 1,
         "a new instance with the same structure retraced"
     );
-    m.var("w")?.set_value(Tensor::ones(&[4]))?;
+    m.var("w")?.set_value(Tensor::ones([4]))?;
     f.call(engine, &[Value::from(&m)])?;
     ensure!(f.trace_count() == 2, "a new shape did not retrace");
 
@@ -247,7 +247,7 @@ pub fn jit_traces_once_per_structure(engine: &dyn Engine) -> CaseResult {
 /// changes, SEMANTICS.md §13 item 3), and a returned input keeps its identity.
 pub fn jit_propagates_graph_and_metadata_updates(engine: &dyn Engine) -> CaseResult {
     let m = Object::new("M")
-        .with("p", Param::new(Tensor::ones(&[2])))?
+        .with("p", Param::new(Tensor::ones([2])))?
         .with("old", Count::new(Tensor::scalar(0i32)))?;
     let out = jit(|args: &[Value]| {
         let m = args[0].object()?;
@@ -351,7 +351,7 @@ pub fn reading_a_tracer_is_an_error(engine: &dyn Engine) -> CaseResult {
             let values = args[0].as_tensor()?.to_vec::<f32>()?;
             Ok(Value::from(Tensor::from_slice(&values)))
         })
-        .call(engine, &[Value::from(Tensor::ones(&[4, 2]))]),
+        .call(engine, &[Value::from(Tensor::ones([4, 2]))]),
         "reading a tracer",
     )?;
     ensure!(
@@ -364,7 +364,7 @@ pub fn reading_a_tracer_is_an_error(engine: &dyn Engine) -> CaseResult {
         runs.set(runs.get() + 1);
         Ok(Value::from((&args[0].as_tensor()? * 2.0)?))
     })
-    .call(engine, &[Value::from(Tensor::ones(&[4, 2]))])?;
+    .call(engine, &[Value::from(Tensor::ones([4, 2]))])?;
     ensure!(
         runs.get() == 2,
         "the functions ran {} times for 2 traces",

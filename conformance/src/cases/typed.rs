@@ -30,8 +30,8 @@ pub struct Mlp {
 impl Linear {
     fn new(key: &Tensor, din: usize, dout: usize) -> Result<Linear> {
         Ok(Linear {
-            kernel: Param::new(random::normal(key, &[din, dout])?),
-            bias: Param::new(random::uniform(&random::fold_in(key, 1)?, &[dout])?),
+            kernel: Param::new(random::normal(key, [din, dout])?),
+            bias: Param::new(random::uniform(&random::fold_in(key, 1)?, [dout])?),
         })
     }
 
@@ -104,8 +104,8 @@ fn same_state(a: &State, b: &State) -> std::result::Result<(), Failure> {
 /// program gives, updates its state in place, is one node however it is passed, and takes
 /// the cached trace on repeated calls.
 pub fn typed_modules_cross_every_transform(engine: &dyn Engine) -> CaseResult {
-    let x = random::normal(&random::key(7), &[5, 3])?;
-    let target = random::normal(&random::key(8), &[5, 2])?;
+    let x = random::normal(&random::key(7), [5, 3])?;
+    let target = random::normal(&random::key(8), [5, 2])?;
 
     // jit: the typed program and the dynamic one over a clone of the same model agree.
     let model = Mlp::new(0)?;
@@ -213,7 +213,7 @@ pub fn typed_modules_cross_every_transform(engine: &dyn Engine) -> CaseResult {
 /// and leave the objects as they were.
 pub fn typed_closures_report_wrong_arguments(engine: &dyn Engine) -> CaseResult {
     let model = Mlp::new(0)?;
-    let x = Tensor::ones(&[2, 3]);
+    let x = Tensor::ones([2, 3]);
     let forward = jit(|m: &Mlp, x: &Tensor| m.forward(x));
 
     let err = match forward.call(engine, (&x, &model)) {
@@ -238,8 +238,8 @@ pub fn typed_closures_report_wrong_arguments(engine: &dyn Engine) -> CaseResult 
         ),
         "{err}"
     );
-    let weights = Object::new("Weights").with("kernel", Param::new(Tensor::ones(&[3, 2])))?;
-    let xs = Tensor::ones(&[3, 3]);
+    let weights = Object::new("Weights").with("kernel", Param::new(Tensor::ones([3, 2])))?;
+    let xs = Tensor::ones([3, 3]);
     let err = match vmap(|m: &Mlp, x: &Tensor| m.forward(x)).call(engine, (&weights, &xs)) {
         Ok(_) => return Err(Failure("a 'Weights' object was read as an Mlp".into())),
         Err(e) => e,

@@ -400,11 +400,11 @@ fn run_op(op: &Op, regs: &mut Regs) -> Result<()> {
                     regs.keys.push(random::fold_in(&key, data)?);
                     return Ok(());
                 }
-                RandomPick::Bits(r) => random::bits(&key, &shape_of(r))?,
-                RandomPick::Uniform(r) => random::uniform(&key, &shape_of(r))?,
-                RandomPick::Normal(r) => random::normal(&key, &shape_of(r))?,
-                RandomPick::Randint(r) => random::randint(&key, &shape_of(r), -3, 5)?,
-                RandomPick::Bernoulli(r) => random::bernoulli(&key, 0.3, &shape_of(r))?,
+                RandomPick::Bits(r) => random::bits(&key, shape_of(r))?,
+                RandomPick::Uniform(r) => random::uniform(&key, shape_of(r))?,
+                RandomPick::Normal(r) => random::normal(&key, shape_of(r))?,
+                RandomPick::Randint(r) => random::randint(&key, shape_of(r), -3, 5)?,
+                RandomPick::Bernoulli(r) => random::bernoulli(&key, 0.3, shape_of(r))?,
                 RandomPick::SeedsFoldInEach(r) => {
                     let seeds = (numeric(regs.get(r))? * 8)?.astype(DType::I32)?;
                     let keys = random::key_from_seeds(&seeds)?;

@@ -470,7 +470,7 @@ pub(crate) fn update_from(w: &mut World, from: usize, to: usize) -> Step {
                         MVal::Array(t) if key == k => Some(t.clone()),
                         _ => None,
                     })
-                    .unwrap_or_else(|| Tensor::zeros(&[0])),
+                    .unwrap_or_else(|| Tensor::zeros([0])),
             ),
         };
         let Some((last, inner)) = path.split_last() else {

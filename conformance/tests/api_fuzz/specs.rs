@@ -218,7 +218,7 @@ pub(crate) fn after_transform(leak: &RefCell<Option<Tensor>>) -> Step {
     }
     let f = jit(|a: &[Value]| Ok(Value::from((a[0].as_tensor()? * 2.0)?)));
     let out = f
-        .call(&Reference, (Tensor::ones(&[2]),))
+        .call(&Reference, (Tensor::ones([2]),))
         .and_then(|v| v.as_tensor())
         .and_then(|t| t.to_vec::<f32>())
         .map_err(|e| format!("a fresh jit failed: {e}"))?;

@@ -55,7 +55,7 @@ pub(crate) fn model_body(w: &mut World, arg0: Nid, actions: &[Action]) -> BodyEf
                 let v = w.add_var(
                     MVar {
                         ty: VariableType::PARAM,
-                        value: Tensor::full(&[2], 3.0f32),
+                        value: Tensor::full([2], 3.0f32),
                         metadata: Vec::new(),
                     },
                     None,
@@ -79,7 +79,7 @@ pub(crate) fn model_body(w: &mut World, arg0: Nid, actions: &[Action]) -> BodyEf
                 let v = w.add_var(
                     MVar {
                         ty: VariableType::PARAM,
-                        value: Tensor::full(&[2], 5.0f32),
+                        value: Tensor::full([2], 5.0f32),
                         metadata: Vec::new(),
                     },
                     None,
@@ -167,7 +167,7 @@ pub(crate) fn lib_body(
                     vars[i % vars.len()].update(|t| t + 1.0)?;
                 }
             }
-            Action::AddVar(k) => o.set(INNER_KEYS[*k], Param::new(Tensor::full(&[2], 3.0f32)))?,
+            Action::AddVar(k) => o.set(INNER_KEYS[*k], Param::new(Tensor::full([2], 3.0f32)))?,
             Action::Del(i) => {
                 if !attrs.is_empty() {
                     o.del(&key_text(&attrs[i % attrs.len()].0))?;
@@ -180,7 +180,7 @@ pub(crate) fn lib_body(
             }
             Action::NewSub(k) => o.set(
                 INNER_KEYS[*k],
-                Object::new("Child").with("p", Param::new(Tensor::full(&[2], 5.0f32)))?,
+                Object::new("Child").with("p", Param::new(Tensor::full([2], 5.0f32)))?,
             )?,
             Action::Static(k, v) => o.set(INNER_KEYS[*k], Static::from(i64::from(*v)))?,
             Action::Meta(i, k, value) => {

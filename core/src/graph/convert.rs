@@ -433,7 +433,7 @@ mod tests {
         assert!(matches!(v, Value::Static(Static::Tuple(_))));
         let back: (usize, String, bool) = FromValue::from_value(&v).unwrap();
         assert_eq!(back, (3, "a".to_owned(), true));
-        let t = (Tensor::ones(&[2]), 1i64).to_value();
+        let t = (Tensor::ones([2]), 1i64).to_value();
         assert!(matches!(t, Value::Tuple(_)));
     }
 
@@ -441,7 +441,7 @@ mod tests {
     fn mismatches_name_the_rust_type_and_the_value() {
         let err = Tensor::from_value(&Value::Object(Object::new("Weights"))).unwrap_err();
         assert_eq!(err.to_string(), "expected Tensor, found a 'Weights' object");
-        let nested = <(Tensor, usize)>::from_value(&(Tensor::ones(&[1]), 2.5f64).to_value())
+        let nested = <(Tensor, usize)>::from_value(&(Tensor::ones([1]), 2.5f64).to_value())
             .unwrap_err()
             .within("argument 1");
         assert_eq!(
@@ -453,8 +453,8 @@ mod tests {
     #[test]
     fn vecs_of_handles_are_lists_with_identity() {
         let items = [
-            Param::new(Tensor::ones(&[1])),
-            Param::new(Tensor::zeros(&[1])),
+            Param::new(Tensor::ones([1])),
+            Param::new(Tensor::zeros([1])),
         ];
         let vars: Vec<Variable> = items.iter().map(|p| (**p).clone()).collect();
         let (Value::List(a), Value::List(b)) = (vars.to_value(), vars.to_value()) else {

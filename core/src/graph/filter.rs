@@ -206,7 +206,7 @@ mod tests {
 
     #[test]
     fn type_filters_match_subtypes() {
-        let count = leaf(Variable::from(RngCount::new(Tensor::zeros(&[]))));
+        let count = leaf(Variable::from(RngCount::new(Tensor::zeros([]))));
         let p = Path::from(["rngs", "default", "count"]);
         assert!(Filter::from(VariableType::RNG_STATE).matches(&p, &count));
         assert!(!Filter::from(VariableType::PARAM).matches(&p, &count));
@@ -215,7 +215,7 @@ mod tests {
     #[test]
     fn string_filters_match_tags_not_paths() {
         let tagged = leaf(Variable::from(
-            Param::new(Tensor::zeros(&[])).with_metadata("tag", "params"),
+            Param::new(Tensor::zeros([])).with_metadata("tag", "params"),
         ));
         let p = Path::from(["p"]);
         assert!(Filter::from("params").matches(&p, &tagged));
@@ -224,7 +224,7 @@ mod tests {
 
     #[test]
     fn path_filters() {
-        let l = leaf(Variable::from(Param::new(Tensor::zeros(&[]))));
+        let l = leaf(Variable::from(Param::new(Tensor::zeros([]))));
         let p = Path::from(["encoder", "layer_0"]).child("kernel");
         assert!(Filter::path_contains("encoder").matches(&p, &l));
         assert!(!Filter::path_contains("layer").matches(&p, &l));
@@ -236,6 +236,6 @@ mod tests {
             .matches(&p, &l)
         );
         assert!(Filter::PathIn(vec![p.clone()]).matches(&p, &l));
-        assert!(Filter::Array.matches(&p, &Leaf::Array(Tensor::zeros(&[]))));
+        assert!(Filter::Array.matches(&p, &Leaf::Array(Tensor::zeros([]))));
     }
 }

@@ -700,7 +700,7 @@ mod tests {
 
     #[test]
     fn lists_and_dicts_share_on_clone() {
-        let l = List::new([Value::from(Param::new(Tensor::zeros(&[1])))]);
+        let l = List::new([Value::from(Param::new(Tensor::zeros([1])))]);
         let alias = l.clone();
         alias.push(5).unwrap();
         assert_eq!(l.len(), 2);

@@ -349,9 +349,9 @@ mod tests {
         let mut s = State::new();
         s.insert(
             ["sub", "w"],
-            Leaf::Variable(Variable::from(Param::new(Tensor::zeros(&[1])))),
+            Leaf::Variable(Variable::from(Param::new(Tensor::zeros([1])))),
         );
-        s.insert(["b"], Leaf::Array(Tensor::zeros(&[1])));
+        s.insert(["b"], Leaf::Array(Tensor::zeros([1])));
         let NestedState::Map(top) = &s.nested() else {
             panic!("expected a map");
         };
@@ -372,7 +372,7 @@ mod tests {
 
     #[test]
     fn map_builds_new_variables() {
-        let p = Param::new(Tensor::zeros(&[2]));
+        let p = Param::new(Tensor::zeros([2]));
         let mut s = State::new();
         s.insert(["p"], Leaf::Variable(Variable::from(p.clone())));
         let m = s.map(|_, t| t + 1.0).unwrap();

@@ -138,8 +138,8 @@ mod tests {
 
     fn linear(n: usize) -> Linear {
         Linear {
-            kernel: Param::new(Tensor::ones(&[n, n])),
-            bias: Some(Param::new(Tensor::zeros(&[n]))),
+            kernel: Param::new(Tensor::ones([n, n])),
+            bias: Some(Param::new(Tensor::zeros([n]))),
             features: n,
         }
     }

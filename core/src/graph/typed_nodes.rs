@@ -208,7 +208,7 @@ mod tests {
 
     #[test]
     fn the_node_outlives_its_last_handle_while_the_typed_value_lives() {
-        let w = Param::new(Tensor::ones(&[2]));
+        let w = Param::new(Tensor::ones([2]));
         let first = typed_object("Kept", vec![("w", w.to_value())]);
         let id = first.id();
         drop(first);
@@ -223,7 +223,7 @@ mod tests {
 
     #[test]
     fn nested_typed_nodes_are_kept_and_dropped_together() {
-        let w = Param::new(Tensor::ones(&[2]));
+        let w = Param::new(Tensor::ones([2]));
         let inner = typed_object("Inner", vec![("w", w.to_value())]);
         let outer = typed_object("Outer", vec![("inner", Value::Object(inner.clone()))]);
         let keys: [NodeKey; 2] = [("Inner", vec![w.id()]), ("Outer", vec![inner.id()])];
@@ -237,7 +237,7 @@ mod tests {
 
     #[test]
     fn the_same_handles_give_the_same_node() {
-        let w = Param::new(Tensor::ones(&[2]));
+        let w = Param::new(Tensor::ones([2]));
         let fields = || vec![("w", Value::from(&*w)), ("n", 3usize.to_value())];
         let a = typed_object("Lin", fields());
         let b = typed_object("Lin", fields());

@@ -592,10 +592,10 @@ mod tests {
 
     #[test]
     fn handles_share_and_copies_do_not() {
-        let p = Param::new(Tensor::zeros(&[2]));
+        let p = Param::new(Tensor::zeros([2]));
         let alias = p.clone();
         let copy = p.copy();
-        alias.set_value(Tensor::ones(&[2])).unwrap();
+        alias.set_value(Tensor::ones([2])).unwrap();
         assert_eq!(p.value().to_vec::<f32>().unwrap(), vec![1.0, 1.0]);
         assert_eq!(copy.value().to_vec::<f32>().unwrap(), vec![0.0, 0.0]);
         assert_ne!(p.id(), copy.id());
@@ -603,7 +603,7 @@ mod tests {
 
     #[test]
     fn update_from_self_is_a_no_op() {
-        let p = Param::new(Tensor::zeros(&[2])).with_metadata("tag", "x");
+        let p = Param::new(Tensor::zeros([2])).with_metadata("tag", "x");
         p.update_from(&p.clone()).unwrap();
         assert_eq!(p.metadata_value("tag"), Some(Static::from("x")));
     }

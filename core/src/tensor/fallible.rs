@@ -329,9 +329,9 @@ mod tests {
 
     #[test]
     fn operators_mix_tensors_and_results() {
-        let a = Tensor::ones(&[2]);
+        let a = Tensor::ones([2]);
         let r: Result<Tensor> = &a * 3.0;
-        let s = ((r + &a) - Tensor::ones(&[2])) / &a;
+        let s = ((r + &a) - Tensor::ones([2])) / &a;
         assert_eq!(s.unwrap().to_vec::<f32>().unwrap(), vec![3.0, 3.0]);
         let t = &a + (&a * &a);
         assert_eq!(t.unwrap().to_vec::<f32>().unwrap(), vec![2.0, 2.0]);
@@ -341,9 +341,9 @@ mod tests {
 
     #[test]
     fn the_first_error_passes_through() {
-        let bad = Tensor::ones(&[2]).matmul(&Tensor::ones(&[3]));
+        let bad = Tensor::ones([2]).matmul(&Tensor::ones([3]));
         let first = bad.clone().unwrap_err();
-        let chained = ((bad + &Tensor::ones(&[2])).relu().sum(None)).unwrap_err();
+        let chained = ((bad + &Tensor::ones([2])).relu().sum(None)).unwrap_err();
         assert_eq!(chained, first);
         assert!(matches!(first, Error::MatmulShape { .. }));
     }

@@ -160,20 +160,20 @@ mod tests {
     fn typed_closures_read_their_arguments() {
         let add = body(|a: &Tensor, b: &Tensor| -> Result<Tensor> { a + b });
         let out = add
-            .apply(&[Tensor::ones(&[2]).into(), Tensor::ones(&[2]).into()])
+            .apply(&[Tensor::ones([2]).into(), Tensor::ones([2]).into()])
             .unwrap();
         assert_eq!(
             out.as_tensor().unwrap().to_vec::<f32>().unwrap(),
             vec![2.0; 2]
         );
         let err = add
-            .apply(&[Tensor::ones(&[2]).into(), Object::new("Weights").into()])
+            .apply(&[Tensor::ones([2]).into(), Object::new("Weights").into()])
             .unwrap_err();
         assert_eq!(
             err.to_string(),
             "argument 1: expected Tensor, found a 'Weights' object"
         );
-        let err = add.apply(&[Tensor::ones(&[2]).into()]).unwrap_err();
+        let err = add.apply(&[Tensor::ones([2]).into()]).unwrap_err();
         assert!(matches!(
             err,
             Error::ArgumentCount {
@@ -186,7 +186,7 @@ mod tests {
     #[test]
     fn dynamic_closures_stay_dynamic() {
         let id = body(|args: &[Value]| -> Result<Value> { Ok(args[0].clone()) });
-        let out = id.apply(&[Value::from(Tensor::ones(&[1]))]).unwrap();
+        let out = id.apply(&[Value::from(Tensor::ones([1]))]).unwrap();
         assert!(matches!(out, Value::Array(_)));
     }
 
@@ -194,7 +194,7 @@ mod tests {
     fn tuples_and_unit_outputs() {
         let pair = body(|x: &Tensor| -> Result<(Tensor, usize)> { Ok((x.clone(), 3)) });
         assert!(matches!(
-            pair.apply(&[Tensor::ones(&[1]).into()]).unwrap(),
+            pair.apply(&[Tensor::ones([1]).into()]).unwrap(),
             Value::Tuple(_)
         ));
         let nothing = body(|| -> Result<()> { Ok(()) });

@@ -11,8 +11,8 @@ variable_type!(
 /// The guide's `Weights(kernel (10, 2, 3), bias (10, 3), count=arange(10))`.
 pub fn guide_weights() -> Result<Object> {
     Object::new("Weights")
-        .with("kernel", Param::new(Tensor::zeros(&[10, 2, 3])))?
-        .with("bias", Param::new(Tensor::zeros(&[10, 3])))?
+        .with("kernel", Param::new(Tensor::zeros([10, 2, 3])))?
+        .with("bias", Param::new(Tensor::zeros([10, 3])))?
         .with("count", Count::new(Tensor::arange(10)))
 }
 
