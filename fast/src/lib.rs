@@ -26,6 +26,9 @@ pub use parallel::Parallelism;
 
 pub use nnx_core::*;
 
+/// Layers and initialisers (`nnx.nn`, `jax.nn.initializers`): the `nnx-nn` crate.
+pub use nnx_nn as nn;
+
 /// The everyday names of a training script: arrays and their operators, objects, Variables
 /// and their types, typed modules (`#[derive(Module)]`), filters, graph operations, every
 /// transform with its axis specs, `Rngs` and `random`, and the `Fast` engine.
@@ -52,7 +55,7 @@ pub use nnx_core::*;
 /// }
 /// ```
 pub mod prelude {
-    pub use crate::Fast;
+    pub use crate::{Fast, nn};
     pub use nnx_core::graph::{self, FromValue, GraphValue, ToValue, TypedModule};
     pub use nnx_core::random::{self, Rngs};
     pub use nnx_core::transforms::{

@@ -403,6 +403,9 @@ fn run_op(op: &Op, regs: &mut Regs) -> Result<()> {
                 RandomPick::Bits(r) => random::bits(&key, shape_of(r))?,
                 RandomPick::Uniform(r) => random::uniform(&key, shape_of(r))?,
                 RandomPick::Normal(r) => random::normal(&key, shape_of(r))?,
+                RandomPick::TruncatedNormal(r) => {
+                    random::truncated_normal(&key, -1.5, 2.0, shape_of(r))?
+                }
                 RandomPick::Randint(r) => random::randint(&key, shape_of(r), -3, 5)?,
                 RandomPick::Bernoulli(r) => random::bernoulli(&key, 0.3, shape_of(r))?,
                 RandomPick::SeedsFoldInEach(r) => {

@@ -96,6 +96,8 @@ pub enum RandomPick {
     Uniform(Reg),
     /// `normal` shaped like a register.
     Normal(Reg),
+    /// `truncated_normal(-1.5, 2)` shaped like a register.
+    TruncatedNormal(Reg),
     /// `randint(-3, 5)` shaped like a register.
     Randint(Reg),
     /// `bernoulli(0.3)` shaped like a register.
@@ -399,6 +401,7 @@ fn random_pick() -> impl Strategy<Value = RandomPick> {
         reg().prop_map(RandomPick::Bits),
         reg().prop_map(RandomPick::Uniform),
         reg().prop_map(RandomPick::Normal),
+        reg().prop_map(RandomPick::TruncatedNormal),
         reg().prop_map(RandomPick::Randint),
         reg().prop_map(RandomPick::Bernoulli),
         reg().prop_map(RandomPick::SeedsFoldInEach),

@@ -48,7 +48,7 @@ pub use keys::{
 pub(crate) use keys::{check_fold_in_each_shapes, fold_in_each_array, seed_keys_array};
 pub use primitive::RandomOp;
 pub use rngs::{DEFAULT_STREAM, RNGS_TYPE, Rngs, RngsBuilder};
-pub use samplers::{bernoulli, bits, normal, randint, uniform, uniform_range};
+pub use samplers::{bernoulli, bits, normal, randint, truncated_normal, uniform, uniform_range};
 pub use split_rngs::{
     SplitBackups, SplitRngs, fork_rngs, fork_rngs_scoped, split_rngs, split_rngs_scoped,
 };

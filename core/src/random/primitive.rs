@@ -61,6 +61,15 @@ pub enum RandomOp {
         /// Result shape.
         shape: Vec<usize>,
     },
+    /// `jax.random.truncated_normal(key, lower, upper, shape, float32)`.
+    TruncatedNormal {
+        /// Result shape.
+        shape: Vec<usize>,
+        /// Lower bound (exclusive: values are clipped to just above it).
+        lower: f32,
+        /// Upper bound (exclusive).
+        upper: f32,
+    },
     /// `jax.random.randint(key, shape, minval, maxval)` with dtype int32.
     Randint {
         /// Result shape.
@@ -88,6 +97,7 @@ impl RandomOp {
             RandomOp::Bits { .. } => "bits",
             RandomOp::Uniform { .. } => "uniform",
             RandomOp::Normal { .. } => "normal",
+            RandomOp::TruncatedNormal { .. } => "truncated_normal",
             RandomOp::Randint { .. } => "randint",
             RandomOp::Bernoulli { .. } => "bernoulli",
         }
@@ -98,7 +108,9 @@ impl RandomOp {
         match self {
             RandomOp::Split { .. } | RandomOp::FoldIn { .. } => DType::Key,
             RandomOp::Bits { .. } => DType::U32,
-            RandomOp::Uniform { .. } | RandomOp::Normal { .. } => DType::F32,
+            RandomOp::Uniform { .. }
+            | RandomOp::Normal { .. }
+            | RandomOp::TruncatedNormal { .. } => DType::F32,
             RandomOp::Randint { .. } => DType::I32,
             RandomOp::Bernoulli { .. } => DType::Bool,
         }
@@ -127,6 +139,7 @@ impl RandomOp {
             | RandomOp::Bits { shape }
             | RandomOp::Uniform { shape, .. }
             | RandomOp::Normal { shape }
+            | RandomOp::TruncatedNormal { shape, .. }
             | RandomOp::Randint { shape, .. }
             | RandomOp::Bernoulli { shape, .. } => shape,
         }
@@ -160,6 +173,9 @@ impl RandomOp {
                 sampling::uniform_f32(k, n, *minval, *maxval).into(),
             )),
             RandomOp::Normal { .. } => Buffer::F32(Arc::new(sampling::normal_f32(k, n).into())),
+            RandomOp::TruncatedNormal { lower, upper, .. } => Buffer::F32(Arc::new(
+                sampling::truncated_normal_f32(k, n, *lower, *upper).into(),
+            )),
             RandomOp::Randint { minval, maxval, .. } => {
                 Buffer::I32(Arc::new(sampling::randint_i32(k, n, *minval, *maxval)))
             }

@@ -90,6 +90,34 @@ pub fn normal(key: &Tensor, shape: impl AsRef<[usize]>) -> Result<Tensor> {
     .apply(key)
 }
 
+/// `jax.random.truncated_normal(key, lower, upper, shape)`: standard normal float32 values
+/// restricted to `(lower, upper)`, bit for bit as JAX draws them (the initialisers'
+/// `truncated_normal`, `lecun_normal`, `he_normal`, … use it with bounds `±2`).
+///
+/// ```
+/// use nnx_core::random;
+/// let x = random::truncated_normal(&random::key(0), -2.0, 2.0, [1000])?;
+/// let v = x.to_vec::<f32>()?;
+/// assert!(v.iter().all(|&t| -2.0 < t && t < 2.0));
+/// # Ok::<(), nnx_core::Error>(())
+/// ```
+///
+/// # Errors
+/// As [`uniform`].
+pub fn truncated_normal(
+    key: &Tensor,
+    lower: f32,
+    upper: f32,
+    shape: impl AsRef<[usize]>,
+) -> Result<Tensor> {
+    RandomOp::TruncatedNormal {
+        shape: shape.as_ref().to_vec(),
+        lower,
+        upper,
+    }
+    .apply(key)
+}
+
 /// `jax.random.randint(key, shape, minval, maxval)`: int32 values in `[minval, maxval)`;
 /// every value is `minval` when `maxval <= minval`, as in JAX.
 ///

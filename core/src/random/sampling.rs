@@ -23,6 +23,10 @@ pub const NORMAL_MINVAL: f32 = f32::from_bits(0xBF7F_FFFF);
 /// `f32(sqrt(2))`, `1.4142135` (`0x3FB504F3`), the factor from `erf_inv` to a normal.
 const SQRT_2: f32 = f32::from_bits(0x3FB5_04F3);
 
+/// `f32(1 / f32(sqrt 2))`, `0.70710677` (`0x3F3504F3`): what XLA multiplies by for a
+/// division by `f32(sqrt 2)`.
+const FRAC_1_SQRT_2: f32 = f32::from_bits(0x3F35_04F3);
+
 /// Maps 32 random bits to `[0, 1)`: `bitcast((b >> 9) | 0x3F800000) - 1.0`, which is
 /// exactly `(b >> 9) * 2^-23`.
 fn unit_from_bits(bits: u32) -> f32 {
@@ -90,6 +94,85 @@ pub fn normal_f32_from_bits(bits: &[u32]) -> Vec<f32> {
 #[must_use]
 pub fn normal_f32(key: [u32; 2], n: usize) -> Vec<f32> {
     random_bits_u32_iter(key, n).map(normal_from_word).collect()
+}
+
+/// `jax.random.truncated_normal(key, lower, upper, shape, float32)` with `n` elements.
+///
+/// As JAX computes it: `a = erf(lower / sqrt2)`, `b = erf(upper / sqrt2)` ([`erf_f32`]; XLA
+/// compiles the division by the constant as a product with its float32 reciprocal);
+/// `u = uniform(a, b)`; `sqrt2 * erf_inv(u)`; clipped to
+/// `[nextafter(lower, +inf), nextafter(upper, -inf)]` (XLA's `clamp`: `min(max(x, lo), hi)`).
+#[must_use]
+pub fn truncated_normal_f32(key: [u32; 2], n: usize, lower: f32, upper: f32) -> Vec<f32> {
+    let a = erf_f32(lower * FRAC_1_SQRT_2);
+    let b = erf_f32(upper * FRAC_1_SQRT_2);
+    let span = b - a;
+    let lo = next_toward(lower, f32::INFINITY);
+    let hi = next_toward(upper, f32::NEG_INFINITY);
+    random_bits_u32_iter(key, n)
+        .map(|bits| {
+            let x = SQRT_2 * erf_inv_f32(uniform_from_word(bits, a, span));
+            xla_min(xla_max(x, lo), hi)
+        })
+        .collect()
+}
+
+/// XLA's float `min(lhs, rhs)` with NaN propagation.
+fn xla_min(lhs: f32, rhs: f32) -> f32 {
+    if lhs.is_nan() || lhs <= rhs { lhs } else { rhs }
+}
+
+/// `nextafter(x, toward)` for float32 (`lax.nextafter`).
+fn next_toward(x: f32, toward: f32) -> f32 {
+    if x.is_nan() || toward.is_nan() {
+        return f32::NAN;
+    }
+    if x == toward {
+        return toward;
+    }
+    if x == 0.0 {
+        let smallest = f32::from_bits(1);
+        return if toward > 0.0 { smallest } else { -smallest };
+    }
+    let bits = x.to_bits();
+    let away_from_zero = (toward > x) == (x > 0.0);
+    f32::from_bits(if away_from_zero { bits + 1 } else { bits - 1 })
+}
+
+/// Odd numerator coefficients of XLA's float32 `erf` (Eigen's rational interpolant), from
+/// the highest degree (x⁹) down to x¹.
+const ERF_ALPHA: [u32; 5] = [
+    0x3970_2D51,
+    0x3B5F_5DA2,
+    0x3D50_B6EB,
+    0x3E3D_A740,
+    0x3F90_6EBA,
+];
+
+/// Even denominator coefficients of XLA's float32 `erf`, from x¹² down to x⁰.
+const ERF_BETA: [u32; 7] = [
+    0xB3FD_3906,
+    0x37C5_88DF,
+    0x3A85_6D28,
+    0x3C66_87D4,
+    0x3DE3_4C21,
+    0x3EFE_B44A,
+    0x3F80_0000,
+];
+
+/// `|x|` from which XLA's float32 `erf` returns `±1`.
+const ERF_SATURATION: f32 = f32::from_bits(0x4075_47CB);
+
+/// XLA's float32 `erf` (`lax.erf`) bit for bit as XLA:CPU computes it: `x · P(x²) / Q(x²)`
+/// with both polynomials evaluated by fused multiply-adds, and `copysign(1, x)` from
+/// `|x| ≥ 3.832507`.
+#[must_use]
+pub fn erf_f32(x: f32) -> f32 {
+    if ERF_SATURATION <= x.abs() {
+        return 1.0f32.copysign(x);
+    }
+    let x2 = x * x;
+    (x * horner_fma(&ERF_ALPHA, x2)) / horner_fma(&ERF_BETA, x2)
 }
 
 /// Coefficients of the `erf_inv` polynomial for `w < 5` (from the highest degree down).

@@ -1,0 +1,71 @@
+"""Writes layers.json: what Flax 0.12.8 / JAX 0.10.2 (CPU, float32) compute for the layers and
+initialisers of nnx-nn, as float32 bit patterns (uint32), for bit-exact tests.
+
+Run from this directory with a venv that has flax==0.12.8 (and its jax):
+    python layers.py   # writes layers.json beside this file
+"""
+
+import json
+import os
+
+os.environ.setdefault("JAX_PLATFORMS", "cpu")
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+jax.config.update("jax_platforms", "cpu")
+
+
+def bits(x):
+    a = np.asarray(x, dtype=np.float32)
+    return {"shape": list(a.shape), "bits": [int(b) for b in a.reshape(-1).view(np.uint32)]}
+
+
+out = {"versions": {"jax": jax.__version__, "flax": nnx.__name__ and __import__("flax").__version__}}
+
+# lax.erf at points across its range (and beyond the saturation point).
+xs = np.concatenate([np.linspace(-4.5, 4.5, 181, dtype=np.float32),
+                     np.array([0.0, -0.0, 1e-8, 2 / np.sqrt(2), -2 / np.sqrt(2)], dtype=np.float32)])
+out["erf"] = {"x": bits(xs), "y": bits(jax.lax.erf(jnp.asarray(xs)))}
+
+# jax.random.truncated_normal for a few keys and bounds.
+out["truncated_normal"] = [
+    {"seed": seed, "lower": lo, "upper": hi, "n": 64,
+     "y": bits(jax.random.truncated_normal(jax.random.key(seed), lo, hi, (64,)))}
+    for seed, lo, hi in [(0, -2.0, 2.0), (42, -1.5, 2.0), (7, 0.5, 3.0)]
+]
+
+# Initialisers with key(0).
+inits = {
+    "lecun_normal": jax.nn.initializers.lecun_normal(),
+    "lecun_uniform": jax.nn.initializers.lecun_uniform(),
+    "glorot_normal": jax.nn.initializers.glorot_normal(),
+    "glorot_uniform": jax.nn.initializers.glorot_uniform(),
+    "he_normal": jax.nn.initializers.he_normal(),
+    "he_uniform": jax.nn.initializers.he_uniform(),
+    "normal_0.02": jax.nn.initializers.normal(0.02),
+    "uniform_0.05": jax.nn.initializers.uniform(0.05),
+    "truncated_normal_0.1": jax.nn.initializers.truncated_normal(0.1),
+    "variance_scaling_0.5_fan_out_normal": jax.nn.initializers.variance_scaling(0.5, "fan_out", "normal"),
+    "variance_scaling_3_fan_geo_avg_uniform": jax.nn.initializers.variance_scaling(3.0, "fan_geo_avg", "uniform"),
+}
+out["initializers"] = {
+    name: {str(shape): bits(init(jax.random.key(0), shape)) for shape in [(3, 4), (3, 3, 2, 8)]}
+    for name, init in inits.items()
+}
+
+# nnx.Linear: parameters from Rngs(0) and Rngs(params=3), outputs on a fixed input.
+x = (jnp.arange(6, dtype=jnp.float32).reshape(2, 3) - 2.0) / 3.0
+linear = nnx.Linear(3, 4, rngs=nnx.Rngs(0))
+no_bias = nnx.Linear(3, 5, use_bias=False, rngs=nnx.Rngs(params=3))
+out["linear"] = {
+    "x": bits(x),
+    "default": {"kernel": bits(linear.kernel[...]), "bias": bits(linear.bias[...]), "y": bits(linear(x))},
+    "no_bias": {"kernel": bits(no_bias.kernel[...]), "y": bits(no_bias(x))},
+}
+
+with open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "layers.json"), "w") as f:
+    json.dump(out, f, indent=1)
+print("wrote layers.json")

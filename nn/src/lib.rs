@@ -1,0 +1,28 @@
+//! `nnx-nn`: Flax NNX's `nnx.nn` in Rust — layers and initialisers, built only on `nnx-core`'s
+//! public API (so they run on every engine and under every transform), initialised bit for
+//! bit as Flax initialises them for the same `Rngs` seed.
+//!
+//! - [`initializers`]: `jax.nn.initializers` (`lecun_normal`, `glorot_uniform`, `he_normal`,
+//!   `variance_scaling`, `truncated_normal`, …), traceable: a layer can be created inside
+//!   `vmap` or `scan` from a traced key.
+//! - [`Linear`], `nnx.Linear`.
+//!
+//! `nnx_fast::prelude` re-exports this crate as `nn`.
+//!
+//! ```
+//! use nnx_core::{Rngs, Tensor};
+//! use nnx_nn::Linear;
+//! # fn main() -> nnx_core::Result<()> {
+//! let layer = Linear::new(3, 4, &Rngs::new(0)?)?;        // nnx.Linear(3, 4, rngs=nnx.Rngs(0))
+//! let y = layer.forward(&Tensor::ones([2, 3]))?;
+//! assert_eq!(y.shape(), &[2, 4]);
+//! # Ok(())
+//! # }
+//! ```
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
+
+pub mod initializers;
+pub mod linear;
+
+pub use initializers::Initializer;
+pub use linear::Linear;

@@ -1,0 +1,156 @@
+//! The layers and initialisers against what Flax 0.12.8 / JAX 0.10.2 compute
+//! (`golden/layers.py` writes `golden/layers.json`): initial values bit for bit, layer
+//! outputs to 1e-5, on the reference engine and eagerly.
+
+use std::sync::OnceLock;
+
+use nnx_core::random::{self, sampling};
+use nnx_core::transforms::{jit, vmap};
+use nnx_core::{Result, Rngs, Tensor};
+use nnx_nn::{Linear, initializers, linear::LinearOptions};
+use nnx_reference::Reference;
+use serde_json::Value as Json;
+
+fn golden() -> &'static Json {
+    static GOLDEN: OnceLock<Json> = OnceLock::new();
+    GOLDEN.get_or_init(|| {
+        serde_json::from_str(include_str!("../golden/layers.json")).expect("layers.json parses")
+    })
+}
+
+/// The float32 values of a `{shape, bits}` entry.
+fn floats(entry: &Json) -> (Vec<usize>, Vec<f32>) {
+    let shape = entry["shape"].as_array().expect("shape").iter();
+    let shape = shape.map(|d| d.as_u64().expect("dim") as usize).collect();
+    let bits = entry["bits"].as_array().expect("bits").iter();
+    let values = bits
+        .map(|b| f32::from_bits(b.as_u64().expect("bits") as u32))
+        .collect();
+    (shape, values)
+}
+
+fn tensor(entry: &Json) -> Tensor {
+    let (shape, values) = floats(entry);
+    Tensor::from_vec(&shape, values).expect("a golden array")
+}
+
+/// Asserts bit equality, naming the first differing element.
+fn assert_bits(what: &str, got: &Tensor, expected: &Json) {
+    let (shape, want) = floats(expected);
+    assert_eq!(got.shape(), &shape[..], "{what}: shape");
+    let got = got.to_vec::<f32>().expect("float32");
+    for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+        assert_eq!(g.to_bits(), w.to_bits(), "{what}[{i}]: {g} vs JAX's {w}");
+    }
+}
+
+#[test]
+fn erf_is_xlas_bit_for_bit() {
+    let g = &golden()["erf"];
+    let (_, xs) = floats(&g["x"]);
+    let (_, ys) = floats(&g["y"]);
+    for (x, y) in xs.iter().zip(&ys) {
+        let got = sampling::erf_f32(*x);
+        assert_eq!(got.to_bits(), y.to_bits(), "erf({x}) = {got}, JAX {y}");
+    }
+}
+
+#[test]
+fn truncated_normal_is_jaxs_bit_for_bit() {
+    for case in golden()["truncated_normal"].as_array().expect("cases") {
+        let seed = case["seed"].as_i64().expect("seed");
+        let (lower, upper) = (
+            case["lower"].as_f64().expect("lower"),
+            case["upper"].as_f64().expect("upper"),
+        );
+        let n = case["n"].as_u64().expect("n") as usize;
+        let got =
+            random::truncated_normal(&random::key(seed), lower as f32, upper as f32, [n]).unwrap();
+        assert_bits(&format!("truncated_normal seed {seed}"), &got, &case["y"]);
+    }
+}
+
+fn initializer(name: &str) -> nnx_nn::Initializer {
+    use initializers::{Distribution, FanMode};
+    match name {
+        "lecun_normal" => initializers::lecun_normal(),
+        "lecun_uniform" => initializers::lecun_uniform(),
+        "glorot_normal" => initializers::glorot_normal(),
+        "glorot_uniform" => initializers::glorot_uniform(),
+        "he_normal" => initializers::he_normal(),
+        "he_uniform" => initializers::he_uniform(),
+        "normal_0.02" => initializers::normal(0.02),
+        "uniform_0.05" => initializers::uniform(0.05),
+        "truncated_normal_0.1" => initializers::truncated_normal(0.1),
+        "variance_scaling_0.5_fan_out_normal" => {
+            initializers::variance_scaling(0.5, FanMode::FanOut, Distribution::Normal)
+        }
+        "variance_scaling_3_fan_geo_avg_uniform" => {
+            initializers::variance_scaling(3.0, FanMode::FanGeoAvg, Distribution::Uniform)
+        }
+        other => panic!("no initializer {other} in the test"),
+    }
+}
+
+#[test]
+fn initializers_are_jaxs_bit_for_bit() {
+    let cases = golden()["initializers"].as_object().expect("initializers");
+    assert_eq!(cases.len(), 11);
+    for (name, shapes) in cases {
+        for (shape, expected) in shapes.as_object().expect("shapes") {
+            let (dims, _) = floats(expected);
+            let got = initializer(name).init(&random::key(0), &dims).unwrap();
+            assert_bits(&format!("{name} {shape}"), &got, expected);
+        }
+    }
+}
+
+#[test]
+fn initializers_run_on_traced_keys() -> Result<()> {
+    // Inside vmap the key is a tracer: each lane draws with its own key, as eagerly.
+    let keys = random::split(&random::key(0), 3)?;
+    let lanes = vmap(|k: &Tensor| initializers::lecun_normal().init(k, [3, 4]))
+        .call(&Reference, (&keys,))?;
+    for i in 0..3 {
+        let eager = initializers::lecun_normal().init(&keys.index_axis(0, i)?, [3, 4])?;
+        assert!(lanes.index_axis(0, i)?.identical(&eager));
+    }
+    Ok(())
+}
+
+#[test]
+fn linear_is_flaxs() -> Result<()> {
+    let g = &golden()["linear"];
+    let x = tensor(&g["x"]);
+    let layer = Linear::new(3, 4, &Rngs::new(0)?)?;
+    assert_bits(
+        "Linear kernel",
+        &layer.kernel.value(),
+        &g["default"]["kernel"],
+    );
+    let bias = layer.bias.as_ref().expect("a bias");
+    assert_bits("Linear bias", &bias.value(), &g["default"]["bias"]);
+    let expected = tensor(&g["default"]["y"]);
+    assert!(layer.forward(&x)?.allclose(&expected, 1e-5, 1e-5)?);
+    let jitted = jit(|m: &Linear, x: &Tensor| m.forward(x)).call(&Reference, (&layer, &x))?;
+    assert!(jitted.allclose(&expected, 1e-5, 1e-5)?);
+
+    let rngs = Rngs::builder().stream("params", 3).build()?;
+    let options = LinearOptions {
+        use_bias: false,
+        ..LinearOptions::default()
+    };
+    let no_bias = Linear::with(3, 5, options, &rngs)?;
+    assert!(no_bias.bias.is_none());
+    assert_bits(
+        "Linear(use_bias=False) kernel",
+        &no_bias.kernel.value(),
+        &g["no_bias"]["kernel"],
+    );
+    assert!(
+        no_bias
+            .forward(&x)?
+            .allclose(&tensor(&g["no_bias"]["y"]), 1e-5, 1e-5)?
+    );
+    Ok(())
+}
