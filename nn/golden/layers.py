@@ -66,6 +66,39 @@ out["linear"] = {
     "no_bias": {"kernel": bits(no_bias.kernel[...]), "y": bits(no_bias(x))},
 }
 
+# Activations and functions.
+x1 = np.linspace(-3, 3, 13, dtype=np.float32)
+x2 = (np.arange(12, dtype=np.float32).reshape(3, 4) - 5.5) / 2.0
+out["functions"] = {
+    "x1": bits(x1),
+    "x2": bits(x2),
+    "relu": bits(jax.nn.relu(x1)),
+    "sigmoid": bits(jax.nn.sigmoid(x1)),
+    "silu": bits(jax.nn.silu(x1)),
+    "gelu_tanh": bits(jax.nn.gelu(x1, approximate=True)),
+    "gelu_exact": bits(jax.nn.gelu(x1, approximate=False)),
+    "softplus": bits(jax.nn.softplus(x1)),
+    "elu": bits(jax.nn.elu(x1)),
+    "leaky_relu": bits(jax.nn.leaky_relu(x1, 0.01)),
+    "softmax": bits(jax.nn.softmax(x2, axis=-1)),
+    "log_softmax": bits(jax.nn.log_softmax(x2, axis=-1)),
+    "logsumexp": bits(jax.nn.logsumexp(x2, axis=-1)),
+    "standardize": bits(jax.nn.standardize(x2, axis=-1)),
+    "one_hot": bits(jax.nn.one_hot(jnp.array([2, 0, 1, 3, 7]), 4)),
+}
+
+# Normalisation layers, and a Linear created after them from the same Rngs (key order).
+rngs = nnx.Rngs(0)
+layer_norm = nnx.LayerNorm(4, rngs=rngs)
+rms_norm = nnx.RMSNorm(4, rngs=rngs)
+after = nnx.Linear(4, 2, rngs=rngs)
+out["normalization"] = {
+    "x": bits(x2),
+    "layer_norm": {"scale": bits(layer_norm.scale[...]), "bias": bits(layer_norm.bias[...]), "y": bits(layer_norm(x2))},
+    "rms_norm": {"scale": bits(rms_norm.scale[...]), "y": bits(rms_norm(x2))},
+    "linear_after": {"kernel": bits(after.kernel[...])},
+}
+
 with open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "layers.json"), "w") as f:
     json.dump(out, f, indent=1)
 print("wrote layers.json")

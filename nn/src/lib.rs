@@ -5,7 +5,9 @@
 //! - [`initializers`]: `jax.nn.initializers` (`lecun_normal`, `glorot_uniform`, `he_normal`,
 //!   `variance_scaling`, `truncated_normal`, …), traceable: a layer can be created inside
 //!   `vmap` or `scan` from a traced key.
-//! - [`Linear`], `nnx.Linear`.
+//! - [`functions`]: activations and `jax.nn` functions (`relu`, `gelu`, `softmax`, `one_hot`,
+//!   …), also at the crate root as Flax has them (`nnx.relu`).
+//! - [`Linear`], `nnx.Linear`; [`LayerNorm`] and [`RMSNorm`].
 //!
 //! `nnx_fast::prelude` re-exports this crate as `nn`.
 //!
@@ -21,8 +23,12 @@
 //! ```
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
+pub mod functions;
 pub mod initializers;
 pub mod linear;
+mod normalization;
 
+pub use functions::*;
 pub use initializers::Initializer;
 pub use linear::Linear;
+pub use normalization::{LayerNorm, RMSNorm};

@@ -154,3 +154,65 @@ fn linear_is_flaxs() -> Result<()> {
     );
     Ok(())
 }
+
+/// Asserts closeness to 1e-5 (outputs: engines may sum in another order than XLA).
+fn assert_close(what: &str, got: &Tensor, expected: &Json) {
+    let want = tensor(expected);
+    assert_eq!(got.shape(), want.shape(), "{what}: shape");
+    assert!(
+        got.allclose(&want, 1e-5, 1e-5).expect("float32"),
+        "{what}: {got} vs Flax's {want}"
+    );
+}
+
+#[test]
+fn functions_are_jaxs() -> Result<()> {
+    use nnx_nn::functions::*;
+    let g = &golden()["functions"];
+    let (x1, x2) = (tensor(&g["x1"]), tensor(&g["x2"]));
+    assert_close("relu", &relu(&x1)?, &g["relu"]);
+    assert_close("sigmoid", &sigmoid(&x1)?, &g["sigmoid"]);
+    assert_close("silu", &silu(&x1)?, &g["silu"]);
+    assert_close("gelu (tanh)", &gelu(&x1, true)?, &g["gelu_tanh"]);
+    assert_close("gelu (exact)", &gelu(&x1, false)?, &g["gelu_exact"]);
+    assert_close("softplus", &softplus(&x1)?, &g["softplus"]);
+    assert_close("elu", &elu(&x1, 1.0)?, &g["elu"]);
+    assert_close("leaky_relu", &leaky_relu(&x1, 0.01)?, &g["leaky_relu"]);
+    assert_close("softmax", &softmax(&x2, -1)?, &g["softmax"]);
+    assert_close("log_softmax", &log_softmax(&x2, -1)?, &g["log_softmax"]);
+    assert_close("logsumexp", &logsumexp(&x2, -1)?, &g["logsumexp"]);
+    assert_close(
+        "standardize",
+        &standardize(&x2, -1, 1e-5)?,
+        &g["standardize"],
+    );
+    let labels = Tensor::from_slice(&[2i32, 0, 1, 3, 7]);
+    assert_bits("one_hot", &one_hot(&labels, 4)?, &g["one_hot"]);
+    Ok(())
+}
+
+#[test]
+fn normalization_layers_are_flaxs() -> Result<()> {
+    let g = &golden()["normalization"];
+    let x = tensor(&g["x"]);
+    let rngs = Rngs::new(0)?;
+    let layer_norm = nnx_nn::LayerNorm::new(4, &rngs)?;
+    let rms_norm = nnx_nn::RMSNorm::new(4, &rngs)?;
+    let after = Linear::new(4, 2, &rngs)?;
+    let scale = layer_norm.scale.as_ref().expect("a scale");
+    assert_bits("LayerNorm scale", &scale.value(), &g["layer_norm"]["scale"]);
+    let bias = layer_norm.bias.as_ref().expect("a bias");
+    assert_bits("LayerNorm bias", &bias.value(), &g["layer_norm"]["bias"]);
+    assert_close("LayerNorm", &layer_norm.forward(&x)?, &g["layer_norm"]["y"]);
+    assert_close("RMSNorm", &rms_norm.forward(&x)?, &g["rms_norm"]["y"]);
+    // The layers drew their keys as Flax's do: the next layer's kernel is Flax's.
+    assert_bits(
+        "Linear after the norms",
+        &after.kernel.value(),
+        &g["linear_after"]["kernel"],
+    );
+    let on_engine = jit(|m: &nnx_nn::LayerNorm, x: &Tensor| m.forward(x))
+        .call(&Reference, (&layer_norm, &x))?;
+    assert_close("LayerNorm under jit", &on_engine, &g["layer_norm"]["y"]);
+    Ok(())
+}
