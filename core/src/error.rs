@@ -444,6 +444,13 @@ pub enum Error {
         /// The streams the Rngs has.
         available: Vec<String>,
     },
+    /// `set_attributes` (`train()`, `eval()`) with an attribute that no module of the graph
+    /// has; Flax's phrase.
+    #[error("Could not find at least one instance of the following attributes: {names:?}")]
+    AttributesNotFound {
+        /// The attributes no module has, sorted.
+        names: Vec<String>,
+    },
     /// A key that is not present in a mapping (State, Dict).
     #[error("key {key} not found in {container} (keys: {})", list_or_none(.available))]
     KeyNotFound {
@@ -623,6 +630,7 @@ impl Error {
             Error::AttributeNotFound { .. }
             | Error::ContainerIndex { .. }
             | Error::KeyNotFound { .. }
+            | Error::AttributesNotFound { .. }
             | Error::RngStreamNotFound { .. } => ErrorKind::NotFound,
             Error::AttributeType { .. } | Error::StructureMismatch(_) => ErrorKind::Graph,
             Error::NonExhaustiveFilters { .. } | Error::EverythingNotLast { .. } => {

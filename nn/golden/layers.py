@@ -99,6 +99,35 @@ out["normalization"] = {
     "linear_after": {"kernel": bits(after.kernel[...])},
 }
 
+# train() / eval(): Linear -> BatchNorm -> Dropout, two training calls (two masks, moving
+# statistics), then an evaluation call.
+class Model(nnx.Module):
+    def __init__(self, rngs):
+        self.linear = nnx.Linear(3, 4, rngs=rngs)
+        self.bn = nnx.BatchNorm(4, rngs=rngs)
+        self.dropout = nnx.Dropout(0.5, rngs=rngs)
+
+    def __call__(self, x):
+        return self.dropout(self.bn(self.linear(x)))
+
+
+model = Model(nnx.Rngs(params=0, dropout=1))
+xb = (jnp.arange(15, dtype=jnp.float32).reshape(5, 3) - 7.0) / 4.0
+y1 = model(xb)
+y2 = model(xb)
+stats = {"mean": bits(model.bn.mean[...]), "var": bits(model.bn.var[...])}
+model.eval()
+y_eval = model(xb)
+out["train_eval"] = {
+    "x": bits(xb),
+    "kernel": bits(model.linear.kernel[...]),
+    "y_train_1": bits(y1),
+    "y_train_2": bits(y2),
+    "running": stats,
+    "y_eval": bits(y_eval),
+    "dropout_count": int(model.dropout.rngs.count[...]),
+}
+
 with open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "layers.json"), "w") as f:
     json.dump(out, f, indent=1)
 print("wrote layers.json")

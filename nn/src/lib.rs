@@ -7,7 +7,8 @@
 //!   `vmap` or `scan` from a traced key.
 //! - [`functions`]: activations and `jax.nn` functions (`relu`, `gelu`, `softmax`, `one_hot`,
 //!   …), also at the crate root as Flax has them (`nnx.relu`).
-//! - [`Linear`], `nnx.Linear`; [`LayerNorm`] and [`RMSNorm`].
+//! - [`Linear`], `nnx.Linear`; [`BatchNorm`], [`LayerNorm`], [`RMSNorm`]; [`Dropout`].
+//!   `train()` / `eval()` (on `TypedModule`, or `Object`) switch Dropout and BatchNorm.
 //!
 //! `nnx_fast::prelude` re-exports this crate as `nn`.
 //!
@@ -27,8 +28,10 @@ pub mod functions;
 pub mod initializers;
 pub mod linear;
 mod normalization;
+mod stochastic;
 
 pub use functions::*;
 pub use initializers::Initializer;
 pub use linear::Linear;
-pub use normalization::{LayerNorm, RMSNorm};
+pub use normalization::{BatchNorm, LayerNorm, RMSNorm};
+pub use stochastic::Dropout;

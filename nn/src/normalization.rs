@@ -1,6 +1,6 @@
-//! `nnx.LayerNorm` and `nnx.RMSNorm`.
+//! `nnx.BatchNorm`, `nnx.LayerNorm` and `nnx.RMSNorm`.
 
-use nnx_core::{Module, Param, Result, Rngs, Tensor};
+use nnx_core::{BatchStat, Module, Param, Result, Rngs, Tensor};
 
 use crate::initializers::{self, Initializer};
 
@@ -177,6 +177,88 @@ impl RMSNorm {
             self.epsilon,
             self.scale.as_ref(),
             None,
+        )
+    }
+}
+
+/// `nnx.BatchNorm(num_features)` over every axis but the last: in training, normalises with
+/// the batch's statistics and moves the running `mean` and `var` (BatchStat Variables)
+/// towards them by `1 - momentum`; with `use_running_average` (after `eval()`), normalises
+/// with the running statistics. Flax's defaults: `momentum = 0.99`, `epsilon = 1e-5`.
+#[derive(Module, Clone, Debug)]
+pub struct BatchNorm {
+    /// The running mean, `[num_features]`, starting at zeros.
+    pub mean: BatchStat,
+    /// The running variance, `[num_features]`, starting at ones.
+    pub var: BatchStat,
+    /// `[num_features]`, or `None` with `use_scale = false`.
+    pub scale: Option<Param>,
+    /// `[num_features]`, or `None` with `use_bias = false`.
+    pub bias: Option<Param>,
+    /// The size of the feature (last) axis.
+    pub num_features: usize,
+    /// Normalise with the running statistics and leave them as they are.
+    pub use_running_average: bool,
+    /// The running statistics' decay.
+    pub momentum: f64,
+    /// Added to the variance.
+    pub epsilon: f32,
+    /// Whether there is a bias.
+    pub use_bias: bool,
+    /// Whether there is a scale.
+    pub use_scale: bool,
+}
+
+impl BatchNorm {
+    /// `nnx.BatchNorm(num_features, rngs=rngs)`.
+    ///
+    /// # Errors
+    /// A missing `params` (or `default`) stream.
+    pub fn new(num_features: usize, rngs: &Rngs) -> Result<BatchNorm> {
+        let scale = feature_param(&initializers::ones(), num_features, rngs)?;
+        let bias = feature_param(&initializers::zeros(), num_features, rngs)?;
+        Ok(BatchNorm {
+            mean: BatchStat::new(Tensor::try_zeros([num_features])?),
+            var: BatchStat::new(Tensor::try_ones([num_features])?),
+            scale: Some(scale),
+            bias: Some(bias),
+            num_features,
+            use_running_average: false,
+            momentum: 0.99,
+            epsilon: 1e-5,
+            use_bias: true,
+            use_scale: true,
+        })
+    }
+
+    /// `layer(x)`.
+    ///
+    /// # Errors
+    /// An input whose last axis is not `num_features`.
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let (mean, variance) = if self.use_running_average {
+            (self.mean.value(), self.var.value())
+        } else {
+            let axes: Vec<isize> = (0..x.ndim().saturating_sub(1) as isize).collect();
+            let mean = x.mean(axes.clone())?;
+            let mean_square = (x * x)?.mean(axes)?;
+            let variance = (mean_square - (&mean * &mean)?)?.maximum(&Tensor::from(0.0f32))?;
+            let momentum = self.momentum as f32;
+            let decay = (1.0 - self.momentum) as f32;
+            let moved = |running: &BatchStat, batch: &Tensor| -> Result<Tensor> {
+                ((running.value() * momentum)? + (batch * decay)?)?.stop_gradient()
+            };
+            self.mean.set_value(moved(&self.mean, &mean)?)?;
+            self.var.set_value(moved(&self.var, &variance)?)?;
+            (mean, variance)
+        };
+        normalize(
+            x,
+            Some(mean),
+            variance,
+            self.epsilon,
+            self.scale.as_ref(),
+            self.bias.as_ref(),
         )
     }
 }

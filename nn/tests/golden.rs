@@ -216,3 +216,65 @@ fn normalization_layers_are_flaxs() -> Result<()> {
     assert_close("LayerNorm under jit", &on_engine, &g["layer_norm"]["y"]);
     Ok(())
 }
+
+/// Linear → BatchNorm → Dropout, as the golden script's `Model`.
+#[derive(nnx_core::Module, Clone)]
+#[module(name = "Model")]
+struct Model {
+    linear: Linear,
+    bn: nnx_nn::BatchNorm,
+    dropout: nnx_nn::Dropout,
+}
+
+impl Model {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        self.dropout
+            .forward(&self.bn.forward(&self.linear.forward(x)?)?)
+    }
+}
+
+#[test]
+fn train_and_eval_are_flaxs() -> Result<()> {
+    use nnx_core::graph::TypedModule;
+    let g = &golden()["train_eval"];
+    let x = tensor(&g["x"]);
+    let rngs = Rngs::builder()
+        .stream("params", 0)
+        .stream("dropout", 1)
+        .build()?;
+    let mut model = Model {
+        linear: Linear::new(3, 4, &rngs)?,
+        bn: nnx_nn::BatchNorm::new(4, &rngs)?,
+        dropout: nnx_nn::Dropout::new(0.5, &rngs)?,
+    };
+    assert_bits("kernel", &model.linear.kernel.value(), &g["kernel"]);
+    // Two training steps under jit: two masks, the running statistics moved twice.
+    let step = jit(|m: &Model, x: &Tensor| m.forward(x));
+    assert_close(
+        "train 1",
+        &step.call(&Reference, (&model, &x))?,
+        &g["y_train_1"],
+    );
+    assert_close(
+        "train 2",
+        &step.call(&Reference, (&model, &x))?,
+        &g["y_train_2"],
+    );
+    assert_close(
+        "running mean",
+        &model.bn.mean.value(),
+        &g["running"]["mean"],
+    );
+    assert_close("running var", &model.bn.var.value(), &g["running"]["var"]);
+    let stream = model.dropout.rngs.as_ref().expect("a stream");
+    assert_eq!(
+        stream.count()?.value().item::<u32>()? as u64,
+        g["dropout_count"].as_u64().expect("count")
+    );
+    model.eval()?;
+    assert!(model.dropout.deterministic && model.bn.use_running_average);
+    assert_close("eval", &step.call(&Reference, (&model, &x))?, &g["y_eval"]);
+    model.train()?;
+    assert!(!model.dropout.deterministic && !model.bn.use_running_average);
+    Ok(())
+}

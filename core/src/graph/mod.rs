@@ -29,6 +29,7 @@ mod typed_nodes;
 mod update;
 mod value;
 mod variable;
+mod walk;
 
 pub use convert::{FromValue, ToValue, mismatch};
 pub use display::MAX_PRINT_DEPTH;
@@ -50,3 +51,4 @@ pub use variable::{
     BatchStat, Cache, Intermediate, Param, Perturbation, RngCount, RngKey, RngState, Variable,
     VariableType, VariableTypeDef,
 };
+pub use walk::{set_attributes, walk_objects};

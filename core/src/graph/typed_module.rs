@@ -64,6 +64,67 @@ pub trait TypedModule: Sized {
     /// naming the field, for a field of another kind or a required field that is missing (read
     /// as `None`).
     fn from_object(object: &Object) -> Result<Self>;
+
+    /// `module.set_attributes(**attributes)` over the whole module tree
+    /// ([`graph::set_attributes`](super::set_attributes)), then this struct re-read from the
+    /// graph so that its static fields show the new values.
+    ///
+    /// # Errors
+    /// As [`graph::set_attributes`](super::set_attributes) and [`TypedModule::from_object`].
+    fn set_attributes(
+        &mut self,
+        attributes: &[(&str, Value)],
+        raise_if_not_found: bool,
+    ) -> Result<()> {
+        let object = self.to_object();
+        super::set_attributes(&object, attributes, raise_if_not_found)?;
+        *self = Self::from_object(&object)?;
+        Ok(())
+    }
+
+    /// `model.train()`: `deterministic = false`, `use_running_average = false` wherever a
+    /// module has them (Dropout, BatchNorm).
+    ///
+    /// # Errors
+    /// As [`TypedModule::set_attributes`].
+    fn train(&mut self) -> Result<()> {
+        self.set_attributes(&training(false), false)
+    }
+
+    /// `model.eval()`: `deterministic = true`, `use_running_average = true` wherever a module
+    /// has them.
+    ///
+    /// # Errors
+    /// As [`TypedModule::set_attributes`].
+    fn eval(&mut self) -> Result<()> {
+        self.set_attributes(&training(true), false)
+    }
+}
+
+/// The attributes `train()` (`false`) and `eval()` (`true`) set.
+fn training(evaluating: bool) -> [(&'static str, Value); 2] {
+    [
+        ("deterministic", Value::from(evaluating)),
+        ("use_running_average", Value::from(evaluating)),
+    ]
+}
+
+impl Object {
+    /// `model.train()` on a dynamic module: see [`TypedModule::train`].
+    ///
+    /// # Errors
+    /// As [`graph::set_attributes`](super::set_attributes).
+    pub fn train(&self) -> Result<()> {
+        super::set_attributes(self, &training(false), false)
+    }
+
+    /// `model.eval()` on a dynamic module: see [`TypedModule::eval`].
+    ///
+    /// # Errors
+    /// As [`graph::set_attributes`](super::set_attributes).
+    pub fn eval(&self) -> Result<()> {
+        super::set_attributes(self, &training(true), false)
+    }
 }
 
 impl Object {
