@@ -128,6 +128,18 @@ out["train_eval"] = {
     "dropout_count": int(model.dropout.rngs.count[...]),
 }
 
+# nnx.Embed: the table from Rngs(0), lookups (negative and out-of-range indices included)
+# and attend.
+embed = nnx.Embed(5, 3, rngs=nnx.Rngs(0))
+indices = jnp.array([[0, 4, -1], [2, 5, -6]])
+out["embed"] = {
+    "embedding": bits(embed.embedding[...]),
+    "indices": [[0, 4, -1], [2, 5, -6]],
+    "y": bits(embed(indices)),
+    "query": bits(x2[:, :3]),
+    "attend": bits(embed.attend(x2[:, :3])),
+}
+
 with open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "layers.json"), "w") as f:
     json.dump(out, f, indent=1)
 print("wrote layers.json")

@@ -7,7 +7,7 @@
 //!   `vmap` or `scan` from a traced key.
 //! - [`functions`]: activations and `jax.nn` functions (`relu`, `gelu`, `softmax`, `one_hot`,
 //!   …), also at the crate root as Flax has them (`nnx.relu`).
-//! - [`Linear`], `nnx.Linear`; [`BatchNorm`], [`LayerNorm`], [`RMSNorm`]; [`Dropout`].
+//! - [`Linear`], `nnx.Linear`; [`Embed`]; [`BatchNorm`], [`LayerNorm`], [`RMSNorm`]; [`Dropout`].
 //!   `train()` / `eval()` (on `TypedModule`, or `Object`) switch Dropout and BatchNorm.
 //!
 //! `nnx_fast::prelude` re-exports this crate as `nn`.
@@ -24,12 +24,14 @@
 //! ```
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
+mod embed;
 pub mod functions;
 pub mod initializers;
 pub mod linear;
 mod normalization;
 mod stochastic;
 
+pub use embed::Embed;
 pub use functions::*;
 pub use initializers::Initializer;
 pub use linear::Linear;

@@ -278,3 +278,44 @@ fn train_and_eval_are_flaxs() -> Result<()> {
     assert!(!model.dropout.deterministic && !model.bn.use_running_average);
     Ok(())
 }
+
+#[test]
+fn embed_is_flaxs() -> Result<()> {
+    let g = &golden()["embed"];
+    let embed = nnx_nn::Embed::new(5, 3, &Rngs::new(0)?)?;
+    assert_bits("Embed table", &embed.embedding.value(), &g["embedding"]);
+    let indices = Tensor::from_vec(&[2, 3], vec![0i32, 4, -1, 2, 5, -6])?;
+    let y = embed.forward(&indices)?;
+    // Rows of NaN for the out-of-range indices, as jnp.take.
+    let (_, want) = floats(&g["y"]);
+    let got = y.to_vec::<f32>()?;
+    assert_eq!(y.shape(), &[2, 3, 3]);
+    for (i, (a, b)) in got.iter().zip(&want).enumerate() {
+        assert!(
+            a.to_bits() == b.to_bits() || (a.is_nan() && b.is_nan()),
+            "[{i}] {a} vs {b}"
+        );
+    }
+    let query = tensor(&g["query"]);
+    assert_close("attend", &embed.attend(&query)?, &g["attend"]);
+    assert!(embed.forward(&Tensor::ones([2])).is_err());
+    Ok(())
+}
+
+#[test]
+fn embed_gradients_count_lookups() -> Result<()> {
+    use nnx_core::transforms::value_and_grad;
+    let embed = nnx_nn::Embed::new(4, 2, &Rngs::new(0)?)?;
+    let indices = Tensor::from_slice(&[1i32, 1, 3]);
+    let loss = |m: &nnx_nn::Embed, i: &Tensor| m.forward(i)?.sum(None);
+    let out = value_and_grad(loss).call(&Reference, (&embed, &indices))?;
+    let grad = out.grads[0]
+        .state()?
+        .variable(&nnx_core::Path::parse("embedding")?)?
+        .value();
+    assert_eq!(
+        grad.to_vec::<f32>()?,
+        vec![0.0, 0.0, 2.0, 2.0, 0.0, 0.0, 1.0, 1.0]
+    );
+    Ok(())
+}

@@ -1,0 +1,88 @@
+//! `nnx.Embed`.
+
+use nnx_core::tensor::elementwise::CompareOp;
+use nnx_core::{DType, Error, Module, Param, Result, Rngs, Tensor};
+
+use crate::functions::one_hot;
+use crate::initializers::{Distribution, FanMode, Initializer};
+
+/// `nnx.Embed(num_embeddings, features)`: a table of `num_embeddings` vectors; `forward`
+/// looks up integer indices (`jnp.take(embedding, inputs, axis=0)`), `attend` scores a query
+/// against every vector (`query @ embedding.T`).
+///
+/// The table is initialised as Flax's (`variance_scaling(1, fan_in, normal, out_axis=0)`,
+/// one `params` key). As `jnp.take`, a negative index counts from the end and an index out
+/// of range gives a row of NaN.
+#[derive(Module, Clone, Debug)]
+pub struct Embed {
+    /// `[num_embeddings, features]`.
+    pub embedding: Param,
+    /// The number of vectors.
+    pub num_embeddings: usize,
+    /// The size of each vector.
+    pub features: usize,
+}
+
+impl Embed {
+    /// `nnx.Embed(num_embeddings, features, rngs=rngs)`.
+    ///
+    /// # Errors
+    /// A missing `params` (or `default`) stream.
+    pub fn new(num_embeddings: usize, features: usize, rngs: &Rngs) -> Result<Embed> {
+        let init = Initializer::VarianceScaling {
+            scale: 1.0,
+            mode: FanMode::FanIn,
+            distribution: Distribution::Normal,
+            in_axis: vec![-2],
+            out_axis: vec![0],
+            batch_axis: Vec::new(),
+        };
+        let table = init.init(&rngs.next_key("params")?, [num_embeddings, features])?;
+        Ok(Embed {
+            embedding: Param::new(table),
+            num_embeddings,
+            features,
+        })
+    }
+
+    /// `layer(inputs)`: the vectors of integer `inputs`, shape `inputs.shape + [features]`.
+    ///
+    /// The lookup is a one-hot product with the table (a GEMM on every engine, and its
+    /// gradient a GEMM too); it costs `num_embeddings` times a gather's arithmetic.
+    ///
+    /// # Errors
+    /// Non-integer inputs ("Input type must be an integer or unsigned integer", as Flax).
+    pub fn forward(&self, inputs: &Tensor) -> Result<Tensor> {
+        if inputs.dtype().is_float() || inputs.dtype() == DType::Bool {
+            return Err(Error::shape(
+                "Embed",
+                format!(
+                    "Input type must be an integer or unsigned integer, got {}",
+                    inputs.dtype()
+                ),
+            ));
+        }
+        let n = i32::try_from(self.num_embeddings)
+            .map_err(|_| Error::shape("Embed", "more embeddings than int32 can index"))?;
+        let index = inputs.astype(DType::I32)?;
+        let negative = index.compare(CompareOp::Lt, &Tensor::from(0i32))?;
+        let index = negative.select(&(&index + n)?, &index)?;
+        let rows = one_hot(&index, self.num_embeddings)?.matmul(&self.embedding.value())?;
+        let below = index.compare(CompareOp::Lt, &Tensor::from(n))?;
+        let in_range = index
+            .compare(CompareOp::Ge, &Tensor::from(0i32))?
+            .select(&below, &Tensor::scalar(false))?
+            .expand_dims(-1)?;
+        let nan = Tensor::try_full(rows.shape(), f32::NAN)?;
+        in_range.select(&rows, &nan)
+    }
+
+    /// `layer.attend(query)`: `query @ embedding.T`, a score per vector (tied output
+    /// embeddings).
+    ///
+    /// # Errors
+    /// A query whose last axis is not `features`.
+    pub fn attend(&self, query: &Tensor) -> Result<Tensor> {
+        query.matmul(&self.embedding.value().transpose()?)
+    }
+}
