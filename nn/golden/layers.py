@@ -140,6 +140,23 @@ out["embed"] = {
     "attend": bits(embed.attend(x2[:, :3])),
 }
 
+# nnx.MultiHeadAttention (no dropout, no decode): parameters from Rngs(0), self-attention
+# with and without a causal mask, cross-attention.
+mha = nnx.MultiHeadAttention(2, 8, rngs=nnx.Rngs(0), decode=False)
+xa = jax.random.normal(jax.random.key(3), (2, 5, 8))
+xkv = jax.random.normal(jax.random.key(4), (2, 3, 8))
+causal = nnx.make_causal_mask(jnp.ones((2, 5)))
+out["attention"] = {
+    "x": bits(xa),
+    "kv": bits(xkv),
+    "params": {name: {"kernel": bits(getattr(mha, name).kernel[...]), "bias": bits(getattr(mha, name).bias[...])}
+               for name in ["query", "key", "value", "out"]},
+    "y": bits(mha(xa)),
+    "y_causal": bits(mha(xa, mask=causal)),
+    "y_cross": bits(mha(xa, xkv)),
+    "causal_mask": [[int(v) for v in row] for row in np.asarray(causal[0, 0])],
+}
+
 with open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "layers.json"), "w") as f:
     json.dump(out, f, indent=1)
 print("wrote layers.json")

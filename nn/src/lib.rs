@@ -7,7 +7,8 @@
 //!   `vmap` or `scan` from a traced key.
 //! - [`functions`]: activations and `jax.nn` functions (`relu`, `gelu`, `softmax`, `one_hot`,
 //!   …), also at the crate root as Flax has them (`nnx.relu`).
-//! - [`Linear`], `nnx.Linear`; [`Embed`]; [`BatchNorm`], [`LayerNorm`], [`RMSNorm`]; [`Dropout`].
+//! - [`Linear`], `nnx.Linear`; [`LinearGeneral`]; [`MultiHeadAttention`] (with
+//!   [`make_causal_mask`]); [`Embed`]; [`BatchNorm`], [`LayerNorm`], [`RMSNorm`]; [`Dropout`].
 //!   `train()` / `eval()` (on `TypedModule`, or `Object`) switch Dropout and BatchNorm.
 //!
 //! `nnx_fast::prelude` re-exports this crate as `nn`.
@@ -24,6 +25,7 @@
 //! ```
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
+pub mod attention;
 mod embed;
 pub mod functions;
 pub mod initializers;
@@ -31,6 +33,7 @@ pub mod linear;
 mod normalization;
 mod stochastic;
 
+pub use attention::{LinearGeneral, MultiHeadAttention, dot_product_attention, make_causal_mask};
 pub use embed::Embed;
 pub use functions::*;
 pub use initializers::Initializer;

@@ -319,3 +319,57 @@ fn embed_gradients_count_lookups() -> Result<()> {
     );
     Ok(())
 }
+
+#[test]
+fn multi_head_attention_is_flaxs() -> Result<()> {
+    let g = &golden()["attention"];
+    let mha = nnx_nn::MultiHeadAttention::new(2, 8, &Rngs::new(0)?)?;
+    for (name, layer) in [
+        ("query", &mha.query),
+        ("key", &mha.key),
+        ("value", &mha.value),
+        ("out", &mha.out),
+    ] {
+        assert_bits(
+            &format!("{name} kernel"),
+            &layer.kernel.value(),
+            &g["params"][name]["kernel"],
+        );
+        let bias = layer.bias.as_ref().expect("a bias");
+        assert_bits(
+            &format!("{name} bias"),
+            &bias.value(),
+            &g["params"][name]["bias"],
+        );
+    }
+    let (x, kv) = (tensor(&g["x"]), tensor(&g["kv"]));
+    assert_close("self-attention", &mha.forward(&x, None)?, &g["y"]);
+    let causal = nnx_nn::make_causal_mask(&Tensor::ones([2, 5]))?;
+    assert_eq!(causal.shape(), &[2, 1, 5, 5]);
+    let want: Vec<bool> = (g["causal_mask"].as_array().expect("rows").iter())
+        .flat_map(|row| {
+            row.as_array()
+                .expect("row")
+                .iter()
+                .map(|v| v.as_i64() == Some(1))
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    assert_eq!(
+        causal
+            .index_axis(0, 0)?
+            .index_axis(0, 0)?
+            .to_vec::<bool>()?,
+        want
+    );
+    let masked =
+        jit(|m: &nnx_nn::MultiHeadAttention, x: &Tensor, mask: &Tensor| m.forward(x, Some(mask)))
+            .call(&Reference, (&mha, &x, &causal))?;
+    assert_close("causal self-attention under jit", &masked, &g["y_causal"]);
+    assert_close(
+        "cross-attention",
+        &mha.attend(&x, &kv, None)?,
+        &g["y_cross"],
+    );
+    Ok(())
+}

@@ -1,0 +1,301 @@
+//! `nnx.LinearGeneral`, `nnx.MultiHeadAttention` and the attention mask helpers.
+
+use nnx_core::tensor::elementwise::CompareOp;
+use nnx_core::{Error, Module, Param, Result, Rngs, Tensor};
+
+use crate::functions::softmax;
+use crate::initializers::{self, Initializer};
+
+fn isize_of(n: usize) -> Result<isize> {
+    isize::try_from(n).map_err(|_| Error::shape("attention", "a dimension too large for isize"))
+}
+
+/// `nnx.LinearGeneral(in_features, out_features, axis)`: contracts the input's trailing axes
+/// `axis` (of sizes `in_features`) with a kernel of shape `in_features + out_features`.
+///
+/// Initialised as Flax's: the kernel initializer sees the flat shape
+/// `[prod(in_features), prod(out_features)]` (so its fans are those of a matrix) and the
+/// result is reshaped; the bias likewise from `[prod(out_features)]`. Contraction over axes
+/// other than the trailing ones, and batch axes, are not supported yet.
+#[derive(Module, Clone, Debug)]
+pub struct LinearGeneral {
+    /// `in_features + out_features`.
+    pub kernel: Param,
+    /// `out_features`, or `None` without a bias.
+    pub bias: Option<Param>,
+    /// The sizes of the contracted axes.
+    pub in_features: Vec<usize>,
+    /// The sizes of the new trailing axes.
+    pub out_features: Vec<usize>,
+    /// Whether there is a bias.
+    pub use_bias: bool,
+}
+
+impl LinearGeneral {
+    /// `nnx.LinearGeneral(in_features, out_features, axis=(-len(in), …, -1), rngs=rngs)`
+    /// with Flax's default initializers.
+    ///
+    /// # Errors
+    /// A missing `params` (or `default`) stream.
+    pub fn new(
+        in_features: &[usize],
+        out_features: &[usize],
+        rngs: &Rngs,
+    ) -> Result<LinearGeneral> {
+        LinearGeneral::with(
+            in_features,
+            out_features,
+            true,
+            &initializers::lecun_normal(),
+            &initializers::zeros(),
+            rngs,
+        )
+    }
+
+    /// As [`LinearGeneral::new`] with a choice of bias and initializers.
+    ///
+    /// # Errors
+    /// As [`LinearGeneral::new`], and an initializer's errors.
+    pub fn with(
+        in_features: &[usize],
+        out_features: &[usize],
+        use_bias: bool,
+        kernel_init: &Initializer,
+        bias_init: &Initializer,
+        rngs: &Rngs,
+    ) -> Result<LinearGeneral> {
+        let fan_in: usize = in_features.iter().product();
+        let fan_out: usize = out_features.iter().product();
+        let shape: Vec<isize> = (in_features.iter().chain(out_features))
+            .map(|&d| isize_of(d))
+            .collect::<Result<_>>()?;
+        let kernel = kernel_init
+            .init(&rngs.next_key("params")?, [fan_in, fan_out])?
+            .reshape(&shape)?;
+        let bias = if use_bias {
+            let out: Vec<isize> = out_features
+                .iter()
+                .map(|&d| isize_of(d))
+                .collect::<Result<_>>()?;
+            let flat = bias_init.init(&rngs.next_key("params")?, [fan_out])?;
+            Some(Param::new(flat.reshape(&out)?))
+        } else {
+            None
+        };
+        Ok(LinearGeneral {
+            kernel: Param::new(kernel),
+            bias,
+            in_features: in_features.to_vec(),
+            out_features: out_features.to_vec(),
+            use_bias,
+        })
+    }
+
+    /// `layer(x)`: `x`'s trailing `in_features` axes replaced by `out_features`.
+    ///
+    /// # Errors
+    /// An input whose trailing axes are not `in_features`.
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let n_in = self.in_features.len();
+        let shape = x.shape();
+        if shape.len() < n_in || shape[shape.len() - n_in..] != self.in_features[..] {
+            return Err(Error::shape(
+                "LinearGeneral",
+                format!(
+                    "the input's trailing axes {:?} are not in_features {:?}",
+                    &shape[shape.len().saturating_sub(n_in)..],
+                    self.in_features
+                ),
+            ));
+        }
+        let fan_in: usize = self.in_features.iter().product();
+        let fan_out: usize = self.out_features.iter().product();
+        let batch = &shape[..shape.len() - n_in];
+        let mut flat: Vec<isize> = batch.iter().map(|&d| isize_of(d)).collect::<Result<_>>()?;
+        flat.push(isize_of(fan_in)?);
+        let kernel = self
+            .kernel
+            .value()
+            .reshape(&[isize_of(fan_in)?, isize_of(fan_out)?])?;
+        let y = x.reshape(&flat)?.matmul(&kernel)?;
+        let mut out: Vec<isize> = batch.iter().map(|&d| isize_of(d)).collect::<Result<_>>()?;
+        for &d in &self.out_features {
+            out.push(isize_of(d)?);
+        }
+        let y = y.reshape(&out)?;
+        match &self.bias {
+            Some(bias) => y + &bias.value(),
+            None => Ok(y),
+        }
+    }
+}
+
+/// `nnx.MultiHeadAttention(num_heads, in_features, qkv_features, out_features)` without
+/// dropout or a decode cache: query, key and value projections to `num_heads` heads of
+/// `qkv_features / num_heads`, scaled dot-product attention, an output projection.
+/// Parameters are Flax's for the same seed (query, key, value, out, in that order).
+#[derive(Module, Clone, Debug)]
+pub struct MultiHeadAttention {
+    /// `in_features → (num_heads, head_dim)`.
+    pub query: LinearGeneral,
+    /// As `query`.
+    pub key: LinearGeneral,
+    /// As `query`.
+    pub value: LinearGeneral,
+    /// `(num_heads, head_dim) → out_features`.
+    pub out: LinearGeneral,
+    /// The number of heads.
+    pub num_heads: usize,
+    /// The size of the inputs' last axis.
+    pub in_features: usize,
+    /// The total size of the heads.
+    pub qkv_features: usize,
+    /// The size of the output's last axis.
+    pub out_features: usize,
+    /// `qkv_features / num_heads`.
+    pub head_dim: usize,
+}
+
+impl MultiHeadAttention {
+    /// `nnx.MultiHeadAttention(num_heads, in_features, decode=False, rngs=rngs)`
+    /// (`qkv_features = out_features = in_features`).
+    ///
+    /// # Errors
+    /// As [`MultiHeadAttention::with`].
+    pub fn new(num_heads: usize, in_features: usize, rngs: &Rngs) -> Result<MultiHeadAttention> {
+        MultiHeadAttention::with(num_heads, in_features, in_features, in_features, rngs)
+    }
+
+    /// `nnx.MultiHeadAttention(num_heads, in_features, qkv_features, out_features, …)`.
+    ///
+    /// # Errors
+    /// `qkv_features` not a multiple of `num_heads` (Flax's message); a missing `params`
+    /// stream.
+    pub fn with(
+        num_heads: usize,
+        in_features: usize,
+        qkv_features: usize,
+        out_features: usize,
+        rngs: &Rngs,
+    ) -> Result<MultiHeadAttention> {
+        if num_heads == 0 || !qkv_features.is_multiple_of(num_heads) {
+            return Err(Error::shape(
+                "MultiHeadAttention",
+                format!(
+                    "Memory dimension ({qkv_features}) must be divisible by 'num_heads' heads ({num_heads})."
+                ),
+            ));
+        }
+        let head_dim = qkv_features / num_heads;
+        let projection =
+            |rngs: &Rngs| LinearGeneral::new(&[in_features], &[num_heads, head_dim], rngs);
+        Ok(MultiHeadAttention {
+            query: projection(rngs)?,
+            key: projection(rngs)?,
+            value: projection(rngs)?,
+            out: LinearGeneral::new(&[num_heads, head_dim], &[out_features], rngs)?,
+            num_heads,
+            in_features,
+            qkv_features,
+            out_features,
+            head_dim,
+        })
+    }
+
+    /// Self-attention: `layer(x, mask=mask)`. `mask` (bool, broadcastable to
+    /// `[batch…, num_heads, length, length]`) is `false` where attention is not allowed; see
+    /// [`make_causal_mask`].
+    ///
+    /// # Errors
+    /// An input whose last axis is not `in_features`; a mask that does not broadcast.
+    pub fn forward(&self, x: &Tensor, mask: Option<&Tensor>) -> Result<Tensor> {
+        self.attend(x, x, mask)
+    }
+
+    /// Cross-attention: queries from `inputs_q`, keys and values from `inputs_kv`.
+    ///
+    /// # Errors
+    /// As [`MultiHeadAttention::forward`].
+    pub fn attend(
+        &self,
+        inputs_q: &Tensor,
+        inputs_kv: &Tensor,
+        mask: Option<&Tensor>,
+    ) -> Result<Tensor> {
+        let query = self.query.forward(inputs_q)?;
+        let key = self.key.forward(inputs_kv)?;
+        let value = self.value.forward(inputs_kv)?;
+        let x = dot_product_attention(&query, &key, &value, mask)?;
+        self.out.forward(&x)
+    }
+}
+
+/// The axes of a `[batch…, a, b, c]` array reordered to `[batch…, x, y, z]` by `tail`
+/// (indices into the last three).
+fn tail_permutation(rank: usize, tail: [usize; 3]) -> Result<Vec<isize>> {
+    if rank < 3 {
+        return Err(Error::shape(
+            "dot_product_attention",
+            "inputs need [batch…, length, heads, depth]",
+        ));
+    }
+    let base = rank - 3;
+    let mut axes: Vec<isize> = (0..base).map(isize_of).collect::<Result<_>>()?;
+    for t in tail {
+        axes.push(isize_of(base + t)?);
+    }
+    Ok(axes)
+}
+
+/// `nnx.dot_product_attention(query, key, value, mask)` for `[batch…, length, heads, depth]`
+/// inputs: `softmax(q kᵀ / sqrt(depth))` per head, masked where `mask` is `false` (with
+/// float32's lowest value, as Flax), applied to `value`; the result has the query's shape.
+///
+/// # Errors
+/// Shapes that do not fit; a mask that does not broadcast.
+pub fn dot_product_attention(
+    query: &Tensor,
+    key: &Tensor,
+    value: &Tensor,
+    mask: Option<&Tensor>,
+) -> Result<Tensor> {
+    let rank = query.ndim();
+    let depth = *query.shape().last().unwrap_or(&1) as f32;
+    let scaled = (query / depth.sqrt())?;
+    // [..., q, h, d] -> [..., h, q, d]; [..., k, h, d] -> [..., h, d, k].
+    let q = scaled.permute_axes(&tail_permutation(rank, [1, 0, 2])?)?;
+    let k = key.permute_axes(&tail_permutation(rank, [1, 2, 0])?)?;
+    let mut weights = q.matmul(&k)?;
+    if let Some(mask) = mask {
+        let lowest = Tensor::try_full(weights.shape(), f32::MIN)?;
+        let mask = mask.compare(CompareOp::Ne, &Tensor::scalar(false))?;
+        weights = mask
+            .broadcast_to(weights.shape())?
+            .select(&weights, &lowest)?;
+    }
+    let weights = softmax(&weights, -1)?;
+    let v = value.permute_axes(&tail_permutation(rank, [1, 0, 2])?)?;
+    // [..., h, q, d] -> [..., q, h, d].
+    weights
+        .matmul(&v)?
+        .permute_axes(&tail_permutation(rank, [1, 0, 2])?)
+}
+
+/// `nnx.make_causal_mask(x)` for `x` of shape `[batch…, length]`: a bool mask
+/// `[batch…, 1, length, length]`, `true` where the key position is at most the query's.
+///
+/// # Errors
+/// A scalar `x`.
+pub fn make_causal_mask(x: &Tensor) -> Result<Tensor> {
+    let shape = x.shape();
+    let length = *shape
+        .last()
+        .ok_or_else(|| Error::shape("make_causal_mask", "x needs a length axis"))?;
+    let positions = Tensor::try_arange(length)?;
+    let causal = positions
+        .expand_dims(-1)?
+        .compare(CompareOp::Ge, &positions.expand_dims(0)?)?;
+    let mut target: Vec<usize> = shape[..shape.len() - 1].to_vec();
+    target.extend([1, length, length]);
+    causal.broadcast_to(&target)
+}
