@@ -157,6 +157,20 @@ out["attention"] = {
     "causal_mask": [[int(v) for v in row] for row in np.asarray(causal[0, 0])],
 }
 
+# nnx.Conv: 2-D SAME stride 1, 2-D VALID stride 2 with dilation, 1-D explicit padding.
+xc = jax.random.normal(jax.random.key(5), (2, 6, 7, 3))
+conv_same = nnx.Conv(3, 4, (3, 3), rngs=nnx.Rngs(0))
+conv_strided = nnx.Conv(3, 2, (2, 3), strides=(2, 2), padding="VALID", kernel_dilation=(1, 2), rngs=nnx.Rngs(1))
+x1d = jax.random.normal(jax.random.key(6), (2, 9, 3))
+conv_1d = nnx.Conv(3, 5, (4,), strides=3, padding=[(2, 1)], rngs=nnx.Rngs(2))
+out["conv"] = {
+    "x": bits(xc),
+    "x1d": bits(x1d),
+    "same": {"kernel": bits(conv_same.kernel[...]), "bias": bits(conv_same.bias[...]), "y": bits(conv_same(xc))},
+    "strided": {"kernel": bits(conv_strided.kernel[...]), "y": bits(conv_strided(xc))},
+    "one_d": {"kernel": bits(conv_1d.kernel[...]), "y": bits(conv_1d(x1d))},
+}
+
 with open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "layers.json"), "w") as f:
     json.dump(out, f, indent=1)
 print("wrote layers.json")

@@ -7,7 +7,7 @@
 //!   `vmap` or `scan` from a traced key.
 //! - [`functions`]: activations and `jax.nn` functions (`relu`, `gelu`, `softmax`, `one_hot`,
 //!   …), also at the crate root as Flax has them (`nnx.relu`).
-//! - [`Linear`], `nnx.Linear`; [`LinearGeneral`]; [`MultiHeadAttention`] (with
+//! - [`Linear`], `nnx.Linear`; [`Conv`]; [`LinearGeneral`]; [`MultiHeadAttention`] (with
 //!   [`make_causal_mask`]); [`Embed`]; [`BatchNorm`], [`LayerNorm`], [`RMSNorm`]; [`Dropout`].
 //!   `train()` / `eval()` (on `TypedModule`, or `Object`) switch Dropout and BatchNorm.
 //!
@@ -26,6 +26,7 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod attention;
+pub mod conv;
 mod embed;
 pub mod functions;
 pub mod initializers;
@@ -34,6 +35,7 @@ mod normalization;
 mod stochastic;
 
 pub use attention::{LinearGeneral, MultiHeadAttention, dot_product_attention, make_causal_mask};
+pub use conv::{Conv, Padding};
 pub use embed::Embed;
 pub use functions::*;
 pub use initializers::Initializer;

@@ -373,3 +373,64 @@ fn multi_head_attention_is_flaxs() -> Result<()> {
     );
     Ok(())
 }
+
+#[test]
+fn conv_is_flaxs() -> Result<()> {
+    use nnx_nn::{Conv, Padding};
+    let g = &golden()["conv"];
+    let (x, x1d) = (tensor(&g["x"]), tensor(&g["x1d"]));
+    let same = Conv::new(3, 4, &[3, 3], &Rngs::new(0)?)?;
+    assert_bits(
+        "Conv SAME kernel",
+        &same.kernel.value(),
+        &g["same"]["kernel"],
+    );
+    assert_bits(
+        "Conv SAME bias",
+        &same.bias.as_ref().expect("bias").value(),
+        &g["same"]["bias"],
+    );
+    assert_close("Conv SAME", &same.forward(&x)?, &g["same"]["y"]);
+    let strided = Conv::with(
+        3,
+        2,
+        &[2, 3],
+        &[2, 2],
+        Padding::Valid,
+        &[1, 2],
+        true,
+        &Rngs::new(1)?,
+    )?;
+    assert_bits(
+        "Conv strided kernel",
+        &strided.kernel.value(),
+        &g["strided"]["kernel"],
+    );
+    let y = jit(|m: &Conv, x: &Tensor| m.forward(x)).call(&Reference, (&strided, &x))?;
+    assert_close(
+        "Conv VALID, strides 2, dilation (1, 2)",
+        &y,
+        &g["strided"]["y"],
+    );
+    let one_d = Conv::with(
+        3,
+        5,
+        &[4],
+        &[3],
+        Padding::Explicit(vec![(2, 1)]),
+        &[1],
+        true,
+        &Rngs::new(2)?,
+    )?;
+    assert_bits(
+        "Conv 1-D kernel",
+        &one_d.kernel.value(),
+        &g["one_d"]["kernel"],
+    );
+    assert_close(
+        "Conv 1-D explicit padding, stride 3",
+        &one_d.forward(&x1d)?,
+        &g["one_d"]["y"],
+    );
+    Ok(())
+}
