@@ -171,6 +171,21 @@ out["conv"] = {
     "one_d": {"kernel": bits(conv_1d.kernel[...]), "y": bits(conv_1d(x1d))},
 }
 
+# nnx.GroupNorm(6 features, 3 groups) on [2, 4, 5, 6].
+xg = jax.random.normal(jax.random.key(8), (2, 4, 5, 6)) * 2.0 + 1.0
+group_norm = nnx.GroupNorm(6, num_groups=3, rngs=nnx.Rngs(0))
+out["group_norm"] = {"x": bits(xg), "y": bits(group_norm(xg))}
+
+# Pooling.
+out["pooling"] = {
+    "x": bits(xc),
+    "max_2x2": bits(nnx.max_pool(xc, (2, 2), strides=(2, 2))),
+    "max_3x3_same": bits(nnx.max_pool(xc, (3, 3), strides=(2, 2), padding="SAME")),
+    "avg_2x3": bits(nnx.avg_pool(xc, (2, 3), strides=(1, 2))),
+    "avg_3x3_same": bits(nnx.avg_pool(xc, (3, 3), padding="SAME")),
+    "min_2x2": bits(nnx.min_pool(xc, (2, 2))),
+}
+
 with open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "layers.json"), "w") as f:
     json.dump(out, f, indent=1)
 print("wrote layers.json")

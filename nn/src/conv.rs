@@ -140,17 +140,15 @@ impl Conv {
     }
 
     /// The `(low, high)` padding of each spatial axis for an input of spatial shape
-    /// `spatial` (`lax.padtype_to_pads` for `'SAME'`).
+    /// `spatial`.
     fn pads(&self, spatial: &[usize]) -> Vec<(usize, usize)> {
         match self.padding_mode.as_str() {
-            "SAME" => (spatial.iter().enumerate())
-                .map(|(i, &n)| {
-                    let window = (self.kernel_size[i] - 1) * self.kernel_dilation[i] + 1;
-                    let out = n.div_ceil(self.strides[i]);
-                    let total = ((out.max(1) - 1) * self.strides[i] + window).saturating_sub(n);
-                    (total / 2, total - total / 2)
-                })
-                .collect(),
+            "SAME" => {
+                let windows: Vec<usize> = (self.kernel_size.iter().zip(&self.kernel_dilation))
+                    .map(|(&k, &d)| (k - 1) * d + 1)
+                    .collect();
+                same_pads(spatial, &windows, &self.strides)
+            }
             "EXPLICIT" => self.padding.clone(),
             _ => vec![(0, 0); spatial.len()],
         }
@@ -222,8 +220,30 @@ impl Conv {
     }
 }
 
+/// `lax.padtype_to_pads(…, 'SAME')`: per axis, the padding that gives `ceil(n / stride)`
+/// windows of size `window`, split with the smaller half first.
+pub(crate) fn same_pads(
+    spatial: &[usize],
+    windows: &[usize],
+    strides: &[usize],
+) -> Vec<(usize, usize)> {
+    (spatial.iter().zip(windows).zip(strides))
+        .map(|((&n, &window), &stride)| {
+            let out = n.div_ceil(stride);
+            let total = ((out.max(1) - 1) * stride + window).saturating_sub(n);
+            (total / 2, total - total / 2)
+        })
+        .collect()
+}
+
 /// `count` elements of `axis` from `start`, every `stride`-th.
-fn strided(x: &Tensor, axis: usize, start: usize, count: usize, stride: usize) -> Result<Tensor> {
+pub(crate) fn strided(
+    x: &Tensor,
+    axis: usize,
+    start: usize,
+    count: usize,
+    stride: usize,
+) -> Result<Tensor> {
     let a = isize_of(axis)?;
     if stride == 1 {
         return x.slice_axis(a, start..start + count);

@@ -7,8 +7,8 @@
 //!   `vmap` or `scan` from a traced key.
 //! - [`functions`]: activations and `jax.nn` functions (`relu`, `gelu`, `softmax`, `one_hot`,
 //!   …), also at the crate root as Flax has them (`nnx.relu`).
-//! - [`Linear`], `nnx.Linear`; [`Conv`]; [`LinearGeneral`]; [`MultiHeadAttention`] (with
-//!   [`make_causal_mask`]); [`Embed`]; [`BatchNorm`], [`LayerNorm`], [`RMSNorm`]; [`Dropout`].
+//! - [`Linear`], `nnx.Linear`; [`Conv`]; [`max_pool`], [`min_pool`], [`avg_pool`]; [`LinearGeneral`]; [`MultiHeadAttention`] (with
+//!   [`make_causal_mask`]); [`Embed`]; [`BatchNorm`], [`LayerNorm`], [`RMSNorm`], [`GroupNorm`]; [`Dropout`].
 //!   `train()` / `eval()` (on `TypedModule`, or `Object`) switch Dropout and BatchNorm.
 //!
 //! `nnx_fast::prelude` re-exports this crate as `nn`.
@@ -32,6 +32,7 @@ pub mod functions;
 pub mod initializers;
 pub mod linear;
 mod normalization;
+mod pooling;
 mod stochastic;
 
 pub use attention::{LinearGeneral, MultiHeadAttention, dot_product_attention, make_causal_mask};
@@ -40,5 +41,6 @@ pub use embed::Embed;
 pub use functions::*;
 pub use initializers::Initializer;
 pub use linear::Linear;
-pub use normalization::{BatchNorm, LayerNorm, RMSNorm};
+pub use normalization::{BatchNorm, GroupNorm, LayerNorm, RMSNorm};
+pub use pooling::{avg_pool, max_pool, min_pool};
 pub use stochastic::Dropout;

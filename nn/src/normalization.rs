@@ -1,4 +1,4 @@
-//! `nnx.BatchNorm`, `nnx.LayerNorm` and `nnx.RMSNorm`.
+//! `nnx.BatchNorm`, `nnx.LayerNorm`, `nnx.RMSNorm` and `nnx.GroupNorm`.
 
 use nnx_core::{BatchStat, Module, Param, Result, Rngs, Tensor};
 
@@ -256,6 +256,102 @@ impl BatchNorm {
             x,
             Some(mean),
             variance,
+            self.epsilon,
+            self.scale.as_ref(),
+            self.bias.as_ref(),
+        )
+    }
+}
+
+/// `nnx.GroupNorm(num_features, num_groups)`: the features split into `num_groups` groups,
+/// each normalised over the spatial axes and its own features (the batch axis is the first);
+/// then Flax's per-feature `scale` and `bias` (`epsilon = 1e-6`).
+#[derive(Module, Clone, Debug)]
+pub struct GroupNorm {
+    /// `[num_features]`, or `None` with `use_scale = false`.
+    pub scale: Option<Param>,
+    /// `[num_features]`, or `None` with `use_bias = false`.
+    pub bias: Option<Param>,
+    /// The size of the feature (last) axis.
+    pub num_features: usize,
+    /// The number of groups.
+    pub num_groups: usize,
+    /// `num_features / num_groups`.
+    pub group_size: usize,
+    /// Added to the variance.
+    pub epsilon: f32,
+    /// Whether there is a bias.
+    pub use_bias: bool,
+    /// Whether there is a scale.
+    pub use_scale: bool,
+}
+
+impl GroupNorm {
+    /// `nnx.GroupNorm(num_features, num_groups=num_groups, rngs=rngs)` (Flax's default
+    /// `num_groups` is 32).
+    ///
+    /// # Errors
+    /// `num_groups` zero or not dividing `num_features` (Flax's message); a missing `params`
+    /// stream.
+    pub fn new(num_features: usize, num_groups: usize, rngs: &Rngs) -> Result<GroupNorm> {
+        if num_groups == 0 || !num_features.is_multiple_of(num_groups) {
+            return Err(nnx_core::Error::shape(
+                "GroupNorm",
+                format!(
+                    "Number of groups ({num_groups}) does not divide the number of channels ({num_features})."
+                ),
+            ));
+        }
+        let scale = feature_param(&initializers::ones(), num_features, rngs)?;
+        let bias = feature_param(&initializers::zeros(), num_features, rngs)?;
+        Ok(GroupNorm {
+            scale: Some(scale),
+            bias: Some(bias),
+            num_features,
+            num_groups,
+            group_size: num_features / num_groups,
+            epsilon: 1e-6,
+            use_bias: true,
+            use_scale: true,
+        })
+    }
+
+    /// `layer(x)` for `x` of shape `[batch, spatial…, num_features]`.
+    ///
+    /// # Errors
+    /// An input with fewer than two axes or another feature count.
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let shape = x.shape().to_vec();
+        let rank = shape.len();
+        if rank < 2 || shape[rank - 1] != self.num_features {
+            return Err(nnx_core::Error::shape(
+                "GroupNorm",
+                format!("expected [batch, …, {}], got {shape:?}", self.num_features),
+            ));
+        }
+        let dims = |v: &[usize]| -> Vec<isize> { v.iter().map(|&d| d as isize).collect() };
+        let mut grouped_shape = shape[..rank - 1].to_vec();
+        grouped_shape.extend([self.num_groups, self.group_size]);
+        let grouped = x.reshape(&dims(&grouped_shape))?;
+        // Spatial axes and the in-group feature axis of the grouped array.
+        let mut axes: Vec<isize> = (1..rank as isize - 1).collect();
+        axes.push(rank as isize);
+        let mean = grouped.mean(axes.clone())?;
+        let mean_square = (&grouped * &grouped)?.mean(axes)?;
+        let variance = (mean_square - (&mean * &mean)?)?.maximum(&Tensor::from(0.0f32))?;
+        // [batch, groups] -> [batch, 1…, groups, 1] -> x's shape, as Flax's repeat and reshape.
+        let mut kept = vec![shape[0]];
+        kept.extend(std::iter::repeat_n(1, rank - 2));
+        kept.extend([self.num_groups, 1]);
+        let full = |stat: Tensor| -> Result<Tensor> {
+            stat.reshape(&dims(&kept))?
+                .broadcast_to(&grouped_shape)?
+                .reshape(&dims(&shape))
+        };
+        normalize(
+            x,
+            Some(full(mean)?),
+            full(variance)?,
             self.epsilon,
             self.scale.as_ref(),
             self.bias.as_ref(),

@@ -434,3 +434,45 @@ fn conv_is_flaxs() -> Result<()> {
     );
     Ok(())
 }
+
+#[test]
+fn group_norm_is_flaxs() -> Result<()> {
+    let g = &golden()["group_norm"];
+    let layer = nnx_nn::GroupNorm::new(6, 3, &Rngs::new(0)?)?;
+    assert_close("GroupNorm", &layer.forward(&tensor(&g["x"]))?, &g["y"]);
+    assert!(nnx_nn::GroupNorm::new(6, 4, &Rngs::new(0)?).is_err());
+    Ok(())
+}
+
+#[test]
+fn pooling_is_flaxs() -> Result<()> {
+    use nnx_nn::{Padding, avg_pool, max_pool, min_pool};
+    let g = &golden()["pooling"];
+    let x = tensor(&g["x"]);
+    assert_close(
+        "max_pool 2x2",
+        &max_pool(&x, &[2, 2], Some(&[2, 2]), Padding::Valid)?,
+        &g["max_2x2"],
+    );
+    assert_close(
+        "max_pool 3x3 SAME",
+        &max_pool(&x, &[3, 3], Some(&[2, 2]), Padding::Same)?,
+        &g["max_3x3_same"],
+    );
+    assert_close(
+        "avg_pool 2x3",
+        &avg_pool(&x, &[2, 3], Some(&[1, 2]), Padding::Valid)?,
+        &g["avg_2x3"],
+    );
+    assert_close(
+        "avg_pool 3x3 SAME",
+        &avg_pool(&x, &[3, 3], None, Padding::Same)?,
+        &g["avg_3x3_same"],
+    );
+    assert_close(
+        "min_pool 2x2",
+        &min_pool(&x, &[2, 2], None, Padding::Valid)?,
+        &g["min_2x2"],
+    );
+    Ok(())
+}
