@@ -10,6 +10,9 @@ mod per_example_grads;
 #[path = "../../examples/scan_over_layers.rs"]
 mod scan_over_layers;
 
+#[path = "../../examples/layers.rs"]
+mod layers;
+
 use nnx_fast::prelude::*;
 use nnx_reference::Reference;
 
@@ -56,4 +59,27 @@ fn scan_over_layers_trains_a_stack_created_with_vmap() {
     assert_eq!(layers.kernel.value().shape(), &[4, 8, 8]);
     let losses = scan_over_layers::train(4, 8, 6).unwrap();
     assert!(losses[5] < 0.8 * losses[0], "losses {losses:?}");
+}
+
+#[test]
+fn the_cnn_learns_and_the_transformer_runs() {
+    let losses = layers::train_cnn(24).expect("training runs");
+    let best_late = losses[19..].iter().copied().fold(f32::INFINITY, f32::min);
+    assert!(
+        best_late < 0.6 * losses[0],
+        "the CNN's loss went from {} to {losses:?}",
+        losses[0]
+    );
+    let lm = layers::TinyLm::new(16, 8, &Rngs::new(0).unwrap()).unwrap();
+    let tokens = Tensor::from_vec(&[1, 4], vec![1i32, 2, 3, 4]).unwrap();
+    let logits = lm.forward(&tokens).unwrap();
+    assert_eq!(logits.shape(), &[1, 4, 16]);
+    // Causal: the first position's logits do not depend on later tokens.
+    let other = Tensor::from_vec(&[1, 4], vec![1i32, 9, 9, 9]).unwrap();
+    let first = |l: &Tensor| l.index_axis(1, 0).unwrap();
+    assert!(
+        first(&logits)
+            .allclose(&first(&lm.forward(&other).unwrap()), 1e-6, 1e-6)
+            .unwrap()
+    );
 }
