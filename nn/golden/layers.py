@@ -85,6 +85,8 @@ out["functions"] = {
     "logsumexp": bits(jax.nn.logsumexp(x2, axis=-1)),
     "standardize": bits(jax.nn.standardize(x2, axis=-1)),
     "one_hot": bits(jax.nn.one_hot(jnp.array([2, 0, 1, 3, 7]), 4)),
+    "argmax_rows": [int(v) for v in jnp.argmax(jnp.round(x2 * 0.3), axis=-1)],
+    "argmin_cols": [int(v) for v in jnp.argmin(jnp.round(x2 * 0.3), axis=0)],
 }
 
 # Normalisation layers, and a Linear created after them from the same Rngs (key order).

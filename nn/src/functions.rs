@@ -147,6 +147,51 @@ pub fn one_hot(x: &Tensor, num_classes: usize) -> Result<Tensor> {
         .astype(DType::F32)
 }
 
+/// `jnp.argmax(x, axis)`: the index (int32) of the first maximum along `axis`, or of the
+/// first NaN where there is one; the axis is removed.
+///
+/// # Errors
+/// An axis out of range; an empty axis.
+pub fn argmax(x: &Tensor, axis: isize) -> Result<Tensor> {
+    arg_extreme(x, axis, true)
+}
+
+/// `jnp.argmin(x, axis)`: as [`argmax`] for the minimum.
+///
+/// # Errors
+/// As [`argmax`].
+pub fn argmin(x: &Tensor, axis: isize) -> Result<Tensor> {
+    arg_extreme(x, axis, false)
+}
+
+/// The first position along `axis` holding the extreme (or a NaN): the least index among
+/// those where `x` equals the reduction or is NaN.
+fn arg_extreme(x: &Tensor, axis: isize, maximum: bool) -> Result<Tensor> {
+    let rank = x.ndim() as isize;
+    let a = if axis < 0 { axis + rank } else { axis };
+    let size = usize::try_from(a)
+        .ok()
+        .and_then(|a| x.shape().get(a).copied())
+        .ok_or_else(|| {
+            Error::shape(
+                "argmax",
+                format!("axis {axis} is out of range for rank {rank}"),
+            )
+        })?;
+    let extreme = if maximum { x.max(a)? } else { x.min(a)? };
+    let hit = x.compare(CompareOp::Eq, &kept(extreme, a)?)?;
+    let nan = x.compare(CompareOp::Ne, x)?;
+    let hit = hit.select(&hit, &nan)?;
+    // The positions along the axis, shaped to broadcast against x.
+    let mut index_shape = vec![1usize; x.ndim()];
+    index_shape[a as usize] = size;
+    let index = Tensor::try_arange(size)?
+        .reshape(&index_shape.iter().map(|&d| d as isize).collect::<Vec<_>>())?
+        .broadcast_to(x.shape())?;
+    let beyond = Tensor::try_full(x.shape(), i32::try_from(size).unwrap_or(i32::MAX))?;
+    hit.select(&index, &beyond)?.min(a)
+}
+
 /// `(x - mean) / sqrt(var + epsilon)` over `axis` (`jax.nn.standardize`, with JAX's
 /// `var = mean(x²) - mean²`).
 ///
@@ -242,5 +287,12 @@ mod tests {
         close(gelu(&x, false).unwrap(), &[-0.158_655_25, 0.0, 1.954_499_7]);
         close(logsumexp(&x, -1).unwrap(), &[2.169_846]);
         assert!(one_hot(&x, 3).is_err());
+        let m = Tensor::from_vec(&[2, 3], vec![1.0f32, 3.0, 3.0, f32::NAN, 0.0, f32::NAN]).unwrap();
+        assert_eq!(argmax(&m, -1).unwrap().to_vec::<i32>().unwrap(), vec![1, 0]);
+        assert_eq!(argmin(&m, 1).unwrap().to_vec::<i32>().unwrap(), vec![0, 0]);
+        assert_eq!(
+            argmax(&m, 0).unwrap().to_vec::<i32>().unwrap(),
+            vec![1, 0, 1]
+        );
     }
 }

@@ -188,6 +188,28 @@ fn functions_are_jaxs() -> Result<()> {
     );
     let labels = Tensor::from_slice(&[2i32, 0, 1, 3, 7]);
     assert_bits("one_hot", &one_hot(&labels, 4)?, &g["one_hot"]);
+    // Ties (rounded values): the first extreme, as jnp.argmax/argmin.
+    let rounded: Vec<f32> = x2
+        .to_vec::<f32>()?
+        .iter()
+        .map(|v| (v * 0.3).round_ties_even())
+        .collect();
+    let rounded = Tensor::from_vec(x2.shape(), rounded)?;
+    let ints = |j: &Json| -> Vec<i32> {
+        j.as_array()
+            .expect("ints")
+            .iter()
+            .map(|v| v.as_i64().expect("int") as i32)
+            .collect()
+    };
+    assert_eq!(
+        argmax(&rounded, -1)?.to_vec::<i32>()?,
+        ints(&g["argmax_rows"])
+    );
+    assert_eq!(
+        argmin(&rounded, 0)?.to_vec::<i32>()?,
+        ints(&g["argmin_cols"])
+    );
     Ok(())
 }
 
