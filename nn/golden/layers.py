@@ -188,6 +188,14 @@ out["pooling"] = {
     "min_2x2": bits(nnx.min_pool(xc, (2, 2))),
 }
 
+# Attention dropout: the layer forks 'dropout' after its projections; two training calls,
+# then eval().
+mha_drop = nnx.MultiHeadAttention(2, 8, dropout_rate=0.3, rngs=nnx.Rngs(params=0, dropout=5), decode=False)
+yd1 = mha_drop(xa, deterministic=False)
+yd2 = mha_drop(xa, deterministic=False)
+mha_drop.eval()
+out["attention_dropout"] = {"y1": bits(yd1), "y2": bits(yd2), "y_eval": bits(mha_drop(xa))}
+
 with open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "layers.json"), "w") as f:
     json.dump(out, f, indent=1)
 print("wrote layers.json")

@@ -1,5 +1,6 @@
 //! `nnx.LinearGeneral`, `nnx.MultiHeadAttention` and the attention mask helpers.
 
+use nnx_core::random::{self, RngStream};
 use nnx_core::tensor::elementwise::CompareOp;
 use nnx_core::{Error, Module, Param, Result, Rngs, Tensor};
 
@@ -130,10 +131,13 @@ impl LinearGeneral {
     }
 }
 
-/// `nnx.MultiHeadAttention(num_heads, in_features, qkv_features, out_features)` without
-/// dropout or a decode cache: query, key and value projections to `num_heads` heads of
-/// `qkv_features / num_heads`, scaled dot-product attention, an output projection.
-/// Parameters are Flax's for the same seed (query, key, value, out, in that order).
+/// `nnx.MultiHeadAttention(num_heads, in_features, qkv_features, out_features,
+/// dropout_rate)` without a decode cache: query, key and value projections to `num_heads`
+/// heads of `qkv_features / num_heads`, scaled dot-product attention, an output projection.
+/// Parameters are Flax's for the same seed (query, key, value, out, in that order). With a
+/// `dropout_rate`, the layer forks the `dropout` stream after creating its projections, as
+/// Flax does, and drops attention weights (one mask shared by the batch and the heads) unless
+/// `deterministic` (`eval()` sets it).
 #[derive(Module, Clone, Debug)]
 pub struct MultiHeadAttention {
     /// `in_features → (num_heads, head_dim)`.
@@ -154,6 +158,12 @@ pub struct MultiHeadAttention {
     pub out_features: usize,
     /// `qkv_features / num_heads`.
     pub head_dim: usize,
+    /// The probability of dropping an attention weight.
+    pub dropout_rate: f64,
+    /// No dropout (`eval()` sets it, `train()` clears it).
+    pub deterministic: bool,
+    /// The dropout stream, with a positive `dropout_rate`.
+    pub rngs: Option<RngStream>,
 }
 
 impl MultiHeadAttention {
@@ -163,19 +173,21 @@ impl MultiHeadAttention {
     /// # Errors
     /// As [`MultiHeadAttention::with`].
     pub fn new(num_heads: usize, in_features: usize, rngs: &Rngs) -> Result<MultiHeadAttention> {
-        MultiHeadAttention::with(num_heads, in_features, in_features, in_features, rngs)
+        MultiHeadAttention::with(num_heads, in_features, in_features, in_features, 0.0, rngs)
     }
 
-    /// `nnx.MultiHeadAttention(num_heads, in_features, qkv_features, out_features, …)`.
+    /// `nnx.MultiHeadAttention(num_heads, in_features, qkv_features, out_features,
+    /// dropout_rate=…, …)`.
     ///
     /// # Errors
     /// `qkv_features` not a multiple of `num_heads` (Flax's message); a missing `params`
-    /// stream.
+    /// stream, or `dropout` stream with a positive `dropout_rate`.
     pub fn with(
         num_heads: usize,
         in_features: usize,
         qkv_features: usize,
         out_features: usize,
+        dropout_rate: f64,
         rngs: &Rngs,
     ) -> Result<MultiHeadAttention> {
         if num_heads == 0 || !qkv_features.is_multiple_of(num_heads) {
@@ -189,16 +201,26 @@ impl MultiHeadAttention {
         let head_dim = qkv_features / num_heads;
         let projection =
             |rngs: &Rngs| LinearGeneral::new(&[in_features], &[num_heads, head_dim], rngs);
+        let (query, key, value) = (projection(rngs)?, projection(rngs)?, projection(rngs)?);
+        let out = LinearGeneral::new(&[num_heads, head_dim], &[out_features], rngs)?;
+        let stream = if dropout_rate > 0.0 {
+            Some(rngs.stream("dropout")?.fork()?)
+        } else {
+            None
+        };
         Ok(MultiHeadAttention {
-            query: projection(rngs)?,
-            key: projection(rngs)?,
-            value: projection(rngs)?,
-            out: LinearGeneral::new(&[num_heads, head_dim], &[out_features], rngs)?,
+            query,
+            key,
+            value,
+            out,
             num_heads,
             in_features,
             qkv_features,
             out_features,
             head_dim,
+            dropout_rate,
+            deterministic: false,
+            rngs: stream,
         })
     }
 
@@ -225,7 +247,13 @@ impl MultiHeadAttention {
         let query = self.query.forward(inputs_q)?;
         let key = self.key.forward(inputs_kv)?;
         let value = self.value.forward(inputs_kv)?;
-        let x = dot_product_attention(&query, &key, &value, mask)?;
+        let dropout = match &self.rngs {
+            Some(stream) if self.dropout_rate > 0.0 && !self.deterministic => {
+                Some((stream.next_key()?, self.dropout_rate))
+            }
+            _ => None,
+        };
+        let x = attention(&query, &key, &value, mask, dropout)?;
         self.out.forward(&x)
     }
 }
@@ -259,6 +287,19 @@ pub fn dot_product_attention(
     value: &Tensor,
     mask: Option<&Tensor>,
 ) -> Result<Tensor> {
+    attention(query, key, value, mask, None)
+}
+
+/// [`dot_product_attention`], with dropout of the weights drawn from `(key, rate)`: one
+/// mask `[1…, q, k]` for the batch and the heads (Flax's `broadcast_dropout`), the kept
+/// weights scaled by `1 / (1 - rate)`.
+fn attention(
+    query: &Tensor,
+    key: &Tensor,
+    value: &Tensor,
+    mask: Option<&Tensor>,
+    dropout: Option<(Tensor, f64)>,
+) -> Result<Tensor> {
     let rank = query.ndim();
     let depth = *query.shape().last().unwrap_or(&1) as f32;
     let scaled = (query / depth.sqrt())?;
@@ -273,7 +314,14 @@ pub fn dot_product_attention(
             .broadcast_to(weights.shape())?
             .select(&weights, &lowest)?;
     }
-    let weights = softmax(&weights, -1)?;
+    let mut weights = softmax(&weights, -1)?;
+    if let Some((rng, rate)) = dropout {
+        let keep = (1.0 - rate) as f32;
+        let mut shape = vec![1; weights.ndim() - 2];
+        shape.extend_from_slice(&weights.shape()[weights.ndim() - 2..]);
+        let kept = random::bernoulli(&rng, keep, &shape)?.astype(nnx_core::DType::F32)?;
+        weights = (weights * (kept / keep)?)?;
+    }
     let v = value.permute_axes(&tail_permutation(rank, [1, 0, 2])?)?;
     // [..., h, q, d] -> [..., q, h, d].
     weights

@@ -2,7 +2,7 @@
 
 use nnx_core::{Error, Module, Param, Result, Rngs, Tensor};
 
-use crate::initializers::{self, Initializer};
+use crate::initializers;
 
 /// How a [`Conv`] pads each spatial axis: `'SAME'` (the output has `ceil(n / stride)`
 /// positions), `'VALID'` (no padding), or explicit `(low, high)` pairs.
@@ -118,9 +118,9 @@ impl Conv {
         shape.extend([in_features, out_features]);
         let kernel = initializers::lecun_normal().init(&rngs.next_key("params")?, &shape)?;
         let bias = if use_bias {
-            let b: &Initializer = &initializers::zeros();
+            let zeros = initializers::zeros();
             Some(Param::new(
-                b.init(&rngs.next_key("params")?, [out_features])?,
+                zeros.init(&rngs.next_key("params")?, [out_features])?,
             ))
         } else {
             None

@@ -498,3 +498,29 @@ fn pooling_is_flaxs() -> Result<()> {
     );
     Ok(())
 }
+
+#[test]
+fn attention_dropout_is_flaxs() -> Result<()> {
+    use nnx_core::graph::TypedModule;
+    let g = &golden()["attention_dropout"];
+    let x = tensor(&golden()["attention"]["x"]);
+    let rngs = Rngs::builder()
+        .stream("params", 0)
+        .stream("dropout", 5)
+        .build()?;
+    let mut mha = nnx_nn::MultiHeadAttention::with(2, 8, 8, 8, 0.3, &rngs)?;
+    let step = jit(|m: &nnx_nn::MultiHeadAttention, x: &Tensor| m.forward(x, None));
+    assert_close(
+        "dropout call 1",
+        &step.call(&Reference, (&mha, &x))?,
+        &g["y1"],
+    );
+    assert_close(
+        "dropout call 2",
+        &step.call(&Reference, (&mha, &x))?,
+        &g["y2"],
+    );
+    mha.eval()?;
+    assert_close("eval", &step.call(&Reference, (&mha, &x))?, &g["y_eval"]);
+    Ok(())
+}
