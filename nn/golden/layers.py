@@ -196,6 +196,18 @@ yd2 = mha_drop(xa, deterministic=False)
 mha_drop.eval()
 out["attention_dropout"] = {"y1": bits(yd1), "y2": bits(yd2), "y_eval": bits(mha_drop(xa))}
 
+# Grouped convolution and transposed convolutions.
+conv_grouped = nnx.Conv(4, 6, (3, 3), feature_group_count=2, rngs=nnx.Rngs(3))
+xg4 = jax.random.normal(jax.random.key(10), (2, 5, 5, 4))
+convt_same = nnx.ConvTranspose(3, 2, (3, 3), strides=(2, 2), rngs=nnx.Rngs(4))
+convt_valid = nnx.ConvTranspose(3, 4, (2, 3), strides=(2, 1), padding="VALID", rngs=nnx.Rngs(5))
+out["conv_more"] = {
+    "x4": bits(xg4),
+    "grouped": {"kernel": bits(conv_grouped.kernel[...]), "y": bits(conv_grouped(xg4))},
+    "transpose_same": {"kernel": bits(convt_same.kernel[...]), "y": bits(convt_same(xc))},
+    "transpose_valid": {"kernel": bits(convt_valid.kernel[...]), "y": bits(convt_valid(xc))},
+}
+
 with open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "layers.json"), "w") as f:
     json.dump(out, f, indent=1)
 print("wrote layers.json")

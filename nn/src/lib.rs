@@ -7,7 +7,7 @@
 //!   `vmap` or `scan` from a traced key.
 //! - [`functions`]: activations and `jax.nn` functions (`relu`, `gelu`, `softmax`, `one_hot`,
 //!   …), also at the crate root as Flax has them (`nnx.relu`).
-//! - [`Linear`], `nnx.Linear`; [`Conv`]; [`max_pool`], [`min_pool`], [`avg_pool`]; [`LinearGeneral`]; [`MultiHeadAttention`] (with
+//! - [`Linear`], `nnx.Linear`; [`Conv`] (feature groups too), [`ConvTranspose`]; [`max_pool`], [`min_pool`], [`avg_pool`]; [`LinearGeneral`]; [`MultiHeadAttention`] (with
 //!   [`make_causal_mask`]); [`Embed`]; [`BatchNorm`], [`LayerNorm`], [`RMSNorm`], [`GroupNorm`]; [`Dropout`].
 //!   `train()` / `eval()` (on `TypedModule`, or `Object`) switch Dropout and BatchNorm.
 //!
@@ -36,7 +36,7 @@ mod pooling;
 mod stochastic;
 
 pub use attention::{LinearGeneral, MultiHeadAttention, dot_product_attention, make_causal_mask};
-pub use conv::{Conv, Padding};
+pub use conv::{Conv, ConvTranspose, Padding};
 pub use embed::Embed;
 pub use functions::*;
 pub use initializers::Initializer;

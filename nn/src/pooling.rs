@@ -2,24 +2,7 @@
 
 use nnx_core::{Error, Result, Tensor};
 
-use crate::conv::{Padding, same_pads, strided};
-
-fn isize_of(n: usize) -> Result<isize> {
-    isize::try_from(n).map_err(|_| Error::shape("pool", "a dimension too large for isize"))
-}
-
-/// Pads `x`'s `axis` with `before` and `after` copies of `value`.
-fn pad_with(x: &Tensor, axis: usize, before: usize, after: usize, value: f32) -> Result<Tensor> {
-    if before == 0 && after == 0 {
-        return Ok(x.clone());
-    }
-    let block = |n: usize| {
-        let mut shape = x.shape().to_vec();
-        shape[axis] = n;
-        Tensor::try_full(&shape, value)
-    };
-    Tensor::concatenate(&[block(before)?, x.clone(), block(after)?], isize_of(axis)?)
-}
+use crate::conv::{Geometry, Padding, pad_spatial, same_pads};
 
 /// Every window of `x` (padded with `fill`), folded with `combine`: Flax's `pool`.
 fn pool(
@@ -53,35 +36,13 @@ fn pool(
             ));
         }
     };
-    let mut padded = x.clone();
-    let mut outs = Vec::with_capacity(rank);
-    for i in 0..rank {
-        let (lo, hi) = pads[i];
-        padded = pad_with(&padded, first + i, lo, hi, fill)?;
-        let n = spatial[i] + lo + hi;
-        if n < window[i] {
-            return Err(Error::shape(
-                "pool",
-                format!("a window of {} does not fit {n} positions", window[i]),
-            ));
-        }
-        outs.push((n - window[i]) / strides[i] + 1);
-    }
-    let mut acc: Option<Tensor> = None;
-    for p in 0..window.iter().product::<usize>() {
-        let mut rest = p;
-        let mut view = padded.clone();
-        for i in (0..rank).rev() {
-            let tap = rest % window[i];
-            rest /= window[i];
-            view = strided(&view, first + i, tap, outs[i], strides[i])?;
-        }
-        acc = Some(match acc {
-            Some(a) => combine(a, &view)?,
-            None => view,
-        });
-    }
-    acc.ok_or_else(|| Error::shape("pool", "an empty window"))
+    let padded = pad_spatial(x, first, &pads, fill)?;
+    let geometry = Geometry {
+        kernel_size: window,
+        strides,
+        dilation: &ones,
+    };
+    geometry.fold(&padded, first, |_, view| Ok(view), combine)
 }
 
 /// `nnx.max_pool(x, window_shape, strides, padding)`: the maximum of each window (padding

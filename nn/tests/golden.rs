@@ -524,3 +524,45 @@ fn attention_dropout_is_flaxs() -> Result<()> {
     assert_close("eval", &step.call(&Reference, (&mha, &x))?, &g["y_eval"]);
     Ok(())
 }
+
+#[test]
+fn grouped_and_transposed_convolutions_are_flaxs() -> Result<()> {
+    use nnx_nn::{Conv, ConvTranspose, Padding};
+    let g = &golden()["conv_more"];
+    let x = tensor(&golden()["conv"]["x"]);
+    let grouped = Conv::grouped(4, 6, &[3, 3], 2, &Rngs::new(3)?)?;
+    assert_bits(
+        "grouped kernel",
+        &grouped.kernel.value(),
+        &g["grouped"]["kernel"],
+    );
+    assert_close(
+        "grouped Conv",
+        &grouped.forward(&tensor(&g["x4"]))?,
+        &g["grouped"]["y"],
+    );
+    let same = ConvTranspose::new(3, 2, &[3, 3], &[2, 2], Padding::Same, &Rngs::new(4)?)?;
+    assert_bits(
+        "ConvTranspose SAME kernel",
+        &same.kernel.value(),
+        &g["transpose_same"]["kernel"],
+    );
+    assert_close(
+        "ConvTranspose SAME",
+        &same.forward(&x)?,
+        &g["transpose_same"]["y"],
+    );
+    let valid = ConvTranspose::new(3, 4, &[2, 3], &[2, 1], Padding::Valid, &Rngs::new(5)?)?;
+    assert_bits(
+        "ConvTranspose VALID kernel",
+        &valid.kernel.value(),
+        &g["transpose_valid"]["kernel"],
+    );
+    let y = jit(|m: &ConvTranspose, x: &Tensor| m.forward(x)).call(&Reference, (&valid, &x))?;
+    assert_close(
+        "ConvTranspose VALID under jit",
+        &y,
+        &g["transpose_valid"]["y"],
+    );
+    Ok(())
+}
