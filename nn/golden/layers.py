@@ -208,6 +208,16 @@ out["conv_more"] = {
     "transpose_valid": {"kernel": bits(convt_valid.kernel[...]), "y": bits(convt_valid(xc))},
 }
 
+# Autoregressive decoding with the cache: three positions one at a time.
+mha_dec = nnx.MultiHeadAttention(2, 8, rngs=nnx.Rngs(0), decode=True)
+mha_dec.init_cache((2, 4, 8))
+steps = [mha_dec(xa[:, i:i + 1, :]) for i in range(3)]
+out["attention_decode"] = {
+    "steps": [bits(s) for s in steps],
+    "cached_key": bits(mha_dec.cached_key[...]),
+    "cache_index": int(mha_dec.cache_index[...]),
+}
+
 with open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "layers.json"), "w") as f:
     json.dump(out, f, indent=1)
 print("wrote layers.json")

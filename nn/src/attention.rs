@@ -2,7 +2,7 @@
 
 use nnx_core::random::{self, RngStream};
 use nnx_core::tensor::elementwise::CompareOp;
-use nnx_core::{Error, Module, Param, Result, Rngs, Tensor};
+use nnx_core::{Cache, Error, Module, Param, Result, Rngs, Tensor};
 
 use crate::functions::softmax;
 use crate::initializers::{self, Initializer};
@@ -132,12 +132,16 @@ impl LinearGeneral {
 }
 
 /// `nnx.MultiHeadAttention(num_heads, in_features, qkv_features, out_features,
-/// dropout_rate)` without a decode cache: query, key and value projections to `num_heads`
+/// dropout_rate)`: query, key and value projections to `num_heads`
 /// heads of `qkv_features / num_heads`, scaled dot-product attention, an output projection.
 /// Parameters are Flax's for the same seed (query, key, value, out, in that order). With a
 /// `dropout_rate`, the layer forks the `dropout` stream after creating its projections, as
 /// Flax does, and drops attention weights (one mask shared by the batch and the heads) unless
 /// `deterministic` (`eval()` sets it).
+///
+/// For autoregressive decoding, [`MultiHeadAttention::init_cache`] adds the `cached_key`,
+/// `cached_value` and `cache_index` Cache Variables and [`MultiHeadAttention::decode`] takes
+/// one position at a time, as Flax's `decode=True`.
 #[derive(Module, Clone, Debug)]
 pub struct MultiHeadAttention {
     /// `in_features → (num_heads, head_dim)`.
@@ -164,6 +168,12 @@ pub struct MultiHeadAttention {
     pub deterministic: bool,
     /// The dropout stream, with a positive `dropout_rate`.
     pub rngs: Option<RngStream>,
+    /// The keys seen so far, `[batch…, max_length, num_heads, head_dim]`, after `init_cache`.
+    pub cached_key: Option<Cache>,
+    /// The values seen so far, as `cached_key`.
+    pub cached_value: Option<Cache>,
+    /// The next position to write (int32).
+    pub cache_index: Option<Cache>,
 }
 
 impl MultiHeadAttention {
@@ -221,7 +231,94 @@ impl MultiHeadAttention {
             dropout_rate,
             deterministic: false,
             rngs: stream,
+            cached_key: None,
+            cached_value: None,
+            cache_index: None,
         })
+    }
+
+    /// `layer.init_cache(input_shape)`: zero caches for inputs of shape
+    /// `[batch…, max_length, in_features]`, and position 0.
+    ///
+    /// # Errors
+    /// An `input_shape` without a length and a feature axis.
+    pub fn init_cache(&mut self, input_shape: &[usize]) -> Result<()> {
+        if input_shape.len() < 2 {
+            return Err(Error::shape(
+                "init_cache",
+                "input_shape needs [batch…, length, features]",
+            ));
+        }
+        let mut shape = input_shape[..input_shape.len() - 1].to_vec();
+        shape.extend([self.num_heads, self.head_dim]);
+        self.cached_key = Some(Cache::new(Tensor::try_zeros(&shape)?));
+        self.cached_value = Some(Cache::new(Tensor::try_zeros(&shape)?));
+        self.cache_index = Some(Cache::new(Tensor::scalar(0i32)));
+        Ok(())
+    }
+
+    /// `layer(x, decode=True)`: one position `x` (`[batch…, 1, in_features]`) attending to
+    /// every position so far; its key and value are written into the cache at
+    /// `cache_index`, which then advances.
+    ///
+    /// # Errors
+    /// No cache ("Autoregressive cache not initialized, call ``init_cache`` first."); an
+    /// input that is not one position of the cache's batch shape.
+    pub fn decode(&self, x: &Tensor, mask: Option<&Tensor>) -> Result<Tensor> {
+        let (Some(cached_key), Some(cached_value), Some(cache_index)) =
+            (&self.cached_key, &self.cached_value, &self.cache_index)
+        else {
+            return Err(Error::shape(
+                "MultiHeadAttention",
+                "Autoregressive cache not initialized, call ``init_cache`` first.",
+            ));
+        };
+        let query = self.query.forward(x)?;
+        let key = self.key.forward(x)?;
+        let value = self.value.forward(x)?;
+        let cache_shape = cached_key.value().shape().to_vec();
+        let rank = cache_shape.len();
+        let mut expected = cache_shape.clone();
+        expected[rank - 3] = 1;
+        if key.shape() != &expected[..] {
+            return Err(Error::shape(
+                "MultiHeadAttention",
+                format!(
+                    "Autoregressive cache shape error, expected key shape {expected:?} instead got {:?}.",
+                    key.shape()
+                ),
+            ));
+        }
+        let max_length = cache_shape[rank - 3];
+        let index = cache_index.value();
+        // The cache's length axis as positions, shaped to broadcast against the cache.
+        let mut position_shape = vec![1isize; rank];
+        position_shape[rank - 3] = isize_of(max_length)?;
+        let positions = Tensor::try_arange(max_length)?.reshape(&position_shape)?;
+        let here = positions.compare(CompareOp::Eq, &index)?;
+        let write = |cache: &Cache, new: &Tensor| -> Result<Tensor> {
+            here.broadcast_to(&cache_shape)?
+                .select(&new.broadcast_to(&cache_shape)?, &cache.value())
+        };
+        let keys = write(cached_key, &key)?;
+        let values = write(cached_value, &value)?;
+        cached_key.set_value(keys.clone())?;
+        cached_value.set_value(values.clone())?;
+        cache_index.set_value((&index + 1i32)?)?;
+        // Only the positions written so far: [batch…, 1, 1, max_length].
+        let mut seen_shape: Vec<usize> = cache_shape[..rank - 3].to_vec();
+        seen_shape.extend([1, 1, max_length]);
+        let seen = Tensor::try_arange(max_length)?
+            .compare(CompareOp::Le, &index)?
+            .broadcast_to(&seen_shape)?;
+        let mask = match mask {
+            Some(m) => m
+                .compare(CompareOp::Ne, &Tensor::scalar(false))?
+                .select(&seen, &Tensor::scalar(false))?,
+            None => seen,
+        };
+        let y = attention(&query, &keys, &values, Some(&mask), None)?;
+        self.out.forward(&y)
     }
 
     /// Self-attention: `layer(x, mask=mask)`. `mask` (bool, broadcastable to

@@ -566,3 +566,28 @@ fn grouped_and_transposed_convolutions_are_flaxs() -> Result<()> {
     );
     Ok(())
 }
+
+#[test]
+fn attention_decoding_is_flaxs() -> Result<()> {
+    let g = &golden()["attention_decode"];
+    let x = tensor(&golden()["attention"]["x"]);
+    let mut mha = nnx_nn::MultiHeadAttention::new(2, 8, &Rngs::new(0)?)?;
+    assert!(mha.decode(&x.slice_axis(1, 0..1)?, None).is_err());
+    mha.init_cache(&[2, 4, 8])?;
+    let step = jit(|m: &nnx_nn::MultiHeadAttention, x: &Tensor| m.decode(x, None));
+    for (i, want) in g["steps"].as_array().expect("steps").iter().enumerate() {
+        let y = step.call(&Reference, (&mha, &x.slice_axis(1, i..i + 1)?))?;
+        assert_close(&format!("decode step {i}"), &y, want);
+    }
+    assert_eq!(step.trace_count(), 1);
+    let cached = mha.cached_key.as_ref().expect("a cache").value();
+    assert_close("cached keys", &cached, &g["cached_key"]);
+    let index = mha
+        .cache_index
+        .as_ref()
+        .expect("an index")
+        .value()
+        .item::<i32>()?;
+    assert_eq!(i64::from(index), g["cache_index"].as_i64().expect("index"));
+    Ok(())
+}
