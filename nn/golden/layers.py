@@ -218,6 +218,36 @@ out["attention_decode"] = {
     "cache_index": int(mha_dec.cache_index[...]),
 }
 
+# Orthogonal initialisation and recurrent cells (three steps from the initial carry).
+xs_seq = jax.random.normal(jax.random.key(11), (2, 3, 4))
+lstm_rngs = nnx.Rngs(0)
+lstm = nnx.LSTMCell(4, 5, rngs=lstm_rngs)
+carry = lstm.initialize_carry((2, 4), lstm_rngs)
+lstm_out = []
+for t in range(3):
+    carry, y = lstm(carry, xs_seq[:, t])
+    lstm_out.append(bits(y))
+gru = nnx.GRUCell(4, 5, rngs=nnx.Rngs(1))
+h = gru.initialize_carry((2, 4), nnx.Rngs(2))
+gru_out = []
+for t in range(3):
+    h, y = gru(h, xs_seq[:, t])
+    gru_out.append(bits(y))
+out["recurrent"] = {
+    "orthogonal_4x6": bits(jax.nn.initializers.orthogonal()(jax.random.key(0), (4, 6))),
+    "orthogonal_7x3": bits(jax.nn.initializers.orthogonal()(jax.random.key(1), (7, 3))),
+    "orthogonal_3x3x2": bits(jax.nn.initializers.orthogonal()(jax.random.key(2), (3, 3, 2))),
+    "x": bits(xs_seq),
+    "lstm_ii": bits(lstm.ii.kernel[...]),
+    "lstm_hi": bits(lstm.hi.kernel[...]),
+    "lstm_ho": bits(lstm.ho.kernel[...]),
+    "lstm_y": lstm_out,
+    "lstm_count": int(lstm_rngs.default.count[...]),
+    "gru_dense_i": bits(gru.dense_i.kernel[...]),
+    "gru_dense_h": bits(gru.dense_h.kernel[...]),
+    "gru_y": gru_out,
+}
+
 with open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "layers.json"), "w") as f:
     json.dump(out, f, indent=1)
 print("wrote layers.json")

@@ -68,6 +68,16 @@ pub enum Initializer {
         /// The upper bound, before scaling.
         upper: f32,
     },
+    /// `orthogonal(scale, column_axis)`: a matrix with orthonormal columns (or rows) from the
+    /// QR decomposition of a normal draw, reshaped. The QR runs on the host in float64, so
+    /// the key must be concrete (not traced), and the values agree with JAX's (LAPACK's
+    /// float32 QR) to about 1e-6, not bit for bit.
+    Orthogonal {
+        /// The factor applied.
+        scale: f32,
+        /// The axis holding the columns (default `-1`).
+        column_axis: isize,
+    },
     /// `variance_scaling(scale, mode, distribution, in_axis, out_axis, batch_axis)`.
     VarianceScaling {
         /// The variance's numerator.
@@ -132,6 +142,15 @@ pub fn variance_scaling(scale: f64, mode: FanMode, distribution: Distribution) -
     }
 }
 
+/// `orthogonal()`: see [`Initializer::Orthogonal`] (scale 1, columns on the last axis);
+/// `nnx.LSTMCell`'s and `nnx.GRUCell`'s recurrent kernels use it.
+pub fn orthogonal() -> Initializer {
+    Initializer::Orthogonal {
+        scale: 1.0,
+        column_axis: -1,
+    }
+}
+
 /// `lecun_normal()`: `variance_scaling(1, fan_in, truncated_normal)`; `nnx.Linear`'s and
 /// `nnx.Conv`'s default kernel initializer.
 pub fn lecun_normal() -> Initializer {
@@ -183,6 +202,9 @@ impl Initializer {
                 lower,
                 upper,
             } => random::truncated_normal(key, *lower, *upper, shape)? * *stddev,
+            Initializer::Orthogonal { scale, column_axis } => {
+                orthogonal_init(key, shape, *scale, *column_axis)
+            }
             Initializer::VarianceScaling {
                 scale,
                 mode,
@@ -219,6 +241,121 @@ impl Initializer {
             }
         }
     }
+}
+
+/// `jax.nn.initializers.orthogonal` for `shape`: `random.orthogonal(key, n_rows, m=n_cols)`
+/// (the QR of a `[max, min]` normal draw, columns signed by `R`'s diagonal, transposed when
+/// there are fewer rows), reshaped with the columns on `column_axis`, times `scale`.
+fn orthogonal_init(
+    key: &Tensor,
+    shape: &[usize],
+    scale: f32,
+    column_axis: isize,
+) -> Result<Tensor> {
+    let bad = |why: String| Error::shape("orthogonal", why);
+    if shape.len() < 2 {
+        return Err(bad(format!("needs at least two axes, got {shape:?}")));
+    }
+    if key.is_traced() {
+        return Err(bad(
+            "runs a QR decomposition on the host, so its key cannot be traced: create the \
+             layer outside transforms"
+                .into(),
+        ));
+    }
+    let rank = shape.len() as isize;
+    let axis = if column_axis < 0 {
+        column_axis + rank
+    } else {
+        column_axis
+    };
+    let axis = usize::try_from(axis)
+        .ok()
+        .filter(|&a| a < shape.len())
+        .ok_or_else(|| bad(format!("column_axis {column_axis} is out of range")))?;
+    let n_cols = shape[axis];
+    let n_rows = shape.iter().product::<usize>() / n_cols.max(1);
+    let (tall, narrow) = (n_rows.max(n_cols), n_rows.min(n_cols));
+    let z = random::normal(key, [tall, narrow])?.to_vec::<f32>()?;
+    let q = signed_thin_q(&z, tall, narrow);
+    // [tall, narrow] -> [n_rows, n_cols] (transposed when there are fewer rows).
+    let mut x = vec![0.0f32; n_rows * n_cols];
+    for r in 0..n_rows {
+        for c in 0..n_cols {
+            let v = if n_rows < n_cols {
+                q[c * narrow + r]
+            } else {
+                q[r * narrow + c]
+            };
+            x[r * n_cols + c] = (v as f32) * scale;
+        }
+    }
+    // The rows are the other axes in order, the columns last; then the columns move to
+    // column_axis.
+    let mut flat_shape: Vec<usize> = (0..shape.len())
+        .filter(|&a| a != axis)
+        .map(|a| shape[a])
+        .collect();
+    flat_shape.push(n_cols);
+    let q = Tensor::from_vec(&flat_shape, x)?;
+    q.moveaxis(-1, axis as isize)
+}
+
+/// The thin `Q` (`rows × cols`, row-major, `rows >= cols`) of the Householder QR of `a`, each
+/// column multiplied by the sign of `R`'s diagonal entry (0 for 0, as `jnp.sign`), in f64.
+fn signed_thin_q(a: &[f32], rows: usize, cols: usize) -> Vec<f64> {
+    let mut r: Vec<f64> = a.iter().map(|&v| f64::from(v)).collect();
+    let mut reflectors: Vec<Vec<f64>> = Vec::with_capacity(cols);
+    let mut diagonal = vec![0.0f64; cols];
+    for k in 0..cols {
+        let norm = (k..rows)
+            .map(|i| r[i * cols + k].powi(2))
+            .sum::<f64>()
+            .sqrt();
+        let x0 = r[k * cols + k];
+        let alpha = if x0 > 0.0 { -norm } else { norm };
+        let mut v: Vec<f64> = (k..rows).map(|i| r[i * cols + k]).collect();
+        v[0] -= alpha;
+        let v_norm = v.iter().map(|t| t * t).sum::<f64>().sqrt();
+        if v_norm > 0.0 {
+            v.iter_mut().for_each(|t| *t /= v_norm);
+            for j in k..cols {
+                let dot: f64 = (k..rows).map(|i| v[i - k] * r[i * cols + j]).sum();
+                for i in k..rows {
+                    r[i * cols + j] -= 2.0 * v[i - k] * dot;
+                }
+            }
+        }
+        diagonal[k] = r[k * cols + k];
+        reflectors.push(v);
+    }
+    // Q = H_0 … H_{cols-1} applied to the first `cols` columns of the identity.
+    let mut q = vec![0.0f64; rows * cols];
+    for j in 0..cols {
+        q[j * cols + j] = 1.0;
+    }
+    for k in (0..cols).rev() {
+        let v = &reflectors[k];
+        for j in 0..cols {
+            let dot: f64 = (k..rows).map(|i| v[i - k] * q[i * cols + j]).sum();
+            for i in k..rows {
+                q[i * cols + j] -= 2.0 * v[i - k] * dot;
+            }
+        }
+    }
+    for (j, d) in diagonal.iter().enumerate() {
+        let sign = if *d > 0.0 {
+            1.0
+        } else if *d < 0.0 {
+            -1.0
+        } else {
+            0.0
+        };
+        for i in 0..rows {
+            q[i * cols + j] *= sign;
+        }
+    }
+    q
 }
 
 /// `(fan_in, fan_out)` as JAX's `_compute_fans`: the product of the input (output) axes times

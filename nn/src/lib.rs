@@ -8,7 +8,7 @@
 //! - [`functions`]: activations and `jax.nn` functions (`relu`, `gelu`, `softmax`, `one_hot`,
 //!   …), also at the crate root as Flax has them (`nnx.relu`).
 //! - [`Linear`], `nnx.Linear`; [`Conv`] (feature groups too), [`ConvTranspose`]; [`max_pool`], [`min_pool`], [`avg_pool`]; [`LinearGeneral`]; [`MultiHeadAttention`] (with
-//!   [`make_causal_mask`]); [`Embed`]; [`BatchNorm`], [`LayerNorm`], [`RMSNorm`], [`GroupNorm`]; [`Dropout`].
+//!   [`make_causal_mask`]); [`Embed`]; [`BatchNorm`], [`LayerNorm`], [`RMSNorm`], [`GroupNorm`]; [`LSTMCell`], [`GRUCell`]; [`Dropout`].
 //!   `train()` / `eval()` (on `TypedModule`, or `Object`) switch Dropout and BatchNorm.
 //!
 //! `nnx_fast::prelude` re-exports this crate as `nn`.
@@ -33,6 +33,7 @@ pub mod initializers;
 pub mod linear;
 mod normalization;
 mod pooling;
+mod recurrent;
 mod stochastic;
 
 pub use attention::{LinearGeneral, MultiHeadAttention, dot_product_attention, make_causal_mask};
@@ -43,4 +44,5 @@ pub use initializers::Initializer;
 pub use linear::Linear;
 pub use normalization::{BatchNorm, GroupNorm, LayerNorm, RMSNorm};
 pub use pooling::{avg_pool, max_pool, min_pool};
+pub use recurrent::{GRUCell, LSTMCell};
 pub use stochastic::Dropout;

@@ -591,3 +591,56 @@ fn attention_decoding_is_flaxs() -> Result<()> {
     assert_eq!(i64::from(index), g["cache_index"].as_i64().expect("index"));
     Ok(())
 }
+
+#[test]
+fn orthogonal_and_recurrent_cells_are_flaxs() -> Result<()> {
+    use nnx_nn::{GRUCell, LSTMCell};
+    let g = &golden()["recurrent"];
+    let ortho = initializers::orthogonal();
+    for (name, seed, shape) in [
+        ("orthogonal_4x6", 0, vec![4, 6]),
+        ("orthogonal_7x3", 1, vec![7, 3]),
+        ("orthogonal_3x3x2", 2, vec![3, 3, 2]),
+    ] {
+        let got = ortho.init(&random::key(seed), &shape)?;
+        assert_close(name, &got, &g[name]);
+    }
+    // The QR runs on the host: a traced key is a clear error.
+    let traced = vmap(|k: &Tensor| initializers::orthogonal().init(k, [2, 2]))
+        .call(&Reference, (random::split(&random::key(0), 2)?,));
+    assert!(traced.unwrap_err().to_string().contains("cannot be traced"));
+
+    let x = tensor(&g["x"]);
+    let rngs = Rngs::new(0)?;
+    let lstm = LSTMCell::new(4, 5, &rngs)?;
+    assert_bits("LSTM ii", &lstm.ii.kernel.value(), &g["lstm_ii"]);
+    assert_close("LSTM hi", &lstm.hi.kernel.value(), &g["lstm_hi"]);
+    assert_close("LSTM ho", &lstm.ho.kernel.value(), &g["lstm_ho"]);
+    let mut carry = lstm.initialize_carry(&[2, 4], &rngs)?;
+    for (t, want) in g["lstm_y"].as_array().expect("steps").iter().enumerate() {
+        let (next, y) = lstm.forward(&carry, &x.index_axis(1, t as isize)?)?;
+        assert_close(&format!("LSTM step {t}"), &y, want);
+        carry = next;
+    }
+    let count = rngs.stream("default")?.count()?.value().item::<u32>()?;
+    assert_eq!(u64::from(count), g["lstm_count"].as_u64().expect("count"));
+
+    let gru = GRUCell::new(4, 5, &Rngs::new(1)?)?;
+    assert_bits(
+        "GRU dense_i",
+        &gru.dense_i.kernel.value(),
+        &g["gru_dense_i"],
+    );
+    assert_close(
+        "GRU dense_h",
+        &gru.dense_h.kernel.value(),
+        &g["gru_dense_h"],
+    );
+    let mut h = gru.initialize_carry(&[2, 4], &Rngs::new(2)?)?;
+    for (t, want) in g["gru_y"].as_array().expect("steps").iter().enumerate() {
+        let (next, y) = gru.forward(&h, &x.index_axis(1, t as isize)?)?;
+        assert_close(&format!("GRU step {t}"), &y, want);
+        h = next;
+    }
+    Ok(())
+}
