@@ -158,7 +158,7 @@ fn expand(input: &DeriveInput) -> syn::Result<TokenStream2> {
 
             fn from_object(object: &#krate::Object) -> #krate::Result<Self> {
                 #krate::graph::check_type_name::<Self>(object)?;
-                #(let #values = #krate::graph::field_value(object, #names)?;)*
+                #(let #values = #krate::graph::field_value(object, #names);)*
                 let typed = Self {
                     #(#idents: #reads,)*
                 };

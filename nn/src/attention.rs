@@ -4,12 +4,9 @@ use nnx_core::random::{self, RngStream};
 use nnx_core::tensor::elementwise::CompareOp;
 use nnx_core::{Cache, Error, Module, Param, Result, Rngs, Tensor};
 
+use crate::common::{dims, isize_of};
 use crate::functions::softmax;
 use crate::initializers::{self, Initializer};
-
-fn isize_of(n: usize) -> Result<isize> {
-    isize::try_from(n).map_err(|_| Error::shape("attention", "a dimension too large for isize"))
-}
 
 /// `nnx.LinearGeneral(in_features, out_features, axis)`: contracts the input's trailing axes
 /// `axis` (of sizes `in_features`) with a kernel of shape `in_features + out_features`.
@@ -67,19 +64,13 @@ impl LinearGeneral {
     ) -> Result<LinearGeneral> {
         let fan_in: usize = in_features.iter().product();
         let fan_out: usize = out_features.iter().product();
-        let shape: Vec<isize> = (in_features.iter().chain(out_features))
-            .map(|&d| isize_of(d))
-            .collect::<Result<_>>()?;
+        let shape = dims(&[in_features, out_features].concat())?;
         let kernel = kernel_init
             .init(&rngs.next_key("params")?, [fan_in, fan_out])?
             .reshape(&shape)?;
         let bias = if use_bias {
-            let out: Vec<isize> = out_features
-                .iter()
-                .map(|&d| isize_of(d))
-                .collect::<Result<_>>()?;
             let flat = bias_init.init(&rngs.next_key("params")?, [fan_out])?;
-            Some(Param::new(flat.reshape(&out)?))
+            Some(Param::new(flat.reshape(&dims(out_features)?)?))
         } else {
             None
         };
@@ -112,18 +103,11 @@ impl LinearGeneral {
         let fan_in: usize = self.in_features.iter().product();
         let fan_out: usize = self.out_features.iter().product();
         let batch = &shape[..shape.len() - n_in];
-        let mut flat: Vec<isize> = batch.iter().map(|&d| isize_of(d)).collect::<Result<_>>()?;
-        flat.push(isize_of(fan_in)?);
-        let kernel = self
-            .kernel
-            .value()
-            .reshape(&[isize_of(fan_in)?, isize_of(fan_out)?])?;
-        let y = x.reshape(&flat)?.matmul(&kernel)?;
-        let mut out: Vec<isize> = batch.iter().map(|&d| isize_of(d)).collect::<Result<_>>()?;
-        for &d in &self.out_features {
-            out.push(isize_of(d)?);
-        }
-        let y = y.reshape(&out)?;
+        let kernel = self.kernel.value().reshape(&dims(&[fan_in, fan_out])?)?;
+        let y = x
+            .reshape(&dims(&[batch, &[fan_in]].concat())?)?
+            .matmul(&kernel)?;
+        let y = y.reshape(&dims(&[batch, &self.out_features].concat())?)?;
         match &self.bias {
             Some(bias) => y + &bias.value(),
             None => Ok(y),

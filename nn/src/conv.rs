@@ -2,6 +2,7 @@
 
 use nnx_core::{Error, Module, Param, Result, Rngs, Tensor};
 
+use crate::common::{dims, isize_of, param};
 use crate::initializers;
 
 /// How a [`Conv`] pads each spatial axis: `'SAME'` (the output has `ceil(n / stride)`
@@ -48,10 +49,6 @@ pub struct Conv {
     pub feature_group_count: usize,
     /// Whether there is a bias.
     pub use_bias: bool,
-}
-
-fn isize_of(n: usize) -> Result<isize> {
-    isize::try_from(n).map_err(|_| Error::shape("Conv", "a dimension too large for isize"))
 }
 
 impl Conv {
@@ -117,17 +114,12 @@ impl Conv {
         };
         let mut shape = kernel_size.to_vec();
         shape.extend([in_features, out_features]);
-        let kernel = initializers::lecun_normal().init(&rngs.next_key("params")?, &shape)?;
-        let bias = if use_bias {
-            let zeros = initializers::zeros();
-            Some(Param::new(
-                zeros.init(&rngs.next_key("params")?, [out_features])?,
-            ))
-        } else {
-            None
-        };
+        let kernel = param(&initializers::lecun_normal(), &shape, rngs)?;
+        let bias = use_bias
+            .then(|| param(&initializers::zeros(), [out_features], rngs))
+            .transpose()?;
         Ok(Conv {
-            kernel: Param::new(kernel),
+            kernel,
             bias,
             in_features,
             out_features,
@@ -386,9 +378,7 @@ fn dilate(x: &Tensor, axis: usize, stride: usize) -> Result<Tensor> {
     let mut parts = vec![x.clone()];
     parts.extend(std::iter::repeat_n(zeros, stride - 1));
     let interleaved = Tensor::stack(&parts, isize_of(axis + 1)?)?;
-    let mut merged: Vec<isize> = (x.shape().iter())
-        .map(|&d| isize_of(d))
-        .collect::<Result<_>>()?;
+    let mut merged = dims(x.shape())?;
     merged[axis] = isize_of(n * stride)?;
     interleaved
         .reshape(&merged)?
@@ -538,9 +528,7 @@ pub(crate) fn strided(
     let end = (start + count * stride).min(len);
     let taken = x.slice_axis(a, start..end)?;
     let taken = taken.pad_axis(a, 0, start + count * stride - end)?;
-    let mut split: Vec<isize> = (taken.shape().iter())
-        .map(|&d| isize_of(d))
-        .collect::<Result<_>>()?;
+    let mut split = dims(taken.shape())?;
     split[axis] = isize_of(count)?;
     split.insert(axis + 1, isize_of(stride)?);
     taken.reshape(&split)?.index_axis(a + 1, 0)

@@ -3,6 +3,7 @@
 use nnx_core::tensor::elementwise::CompareOp;
 use nnx_core::{DType, Error, Module, Param, Result, Rngs, Tensor};
 
+use crate::common::param;
 use crate::functions::one_hot;
 use crate::initializers::{Distribution, FanMode, Initializer};
 
@@ -37,9 +38,8 @@ impl Embed {
             out_axis: vec![0],
             batch_axis: Vec::new(),
         };
-        let table = init.init(&rngs.next_key("params")?, [num_embeddings, features])?;
         Ok(Embed {
-            embedding: Param::new(table),
+            embedding: param(&init, [num_embeddings, features], rngs)?,
             num_embeddings,
             features,
         })

@@ -186,7 +186,7 @@ fn arg_extreme(x: &Tensor, axis: isize, maximum: bool) -> Result<Tensor> {
     let mut index_shape = vec![1usize; x.ndim()];
     index_shape[a as usize] = size;
     let index = Tensor::try_arange(size)?
-        .reshape(&index_shape.iter().map(|&d| d as isize).collect::<Vec<_>>())?
+        .reshape(&crate::common::dims(&index_shape)?)?
         .broadcast_to(x.shape())?;
     let beyond = Tensor::try_full(x.shape(), i32::try_from(size).unwrap_or(i32::MAX))?;
     hit.select(&index, &beyond)?.min(a)

@@ -26,6 +26,7 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod attention;
+mod common;
 pub mod conv;
 mod embed;
 pub mod functions;

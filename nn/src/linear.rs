@@ -2,6 +2,7 @@
 
 use nnx_core::{Module, Param, Result, Rngs, Tensor};
 
+use crate::common::param;
 use crate::initializers::{self, Initializer};
 
 /// `nnx.Linear(in_features, out_features)`: `y = x @ kernel + bias`, over the last axis of
@@ -66,17 +67,12 @@ impl Linear {
         options: LinearOptions,
         rngs: &Rngs,
     ) -> Result<Linear> {
-        let kernel = options
-            .kernel_init
-            .init(&rngs.next_key("params")?, [in_features, out_features])?;
-        let bias = if options.use_bias {
-            let key = rngs.next_key("params")?;
-            Some(Param::new(options.bias_init.init(&key, [out_features])?))
-        } else {
-            None
-        };
+        let kernel = param(&options.kernel_init, [in_features, out_features], rngs)?;
+        let bias = (options.use_bias)
+            .then(|| param(&options.bias_init, [out_features], rngs))
+            .transpose()?;
         Ok(Linear {
-            kernel: Param::new(kernel),
+            kernel,
             bias,
             in_features,
             out_features,

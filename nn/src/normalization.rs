@@ -2,7 +2,8 @@
 
 use nnx_core::{BatchStat, Module, Param, Result, Rngs, Tensor};
 
-use crate::initializers::{self, Initializer};
+use crate::common::{dims, param};
+use crate::initializers;
 
 /// Mean and variance over the last axis, kept as a size-1 axis, as Flax's `_compute_stats`
 /// with `use_fast_variance`: `var = max(0, mean(x²) - mean²)`; without `use_mean`, the
@@ -39,13 +40,6 @@ fn normalize(
         Some(bias) => y + &bias.value(),
         None => Ok(y),
     }
-}
-
-/// Draws the next `params` key and initialises a feature vector with it (as Flax does, even
-/// for constant initialisers: the key count matters for the layers created after).
-fn feature_param(init: &Initializer, features: usize, rngs: &Rngs) -> Result<Param> {
-    let key = rngs.next_key("params")?;
-    Ok(Param::new(init.init(&key, [features])?))
 }
 
 /// `nnx.LayerNorm(num_features)` over the last axis: `(x - mean) / sqrt(var + epsilon) *
@@ -88,10 +82,10 @@ impl LayerNorm {
         rngs: &Rngs,
     ) -> Result<LayerNorm> {
         let scale = use_scale
-            .then(|| feature_param(&initializers::ones(), num_features, rngs))
+            .then(|| param(&initializers::ones(), [num_features], rngs))
             .transpose()?;
         let bias = use_bias
-            .then(|| feature_param(&initializers::zeros(), num_features, rngs))
+            .then(|| param(&initializers::zeros(), [num_features], rngs))
             .transpose()?;
         Ok(LayerNorm {
             scale,
@@ -154,7 +148,7 @@ impl RMSNorm {
         rngs: &Rngs,
     ) -> Result<RMSNorm> {
         let scale = use_scale
-            .then(|| feature_param(&initializers::ones(), num_features, rngs))
+            .then(|| param(&initializers::ones(), [num_features], rngs))
             .transpose()?;
         Ok(RMSNorm {
             scale,
@@ -215,8 +209,8 @@ impl BatchNorm {
     /// # Errors
     /// A missing `params` (or `default`) stream.
     pub fn new(num_features: usize, rngs: &Rngs) -> Result<BatchNorm> {
-        let scale = feature_param(&initializers::ones(), num_features, rngs)?;
-        let bias = feature_param(&initializers::zeros(), num_features, rngs)?;
+        let scale = param(&initializers::ones(), [num_features], rngs)?;
+        let bias = param(&initializers::zeros(), [num_features], rngs)?;
         Ok(BatchNorm {
             mean: BatchStat::new(Tensor::try_zeros([num_features])?),
             var: BatchStat::new(Tensor::try_ones([num_features])?),
@@ -302,8 +296,8 @@ impl GroupNorm {
                 ),
             ));
         }
-        let scale = feature_param(&initializers::ones(), num_features, rngs)?;
-        let bias = feature_param(&initializers::zeros(), num_features, rngs)?;
+        let scale = param(&initializers::ones(), [num_features], rngs)?;
+        let bias = param(&initializers::zeros(), [num_features], rngs)?;
         Ok(GroupNorm {
             scale: Some(scale),
             bias: Some(bias),
@@ -329,10 +323,9 @@ impl GroupNorm {
                 format!("expected [batch, …, {}], got {shape:?}", self.num_features),
             ));
         }
-        let dims = |v: &[usize]| -> Vec<isize> { v.iter().map(|&d| d as isize).collect() };
         let mut grouped_shape = shape[..rank - 1].to_vec();
         grouped_shape.extend([self.num_groups, self.group_size]);
-        let grouped = x.reshape(&dims(&grouped_shape))?;
+        let grouped = x.reshape(&dims(&grouped_shape)?)?;
         // Spatial axes and the in-group feature axis of the grouped array.
         let mut axes: Vec<isize> = (1..rank as isize - 1).collect();
         axes.push(rank as isize);
@@ -344,9 +337,9 @@ impl GroupNorm {
         kept.extend(std::iter::repeat_n(1, rank - 2));
         kept.extend([self.num_groups, 1]);
         let full = |stat: Tensor| -> Result<Tensor> {
-            stat.reshape(&dims(&kept))?
+            stat.reshape(&dims(&kept)?)?
                 .broadcast_to(&grouped_shape)?
-                .reshape(&dims(&shape))
+                .reshape(&dims(&shape)?)
         };
         normalize(
             x,

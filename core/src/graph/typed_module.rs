@@ -152,12 +152,9 @@ pub fn check_type_name<M: TypedModule + FromValue>(object: &Object) -> Result<()
 
 /// The value of field `name` of `object`; `None` when the attribute does not exist, so that
 /// optional fields read a deleted attribute as `None` (for `#[derive(Module)]`).
-///
-/// # Errors
-/// None today; kept fallible for the generated code.
 #[doc(hidden)]
-pub fn field_value(object: &Object, name: &str) -> Result<Value> {
-    Ok(object.get(name).unwrap_or(Value::Static(Static::None)))
+pub fn field_value(object: &Object, name: &str) -> Value {
+    object.get(name).unwrap_or(Value::Static(Static::None))
 }
 
 /// Reads field `name` from its value, naming the field on error (for `#[derive(Module)]`).

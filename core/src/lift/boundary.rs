@@ -21,6 +21,7 @@
 //! transform that fails leaves the caller's objects exactly as they were.
 
 use crate::graph::{IdMap, IdSet};
+use crate::program::AbstractValue;
 use std::fmt::{self, Write as _};
 
 use indexmap::IndexMap;
@@ -87,6 +88,11 @@ impl<L> Lowered<L> {
     /// The arrays, in a stable order (the traversal order of the values).
     pub fn leaves(&self) -> &[LoweredLeaf<L>] {
         &self.leaves
+    }
+
+    /// The abstract value (shape, dtype) of each leaf, in the order of [`Lowered::leaves`].
+    pub fn avals(&self) -> Vec<AbstractValue> {
+        self.leaves.iter().map(|l| l.value.aval()).collect()
     }
 
     /// Every graph node and Variable of the lowered values, once each, in index order.

@@ -185,10 +185,7 @@ where
         _args: &[Value],
         lowered: &mut Lowered<Whole>,
     ) -> Result<(Vec<AbstractValue>, ())> {
-        Ok((
-            lowered.leaves().iter().map(|l| l.value.aval()).collect(),
-            (),
-        ))
+        Ok((lowered.avals(), ()))
     }
 
     /// Traces the forward and backward functions over the same inputs as `f`'s program.
@@ -244,7 +241,7 @@ where
         program: &Program,
         captured: usize,
     ) -> Result<Forward> {
-        let avals: Vec<AbstractValue> = (lowered.leaves().iter()).map(|l| l.value.aval()).collect();
+        let avals = lowered.avals();
         let traced = trace_fn(&avals, |inputs| {
             let raised = lift::raise(lowered, inputs)?;
             let (output, residuals) = (self.fwd)(&raised.args)?;
@@ -253,8 +250,7 @@ where
             let (output, _) = Tree::of(&output, "the function's output")?;
             let (residuals, saved) = Tree::of(&residuals, "the residuals")?;
             let same = lowered_out.graphdef() == outputs.graphdef()
-                && (lowered_out.leaves().iter().map(|l| l.value.aval()))
-                    .eq(outputs.leaves().iter().map(|l| l.value.aval()));
+                && lowered_out.avals() == outputs.avals();
             if !same {
                 return Err(Error::CustomVjp(
                     "the forward function's output (or its updates of the arguments) differs \

@@ -129,7 +129,7 @@ impl Shortcut {
             };
             sources.push(source);
         }
-        let avals = after.leaves().iter().map(|l| l.value.aval()).collect();
+        let avals = after.avals();
         let mut writes = Vec::new();
         let mut output_results = Vec::new();
         for (j, leaf) in outputs.leaves().iter().enumerate() {

@@ -264,10 +264,7 @@ impl<F: Body> Rules for GradFn<F> {
                 }
             })
             .collect::<Result<Vec<_>>>()?;
-        Ok((
-            lowered.leaves().iter().map(|l| l.value.aval()).collect(),
-            per_arg,
-        ))
+        Ok((lowered.avals(), per_arg))
     }
 
     /// Traces the function one level deeper, then evaluates its program on a tape here and

@@ -95,10 +95,7 @@ impl<F: Body> Rules for Jit<F> {
         _args: &[Value],
         lowered: &mut Lowered<Whole>,
     ) -> Result<(Vec<AbstractValue>, ())> {
-        Ok((
-            lowered.leaves().iter().map(|l| l.value.aval()).collect(),
-            (),
-        ))
+        Ok((lowered.avals(), ()))
     }
 
     fn finish(

@@ -161,10 +161,7 @@ impl<F: Body> Rules for JvpFn<F> {
                 tangent_of[i] = Some(t);
             }
         }
-        Ok((
-            lowered.leaves().iter().map(|l| l.value.aval()).collect(),
-            TangentLeaves(tangent_of),
-        ))
+        Ok((lowered.avals(), TangentLeaves(tangent_of)))
     }
 
     /// Traces the function one level deeper, then evaluates its program on duals here: the

@@ -387,7 +387,7 @@ pub(crate) fn call_full<R: Rules>(
     let mut lowered = lift::lower_args(args, &prefix)?;
     let key = Key {
         structure: lowered.graphdef().clone(),
-        avals: lowered.leaves().iter().map(|l| l.value.aval()).collect(),
+        avals: lowered.avals(),
         prefixes: lowered.leaves().iter().map(|l| l.prefix.clone()).collect(),
     };
     let cached = cache
