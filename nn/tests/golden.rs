@@ -603,7 +603,12 @@ fn orthogonal_and_recurrent_cells_are_flaxs() -> Result<()> {
         ("orthogonal_3x3x2", 2, vec![3, 3, 2]),
     ] {
         let got = ortho.init(&random::key(seed), &shape)?;
-        assert_close(name, &got, &g[name]);
+        // Not bit for bit (JAX's QR is LAPACK's float32), but within 1e-6.
+        let want = tensor(&g[name]);
+        assert!(
+            got.allclose(&want, 1e-6, 1e-6)?,
+            "{name}: {got} vs JAX's {want}"
+        );
     }
     // The QR runs on the host: a traced key is a clear error.
     let traced = vmap(|k: &Tensor| initializers::orthogonal().init(k, [2, 2]))
