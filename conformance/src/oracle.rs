@@ -265,6 +265,7 @@ fn first_order(p: &Primitive, x: &[Value64], tie: &mut bool) -> Result<Value64> 
                 UnaryOp::Sin => a.sin(),
                 UnaryOp::Cos => a.cos(),
                 UnaryOp::Logistic => 1.0 / (1.0 + (-a).exp()),
+                UnaryOp::Erf => libm::erf(a),
             };
             Ok(float(
                 x[0].shape().to_vec(),
@@ -290,11 +291,40 @@ fn first_order(p: &Primitive, x: &[Value64], tie: &mut bool) -> Result<Value64> 
         | Primitive::IndexAxis { .. }
         | Primitive::SliceAxis { .. }
         | Primitive::Pad { .. }
+        | Primitive::Patches { .. }
         | Primitive::Concatenate { .. }
         | Primitive::Stack { .. }
             if any_float =>
         {
             layout(p, x)
+        }
+        Primitive::Cumsum { axis, reverse } if any_float => {
+            let shape = x[0].shape().to_vec();
+            let mut data = x[0].floats()?;
+            let (n, inner) = (shape[*axis], shape[axis + 1..].iter().product::<usize>());
+            for o in 0..shape[..*axis].iter().product::<usize>() {
+                for i in 0..inner {
+                    let mut total = 0.0;
+                    for k in 0..n {
+                        let at = (o * n + if *reverse { n - 1 - k } else { k }) * inner + i;
+                        total += data[at];
+                        data[at] = total;
+                    }
+                }
+            }
+            Ok(float(shape, data))
+        }
+        // col2im: the patches of the input's element indices say where each element goes.
+        Primitive::PatchesTranspose { windows, spatial } if any_float => {
+            let input = nnx_core::tensor::patches_input_shape(windows, x[0].shape(), spatial)?;
+            let sources = indices(&input, 0)?.patches(windows)?.to_vec::<i32>()?;
+            let mut out = vec![0.0; input.iter().product()];
+            for (&s, v) in sources.iter().zip(x[0].floats()?) {
+                if s > 0 {
+                    out[s as usize - 1] += v;
+                }
+            }
+            Ok(float(input, out))
         }
         Primitive::Astype { dtype: DType::F32 } if is_float(&x[0]) => Ok(x[0].clone()),
         // Not float math: the reference kernels, on f32-rounded floats.

@@ -253,6 +253,27 @@ impl Builder {
                 };
                 one(self, primitive, vec![x])
             }
+            Primitive::Cumsum { axis, reverse } => {
+                let x = self.batched(&args[0])?;
+                let primitive = Primitive::Cumsum {
+                    axis: axis + 1,
+                    reverse: *reverse,
+                };
+                one(self, primitive, vec![x])
+            }
+            Primitive::ArgReduce { op, axis } => {
+                let x = self.batched(&args[0])?;
+                let primitive = Primitive::ArgReduce {
+                    op: *op,
+                    axis: axis + 1,
+                };
+                one(self, primitive, vec![x])
+            }
+            // Windows run over the trailing axes: the batch axis is one more leading axis.
+            Primitive::Patches { .. } | Primitive::PatchesTranspose { .. } => {
+                let x = self.batched(&args[0])?;
+                one(self, eq.primitive.clone(), vec![x])
+            }
             Primitive::Concatenate { axis } | Primitive::Stack { axis } => {
                 let all = args
                     .iter()

@@ -280,6 +280,12 @@ fn rule(primitive: &Primitive, args: &[Value], size: usize) -> Result<Option<Arr
             before,
             after,
         } => first()?.pad_axis(*axis as isize + 1, *before, *after)?,
+        Primitive::Cumsum { axis, reverse } => first()?.cumsum(*axis as isize + 1, *reverse)?,
+        Primitive::ArgReduce { op, axis } => first()?.arg_reduce(*op, *axis as isize + 1)?,
+        // Windows run over the trailing axes: the batch axis is one more leading axis.
+        Primitive::Patches { .. } | Primitive::PatchesTranspose { .. } => {
+            primitive.eval(&[first()?])?
+        }
         Primitive::Concatenate { axis } | Primitive::Stack { axis } => {
             let all = args
                 .iter()

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use nnx_core::program::{AbstractValue, Atom, Equation, Primitive, Program, ProgramRef, VarId};
 use nnx_core::tensor::ReduceOp;
 use nnx_core::tensor::elementwise::CompareOp;
-use nnx_core::tensor::pool;
+use nnx_core::tensor::{Windows, pool};
 
 use crate::fuse::Dataflow;
 use nnx_core::{Array, DType, Result};
@@ -30,6 +30,10 @@ pub(crate) fn eval(primitive: &Primitive, args: &[Array]) -> Option<Result<Array
             },
             [x],
         ) => pad(*axis, *before, *after, x),
+        (Primitive::Patches { windows }, [x]) => patches(windows, x),
+        (Primitive::PatchesTranspose { windows, spatial }, [x]) => {
+            patches_transpose(windows, spatial, x)
+        }
         _ => None,
     }
 }
@@ -287,6 +291,35 @@ fn pad(axis: usize, before: usize, after: usize, x: &Array) -> Option<Result<Arr
         }
     }
     Some(Array::from_vec(&padded, out))
+}
+
+/// The im2col of a convolution: every window's rows copied into a pooled buffer (the
+/// reference's row map, so the same elements land in the same places).
+fn patches(windows: &Windows, x: &Array) -> Option<Result<Array>> {
+    let data = strong_f32(x)?;
+    let run = || -> Result<Array> {
+        let shape = windows.patches_shape(x.shape())?;
+        nnx_core::tensor::check_allocation(&shape, DType::F32)?;
+        let rows = windows.rows(x.shape())?;
+        let mut out = pool::take_zeroed(rows.patch_len());
+        rows.gather_into(data, &mut out);
+        Array::from_vec(&shape, out)
+    };
+    Some(run())
+}
+
+/// The col2im of a convolution's input gradient: patch rows added back in patch order, as
+/// the reference adds them.
+fn patches_transpose(windows: &Windows, spatial: &[usize], x: &Array) -> Option<Result<Array>> {
+    let data = strong_f32(x)?;
+    let run = || -> Result<Array> {
+        let input = nnx_core::tensor::patches_input_shape(windows, x.shape(), spatial)?;
+        let rows = windows.rows(&input)?;
+        let mut out = pool::take_zeroed(rows.input_len());
+        rows.scatter_add_into(data, &mut out);
+        Array::from_vec(&input, out)
+    };
+    Some(run())
 }
 
 /// The comparison of a masked select [`fuse_masks`] built, if `program` is one.

@@ -188,6 +188,24 @@ out["pooling"] = {
     "min_2x2": bits(nnx.min_pool(xc, (2, 2))),
 }
 
+# Gradients: a convolution's input and kernel gradients (the patches' transpose), and
+# pooling gradients where windows tie (after relu, whole windows are 0): JAX's max_pool
+# sends each window's gradient to its first maximum.
+conv_g = nnx.Conv(3, 4, (3, 2), strides=(2, 1), padding="SAME", kernel_dilation=(1, 2), rngs=nnx.Rngs(9))
+upstream = jax.random.normal(jax.random.key(11), conv_g(xc).shape)
+g_model, g_x = nnx.grad(lambda m, x: jnp.sum(m(x) * upstream), argnums=(0, 1))(conv_g, xc)
+g_kernel = g_model["kernel"][...]
+xt = jnp.round(xc * 2.0) / 2.0
+out["gradients"] = {
+    "conv": {"kernel": bits(conv_g.kernel[...]), "upstream": bits(upstream),
+             "d_kernel": bits(g_kernel), "d_x": bits(g_x)},
+    "x_ties": bits(xt),
+    "max_pool": bits(jax.grad(lambda x: jnp.sum(nnx.max_pool(jax.nn.relu(x), (2, 2), strides=(2, 2)) * jnp.arange(1.0, 4.0 * 3 * 3 * 2 + 1).reshape(2, 3, 3, 4)[..., :3]))(xt)),
+    "max_pool_same": bits(jax.grad(lambda x: jnp.sum(nnx.max_pool(jax.nn.relu(x), (3, 3), strides=(2, 2), padding="SAME")))(xt)),
+    "min_pool": bits(jax.grad(lambda x: jnp.sum(nnx.min_pool(x, (2, 2))))(xt)),
+    "avg_pool_same": bits(jax.grad(lambda x: jnp.sum(nnx.avg_pool(x, (3, 3), padding="SAME") ** 2))(xt)),
+}
+
 # Attention dropout: the layer forks 'dropout' after its projections; two training calls,
 # then eval().
 mha_drop = nnx.MultiHeadAttention(2, 8, dropout_rate=0.3, rngs=nnx.Rngs(params=0, dropout=5), decode=False)

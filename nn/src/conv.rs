@@ -1,8 +1,9 @@
 //! `nnx.Conv`: N-dimensional convolution over `[batch…, spatial…, features]` inputs.
 
+use nnx_core::tensor::Windows;
 use nnx_core::{Error, Module, Param, Result, Rngs, Tensor};
 
-use crate::common::{dims, isize_of, param};
+use crate::common::{dims, param};
 use crate::initializers;
 
 /// How a [`Conv`] pads each spatial axis: `'SAME'` (the output has `ceil(n / stride)`
@@ -21,9 +22,9 @@ pub enum Padding {
 /// the kernel has shape `kernel_size + [in_features, out_features]` and is initialised as
 /// Flax's (`lecun_normal` over the receptive field, one `params` key; then the zero bias).
 ///
-/// The convolution is a sum over kernel positions of a strided window of the (padded) input
-/// times that position's `[in_features, out_features]` matrix: one GEMM per kernel
-/// position and feature group, on every engine, differentiable as any program.
+/// The convolution is the input's patches (the `patches` primitive, im2col) times the kernel
+/// seen as one `[taps · in_features, out_features]` matrix: one GEMM (batched over feature
+/// groups), on every engine; its input gradient is the patches' transpose (col2im).
 #[derive(Module, Clone, Debug)]
 pub struct Conv {
     /// `kernel_size + [in_features, out_features]`.
@@ -194,21 +195,17 @@ impl Conv {
     /// An input with too few axes or another feature count; a window larger than the padded
     /// input.
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let first = spatial_start(x, self.kernel_size.len(), self.in_features, "Conv")?;
+        let rank = self.kernel_size.len();
+        let first = spatial_start(x, rank, self.in_features, "Conv")?;
         let spatial = &x.shape()[first..x.ndim() - 1];
-        let padded = pad_spatial(x, first, &self.pads(spatial), 0.0)?;
-        let geometry = Geometry {
-            kernel_size: &self.kernel_size,
-            strides: &self.strides,
-            dilation: &self.kernel_dilation,
-        };
-        let y = correlate(
-            &padded,
-            first,
-            &self.kernel.value(),
-            &geometry,
-            self.feature_group_count,
+        let windows = Windows::new(
+            &self.kernel_size,
+            &self.strides,
+            &self.pads(spatial),
+            &vec![1; rank],
+            &self.kernel_dilation,
         )?;
+        let y = correlate(x, &windows, &self.kernel.value(), self.feature_group_count)?;
         match &self.bias {
             Some(bias) => y + &bias.value(),
             None => Ok(y),
@@ -228,161 +225,40 @@ fn spatial_start(x: &Tensor, rank: usize, features: usize, layer: &'static str) 
     Ok(shape.len() - 1 - rank)
 }
 
-/// `x` padded on each spatial axis (from `first`) with `(low, high)` copies of `value`.
-pub(crate) fn pad_spatial(
-    x: &Tensor,
-    first: usize,
-    pads: &[(usize, usize)],
-    value: f32,
-) -> Result<Tensor> {
-    let mut padded = x.clone();
-    for (i, &(lo, hi)) in pads.iter().enumerate() {
-        let axis = first + i;
-        padded = if value == 0.0 {
-            padded.pad_axis(isize_of(axis)?, lo, hi)?
-        } else if lo + hi > 0 {
-            let block = |n: usize| {
-                let mut shape = padded.shape().to_vec();
-                shape[axis] = n;
-                Tensor::try_full(&shape, value)
-            };
-            Tensor::concatenate(&[block(lo)?, padded.clone(), block(hi)?], isize_of(axis)?)?
-        } else {
-            padded
-        };
-    }
-    Ok(padded)
-}
-
-/// A convolution's windows: size, step and tap spacing per spatial axis.
-pub(crate) struct Geometry<'a> {
-    pub(crate) kernel_size: &'a [usize],
-    pub(crate) strides: &'a [usize],
-    pub(crate) dilation: &'a [usize],
-}
-
-impl Geometry<'_> {
-    /// The number of windows along each spatial axis of `spatial` (already padded).
-    fn outputs(&self, spatial: &[usize]) -> Result<Vec<usize>> {
-        (0..spatial.len())
-            .map(|i| {
-                let window = (self.kernel_size[i] - 1) * self.dilation[i] + 1;
-                if spatial[i] < window {
-                    return Err(Error::shape(
-                        "conv",
-                        format!(
-                            "spatial axis {i}: a window of {window} does not fit {} positions",
-                            spatial[i]
-                        ),
-                    ));
-                }
-                Ok((spatial[i] - window) / self.strides[i] + 1)
-            })
-            .collect()
-    }
-
-    /// Calls `visit(tap, view)` for every kernel position (row-major over `kernel_size`) with
-    /// the strided window of `padded` it multiplies; folds the results with `combine`.
-    pub(crate) fn fold(
-        &self,
-        padded: &Tensor,
-        first: usize,
-        mut visit: impl FnMut(&[usize], Tensor) -> Result<Tensor>,
-        combine: impl Fn(Tensor, &Tensor) -> Result<Tensor>,
-    ) -> Result<Tensor> {
-        let rank = self.kernel_size.len();
-        let outs = self.outputs(&padded.shape()[first..first + rank])?;
-        let mut acc: Option<Tensor> = None;
-        for p in 0..self.kernel_size.iter().product::<usize>() {
-            let mut rest = p;
-            let mut tap = vec![0; rank];
-            for i in (0..rank).rev() {
-                tap[i] = rest % self.kernel_size[i];
-                rest /= self.kernel_size[i];
-            }
-            let mut view = padded.clone();
-            for i in 0..rank {
-                view = strided(
-                    &view,
-                    first + i,
-                    tap[i] * self.dilation[i],
-                    outs[i],
-                    self.strides[i],
-                )?;
-            }
-            let term = visit(&tap, view)?;
-            acc = Some(match acc {
-                Some(a) => combine(a, &term)?,
-                None => term,
-            });
-        }
-        acc.ok_or_else(|| Error::shape("conv", "an empty window"))
-    }
-}
-
-/// The cross-correlation of padded `x` with `kernel` (`kernel_size + [in / groups, out]`):
-/// one GEMM per kernel position and feature group.
-fn correlate(
-    padded: &Tensor,
-    first: usize,
-    kernel: &Tensor,
-    geometry: &Geometry,
-    groups: usize,
-) -> Result<Tensor> {
-    let features = *padded.shape().last().unwrap_or(&0);
+/// The cross-correlation of `x` with `kernel` (`window size + [in / groups, out]`) over
+/// `windows`: the patches of `x` (im2col) times the kernel as one matrix, one GEMM (a
+/// batched GEMM over the feature groups).
+fn correlate(x: &Tensor, windows: &Windows, kernel: &Tensor, groups: usize) -> Result<Tensor> {
+    let patches = x.patches(windows)?;
+    let rank = windows.rank();
+    // The batch axes and the window positions: `[batch…, windows…]`.
+    let positions = dims(&patches.shape()[..patches.ndim() - rank - 1])?;
+    let features = *x.shape().last().unwrap_or(&0);
     let outputs = *kernel.shape().last().unwrap_or(&0);
-    let (per_in, per_out) = (features / groups.max(1), outputs / groups.max(1));
-    let group_terms = (0..groups)
-        .map(|g| {
-            let x = if groups == 1 {
-                padded.clone()
-            } else {
-                padded.slice_axis(-1, g * per_in..(g + 1) * per_in)?
-            };
-            let k = if groups == 1 {
-                kernel.clone()
-            } else {
-                kernel.slice_axis(-1, g * per_out..(g + 1) * per_out)?
-            };
-            geometry.fold(
-                &x,
-                first,
-                |tap, view| {
-                    let mut weights = k.clone();
-                    for &t in tap {
-                        weights = weights.index_axis(0, isize_of(t)?)?;
-                    }
-                    view.matmul(&weights)
-                },
-                |a, b| a + b,
-            )
-        })
-        .collect::<Result<Vec<_>>>()?;
-    if group_terms.len() == 1 {
-        group_terms
-            .into_iter()
-            .next()
-            .ok_or_else(|| Error::shape("conv", "no group"))
-    } else {
-        Tensor::concatenate(&group_terms, -1)
+    let taps: usize = windows.size().iter().product();
+    let with = |tail: &[usize]| -> Result<Vec<isize>> {
+        let mut shape = positions.clone();
+        shape.extend(dims(tail)?);
+        Ok(shape)
+    };
+    if groups <= 1 {
+        let rows = patches.reshape(&with(&[taps * features])?)?;
+        return rows.matmul(&kernel.reshape(&dims(&[taps * features, outputs])?)?);
     }
-}
-
-/// `x` with `stride - 1` zeros inserted between neighbours along `axis` (lhs dilation).
-fn dilate(x: &Tensor, axis: usize, stride: usize) -> Result<Tensor> {
-    let n = x.shape()[axis];
-    if stride == 1 || n == 0 {
-        return Ok(x.clone());
-    }
-    let zeros = Tensor::try_zeros(x.shape())?;
-    let mut parts = vec![x.clone()];
-    parts.extend(std::iter::repeat_n(zeros, stride - 1));
-    let interleaved = Tensor::stack(&parts, isize_of(axis + 1)?)?;
-    let mut merged = dims(x.shape())?;
-    merged[axis] = isize_of(n * stride)?;
-    interleaved
-        .reshape(&merged)?
-        .slice_axis(isize_of(axis)?, 0..(n - 1) * stride + 1)
+    let (per_in, per_out) = (features / groups, outputs / groups);
+    // `[…, taps, groups, per_in]` to `[…, groups, 1, taps · per_in]`.
+    let n = positions.len();
+    let mut perm = dims(&(0..n).collect::<Vec<_>>())?;
+    perm.extend(dims(&[n + 1, n, n + 2])?);
+    let rows = patches
+        .reshape(&with(&[taps, groups, per_in])?)?
+        .permute_axes(&perm)?
+        .reshape(&with(&[groups, 1, taps * per_in])?)?;
+    // `[taps · per_in, groups · per_out]` to `[groups, taps · per_in, per_out]`.
+    let weights = kernel
+        .reshape(&dims(&[taps * per_in, groups, per_out])?)?
+        .permute_axes(&[1, 0, 2])?;
+    rows.matmul(&weights)?.reshape(&with(&[outputs])?)
 }
 
 /// `nnx.ConvTranspose(in_features, out_features, kernel_size, strides, padding,
@@ -460,11 +336,7 @@ impl ConvTranspose {
     /// As [`Conv::forward`].
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let rank = self.kernel_size.len();
-        let first = spatial_start(x, rank, self.in_features, "ConvTranspose")?;
-        let mut dilated = x.clone();
-        for i in 0..rank {
-            dilated = dilate(&dilated, first + i, self.strides[i])?;
-        }
+        spatial_start(x, rank, self.in_features, "ConvTranspose")?;
         let pads: Vec<(usize, usize)> = match self.padding_mode.as_str() {
             "EXPLICIT" => self.padding.clone(),
             mode => (0..rank)
@@ -481,14 +353,15 @@ impl ConvTranspose {
                 })
                 .collect(),
         };
-        let padded = pad_spatial(&dilated, first, &pads, 0.0)?;
-        let ones = vec![1; rank];
-        let geometry = Geometry {
-            kernel_size: &self.kernel_size,
-            strides: &ones,
-            dilation: &self.kernel_dilation,
-        };
-        let y = correlate(&padded, first, &self.kernel.value(), &geometry, 1)?;
+        // The input dilated by the strides, padded, correlated at stride 1.
+        let windows = Windows::new(
+            &self.kernel_size,
+            &vec![1; rank],
+            &pads,
+            &self.strides,
+            &self.kernel_dilation,
+        )?;
+        let y = correlate(x, &windows, &self.kernel.value(), 1)?;
         match &self.bias {
             Some(bias) => y + &bias.value(),
             None => Ok(y),
@@ -510,26 +383,4 @@ pub(crate) fn same_pads(
             (total / 2, total - total / 2)
         })
         .collect()
-}
-
-/// `count` elements of `axis` from `start`, every `stride`-th.
-pub(crate) fn strided(
-    x: &Tensor,
-    axis: usize,
-    start: usize,
-    count: usize,
-    stride: usize,
-) -> Result<Tensor> {
-    let a = isize_of(axis)?;
-    if stride == 1 {
-        return x.slice_axis(a, start..start + count);
-    }
-    let len = x.shape()[axis];
-    let end = (start + count * stride).min(len);
-    let taken = x.slice_axis(a, start..end)?;
-    let taken = taken.pad_axis(a, 0, start + count * stride - end)?;
-    let mut split = dims(taken.shape())?;
-    split[axis] = isize_of(count)?;
-    split.insert(axis + 1, isize_of(stride)?);
-    taken.reshape(&split)?.index_axis(a + 1, 0)
 }

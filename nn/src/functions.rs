@@ -148,12 +148,12 @@ pub fn one_hot(x: &Tensor, num_classes: usize) -> Result<Tensor> {
 }
 
 /// `jnp.argmax(x, axis)`: the index (int32) of the first maximum along `axis`, or of the
-/// first NaN where there is one; the axis is removed.
+/// first NaN where there is one; the axis is removed ([`Tensor::argmax`], one primitive).
 ///
 /// # Errors
 /// An axis out of range; an empty axis.
 pub fn argmax(x: &Tensor, axis: isize) -> Result<Tensor> {
-    arg_extreme(x, axis, true)
+    x.argmax(axis)
 }
 
 /// `jnp.argmin(x, axis)`: as [`argmax`] for the minimum.
@@ -161,35 +161,7 @@ pub fn argmax(x: &Tensor, axis: isize) -> Result<Tensor> {
 /// # Errors
 /// As [`argmax`].
 pub fn argmin(x: &Tensor, axis: isize) -> Result<Tensor> {
-    arg_extreme(x, axis, false)
-}
-
-/// The first position along `axis` holding the extreme (or a NaN): the least index among
-/// those where `x` equals the reduction or is NaN.
-fn arg_extreme(x: &Tensor, axis: isize, maximum: bool) -> Result<Tensor> {
-    let rank = x.ndim() as isize;
-    let a = if axis < 0 { axis + rank } else { axis };
-    let size = usize::try_from(a)
-        .ok()
-        .and_then(|a| x.shape().get(a).copied())
-        .ok_or_else(|| {
-            Error::shape(
-                "argmax",
-                format!("axis {axis} is out of range for rank {rank}"),
-            )
-        })?;
-    let extreme = if maximum { x.max(a)? } else { x.min(a)? };
-    let hit = x.compare(CompareOp::Eq, &kept(extreme, a)?)?;
-    let nan = x.compare(CompareOp::Ne, x)?;
-    let hit = hit.select(&hit, &nan)?;
-    // The positions along the axis, shaped to broadcast against x.
-    let mut index_shape = vec![1usize; x.ndim()];
-    index_shape[a as usize] = size;
-    let index = Tensor::try_arange(size)?
-        .reshape(&crate::common::dims(&index_shape)?)?
-        .broadcast_to(x.shape())?;
-    let beyond = Tensor::try_full(x.shape(), i32::try_from(size).unwrap_or(i32::MAX))?;
-    hit.select(&index, &beyond)?.min(a)
+    x.argmin(axis)
 }
 
 /// `(x - mean) / sqrt(var + epsilon)` over `axis` (`jax.nn.standardize`, with JAX's
@@ -204,50 +176,13 @@ pub fn standardize(x: &Tensor, axis: isize, epsilon: f32) -> Result<Tensor> {
     (x - &mean)? / ((variance + epsilon)?.sqrt()?)
 }
 
-/// The error function, as XLA computes it in float32 (`jax.lax.erf`): `x · P(x²) / Q(x²)`
-/// with Eigen's coefficients, `±1` from `|x| ≥ 3.832507`. Composed of tensor operations (so
-/// it differentiates), it agrees with `jax.lax.erf` to a float32 rounding (the kernel in
-/// `nnx_core::random::sampling::erf_f32`, which fuses its multiply-adds, is bit-exact).
+/// The error function (`jax.lax.erf`): [`Tensor::erf`], bit for bit as XLA computes it in
+/// float32.
 ///
 /// # Errors
 /// A non-float `x`.
 pub fn erf(x: &Tensor) -> Result<Tensor> {
-    const ALPHA: [f32; 5] = [
-        f32::from_bits(0x3970_2D51),
-        f32::from_bits(0x3B5F_5DA2),
-        f32::from_bits(0x3D50_B6EB),
-        f32::from_bits(0x3E3D_A740),
-        f32::from_bits(0x3F90_6EBA),
-    ];
-    const BETA: [f32; 7] = [
-        f32::from_bits(0xB3FD_3906),
-        f32::from_bits(0x37C5_88DF),
-        f32::from_bits(0x3A85_6D28),
-        f32::from_bits(0x3C66_87D4),
-        f32::from_bits(0x3DE3_4C21),
-        f32::from_bits(0x3EFE_B44A),
-        1.0,
-    ];
-    const SATURATION: f32 = f32::from_bits(0x4075_47CB);
-    let clamped = x
-        .maximum(&Tensor::from(-SATURATION))?
-        .minimum(&Tensor::from(SATURATION))?;
-    let x2 = (&clamped * &clamped)?;
-    let horner = |coeffs: &[f32]| -> Result<Tensor> {
-        let mut acc = Tensor::from(coeffs[0]);
-        for &c in &coeffs[1..] {
-            acc = ((&acc * &x2)? + c)?;
-        }
-        Ok(acc)
-    };
-    let ratio = ((&clamped * horner(&ALPHA)?)? / horner(&BETA)?)?;
-    // Saturated: ±1 with x's sign (the ratio is about ±1 there too, not exactly).
-    let ones = (Tensor::ones(x.shape()) * 1.0f32)?;
-    let saturated = x
-        .maximum(&(-x)?)?
-        .compare(CompareOp::Ge, &Tensor::from(SATURATION))?;
-    let sign = positive(x)?.select(&ones, &(-&ones)?)?;
-    saturated.select(&sign, &ratio)
+    x.erf()
 }
 
 #[cfg(test)]
@@ -263,7 +198,7 @@ mod tests {
             .to_vec::<f32>()
             .unwrap();
         for (x, g) in xs.iter().zip(got) {
-            assert!((g - erf_f32(*x)).abs() <= 2e-7, "erf({x}) = {g}");
+            assert_eq!(g.to_bits(), erf_f32(*x).to_bits(), "erf({x}) = {g}");
         }
     }
 

@@ -1,18 +1,20 @@
 //! `nnx.max_pool`, `nnx.min_pool`, `nnx.avg_pool` over `[batch…, spatial…, features]`.
 
+use nnx_core::tensor::{ArgOp, Windows};
 use nnx_core::{Error, Result, Tensor};
 
-use crate::conv::{Geometry, Padding, pad_spatial, same_pads};
+use crate::common::{dims, isize_of};
+use crate::conv::{Padding, same_pads};
 
-/// Every window of `x` (padded with `fill`), folded with `combine`: Flax's `pool`.
-fn pool(
+/// Every window of `x` (padded with `fill`) as `[batch…, windows…, taps, features]` (the
+/// patches of the padded input, taps flattened), and the taps' axis: Flax's `pool`.
+fn windows_of(
     x: &Tensor,
     window: &[usize],
     strides: Option<&[usize]>,
     padding: &Padding,
     fill: f32,
-    combine: impl Fn(Tensor, &Tensor) -> Result<Tensor>,
-) -> Result<Tensor> {
+) -> Result<(Tensor, isize)> {
     let rank = window.len();
     let shape = x.shape().to_vec();
     let ones = vec![1; rank];
@@ -37,16 +39,58 @@ fn pool(
         }
     };
     let padded = pad_spatial(x, first, &pads, fill)?;
-    let geometry = Geometry {
-        kernel_size: window,
-        strides,
-        dilation: &ones,
+    let windows = Windows::new(window, strides, &vec![(0, 0); rank], &ones, &ones)?;
+    let patches = padded.patches(&windows)?;
+    let mut flat = dims(&patches.shape()[..first + rank])?;
+    flat.extend([-1, isize_of(shape[shape.len() - 1])?]);
+    Ok((patches.reshape(&flat)?, isize_of(first + rank)?))
+}
+
+/// The first extremum of each window, so that its gradient goes to that one element, as
+/// `lax.reduce_window`'s (`select_and_scatter_add`) does; a NaN wins, as in XLA.
+fn choose(
+    x: &Tensor,
+    window: &[usize],
+    strides: Option<&[usize]>,
+    padding: &Padding,
+    op: ArgOp,
+) -> Result<Tensor> {
+    let fill = match op {
+        ArgOp::Max => f32::NEG_INFINITY,
+        ArgOp::Min => f32::INFINITY,
     };
-    geometry.fold(&padded, first, |_, view| Ok(view), combine)
+    let (windows, taps) = windows_of(x, window, strides, padding, fill)?;
+    let chosen = windows.arg_reduce(op, taps)?.expand_dims(taps)?;
+    let count = windows.shape()[windows.ndim() - 2];
+    let tap = Tensor::arange(count).reshape(&[isize_of(count)?, 1])?;
+    let zero = Tensor::from(0.0f32);
+    chosen.equal(&tap)?.select(&windows, &zero)?.sum(taps)
+}
+
+/// `x` padded on each spatial axis (from `first`) with `(low, high)` copies of `value`.
+fn pad_spatial(x: &Tensor, first: usize, pads: &[(usize, usize)], value: f32) -> Result<Tensor> {
+    let mut padded = x.clone();
+    for (i, &(lo, hi)) in pads.iter().enumerate() {
+        let axis = isize_of(first + i)?;
+        padded = if value == 0.0 {
+            padded.pad_axis(axis, lo, hi)?
+        } else if lo + hi > 0 {
+            let block = |n: usize| {
+                let mut shape = padded.shape().to_vec();
+                shape[first + i] = n;
+                Tensor::try_full(&shape, value)
+            };
+            Tensor::concatenate(&[block(lo)?, padded.clone(), block(hi)?], axis)?
+        } else {
+            padded
+        };
+    }
+    Ok(padded)
 }
 
 /// `nnx.max_pool(x, window_shape, strides, padding)`: the maximum of each window (padding
-/// never wins: it is `-inf`).
+/// never wins: it is `-inf`). Its gradient goes to the first maximum of each window, as
+/// JAX's does.
 ///
 /// # Errors
 /// A window or strides that do not fit the input.
@@ -56,9 +100,7 @@ pub fn max_pool(
     strides: Option<&[usize]>,
     padding: Padding,
 ) -> Result<Tensor> {
-    pool(x, window, strides, &padding, f32::NEG_INFINITY, |a, b| {
-        a.maximum(b)
-    })
+    choose(x, window, strides, &padding, ArgOp::Max)
 }
 
 /// `nnx.min_pool(x, window_shape, strides, padding)`: the minimum of each window.
@@ -71,9 +113,7 @@ pub fn min_pool(
     strides: Option<&[usize]>,
     padding: Padding,
 ) -> Result<Tensor> {
-    pool(x, window, strides, &padding, f32::INFINITY, |a, b| {
-        a.minimum(b)
-    })
+    choose(x, window, strides, &padding, ArgOp::Min)
 }
 
 /// `nnx.avg_pool(x, window_shape, strides, padding)` with Flax's default
@@ -87,6 +127,6 @@ pub fn avg_pool(
     strides: Option<&[usize]>,
     padding: Padding,
 ) -> Result<Tensor> {
-    let sum = pool(x, window, strides, &padding, 0.0, |a, b| a + b)?;
-    sum / window.iter().product::<usize>() as f32
+    let (windows, taps) = windows_of(x, window, strides, &padding, 0.0)?;
+    windows.sum(taps)? / window.iter().product::<usize>() as f32
 }

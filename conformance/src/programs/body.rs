@@ -2,6 +2,7 @@
 //! every Variable's value, then the Variable updates and the new attribute.
 
 use nnx_core::random;
+use nnx_core::tensor::Windows;
 use nnx_core::tensor::elementwise::{BinaryOp, UnaryOp};
 use nnx_core::{Axes, DType, Object, Param, Result, Tensor, Value, Variable};
 
@@ -55,6 +56,14 @@ fn numeric(t: &Tensor) -> Result<Tensor> {
         t.astype(DType::I32)
     } else {
         Ok(t.clone())
+    }
+}
+
+/// A scalar as a one-element vector; anything else as it is.
+fn at_least_1d(t: &Tensor) -> Result<Tensor> {
+    match t.ndim() {
+        0 => t.reshape(&[1]),
+        _ => Ok(t.clone()),
     }
 }
 
@@ -356,18 +365,12 @@ fn run_op(op: &Op, regs: &mut Regs) -> Result<()> {
             }
         }
         Op::Pad(i, before, after, a) => {
-            let x = regs.get(a);
-            let x = if x.ndim() == 0 {
-                x.reshape(&[1])?
-            } else {
-                x.clone()
-            };
+            let x = at_least_1d(regs.get(a))?;
             let axis = pick_axis(i, x.ndim()).unwrap_or(0);
             x.pad_axis(axis, usize::from(before), usize::from(after))?
         }
         Op::Concatenate(i, a, b) => {
-            let x = numeric(regs.get(a))?;
-            let x = if x.ndim() == 0 { x.reshape(&[1])? } else { x };
+            let x = at_least_1d(&numeric(regs.get(a))?)?;
             let axis = pick_axis(i, x.ndim()).unwrap_or(0);
             let y = to_shape(&numeric(regs.get(b))?, x.shape())?.astype(x.dtype())?;
             Tensor::concatenate(&[x.clone(), y, x], axis)?
@@ -377,6 +380,43 @@ fn run_op(op: &Op, regs: &mut Regs) -> Result<()> {
             let axis = pick_axis(i, x.ndim() + 1).unwrap_or(0);
             let y = to_shape(&numeric(regs.get(b))?, x.shape())?.astype(x.dtype())?;
             Tensor::stack(&[x, y], axis)?
+        }
+        Op::Cumsum(i, reverse, a) => {
+            let x = at_least_1d(&numeric(regs.get(a))?)?;
+            x.cumsum(pick_axis(i, x.ndim()).unwrap_or(0), reverse)?
+        }
+        Op::Arg(max, i, a) => {
+            let x = at_least_1d(&numeric(regs.get(a))?)?;
+            let axis = pick_axis(i, x.ndim()).unwrap_or(0);
+            if max {
+                x.argmax(axis)?
+            } else {
+                x.argmin(axis)?
+            }
+        }
+        Op::Patches(bytes, two, transpose, a) => {
+            let x = numeric(regs.get(a))?;
+            let rank = if two && x.ndim() >= 3 { 2 } else { 1 };
+            let x = match x.ndim() {
+                0 => x.reshape(&[1, 1])?,
+                1 => x.expand_dims(-1)?,
+                _ => x,
+            };
+            let pick = |b: u8, n: u8| usize::from(b % n);
+            let windows = Windows::new(
+                &vec![1 + pick(bytes[0], 2); rank],
+                &vec![1 + pick(bytes[1], 2); rank],
+                &vec![(pick(bytes[2], 2), pick(bytes[3], 3)); rank],
+                &vec![1 + pick(bytes[4], 2); rank],
+                &vec![1 + pick(bytes[5], 2); rank],
+            )?;
+            let p = x.patches(&windows)?;
+            if transpose {
+                let spatial = &x.shape()[x.ndim() - 1 - rank..x.ndim() - 1];
+                p.patches_transpose(&windows, spatial)?
+            } else {
+                p
+            }
         }
         Op::Astype(d, a) => regs.get(a).astype(d)?,
         Op::StopGradient(a) => regs.get(a).stop_gradient()?,

@@ -144,6 +144,14 @@ pub enum Op {
     Concatenate(i8, Reg, Reg),
     /// Stack two registers (the second broadcast to the first's shape) along a new axis.
     Stack(i8, Reg, Reg),
+    /// The running sum along an axis, forwards or backwards (a scalar is made a vector).
+    Cumsum(i8, bool, Reg),
+    /// `argmax` (`true`) or `argmin` along an axis (a scalar is made a vector).
+    Arg(bool, i8, Reg),
+    /// Sliding windows over the register seen as `[batch…, spatial…, features]` (one
+    /// spatial axis, two with the flag): size, stride, low and high padding, input and
+    /// window dilation from the bytes; with `transpose`, the patches added back (col2im).
+    Patches([u8; 6], bool, bool, Reg),
     /// Cast.
     Astype(DType, Reg),
     /// `stop_gradient(a)`.
@@ -355,6 +363,7 @@ fn unary_op() -> impl Strategy<Value = UnaryOp> {
         Just(UnaryOp::Sin),
         Just(UnaryOp::Cos),
         Just(UnaryOp::Logistic),
+        Just(UnaryOp::Erf),
     ]
 }
 
@@ -427,6 +436,9 @@ fn op() -> impl Strategy<Value = Op> {
         1 => (axis(), 0u8..3, 0u8..3, reg()).prop_map(|(x, b, e, a)| Op::Pad(x, b, e, a)),
         1 => (axis(), reg(), reg()).prop_map(|(x, a, b)| Op::Concatenate(x, a, b)),
         1 => (axis(), reg(), reg()).prop_map(|(x, a, b)| Op::Stack(x, a, b)),
+        1 => (axis(), any::<bool>(), reg()).prop_map(|(x, r, a)| Op::Cumsum(x, r, a)),
+        1 => (any::<bool>(), axis(), reg()).prop_map(|(m, x, a)| Op::Arg(m, x, a)),
+        2 => (any::<[u8; 6]>(), any::<bool>(), any::<bool>(), reg()).prop_map(|(w, two, t, a)| Op::Patches(w, two, t, a)),
         1 => (dtype(), reg()).prop_map(|(d, a)| Op::Astype(d, a)),
         1 => reg().prop_map(Op::StopGradient),
         2 => (random_pick(), reg()).prop_map(|(p, k)| Op::Random(p, k)),

@@ -14,8 +14,8 @@ use crate::error::{Error, Result};
 use crate::random::RandomOp;
 use crate::tensor::elementwise::{BinaryOp, CompareOp, UnaryOp};
 use crate::tensor::{
-    Array, DType, ReduceOp, broadcast_shapes, byte_size, check_allocation, element_count,
-    matmul_shape, promote,
+    ArgOp, Array, DType, ReduceOp, Windows, broadcast_shapes, byte_size, check_allocation,
+    element_count, matmul_shape, promote,
 };
 
 /// A program held by a higher-order primitive. Equality is identity (two equations call the
@@ -252,6 +252,37 @@ pub enum Primitive {
         /// Zeros after the input.
         after: usize,
     },
+    /// Running sums along an axis (`jnp.cumsum`; `lax.cumsum(…, reverse=True)` when
+    /// `reverse`).
+    Cumsum {
+        /// The axis.
+        axis: usize,
+        /// Sum from the last element backwards.
+        reverse: bool,
+    },
+    /// The int32 position of the first extremum along an axis, which is removed
+    /// (`jnp.argmax`, `jnp.argmin`).
+    ArgReduce {
+        /// Largest or smallest.
+        op: ArgOp,
+        /// The axis.
+        axis: usize,
+    },
+    /// The sliding windows of `[batch…, spatial…, features]` (im2col):
+    /// `[batch…, windows…, size…, features]`. A convolution is these patches times the
+    /// kernel (one GEMM); a pooling, a reduction over the window axes.
+    Patches {
+        /// The windows.
+        windows: Windows,
+    },
+    /// The transpose of [`Primitive::Patches`] (col2im): every patch element added back to
+    /// the input position it came from. The gradient of a convolution's input.
+    PatchesTranspose {
+        /// The windows.
+        windows: Windows,
+        /// The input's spatial shape.
+        spatial: Vec<usize>,
+    },
     /// Join along an existing axis (any number of inputs).
     Concatenate {
         /// The axis.
@@ -335,6 +366,10 @@ impl Primitive {
             Primitive::IndexAxis { .. } => "index_axis".to_owned(),
             Primitive::SliceAxis { .. } => "slice_axis".to_owned(),
             Primitive::Pad { .. } => "pad".to_owned(),
+            Primitive::Cumsum { .. } => "cumsum".to_owned(),
+            Primitive::ArgReduce { op, .. } => op.name().to_owned(),
+            Primitive::Patches { .. } => "patches".to_owned(),
+            Primitive::PatchesTranspose { .. } => "patches_transpose".to_owned(),
             Primitive::Concatenate { .. } => "concatenate".to_owned(),
             Primitive::Stack { .. } => "stack".to_owned(),
             Primitive::Astype { .. } => "convert".to_owned(),
@@ -558,6 +593,49 @@ impl Primitive {
                 let shape = crate::tensor::padded_shape(&a.shape, *axis, *before, *after)?;
                 AbstractValue::new(shape, a.dtype, a.weak)
             }
+            Primitive::Cumsum { .. } => {
+                let a = one()?;
+                let dtype = match a.dtype {
+                    DType::Bool => DType::I32,
+                    DType::Key => return Err(unsupported_key("cumsum")),
+                    d => d,
+                };
+                AbstractValue::new(a.shape.clone(), dtype, a.weak)
+            }
+            Primitive::ArgReduce { op, axis } => {
+                let a = one()?;
+                if a.dtype == DType::Key {
+                    return Err(unsupported_key(op.name()));
+                }
+                if a.shape[*axis] == 0 {
+                    return Err(Error::shape(
+                        op.name(),
+                        format!("attempt to get {} of an empty sequence", op.name()),
+                    ));
+                }
+                let mut shape = a.shape.clone();
+                shape.remove(*axis);
+                AbstractValue::new(shape, DType::I32, false)
+            }
+            Primitive::Patches { windows } => {
+                let a = one()?;
+                if a.dtype == DType::Key {
+                    return Err(unsupported_key("patches"));
+                }
+                AbstractValue::new(windows.patches_shape(&a.shape)?, a.dtype, a.weak)
+            }
+            Primitive::PatchesTranspose { windows, spatial } => {
+                let a = one()?;
+                if !a.dtype.is_numeric() {
+                    return Err(Error::UnsupportedDType {
+                        op: "patches_transpose",
+                        dtype: a.dtype,
+                        expected: Some("int32, uint32 or float32"),
+                    });
+                }
+                let shape = crate::tensor::patches_input_shape(windows, &a.shape, spatial)?;
+                AbstractValue::new(shape, a.dtype, a.weak)
+            }
             Primitive::Concatenate { axis } => {
                 let a =
                     first.ok_or_else(|| Error::shape("concatenate", "need at least one array"))?;
@@ -678,6 +756,12 @@ impl Primitive {
                 before,
                 after,
             } => arg(0)?.pad_axis(*axis as isize, *before, *after),
+            Primitive::Cumsum { axis, reverse } => arg(0)?.cumsum(*axis as isize, *reverse),
+            Primitive::ArgReduce { op, axis } => arg(0)?.arg_reduce(*op, *axis as isize),
+            Primitive::Patches { windows } => arg(0)?.patches(windows),
+            Primitive::PatchesTranspose { windows, spatial } => {
+                arg(0)?.patches_transpose(windows, spatial)
+            }
             Primitive::Concatenate { axis } => Array::concatenate(inputs, *axis as isize),
             Primitive::Stack { axis } => Array::stack(inputs, *axis as isize),
             Primitive::Astype { dtype } => arg(0)?.astype(*dtype),
@@ -724,6 +808,14 @@ impl fmt::Display for Primitive {
                 before,
                 after,
             } => write!(f, "pad[axis={axis}, before={before}, after={after}]"),
+            Primitive::Cumsum { axis, reverse } => {
+                write!(f, "cumsum[axis={axis}, reverse={reverse}]")
+            }
+            Primitive::ArgReduce { axis, .. } => write!(f, "{}[axis={axis}]", self.name()),
+            Primitive::Patches { windows } => write!(f, "patches[{windows}]"),
+            Primitive::PatchesTranspose { windows, spatial } => {
+                write!(f, "patches_transpose[{windows}, spatial={spatial:?}]")
+            }
             Primitive::Astype { dtype } => write!(f, "convert[{dtype}]"),
             Primitive::Remat { policy, .. } => write!(f, "remat[policy={policy:?}]"),
             Primitive::Random(op) => write!(f, "{op:?}"),
@@ -739,5 +831,13 @@ impl fmt::Display for Primitive {
             ),
             _ => f.write_str(&self.name()),
         }
+    }
+}
+
+fn unsupported_key(op: &'static str) -> Error {
+    Error::UnsupportedDType {
+        op,
+        dtype: DType::Key,
+        expected: None,
     }
 }

@@ -10,7 +10,7 @@ use super::reduce::{Axes, ReduceOp};
 use super::shape::{
     broadcast_shapes, check_slice, normalize_axes, normalize_axis, normalize_index, squeeze_axes,
 };
-use super::{Array, DType, Element};
+use super::{ArgOp, Array, DType, Element, Windows};
 use crate::error::{Error, Result};
 use crate::program::{AbstractValue, Primitive, Tracer, record};
 
@@ -647,6 +647,79 @@ impl Tensor {
                     after,
                 })
             },
+        )
+    }
+
+    /// The cumulative sum along `axis`; see [`Array::cumsum`].
+    ///
+    /// # Errors
+    /// As [`Array::cumsum`].
+    pub fn cumsum(&self, axis: isize, reverse: bool) -> Result<Tensor> {
+        self.unary_op(
+            |a| a.cumsum(axis, reverse),
+            |shape| {
+                let axis = super::shape::normalize_axis("cumsum", axis, shape)?;
+                Ok(Primitive::Cumsum { axis, reverse })
+            },
+        )
+    }
+
+    /// The position of the first extremum along `axis`; see [`Array::arg_reduce`].
+    ///
+    /// # Errors
+    /// As [`Array::arg_reduce`].
+    pub fn arg_reduce(&self, op: ArgOp, axis: isize) -> Result<Tensor> {
+        self.unary_op(
+            |a| a.arg_reduce(op, axis),
+            |shape| {
+                let axis = super::shape::normalize_axis(op.name(), axis, shape)?;
+                Ok(Primitive::ArgReduce { op, axis })
+            },
+        )
+    }
+
+    /// The int32 position of the first largest element along `axis` (`jnp.argmax`).
+    ///
+    /// # Errors
+    /// As [`Array::arg_reduce`].
+    pub fn argmax(&self, axis: isize) -> Result<Tensor> {
+        self.arg_reduce(ArgOp::Max, axis)
+    }
+
+    /// The int32 position of the first smallest element along `axis` (`jnp.argmin`).
+    ///
+    /// # Errors
+    /// As [`Array::arg_reduce`].
+    pub fn argmin(&self, axis: isize) -> Result<Tensor> {
+        self.arg_reduce(ArgOp::Min, axis)
+    }
+
+    /// The sliding windows of `self` (`[batch…, spatial…, features]`); see
+    /// [`Array::patches`].
+    ///
+    /// # Errors
+    /// As [`Array::patches`].
+    pub fn patches(&self, windows: &Windows) -> Result<Tensor> {
+        Tensor::apply(
+            Primitive::Patches {
+                windows: windows.clone(),
+            },
+            &[self],
+        )
+    }
+
+    /// Patches added back into an input of spatial shape `spatial`; see
+    /// [`Array::patches_transpose`].
+    ///
+    /// # Errors
+    /// As [`Array::patches_transpose`].
+    pub fn patches_transpose(&self, windows: &Windows, spatial: &[usize]) -> Result<Tensor> {
+        Tensor::apply(
+            Primitive::PatchesTranspose {
+                windows: windows.clone(),
+                spatial: spatial.to_vec(),
+            },
+            &[self],
         )
     }
 

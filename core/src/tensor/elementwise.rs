@@ -188,6 +188,8 @@ pub enum UnaryOp {
     Cos,
     /// `1 / (1 + e^-a)` (integers are promoted to float32).
     Logistic,
+    /// The error function, as XLA computes it in float32 (integers are promoted to float32).
+    Erf,
 }
 
 impl UnaryOp {
@@ -203,6 +205,7 @@ impl UnaryOp {
             UnaryOp::Sin => "sin",
             UnaryOp::Cos => "cos",
             UnaryOp::Logistic => "logistic",
+            UnaryOp::Erf => "erf",
         }
     }
 
@@ -224,6 +227,7 @@ impl UnaryOp {
             UnaryOp::Sin => a.sin(),
             UnaryOp::Cos => a.cos(),
             UnaryOp::Logistic => 1.0 / (1.0 + (-a).exp()),
+            UnaryOp::Erf => crate::random::sampling::erf_f32(a),
         }
     }
 }
@@ -569,6 +573,14 @@ impl Array {
     /// As [`Array::unary`].
     pub fn tanh(&self) -> Result<Array> {
         self.unary(UnaryOp::Tanh)
+    }
+
+    /// The error function elementwise (`jax.lax.erf`).
+    ///
+    /// # Errors
+    /// As [`Array::unary`].
+    pub fn erf(&self) -> Result<Array> {
+        self.unary(UnaryOp::Erf)
     }
 
     /// Square root elementwise.

@@ -227,6 +227,14 @@ pub trait TensorResult: Sized {
         self.tensor()?.tanh()
     }
 
+    /// [`Tensor::erf`].
+    ///
+    /// # Errors
+    /// As [`Tensor::erf`], or an error passed through.
+    fn erf(self) -> Result<Tensor> {
+        self.tensor()?.erf()
+    }
+
     /// [`Tensor::sin`].
     ///
     /// # Errors

@@ -34,6 +34,7 @@
 //! ```
 
 mod alloc;
+mod along_axis;
 mod dispatch;
 mod display;
 mod dtype;
@@ -46,12 +47,14 @@ pub mod pool;
 mod reduce;
 mod shape;
 mod view;
+mod windows;
 
 use std::sync::Arc;
 
 pub use alloc::check_allocation;
 pub(crate) use alloc::{byte_size, element_count};
 pub(crate) use alloc::{needs_probe, probe};
+pub use along_axis::ArgOp;
 pub use dispatch::Tensor;
 pub use dtype::DType;
 pub(crate) use dtype::promote;
@@ -61,6 +64,7 @@ pub use reduce::{Axes, ReduceOp};
 pub(crate) use shape::broadcast_shapes;
 pub use shape::padded_shape;
 pub use view::Strided;
+pub use windows::{PatchRows, Windows, patches_input_shape};
 
 use crate::error::{Error, Result};
 

@@ -94,6 +94,14 @@ impl Tensor {
         self.unary(UnaryOp::Tanh)
     }
 
+    /// The error function (`jax.lax.erf`), bit for bit as XLA computes it in float32.
+    ///
+    /// # Errors
+    /// As [`Tensor::unary`].
+    pub fn erf(&self) -> Result<Tensor> {
+        self.unary(UnaryOp::Erf)
+    }
+
     /// Sine.
     ///
     /// # Errors

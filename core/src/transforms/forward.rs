@@ -389,10 +389,14 @@ fn jvp_rule(
         | Primitive::IndexAxis { .. }
         | Primitive::SliceAxis { .. }
         | Primitive::Pad { .. }
+        | Primitive::Cumsum { .. }
+        | Primitive::Patches { .. }
+        | Primitive::PatchesTranspose { .. }
         | Primitive::Concatenate { .. }
         | Primitive::Stack { .. }
         | Primitive::Astype { .. } => Some(linear()?),
         Primitive::Compare(_)
+        | Primitive::ArgReduce { .. }
         | Primitive::StopGradient
         | Primitive::Random(_)
         | Primitive::FoldInEach

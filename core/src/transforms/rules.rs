@@ -98,6 +98,11 @@ pub(super) fn unary_chain(op: UnaryOp, a: &Tensor, y: &Tensor, t: &Tensor) -> Re
         UnaryOp::Sin => t.mul(&a.unary(UnaryOp::Cos)?),
         UnaryOp::Cos => t.mul(&a.unary(UnaryOp::Sin)?)?.unary(UnaryOp::Neg),
         UnaryOp::Logistic => t.mul(y)?.mul(&(1.0f32 - y)?),
+        UnaryOp::Erf => {
+            let slope = (a.mul(a)?.unary(UnaryOp::Neg)?.unary(UnaryOp::Exp)?
+                * std::f32::consts::FRAC_2_SQRT_PI)?;
+            t.mul(&slope)
+        }
     }
 }
 
@@ -225,6 +230,17 @@ pub(super) fn first_order_vjp(
             let n = x[0].shape()[*axis];
             vec![Some(g0.slice_axis(*axis as isize, *before..before + n)?)]
         }
+        // A running sum's cotangent is the running sum of the cotangent the other way.
+        Primitive::Cumsum { axis, reverse } => {
+            vec![Some(g0.cumsum(*axis as isize, !reverse)?)]
+        }
+        Primitive::ArgReduce { .. } => vec![None],
+        Primitive::Patches { windows } => {
+            let first = x[0].ndim() - 1 - windows.rank();
+            let spatial = &x[0].shape()[first..x[0].ndim() - 1];
+            vec![Some(g0.patches_transpose(windows, spatial)?)]
+        }
+        Primitive::PatchesTranspose { windows, .. } => vec![Some(g0.patches(windows)?)],
         Primitive::Concatenate { axis } => {
             let mut offset = 0;
             x.iter()

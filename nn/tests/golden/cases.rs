@@ -1,6 +1,7 @@
 //! The layers and initialisers against what Flax 0.12.8 / JAX 0.10.2 compute
 //! (`golden/layers.py` writes `golden/layers.json`): initial values bit for bit, layer
-//! outputs to 1e-5, on the reference engine and eagerly.
+//! outputs to 1e-5, under `jit` and eagerly on the engine the including test binary names
+//! (`golden_reference.rs`, `golden_fast.rs`).
 
 use std::sync::OnceLock;
 
@@ -8,13 +9,14 @@ use nnx_core::random::{self, sampling};
 use nnx_core::transforms::{jit, vmap};
 use nnx_core::{Result, Rngs, Tensor};
 use nnx_nn::{Linear, initializers, linear::LinearOptions};
-use nnx_reference::Reference;
 use serde_json::Value as Json;
 
 fn golden() -> &'static Json {
+    // Every case starts here: the engine takes over eager work first.
+    super::engine();
     static GOLDEN: OnceLock<Json> = OnceLock::new();
     GOLDEN.get_or_init(|| {
-        serde_json::from_str(include_str!("../golden/layers.json")).expect("layers.json parses")
+        serde_json::from_str(include_str!("../../golden/layers.json")).expect("layers.json parses")
     })
 }
 
@@ -110,7 +112,7 @@ fn initializers_run_on_traced_keys() -> Result<()> {
     // Inside vmap the key is a tracer: each lane draws with its own key, as eagerly.
     let keys = random::split(&random::key(0), 3)?;
     let lanes = vmap(|k: &Tensor| initializers::lecun_normal().init(k, [3, 4]))
-        .call(&Reference, (&keys,))?;
+        .call(super::engine(), (&keys,))?;
     for i in 0..3 {
         let eager = initializers::lecun_normal().init(&keys.index_axis(0, i)?, [3, 4])?;
         assert!(lanes.index_axis(0, i)?.identical(&eager));
@@ -132,7 +134,7 @@ fn linear_is_flaxs() -> Result<()> {
     assert_bits("Linear bias", &bias.value(), &g["default"]["bias"]);
     let expected = tensor(&g["default"]["y"]);
     assert!(layer.forward(&x)?.allclose(&expected, 1e-5, 1e-5)?);
-    let jitted = jit(|m: &Linear, x: &Tensor| m.forward(x)).call(&Reference, (&layer, &x))?;
+    let jitted = jit(|m: &Linear, x: &Tensor| m.forward(x)).call(super::engine(), (&layer, &x))?;
     assert!(jitted.allclose(&expected, 1e-5, 1e-5)?);
 
     let rngs = Rngs::builder().stream("params", 3).build()?;
@@ -234,7 +236,7 @@ fn normalization_layers_are_flaxs() -> Result<()> {
         &g["linear_after"]["kernel"],
     );
     let on_engine = jit(|m: &nnx_nn::LayerNorm, x: &Tensor| m.forward(x))
-        .call(&Reference, (&layer_norm, &x))?;
+        .call(super::engine(), (&layer_norm, &x))?;
     assert_close("LayerNorm under jit", &on_engine, &g["layer_norm"]["y"]);
     Ok(())
 }
@@ -274,12 +276,12 @@ fn train_and_eval_are_flaxs() -> Result<()> {
     let step = jit(|m: &Model, x: &Tensor| m.forward(x));
     assert_close(
         "train 1",
-        &step.call(&Reference, (&model, &x))?,
+        &step.call(super::engine(), (&model, &x))?,
         &g["y_train_1"],
     );
     assert_close(
         "train 2",
-        &step.call(&Reference, (&model, &x))?,
+        &step.call(super::engine(), (&model, &x))?,
         &g["y_train_2"],
     );
     assert_close(
@@ -295,7 +297,11 @@ fn train_and_eval_are_flaxs() -> Result<()> {
     );
     model.eval()?;
     assert!(model.dropout.deterministic && model.bn.use_running_average);
-    assert_close("eval", &step.call(&Reference, (&model, &x))?, &g["y_eval"]);
+    assert_close(
+        "eval",
+        &step.call(super::engine(), (&model, &x))?,
+        &g["y_eval"],
+    );
     model.train()?;
     assert!(!model.dropout.deterministic && !model.bn.use_running_average);
     Ok(())
@@ -330,7 +336,7 @@ fn embed_gradients_count_lookups() -> Result<()> {
     let embed = nnx_nn::Embed::new(4, 2, &Rngs::new(0)?)?;
     let indices = Tensor::from_slice(&[1i32, 1, 3]);
     let loss = |m: &nnx_nn::Embed, i: &Tensor| m.forward(i)?.sum(None);
-    let out = value_and_grad(loss).call(&Reference, (&embed, &indices))?;
+    let out = value_and_grad(loss).call(super::engine(), (&embed, &indices))?;
     let grad = out.grads[0]
         .state()?
         .variable(&nnx_core::Path::parse("embedding")?)?
@@ -386,7 +392,7 @@ fn multi_head_attention_is_flaxs() -> Result<()> {
     );
     let masked =
         jit(|m: &nnx_nn::MultiHeadAttention, x: &Tensor, mask: &Tensor| m.forward(x, Some(mask)))
-            .call(&Reference, (&mha, &x, &causal))?;
+            .call(super::engine(), (&mha, &x, &causal))?;
     assert_close("causal self-attention under jit", &masked, &g["y_causal"]);
     assert_close(
         "cross-attention",
@@ -428,7 +434,7 @@ fn conv_is_flaxs() -> Result<()> {
         &strided.kernel.value(),
         &g["strided"]["kernel"],
     );
-    let y = jit(|m: &Conv, x: &Tensor| m.forward(x)).call(&Reference, (&strided, &x))?;
+    let y = jit(|m: &Conv, x: &Tensor| m.forward(x)).call(super::engine(), (&strided, &x))?;
     assert_close(
         "Conv VALID, strides 2, dilation (1, 2)",
         &y,
@@ -512,16 +518,20 @@ fn attention_dropout_is_flaxs() -> Result<()> {
     let step = jit(|m: &nnx_nn::MultiHeadAttention, x: &Tensor| m.forward(x, None));
     assert_close(
         "dropout call 1",
-        &step.call(&Reference, (&mha, &x))?,
+        &step.call(super::engine(), (&mha, &x))?,
         &g["y1"],
     );
     assert_close(
         "dropout call 2",
-        &step.call(&Reference, (&mha, &x))?,
+        &step.call(super::engine(), (&mha, &x))?,
         &g["y2"],
     );
     mha.eval()?;
-    assert_close("eval", &step.call(&Reference, (&mha, &x))?, &g["y_eval"]);
+    assert_close(
+        "eval",
+        &step.call(super::engine(), (&mha, &x))?,
+        &g["y_eval"],
+    );
     Ok(())
 }
 
@@ -558,7 +568,8 @@ fn grouped_and_transposed_convolutions_are_flaxs() -> Result<()> {
         &valid.kernel.value(),
         &g["transpose_valid"]["kernel"],
     );
-    let y = jit(|m: &ConvTranspose, x: &Tensor| m.forward(x)).call(&Reference, (&valid, &x))?;
+    let y =
+        jit(|m: &ConvTranspose, x: &Tensor| m.forward(x)).call(super::engine(), (&valid, &x))?;
     assert_close(
         "ConvTranspose VALID under jit",
         &y,
@@ -576,7 +587,7 @@ fn attention_decoding_is_flaxs() -> Result<()> {
     mha.init_cache(&[2, 4, 8])?;
     let step = jit(|m: &nnx_nn::MultiHeadAttention, x: &Tensor| m.decode(x, None));
     for (i, want) in g["steps"].as_array().expect("steps").iter().enumerate() {
-        let y = step.call(&Reference, (&mha, &x.slice_axis(1, i..i + 1)?))?;
+        let y = step.call(super::engine(), (&mha, &x.slice_axis(1, i..i + 1)?))?;
         assert_close(&format!("decode step {i}"), &y, want);
     }
     assert_eq!(step.trace_count(), 1);
@@ -612,7 +623,7 @@ fn orthogonal_and_recurrent_cells_are_flaxs() -> Result<()> {
     }
     // The QR runs on the host: a traced key is a clear error.
     let traced = vmap(|k: &Tensor| initializers::orthogonal().init(k, [2, 2]))
-        .call(&Reference, (random::split(&random::key(0), 2)?,));
+        .call(super::engine(), (random::split(&random::key(0), 2)?,));
     assert!(traced.unwrap_err().to_string().contains("cannot be traced"));
 
     let x = tensor(&g["x"]);
@@ -647,5 +658,68 @@ fn orthogonal_and_recurrent_cells_are_flaxs() -> Result<()> {
         assert_close(&format!("GRU step {t}"), &y, want);
         h = next;
     }
+    Ok(())
+}
+
+#[test]
+fn convolution_and_pooling_gradients_are_jaxs() -> Result<()> {
+    use nnx_core::transforms::{grad, value_and_grad};
+    use nnx_nn::{Conv, Padding, avg_pool, max_pool, min_pool, relu};
+    let g = &golden()["gradients"];
+    let x = tensor(&golden()["conv"]["x"]);
+    // The input and kernel gradients of a strided, dilated SAME convolution.
+    let conv = Conv::with(
+        3,
+        4,
+        &[3, 2],
+        &[2, 1],
+        Padding::Same,
+        &[1, 2],
+        true,
+        &Rngs::new(9)?,
+    )?;
+    assert_bits("Conv kernel", &conv.kernel.value(), &g["conv"]["kernel"]);
+    let upstream = tensor(&g["conv"]["upstream"]);
+    let loss = |m: &Conv, x: &Tensor, u: &Tensor| (m.forward(x)? * u)?.sum(None);
+    let out = value_and_grad(loss)
+        .argnums(&[0, 1])
+        .call(super::engine(), (&conv, &x, &upstream))?;
+    let d_kernel = out.grads[0]
+        .state()?
+        .variable(&nnx_core::Path::parse("kernel")?)?
+        .value();
+    assert_close("Conv d_kernel", &d_kernel, &g["conv"]["d_kernel"]);
+    assert_close("Conv d_x", out.grads[1].array()?, &g["conv"]["d_x"]);
+
+    // Pooling: ties (relu zeros, rounded values) send max/min gradients to the first
+    // extremum of each window, as JAX's reduce_window does.
+    let xt = tensor(&g["x_ties"]);
+    let weights = Tensor::from_vec(&[2, 3, 3, 4], (1..=72).map(|i| i as f32).collect())?
+        .slice_axis(-1, 0..3)?;
+    let pooled = |x: &Tensor, w: &Tensor| {
+        (max_pool(&relu(x)?, &[2, 2], Some(&[2, 2]), Padding::Valid)? * w)?.sum(None)
+    };
+    let d = grad(pooled).call(super::engine(), (&xt, &weights))?;
+    assert_close("max_pool d_x", d.grads[0].array()?, &g["max_pool"]);
+    let same = |x: &Tensor| max_pool(&relu(x)?, &[3, 3], Some(&[2, 2]), Padding::Same)?.sum(None);
+    let d = grad(same).call(super::engine(), (&xt,))?;
+    assert_close(
+        "max_pool SAME d_x",
+        d.grads[0].array()?,
+        &g["max_pool_same"],
+    );
+    let minimum = |x: &Tensor| min_pool(x, &[2, 2], None, Padding::Valid)?.sum(None);
+    let d = grad(minimum).call(super::engine(), (&xt,))?;
+    assert_close("min_pool d_x", d.grads[0].array()?, &g["min_pool"]);
+    let average = |x: &Tensor| {
+        let y = avg_pool(x, &[3, 3], None, Padding::Same)?;
+        (&y * &y)?.sum(None)
+    };
+    let d = grad(average).call(super::engine(), (&xt,))?;
+    assert_close(
+        "avg_pool SAME d_x",
+        d.grads[0].array()?,
+        &g["avg_pool_same"],
+    );
     Ok(())
 }

@@ -1,0 +1,10 @@
+//! The golden layer cases (`golden/cases.rs`) on the fast engine, eager work included.
+
+#[path = "golden/cases.rs"]
+mod cases;
+
+/// The engine every case runs on, made the engine of eager work too.
+fn engine() -> &'static nnx_fast::Fast {
+    nnx_fast::Fast::use_for_eager();
+    &nnx_fast::Fast
+}
