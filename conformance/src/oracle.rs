@@ -292,6 +292,8 @@ fn first_order(p: &Primitive, x: &[Value64], tie: &mut bool) -> Result<Value64> 
         | Primitive::SliceAxis { .. }
         | Primitive::Pad { .. }
         | Primitive::Patches { .. }
+        | Primitive::DynamicSlice { .. }
+        | Primitive::DynamicUpdateSlice { .. }
         | Primitive::Concatenate { .. }
         | Primitive::Stack { .. }
             if any_float =>
@@ -317,14 +319,32 @@ fn first_order(p: &Primitive, x: &[Value64], tie: &mut bool) -> Result<Value64> 
         // col2im: the patches of the input's element indices say where each element goes.
         Primitive::PatchesTranspose { windows, spatial } if any_float => {
             let input = nnx_core::tensor::patches_input_shape(windows, x[0].shape(), spatial)?;
-            let sources = indices(&input, 0)?.patches(windows)?.to_vec::<i32>()?;
-            let mut out = vec![0.0; input.iter().product()];
-            for (&s, v) in sources.iter().zip(x[0].floats()?) {
-                if s > 0 {
-                    out[s as usize - 1] += v;
-                }
-            }
-            Ok(float(input, out))
+            let sources = indices(&input, 0)?.patches(windows)?;
+            scatter_add(input, &sources, &x[0])
+        }
+        // A gather of the table's element indices (0 where out of range).
+        Primitive::Take { axis, fill } if is_float(&x[0]) => {
+            let at = x[1].to_array()?;
+            let moved = indices(x[0].shape(), 0)?.take_at(&at, *axis as isize, false)?;
+            let data = x[0].floats()?;
+            let missing = if *fill { f64::NAN } else { 0.0 };
+            let gathered = (moved.to_vec::<i32>()?.iter())
+                .map(|&i| {
+                    if i == 0 {
+                        missing
+                    } else {
+                        data[i as usize - 1]
+                    }
+                })
+                .collect();
+            Ok(float(moved.shape().to_vec(), gathered))
+        }
+        Primitive::TakeTranspose { axis, size } if is_float(&x[0]) => {
+            let at = x[1].to_array()?;
+            let table =
+                nnx_core::tensor::take_transpose_shape(x[0].shape(), at.shape(), *axis, *size)?;
+            let sources = indices(&table, 0)?.take_at(&at, *axis as isize, false)?;
+            scatter_add(table, &sources, &x[0])
         }
         Primitive::Astype { dtype: DType::F32 } if is_float(&x[0]) => Ok(x[0].clone()),
         // Not float math: the reference kernels, on f32-rounded floats.
@@ -368,6 +388,18 @@ fn indices(shape: &[usize], offset: usize) -> Result<Array> {
     Array::from_vec(shape, data)
 }
 
+/// A transpose of a gather: each element of `values` added into zeros of `shape` at its
+/// source (1-based element indices in `sources`, 0 for none).
+fn scatter_add(shape: Vec<usize>, sources: &Array, values: &Value64) -> Result<Value64> {
+    let mut out = vec![0.0; shape.iter().product()];
+    for (&s, v) in sources.to_vec::<i32>()?.iter().zip(values.floats()?) {
+        if s > 0 {
+            out[s as usize - 1] += v;
+        }
+    }
+    Ok(float(shape, out))
+}
+
 /// A layout primitive: run on index arrays, then gather.
 fn layout(p: &Primitive, x: &[Value64]) -> Result<Value64> {
     if !x.iter().any(is_float) {
@@ -378,6 +410,11 @@ fn layout(p: &Primitive, x: &[Value64]) -> Result<Value64> {
     let mut index_arrays = Vec::with_capacity(x.len());
     let mut data = Vec::new();
     for v in x {
+        // Float operands move; others (a dynamic slice's start) steer as they are.
+        if !is_float(v) {
+            index_arrays.push(v.to_array()?);
+            continue;
+        }
         index_arrays.push(indices(v.shape(), offset)?);
         offset += v.shape().iter().product::<usize>();
         data.extend(v.floats()?);

@@ -169,6 +169,10 @@ impl Builder {
                     .collect(),
             );
         }
+        let batched: Vec<bool> = args.iter().map(|v| v.batched).collect();
+        if runs_per_lane(&eq.primitive, &batched) {
+            return self.per_lane(eq, args);
+        }
         let shift = |axes: &[usize]| axes.iter().map(|a| a + 1).collect::<Vec<_>>();
         let one = |this: &mut Builder, primitive: Primitive, inputs: Vec<Atom>| {
             this.emit(primitive, inputs).map(|a| all_batched(vec![a]))
@@ -274,6 +278,49 @@ impl Builder {
                 let x = self.batched(&args[0])?;
                 one(self, eq.primitive.clone(), vec![x])
             }
+            // A batched table: the axis moves past the batch axis. Batched indices into one
+            // table: the batch axis comes out where the axis was, and moves to the front.
+            Primitive::Take { axis, fill } => match (args[0].batched, args[1].batched) {
+                (true, false) => {
+                    let table = self.batched(&args[0])?;
+                    let primitive = Primitive::Take {
+                        axis: axis + 1,
+                        fill: *fill,
+                    };
+                    one(self, primitive, vec![table, args[1].atom.clone()])
+                }
+                (false, true) => {
+                    let taken = self.emit(eq.primitive.clone(), atoms(&args))?;
+                    let rank = self.aval(&taken).shape.len();
+                    let mut perm = vec![*axis];
+                    perm.extend((0..rank).filter(|&i| i != *axis));
+                    one(self, Primitive::Transpose { perm }, vec![taken])
+                }
+                // Both batched: lane by lane (`runs_per_lane`).
+                _ => None,
+            },
+            // The start is unbatched (`runs_per_lane`): the axis moves past the batch axis.
+            Primitive::DynamicSlice { axis, size } => {
+                let x = self.batched(&args[0])?;
+                let primitive = Primitive::DynamicSlice {
+                    axis: axis + 1,
+                    size: *size,
+                };
+                one(self, primitive, vec![x, args[1].atom.clone()])
+            }
+            Primitive::DynamicUpdateSlice { axis } => {
+                let (x, update) = (self.batched(&args[0])?, self.batched(&args[1])?);
+                let primitive = Primitive::DynamicUpdateSlice { axis: axis + 1 };
+                one(self, primitive, vec![x, update, args[2].atom.clone()])
+            }
+            Primitive::TakeTranspose { axis, size } => {
+                let taken = self.batched(&args[0])?;
+                let primitive = Primitive::TakeTranspose {
+                    axis: axis + 1,
+                    size: *size,
+                };
+                one(self, primitive, vec![taken, args[1].atom.clone()])
+            }
             Primitive::Concatenate { axis } | Primitive::Stack { axis } => {
                 let all = args
                     .iter()
@@ -314,9 +361,9 @@ impl Builder {
                 one(self, Primitive::FoldInEach, vec![keys, data])
             }
             Primitive::Scan { program, spec } => self.scan(&program.0, spec, args),
-            // Draws from a batch of keys: a one-equation `vmap`, which the engine's batching
-            // rule runs as one pass over the keys.
-            Primitive::Random(_) => self.per_lane(eq, args),
+            // Draws from a batch of keys run lane by lane (`runs_per_lane`): a one-equation
+            // `vmap`, which the engine's batching rule runs as one pass over the keys.
+            Primitive::Random(_) => None,
         }
     }
 
@@ -449,6 +496,20 @@ impl Builder {
     }
 }
 
+/// Whether the rules run `primitive` lane by lane when its operands are batched as
+/// `batched` (random draws; a take with batched indices into a batched table, the
+/// transpose of a take with batched indices, dynamic slices with batched starts).
+fn runs_per_lane(primitive: &Primitive, batched: &[bool]) -> bool {
+    let on = |i: usize| batched.get(i).copied().unwrap_or(false);
+    match primitive {
+        Primitive::Random(_) => true,
+        Primitive::Take { .. } => on(0) && on(1),
+        Primitive::TakeTranspose { .. } | Primitive::DynamicSlice { .. } => on(1),
+        Primitive::DynamicUpdateSlice { .. } => on(2),
+        _ => false,
+    }
+}
+
 /// `vmap(program)` with `batching` as one unbatched program over the batched inputs (mapped
 /// along their `in_axes`) giving the batched outputs (along their `out_axes`). `None` when
 /// the transformation does not apply (no lanes, or a shape the rules do not cover): the
@@ -456,7 +517,18 @@ impl Builder {
 pub(crate) fn batched_program(program: &Program, batching: &Batching) -> Option<Program> {
     let size = batching.axis_size;
     // A body that is one equation without a rule is already what `per_lane` would build.
-    let unruled = |eq: &Equation| matches!(eq.primitive, Primitive::Random(_));
+    let unruled = |eq: &Equation| {
+        let batched: Vec<bool> = (eq.inputs.iter())
+            .map(|atom| {
+                let input = match atom {
+                    Atom::Var(var) => program.inputs.iter().position(|v| v == var),
+                    _ => None,
+                };
+                input.is_some_and(|p| batching.in_axes.get(p).is_some_and(Option::is_some))
+            })
+            .collect();
+        runs_per_lane(&eq.primitive, &batched)
+    };
     if size == 0
         || matches!(program.equations.as_slice(), [eq] if unruled(eq))
         || batching.in_axes.len() != program.inputs.len()

@@ -286,6 +286,33 @@ fn rule(primitive: &Primitive, args: &[Value], size: usize) -> Result<Option<Arr
         Primitive::Patches { .. } | Primitive::PatchesTranspose { .. } => {
             primitive.eval(&[first()?])?
         }
+        Primitive::Take { axis, fill } => match (&args[0], &args[1]) {
+            (Value::Batched(table), Value::Unbatched(indices)) => {
+                table.take_at(indices, *axis as isize + 1, *fill)?
+            }
+            (Value::Unbatched(table), Value::Batched(indices)) => table
+                .take_at(indices, *axis as isize, *fill)?
+                .moveaxis(*axis as isize, 0)?,
+            _ => return Ok(None),
+        },
+        Primitive::DynamicSlice { axis, size } => match &args[1] {
+            Value::Unbatched(start) => {
+                first()?.dynamic_slice_in_dim(start, *size, *axis as isize + 1)?
+            }
+            Value::Batched(_) => return Ok(None),
+        },
+        Primitive::DynamicUpdateSlice { axis } => match &args[2] {
+            Value::Unbatched(start) => first()?.dynamic_update_slice_in_dim(
+                &args[1].batched(size)?,
+                start,
+                *axis as isize + 1,
+            )?,
+            Value::Batched(_) => return Ok(None),
+        },
+        Primitive::TakeTranspose { axis, size } => match &args[1] {
+            Value::Unbatched(indices) => first()?.take_transpose(indices, axis + 1, *size)?,
+            Value::Batched(_) => return Ok(None),
+        },
         Primitive::Concatenate { axis } | Primitive::Stack { axis } => {
             let all = args
                 .iter()

@@ -275,14 +275,13 @@ impl MultiHeadAttention {
         }
         let max_length = cache_shape[rank - 3];
         let index = cache_index.value();
-        // The cache's length axis as positions, shaped to broadcast against the cache.
-        let mut position_shape = vec![1isize; rank];
-        position_shape[rank - 3] = isize_of(max_length)?;
-        let positions = Tensor::try_arange(max_length)?.reshape(&position_shape)?;
-        let here = positions.compare(CompareOp::Eq, &index)?;
+        // Written at `cache_index` along the length axis, as Flax's `dynamic_update_slice`
+        // (which clamps an index past the end to the last position).
+        let length_axis = isize_of(rank - 3)?;
         let write = |cache: &Cache, new: &Tensor| -> Result<Tensor> {
-            here.broadcast_to(&cache_shape)?
-                .select(&new.broadcast_to(&cache_shape)?, &cache.value())
+            cache
+                .value()
+                .dynamic_update_slice_in_dim(new, &index, length_axis)
         };
         let keys = write(cached_key, &key)?;
         let values = write(cached_value, &value)?;

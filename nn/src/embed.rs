@@ -1,10 +1,8 @@
 //! `nnx.Embed`.
 
-use nnx_core::tensor::elementwise::CompareOp;
 use nnx_core::{DType, Error, Module, Param, Result, Rngs, Tensor};
 
 use crate::common::param;
-use crate::functions::one_hot;
 use crate::initializers::{Distribution, FanMode, Initializer};
 
 /// `nnx.Embed(num_embeddings, features)`: a table of `num_embeddings` vectors; `forward`
@@ -47,8 +45,8 @@ impl Embed {
 
     /// `layer(inputs)`: the vectors of integer `inputs`, shape `inputs.shape + [features]`.
     ///
-    /// The lookup is a one-hot product with the table (a GEMM on every engine, and its
-    /// gradient a GEMM too); it costs `num_embeddings` times a gather's arithmetic.
+    /// The lookup is one `take` (a gather of rows); its gradient adds the cotangent rows
+    /// back at their indices (a scatter-add), so repeated indices add up.
     ///
     /// # Errors
     /// Non-integer inputs ("Input type must be an integer or unsigned integer", as Flax).
@@ -62,19 +60,7 @@ impl Embed {
                 ),
             ));
         }
-        let n = i32::try_from(self.num_embeddings)
-            .map_err(|_| Error::shape("Embed", "more embeddings than int32 can index"))?;
-        let index = inputs.astype(DType::I32)?;
-        let negative = index.compare(CompareOp::Lt, &Tensor::from(0i32))?;
-        let index = negative.select(&(&index + n)?, &index)?;
-        let rows = one_hot(&index, self.num_embeddings)?.matmul(&self.embedding.value())?;
-        let below = index.compare(CompareOp::Lt, &Tensor::from(n))?;
-        let in_range = index
-            .compare(CompareOp::Ge, &Tensor::from(0i32))?
-            .select(&below, &Tensor::scalar(false))?
-            .expand_dims(-1)?;
-        let nan = Tensor::try_full(rows.shape(), f32::NAN)?;
-        in_range.select(&rows, &nan)
+        self.embedding.value().take(inputs, 0)
     }
 
     /// `layer.attend(query)`: `query @ embedding.T`, a score per vector (tied output

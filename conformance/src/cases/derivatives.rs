@@ -124,6 +124,36 @@ pub fn jvp_pushes_tangents_through_objects_and_arrays(engine: &dyn Engine) -> Ca
 }
 
 /// `jacfwd` and `jacrev` (with respect to arrays and to a model's Params), the Hessian as
+/// A `scan` of length 0 returns its carries untouched, so their tangents pass through
+/// even when the body would overwrite them, inside a `vmap` too (a generated program
+/// found forward mode dropping them there).
+pub fn jvp_of_an_empty_scan_passes_carries_through(engine: &dyn Engine) -> CaseResult {
+    let f = jvp(|x: &Tensor| {
+        vmap(|row: &Tensor| {
+            scan(|c: &Tensor| Tensor::try_ones(c.shape()))
+                .in_axes(Carry)
+                .out_axes(Carry)
+                .length(0)
+                .call(engine, (row,))
+        })
+        .call(engine, (x,))
+    })
+    .argnums(&[0]);
+    let x = Tensor::from_vec(&[2, 2], vec![1.0f32, 2.0, 3.0, 4.0])?;
+    let v = Tensor::from_vec(&[2, 2], vec![0.5f32, -1.0, 2.0, 0.25])?;
+    let out = f.call(engine, (&x,), &[Tangent::Array(v.clone())])?;
+    ensure!(
+        out.value.as_tensor()?.to_vec::<f32>()? == x.to_vec::<f32>()?,
+        "the carry changed"
+    );
+    let tangent = out.tangent.as_tensor()?.to_vec::<f32>()?;
+    ensure!(
+        tangent == v.to_vec::<f32>()?,
+        "the carry's tangent {tangent:?} did not pass through"
+    );
+    Ok(Outcome::Pass)
+}
+
 /// `jacfwd(jacrev)`, Hessian-vector products as `jvp(grad)` and as `grad` of a `jvp`,
 /// second derivatives as `grad(grad)`, and JAX's derivatives at ties.
 pub fn jacobians_and_second_derivatives(engine: &dyn Engine) -> CaseResult {

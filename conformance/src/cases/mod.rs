@@ -60,6 +60,7 @@ macro_rules! for_each_case {
             derivatives::jvp_pushes_tangents_through_objects_and_arrays,
             derivatives::jacobians_and_second_derivatives,
             derivatives::jvp_of_loops_does_not_unroll,
+            derivatives::jvp_of_an_empty_scan_passes_carries_through,
             derivatives::generated_derivatives_agree,
             custom_vjp::custom_vjp_flax_example,
             custom_vjp::custom_vjp_backward_pass_is_used_everywhere,

@@ -381,6 +381,39 @@ fn run_op(op: &Op, regs: &mut Regs) -> Result<()> {
             let y = to_shape(&numeric(regs.get(b))?, x.shape())?.astype(x.dtype())?;
             Tensor::stack(&[x, y], axis)?
         }
+        Op::Take(i, out_of_range, a, b) => {
+            let table = at_least_1d(regs.get(a))?;
+            let axis = pick_axis(i, table.ndim()).unwrap_or(0);
+            let n = table.shape()[axis.rem_euclid(table.ndim() as isize) as usize] as i32;
+            let picks = numeric(regs.get(b))?;
+            let shift = if out_of_range { n + 1 } else { 0 };
+            let pattern: Vec<i32> = (0..picks.size() as i32)
+                .map(|k| (k * 5) % n.max(1) - 1 + shift)
+                .collect();
+            let indices = (Tensor::from_vec(picks.shape(), pattern)?
+                + picks
+                    .greater(&Tensor::weak_scalar(0i32))?
+                    .astype(DType::I32)?)?;
+            table.take(&indices, axis)?
+        }
+        Op::DynamicSlice(i, size, a, b) | Op::DynamicUpdate(i, size, a, b) => {
+            let x = at_least_1d(regs.get(a))?;
+            let axis = pick_axis(i, x.ndim()).unwrap_or(0);
+            let n = x.shape()[axis.rem_euclid(x.ndim() as isize) as usize];
+            let size = usize::from(size).min(n);
+            let positive = numeric(regs.get(b))?
+                .sum(None)?
+                .greater(&Tensor::weak_scalar(0i32))?;
+            let start = positive.select(&Tensor::scalar(-1i32), &Tensor::scalar(1i32))?;
+            if matches!(op, Op::DynamicSlice(..)) {
+                x.dynamic_slice_in_dim(&start, size, axis)?
+            } else {
+                let mut shape = x.shape().to_vec();
+                shape[axis.rem_euclid(x.ndim() as isize) as usize] = size;
+                let update = to_shape(&numeric(regs.get(b))?, &shape)?.astype(x.dtype())?;
+                x.dynamic_update_slice_in_dim(&update, &start, axis)?
+            }
+        }
         Op::Cumsum(i, reverse, a) => {
             let x = at_least_1d(&numeric(regs.get(a))?)?;
             x.cumsum(pick_axis(i, x.ndim()).unwrap_or(0), reverse)?

@@ -152,6 +152,17 @@ pub enum Op {
     /// spatial axis, two with the flag): size, stride, low and high padding, input and
     /// window dilation from the bytes; with `transpose`, the patches added back (col2im).
     Patches([u8; 6], bool, bool, Reg),
+    /// `take(a, indices, axis)` with indices shaped like the second register: a fixed
+    /// pattern in `[-1, n - 2]` plus `b > 0` (so they depend on traced values), shifted
+    /// past the end with `out_of_range` (a scalar table is made a vector).
+    Take(i8, bool, Reg, Reg),
+    /// A dynamic slice of up to 2 entries along an axis (a scalar is made a vector),
+    /// starting at -1 or 1 as the sum of the second register is positive or not (a start
+    /// known only when running; clamped).
+    DynamicSlice(i8, u8, Reg, Reg),
+    /// The register with a slice of up to 2 entries along an axis overwritten by the
+    /// second register (adapted), at a start chosen as [`Op::DynamicSlice`]'s.
+    DynamicUpdate(i8, u8, Reg, Reg),
     /// Cast.
     Astype(DType, Reg),
     /// `stop_gradient(a)`.
@@ -436,6 +447,9 @@ fn op() -> impl Strategy<Value = Op> {
         1 => (axis(), 0u8..3, 0u8..3, reg()).prop_map(|(x, b, e, a)| Op::Pad(x, b, e, a)),
         1 => (axis(), reg(), reg()).prop_map(|(x, a, b)| Op::Concatenate(x, a, b)),
         1 => (axis(), reg(), reg()).prop_map(|(x, a, b)| Op::Stack(x, a, b)),
+        2 => (axis(), prop::bool::weighted(0.2), reg(), reg()).prop_map(|(x, o, a, b)| Op::Take(x, o, a, b)),
+        1 => (axis(), 0u8..3, reg(), reg()).prop_map(|(x, n, a, b)| Op::DynamicSlice(x, n, a, b)),
+        1 => (axis(), 0u8..3, reg(), reg()).prop_map(|(x, n, a, b)| Op::DynamicUpdate(x, n, a, b)),
         1 => (axis(), any::<bool>(), reg()).prop_map(|(x, r, a)| Op::Cumsum(x, r, a)),
         1 => (any::<bool>(), axis(), reg()).prop_map(|(m, x, a)| Op::Arg(m, x, a)),
         2 => (any::<[u8; 6]>(), any::<bool>(), any::<bool>(), reg()).prop_map(|(w, two, t, a)| Op::Patches(w, two, t, a)),

@@ -104,9 +104,16 @@ impl Program {
                 | Primitive::Vmap { program, .. } => program.0.depends_on(&inputs),
                 Primitive::Scan { program, spec } => {
                     // Iterate to a fixpoint: a carry becomes dependent once its new value is.
+                    // A carry out also depends on its carry in, which it is after no
+                    // iterations (`length` 0).
                     let mut inputs = inputs;
                     loop {
-                        let outputs = program.0.depends_on(&inputs);
+                        let mut outputs = program.0.depends_on(&inputs);
+                        for (out, kind) in outputs.iter_mut().zip(&spec.outputs) {
+                            if let ScanOutput::Carry(i) = kind {
+                                *out |= inputs[*i];
+                            }
+                        }
                         let mut changed = false;
                         for (out, kind) in outputs.iter().zip(&spec.outputs) {
                             if let (true, ScanOutput::Carry(i)) = (*out, kind)

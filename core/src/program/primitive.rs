@@ -268,6 +268,41 @@ pub enum Primitive {
         /// The axis.
         axis: usize,
     },
+    /// `jnp.take(table, indices, axis)` (operands: the table, int32 or uint32 indices): a
+    /// gather of whole rows along an axis, which the indices' shape replaces. Negative
+    /// indices count from the end; out of range reads JAX's fill value (NaN for floats)
+    /// when `fill`, zero otherwise (the mode of tangents and transposes).
+    Take {
+        /// The axis.
+        axis: usize,
+        /// Out-of-range indices read the fill value (else zero).
+        fill: bool,
+    },
+    /// The transpose of [`Primitive::Take`] (operands: a take's cotangent, the indices):
+    /// rows added into zeros of the table's shape at their indices (a scatter-add;
+    /// out-of-range rows are dropped). The gradient of an embedding lookup.
+    TakeTranspose {
+        /// The axis.
+        axis: usize,
+        /// The table's length along the axis.
+        size: usize,
+    },
+    /// `lax.dynamic_slice_in_dim` (operands: the array, a scalar int32 or uint32 start):
+    /// `size` entries along an axis from a start known only when running (negative
+    /// counts from the end; clamped so the slice fits).
+    DynamicSlice {
+        /// The axis.
+        axis: usize,
+        /// The slice's length.
+        size: usize,
+    },
+    /// `lax.dynamic_update_slice_in_dim` (operands: the array, the update, the start): the
+    /// array with the update written along an axis from the start (clamped as
+    /// [`Primitive::DynamicSlice`]'s). A decode cache writes its new entries so.
+    DynamicUpdateSlice {
+        /// The axis.
+        axis: usize,
+    },
     /// The sliding windows of `[batch…, spatial…, features]` (im2col):
     /// `[batch…, windows…, size…, features]`. A convolution is these patches times the
     /// kernel (one GEMM); a pooling, a reduction over the window axes.
@@ -369,6 +404,10 @@ impl Primitive {
             Primitive::Cumsum { .. } => "cumsum".to_owned(),
             Primitive::ArgReduce { op, .. } => op.name().to_owned(),
             Primitive::Patches { .. } => "patches".to_owned(),
+            Primitive::Take { .. } => "take".to_owned(),
+            Primitive::DynamicSlice { .. } => "dynamic_slice".to_owned(),
+            Primitive::DynamicUpdateSlice { .. } => "dynamic_update_slice".to_owned(),
+            Primitive::TakeTranspose { .. } => "take_transpose".to_owned(),
             Primitive::PatchesTranspose { .. } => "patches_transpose".to_owned(),
             Primitive::Concatenate { .. } => "concatenate".to_owned(),
             Primitive::Stack { .. } => "stack".to_owned(),
@@ -593,8 +632,9 @@ impl Primitive {
                 let shape = crate::tensor::padded_shape(&a.shape, *axis, *before, *after)?;
                 AbstractValue::new(shape, a.dtype, a.weak)
             }
-            Primitive::Cumsum { .. } => {
+            Primitive::Cumsum { axis, .. } => {
                 let a = one()?;
+                check_axis("cumsum", *axis, a)?;
                 let dtype = match a.dtype {
                     DType::Bool => DType::I32,
                     DType::Key => return Err(unsupported_key("cumsum")),
@@ -604,6 +644,7 @@ impl Primitive {
             }
             Primitive::ArgReduce { op, axis } => {
                 let a = one()?;
+                check_axis(op.name(), *axis, a)?;
                 if a.dtype == DType::Key {
                     return Err(unsupported_key(op.name()));
                 }
@@ -616,6 +657,50 @@ impl Primitive {
                 let mut shape = a.shape.clone();
                 shape.remove(*axis);
                 AbstractValue::new(shape, DType::I32, false)
+            }
+            Primitive::Take { axis, .. } => {
+                arity(2)?;
+                let (table, indices) = (&inputs[0], &inputs[1]);
+                check_axis("take", *axis, table)?;
+                crate::tensor::check_indices(indices.dtype)?;
+                let shape = crate::tensor::take_shape(&table.shape, &indices.shape, *axis);
+                AbstractValue::new(shape, table.dtype, table.weak)
+            }
+            Primitive::DynamicSlice { axis, size } => {
+                arity(2)?;
+                let (a, start) = (&inputs[0], &inputs[1]);
+                crate::tensor::check_start(&start.shape, start.dtype)?;
+                crate::tensor::check_slice_window(&a.shape, *axis, *size)?;
+                let mut shape = a.shape.clone();
+                shape[*axis] = *size;
+                AbstractValue::new(shape, a.dtype, a.weak)
+            }
+            Primitive::DynamicUpdateSlice { axis } => {
+                arity(3)?;
+                let (a, update, start) = (&inputs[0], &inputs[1], &inputs[2]);
+                check_axis("dynamic_update_slice", *axis, a)?;
+                crate::tensor::check_start(&start.shape, start.dtype)?;
+                crate::tensor::check_update(&a.shape, a.dtype, &update.shape, update.dtype, *axis)?;
+                AbstractValue::new(a.shape.clone(), a.dtype, a.weak)
+            }
+            Primitive::TakeTranspose { axis, size } => {
+                arity(2)?;
+                let (taken, indices) = (&inputs[0], &inputs[1]);
+                crate::tensor::check_indices(indices.dtype)?;
+                if !taken.dtype.is_numeric() {
+                    return Err(Error::UnsupportedDType {
+                        op: "take_transpose",
+                        dtype: taken.dtype,
+                        expected: Some("int32, uint32 or float32"),
+                    });
+                }
+                let shape = crate::tensor::take_transpose_shape(
+                    &taken.shape,
+                    &indices.shape,
+                    *axis,
+                    *size,
+                )?;
+                AbstractValue::new(shape, taken.dtype, taken.weak)
             }
             Primitive::Patches { windows } => {
                 let a = one()?;
@@ -758,6 +843,16 @@ impl Primitive {
             } => arg(0)?.pad_axis(*axis as isize, *before, *after),
             Primitive::Cumsum { axis, reverse } => arg(0)?.cumsum(*axis as isize, *reverse),
             Primitive::ArgReduce { op, axis } => arg(0)?.arg_reduce(*op, *axis as isize),
+            Primitive::Take { axis, fill } => arg(0)?.take_at(arg(1)?, *axis as isize, *fill),
+            Primitive::TakeTranspose { axis, size } => {
+                arg(0)?.take_transpose(arg(1)?, *axis, *size)
+            }
+            Primitive::DynamicSlice { axis, size } => {
+                arg(0)?.dynamic_slice_in_dim(arg(1)?, *size, *axis as isize)
+            }
+            Primitive::DynamicUpdateSlice { axis } => {
+                arg(0)?.dynamic_update_slice_in_dim(arg(1)?, arg(2)?, *axis as isize)
+            }
             Primitive::Patches { windows } => arg(0)?.patches(windows),
             Primitive::PatchesTranspose { windows, spatial } => {
                 arg(0)?.patches_transpose(windows, spatial)
@@ -812,6 +907,16 @@ impl fmt::Display for Primitive {
                 write!(f, "cumsum[axis={axis}, reverse={reverse}]")
             }
             Primitive::ArgReduce { axis, .. } => write!(f, "{}[axis={axis}]", self.name()),
+            Primitive::Take { axis, fill } => write!(f, "take[axis={axis}, fill={fill}]"),
+            Primitive::DynamicSlice { axis, size } => {
+                write!(f, "dynamic_slice[axis={axis}, size={size}]")
+            }
+            Primitive::DynamicUpdateSlice { axis } => {
+                write!(f, "dynamic_update_slice[axis={axis}]")
+            }
+            Primitive::TakeTranspose { axis, size } => {
+                write!(f, "take_transpose[axis={axis}, size={size}]")
+            }
             Primitive::Patches { windows } => write!(f, "patches[{windows}]"),
             Primitive::PatchesTranspose { windows, spatial } => {
                 write!(f, "patches_transpose[{windows}, spatial={spatial:?}]")
@@ -839,5 +944,17 @@ fn unsupported_key(op: &'static str) -> Error {
         op,
         dtype: DType::Key,
         expected: None,
+    }
+}
+
+/// A malformed-program error unless `axis` is an axis of `a`.
+fn check_axis(op: &str, axis: usize, a: &AbstractValue) -> Result<()> {
+    if axis < a.shape.len() {
+        Ok(())
+    } else {
+        Err(Error::malformed_program(format!(
+            "{op}: axis {axis} of an array of rank {}",
+            a.shape.len()
+        )))
     }
 }

@@ -40,6 +40,7 @@ mod display;
 mod dtype;
 pub mod elementwise;
 mod fallible;
+mod indexing;
 mod layout;
 mod matmul;
 mod named_ops;
@@ -59,6 +60,10 @@ pub use dispatch::Tensor;
 pub use dtype::DType;
 pub(crate) use dtype::promote;
 pub use fallible::{Operand, TensorResult};
+pub(crate) use indexing::check_indices;
+pub use indexing::{
+    check_slice_window, check_start, check_update, take_shape, take_transpose_shape,
+};
 pub(crate) use matmul::matmul_shape;
 pub use reduce::{Axes, ReduceOp};
 pub(crate) use shape::broadcast_shapes;

@@ -395,6 +395,23 @@ fn jvp_rule(
         | Primitive::Concatenate { .. }
         | Primitive::Stack { .. }
         | Primitive::Astype { .. } => Some(linear()?),
+        // Linear in the first operand; the indices have no tangent. Tangents read zero out
+        // of range, as JAX's gather JVP fills with 0.
+        Primitive::Take { axis, .. } => match &t[0] {
+            Some(t0) => Some(t0.take_with(&x[1], *axis as isize, false)?),
+            None => None,
+        },
+        Primitive::TakeTranspose { axis, size } => match &t[0] {
+            Some(t0) => Some(t0.take_transpose(&x[1], *axis, *size)?),
+            None => None,
+        },
+        Primitive::DynamicSlice { axis, size } => match &t[0] {
+            Some(t0) => Some(t0.dynamic_slice_in_dim(&x[1], *size, *axis as isize)?),
+            None => None,
+        },
+        Primitive::DynamicUpdateSlice { axis } => {
+            Some(or_zeros(0).dynamic_update_slice_in_dim(&or_zeros(1), &x[2], *axis as isize)?)
+        }
         Primitive::Compare(_)
         | Primitive::ArgReduce { .. }
         | Primitive::StopGradient

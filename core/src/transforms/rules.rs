@@ -241,6 +241,28 @@ pub(super) fn first_order_vjp(
             vec![Some(g0.patches_transpose(windows, spatial)?)]
         }
         Primitive::PatchesTranspose { windows, .. } => vec![Some(g0.patches(windows)?)],
+        // A gather's cotangent is scattered back; indices take none.
+        Primitive::Take { axis, .. } => {
+            let size = x[0].shape()[*axis];
+            vec![Some(g0.take_transpose(&x[1], *axis, size)?), None]
+        }
+        Primitive::TakeTranspose { axis, .. } => {
+            vec![Some(g0.take_with(&x[1], *axis as isize, false)?), None]
+        }
+        // The slice's cotangent written into zeros; the overwritten entries' cotangent is
+        // zero, the update's is the slice of the cotangent it was written to.
+        Primitive::DynamicSlice { axis, .. } => {
+            let zeros = zeros_like(&x[0]);
+            let g = zeros.dynamic_update_slice_in_dim(&g0, &x[1], *axis as isize)?;
+            vec![Some(g), None]
+        }
+        Primitive::DynamicUpdateSlice { axis } => {
+            let a = *axis as isize;
+            let size = x[1].shape()[*axis];
+            let operand = g0.dynamic_update_slice_in_dim(&zeros_like(&x[1]), &x[2], a)?;
+            let update = g0.dynamic_slice_in_dim(&x[2], size, a)?;
+            vec![Some(operand), Some(update), None]
+        }
         Primitive::Concatenate { axis } => {
             let mut offset = 0;
             x.iter()
