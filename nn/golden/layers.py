@@ -266,6 +266,31 @@ out["recurrent"] = {
     "gru_y": gru_out,
 }
 
+# nnx.RNN over an LSTMCell and a GRUCell: forwards, reversed with seq_lengths and
+# keep_order (returning the carry), time-major; the RNN's own 'carry' stream count.
+xr = jax.random.normal(jax.random.key(12), (2, 5, 3))
+rnn = nnx.RNN(nnx.LSTMCell(3, 4, rngs=nnx.Rngs(0)))
+rnn_y = rnn(xr)
+rnn_carry, rnn_y2 = rnn(xr, return_carry=True)
+lengths = jnp.array([3, 5])
+rnn_rev = nnx.RNN(nnx.GRUCell(3, 4, rngs=nnx.Rngs(1)), reverse=True, keep_order=True)
+rev_carry, rev_y = rnn_rev(xr, seq_lengths=lengths, return_carry=True)
+rnn_tm = nnx.RNN(nnx.GRUCell(3, 4, rngs=nnx.Rngs(1)), time_major=True)
+tm_y = rnn_tm(jnp.transpose(xr, (1, 0, 2)))
+fwd_carry, fwd_y = nnx.RNN(nnx.GRUCell(3, 4, rngs=nnx.Rngs(1)))(xr, seq_lengths=lengths, return_carry=True)
+out["rnn"] = {
+    "x": bits(xr),
+    "lstm_y": bits(rnn_y),
+    "lstm_carry_c": bits(rnn_carry[0]),
+    "lstm_carry_h": bits(rnn_carry[1]),
+    "lstm_count": int(rnn.rngs.count[...]),
+    "reverse_y": bits(rev_y),
+    "reverse_carry": bits(rev_carry),
+    "time_major_y": bits(tm_y),
+    "lengths_carry": bits(fwd_carry),
+    "lengths_y": bits(fwd_y),
+}
+
 with open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "layers.json"), "w") as f:
     json.dump(out, f, indent=1)
 print("wrote layers.json")

@@ -35,6 +35,7 @@ pub mod linear;
 mod normalization;
 mod pooling;
 mod recurrent;
+mod rnn;
 mod stochastic;
 
 pub use attention::{LinearGeneral, MultiHeadAttention, dot_product_attention, make_causal_mask};
@@ -45,5 +46,6 @@ pub use initializers::Initializer;
 pub use linear::Linear;
 pub use normalization::{BatchNorm, GroupNorm, LayerNorm, RMSNorm};
 pub use pooling::{avg_pool, max_pool, min_pool};
-pub use recurrent::{GRUCell, LSTMCell};
+pub use recurrent::{GRUCell, LSTMCell, RnnCarry, RnnCell};
+pub use rnn::{RNN, RnnCall};
 pub use stochastic::Dropout;

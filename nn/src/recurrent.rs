@@ -1,7 +1,7 @@
 //! `nnx.LSTMCell` and `nnx.GRUCell`.
 
 use nnx_core::Module;
-use nnx_core::{Result, Rngs, Tensor};
+use nnx_core::{Result, RngStream, Rngs, Tensor};
 
 use crate::functions::sigmoid;
 use crate::initializers::{self, Initializer};
@@ -29,10 +29,10 @@ fn carry_shape(input_shape: &[usize], hidden: usize) -> Vec<usize> {
     shape
 }
 
-/// Draws one key from the `carry` stream (or `default`) and gives zeros: Flax's
-/// `carry_init(rngs(), shape)` with the default `zeros_init`.
-fn zero_carry(shape: &[usize], rngs: &Rngs) -> Result<Tensor> {
-    rngs.next_key("carry")?;
+/// Draws one key from `stream` and gives zeros: Flax's `carry_init(rngs(), shape)` with
+/// the default `zeros_init`.
+fn zero_carry(shape: &[usize], stream: &RngStream) -> Result<Tensor> {
+    stream.next_key()?;
     Tensor::try_zeros(shape)
 }
 
@@ -110,8 +110,7 @@ impl LSTMCell {
     /// # Errors
     /// A missing `carry` (or `default`) stream.
     pub fn initialize_carry(&self, input_shape: &[usize], rngs: &Rngs) -> Result<(Tensor, Tensor)> {
-        let shape = carry_shape(input_shape, self.hidden_features);
-        Ok((zero_carry(&shape, rngs)?, zero_carry(&shape, rngs)?))
+        self.initialize_carry_from(input_shape, &rngs.stream("carry")?)
     }
 
     /// `cell((c, h), x)`: `((c', h'), h')`.
@@ -181,7 +180,7 @@ impl GRUCell {
     /// # Errors
     /// A missing `carry` (or `default`) stream.
     pub fn initialize_carry(&self, input_shape: &[usize], rngs: &Rngs) -> Result<Tensor> {
-        zero_carry(&carry_shape(input_shape, self.hidden_features), rngs)
+        self.initialize_carry_from(input_shape, &rngs.stream("carry")?)
     }
 
     /// `cell(h, x)`: `(h', h')`.
@@ -198,5 +197,81 @@ impl GRUCell {
         let candidate = (part(&xs, 2)? + (&r * part(&hs, 2)?)?)?.tanh()?;
         let new_h = (((1.0f32 - &z)? * &candidate)? + (&z * h)?)?;
         Ok((new_h.clone(), new_h))
+    }
+}
+
+/// A cell [`RNN`](crate::RNN) runs over a sequence (`nnx.RNNCellBase`): a carry, initialised
+/// from a stream of keys, and one step `(carry, x) -> (carry, y)`.
+pub trait RnnCell: nnx_core::graph::GraphValue + Clone {
+    /// The carry threaded through the steps (`(c, h)` for an LSTM, `h` for a GRU).
+    type Carry: RnnCarry;
+
+    /// `cell.initialize_carry(input_shape, stream)` for one step's input shape
+    /// (`[batch…, features]`), drawing its keys from `stream`.
+    ///
+    /// # Errors
+    /// As the cell's initialiser.
+    fn initialize_carry_from(
+        &self,
+        input_shape: &[usize],
+        stream: &RngStream,
+    ) -> Result<Self::Carry>;
+
+    /// `cell(carry, x)`: the new carry and the step's output.
+    ///
+    /// # Errors
+    /// Inputs or carries the cell does not fit.
+    fn step(&self, carry: &Self::Carry, x: &Tensor) -> Result<(Self::Carry, Tensor)>;
+}
+
+/// A cell's carry: a value that crosses `scan`, whose arrays can be rewritten one by one.
+pub trait RnnCarry: nnx_core::graph::ToValue + nnx_core::graph::FromValue + Clone {
+    /// The same structure with `f` applied to every array.
+    ///
+    /// # Errors
+    /// Whatever `f` returns.
+    fn map_arrays(&self, f: &dyn Fn(&Tensor) -> Result<Tensor>) -> Result<Self>;
+}
+
+impl RnnCarry for Tensor {
+    fn map_arrays(&self, f: &dyn Fn(&Tensor) -> Result<Tensor>) -> Result<Tensor> {
+        f(self)
+    }
+}
+
+impl RnnCarry for (Tensor, Tensor) {
+    fn map_arrays(&self, f: &dyn Fn(&Tensor) -> Result<Tensor>) -> Result<(Tensor, Tensor)> {
+        Ok((f(&self.0)?, f(&self.1)?))
+    }
+}
+
+impl RnnCell for LSTMCell {
+    type Carry = (Tensor, Tensor);
+
+    /// Zero `(c, h)`, drawing two keys from `stream` as Flax does.
+    fn initialize_carry_from(
+        &self,
+        input_shape: &[usize],
+        stream: &RngStream,
+    ) -> Result<(Tensor, Tensor)> {
+        let shape = carry_shape(input_shape, self.hidden_features);
+        Ok((zero_carry(&shape, stream)?, zero_carry(&shape, stream)?))
+    }
+
+    fn step(&self, carry: &(Tensor, Tensor), x: &Tensor) -> Result<((Tensor, Tensor), Tensor)> {
+        self.forward(carry, x)
+    }
+}
+
+impl RnnCell for GRUCell {
+    type Carry = Tensor;
+
+    /// A zero `h`, drawing one key from `stream` as Flax does.
+    fn initialize_carry_from(&self, input_shape: &[usize], stream: &RngStream) -> Result<Tensor> {
+        zero_carry(&carry_shape(input_shape, self.hidden_features), stream)
+    }
+
+    fn step(&self, carry: &Tensor, x: &Tensor) -> Result<(Tensor, Tensor)> {
+        self.forward(carry, x)
     }
 }

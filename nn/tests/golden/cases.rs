@@ -723,3 +723,44 @@ fn convolution_and_pooling_gradients_are_jaxs() -> Result<()> {
     );
     Ok(())
 }
+
+#[test]
+fn rnn_is_flaxs() -> Result<()> {
+    use nnx_nn::{GRUCell, LSTMCell, RNN, RnnCall};
+    let g = &golden()["rnn"];
+    let x = tensor(&g["x"]);
+    let rnn = RNN::new(LSTMCell::new(3, 4, &Rngs::new(0)?)?)?;
+    assert_close("RNN(LSTM)", &rnn.forward(&x)?, &g["lstm_y"]);
+    let ((c, h), y) = rnn.call_on(super::engine(), &x, RnnCall::default())?;
+    assert_close("RNN(LSTM) again", &y, &g["lstm_y"]);
+    assert_close("RNN(LSTM) carry c", &c, &g["lstm_carry_c"]);
+    assert_close("RNN(LSTM) carry h", &h, &g["lstm_carry_h"]);
+    // Two calls, two keys each from the RNN's own stream.
+    let count = rnn.rngs.as_ref().expect("a stream").count()?.value();
+    assert_eq!(
+        u64::from(count.item::<u32>()?),
+        g["lstm_count"].as_u64().expect("count")
+    );
+
+    let lengths = Tensor::from_slice(&[3i32, 5]);
+    let with_lengths = || RnnCall {
+        initial_carry: None,
+        seq_lengths: Some(lengths.clone()),
+    };
+    let gru = GRUCell::new(3, 4, &Rngs::new(1)?)?;
+    let mut reversed = RNN::new(gru.clone())?;
+    reversed.reverse = true;
+    reversed.keep_order = true;
+    let (carry, y) = reversed.call_on(super::engine(), &x, with_lengths())?;
+    assert_close("RNN reverse keep_order", &y, &g["reverse_y"]);
+    assert_close("RNN reverse carry", &carry, &g["reverse_carry"]);
+    let mut time_major = RNN::new(gru.clone())?;
+    time_major.time_major = true;
+    let y = jit(|m: &RNN<GRUCell>, x: &Tensor| m.forward(x))
+        .call(super::engine(), (&time_major, &x.permute_axes(&[1, 0, 2])?))?;
+    assert_close("RNN time_major", &y, &g["time_major_y"]);
+    let (carry, y) = RNN::new(gru)?.call_on(super::engine(), &x, with_lengths())?;
+    assert_close("RNN seq_lengths carry", &carry, &g["lengths_carry"]);
+    assert_close("RNN seq_lengths", &y, &g["lengths_y"]);
+    Ok(())
+}
