@@ -316,6 +316,18 @@ fn first_order(p: &Primitive, x: &[Value64], tie: &mut bool) -> Result<Value64> 
             }
             Ok(float(shape, data))
         }
+        Primitive::QrQ if any_float => {
+            let shape = x[0].shape().to_vec();
+            let (rows, cols) = nnx_core::tensor::check_tall(&shape)?;
+            let data = x[0].floats()?;
+            let q = match rows * cols {
+                0 => Vec::new(),
+                size => (data.chunks_exact(size))
+                    .flat_map(|m| nnx_core::tensor::signed_thin_q(m, rows, cols))
+                    .collect(),
+            };
+            Ok(float(shape, q))
+        }
         // col2im: the patches of the input's element indices say where each element goes.
         Primitive::PatchesTranspose { windows, spatial } if any_float => {
             let input = nnx_core::tensor::patches_input_shape(windows, x[0].shape(), spatial)?;

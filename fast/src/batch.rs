@@ -273,8 +273,9 @@ impl Builder {
                 };
                 one(self, primitive, vec![x])
             }
-            // Windows run over the trailing axes: the batch axis is one more leading axis.
-            Primitive::Patches { .. } | Primitive::PatchesTranspose { .. } => {
+            // Windows and matrices sit on the trailing axes: the batch axis is one more
+            // leading axis.
+            Primitive::Patches { .. } | Primitive::PatchesTranspose { .. } | Primitive::QrQ => {
                 let x = self.batched(&args[0])?;
                 one(self, eq.primitive.clone(), vec![x])
             }

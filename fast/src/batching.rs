@@ -282,8 +282,9 @@ fn rule(primitive: &Primitive, args: &[Value], size: usize) -> Result<Option<Arr
         } => first()?.pad_axis(*axis as isize + 1, *before, *after)?,
         Primitive::Cumsum { axis, reverse } => first()?.cumsum(*axis as isize + 1, *reverse)?,
         Primitive::ArgReduce { op, axis } => first()?.arg_reduce(*op, *axis as isize + 1)?,
-        // Windows run over the trailing axes: the batch axis is one more leading axis.
-        Primitive::Patches { .. } | Primitive::PatchesTranspose { .. } => {
+        // Windows and matrices sit on the trailing axes: the batch axis is one more leading
+        // axis.
+        Primitive::Patches { .. } | Primitive::PatchesTranspose { .. } | Primitive::QrQ => {
             primitive.eval(&[first()?])?
         }
         Primitive::Take { axis, fill } => match (&args[0], &args[1]) {

@@ -69,9 +69,9 @@ pub enum Initializer {
         upper: f32,
     },
     /// `orthogonal(scale, column_axis)`: a matrix with orthonormal columns (or rows) from the
-    /// QR decomposition of a normal draw, reshaped. The QR runs on the host in float64, so
-    /// the key must be concrete (not traced), and the values agree with JAX's (LAPACK's
-    /// float32 QR) to about 1e-6, not bit for bit.
+    /// QR decomposition of a normal draw, reshaped. The QR ([`Tensor::qr_q`], a traceable
+    /// primitive) runs in float64, so the values agree with JAX's (LAPACK's float32 QR) to
+    /// about 1e-6, not bit for bit.
     Orthogonal {
         /// The factor applied.
         scale: f32,
@@ -256,13 +256,6 @@ fn orthogonal_init(
     if shape.len() < 2 {
         return Err(bad(format!("needs at least two axes, got {shape:?}")));
     }
-    if key.is_traced() {
-        return Err(bad(
-            "runs a QR decomposition on the host, so its key cannot be traced: create the \
-             layer outside transforms"
-                .into(),
-        ));
-    }
     let rank = shape.len() as isize;
     let axis = if column_axis < 0 {
         column_axis + rank
@@ -276,20 +269,10 @@ fn orthogonal_init(
     let n_cols = shape[axis];
     let n_rows = shape.iter().product::<usize>() / n_cols.max(1);
     let (tall, narrow) = (n_rows.max(n_cols), n_rows.min(n_cols));
-    let z = random::normal(key, [tall, narrow])?.to_vec::<f32>()?;
-    let q = signed_thin_q(&z, tall, narrow);
+    let q = random::normal(key, [tall, narrow])?.qr_q()?;
     // [tall, narrow] -> [n_rows, n_cols] (transposed when there are fewer rows).
-    let mut x = vec![0.0f32; n_rows * n_cols];
-    for r in 0..n_rows {
-        for c in 0..n_cols {
-            let v = if n_rows < n_cols {
-                q[c * narrow + r]
-            } else {
-                q[r * narrow + c]
-            };
-            x[r * n_cols + c] = (v as f32) * scale;
-        }
-    }
+    let q = if n_rows < n_cols { q.transpose()? } else { q };
+    let x = (q * scale)?;
     // The rows are the other axes in order, the columns last; then the columns move to
     // column_axis.
     let mut flat_shape: Vec<usize> = (0..shape.len())
@@ -297,65 +280,8 @@ fn orthogonal_init(
         .map(|a| shape[a])
         .collect();
     flat_shape.push(n_cols);
-    let q = Tensor::from_vec(&flat_shape, x)?;
-    q.moveaxis(-1, axis as isize)
-}
-
-/// The thin `Q` (`rows × cols`, row-major, `rows >= cols`) of the Householder QR of `a`, each
-/// column multiplied by the sign of `R`'s diagonal entry (0 for 0, as `jnp.sign`), in f64.
-fn signed_thin_q(a: &[f32], rows: usize, cols: usize) -> Vec<f64> {
-    let mut r: Vec<f64> = a.iter().map(|&v| f64::from(v)).collect();
-    let mut reflectors: Vec<Vec<f64>> = Vec::with_capacity(cols);
-    let mut diagonal = vec![0.0f64; cols];
-    for k in 0..cols {
-        let norm = (k..rows)
-            .map(|i| r[i * cols + k].powi(2))
-            .sum::<f64>()
-            .sqrt();
-        let x0 = r[k * cols + k];
-        let alpha = if x0 > 0.0 { -norm } else { norm };
-        let mut v: Vec<f64> = (k..rows).map(|i| r[i * cols + k]).collect();
-        v[0] -= alpha;
-        let v_norm = v.iter().map(|t| t * t).sum::<f64>().sqrt();
-        if v_norm > 0.0 {
-            v.iter_mut().for_each(|t| *t /= v_norm);
-            for j in k..cols {
-                let dot: f64 = (k..rows).map(|i| v[i - k] * r[i * cols + j]).sum();
-                for i in k..rows {
-                    r[i * cols + j] -= 2.0 * v[i - k] * dot;
-                }
-            }
-        }
-        diagonal[k] = r[k * cols + k];
-        reflectors.push(v);
-    }
-    // Q = H_0 … H_{cols-1} applied to the first `cols` columns of the identity.
-    let mut q = vec![0.0f64; rows * cols];
-    for j in 0..cols {
-        q[j * cols + j] = 1.0;
-    }
-    for k in (0..cols).rev() {
-        let v = &reflectors[k];
-        for j in 0..cols {
-            let dot: f64 = (k..rows).map(|i| v[i - k] * q[i * cols + j]).sum();
-            for i in k..rows {
-                q[i * cols + j] -= 2.0 * v[i - k] * dot;
-            }
-        }
-    }
-    for (j, d) in diagonal.iter().enumerate() {
-        let sign = if *d > 0.0 {
-            1.0
-        } else if *d < 0.0 {
-            -1.0
-        } else {
-            0.0
-        };
-        for i in 0..rows {
-            q[i * cols + j] *= sign;
-        }
-    }
-    q
+    x.reshape(&crate::common::dims(&flat_shape)?)?
+        .moveaxis(-1, axis as isize)
 }
 
 /// `(fan_in, fan_out)` as JAX's `_compute_fans`: the product of the input (output) axes times

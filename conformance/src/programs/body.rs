@@ -414,6 +414,20 @@ fn run_op(op: &Op, regs: &mut Regs) -> Result<()> {
                 x.dynamic_update_slice_in_dim(&update, &start, axis)?
             }
         }
+        Op::QrQ(a) => {
+            let x = as_float(&numeric(regs.get(a))?)?.stop_gradient()?;
+            let x = match x.ndim() {
+                0 => x.reshape(&[1, 1])?,
+                1 => x.expand_dims(-1)?,
+                _ => x,
+            };
+            let (rows, cols) = (x.shape()[x.ndim() - 2], x.shape()[x.ndim() - 1]);
+            if rows < cols {
+                x.moveaxis(-1, -2)?.qr_q()?
+            } else {
+                x.qr_q()?
+            }
+        }
         Op::Cumsum(i, reverse, a) => {
             let x = at_least_1d(&numeric(regs.get(a))?)?;
             x.cumsum(pick_axis(i, x.ndim()).unwrap_or(0), reverse)?

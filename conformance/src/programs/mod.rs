@@ -163,6 +163,9 @@ pub enum Op {
     /// The register with a slice of up to 2 entries along an axis overwritten by the
     /// second register (adapted), at a start chosen as [`Op::DynamicSlice`]'s.
     DynamicUpdate(i8, u8, Reg, Reg),
+    /// The `Q` of the register seen as `[…, rows, cols]` matrices (transposed when wide; a
+    /// vector as a column), its input's gradient stopped (`qr_q` has no derivative rule).
+    QrQ(Reg),
     /// Cast.
     Astype(DType, Reg),
     /// `stop_gradient(a)`.
@@ -450,6 +453,7 @@ fn op() -> impl Strategy<Value = Op> {
         2 => (axis(), prop::bool::weighted(0.2), reg(), reg()).prop_map(|(x, o, a, b)| Op::Take(x, o, a, b)),
         1 => (axis(), 0u8..3, reg(), reg()).prop_map(|(x, n, a, b)| Op::DynamicSlice(x, n, a, b)),
         1 => (axis(), 0u8..3, reg(), reg()).prop_map(|(x, n, a, b)| Op::DynamicUpdate(x, n, a, b)),
+        1 => reg().prop_map(Op::QrQ),
         1 => (axis(), any::<bool>(), reg()).prop_map(|(x, r, a)| Op::Cumsum(x, r, a)),
         1 => (any::<bool>(), axis(), reg()).prop_map(|(m, x, a)| Op::Arg(m, x, a)),
         2 => (any::<[u8; 6]>(), any::<bool>(), any::<bool>(), reg()).prop_map(|(w, two, t, a)| Op::Patches(w, two, t, a)),

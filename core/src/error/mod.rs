@@ -207,6 +207,15 @@ pub enum Error {
         /// Its dtype.
         dtype: crate::tensor::DType,
     },
+    /// A derivative through a primitive without derivative rules (`qr_q`).
+    #[error(
+        "{primitive} has no derivative rule, so it cannot be differentiated; apply \
+         stop_gradient to its input"
+    )]
+    NoDerivativeRule {
+        /// The primitive's name.
+        primitive: String,
+    },
     /// A value of another kind than the one asked for (an object where an array was
     /// expected, a State gradient where an array gradient was expected, …).
     #[error("expected {expected}, got {found}")]
@@ -596,6 +605,7 @@ impl Error {
             Error::UnsupportedDType { .. }
             | Error::DTypeMismatch { .. }
             | Error::NonDifferentiable { .. } => ErrorKind::DType,
+            Error::NoDerivativeRule { .. } => ErrorKind::Value,
             Error::WrongValueKind { .. }
             | Error::ArgumentCount { .. }
             | Error::TypeMismatch { .. }

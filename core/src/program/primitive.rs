@@ -303,6 +303,10 @@ pub enum Primitive {
         /// The axis.
         axis: usize,
     },
+    /// The `Q` factor of each matrix's thin QR, columns signed by `R`'s diagonal (what the
+    /// orthogonal initializer draws). It has no derivative rule: differentiating through it
+    /// is an error (its use, on a random draw from a key, carries no derivative).
+    QrQ,
     /// The sliding windows of `[batch…, spatial…, features]` (im2col):
     /// `[batch…, windows…, size…, features]`. A convolution is these patches times the
     /// kernel (one GEMM); a pooling, a reduction over the window axes.
@@ -405,6 +409,7 @@ impl Primitive {
             Primitive::ArgReduce { op, .. } => op.name().to_owned(),
             Primitive::Patches { .. } => "patches".to_owned(),
             Primitive::Take { .. } => "take".to_owned(),
+            Primitive::QrQ => "qr_q".to_owned(),
             Primitive::DynamicSlice { .. } => "dynamic_slice".to_owned(),
             Primitive::DynamicUpdateSlice { .. } => "dynamic_update_slice".to_owned(),
             Primitive::TakeTranspose { .. } => "take_transpose".to_owned(),
@@ -702,6 +707,18 @@ impl Primitive {
                 )?;
                 AbstractValue::new(shape, taken.dtype, taken.weak)
             }
+            Primitive::QrQ => {
+                let a = one()?;
+                crate::tensor::check_tall(&a.shape)?;
+                if a.dtype != DType::F32 {
+                    return Err(Error::UnsupportedDType {
+                        op: "qr_q",
+                        dtype: a.dtype,
+                        expected: Some("float32"),
+                    });
+                }
+                a.clone()
+            }
             Primitive::Patches { windows } => {
                 let a = one()?;
                 if a.dtype == DType::Key {
@@ -853,6 +870,7 @@ impl Primitive {
             Primitive::DynamicUpdateSlice { axis } => {
                 arg(0)?.dynamic_update_slice_in_dim(arg(1)?, arg(2)?, *axis as isize)
             }
+            Primitive::QrQ => arg(0)?.qr_q(),
             Primitive::Patches { windows } => arg(0)?.patches(windows),
             Primitive::PatchesTranspose { windows, spatial } => {
                 arg(0)?.patches_transpose(windows, spatial)

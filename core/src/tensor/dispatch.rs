@@ -770,6 +770,16 @@ impl Tensor {
         Tensor::apply(Primitive::TakeTranspose { axis, size }, &[self, indices])
     }
 
+    /// The `Q` factor of each matrix's thin QR, columns signed by `R`'s diagonal; see
+    /// [`Array::qr_q`]. Traceable (so the orthogonal initializer runs inside `vmap` and
+    /// `scan`), not differentiable.
+    ///
+    /// # Errors
+    /// As [`Array::qr_q`].
+    pub fn qr_q(&self) -> Result<Tensor> {
+        Tensor::apply(Primitive::QrQ, &[self])
+    }
+
     /// The sliding windows of `self` (`[batch…, spatial…, features]`); see
     /// [`Array::patches`].
     ///

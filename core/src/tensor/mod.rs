@@ -42,6 +42,7 @@ pub mod elementwise;
 mod fallible;
 mod indexing;
 mod layout;
+mod linalg;
 mod matmul;
 mod named_ops;
 pub mod pool;
@@ -64,6 +65,7 @@ pub(crate) use indexing::check_indices;
 pub use indexing::{
     check_slice_window, check_start, check_update, take_shape, take_transpose_shape,
 };
+pub use linalg::{check_tall, signed_thin_q};
 pub(crate) use matmul::matmul_shape;
 pub use reduce::{Axes, ReduceOp};
 pub(crate) use shape::broadcast_shapes;

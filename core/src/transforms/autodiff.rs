@@ -385,6 +385,10 @@ impl Tape {
             }
         }
         for step in &self.steps {
+            // A stop_gradient's output is a constant: nothing behind it is live.
+            if matches!(step.primitive, Primitive::StopGradient) {
+                continue;
+            }
             if (step.inputs.iter()).any(|s| matches!(s, Slot::Value(i) if live[*i])) {
                 step.outputs.iter().for_each(|&o| live[o] = true);
             }
@@ -412,6 +416,11 @@ impl Tape {
                     matches!(s, Slot::Value(i) if live[*i] && differentiable(self.values[*i].dtype()))
                 })
                 .collect();
+            // Nothing to pass back (operands that are constants, such as a stop_gradient's
+            // output): no rule runs.
+            if !needed.iter().any(|&n| n) {
+                continue;
+            }
             let grads = vjp(&step.primitive, &inputs, &outputs, &gs, &needed)?;
             for ((g, needed), slot) in grads.into_iter().zip(&needed).zip(&step.inputs) {
                 if let (Slot::Value(i), Some(g), true) = (slot, g, *needed) {

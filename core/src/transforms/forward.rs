@@ -412,6 +412,7 @@ fn jvp_rule(
         Primitive::DynamicUpdateSlice { axis } => {
             Some(or_zeros(0).dynamic_update_slice_in_dim(&or_zeros(1), &x[2], *axis as isize)?)
         }
+        Primitive::QrQ => return Err(super::rules::no_derivative(p)),
         Primitive::Compare(_)
         | Primitive::ArgReduce { .. }
         | Primitive::StopGradient

@@ -235,6 +235,7 @@ pub(super) fn first_order_vjp(
             vec![Some(g0.cumsum(*axis as isize, !reverse)?)]
         }
         Primitive::ArgReduce { .. } => vec![None],
+        Primitive::QrQ => return Err(no_derivative(p)),
         Primitive::Patches { windows } => {
             let first = x[0].ndim() - 1 - windows.rank();
             let spatial = &x[0].shape()[first..x[0].ndim() - 1];
@@ -300,6 +301,13 @@ pub(super) fn first_order_vjp(
             )));
         }
     })
+}
+
+/// The error for a derivative through a primitive that has no derivative rule.
+pub(super) fn no_derivative(p: &Primitive) -> Error {
+    Error::NoDerivativeRule {
+        primitive: p.name(),
+    }
 }
 
 /// Cotangents of `a @ b` (numpy semantics, including 1-D operands and batch broadcasting),

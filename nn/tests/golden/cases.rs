@@ -621,10 +621,31 @@ fn orthogonal_and_recurrent_cells_are_flaxs() -> Result<()> {
             "{name}: {got} vs JAX's {want}"
         );
     }
-    // The QR runs on the host: a traced key is a clear error.
-    let traced = vmap(|k: &Tensor| initializers::orthogonal().init(k, [2, 2]))
-        .call(super::engine(), (random::split(&random::key(0), 2)?,));
-    assert!(traced.unwrap_err().to_string().contains("cannot be traced"));
+    // The QR is a primitive: a traced key works, each lane as eagerly.
+    let keys = random::split(&random::key(0), 3)?;
+    let traced = vmap(|k: &Tensor| initializers::orthogonal().init(k, [4, 3]))
+        .call(super::engine(), (&keys,))?;
+    for i in 0..3 {
+        let eager = initializers::orthogonal().init(&keys.index_axis(0, i)?, [4, 3])?;
+        assert!(traced.index_axis(0, i)?.identical(&eager), "lane {i}");
+    }
+    // It has no derivative rule: differentiating through it is a clear error.
+    let through = nnx_core::transforms::grad(|a: &Tensor| a.qr_q()?.sum(None))
+        .call(super::engine(), (Tensor::ones([3, 2]),));
+    let Err(err) = through else {
+        panic!("grad through qr_q must fail")
+    };
+    assert!(
+        err.to_string().contains("qr_q has no derivative rule"),
+        "{err}"
+    );
+    // So recurrent cells can be created inside vmap (an ensemble of cells).
+    let cells = vmap(|k: &Tensor| {
+        let rngs = Rngs::new(k)?;
+        Ok(GRUCell::new(2, 3, &rngs)?.dense_h.kernel.value())
+    })
+    .call(super::engine(), (&keys,))?;
+    assert_eq!(cells.shape(), &[3, 3, 9]);
 
     let x = tensor(&g["x"]);
     let rngs = Rngs::new(0)?;
