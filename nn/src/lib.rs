@@ -10,6 +10,11 @@
 //! - [`Linear`], `nnx.Linear`; [`Conv`] (feature groups too), [`ConvTranspose`]; [`max_pool`], [`min_pool`], [`avg_pool`]; [`LinearGeneral`]; [`MultiHeadAttention`] (with
 //!   [`make_causal_mask`]); [`Embed`]; [`BatchNorm`], [`LayerNorm`], [`RMSNorm`], [`GroupNorm`]; [`LSTMCell`], [`GRUCell`]; [`Dropout`].
 //!   `train()` / `eval()` (on `TypedModule`, or `Object`) switch Dropout and BatchNorm.
+//! - [`RNN`] over any [`RnnCell`] (`LSTMCell`, `GRUCell`), one `scan`.
+//! - [`losses`]: `optax.losses` (softmax cross-entropy with integer or probability labels,
+//!   sigmoid binary cross-entropy, squared error, MSE, L2, Huber, L2 regularisation of a
+//!   State); [`metrics`]: `nnx.metrics` (`Average`, `Accuracy`, `MultiMetric`), their totals
+//!   in `MetricState` Variables.
 //!
 //! `nnx_fast::prelude` re-exports this crate as `nn`.
 //!
@@ -32,6 +37,8 @@ mod embed;
 pub mod functions;
 pub mod initializers;
 pub mod linear;
+pub mod losses;
+pub mod metrics;
 mod normalization;
 mod pooling;
 mod recurrent;
