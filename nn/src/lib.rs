@@ -40,6 +40,7 @@ pub mod linear;
 pub mod losses;
 pub mod metrics;
 mod normalization;
+pub mod optim;
 mod pooling;
 mod recurrent;
 mod rnn;
