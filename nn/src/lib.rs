@@ -15,6 +15,8 @@
 //!   sigmoid binary cross-entropy, squared error, MSE, L2, Huber, L2 regularisation of a
 //!   State); [`metrics`]: `nnx.metrics` (`Average`, `Accuracy`, `MultiMetric`), their totals
 //!   in `MetricState` Variables.
+//! - [`optim`]: `nnx.Optimizer` over optax-style transformations and schedules (`sgd`,
+//!   `adam`, `adamw`, `rmsprop`, `adagrad`, `lion`, `clip_by_global_norm`).
 //!
 //! `nnx_fast::prelude` re-exports this crate as `nn`.
 //!
