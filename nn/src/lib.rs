@@ -15,6 +15,7 @@
 //!   sigmoid binary cross-entropy, squared error, MSE, L2, Huber, L2 regularisation of a
 //!   State); [`metrics`]: `nnx.metrics` (`Average`, `Accuracy`, `MultiMetric`), their totals
 //!   in `MetricState` Variables.
+//! - [`checkpoint`]: safetensors checkpoints with Flax's flat paths, validated restores.
 //! - [`optim`]: `nnx.Optimizer` over optax-style transformations and schedules (`sgd`,
 //!   `adam`, `adamw`, `rmsprop`, `adagrad`, `lion`, `clip_by_global_norm`).
 //!
@@ -33,6 +34,7 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod attention;
+pub mod checkpoint;
 mod common;
 pub mod conv;
 mod embed;

@@ -207,6 +207,20 @@ pub enum Error {
         /// Its dtype.
         dtype: crate::tensor::DType,
     },
+    /// A checkpoint that cannot be read or written: truncated or corrupt bytes, an
+    /// unsupported dtype, an I/O failure.
+    #[error("checkpoint: {reason}")]
+    Checkpoint {
+        /// What went wrong.
+        reason: String,
+    },
+    /// A checkpoint that does not fit the model: every missing, unexpected or mismatched
+    /// entry at once.
+    #[error("the checkpoint does not fit the model:\n  {}", .problems.join("\n  "))]
+    CheckpointMismatch {
+        /// One line per problem, naming the path.
+        problems: Vec<String>,
+    },
     /// A derivative through a primitive without derivative rules (`qr_q`).
     #[error(
         "{primitive} has no derivative rule, so it cannot be differentiated; apply \
@@ -605,7 +619,8 @@ impl Error {
             Error::UnsupportedDType { .. }
             | Error::DTypeMismatch { .. }
             | Error::NonDifferentiable { .. } => ErrorKind::DType,
-            Error::NoDerivativeRule { .. } => ErrorKind::Value,
+            Error::NoDerivativeRule { .. } | Error::Checkpoint { .. } => ErrorKind::Value,
+            Error::CheckpointMismatch { .. } => ErrorKind::Merge,
             Error::WrongValueKind { .. }
             | Error::ArgumentCount { .. }
             | Error::TypeMismatch { .. }
