@@ -15,6 +15,7 @@
 //!   sigmoid binary cross-entropy, squared error, MSE, L2, Huber, L2 regularisation of a
 //!   State); [`metrics`]: `nnx.metrics` (`Average`, `Accuracy`, `MultiMetric`), their totals
 //!   in `MetricState` Variables.
+//! - [`Sequential`] (`nnx.Sequential`); [`datasets`]: the 8×8 handwritten digits.
 //! - [`checkpoint`]: safetensors checkpoints with Flax's flat paths, validated restores.
 //! - [`optim`]: `nnx.Optimizer` over optax-style transformations and schedules (`sgd`,
 //!   `adam`, `adamw`, `rmsprop`, `adagrad`, `lion`, `clip_by_global_norm`).
@@ -37,6 +38,7 @@ pub mod attention;
 pub mod checkpoint;
 mod common;
 pub mod conv;
+pub mod datasets;
 mod embed;
 pub mod functions;
 pub mod initializers;
@@ -48,6 +50,7 @@ pub mod optim;
 mod pooling;
 mod recurrent;
 mod rnn;
+mod sequential;
 mod stochastic;
 
 pub use attention::{LinearGeneral, MultiHeadAttention, dot_product_attention, make_causal_mask};
@@ -60,4 +63,5 @@ pub use normalization::{BatchNorm, GroupNorm, LayerNorm, RMSNorm};
 pub use pooling::{avg_pool, max_pool, min_pool};
 pub use recurrent::{GRUCell, LSTMCell, RnnCarry, RnnCell};
 pub use rnn::{RNN, RnnCall};
+pub use sequential::{Layer, Sequential};
 pub use stochastic::Dropout;
