@@ -16,7 +16,7 @@
 
 use indexmap::IndexMap;
 
-use nnx_core::graph::{FromValue, GraphValue, ToValue, mismatch};
+use nnx_core::graph::{FromValue, ToValue};
 use nnx_core::tensor::elementwise::CompareOp;
 use nnx_core::{DType, Error, Module, Object, Result, Tensor, Value, Variable, variable_type};
 
@@ -398,23 +398,4 @@ impl MultiMetric {
     }
 }
 
-impl ToValue for MultiMetric {
-    fn to_value(&self) -> Value {
-        Value::Object(self.0.clone())
-    }
-}
-
-impl FromValue for MultiMetric {
-    fn expected() -> String {
-        "a 'MultiMetric' object".into()
-    }
-
-    fn from_value(value: &Value) -> Result<MultiMetric> {
-        match value {
-            Value::Object(o) if o.type_name() == "MultiMetric" => Ok(MultiMetric(o.clone())),
-            other => Err(mismatch::<MultiMetric>(other)),
-        }
-    }
-}
-
-impl GraphValue for MultiMetric {}
+crate::common::object_handle!(MultiMetric, "MultiMetric");

@@ -1,6 +1,6 @@
 //! `nnx.Sequential`: layers and functions applied in order.
 
-use nnx_core::graph::{FromValue, GraphValue, Static, ToValue, mismatch};
+use nnx_core::graph::{FromValue, Static, ToValue};
 use nnx_core::{Error, List, Object, Result, Tensor, Value};
 
 use crate::{BatchNorm, Conv, Dropout, Embed, GroupNorm, LayerNorm, Linear, RMSNorm};
@@ -205,23 +205,4 @@ impl Sequential {
     }
 }
 
-impl ToValue for Sequential {
-    fn to_value(&self) -> Value {
-        Value::Object(self.0.clone())
-    }
-}
-
-impl FromValue for Sequential {
-    fn expected() -> String {
-        "a 'Sequential' object".into()
-    }
-
-    fn from_value(value: &Value) -> Result<Sequential> {
-        match value {
-            Value::Object(o) if o.type_name() == "Sequential" => Ok(Sequential(o.clone())),
-            other => Err(mismatch::<Sequential>(other)),
-        }
-    }
-}
-
-impl GraphValue for Sequential {}
+crate::common::object_handle!(Sequential, "Sequential");

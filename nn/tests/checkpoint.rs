@@ -3,6 +3,8 @@
 //! and full restores with every problem reported, and mutated files as errors, never
 //! panics.
 
+mod common;
+use common::tensor;
 use nnx_core::graph::{self, Filter, Leaf, State};
 use nnx_core::transforms::jit;
 use nnx_core::{ErrorKind, Module, Path, Result, Rngs, Tensor, VariableType};
@@ -31,16 +33,6 @@ impl Mlp {
 }
 
 const FLAX_MLP: &[u8] = include_bytes!("../golden/flax_mlp.safetensors");
-
-fn tensor(entry: &Json) -> Tensor {
-    let shape: Vec<usize> = (entry["shape"].as_array().expect("shape").iter())
-        .map(|d| d.as_u64().expect("dim") as usize)
-        .collect();
-    let values = (entry["bits"].as_array().expect("bits").iter())
-        .map(|b| f32::from_bits(b.as_u64().expect("bits") as u32))
-        .collect();
-    Tensor::from_vec(&shape, values).expect("a golden array")
-}
 
 #[test]
 fn a_flax_checkpoint_loads_into_the_same_rust_model() -> Result<()> {

@@ -2,6 +2,7 @@
 
 #[path = "golden/cases.rs"]
 mod cases;
+mod common;
 
 /// The engine every case runs on, made the engine of eager work too.
 fn engine() -> &'static nnx_fast::Fast {

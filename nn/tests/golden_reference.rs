@@ -2,6 +2,7 @@
 
 #[path = "golden/cases.rs"]
 mod cases;
+mod common;
 
 /// The engine every case runs on: eager work stays on the reference kernels.
 fn engine() -> &'static nnx_reference::Reference {

@@ -1,6 +1,8 @@
 //! Losses and metrics against optax 0.2.8 and Flax 0.12.8's `nnx.metrics`
 //! (`golden/losses.py` writes `golden/losses.json`), on both engines.
 
+mod common;
+use common::{ints, tensor};
 use std::sync::OnceLock;
 
 use nnx_core::transforms::{grad, jit};
@@ -16,23 +18,6 @@ fn golden() -> &'static Json {
     GOLDEN.get_or_init(|| {
         serde_json::from_str(include_str!("../golden/losses.json")).expect("losses.json parses")
     })
-}
-
-fn tensor(entry: &Json) -> Tensor {
-    let shape: Vec<usize> = (entry["shape"].as_array().expect("shape").iter())
-        .map(|d| d.as_u64().expect("dim") as usize)
-        .collect();
-    let values = (entry["bits"].as_array().expect("bits").iter())
-        .map(|b| f32::from_bits(b.as_u64().expect("bits") as u32))
-        .collect();
-    Tensor::from_vec(&shape, values).expect("a golden array")
-}
-
-fn ints(entry: &Json) -> Tensor {
-    let v: Vec<i32> = (entry.as_array().expect("ints").iter())
-        .map(|x| x.as_i64().expect("int") as i32)
-        .collect();
-    Tensor::from_slice(&v)
 }
 
 fn assert_close(what: &str, got: &Tensor, expected: &Json) {

@@ -2,6 +2,8 @@
 //! `golden/optim.json`): five steps on fixed gradients, eagerly and as one `jit`ted train
 //! step on both engines; parameters within 1e-6.
 
+mod common;
+use common::tensor;
 use std::sync::OnceLock;
 
 use nnx_core::graph::{Filter, Leaf, State};
@@ -17,16 +19,6 @@ fn golden() -> &'static Json {
     GOLDEN.get_or_init(|| {
         serde_json::from_str(include_str!("../golden/optim.json")).expect("optim.json parses")
     })
-}
-
-fn tensor(entry: &Json) -> Tensor {
-    let shape: Vec<usize> = (entry["shape"].as_array().expect("shape").iter())
-        .map(|d| d.as_u64().expect("dim") as usize)
-        .collect();
-    let values = (entry["bits"].as_array().expect("bits").iter())
-        .map(|b| f32::from_bits(b.as_u64().expect("bits") as u32))
-        .collect();
-    Tensor::from_vec(&shape, values).expect("a golden array")
 }
 
 fn model() -> Result<Object> {

@@ -1,9 +1,7 @@
 //! `nnx.Optimizer`: a gradient transformation's state in `OptState` Variables, beside the
 //! model, so that an optimizer step runs inside `jit` like the model's forward pass.
 
-use nnx_core::graph::{
-    self, Filter, FromValue, GraphValue, Leaf, State, Static, ToValue, mismatch,
-};
+use nnx_core::graph::{self, Filter, GraphValue, Leaf, State, Static};
 use nnx_core::{
     DType, Dict, Error, List, Object, Path, Result, Tensor, Value, Variable, variable_type,
 };
@@ -320,23 +318,4 @@ fn write_slots(slots: &Dict, paths: &[Path], state: Vec<Slot>) -> Result<()> {
     Ok(())
 }
 
-impl ToValue for Optimizer {
-    fn to_value(&self) -> Value {
-        Value::Object(self.0.clone())
-    }
-}
-
-impl FromValue for Optimizer {
-    fn expected() -> String {
-        "an 'Optimizer' object".into()
-    }
-
-    fn from_value(value: &Value) -> Result<Optimizer> {
-        match value {
-            Value::Object(o) if o.type_name() == "Optimizer" => Ok(Optimizer(o.clone())),
-            other => Err(mismatch::<Optimizer>(other)),
-        }
-    }
-}
-
-impl GraphValue for Optimizer {}
+crate::common::object_handle!(Optimizer, "Optimizer");

@@ -3,6 +3,7 @@
 //! outputs to 1e-5, under `jit` and eagerly on the engine the including test binary names
 //! (`golden_reference.rs`, `golden_fast.rs`).
 
+use super::common::{floats, tensor};
 use std::sync::OnceLock;
 
 use nnx_core::random::{self, sampling};
@@ -18,22 +19,6 @@ fn golden() -> &'static Json {
     GOLDEN.get_or_init(|| {
         serde_json::from_str(include_str!("../../golden/layers.json")).expect("layers.json parses")
     })
-}
-
-/// The float32 values of a `{shape, bits}` entry.
-fn floats(entry: &Json) -> (Vec<usize>, Vec<f32>) {
-    let shape = entry["shape"].as_array().expect("shape").iter();
-    let shape = shape.map(|d| d.as_u64().expect("dim") as usize).collect();
-    let bits = entry["bits"].as_array().expect("bits").iter();
-    let values = bits
-        .map(|b| f32::from_bits(b.as_u64().expect("bits") as u32))
-        .collect();
-    (shape, values)
-}
-
-fn tensor(entry: &Json) -> Tensor {
-    let (shape, values) = floats(entry);
-    Tensor::from_vec(&shape, values).expect("a golden array")
 }
 
 /// Asserts bit equality, naming the first differing element.
