@@ -316,7 +316,7 @@ fn patches_transpose(windows: &Windows, spatial: &[usize], x: &Array) -> Option<
         let input = nnx_core::tensor::patches_input_shape(windows, x.shape(), spatial)?;
         let rows = windows.rows(&input)?;
         let mut out = pool::take_zeroed(rows.input_len());
-        rows.scatter_add_into(data, &mut out);
+        rows.scatter_add_into(data, &mut out, |a, b| a + b);
         Array::from_vec(&input, out)
     };
     Some(run())

@@ -33,13 +33,6 @@ fn failure(reason: impl std::fmt::Display) -> Error {
     }
 }
 
-fn leaf_value(leaf: &Leaf) -> Tensor {
-    match leaf {
-        Leaf::Variable(v) => v.value(),
-        Leaf::Array(a) => a.clone(),
-    }
-}
-
 /// One array as safetensors bytes: its dtype, shape and little-endian data.
 fn encode(array: &Array) -> Result<(Dtype, Vec<usize>, Vec<u8>)> {
     let shape = array.shape().to_vec();
@@ -90,7 +83,7 @@ pub fn to_bytes(state: &State) -> Result<Vec<u8>> {
     let mut encoded = Vec::new();
     let mut metadata = HashMap::new();
     for (path, leaf) in state.iter() {
-        let array = leaf_value(leaf).concrete()?.clone();
+        let array = leaf.value().concrete()?.clone();
         let name = path.slashed();
         if array.dtype() == DType::Key {
             metadata.insert(format!("{KEY_MARK}{name}"), "key<fry>".to_owned());
@@ -213,7 +206,7 @@ pub fn restore(model: &impl GraphValue, checkpoint: &State, filter: Option<&Filt
             problems.push(format!("missing: '{name}'"));
             continue;
         };
-        let (have, want) = (leaf_value(saved), variable.value());
+        let (have, want) = (saved.value(), variable.value());
         if have.dtype() != want.dtype() {
             problems.push(format!(
                 "dtype: '{name}' is {} in the checkpoint, {} in the model",

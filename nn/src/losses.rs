@@ -12,7 +12,7 @@
 //! # Ok::<(), nnx_core::Error>(())
 //! ```
 
-use nnx_core::graph::{Leaf, State};
+use nnx_core::graph::State;
 use nnx_core::tensor::elementwise::CompareOp;
 use nnx_core::{DType, Error, Result, Tensor};
 
@@ -135,10 +135,7 @@ pub fn huber_loss(predictions: &Tensor, targets: &Tensor, delta: f32) -> Result<
 pub fn l2_regularization(state: &State) -> Result<Tensor> {
     let mut total = Tensor::from(0.0f32);
     for (_, leaf) in state.iter() {
-        let value = match leaf {
-            Leaf::Variable(v) => v.value(),
-            Leaf::Array(a) => a.clone(),
-        };
+        let value = leaf.value();
         if value.dtype().is_float() {
             total = (total + (&value * &value)?.sum(None)?)?;
         }

@@ -12,6 +12,7 @@ mod ir;
 mod loops;
 mod primitive;
 mod schedule;
+mod shape_rules;
 mod tracing;
 
 pub use aval::AbstractValue;

@@ -41,6 +41,7 @@ mod dtype;
 pub mod elementwise;
 mod fallible;
 mod indexing;
+mod layer_ops;
 mod layout;
 mod linalg;
 mod matmul;

@@ -6,8 +6,6 @@
 //! A convolution is then one GEMM of the patches with the kernel, and a pooling one
 //! reduction over the window axes; their gradients go through the transpose.
 
-use std::num::Wrapping;
-
 use super::alloc::check_allocation;
 use super::{Array, Buffer, DType, Element, map_buffer};
 use crate::error::{Error, Result};
@@ -272,12 +270,8 @@ impl PatchRows {
 
     /// Adds every patch row of `patches` into the input row it came from, in `out` (the
     /// input's shape, zeroed by the caller): in patch order, so every engine sums in the
-    /// same order.
-    pub fn scatter_add_into<T: Copy + std::ops::Add<Output = T>>(
-        &self,
-        patches: &[T],
-        out: &mut [T],
-    ) {
+    /// same order. `add` is the element type's addition (wrapping for integers).
+    pub fn scatter_add_into<T: Copy>(&self, patches: &[T], out: &mut [T], add: impl Fn(T, T) -> T) {
         let c = self.features;
         if c == 0 {
             return;
@@ -289,7 +283,7 @@ impl PatchRows {
             for (row, source) in rows.chunks_exact(c).zip(&self.sources) {
                 if let Some(s) = source {
                     for (o, &v) in x[s * c..(s + 1) * c].iter_mut().zip(row) {
-                        *o = *o + v;
+                        *o = add(*o, v);
                     }
                 }
             }
@@ -338,9 +332,9 @@ impl Array {
         let input = patches_input_shape(windows, self.shape(), spatial)?;
         let rows = windows.rows(&input)?;
         let buffer = match self.buffer() {
-            Buffer::F32(d) => f32::into_buffer(scatter(&rows, d)),
-            Buffer::I32(d) => i32::into_buffer(unwrapped(scatter(&rows, &wrapping(d)))),
-            Buffer::U32(d) => u32::into_buffer(unwrapped(scatter(&rows, &wrapping(d)))),
+            Buffer::F32(d) => f32::into_buffer(scatter(&rows, d, |a, b| a + b)),
+            Buffer::I32(d) => i32::into_buffer(scatter(&rows, d, i32::wrapping_add)),
+            Buffer::U32(d) => u32::into_buffer(scatter(&rows, d, u32::wrapping_add)),
             _ => {
                 return Err(Error::UnsupportedDType {
                     op: "patches_transpose",
@@ -393,21 +387,9 @@ fn check_dtype(op: &'static str, dtype: DType) -> Result<()> {
     }
 }
 
-/// Integers as wrapping integers, so that a col2im of integers wraps as numpy's would.
-fn wrapping<T: Copy>(data: &[T]) -> Vec<Wrapping<T>> {
-    data.iter().copied().map(Wrapping).collect()
-}
-
-fn unwrapped<T>(data: Vec<Wrapping<T>>) -> Vec<T> {
-    data.into_iter().map(|w| w.0).collect()
-}
-
-fn scatter<T: Copy + Default + std::ops::Add<Output = T>>(
-    rows: &PatchRows,
-    patches: &[T],
-) -> Vec<T> {
+fn scatter<T: Copy + Default>(rows: &PatchRows, patches: &[T], add: fn(T, T) -> T) -> Vec<T> {
     let mut out = vec![T::default(); rows.input_len()];
-    rows.scatter_add_into(patches, &mut out);
+    rows.scatter_add_into(patches, &mut out, add);
     out
 }
 

@@ -71,7 +71,7 @@ impl Optimizer {
         let mut values = Vec::new();
         let mut leaves = Vec::new();
         for (path, leaf) in selected.iter() {
-            let value = leaf_value(leaf);
+            let value = leaf.value();
             if value.dtype().is_float() {
                 paths.push(path.clone());
                 values.push(value);
@@ -160,7 +160,7 @@ impl Optimizer {
             let variable = model_state.variable(&path).map_err(|_| {
                 Error::shape("Optimizer", format!("the model has no parameter '{name}'"))
             })?;
-            let grad = grads.get(&path).map(leaf_value).ok_or_else(|| {
+            let grad = grads.get(&path).map(Leaf::value).ok_or_else(|| {
                 Error::shape("Optimizer", format!("grads have no entry for '{name}'"))
             })?;
             let value = variable.value();
@@ -240,13 +240,6 @@ impl Optimizer {
     /// The optimizer's object.
     pub fn as_object(&self) -> &Object {
         &self.0
-    }
-}
-
-fn leaf_value(leaf: &Leaf) -> Tensor {
-    match leaf {
-        Leaf::Variable(v) => v.value(),
-        Leaf::Array(a) => a.clone(),
     }
 }
 
