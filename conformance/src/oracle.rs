@@ -9,7 +9,8 @@
 //! and calls are unrolled.
 
 use nnx_core::program::{
-    AbstractValue, LoopValues, Outputs, Primitive, Program, interpret_with, lanes_loop, scan_loop,
+    AbstractValue, LoopValues, Outputs, Primitive, Program, branch_index, interpret_with,
+    lanes_loop, predicate, scan_loop, while_loop,
 };
 use nnx_core::tensor::ReduceOp;
 use nnx_core::tensor::elementwise::{BinaryOp, CompareOp, UnaryOp};
@@ -93,8 +94,9 @@ impl Value64 {
 /// returns, and the discrete results of float operands (comparisons, casts to integers:
 /// their derivative is zero, but a large float crosses many integer steps within a finite
 /// difference's step). The first run records each such value, and later runs
-/// ([`Oracle::replaying`]) use the recorded ones (the program has no data-dependent control
-/// flow, so it meets them in the same order).
+/// ([`Oracle::replaying`]) use the recorded ones (branch indexes and loop predicates are
+/// among them, so a replay takes the same branches and iterations and meets them in the
+/// same order).
 ///
 /// It also notes whether a `maximum`, `minimum` or max/min reduction met a tie: there the
 /// derivative is a convention (JAX's, which differentiation follows) that finite
@@ -157,6 +159,28 @@ impl Oracle {
                             self.eval(&program.0, step.to_vec())
                         })?
                     }
+                    // The index and the predicate come from frozen comparisons, so replays
+                    // take the same branches and iterations.
+                    Primitive::Cond { branches } => {
+                        let k = branch_index(&args[0].to_array()?, branches.len())?;
+                        self.eval(&branches[k].0, args[1..].to_vec())?
+                    }
+                    Primitive::While {
+                        cond,
+                        body,
+                        cond_consts,
+                        body_consts,
+                    } => while_loop(
+                        self,
+                        *cond_consts,
+                        *body_consts,
+                        &args,
+                        |oracle, a| {
+                            let holds = oracle.eval(&cond.0, a.to_vec())?;
+                            predicate(&holds[0].to_array()?)
+                        },
+                        |oracle, a| oracle.eval(&body.0, a.to_vec()),
+                    )?,
                     Primitive::StopGradient => vec![self.freeze(&args[0])?],
                     p => {
                         let result = first_order(p, &args, &mut self.tie)?;

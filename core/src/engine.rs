@@ -10,7 +10,10 @@ use std::fmt;
 use std::sync::Arc;
 
 use crate::error::Result;
-use crate::program::{ArrayLoops, Batching, Primitive, Program, ScanSpec, scan_loop};
+use crate::program::{
+    ArrayLoops, Batching, Primitive, Program, ScanSpec, branch_index, predicate, scan_loop,
+    while_loop,
+};
 use crate::tensor::Array;
 
 /// A program prepared once by an engine for repeated execution ([`Engine::compile`]): the
@@ -140,6 +143,46 @@ pub trait Engine {
         scan_loop(&mut ArrayLoops, spec, &results, inputs, |_, step| {
             self.run(program, step)
         })
+    }
+    /// Runs a control-flow equation ([`Primitive::Cond`] or [`Primitive::While`]) with
+    /// [`Engine::run`] for its programs: the branch the index selects, or the one while
+    /// loop ([`while_loop`](crate::program::while_loop)). Provided; engines may override it.
+    ///
+    /// # Errors
+    /// Kernel errors, an index or predicate of the wrong kind, and
+    /// [`Error::MalformedProgram`](crate::Error::MalformedProgram) for another primitive.
+    fn run_control(&self, primitive: &Primitive, inputs: &[Array]) -> Result<Vec<Array>> {
+        match primitive {
+            Primitive::Cond { branches } => {
+                let (index, operands) = inputs
+                    .split_first()
+                    .ok_or_else(|| crate::Error::malformed_program("cond has no index"))?;
+                let k = branch_index(index, branches.len())?;
+                self.run(&branches[k].0, operands)
+            }
+            Primitive::While {
+                cond,
+                body,
+                cond_consts,
+                body_consts,
+            } => while_loop(
+                &mut (),
+                *cond_consts,
+                *body_consts,
+                inputs,
+                |_, args| {
+                    let holds = self.run(&cond.0, args)?;
+                    predicate(holds.first().ok_or_else(|| {
+                        crate::Error::malformed_program("a while predicate has no output")
+                    })?)
+                },
+                |_, args| self.run(&body.0, args),
+            ),
+            other => Err(crate::Error::malformed_program(format!(
+                "{} is not control flow",
+                other.name()
+            ))),
+        }
     }
 }
 

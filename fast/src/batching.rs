@@ -351,7 +351,9 @@ fn rule(primitive: &Primitive, args: &[Value], size: usize) -> Result<Option<Arr
         | Primitive::Remat { .. }
         | Primitive::CustomVjp { .. }
         | Primitive::Vmap { .. }
-        | Primitive::Scan { .. } => {
+        | Primitive::Scan { .. }
+        | Primitive::Cond { .. }
+        | Primitive::While { .. } => {
             return Ok(None);
         }
     }))

@@ -66,6 +66,9 @@ impl Fast {
             | Primitive::CustomVjp { program, .. } => self.run(&program.0, args),
             Primitive::Vmap { program, batching } => self.run_batched(&program.0, args, batching),
             Primitive::Scan { program, spec } => self.run_scan(&program.0, args, spec),
+            control @ (Primitive::Cond { .. } | Primitive::While { .. }) => {
+                self.run_control(control, args)
+            }
             other => match ops::eval(other, args) {
                 Some(result) => Ok(vec![result?]),
                 None => Ok(vec![other.eval(args)?]),

@@ -42,6 +42,9 @@ impl Engine for Reference {
             | Primitive::CustomVjp { program, .. } => self.run(&program.0, args),
             Primitive::Scan { program, spec } => self.run_scan(&program.0, args, spec),
             Primitive::Vmap { program, batching } => self.run_batched(&program.0, args, batching),
+            control @ (Primitive::Cond { .. } | Primitive::While { .. }) => {
+                self.run_control(control, args)
+            }
             primitive => Ok(vec![primitive.eval(args)?]),
         })
     }

@@ -3,6 +3,7 @@
 //! macro's one `#[test]` per case.
 
 pub mod caching;
+pub mod control;
 pub mod custom_vjp;
 pub mod derivatives;
 pub mod differential;
@@ -62,6 +63,11 @@ macro_rules! for_each_case {
             derivatives::jvp_of_loops_does_not_unroll,
             derivatives::jvp_of_an_empty_scan_passes_carries_through,
             derivatives::generated_derivatives_agree,
+            control::cond_and_switch_match_flax,
+            control::while_and_fori_loops_match_flax,
+            control::control_flow_errors_change_nothing,
+            control::control_flow_derivatives_match_jax,
+            control::control_flow_under_vmap,
             custom_vjp::custom_vjp_flax_example,
             custom_vjp::custom_vjp_backward_pass_is_used_everywhere,
             custom_vjp::custom_vjp_state_updates_and_errors,

@@ -257,6 +257,15 @@ pub enum Level {
     Jit(Box<Level>),
     /// `remat` (a checkpoint) with this policy.
     Remat(RematPolicy, Box<Level>),
+    /// `cond` on whether the input sums to more than zero (traced, so batched under an
+    /// enclosing `vmap`): one branch is the inner level, the other the inner level with its
+    /// output doubled; `flip` swaps them.
+    Cond {
+        /// Whether the inner level runs when the sum is positive (`false`) or not (`true`).
+        flip: bool,
+        /// Both branches' function.
+        inner: Box<Level>,
+    },
     /// `vmap` with these axes and `axis_size`.
     Vmap {
         /// The model's axes.
@@ -537,6 +546,7 @@ fn level(depth: u32, shapes: Shapes) -> BoxedStrategy<Level> {
             inner(),
         )
             .prop_map(|(policy, l)| Level::Remat(policy, Box::new(l))),
+        1 => (any::<bool>(), inner()).prop_map(|(flip, l)| Level::Cond { flip, inner: Box::new(l) }),
         3 => (
             vmap_model(),
             prop::option::weighted(0.85, axis()),

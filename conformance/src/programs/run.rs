@@ -3,7 +3,7 @@
 
 use nnx_core::lift::Prefix;
 use nnx_core::random;
-use nnx_core::transforms::{Axis, Grad, ScanAxis, jit, remat, scan, value_and_grad, vmap};
+use nnx_core::transforms::{Axis, Grad, ScanAxis, cond, jit, remat, scan, value_and_grad, vmap};
 use nnx_core::{
     Axes, BatchStat, DType, Dict, Engine, Error, Filter, List, Object, Param, Result, Tensor,
     Value, Variable, VariableType,
@@ -80,6 +80,7 @@ fn outer_shape(level: &Level, base: &[usize], role: Role) -> Vec<usize> {
         Level::Body(_) => base.to_vec(),
         Level::Jit(inner)
         | Level::Remat(_, inner)
+        | Level::Cond { inner, .. }
         | Level::Grad { inner, .. }
         | Level::Then(inner, _) => outer_shape(inner, base, role),
         Level::Vmap {
@@ -249,6 +250,24 @@ fn run_level(level: &Level, engine: &dyn Engine, m: &Object, x: &Tensor) -> Resu
             .policy(*policy)
             .call(engine, &args[..])?
             .as_tensor(),
+        Level::Cond { flip, inner } => {
+            let positive = x.sum(Axes::All)?.greater(&Tensor::scalar(0.0f32))?;
+            let pred = match flip {
+                false => positive,
+                true => positive.equal(&Tensor::scalar(false))?,
+            };
+            let mut all = vec![Value::from(pred)];
+            all.extend(args.iter().cloned());
+            cond(
+                |a: &[Value]| Ok(Value::from(call_inner(inner, a)?)),
+                |a: &[Value]| {
+                    let y = call_inner(inner, a)?;
+                    Ok(Value::from(y.add(&y)?))
+                },
+            )
+            .call(engine, &all[..])?
+            .as_tensor()
+        }
         Level::Vmap {
             model,
             x: x_axis,

@@ -331,6 +331,12 @@ pub enum Error {
     /// results do not fit its inputs, forward-mode differentiation through it, …).
     #[error("custom_vjp: {0}")]
     CustomVjp(String),
+    /// Lifted control flow used in a way it does not allow: a predicate or branch index
+    /// that is not a scalar of the right dtype, branches that leave different structures,
+    /// a `while_loop` body that changes its loop value's structure, or reverse-mode
+    /// differentiation through a `while_loop`.
+    #[error("{0}")]
+    ControlFlow(String),
     /// An argument differentiated by `grad` that is neither a graph node nor an array (a
     /// tuple or a static value), so it has no gradient to return.
     #[error("argument {argnum} has no differentiable array")]
@@ -640,7 +646,9 @@ impl Error {
             | Error::InvalidRngSeed { .. }
             | Error::JacobianOutput { .. }
             | Error::TangentShape { .. } => ErrorKind::DType,
-            Error::TangentCount { .. } | Error::CustomVjp(_) => ErrorKind::Value,
+            Error::TangentCount { .. } | Error::CustomVjp(_) | Error::ControlFlow(_) => {
+                ErrorKind::Value
+            }
             Error::Internal { .. } => ErrorKind::Internal,
             Error::MalformedProgram { .. } => ErrorKind::Program,
             Error::ArrayTooLarge { .. } | Error::AllocationFailed { .. } => ErrorKind::Resource,

@@ -7,6 +7,7 @@
 //! evaluation ([`Primitive::eval`]).
 
 mod aval;
+mod control;
 mod interpret;
 mod ir;
 mod loops;
@@ -16,6 +17,7 @@ mod shape_rules;
 mod tracing;
 
 pub use aval::AbstractValue;
+pub use control::{branch_index, predicate, while_loop};
 pub use interpret::{Outputs, interpret, interpret_indexed, interpret_owned, interpret_with};
 pub use ir::{Atom, Equation, Program, VarId};
 pub use loops::{ArrayLoops, LoopValues, lanes_loop, scan_loop};

@@ -382,6 +382,30 @@ pub enum Primitive {
         /// How inputs and outputs are batched.
         batching: Batching,
     },
+    /// Higher-order: one of several programs, chosen by an index (`lax.switch`, and
+    /// `lax.cond` as a switch over `[false, true]`). Operand 0 is an int32 scalar, clamped
+    /// to the branches as `lax.switch` does ([`branch_index`](super::branch_index)); the
+    /// other operands are every branch's inputs. All branches take and return the same
+    /// abstract values.
+    Cond {
+        /// The branches, at least one.
+        branches: Vec<ProgramRef>,
+    },
+    /// Higher-order: a loop while a predicate holds (`lax.while_loop`). Operands: the
+    /// `cond_consts` values the predicate reads besides the loop values, the `body_consts`
+    /// values the body reads, then the loop values. `cond` maps (its constants, the loop
+    /// values) to a bool scalar; `body` maps (its constants, the loop values) to the next
+    /// loop values, with the same abstract values. The outputs are the final loop values.
+    While {
+        /// The predicate.
+        cond: ProgramRef,
+        /// The body.
+        body: ProgramRef,
+        /// How many operands only the predicate reads (they come first).
+        cond_consts: usize,
+        /// How many operands only the body reads (they follow the predicate's).
+        body_consts: usize,
+    },
 }
 
 impl Primitive {
@@ -423,6 +447,8 @@ impl Primitive {
             Primitive::Remat { .. } => "remat".to_owned(),
             Primitive::Vmap { .. } => "vmap".to_owned(),
             Primitive::Scan { .. } => "scan".to_owned(),
+            Primitive::Cond { .. } => "cond".to_owned(),
+            Primitive::While { .. } => "while".to_owned(),
         }
     }
 
@@ -446,6 +472,11 @@ impl Primitive {
             | Primitive::CustomVjp { program, .. } => Ok(program.0.output_avals()),
             Primitive::Scan { program, spec } => Ok(spec.output_avals(&program.0)),
             Primitive::Vmap { program, batching } => Ok(batching.output_avals(&program.0)),
+            Primitive::Cond { branches } => branches
+                .first()
+                .map(|b| b.0.output_avals())
+                .ok_or_else(|| Error::malformed_program("cond has no branch")),
+            Primitive::While { body, .. } => Ok(body.0.output_avals()),
             _ => Ok(vec![self.abstract_eval(inputs)?]),
         }
     }
@@ -527,7 +558,9 @@ impl Primitive {
             | Primitive::Remat { .. }
             | Primitive::CustomVjp { .. }
             | Primitive::Vmap { .. }
-            | Primitive::Scan { .. } => Err(Error::malformed_program(format!(
+            | Primitive::Scan { .. }
+            | Primitive::Cond { .. }
+            | Primitive::While { .. } => Err(Error::malformed_program(format!(
                 "{} is a higher-order primitive: an engine evaluates it",
                 self.name()
             ))),
@@ -592,6 +625,15 @@ impl fmt::Display for Primitive {
                 f,
                 "vmap[axis_size={}, in_axes={:?}, out_axes={:?}]",
                 batching.axis_size, batching.in_axes, batching.out_axes
+            ),
+            Primitive::Cond { branches } => write!(f, "cond[branches={}]", branches.len()),
+            Primitive::While {
+                cond_consts,
+                body_consts,
+                ..
+            } => write!(
+                f,
+                "while[cond_consts={cond_consts}, body_consts={body_consts}]"
             ),
             _ => f.write_str(&self.name()),
         }

@@ -342,7 +342,9 @@ impl Primitive {
             | Primitive::Remat { .. }
             | Primitive::CustomVjp { .. }
             | Primitive::Vmap { .. }
-            | Primitive::Scan { .. } => {
+            | Primitive::Scan { .. }
+            | Primitive::Cond { .. }
+            | Primitive::While { .. } => {
                 return Err(Error::malformed_program(format!(
                     "{} has several outputs; use output_avals",
                     self.name()

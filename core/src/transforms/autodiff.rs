@@ -18,13 +18,14 @@
 
 use std::sync::Arc;
 
+use super::control_diff;
 use super::loop_vjp;
 use super::rules::{differentiable, first_order_vjp, zeros_like};
 use crate::error::{Error, Result};
 use crate::program::{
     AbstractValue, Atom, Batching, LoopValues, Outputs, Primitive, Program, ProgramRef,
-    RematPolicy, ScanInput, ScanOutput, ScanSpec, VarId, interpret_with, lanes_loop, record_multi,
-    scan_loop, trace_fn,
+    RematPolicy, ScanInput, ScanOutput, ScanSpec, VarId, branch_index, interpret_with, lanes_loop,
+    predicate, record_multi, scan_loop, trace_fn, while_loop,
 };
 use crate::tensor::{DType, Tensor};
 
@@ -191,6 +192,43 @@ impl Tape {
                             }
                         }
                     }
+                    Primitive::Cond { branches } => match self.value(&args[0]).concrete() {
+                        Ok(index) => {
+                            let k = branch_index(index, branches.len())?;
+                            self.run(&branches[k].0, &args[1..])?
+                        }
+                        Err(_) => {
+                            let visible = eq.outputs.len();
+                            let p = eq.primitive.clone();
+                            self.record_step(p.clone(), p, &args, visible)?
+                        }
+                    },
+                    Primitive::While {
+                        cond,
+                        body,
+                        cond_consts,
+                        body_consts,
+                    } => match self.any_traced(&args) {
+                        true => {
+                            let visible = eq.outputs.len();
+                            let p = eq.primitive.clone();
+                            self.record_step(p.clone(), p, &args, visible)?
+                        }
+                        false => while_loop(
+                            self,
+                            *cond_consts,
+                            *body_consts,
+                            &args,
+                            |tape, a| {
+                                let holds = tape.run(&cond.0, a)?;
+                                let holds = holds.first().ok_or_else(|| {
+                                    Error::malformed_program("a while predicate has no output")
+                                })?;
+                                predicate(tape.value(holds).concrete()?)
+                            },
+                            |tape, a| tape.run(&body.0, a),
+                        )?,
+                    },
                     primitive => vec![self.apply_one(primitive.clone(), args)?],
                 }))
             },
@@ -468,6 +506,8 @@ fn vjp(
         Primitive::CustomVjp {
             program, backward, ..
         } => return custom_vjp_rule(&program.0, &backward.0, out, g),
+        Primitive::Cond { branches } => return control_diff::cond_vjp(branches, x, g, needed),
+        Primitive::While { .. } => return Err(control_diff::while_vjp_error()),
         _ => {}
     }
     match g.first().cloned().flatten() {

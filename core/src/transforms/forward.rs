@@ -11,6 +11,7 @@
 
 use std::sync::Arc;
 
+use super::control_diff;
 use super::rules::{ExtremumSlopes, differentiable, extremum_shares, unary_chain, zeros_like};
 use crate::error::{Error, Result};
 use crate::program::{
@@ -74,6 +75,21 @@ pub(crate) fn jvp_program(program: &Program, inputs: Vec<Dual>) -> Result<Vec<Du
                 | Primitive::Remat { program, .. }
                 | Primitive::Vmap { program, .. }
                 | Primitive::Scan { program, .. } => higher_order(&eq.primitive, &program.0, args)?,
+                Primitive::Cond { branches } => control_diff::cond_jvp(branches, args)?,
+                Primitive::While {
+                    cond,
+                    body,
+                    cond_consts,
+                    body_consts,
+                } => {
+                    let w = control_diff::WhileLoop {
+                        cond: &cond.0,
+                        body: &body.0,
+                        cond_consts: *cond_consts,
+                        body_consts: *body_consts,
+                    };
+                    control_diff::while_jvp(&w, args)?
+                }
                 primitive => vec![first_order(primitive, &args)?],
             }))
         },
@@ -242,15 +258,23 @@ fn higher_order(primitive: &Primitive, body: &Program, args: Vec<Dual>) -> Resul
         operands.push(args[i].tangent_or_zeros());
     }
     operands.extend(traced.captured);
-    let mut results = record_multi(lifted, &operands.iter().collect::<Vec<_>>())?.into_iter();
-    let mut outputs: Vec<Dual> = (&mut results)
-        .take(out_avals.len())
-        .map(Dual::constant)
-        .collect();
+    let results = record_multi(lifted, &operands.iter().collect::<Vec<_>>())?;
+    Ok(with_tangents(results, out_avals.len(), &tangent_outputs))
+}
+
+/// The first `n` of `results` as duals, the tangents of outputs `tangent_outputs` following
+/// them in `results` (what a lifted higher-order equation returns).
+pub(crate) fn with_tangents(
+    results: Vec<Tensor>,
+    n: usize,
+    tangent_outputs: &[usize],
+) -> Vec<Dual> {
+    let mut results = results.into_iter();
+    let mut outputs: Vec<Dual> = (&mut results).take(n).map(Dual::constant).collect();
     for (&j, t) in tangent_outputs.iter().zip(results) {
         outputs[j].tangent = Some(t);
     }
-    Ok(outputs)
+    outputs
 }
 
 /// A higher-order equation nothing traced reaches, run now: calls inline, loops lane by
@@ -423,7 +447,9 @@ fn jvp_rule(
         | Primitive::Remat { .. }
         | Primitive::CustomVjp { .. }
         | Primitive::Vmap { .. }
-        | Primitive::Scan { .. } => {
+        | Primitive::Scan { .. }
+        | Primitive::Cond { .. }
+        | Primitive::While { .. } => {
             return Err(Error::internal(format!(
                 "{} reached a first-order JVP rule",
                 p.name()

@@ -1,5 +1,5 @@
-//! Lifted transforms: `vmap`, `jit`, `scan`, `grad` / `value_and_grad` over functions of
-//! objects and arrays.
+//! Lifted transforms: `vmap`, `jit`, `scan`, `grad` / `value_and_grad`, and control flow
+//! (`cond`, `switch`, `while_loop`, `fori_loop`) over functions of objects and arrays.
 //!
 //! Each transform moves its arguments across the boundary with [`lift`](crate::lift)
 //! (Flax's recipe), traces the function once into a [`Program`](crate::program::Program),
@@ -8,6 +8,8 @@
 
 mod args;
 mod autodiff;
+mod control;
+mod control_diff;
 mod custom_vjp;
 mod fast_path;
 mod forward;
@@ -25,6 +27,7 @@ mod typed;
 mod vmap;
 
 pub use args::IntoArgs;
+pub use control::{ForiLoop, Switch, WhileLoop, cond, fori_loop, switch, while_loop};
 pub use custom_vjp::{Cotangents, CustomVjp, CustomVjpDef, custom_vjp};
 pub use grad::{Diff, DiffState, Grad, GradFn, GradOutput, grad, jacfwd, jacrev, value_and_grad};
 pub use jit::{Jit, Whole, jit, remat};

@@ -100,9 +100,24 @@ pub(crate) fn lift_body<R: Rules + ?Sized>(
     prefix: &Prefix<R::Leaf>,
     inputs: Vec<Tensor>,
 ) -> Result<(Vec<Tensor>, Lowered<R::Leaf>)> {
+    lift_apply(lowered, prefix, &rules.out_prefix(), inputs, |args| {
+        rules.apply(args)
+    })
+}
+
+/// The boundary's steps 2 and 3 around `apply`: raise the lowered arguments on `inputs`,
+/// apply, lower the arguments and the output again. Returns the output leaves' values and
+/// the lowered outputs.
+pub(crate) fn lift_apply<L: Clone + PartialEq + fmt::Display>(
+    lowered: &Lowered<L>,
+    prefix: &Prefix<L>,
+    out_prefix: &Prefix<L>,
+    inputs: Vec<Tensor>,
+    apply: impl FnOnce(&[Value]) -> Result<Value>,
+) -> Result<(Vec<Tensor>, Lowered<L>)> {
     let raised = lift::raise(lowered, inputs)?;
-    let output = rules.apply(&raised.args)?;
-    let outputs = lift::lower_outputs(&raised, prefix, &output, &rules.out_prefix())?;
+    let output = apply(&raised.args)?;
+    let outputs = lift::lower_outputs(&raised, prefix, &output, out_prefix)?;
     let values = outputs.leaves().iter().map(|l| l.value.clone()).collect();
     Ok((values, outputs))
 }

@@ -293,7 +293,9 @@ pub(super) fn first_order_vjp(
         | Primitive::Remat { .. }
         | Primitive::CustomVjp { .. }
         | Primitive::Vmap { .. }
-        | Primitive::Scan { .. } => {
+        | Primitive::Scan { .. }
+        | Primitive::Cond { .. }
+        | Primitive::While { .. } => {
             // The tape inlines calls; loops and checkpoints are handled above.
             return Err(Error::internal(format!(
                 "{} reached the backward pass without being inlined",

@@ -252,62 +252,61 @@ impl<F: Body> Scan<F> {
             }
         }
     }
+}
 
-    /// What each traced output is: the new value of a carry input, stacked, or (checked)
-    /// iteration-independent broadcast state.
-    ///
-    /// A carried object's Variables are matched by path; only what the function *returns* as
-    /// its carry (the leaves under the output root, `output_root`) may stand, in order, for
-    /// array carries, which have no object to be written back into. A Variable added to a
-    /// carried object is therefore an added carry, never a stand-in for an array carry. And a
-    /// path of a carried object must still hold the same thing: the same Variable, or a raw
-    /// array where there was one; otherwise the carry was *replaced* there (the body put
-    /// another Variable, or a Variable where an array was), and the iterations would thread
-    /// one Variable's value into another.
-    fn output_kinds(
-        &self,
-        output_root: usize,
-        lowered_inputs: &Lowered<ScanAxis>,
-        lowered_outputs: &Lowered<ScanAxis>,
-        program: &Program,
-        input_kinds: &[ScanInput],
-    ) -> Result<Vec<ScanOutput>> {
-        let inputs = lowered_inputs.leaves();
-        let outputs = lowered_outputs.leaves();
-        let input_variables = variable_indexes(lowered_inputs.graphdef());
-        let output_variables = variable_indexes(lowered_outputs.graphdef());
-        // Whether the output leaf at `path` is what the input leaf there was.
-        let same_leaf = |path: &Path| match (input_variables.get(path), output_variables.get(path))
-        {
-            (None, None) => true,
-            (Some(&(index, _)), Some(&(_, outer))) => outer == Some(index),
-            _ => false,
-        };
-        let mut replaced = Vec::new();
-        let carries: Vec<usize> = inputs
-            .iter()
-            .enumerate()
-            .filter(|(_, l)| l.prefix == ScanAxis::Carry)
-            .map(|(i, _)| i)
-            .collect();
-        // Unmatched carries by path, so matching every output is linear in their number.
-        let mut carries_by_path: HashMap<&Path, std::collections::VecDeque<usize>> = HashMap::new();
-        for &i in &carries {
-            carries_by_path
-                .entry(&inputs[i].path)
-                .or_default()
-                .push_back(i);
-        }
-        let mut matched = vec![false; inputs.len()];
-        let mut added = Vec::new();
-        let varying: Vec<bool> = input_kinds
-            .iter()
-            .map(|k| *k != ScanInput::Broadcast)
-            .collect();
-        let depends = program.depends_on(&varying);
-        let mut kinds = Vec::with_capacity(outputs.len());
-        for (j, out) in outputs.iter().enumerate() {
-            kinds.push(match out.prefix {
+/// What each traced output is: the new value of a carry input, stacked, or (checked)
+/// iteration-independent broadcast state.
+///
+/// A carried object's Variables are matched by path; only what the function *returns* as
+/// its carry (the leaves under the output root, `output_root`) may stand, in order, for
+/// array carries, which have no object to be written back into. A Variable added to a
+/// carried object is therefore an added carry, never a stand-in for an array carry. And a
+/// path of a carried object must still hold the same thing: the same Variable, or a raw
+/// array where there was one; otherwise the carry was *replaced* there (the body put
+/// another Variable, or a Variable where an array was), and the iterations would thread
+/// one Variable's value into another.
+pub(super) fn output_kinds(
+    output_root: usize,
+    lowered_inputs: &Lowered<ScanAxis>,
+    lowered_outputs: &Lowered<ScanAxis>,
+    program: &Program,
+    input_kinds: &[ScanInput],
+) -> Result<Vec<ScanOutput>> {
+    let inputs = lowered_inputs.leaves();
+    let outputs = lowered_outputs.leaves();
+    let input_variables = variable_indexes(lowered_inputs.graphdef());
+    let output_variables = variable_indexes(lowered_outputs.graphdef());
+    // Whether the output leaf at `path` is what the input leaf there was.
+    let same_leaf = |path: &Path| match (input_variables.get(path), output_variables.get(path)) {
+        (None, None) => true,
+        (Some(&(index, _)), Some(&(_, outer))) => outer == Some(index),
+        _ => false,
+    };
+    let mut replaced = Vec::new();
+    let carries: Vec<usize> = inputs
+        .iter()
+        .enumerate()
+        .filter(|(_, l)| l.prefix == ScanAxis::Carry)
+        .map(|(i, _)| i)
+        .collect();
+    // Unmatched carries by path, so matching every output is linear in their number.
+    let mut carries_by_path: HashMap<&Path, std::collections::VecDeque<usize>> = HashMap::new();
+    for &i in &carries {
+        carries_by_path
+            .entry(&inputs[i].path)
+            .or_default()
+            .push_back(i);
+    }
+    let mut matched = vec![false; inputs.len()];
+    let mut added = Vec::new();
+    let varying: Vec<bool> = input_kinds
+        .iter()
+        .map(|k| *k != ScanInput::Broadcast)
+        .collect();
+    let depends = program.depends_on(&varying);
+    let mut kinds = Vec::with_capacity(outputs.len());
+    for (j, out) in outputs.iter().enumerate() {
+        kinds.push(match out.prefix {
                 ScanAxis::Carry => {
                     let by_path = carries_by_path.get_mut(&out.path).and_then(|pending| {
                         std::iter::from_fn(|| pending.pop_front()).find(|&i| !matched[i])
@@ -368,33 +367,32 @@ impl<F: Body> Scan<F> {
                     ScanOutput::Broadcast
                 }
             });
-        }
-        let removed: Vec<String> = carries
-            .iter()
-            .filter(|&&i| !matched[i])
-            .map(|&i| inputs[i].location())
-            .collect();
-        if !added.is_empty() || !removed.is_empty() || !replaced.is_empty() {
-            let mut parts = Vec::new();
-            if !replaced.is_empty() {
-                parts.push(format!(
-                    "replaced the Variable or array at {}",
-                    replaced.join(", ")
-                ));
-            }
-            if !added.is_empty() {
-                parts.push(format!("added {}", added.join(", ")));
-            }
-            if !removed.is_empty() {
-                parts.push(format!("removed {}", removed.join(", ")));
-            }
-            return Err(Error::InvalidPrefix(format!(
-                "scan carry must keep the same structure and reference the same objects between iterations, but the body {}",
-                parts.join("; ")
-            )));
-        }
-        Ok(kinds)
     }
+    let removed: Vec<String> = carries
+        .iter()
+        .filter(|&&i| !matched[i])
+        .map(|&i| inputs[i].location())
+        .collect();
+    if !added.is_empty() || !removed.is_empty() || !replaced.is_empty() {
+        let mut parts = Vec::new();
+        if !replaced.is_empty() {
+            parts.push(format!(
+                "replaced the Variable or array at {}",
+                replaced.join(", ")
+            ));
+        }
+        if !added.is_empty() {
+            parts.push(format!("added {}", added.join(", ")));
+        }
+        if !removed.is_empty() {
+            parts.push(format!("removed {}", removed.join(", ")));
+        }
+        return Err(Error::InvalidPrefix(format!(
+            "scan carry must keep the same structure and reference the same objects between iterations, but the body {}",
+            parts.join("; ")
+        )));
+    }
+    Ok(kinds)
 }
 
 /// What `prepare` finds: each leaf's kind, and the number of iterations.
@@ -470,7 +468,7 @@ impl<F: Body> Rules for Scan<F> {
         let mut input_kinds = looped.kinds;
         input_kinds.extend(std::iter::repeat_n(ScanInput::Broadcast, captured));
         let output_kinds =
-            self.output_kinds(lowered.num_roots(), lowered, outputs, program, &input_kinds)?;
+            output_kinds(lowered.num_roots(), lowered, outputs, program, &input_kinds)?;
         // Zero iterations run nothing, so broadcast state keeps its value (an engine has no
         // iteration to take a broadcast output from, and gives zeros).
         let mut zero_length = Vec::new();

@@ -1,0 +1,205 @@
+"""Golden data for lifted control flow (flax 0.12.8, jax 0.10.2): writes control.json.
+
+Run from this directory with a Python that has flax installed:
+    python control.py > control.json
+The conformance cases in `src/cases/control.rs` read the JSON.
+"""
+import json
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+out = {}
+
+
+def err(fn):
+  try:
+    fn()
+    return None
+  except Exception as e:  # noqa: BLE001
+    return type(e).__name__ + ': ' + str(e).split('\n')[0]
+
+
+class Count(nnx.Variable):
+  pass
+
+
+class M(nnx.Module):
+  def __init__(self):
+    self.w = nnx.Param(jnp.array([1.0, 2.0, 3.0]))
+    self.count = Count(jnp.array(0))
+
+
+# cond: the taken branch's state update propagates.
+def run_cond(pred):
+  m = M()
+  def tf(m, x):
+    m.count[...] += 1
+    return (m.w[...] * x).sum()
+  def ff(m, x):
+    m.count[...] -= 1
+    return (m.w[...] - x).sum()
+  y = nnx.cond(pred, tf, ff, m, jnp.array(2.0))
+  return {'y': float(y), 'count': int(m.count[...])}
+
+out['cond'] = {'true': run_cond(True), 'false': run_cond(jnp.array(False))}
+
+
+# a structure change in one branch only
+def cond_struct():
+  m = M()
+  def tf(m, x):
+    m.extra = nnx.Param(jnp.array(1.0))
+    return x + 1
+  def ff(m, x):
+    return x - 1
+  nnx.cond(jnp.array(True), tf, ff, m, jnp.array(1.0))
+
+out['cond_structure_error'] = err(cond_struct)
+
+
+# switch with clamping
+def run_switch(i):
+  m = M()
+  def b0(m):
+    return m.w[...].sum()
+  def b1(m):
+    m.count[...] = 5
+    return m.w[...].min()
+  def b2(m):
+    m.count[...] = 7
+    return m.w[...].max()
+  y = nnx.switch(i, [b0, b1, b2], m)
+  return {'y': float(y), 'count': int(m.count[...])}
+
+out['switch'] = {str(i): run_switch(jnp.array(i)) for i in [-1, 0, 1, 2, 5]}
+
+
+# while_loop: the loop value keeps its objects; state updated in place.
+def run_while():
+  m = M()
+  def body(s):
+    m, i = s
+    m.count[...] += 1
+    m.w[...] = m.w[...] * 2.0
+    return m, i + 1
+  m2, i = nnx.while_loop(lambda s: s[1] < 3, body, (m, jnp.array(0)))
+  return {'same': m2 is m, 'count': int(m.count[...]), 'i': int(i), 'w': m.w[...].tolist()}
+
+out['while'] = run_while()
+
+
+def while_struct():
+  m = M()
+  def body(s):
+    m, i = s
+    m.x = Count(jnp.array(1))
+    return m, i + 1
+  nnx.while_loop(lambda s: s[1] < 3, body, (m, jnp.array(0)))
+
+out['while_structure_error'] = err(while_struct)
+
+
+# fori_loop
+def run_fori():
+  m = M()
+  def body(i, m):
+    m.count[...] += i
+    m.w[...] = m.w[...] + i
+    return m
+  o = nnx.fori_loop(0, 4, body, m)
+  return {'same': o is m, 'count': int(m.count[...]), 'w': m.w[...].tolist()}
+
+out['fori'] = run_fori()
+
+
+# grad through cond (traced predicate) and fori_loop (static bounds, a scan)
+class Lin(nnx.Module):
+  def __init__(self):
+    self.w = nnx.Param(jnp.array([0.5, -1.5, 2.0]))
+
+def loss_cond(m, x):
+  return nnx.cond((m.w[...] * x).sum() > 0,
+                  lambda m, x: jnp.sin(m.w[...] * x).sum(),
+                  lambda m, x: (m.w[...] ** 2 * x).sum(), m, x)
+
+x = jnp.array([1.0, 2.0, 3.0])
+g1 = nnx.grad(loss_cond)(Lin(), x)
+g2 = nnx.grad(loss_cond)(Lin(), -x)
+out['grad_cond'] = {'pos': g1['w'][...].tolist(), 'neg': g2['w'][...].tolist(),
+                    'value_pos': float(loss_cond(Lin(), x)), 'value_neg': float(loss_cond(Lin(), -x))}
+
+def loss_fori(m, x):
+  def body(i, x):
+    return jnp.tanh(m.w[...] * x + i)
+  return nnx.fori_loop(0, 3, body, x).sum()
+
+gf = nnx.grad(loss_fori)(Lin(), x)
+out['grad_fori'] = {'value': float(loss_fori(Lin(), x)), 'w': gf['w'][...].tolist()}
+
+# jvp through while_loop (forward mode works) and grad through it (an error)
+def f_while(x):
+  def body(s):
+    i, y = s
+    return i + 1, jnp.sin(y) * 1.5
+  return jax.lax.while_loop(lambda s: s[0] < 4, body, (0, x))[1]
+
+p, t = jax.jvp(f_while, (jnp.array(0.7),), (jnp.array(1.0),))
+out['jvp_while'] = {'primal': float(p), 'tangent': float(t)}
+out['grad_while_error'] = err(lambda: jax.grad(f_while)(jnp.array(0.7)))
+
+
+# vmap: a batched predicate selects per lane; state that a branch updates must be mapped
+class V(nnx.Module):
+  def __init__(self):
+    self.w = nnx.Param(jnp.array([1.0, 2.0]))
+    self.count = Count(jnp.array(0))
+
+def vmapped(update):
+  m = V()
+  def tf(m, x):
+    if update:
+      m.count[...] += 1
+    return (m.w[...] * x).sum()
+  def ff(m, x):
+    return (m.w[...] + x).sum()
+  @nnx.vmap(in_axes=(None, 0))
+  def f(m, x):
+    return nnx.cond(x.sum() > 0, tf, ff, m, x)
+  xs = jnp.array([[1.0, 1.0], [-1.0, -2.0], [3.0, 0.0]])
+  return f(m, xs).tolist()
+
+out['vmap_cond'] = vmapped(False)
+out['vmap_cond_broadcast_update_error'] = err(lambda: vmapped(True))
+
+# while_loop under vmap: a different number of iterations per lane
+def vwhile():
+  def f(x):
+    def body(s):
+      i, y = s
+      return i + 1, y * 2.0
+    return nnx.while_loop(lambda s: s[1] < 10.0, body, (jnp.array(0), x))
+  i, y = jax.vmap(f)(jnp.array([1.0, 3.0, 20.0]))
+  return {'i': i.tolist(), 'y': y.tolist()}
+
+out['vmap_while'] = vwhile()
+
+# while_loop under vmap reading a broadcast model it does not change
+class W(nnx.Module):
+  def __init__(self):
+    self.w = nnx.Param(jnp.array(2.0))
+
+def vwhile_model():
+  m = W()
+  @nnx.vmap(in_axes=(None, 0))
+  def f(m, x):
+    def body(s):
+      m, y = s
+      return m, y * m.w[...]
+    return nnx.while_loop(lambda s: s[1] < 10.0, body, (m, x))[1]
+  return f(m, jnp.array([1.0, 3.0, 20.0])).tolist()
+
+out['vmap_while_broadcast_model'] = vwhile_model()
+
+print(json.dumps(out, indent=1, sort_keys=True))
