@@ -1,4 +1,5 @@
-"""Golden data for lifted control flow (flax 0.12.8, jax 0.10.2): writes control.json.
+"""Golden data for lifted control flow and eval_shape (flax 0.12.8, jax 0.10.2): writes
+control.json.
 
 Run from this directory with a Python that has flax installed:
     python control.py > control.json
@@ -201,5 +202,19 @@ def vwhile_model():
   return f(m, jnp.array([1.0, 3.0, 20.0])).tolist()
 
 out['vmap_while_broadcast_model'] = vwhile_model()
+
+
+# eval_shape: abstract outputs, nothing propagates to the arguments
+def run_eval_shape():
+  m = M()
+  def f(m, x):
+    m.count[...] = m.count[...] + jnp.ones((), jnp.int32)
+    m.extra = nnx.Param(x * 2)
+    return m, (m.w[...] * x).sum()
+  m2, y = nnx.eval_shape(f, m, jnp.ones((3,)))
+  return {'y': repr(y), 'same': m2 is m, 'count': int(m.count[...]),
+          'has_extra': hasattr(m, 'extra'), 'repr': repr(m2)}
+
+out['eval_shape'] = run_eval_shape()
 
 print(json.dumps(out, indent=1, sort_keys=True))

@@ -59,8 +59,8 @@ pub mod prelude {
     pub use nnx_core::graph::{self, FromValue, GraphValue, ToValue, TypedModule};
     pub use nnx_core::random::{self, Rngs};
     pub use nnx_core::transforms::{
-        Carry, DiffState, StateAxes, cond, custom_vjp, fori_loop, grad, jacfwd, jacrev, jit, jvp,
-        remat, scan, switch, value_and_grad, vmap, while_loop,
+        Carry, DiffState, StateAxes, cond, custom_vjp, eval_shape, fori_loop, grad, jacfwd, jacrev,
+        jit, jvp, remat, scan, switch, value_and_grad, vmap, while_loop,
     };
     pub use nnx_core::{
         Axes, BatchStat, Cache, DType, Dict, Engine, Error, ErrorKind, Filter, GraphDef,

@@ -4,7 +4,7 @@
 //! problem reported at once, nothing changed on error.
 //!
 //! ```
-//! use nnx_core::{Result, Rngs, Tensor, graph};
+//! use nnx_core::{Result, Rngs, Tensor, graph, transforms::eval_shape};
 //! use nnx_nn::{Linear, checkpoint};
 //! # fn main() -> Result<()> {
 //! let trained = Linear::new(3, 2, &Rngs::new(0)?)?;
@@ -12,6 +12,12 @@
 //! let fresh = Linear::new(3, 2, &Rngs::new(1)?)?;
 //! checkpoint::restore(&fresh, &checkpoint::from_bytes(&bytes)?, None)?;
 //! assert!(fresh.kernel.value().identical(&trained.kernel.value()));
+//!
+//! // Or into an abstract model (`nnx.eval_shape`): its initialisers never run.
+//! let shaped = eval_shape(|| Linear::new(3, 2, &Rngs::new(1)?)).call(())?;
+//! assert!(shaped.kernel.value().is_abstract());
+//! checkpoint::restore(&shaped, &checkpoint::from_bytes(&bytes)?, None)?;
+//! assert!(shaped.kernel.value().identical(&trained.kernel.value()));
 //! # Ok(())
 //! # }
 //! ```

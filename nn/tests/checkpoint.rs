@@ -6,7 +6,7 @@
 mod common;
 use common::tensor;
 use nnx_core::graph::{self, Filter, Leaf, State};
-use nnx_core::transforms::jit;
+use nnx_core::transforms::{eval_shape, jit};
 use nnx_core::{ErrorKind, Module, Path, Result, Rngs, Tensor, VariableType};
 use nnx_nn::{Linear, checkpoint};
 use proptest::prelude::*;
@@ -195,4 +195,30 @@ proptest! {
             let _ = checkpoint::restore(&model, &state, None);
         }
     }
+}
+
+#[test]
+fn a_checkpoint_restores_into_an_abstract_model() -> Result<()> {
+    let model = Mlp::new(0)?;
+    let bytes = checkpoint::to_bytes(&graph::state(&model))?;
+    // The model's structure without running its initialisers (`nnx.eval_shape`).
+    let shaped = eval_shape(|| Mlp::new(7)).call(())?;
+    let kernel = shaped.hidden.kernel.value();
+    assert!(kernel.is_abstract());
+    assert_eq!(
+        kernel.repr(),
+        "ShapeDtypeStruct(shape=(3, 4), dtype=float32)"
+    );
+    let forward = jit(|m: &Mlp, x: &Tensor| m.forward(x));
+    let x = Tensor::from_vec(&[2, 3], vec![0.5f32, -1.0, 2.0, 0.0, 1.5, -0.5])?;
+    let err = forward.call(&nnx_fast::Fast, (&shaped, &x)).unwrap_err();
+    assert!(
+        matches!(err, nnx_core::Error::AbstractArray { .. }),
+        "{err}"
+    );
+    checkpoint::restore(&shaped, &checkpoint::from_bytes(&bytes)?, None)?;
+    let y = forward.call(&nnx_fast::Fast, (&shaped, &x))?;
+    let want = forward.call(&nnx_fast::Fast, (&model, &x))?;
+    assert!(y.allclose(&want, 0.0, 0.0)?, "{y} vs {want}");
+    Ok(())
 }

@@ -235,3 +235,51 @@ fn optimizer_state_and_errors() -> Result<()> {
     assert!(Optimizer::new(&no_params, optim::sgd(0.1), VariableType::PARAM).is_err());
     Ok(())
 }
+
+/// `nnx.ModelAndOptimizer`: the state's paths are Flax's (`model/…`, `opt_state/…`,
+/// `step`; printed by flax 0.12.8 for `ModelAndOptimizer(Linear(2, 3), optax.adam(1e-2),
+/// wrt=nnx.Param)`), the model is the one given, and a step gives what `Optimizer` gives.
+#[test]
+fn model_and_optimizer_holds_its_model() -> Result<()> {
+    use nnx_core::{Rngs, graph};
+    use nnx_nn::Linear;
+    use nnx_nn::optim::ModelAndOptimizer;
+
+    let model = Linear::new(2, 3, &Rngs::new(0)?)?;
+    let both = ModelAndOptimizer::new(&model, optim::adam(1e-2), VariableType::PARAM)?;
+    let mut paths: Vec<String> = graph::state(&both)
+        .iter()
+        .map(|(p, _)| p.slashed())
+        .collect();
+    paths.sort();
+    assert_eq!(
+        paths,
+        [
+            "model/bias",
+            "model/kernel",
+            "opt_state/0/count",
+            "opt_state/0/mu/bias",
+            "opt_state/0/mu/kernel",
+            "opt_state/0/nu/bias",
+            "opt_state/0/nu/kernel",
+            "step"
+        ]
+    );
+    let twin = graph::clone(&model);
+    let separate = Optimizer::new(&twin, optim::adam(1e-2), VariableType::PARAM)?;
+    let x = Tensor::from_vec(&[2, 2], vec![0.5f32, -1.0, 2.0, 0.25])?;
+    let loss = |m: &Linear, x: &Tensor| m.forward(x)?.tanh()?.sum(None);
+    for _ in 0..3 {
+        let g = value_and_grad(loss).call(&Reference, (&both.model::<Linear>()?, &x))?;
+        both.update(g.grads[0].state()?)?;
+        let g = value_and_grad(loss).call(&Reference, (&twin, &x))?;
+        separate.update(&twin, g.grads[0].state()?)?;
+    }
+    assert_eq!(both.step()?.item::<u32>()?, 3);
+    assert!(both.model::<Linear>()?.kernel.ptr_eq(&model.kernel));
+    assert_eq!(
+        model.kernel.value().to_vec::<f32>()?,
+        twin.kernel.value().to_vec::<f32>()?
+    );
+    Ok(())
+}

@@ -3,14 +3,15 @@
 //! updates of the taken branch or of every iteration propagate, objects keep their
 //! identity, structure changes are errors that change nothing, derivatives go through
 //! (`cond` both ways, `fori_loop` as a scan, `while_loop` forward only), and under `vmap` a
-//! batched predicate selects lane by lane.
+//! batched predicate selects lane by lane. `eval_shape` gives abstract objects and changes
+//! nothing.
 
 use std::sync::OnceLock;
 
 use serde_json::Value as Json;
 
 use nnx_core::transforms::{
-    Tangent, cond, fori_loop, jit, jvp, switch, value_and_grad, vmap, while_loop,
+    Tangent, cond, eval_shape, fori_loop, jit, jvp, switch, value_and_grad, vmap, while_loop,
 };
 use nnx_core::{Axes, Engine, Error, Object, Param, Path, Result, Tensor};
 
@@ -460,5 +461,48 @@ pub fn control_flow_under_vmap(engine: &dyn Engine) -> CaseResult {
         close(&y, &expected),
         "vmap of a while_loop reading broadcast state: {y:?}; Flax: {expected:?}"
     );
+    Ok(Outcome::Pass)
+}
+
+/// `nnx.eval_shape`: the output's arrays abstract (printed as Flax prints them), objects
+/// the function built or changed come back as abstract copies, and the arguments are left
+/// as they were.
+pub fn eval_shape_computes_nothing(_engine: &dyn Engine) -> CaseResult {
+    let g = &golden()["eval_shape"];
+    let m = model()?;
+    let (m2, y) = eval_shape(|m: &Object, x: &Tensor| -> Result<(Object, Tensor)> {
+        bump(m, &Tensor::scalar(1i32))?;
+        m.set("extra", Param::new((x * 2.0)?))?;
+        let y = m.value("w")?.mul(x)?.sum(Axes::All)?;
+        Ok((m.clone(), y))
+    })
+    .call((&m, &Tensor::ones([3])))?;
+    let text = |key: &str| g[key].as_str().unwrap_or_default().to_owned();
+    ensure!(
+        y.is_abstract() && y.repr() == text("y"),
+        "eval_shape's output: {}; Flax: {}",
+        y.repr(),
+        text("y")
+    );
+    ensure!(
+        !m2.ptr_eq(&m) && count(&m)? == 0 && !m.has("extra"),
+        "eval_shape changed its argument (count {}, extra {})",
+        count(&m)?,
+        m.has("extra")
+    );
+    let printed = m2.to_string();
+    ensure!(
+        printed == text("repr"),
+        "eval_shape's object:\n{printed}\nFlax:\n{}",
+        text("repr")
+    );
+    let err = (&y + 1.0)
+        .err()
+        .ok_or_else(|| Failure("arithmetic on an abstract array was accepted".into()))?;
+    ensure!(
+        matches!(err, Error::AbstractArray { .. }),
+        "arithmetic on an abstract array: {err}"
+    );
+    snapshot("abstract_array_used", &err.to_string());
     Ok(Outcome::Pass)
 }

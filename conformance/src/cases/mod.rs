@@ -68,6 +68,7 @@ macro_rules! for_each_case {
             control::control_flow_errors_change_nothing,
             control::control_flow_derivatives_match_jax,
             control::control_flow_under_vmap,
+            control::eval_shape_computes_nothing,
             custom_vjp::custom_vjp_flax_example,
             custom_vjp::custom_vjp_backward_pass_is_used_everywhere,
             custom_vjp::custom_vjp_state_updates_and_errors,

@@ -411,6 +411,15 @@ pub enum Error {
         /// The tracer's shape and dtype.
         aval: String,
     },
+    /// The values of an abstract array (from `eval_shape`) were asked for.
+    #[error(
+        "{aval} is an abstract array (from eval_shape): it has a shape and a dtype but no \
+         values; restore a checkpoint into it or update it with real arrays first"
+    )]
+    AbstractArray {
+        /// Its shape and dtype.
+        aval: String,
+    },
     /// A tracer used after its transform finished (it leaked out of the function).
     #[error(
         "Encountered an escaped tracer ({aval}) in {op}: it belongs to a transform that has \
@@ -653,6 +662,7 @@ impl Error {
             Error::MalformedProgram { .. } => ErrorKind::Program,
             Error::ArrayTooLarge { .. } | Error::AllocationFailed { .. } => ErrorKind::Resource,
             Error::Concretization { .. }
+            | Error::AbstractArray { .. }
             | Error::EscapedTracer { .. }
             | Error::TracerOnOtherThread { .. } => ErrorKind::Tracing,
             Error::AttributeNotFound { .. }

@@ -209,6 +209,11 @@ pub fn trace_fn<T>(
         .close()
         .ok_or_else(|| Error::internal("trace stack is empty"))?;
     let (outputs, extra) = result?;
+    if let Some(t) = outputs.iter().find(|t| t.is_abstract()) {
+        return Err(Error::AbstractArray {
+            aval: t.aval().to_string(),
+        });
+    }
     let outputs: Vec<Atom> = outputs.iter().map(|t| frame.atom(t)).collect();
     let mut program_inputs = frame.inputs.clone();
     program_inputs.extend(frame.captured.iter().map(|c| c.3));
@@ -244,6 +249,11 @@ pub(crate) fn record(primitive: Primitive, inputs: &[&Tensor]) -> Result<Tensor>
 
 /// Records a primitive with any number of outputs (a nested transform).
 pub(crate) fn record_multi(primitive: Primitive, inputs: &[&Tensor]) -> Result<Vec<Tensor>> {
+    if let Some(t) = inputs.iter().find(|t| t.is_abstract()) {
+        return Err(Error::AbstractArray {
+            aval: t.aval().to_string(),
+        });
+    }
     STACK.with(|s| {
         let mut stack = s.borrow_mut();
         let mut target = None;

@@ -40,6 +40,8 @@ pub struct Tensor(Repr);
 enum Repr {
     Concrete(Array),
     Traced(Tracer),
+    /// A shape and dtype without values (`jax.ShapeDtypeStruct`): what `eval_shape` gives.
+    Abstract(AbstractValue),
 }
 
 impl From<Array> for Tensor {
@@ -53,11 +55,32 @@ impl Tensor {
         Tensor(Repr::Traced(t))
     }
 
+    /// An abstract array: a shape and dtype without values (`jax.ShapeDtypeStruct`), what
+    /// [`eval_shape`](crate::transforms::eval_shape) gives. Its metadata (shape, dtype) can
+    /// be read; anything that needs its values is [`Error::AbstractArray`]. A checkpoint
+    /// restored into Variables holding abstract arrays makes them concrete.
+    ///
+    /// ```
+    /// use nnx_core::{DType, Tensor, program::AbstractValue};
+    /// let t = Tensor::abstract_of(AbstractValue::new(vec![2, 3], DType::F32, false));
+    /// assert_eq!((t.shape(), t.is_abstract()), (&[2, 3][..], true));
+    /// assert_eq!(t.repr(), "ShapeDtypeStruct(shape=(2, 3), dtype=float32)");
+    /// assert!((&t + 1.0).is_err());
+    /// ```
+    pub fn abstract_of(aval: AbstractValue) -> Tensor {
+        Tensor(Repr::Abstract(aval))
+    }
+
+    /// Whether this is an abstract array ([`Tensor::abstract_of`]).
+    pub fn is_abstract(&self) -> bool {
+        matches!(self.0, Repr::Abstract(_))
+    }
+
     /// The tracer, if this tensor is traced.
     pub fn tracer(&self) -> Option<&Tracer> {
         match &self.0 {
             Repr::Traced(t) => Some(t),
-            Repr::Concrete(_) => None,
+            Repr::Concrete(_) | Repr::Abstract(_) => None,
         }
     }
 
@@ -76,6 +99,9 @@ impl Tensor {
             Repr::Traced(t) => Err(Error::Concretization {
                 aval: t.aval().to_string(),
             }),
+            Repr::Abstract(aval) => Err(Error::AbstractArray {
+                aval: aval.to_string(),
+            }),
         }
     }
 
@@ -89,6 +115,9 @@ impl Tensor {
             Repr::Traced(t) => Err(Error::Concretization {
                 aval: t.aval().to_string(),
             }),
+            Repr::Abstract(aval) => Err(Error::AbstractArray {
+                aval: aval.to_string(),
+            }),
         }
     }
 
@@ -97,6 +126,7 @@ impl Tensor {
         match &self.0 {
             Repr::Concrete(a) => a.aval(),
             Repr::Traced(t) => t.aval().clone(),
+            Repr::Abstract(aval) => aval.clone(),
         }
     }
 
@@ -220,6 +250,7 @@ impl Tensor {
         match &self.0 {
             Repr::Concrete(a) => a.shape(),
             Repr::Traced(t) => &t.aval().shape,
+            Repr::Abstract(aval) => &aval.shape,
         }
     }
 
@@ -233,6 +264,7 @@ impl Tensor {
         match &self.0 {
             Repr::Concrete(a) => a.size(),
             Repr::Traced(t) => t.aval().size(),
+            Repr::Abstract(aval) => aval.size(),
         }
     }
 
@@ -241,6 +273,7 @@ impl Tensor {
         match &self.0 {
             Repr::Concrete(a) => a.dtype(),
             Repr::Traced(t) => t.aval().dtype,
+            Repr::Abstract(aval) => aval.dtype,
         }
     }
 
@@ -254,6 +287,7 @@ impl Tensor {
         match &self.0 {
             Repr::Concrete(a) => a.is_weak(),
             Repr::Traced(t) => t.aval().weak,
+            Repr::Abstract(aval) => aval.weak,
         }
     }
 
@@ -324,11 +358,24 @@ impl Tensor {
         self.concrete()?.allclose(other.concrete()?, rtol, atol)
     }
 
-    /// JAX's repr (`Array([1, 2], dtype=int32)`), or `Traced<f32[2,3]>` for a tracer.
+    /// JAX's repr (`Array([1, 2], dtype=int32)`), `Traced<f32[2,3]>` for a tracer, or
+    /// `ShapeDtypeStruct(shape=(2, 3), dtype=float32)` for an abstract array.
     pub fn repr(&self) -> String {
         match &self.0 {
             Repr::Concrete(a) => a.repr(),
             Repr::Traced(t) => format!("Traced<{}>with<level {}>", t.aval(), t.level()),
+            Repr::Abstract(aval) => {
+                let dims: Vec<String> = aval.shape.iter().map(usize::to_string).collect();
+                let shape = match dims.len() {
+                    1 => format!("({},)", dims[0]),
+                    _ => format!("({})", dims.join(", ")),
+                };
+                let weak = if aval.weak { ", weak_type=True" } else { "" };
+                format!(
+                    "ShapeDtypeStruct(shape={shape}, dtype={}{weak})",
+                    aval.dtype.name()
+                )
+            }
         }
     }
 
@@ -336,7 +383,7 @@ impl Tensor {
     pub fn summary_repr(&self) -> String {
         match &self.0 {
             Repr::Concrete(a) => a.summary_repr(),
-            Repr::Traced(_) => self.repr(),
+            Repr::Traced(_) | Repr::Abstract(_) => self.repr(),
         }
     }
 
@@ -388,6 +435,9 @@ impl Tensor {
         match &self.0 {
             Repr::Concrete(a) => eager(a).map(Tensor::from),
             Repr::Traced(_) => record(traced(self.shape())?, &[self]),
+            Repr::Abstract(aval) => Err(Error::AbstractArray {
+                aval: aval.to_string(),
+            }),
         }
     }
 

@@ -6,7 +6,7 @@ mod optimizer;
 mod schedules;
 mod transforms;
 
-pub use optimizer::{Chain, OptState, Optimizer};
+pub use optimizer::{Chain, ModelAndOptimizer, OptState, Optimizer};
 pub use schedules::Schedule;
 pub use transforms::{DecayMask, Slot, Transform};
 

@@ -66,80 +66,88 @@ impl Optimizer {
         tx: impl Into<Chain>,
         wrt: impl Into<Filter>,
     ) -> Result<Optimizer> {
-        let selected = graph::state_by(model, &wrt.into());
-        let mut paths = Vec::new();
-        let mut values = Vec::new();
-        let mut leaves = Vec::new();
-        for (path, leaf) in selected.iter() {
-            let value = leaf.value();
-            if value.dtype().is_float() {
-                paths.push(path.clone());
-                values.push(value);
-                leaves.push(leaf.clone());
-            }
-        }
-        if paths.is_empty() {
-            return Err(Error::shape(
-                "Optimizer",
-                "wrt selects no float Variable of the model",
-            ));
-        }
-        let names: Vec<String> = paths.iter().map(Path::slashed).collect();
-        let tx: Vec<Transform> = (tx.into().0.into_iter())
-            .map(|t| match t {
-                Transform::AddDecayedWeights {
-                    weight_decay,
-                    mask: DecayMask::Filter(filter),
-                } => Transform::AddDecayedWeights {
-                    weight_decay,
-                    mask: DecayMask::Paths(
-                        (paths.iter().zip(&leaves).zip(&names))
-                            .filter(|((p, l), _)| filter.matches(p, l))
-                            .map(|(_, n)| n.clone())
-                            .collect(),
-                    ),
-                },
-                other => other,
-            })
-            .collect();
-        let params = Params {
-            paths: &names,
-            values: &values,
-        };
-        let opt_state = List::new([]);
-        for t in &tx {
-            let slots = Dict::new();
-            for (name, slot) in t.init(&params)? {
-                let value = match slot {
-                    Slot::Scalar(v) => Value::from(Variable::from(OptState::new(v))),
-                    Slot::PerParam(arrays) => {
-                        let tree = Dict::new();
-                        for (path, array) in paths.iter().zip(arrays) {
-                            insert_nested(
-                                &tree,
-                                path,
-                                Variable::from(OptState::new(array)).into(),
-                            )?;
-                        }
-                        Value::from(tree)
-                    }
-                };
-                slots.insert(name, value)?;
-            }
-            opt_state.push(slots)?;
-        }
-        let tx_static = Static::List(tx.iter().map(Transform::to_static).collect::<Result<_>>()?);
-        let object = Object::new("Optimizer")
-            .with("step", Variable::from(OptState::new(Tensor::scalar(0u32))))?
-            .with("opt_state", opt_state)?
-            .with("tx", tx_static)?
-            .with(
-                "wrt",
-                Static::List(names.into_iter().map(Static::Str).collect()),
-            )?;
-        Ok(Optimizer(object))
+        optimizer_object("Optimizer", model, tx.into(), wrt.into()).map(Optimizer)
     }
+}
 
+/// The object of an optimizer of `model` (type `type_name`): `step`, `opt_state`, and the
+/// static `tx` and `wrt`.
+fn optimizer_object(
+    type_name: &str,
+    model: &impl GraphValue,
+    tx: Chain,
+    wrt: Filter,
+) -> Result<Object> {
+    let selected = graph::state_by(model, &wrt);
+    let mut paths = Vec::new();
+    let mut values = Vec::new();
+    let mut leaves = Vec::new();
+    for (path, leaf) in selected.iter() {
+        let value = leaf.value();
+        if value.dtype().is_float() {
+            paths.push(path.clone());
+            values.push(value);
+            leaves.push(leaf.clone());
+        }
+    }
+    if paths.is_empty() {
+        return Err(Error::shape(
+            "Optimizer",
+            "wrt selects no float Variable of the model",
+        ));
+    }
+    let names: Vec<String> = paths.iter().map(Path::slashed).collect();
+    let tx: Vec<Transform> = (tx.0.into_iter())
+        .map(|t| match t {
+            Transform::AddDecayedWeights {
+                weight_decay,
+                mask: DecayMask::Filter(filter),
+            } => Transform::AddDecayedWeights {
+                weight_decay,
+                mask: DecayMask::Paths(
+                    (paths.iter().zip(&leaves).zip(&names))
+                        .filter(|((p, l), _)| filter.matches(p, l))
+                        .map(|(_, n)| n.clone())
+                        .collect(),
+                ),
+            },
+            other => other,
+        })
+        .collect();
+    let params = Params {
+        paths: &names,
+        values: &values,
+    };
+    let opt_state = List::new([]);
+    for t in &tx {
+        let slots = Dict::new();
+        for (name, slot) in t.init(&params)? {
+            let value = match slot {
+                Slot::Scalar(v) => Value::from(Variable::from(OptState::new(v))),
+                Slot::PerParam(arrays) => {
+                    let tree = Dict::new();
+                    for (path, array) in paths.iter().zip(arrays) {
+                        insert_nested(&tree, path, Variable::from(OptState::new(array)).into())?;
+                    }
+                    Value::from(tree)
+                }
+            };
+            slots.insert(name, value)?;
+        }
+        opt_state.push(slots)?;
+    }
+    let tx_static = Static::List(tx.iter().map(Transform::to_static).collect::<Result<_>>()?);
+    Object::new(type_name)
+        .with("step", Variable::from(OptState::new(Tensor::scalar(0u32))))?
+        .with("opt_state", opt_state)?
+        .with("tx", tx_static)?
+        .with(
+            "wrt",
+            Static::List(names.into_iter().map(Static::Str).collect()),
+        )
+}
+
+impl Optimizer {
     /// `optimizer.update(model, grads)`: one step of the chain on `grads` (a State of the
     /// model's gradients, as `value_and_grad` gives), written into the model's parameters
     /// (`optax.apply_updates`) and into the optimizer's state; the step count advances.
@@ -312,3 +320,80 @@ fn write_slots(slots: &Dict, paths: &[Path], state: Vec<Slot>) -> Result<()> {
 }
 
 crate::common::object_handle!(Optimizer, "Optimizer");
+
+/// `nnx.ModelAndOptimizer(model, tx, wrt=…)`: an [`Optimizer`] that holds its model as the
+/// `model` attribute, so that `update` takes only the gradients and one graph node carries
+/// both through `jit` (its state: `model/…`, `opt_state/…`, `step`, as in Flax).
+///
+/// ```
+/// use nnx_core::{Result, Rngs, Tensor, VariableType, transforms::{jit, value_and_grad}};
+/// use nnx_nn::{Linear, optim::{self, ModelAndOptimizer}};
+/// # fn main() -> Result<()> {
+/// let model = Linear::new(2, 1, &Rngs::new(0)?)?;
+/// let optimizer = ModelAndOptimizer::new(&model, optim::sgd(0.1), VariableType::PARAM)?;
+/// let step = jit(|o: &ModelAndOptimizer, x: &Tensor| -> Result<Tensor> {
+///     let loss = |m: &Linear, x: &Tensor| m.forward(x)?.mean(None);
+///     let model: Linear = o.model()?;
+///     let out = value_and_grad(loss).call(&nnx_reference::Reference, (&model, x))?;
+///     o.update(out.grads[0].state()?)?;
+///     Ok(out.value)
+/// });
+/// step.call(&nnx_reference::Reference, (&optimizer, &Tensor::ones([4, 2])))?;
+/// assert_eq!(optimizer.step()?.item::<u32>()?, 1);
+/// assert!(optimizer.model::<Linear>()?.kernel.ptr_eq(&model.kernel)); // the same model
+/// # Ok(())
+/// # }
+/// ```
+pub struct ModelAndOptimizer(Object);
+
+impl ModelAndOptimizer {
+    /// `nnx.ModelAndOptimizer(model, tx, wrt=wrt)`: as [`Optimizer::new`], keeping `model`.
+    ///
+    /// # Errors
+    /// As [`Optimizer::new`].
+    pub fn new(
+        model: &impl GraphValue,
+        tx: impl Into<Chain>,
+        wrt: impl Into<Filter>,
+    ) -> Result<ModelAndOptimizer> {
+        let object = optimizer_object("ModelAndOptimizer", model, tx.into(), wrt.into())?;
+        object.set("model", model.to_value())?;
+        Ok(ModelAndOptimizer(object))
+    }
+
+    /// The model, as the type it was given as (`optimizer.model`).
+    ///
+    /// # Errors
+    /// A model that is not a `M`.
+    pub fn model<M: nnx_core::graph::FromValue>(&self) -> Result<M> {
+        M::from_value(&self.0.get("model")?)
+    }
+
+    /// `optimizer.update(grads)`: [`Optimizer::update`] on the model it holds.
+    ///
+    /// # Errors
+    /// As [`Optimizer::update`].
+    pub fn update(&self, grads: &State) -> Result<()> {
+        self.optimizer().update(&self.0.get("model")?, grads)
+    }
+
+    /// The number of updates so far (uint32).
+    ///
+    /// # Errors
+    /// A malformed optimizer object.
+    pub fn step(&self) -> Result<Tensor> {
+        self.optimizer().step()
+    }
+
+    /// The optimizer part (step, state, chain) as an [`Optimizer`] handle on the same object.
+    pub fn optimizer(&self) -> Optimizer {
+        Optimizer(self.0.clone())
+    }
+
+    /// The object.
+    pub fn as_object(&self) -> &Object {
+        &self.0
+    }
+}
+
+crate::common::object_handle!(ModelAndOptimizer, "ModelAndOptimizer");
