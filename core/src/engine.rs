@@ -146,7 +146,7 @@ pub trait Engine {
     }
     /// Runs a control-flow equation ([`Primitive::Cond`] or [`Primitive::While`]) with
     /// [`Engine::run`] for its programs: the branch the index selects, or the one while
-    /// loop ([`while_loop`](crate::program::while_loop)). Provided; engines may override it.
+    /// loop ([`while_loop`]). Provided; engines may override it.
     ///
     /// # Errors
     /// Kernel errors, an index or predicate of the wrong kind, and
