@@ -8,6 +8,7 @@ pub mod custom_vjp;
 pub mod derivatives;
 pub mod differential;
 pub mod grad;
+pub mod graph_api;
 pub mod guide;
 pub mod loop_grads;
 pub mod properties;
@@ -69,6 +70,8 @@ macro_rules! for_each_case {
             control::control_flow_derivatives_match_jax,
             control::control_flow_under_vmap,
             control::eval_shape_computes_nothing,
+            graph_api::graph_api_matches_flax,
+            graph_api::rngs_reseed_and_split_match_flax,
             custom_vjp::custom_vjp_flax_example,
             custom_vjp::custom_vjp_backward_pass_is_used_everywhere,
             custom_vjp::custom_vjp_state_updates_and_errors,

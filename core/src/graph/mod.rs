@@ -39,7 +39,7 @@ pub(crate) use node::WeakNode;
 pub use node::{Dict, List, Module, NodeKind, Object};
 pub use node_id::NodeId;
 pub(crate) use node_id::{IdMap, IdSet};
-pub use ops::{clone, graphdef, merge, split, split_by, state, state_by, update};
+pub use ops::{clone, graphdef, merge, pop, split, split_by, state, state_by, update};
 pub use path::{Key, Path};
 pub use state::{Leaf, NestedState, State};
 pub use static_value::Static;
@@ -51,4 +51,4 @@ pub use variable::{
     BatchStat, Cache, Intermediate, Param, Perturbation, RngCount, RngKey, RngState, Variable,
     VariableType, VariableTypeDef,
 };
-pub use walk::{set_attributes, walk_objects};
+pub use walk::{find_duplicates, iter_graph, recursive_map, set_attributes, walk_objects};

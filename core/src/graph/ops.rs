@@ -3,9 +3,9 @@
 use super::filter::Filter;
 use super::graphdef::{Flattener, GraphDef};
 use super::merge::{VariableReuse, unflatten, unflatten_states};
-use super::path::Path;
+use super::path::{Key, Path};
 use super::state::{Leaf, State};
-use super::value::GraphValue;
+use super::value::{GraphValue, Value};
 use crate::error::{Error, Result};
 
 /// Splits a graph into its structure and its whole state (`nnx.split(node)`).
@@ -109,6 +109,86 @@ fn merge_with<'a, T: GraphValue>(
 /// are checked before anything is written.
 pub fn update(node: &impl GraphValue, state: &State) -> Result<()> {
     super::update::update(&node.to_value(), state)
+}
+
+/// Removes the Variables `filter` selects from the graph and returns them as a State
+/// (`nnx.pop(node, filter)`): each is deleted from the object or dict holding it at its
+/// path (a shared Variable at its first path, as in Flax). Intermediates sown during a
+/// forward pass are the usual use.
+///
+/// ```
+/// use nnx_core::{Intermediate, Object, Param, Tensor, VariableType, graph};
+/// # fn main() -> nnx_core::Result<()> {
+/// let m = Object::new("M")
+///     .with("w", Param::new(Tensor::ones([2])))?
+///     .with("i", Intermediate::new(Tensor::ones([3])))?;
+/// let popped = graph::pop(&m, &VariableType::INTERMEDIATE.into())?;
+/// assert_eq!(popped.len(), 1);
+/// assert!(!m.has("i") && m.has("w"));
+/// # Ok(())
+/// # }
+/// ```
+///
+/// # Errors
+/// [`Error::StructureMismatch`] for a selected Variable held by a list or tuple (removing
+/// it would renumber or rebuild its container); the graph is then unchanged. The closure
+/// rule's error for a node of another trace level.
+pub fn pop(node: &impl GraphValue, filter: &Filter) -> Result<State> {
+    let popped = state_by(node, filter);
+    let root = node.to_value();
+    let mut removals = Vec::with_capacity(popped.len());
+    for (path, _) in popped.iter() {
+        let (Some(parent), Some(key)) = (path.parent(), path.last()) else {
+            return Err(Error::StructureMismatch(
+                "pop cannot remove the root itself".into(),
+            ));
+        };
+        let mut holder = root.clone();
+        for k in parent.keys() {
+            holder = child_of(&holder, &k)?;
+        }
+        match (&holder, key) {
+            (Value::Object(_), Key::Str(_)) | (Value::Dict(_), _) => {
+                removals.push((holder, key.clone()));
+            }
+            _ => {
+                return Err(Error::StructureMismatch(format!(
+                    "pop cannot remove '{}': it is held by {}, which has no keys to delete",
+                    path.slashed(),
+                    holder.kind_name()
+                )));
+            }
+        }
+    }
+    for (holder, key) in removals {
+        match (holder, key) {
+            (Value::Object(o), Key::Str(name)) => {
+                o.del(&name)?;
+            }
+            (Value::Dict(d), key) => {
+                d.remove(key)?;
+            }
+            _ => {}
+        }
+    }
+    Ok(popped)
+}
+
+/// The child of a graph value at `key`.
+fn child_of(value: &Value, key: &Key) -> Result<Value> {
+    match (value, key) {
+        (Value::Object(o), Key::Str(name)) => o.get(name),
+        (Value::List(l), Key::Int(i)) => l.get(*i as usize),
+        (Value::Dict(d), key) => d.get(key.clone()),
+        (Value::Tuple(items), Key::Int(i)) => items
+            .get(*i as usize)
+            .cloned()
+            .ok_or_else(|| Error::StructureMismatch(format!("a tuple has no element {i}"))),
+        (other, key) => Err(Error::StructureMismatch(format!(
+            "{} has no child '{key}'",
+            other.kind_name()
+        ))),
+    }
 }
 
 /// A deep copy of a graph with the same structure and sharing but new objects and new

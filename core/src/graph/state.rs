@@ -194,6 +194,71 @@ impl State {
         Ok(State::from_leaves(leaves))
     }
 
+    /// The nested view with every leaf a plain array (`nnx.to_pure_dict`): what a
+    /// framework-free checkpoint or another library holds.
+    ///
+    /// ```
+    /// use nnx_core::{Object, Param, Tensor, graph::{self, Leaf, NestedState, State}};
+    /// # fn main() -> nnx_core::Result<()> {
+    /// let m = Object::new("M").with("w", Param::new(Tensor::ones([2])))?;
+    /// let pure = graph::state(&m).to_pure_dict();
+    /// let NestedState::Map(map) = &pure else { unreachable!() };
+    /// assert!(matches!(map.values().next(), Some(NestedState::Leaf(Leaf::Array(_)))));
+    /// // Back into the model (`nnx.update` from a pure dict).
+    /// graph::update(&m, &State::from_pure_dict(&pure.map_arrays(|t| t * 3.0)?))?;
+    /// assert_eq!(m.value("w")?.to_vec::<f32>()?, vec![3.0, 3.0]);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn to_pure_dict(&self) -> NestedState {
+        let arrays: Vec<(Path, Leaf)> = (self.leaves.iter())
+            .map(|(p, l)| (p.clone(), Leaf::Array(l.value())))
+            .collect();
+        State::from_leaves(arrays).nested()
+    }
+
+    /// A State of the nested mapping's leaves by path (its arrays stay raw arrays): a pure
+    /// dict as a State, for [`update`](super::update) or [`merge`](super::merge).
+    pub fn from_pure_dict(pure: &NestedState) -> State {
+        State::from_leaves(pure.flat().into_iter().map(|(p, l)| (p, l.clone())))
+    }
+
+    /// Replaces the leaves at the paths the nested mapping holds with its arrays
+    /// (`nnx.replace_by_pure_dict`): a Variable leaf by a copy of it (type and metadata
+    /// kept) holding the new array, a raw array by the new one. The graph the State came
+    /// from is not changed; [`update`](super::update) writes the result into it.
+    ///
+    /// # Errors
+    /// [`Error::StructureMismatch`] naming every path of the mapping the State does not
+    /// have (nothing is replaced then).
+    pub fn replace_by_pure_dict(&mut self, pure: &NestedState) -> Result<()> {
+        let flat = pure.flat();
+        let missing: Vec<String> = (flat.iter())
+            .filter(|(p, _)| !self.leaves.contains_key(p))
+            .map(|(p, _)| format!("'{}'", p.slashed()))
+            .collect();
+        if !missing.is_empty() {
+            return Err(Error::StructureMismatch(format!(
+                "key in pure_dict not available in state: {}",
+                missing.join(", ")
+            )));
+        }
+        for (path, new) in flat {
+            let value = new.value();
+            if let Some(leaf) = self.leaves.get_mut(&path) {
+                *leaf = match leaf {
+                    Leaf::Variable(v) => {
+                        let copy = v.copy();
+                        copy.set_value(value)?;
+                        Leaf::Variable(copy)
+                    }
+                    Leaf::Array(_) => Leaf::Array(value),
+                };
+            }
+        }
+        Ok(())
+    }
+
     pub(crate) fn from_leaves(leaves: impl IntoIterator<Item = (Path, Leaf)>) -> State {
         State {
             leaves: leaves.into_iter().collect(),
@@ -252,6 +317,18 @@ fn nest<'a>(leaves: impl Iterator<Item = (&'a Path, &'a Leaf)>) -> NestedState {
 }
 
 impl NestedState {
+    /// The same mapping with `f` applied to every leaf's array (each leaf becomes a raw
+    /// array): a transformation of a pure dict.
+    ///
+    /// # Errors
+    /// Whatever `f` returns.
+    pub fn map_arrays(&self, mut f: impl FnMut(&Tensor) -> Result<Tensor>) -> Result<NestedState> {
+        let leaves = (self.flat().into_iter())
+            .map(|(p, l)| Ok((p, Leaf::Array(f(&l.value())?))))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(State::from_leaves(leaves).nested())
+    }
+
     /// The leaves with their paths, in sorted order (iteratively).
     fn flat(&self) -> Vec<(Path, &Leaf)> {
         let mut out = Vec::new();

@@ -53,4 +53,4 @@ pub use split_rngs::{
     SplitBackups, SplitRngs, fork_rngs, fork_rngs_scoped, split_rngs, split_rngs_scoped,
 };
 pub use stream::{RNG_STREAM_TYPE, RngSeed, RngStream};
-pub use walk::rng_streams;
+pub use walk::{ReseedPolicy, reseed, rng_streams};

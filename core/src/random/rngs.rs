@@ -3,7 +3,7 @@
 use std::fmt;
 
 use crate::error::{Error, Result};
-use crate::graph::{GraphValue, Object, Value};
+use crate::graph::{Filter, GraphValue, Leaf, Object, Path, Value};
 use crate::tensor::Tensor;
 
 use super::keys::Splits;
@@ -205,6 +205,60 @@ impl Rngs {
             stream.require_single_key("split")?;
         }
         self.map_streams(|s| s.split(k.clone()))
+    }
+
+    /// `rngs.split({filter: k, …})`: a new `Rngs` in which each stream the first matching
+    /// filter gives a `Some(k)` is [`RngStream::split`]`(k)` of this one's, and every other
+    /// stream (matched with `None`, or by no filter) a copy of it (same key and count).
+    /// Filters see each stream by its tag (`Filter::from("dropout")`) and its key Variable;
+    /// `Filter::Everything` stands for Flax's `...`.
+    ///
+    /// ```
+    /// use nnx_core::{Filter, Rngs};
+    /// # fn main() -> nnx_core::Result<()> {
+    /// let rngs = Rngs::builder().stream("params", 1).stream("dropout", 2).stream("noise", 3).build()?;
+    /// let split = rngs.split_by(&[
+    ///     (Filter::from("params"), Some(5.into())),
+    ///     (Filter::from("dropout"), None),
+    ///     (Filter::Everything, Some(vec![2, 5].into())),
+    /// ])?;
+    /// assert_eq!(split.stream("params")?.key()?.value().shape(), &[5]);
+    /// assert_eq!(split.stream("dropout")?.key()?.value().shape(), &[] as &[usize]);
+    /// assert_eq!(split.stream("noise")?.key()?.value().shape(), &[2, 5]);
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    /// As [`RngStream::split`], checked for every stream to be split before anything is
+    /// drawn.
+    pub fn split_by(&self, splits: &[(Filter, Option<Splits>)]) -> Result<Rngs> {
+        let chosen = (self.streams()?.into_iter())
+            .map(|(name, stream)| {
+                let path = Path::from([name.as_str()]);
+                let leaf = Leaf::Variable(stream.key()?);
+                let k = (splits.iter())
+                    .find(|(f, _)| f.matches(&path, &leaf))
+                    .and_then(|(_, k)| k.clone());
+                if k.is_some() {
+                    stream.require_single_key("split")?;
+                }
+                Ok((name, stream, k))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let object = Object::new(RNGS_TYPE);
+        for (name, stream, k) in chosen {
+            let new = match k {
+                Some(k) => stream.split(k)?,
+                None => {
+                    let copy = RngStream::from_key(&stream.tag()?, stream.key()?.value())?;
+                    copy.count()?.set_value(stream.count()?.value())?;
+                    copy
+                }
+            };
+            object.set(&name, new)?;
+        }
+        Ok(Rngs(object))
     }
 
     /// `rngs.broadcast(k)`: a new `Rngs` whose every stream holds one freshly drawn key

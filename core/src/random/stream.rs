@@ -128,7 +128,7 @@ impl RngStream {
     }
 
     /// A new stream from a key array (already checked to be one).
-    fn from_key(tag: &str, key: Tensor) -> Result<RngStream> {
+    pub(crate) fn from_key(tag: &str, key: Tensor) -> Result<RngStream> {
         let count = Tensor::full(key.shape(), 0_u32);
         let object = Object::new(RNG_STREAM_TYPE)
             .with("tag", Static::Str(tag.to_owned()))?

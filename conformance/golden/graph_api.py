@@ -1,0 +1,92 @@
+"""Golden data for the graph API (flax 0.12.8, jax 0.10.2): writes graph_api.json.
+
+Run from this directory with a Python that has flax installed:
+    python graph_api.py > graph_api.json
+The conformance case `graph_api_matches_flax` in `src/cases/graph_api.rs` reads the JSON.
+Flax's own bookkeeping attributes (`_pytree__nodes`, `_pytree__state`, a List's `_length`)
+are left out of `iter_graph`'s paths: they are implementation details with no counterpart.
+"""
+import json
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+
+class Sub(nnx.Module):
+  def __init__(self):
+    self.w = nnx.Param(jnp.ones(2))
+    self.n = 3
+
+
+class M(nnx.Module):
+  def __init__(self):
+    s = Sub()
+    self.b = s
+    self.a = s
+    self.v = nnx.BatchStat(jnp.zeros(1))
+    self.lst = nnx.List([nnx.Param(jnp.ones(1)), 5])
+    self.i = nnx.Intermediate(jnp.ones(3))
+
+
+def slashed(path):
+  return '/'.join(str(k) for k in path)
+
+
+internal = ('_pytree__nodes', '_pytree__state', '_length')
+out = {}
+m = M()
+out['iter_graph'] = [[slashed(p), type(v).__name__] for p, v in nnx.iter_graph(m)
+                     if not any(k in internal for k in p)]
+out['find_duplicates'] = [[slashed(p) for p in d] for d in nnx.find_duplicates(m)]
+pure = nnx.to_pure_dict(nnx.state(m))
+out['pure_dict'] = {slashed(p): list(v.shape)
+                    for p, v in jax.tree_util.tree_flatten_with_path(pure)[0]
+                    for p in [tuple(getattr(k, 'key', getattr(k, 'idx', None)) for k in p)]}
+popped = nnx.pop(m, nnx.Intermediate)
+out['pop'] = {'popped': sorted(slashed(p) for p, _ in nnx.to_flat_state(popped)),
+              'left': sorted(slashed(p) for p, _ in nnx.to_flat_state(nnx.state(m)))}
+
+
+def double(path, node):
+  if isinstance(node, nnx.Param):
+    return nnx.Param(node[...] * 2)
+  return node
+
+
+m = M()
+m2 = nnx.recursive_map(double, m)
+out['recursive_map'] = {'a_w': m2.a.w[...].tolist(), 'shared': m2.a is m2.b,
+                        'same_root': m2 is m, 'original_a_w': m.a.w[...].tolist(),
+                        'lst_0': m2.lst[0][...].tolist()}
+
+
+# Rngs: reseed (scalars_only, match_shape) and split with a mapping
+class R(nnx.Module):
+  def __init__(self):
+    self.rngs = nnx.Rngs(params=0, dropout=1)
+
+
+def data(key):
+  return jax.random.key_data(key).tolist()
+
+
+r = R()
+r.rngs.dropout()
+r.rngs.dropout()
+nnx.reseed(r, dropout=42)
+out['reseed'] = {'key': data(r.rngs.dropout.key[...]), 'count': int(r.rngs.dropout.count[...]),
+                 'params_count': int(r.rngs.params.count[...])}
+r = R()
+nnx.split_rngs(r, splits=3)
+try:
+  nnx.reseed(r, dropout=3)
+  out['reseed_split_error'] = None
+except ValueError as e:
+  out['reseed_split_error'] = str(e).split('\n')[0]
+nnx.reseed(r, policy='match_shape', dropout=3)
+out['reseed_match_shape'] = {'key': data(r.rngs.dropout.key[...]),
+                             'count': r.rngs.dropout.count[...].tolist()}
+s = nnx.Rngs(params=1, dropout=2, noise=3).split({'params': 5, 'dropout': None, ...: (2, 5)})
+out['split_mapping'] = {name: list(getattr(s, name).key.shape) for name in ['params', 'dropout', 'noise']}
+print(json.dumps(out, indent=1, sort_keys=True))

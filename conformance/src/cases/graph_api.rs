@@ -1,0 +1,256 @@
+//! The rest of the graph API (`nnx.iter_graph`, `nnx.find_duplicates`, `nnx.pop`,
+//! `nnx.to_pure_dict`, `nnx.recursive_map`) with what Flax 0.12.8 gives for the same graph
+//! (`golden/graph_api.py` writes `golden/graph_api.json`); `nnx.reseed` and `Rngs.split`
+//! with a mapping.
+
+use std::sync::OnceLock;
+
+use serde_json::Value as Json;
+
+use nnx_core::graph::{self, Filter, Leaf, NestedState, State};
+use nnx_core::random::{self, ReseedPolicy};
+use nnx_core::{
+    BatchStat, Engine, Intermediate, List, Object, Param, Result, Rngs, Static, Tensor, Value,
+    VariableType,
+};
+
+use crate::{CaseResult, Outcome, ensure};
+
+fn golden() -> &'static Json {
+    static GOLDEN: OnceLock<Json> = OnceLock::new();
+    GOLDEN.get_or_init(|| {
+        serde_json::from_str(include_str!("../../golden/graph_api.json")).unwrap_or(Json::Null)
+    })
+}
+
+/// The probe's graph: a submodule shared as `a` and `b`, a BatchStat, a List holding a
+/// Param and a number, an Intermediate.
+fn model() -> Result<Object> {
+    let sub = Object::new("Sub")
+        .with("w", Param::new(Tensor::ones([2])))?
+        .with("n", 3)?;
+    Object::new("M")
+        .with("b", &sub)?
+        .with("a", &sub)?
+        .with("v", BatchStat::new(Tensor::zeros([1])))?
+        .with(
+            "lst",
+            List::new([Value::from(Param::new(Tensor::ones([1]))), Value::from(5)]),
+        )?
+        .with("i", Intermediate::new(Tensor::ones([3])))
+}
+
+/// A path as the probe writes it (`a/w`, the root as the empty string).
+fn slashed(path: &graph::Path) -> String {
+    match path.is_empty() {
+        true => String::new(),
+        false => path.slashed(),
+    }
+}
+
+fn type_name(value: &Value) -> String {
+    match value {
+        Value::Object(o) => o.type_name().to_owned(),
+        Value::Variable(v) => v.type_name().to_owned(),
+        Value::List(_) => "List".into(),
+        Value::Dict(_) => "Dict".into(),
+        Value::Tuple(_) => "tuple".into(),
+        Value::Array(_) => "Array".into(),
+        Value::Static(Static::Int(_)) => "int".into(),
+        Value::Static(other) => format!("{other:?}"),
+    }
+}
+
+fn strings(json: &Json) -> Vec<String> {
+    (json.as_array().into_iter().flatten())
+        .map(|s| s.as_str().unwrap_or_default().to_owned())
+        .collect()
+}
+
+/// `iter_graph`'s order and values, `find_duplicates`' paths, `pop`, `to_pure_dict` and
+/// `recursive_map` as Flax gives them.
+pub fn graph_api_matches_flax(_engine: &dyn Engine) -> CaseResult {
+    let g = golden();
+    let m = model()?;
+    let walked: Vec<(String, String)> = (graph::iter_graph(&m)?.iter())
+        .map(|(p, v)| (slashed(p), type_name(v)))
+        .collect();
+    let flax: Vec<(String, String)> = (g["iter_graph"].as_array().into_iter().flatten())
+        .map(|pair| {
+            let pair = strings(pair);
+            (pair[0].clone(), pair[1].clone())
+        })
+        .collect();
+    ensure!(walked == flax, "iter_graph: {walked:?}\nFlax: {flax:?}");
+
+    let dups: Vec<Vec<String>> = (graph::find_duplicates(&m)?.iter())
+        .map(|d| d.iter().map(slashed).collect())
+        .collect();
+    let flax: Vec<Vec<String>> = (g["find_duplicates"].as_array().into_iter().flatten())
+        .map(strings)
+        .collect();
+    ensure!(dups == flax, "find_duplicates: {dups:?}; Flax: {flax:?}");
+
+    let pure = graph::state(&m).to_pure_dict();
+    let shapes: Vec<(String, Vec<usize>)> = (State::from_pure_dict(&pure).iter())
+        .map(|(p, l)| (slashed(p), l.value().shape().to_vec()))
+        .collect();
+    let flax: Vec<(String, Vec<usize>)> = (g["pure_dict"].as_object().into_iter().flatten())
+        .map(|(k, v)| {
+            let shape = (v.as_array().into_iter().flatten())
+                .filter_map(Json::as_u64)
+                .map(|d| d as usize)
+                .collect();
+            (k.clone(), shape)
+        })
+        .collect();
+    let all_arrays =
+        (State::from_pure_dict(&pure).iter()).all(|(_, l)| matches!(l, Leaf::Array(_)));
+    ensure!(
+        shapes == flax && all_arrays && matches!(pure, NestedState::Map(_)),
+        "to_pure_dict: {shapes:?}; Flax: {flax:?}"
+    );
+
+    let popped = graph::pop(&m, &VariableType::INTERMEDIATE.into())?;
+    let popped_paths: Vec<String> = popped.iter().map(|(p, _)| slashed(p)).collect();
+    let left: Vec<String> = graph::state(&m).iter().map(|(p, _)| slashed(p)).collect();
+    ensure!(
+        popped_paths == strings(&g["pop"]["popped"]) && left == strings(&g["pop"]["left"]),
+        "pop: popped {popped_paths:?}, left {left:?}; Flax: {}",
+        g["pop"]
+    );
+
+    let m = model()?;
+    let mapped = graph::recursive_map(&m, |_, value| match value {
+        Value::Variable(v) if v.type_name() == "Param" => {
+            Ok(Value::from(Param::new((&v.value() * 2.0)?)))
+        }
+        other => Ok(other),
+    })?
+    .object()?;
+    let r = &g["recursive_map"];
+    let floats = |j: &Json| -> Vec<f32> {
+        (j.as_array().into_iter().flatten())
+            .filter_map(Json::as_f64)
+            .map(|x| x as f32)
+            .collect()
+    };
+    let a = mapped.object("a")?;
+    let got = (
+        a.value("w")?.to_vec::<f32>()?,
+        a.ptr_eq(&mapped.object("b")?),
+        m.object("a")?.value("w")?.to_vec::<f32>()?,
+        mapped.list("lst")?.get(0)?.as_tensor()?.to_vec::<f32>()?,
+    );
+    let expected = (
+        floats(&r["a_w"]),
+        r["shared"].as_bool().unwrap_or(false),
+        floats(&r["original_a_w"]),
+        floats(&r["lst_0"]),
+    );
+    ensure!(
+        got == expected,
+        "recursive_map: {got:?}; Flax: {expected:?}"
+    );
+    Ok(Outcome::Pass)
+}
+
+/// `nnx.reseed` (the first stream of a tag takes `fold_in(key(seed), 0)`, its count zero;
+/// a split stream is an error under the default policy and takes the new key split to its
+/// shape under `match_shape`) and `Rngs.split` with a `{filter: k}` mapping, as Flax.
+pub fn rngs_reseed_and_split_match_flax(_engine: &dyn Engine) -> CaseResult {
+    let g = golden();
+    let words = |j: &Json| -> Vec<u32> {
+        let mut out = Vec::new();
+        let mut stack = vec![j];
+        while let Some(v) = stack.pop() {
+            match v {
+                Json::Array(items) => stack.extend(items.iter().rev()),
+                other => out.extend(other.as_u64().map(|w| w as u32)),
+            }
+        }
+        out
+    };
+    let module = || -> Result<(Object, Rngs)> {
+        let rngs = Rngs::builder()
+            .stream("params", 0)
+            .stream("dropout", 1)
+            .build()?;
+        Ok((Object::new("R").with("rngs", &rngs)?, rngs))
+    };
+    let (m, rngs) = module()?;
+    rngs.next_key("dropout")?;
+    rngs.next_key("dropout")?;
+    random::reseed(&m, [("dropout", 42.into())], ReseedPolicy::ScalarsOnly)?;
+    let dropout = rngs.stream("dropout")?;
+    let got = (
+        dropout.key()?.value().key_data()?.to_vec::<u32>()?,
+        dropout.count()?.value().item::<u32>()?,
+    );
+    let r = &g["reseed"];
+    let expected = (words(&r["key"]), r["count"].as_u64().unwrap_or(99) as u32);
+    ensure!(got == expected, "reseed: {got:?}; Flax: {expected:?}");
+
+    let (m, rngs) = module()?;
+    // Split in place and left split (Flax's `nnx.split_rngs` outside a `with`).
+    let _split = random::split_rngs(&m, 3, &Filter::Everything)?;
+    let before = rngs
+        .stream("dropout")?
+        .key()?
+        .value()
+        .key_data()?
+        .to_vec::<u32>()?;
+    let err = random::reseed(&m, [("dropout", 3.into())], ReseedPolicy::ScalarsOnly)
+        .err()
+        .ok_or_else(|| crate::Failure("reseeding a split stream was accepted".into()))?;
+    let after = rngs
+        .stream("dropout")?
+        .key()?
+        .value()
+        .key_data()?
+        .to_vec::<u32>()?;
+    let flax = g["reseed_split_error"].as_str().unwrap_or_default();
+    ensure!(
+        flax.starts_with("Cannot reseed stream at path")
+            && err
+                .to_string()
+                .contains("Cannot reseed stream at path 'rngs/dropout'")
+            && before == after,
+        "reseeding a split stream: {err}; Flax: {flax}"
+    );
+    random::reseed(&m, [("dropout", 3.into())], ReseedPolicy::MatchShape)?;
+    let dropout = rngs.stream("dropout")?;
+    let got = (
+        dropout.key()?.value().key_data()?.to_vec::<u32>()?,
+        dropout.count()?.value().to_vec::<u32>()?,
+    );
+    let r = &g["reseed_match_shape"];
+    let expected = (words(&r["key"]), words(&r["count"]));
+    ensure!(
+        got == expected,
+        "reseed match_shape: {got:?}; Flax: {expected:?}"
+    );
+
+    let split = Rngs::builder()
+        .stream("params", 1)
+        .stream("dropout", 2)
+        .stream("noise", 3)
+        .build()?
+        .split_by(&[
+            (Filter::from("params"), Some(5.into())),
+            (Filter::from("dropout"), None),
+            (Filter::Everything, Some(vec![2, 5].into())),
+        ])?;
+    for name in ["params", "dropout", "noise"] {
+        let shape = split.stream(name)?.key()?.value().shape().to_vec();
+        let expected: Vec<usize> = words(&g["split_mapping"][name])
+            .into_iter()
+            .map(|d| d as usize)
+            .collect();
+        ensure!(
+            shape == expected,
+            "split mapping, {name}: {shape:?}; Flax: {expected:?}"
+        );
+    }
+    Ok(Outcome::Pass)
+}
