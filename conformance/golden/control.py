@@ -204,6 +204,61 @@ def vwhile_model():
 out['vmap_while_broadcast_model'] = vwhile_model()
 
 
+# scan details: a whole-Carry input takes one argument; transform_metadata as on vmap
+def carry_two_args():
+  @nnx.scan(in_axes=nnx.Carry, out_axes=nnx.Carry, length=3)
+  def f(c, x):
+    return c
+  f(jnp.ones(2), jnp.ones(2))
+
+out['scan_carry_two_arguments_error'] = err(carry_two_args)
+
+
+
+class Layer(nnx.Module):
+  def __init__(self, array, out_sharding):
+    self.w = nnx.Param(array, out_sharding=out_sharding)
+
+
+def scan_metadata():
+  seen = {}
+  @nnx.scan(in_axes=(0, nnx.Carry), out_axes=nnx.Carry, transform_metadata={nnx.PARTITION_NAME: 'layers'})
+  def apply(m, c):
+    seen['shape'] = list(m.w.shape)
+    seen['sharding'] = list(m.w.out_sharding)
+    return c @ m.w[...]
+  @nnx.scan(in_axes=nnx.Carry, out_axes=(nnx.Carry, 0), length=3, transform_metadata={nnx.PARTITION_NAME: 'layers'})
+  def create(c):
+    return c, Layer(jnp.ones((2, 2)), out_sharding=('a', None))
+  with nnx.use_eager_sharding(False):
+    m = Layer(jnp.ones((3, 2, 2)), out_sharding=('layers', 'a', None))
+    apply(m, jnp.ones(2))
+    _, made = create(jnp.ones(2))
+  return {'inner_shape': seen['shape'], 'inner_sharding': seen['sharding'],
+          'outer_sharding': list(m.w.out_sharding), 'created_shape': list(made.w.shape),
+          'created_sharding': list(made.w.out_sharding)}
+
+out['scan_metadata'] = scan_metadata()
+
+# numbers assigned inside jit to a Dict entry or an attribute stay Python numbers
+class Holder(nnx.Module):
+  def __init__(self):
+    self.d = nnx.Dict(a=1)
+    self.n = 1
+
+
+def numbers_in_jit():
+  h = Holder()
+  @nnx.jit
+  def f(h):
+    h.d['b'] = 3
+    h.d['a'] = 5
+    h.n = 7
+  f(h)
+  return {'dict_new': repr(h.d['b']), 'dict_existing': repr(h.d['a']), 'attribute': repr(h.n)}
+
+out['numbers_in_jit'] = numbers_in_jit()
+
 # eval_shape: abstract outputs, nothing propagates to the arguments
 def run_eval_shape():
   m = M()

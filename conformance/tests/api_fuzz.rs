@@ -233,28 +233,34 @@ proptest! {
 // Regressions the fuzzer found, spelled out
 // ---------------------------------------------------------------------------------------
 
-/// `scan` with the whole argument list as the carry, `(object, array)`: a Param the body adds
-/// to the carried object was taken as the new value of the *array* carry (matched by
-/// position), so the call succeeded. The carry's structure changed (an added Variable, a
-/// dropped array), which is an error, and nothing may change.
+/// `scan` with a carry `(object, array)`: a Param the body adds to the carried object was
+/// taken as the new value of the *array* carry (matched by position), so the call
+/// succeeded. The carry's structure changed (an added Variable, a dropped array), which is
+/// an error, and nothing may change.
 #[test]
 fn scan_does_not_take_a_variable_added_to_a_carried_object_for_an_array_carry() {
     let m = Object::new("Root");
     let x = Tensor::ones([2]);
     let f = scan(|args: &[Value]| {
-        let o = args[0].object()?;
+        let Value::Tuple(carry) = &args[0] else {
+            return Err(nnx_core::Error::Internal {
+                what: "the carry is a tuple".into(),
+            });
+        };
+        let o = carry[0].object()?;
         o.set("a", Param::new(Tensor::full([2], 3.0f32)))?;
         o.var("a")?.update(|t| t + 1.0)?;
-        Ok(args[0].clone())
+        Ok(carry[0].clone())
     })
     .in_axes(Carry)
     .out_axes(Carry)
     .length(2);
-    let err = f.call(&Reference, (&m, &x)).unwrap_err();
+    let carry = Value::tuple(vec![Value::from(&m), Value::from(x)]);
+    let err = f.call(&Reference, (carry,)).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Prefix);
     let message = err.to_string();
-    assert!(message.contains("added args[0].a"), "{message}");
-    assert!(message.contains("removed args[1]"), "{message}");
+    assert!(message.contains("added args[0][0].a"), "{message}");
+    assert!(message.contains("removed args[0][1]"), "{message}");
     assert!(m.attribute_names().is_empty());
 }
 

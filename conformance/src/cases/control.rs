@@ -11,11 +11,12 @@ use std::sync::OnceLock;
 use serde_json::Value as Json;
 
 use nnx_core::transforms::{
-    Tangent, cond, eval_shape, fori_loop, jit, jvp, switch, value_and_grad, vmap, while_loop,
+    Carry, Tangent, cond, eval_shape, fori_loop, jit, jvp, scan, switch, value_and_grad, vmap,
+    while_loop,
 };
-use nnx_core::{Axes, Engine, Error, Object, Param, Path, Result, Tensor};
+use nnx_core::{Axes, Engine, Error, Object, Param, Path, Result, Tensor, Value, static_tuple};
 
-use super::guide::Count;
+use super::guide::{Count, golden_sharding, sharded_weights, sharding_of};
 use crate::snapshots::snapshot;
 use crate::{CaseResult, Failure, Outcome, ensure};
 
@@ -504,5 +505,115 @@ pub fn eval_shape_computes_nothing(_engine: &dyn Engine) -> CaseResult {
         "arithmetic on an abstract array: {err}"
     );
     snapshot("abstract_array_used", &err.to_string());
+    Ok(Outcome::Pass)
+}
+
+/// `scan` details as Flax has them: with `in_axes=Carry` for the whole input the function
+/// takes exactly one argument (Flax's phrase, before anything is traced), and
+/// `transform_metadata` removes the partition name from scanned Variables' `sharding`
+/// inside and inserts it at the stacking axis of stacked outputs.
+pub fn scan_details_match_flax(engine: &dyn Engine) -> CaseResult {
+    let g = golden();
+    let traced = std::cell::Cell::new(false);
+    let err = scan(|args: &[Value]| {
+        traced.set(true);
+        Ok(args[0].clone())
+    })
+    .in_axes(Carry)
+    .out_axes(Carry)
+    .length(3)
+    .call(engine, (&Tensor::ones([2]), &Tensor::ones([2])))
+    .err()
+    .ok_or_else(|| Failure("a two-argument call with in_axes=Carry was accepted".into()))?;
+    let flax = g["scan_carry_two_arguments_error"]
+        .as_str()
+        .unwrap_or_default();
+    let phrase = "When in_axes=Carry, the function must take exactly one argument, got 2 arguments";
+    ensure!(
+        flax.contains(phrase) && err.to_string().contains(phrase) && !traced.get(),
+        "in_axes=Carry with two arguments: {err}; Flax: {flax}"
+    );
+
+    let sharding = |m: &Object| -> Result<String> { sharding_of(m) };
+    let m = sharded_weights(Tensor::ones([3, 2, 2]), static_tuple!["layers", "a", ()])?;
+    let inner = std::cell::RefCell::new((Vec::new(), String::new()));
+    scan(|m: &Object, c: &Tensor| -> Result<Tensor> {
+        *inner.borrow_mut() = (m.value("param")?.shape().to_vec(), sharding(m)?);
+        c.matmul(&m.value("param")?)
+    })
+    .in_axes((0, Carry))
+    .out_axes(Carry)
+    .transform_metadata("layers")
+    .call(engine, (&m, &Tensor::ones([2])))?;
+    let s = &g["scan_metadata"];
+    let (inner_shape, inner_sharding) = inner.into_inner();
+    let shape = |j: &Json| -> Vec<usize> {
+        (j.as_array().into_iter().flatten())
+            .filter_map(Json::as_u64)
+            .map(|d| d as usize)
+            .collect()
+    };
+    ensure!(
+        inner_shape == shape(&s["inner_shape"])
+            && inner_sharding == golden_sharding(&s["inner_sharding"])
+            && sharding(&m)? == golden_sharding(&s["outer_sharding"]),
+        "scan transform_metadata in: inside {inner_shape:?} {inner_sharding}, outside {}; Flax: {s}",
+        sharding(&m)?
+    );
+    let (_, made) = scan(|c: &Tensor| -> Result<(Tensor, Object)> {
+        Ok((
+            c.clone(),
+            sharded_weights(Tensor::ones([2, 2]), static_tuple!["a", ()])?,
+        ))
+    })
+    .in_axes(Carry)
+    .out_axes((Carry, 0))
+    .length(3)
+    .transform_metadata("layers")
+    .call(engine, (&Tensor::ones([2]),))?;
+    ensure!(
+        made.value("param")?.shape() == shape(&s["created_shape"]).as_slice()
+            && sharding(&made)? == golden_sharding(&s["created_sharding"]),
+        "scan transform_metadata out: {:?} {}; Flax: {s}",
+        made.value("param")?.shape(),
+        sharding(&made)?
+    );
+    Ok(Outcome::Pass)
+}
+
+/// Numbers assigned inside `jit` to a `Dict` entry or an object attribute stay static
+/// numbers, as flax 0.12.8 gives them (`3`, not `Array(3, dtype=int32)`).
+pub fn numbers_assigned_inside_jit_stay_static(engine: &dyn Engine) -> CaseResult {
+    let g = &golden()["numbers_in_jit"];
+    let dict = nnx_core::Dict::new();
+    dict.insert("a", 1)?;
+    let holder = Object::new("Holder")
+        .with("d", dict.clone())?
+        .with("n", 1)?;
+    jit(|h: &Object| -> Result<()> {
+        let d = h.dict("d")?;
+        d.insert("b", 3)?;
+        d.insert("a", 5)?;
+        h.set("n", 7)
+    })
+    .call(engine, (&holder,))?;
+    let text = |v: Value| match v {
+        Value::Static(s) => s.to_string(),
+        other => other.kind_name(),
+    };
+    let got = (
+        text(dict.get("b")?),
+        text(dict.get("a")?),
+        text(holder.get("n")?),
+    );
+    let expected = (
+        g["dict_new"].as_str().unwrap_or_default().to_owned(),
+        g["dict_existing"].as_str().unwrap_or_default().to_owned(),
+        g["attribute"].as_str().unwrap_or_default().to_owned(),
+    );
+    ensure!(
+        got == expected,
+        "numbers set inside jit: {got:?}; Flax: {expected:?}"
+    );
     Ok(Outcome::Pass)
 }

@@ -390,21 +390,21 @@ pub fn guide_aliasing_outputs_error(engine: &dyn Engine) -> CaseResult {
     Ok(Outcome::Pass)
 }
 
-fn sharded_weights(array: Tensor, sharding: nnx_core::Static) -> Result<Object> {
+pub(crate) fn sharded_weights(array: Tensor, sharding: nnx_core::Static) -> Result<Object> {
     Object::new("Weights").with(
         "param",
         Param::new(array).with_metadata("sharding", sharding),
     )
 }
 
-fn sharding_of(m: &Object) -> Result<String> {
+pub(crate) fn sharding_of(m: &Object) -> Result<String> {
     Ok(m.var("param")?
         .metadata_value("sharding")
         .map(|s| s.to_string())
         .unwrap_or_default())
 }
 
-fn golden_sharding(entry: &serde_json::Value) -> String {
+pub(crate) fn golden_sharding(entry: &serde_json::Value) -> String {
     let parts: Vec<String> = entry
         .as_array()
         .map(|a| {

@@ -70,6 +70,8 @@ macro_rules! for_each_case {
             control::control_flow_derivatives_match_jax,
             control::control_flow_under_vmap,
             control::eval_shape_computes_nothing,
+            control::scan_details_match_flax,
+            control::numbers_assigned_inside_jit_stay_static,
             graph_api::graph_api_matches_flax,
             graph_api::rngs_reseed_and_split_match_flax,
             custom_vjp::custom_vjp_flax_example,

@@ -1,8 +1,11 @@
 //! `transform_metadata`: keeping `sharding` axis names in step with the axes a transform
 //! removes and inserts (Flax's `PARTITION_NAME`, SEMANTICS.md V7).
 
+use std::collections::HashMap;
+
 use crate::error::{Error, Result};
-use crate::graph::Static;
+use crate::graph::{Path, Static};
+use crate::lift::Lowered;
 
 /// The Variable metadata keys that name array axes.
 const AXIS_NAME_KEYS: [&str; 2] = ["sharding", "out_sharding"];
@@ -62,6 +65,40 @@ pub(crate) fn add_axis(metadata: &mut [(String, Static)], axis: usize, name: &st
         items.insert(axis, Static::Str(name.to_owned()));
         *value = rebuild(value, items);
     }
+}
+
+/// Entering a transform that maps leaf `i` of `lowered` on `axes[i]`: [`remove_axis`] on
+/// the metadata of each mapped leaf's Variable.
+pub(crate) fn enter_partition<L>(
+    lowered: &mut Lowered<L>,
+    axes: &[Option<usize>],
+    name: &str,
+) -> Result<()> {
+    let axes: HashMap<Path, usize> = (lowered.leaves().iter().zip(axes))
+        .filter_map(|(l, a)| a.map(|a| (l.path.clone(), a)))
+        .collect();
+    lowered.edit_variable_metadata(|leaf, metadata| match axes.get(&leaf.path) {
+        Some(&axis) => remove_axis(metadata, axis, name, || leaf.location()),
+        None => Ok(()),
+    })
+}
+
+/// Leaving a transform that stacks output leaf `j` along `axes[j]`: [`add_axis`] on the
+/// metadata of each stacked leaf's Variable.
+pub(crate) fn leave_partition<L>(
+    outputs: &mut Lowered<L>,
+    axes: &[Option<usize>],
+    name: &str,
+) -> Result<()> {
+    let axes: HashMap<Path, usize> = (outputs.leaves().iter().zip(axes))
+        .filter_map(|(l, a)| a.map(|a| (l.path.clone(), a)))
+        .collect();
+    outputs.edit_variable_metadata(|leaf, metadata| {
+        if let Some(&axis) = axes.get(&leaf.path) {
+            add_axis(metadata, axis, name);
+        }
+        Ok(())
+    })
 }
 
 /// A sequence of the same kind (list or tuple) as `like`.

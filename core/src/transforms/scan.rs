@@ -5,6 +5,7 @@ use std::fmt;
 use std::sync::Arc;
 
 use super::args::IntoArgs;
+use super::metadata::{enter_partition, leave_partition};
 use super::pipeline::{self, Cache, Rules};
 use super::typed::{self, Body, IntoBody};
 use crate::engine::Engine;
@@ -99,6 +100,7 @@ pub fn scan<M, F: IntoBody<M>>(f: F) -> Scan<F::Body> {
         ]),
         length: None,
         reverse: false,
+        partition: None,
         cache: Cache::default(),
     }
 }
@@ -110,6 +112,8 @@ pub struct Scan<F> {
     out_axes: ScanAxes,
     length: Option<usize>,
     reverse: bool,
+    /// `transform_metadata`'s partition name.
+    partition: Option<String>,
     cache: Cache<ScanAxis, ZeroLength>,
 }
 
@@ -178,6 +182,15 @@ impl<F: Body> Scan<F> {
     /// Iterate from the last index to the first (outputs stay in index order).
     pub fn reverse(mut self, reverse: bool) -> Scan<F> {
         self.reverse = reverse;
+        self
+    }
+
+    /// `transform_metadata={nnx.PARTITION_NAME: name}`, as on [`vmap`](super::vmap):
+    /// inside, the axis name `name` is removed from the `sharding` metadata of scanned
+    /// Variables at their scanned axis (it must be there), and it is inserted again at the
+    /// stacking axis of stacked outputs.
+    pub fn transform_metadata(mut self, partition_name: &str) -> Scan<F> {
+        self.partition = Some(partition_name.to_owned());
         self
     }
 
@@ -410,8 +423,16 @@ impl<F: Body> Rules for Scan<F> {
     type Prepared = Looped;
     type Extra = ZeroLength;
 
-    fn in_prefix(&self, _args: &[Value]) -> Result<ScanAxes> {
+    fn in_prefix(&self, args: &[Value]) -> Result<ScanAxes> {
         self.validate()?;
+        if matches!(self.in_axes, Prefix::Leaf(ScanAxis::Carry)) && args.len() != 1 {
+            return Err(Error::InvalidPrefix(format!(
+                "When in_axes=Carry, the function must take exactly one argument, got {} \
+                 arguments. Pass the carry as one tuple, or give each argument its own axis \
+                 (in_axes=(Carry, 0, ...))",
+                args.len()
+            )));
+        }
         Ok(self.in_axes.clone())
     }
 
@@ -454,6 +475,15 @@ impl<F: Body> Rules for Scan<F> {
             avals.push(aval);
         }
         let length = self.length_of(&lengths)?;
+        if let Some(name) = &self.partition {
+            let axes: Vec<Option<usize>> = (kinds.iter())
+                .map(|k| match k {
+                    ScanInput::Scanned(a) => Some(*a),
+                    _ => None,
+                })
+                .collect();
+            enter_partition(lowered, &axes, name)?;
+        }
         Ok((avals, Looped { kinds, length }))
     }
 
@@ -469,6 +499,15 @@ impl<F: Body> Rules for Scan<F> {
         input_kinds.extend(std::iter::repeat_n(ScanInput::Broadcast, captured));
         let output_kinds =
             output_kinds(lowered.num_roots(), lowered, outputs, program, &input_kinds)?;
+        if let Some(name) = &self.partition {
+            let axes: Vec<Option<usize>> = (output_kinds.iter())
+                .map(|k| match k {
+                    ScanOutput::Stacked(a) => Some(*a),
+                    _ => None,
+                })
+                .collect();
+            leave_partition(outputs, &axes, name)?;
+        }
         // Zero iterations run nothing, so broadcast state keeps its value (an engine has no
         // iteration to take a broadcast output from, and gives zeros).
         let mut zero_length = Vec::new();

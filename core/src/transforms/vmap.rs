@@ -1,16 +1,15 @@
 //! `vmap`: vectorising a function over objects and arrays, with NNX semantics.
 
-use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
 
 use super::args::IntoArgs;
-use super::metadata::{add_axis, remove_axis};
+use super::metadata::{enter_partition, leave_partition};
 use super::pipeline::{self, Cache, Rules};
 use super::typed::{self, Body, IntoBody};
 use crate::engine::Engine;
 use crate::error::{Error, Result};
-use crate::graph::{Filter, Path, Value};
+use crate::graph::{Filter, Value};
 use crate::lift::{self, Lowered, Prefix};
 use crate::program::{AbstractValue, Batching, Primitive, Program, ProgramRef};
 
@@ -264,16 +263,7 @@ impl<F: Body> Rules for Vmap<F> {
         }
         let axis_size = self.lanes(&mapped)?;
         if let Some(name) = &self.partition {
-            let axes: HashMap<Path, usize> = lowered
-                .leaves()
-                .iter()
-                .zip(&in_axes)
-                .filter_map(|(l, a)| a.map(|a| (l.path.clone(), a)))
-                .collect();
-            lowered.edit_variable_metadata(|leaf, metadata| match axes.get(&leaf.path) {
-                Some(&axis) => remove_axis(metadata, axis, name, || leaf.location()),
-                None => Ok(()),
-            })?;
+            enter_partition(lowered, &in_axes, name)?;
         }
         Ok((in_avals, Mapped { in_axes, axis_size }))
     }
@@ -301,18 +291,7 @@ impl<F: Body> Rules for Vmap<F> {
             });
         }
         if let Some(name) = &self.partition {
-            let axes: HashMap<Path, usize> = outputs
-                .leaves()
-                .iter()
-                .zip(&out_axes)
-                .filter_map(|(l, a)| a.map(|a| (l.path.clone(), a)))
-                .collect();
-            outputs.edit_variable_metadata(|leaf, metadata| {
-                if let Some(&axis) = axes.get(&leaf.path) {
-                    add_axis(metadata, axis, name);
-                }
-                Ok(())
-            })?;
+            leave_partition(outputs, &out_axes, name)?;
         }
         let batched_inputs: Vec<bool> = mapped
             .in_axes
