@@ -87,6 +87,46 @@ except ValueError as e:
 nnx.reseed(r, policy='match_shape', dropout=3)
 out['reseed_match_shape'] = {'key': data(r.rngs.dropout.key[...]),
                              'count': r.rngs.dropout.count[...].tolist()}
+
+
+# the functional style: transforms over (graphdef, state) with merge inside
+class Count(nnx.Variable):
+  pass
+
+
+class Lin(nnx.Module):
+  def __init__(self):
+    self.w = nnx.Param(jnp.array([[1.0, -2.0, 0.5], [0.25, 3.0, -1.0]]))
+    self.count = Count(jnp.array(0))
+
+  def __call__(self, x):
+    self.count[...] += 1
+    return jnp.tanh(x @ self.w[...])
+
+
+graphdef, state = nnx.split(Lin())
+x = jnp.array([[0.5, -1.0], [2.0, 0.25]])
+
+
+@nnx.jit
+def forward(graphdef, state, x):
+  m = nnx.merge(graphdef, state)
+  y = m(x)
+  return y, nnx.state(m)
+
+
+y, new_state = forward(graphdef, state, x)
+params, rest = nnx.split_state(state, nnx.Param, ...)
+
+
+def loss(params, rest, x):
+  m = nnx.merge(graphdef, params, rest)
+  return m(x).sum()
+
+
+g = nnx.grad(loss)(params, rest, x)
+out['functional'] = {'y': y.tolist(), 'count_out': int(new_state['count'][...]),
+                     'count_state': int(state['count'][...]), 'grad_w': g['w'][...].tolist()}
 s = nnx.Rngs(params=1, dropout=2, noise=3).split({'params': 5, 'dropout': None, ...: (2, 5)})
 out['split_mapping'] = {name: list(getattr(s, name).key.shape) for name in ['params', 'dropout', 'noise']}
 print(json.dumps(out, indent=1, sort_keys=True))

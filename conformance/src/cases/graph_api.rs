@@ -7,8 +7,9 @@ use std::sync::OnceLock;
 
 use serde_json::Value as Json;
 
-use nnx_core::graph::{self, Filter, Leaf, NestedState, State};
+use nnx_core::graph::{self, Filter, GraphDef, Leaf, NestedState, State};
 use nnx_core::random::{self, ReseedPolicy};
+use nnx_core::transforms::{jit, value_and_grad};
 use nnx_core::{
     BatchStat, Engine, Intermediate, List, Object, Param, Result, Rngs, Static, Tensor, Value,
     VariableType,
@@ -252,5 +253,86 @@ pub fn rngs_reseed_and_split_match_flax(_engine: &dyn Engine) -> CaseResult {
             "split mapping, {name}: {shape:?}; Flax: {expected:?}"
         );
     }
+    Ok(Outcome::Pass)
+}
+
+/// The functional style: `jit` over `(graphdef, state)` with `merge` inside, returning the
+/// new State, and `grad` with respect to a State argument; values and state propagation as
+/// Flax gives them.
+pub fn functional_style_matches_flax(engine: &dyn Engine) -> CaseResult {
+    let g = &golden()["functional"];
+    let floats = |j: &Json| -> Vec<f32> {
+        let mut out = Vec::new();
+        let mut stack = vec![j];
+        while let Some(v) = stack.pop() {
+            match v {
+                Json::Array(items) => stack.extend(items.iter().rev()),
+                other => out.extend(other.as_f64().map(|x| x as f32)),
+            }
+        }
+        out
+    };
+    let lin = Object::new("Lin")
+        .with(
+            "w",
+            Param::new(Tensor::from_vec(
+                &[2, 3],
+                vec![1.0f32, -2.0, 0.5, 0.25, 3.0, -1.0],
+            )?),
+        )?
+        .with("count", super::guide::Count::new(Tensor::scalar(0i32)))?;
+    let apply = |m: &Object, x: &Tensor| -> Result<Tensor> {
+        m.var("count")?.update(|c| c + 1)?;
+        x.matmul(&m.value("w")?)?.tanh()
+    };
+    let x = Tensor::from_vec(&[2, 2], vec![0.5f32, -1.0, 2.0, 0.25])?;
+    let (graphdef, state) = graph::split(&lin);
+    let forward = jit(
+        |g: &GraphDef, s: &State, x: &Tensor| -> Result<(Tensor, State)> {
+            let m: Object = graph::merge(g, [s])?;
+            let y = apply(&m, x)?;
+            Ok((y, graph::state(&m)))
+        },
+    );
+    let (y, new_state) = forward.call(engine, (&graphdef, &state, &x))?;
+    let params = state.filter(&VariableType::PARAM.into());
+    let rest = state.filter(&Filter::Not(Box::new(VariableType::PARAM.into())));
+    let loss = |p: &State, r: &State, x: &Tensor| -> Result<Tensor> {
+        let m: Object = graph::merge(&graphdef, [p, r])?;
+        apply(&m, x)?.sum(nnx_core::Axes::All)
+    };
+    let out = value_and_grad(loss).call(engine, (&params, &rest, &x))?;
+    let count = |s: &State| -> Result<i32> {
+        s.variable(&graph::Path::from(["count"]))?
+            .value()
+            .item::<i32>()
+    };
+    let grad_w = out.grads[0]
+        .state()?
+        .variable(&graph::Path::from(["w"]))?
+        .value()
+        .to_vec::<f32>()?;
+    let close = |a: &[f32], b: &[f32]| {
+        a.len() == b.len()
+            && a.iter()
+                .zip(b)
+                .all(|(x, y)| (x - y).abs() <= 1e-5 * (1.0 + y.abs()))
+    };
+    ensure!(
+        close(&y.to_vec::<f32>()?, &floats(&g["y"]))
+            && close(&grad_w, &floats(&g["grad_w"]))
+            && i64::from(count(&new_state)?) == g["count_out"].as_i64().unwrap_or(-1)
+            && i64::from(count(&state)?) == g["count_state"].as_i64().unwrap_or(-1),
+        "functional style: y {:?}, grad {grad_w:?}, counts {} {}; Flax: {g}",
+        y.to_vec::<f32>()?,
+        count(&new_state)?,
+        count(&state)?
+    );
+    ensure!(
+        new_state
+            .variable(&graph::Path::from(["w"]))?
+            .ptr_eq(&lin.var("w")?),
+        "the returned State does not hold the model's own Variables"
+    );
     Ok(Outcome::Pass)
 }

@@ -486,3 +486,90 @@ mod tests {
         ]))));
     }
 }
+
+/// A State crosses a transform as the nested [`Dict`](super::Dict)s of its leaves (the
+/// graph's own Variables and raw arrays), so a function can take and return States (the
+/// functional style); the Variables are lowered, raised and written back as any others.
+impl ToValue for super::State {
+    fn to_value(&self) -> Value {
+        if let Some(root) = self.get(&super::Path::root()) {
+            return leaf_value(root);
+        }
+        let root = super::Dict::new();
+        for (path, leaf) in self.iter() {
+            let keys = path.keys();
+            let Some((last, inner)) = keys.split_last() else {
+                continue;
+            };
+            let mut at = root.clone();
+            for key in inner {
+                at = match at.get(key.clone()) {
+                    Ok(Value::Dict(d)) => d,
+                    _ => {
+                        let d = super::Dict::new();
+                        // A new key on a new Dict: cannot fail.
+                        let _ = at.insert(key.clone(), d.clone());
+                        d
+                    }
+                };
+            }
+            let _ = at.insert(last.clone(), leaf_value(leaf));
+        }
+        Value::Dict(root)
+    }
+}
+
+fn leaf_value(leaf: &super::Leaf) -> Value {
+    match leaf {
+        super::Leaf::Variable(v) => Value::Variable(v.clone()),
+        super::Leaf::Array(t) => Value::Array(t.clone()),
+    }
+}
+
+impl FromValue for super::State {
+    fn expected() -> String {
+        "a State (nested Dicts of Variables and arrays)".into()
+    }
+
+    fn from_value(value: &Value) -> Result<super::State> {
+        let mut state = super::State::new();
+        let mut stack = vec![(super::Path::root(), value.clone())];
+        while let Some((path, value)) = stack.pop() {
+            match value {
+                Value::Dict(d) => {
+                    stack.extend((d.entries().into_iter()).map(|(k, v)| (path.child(k), v)))
+                }
+                Value::Variable(v) => {
+                    state.insert(path, super::Leaf::Variable(v));
+                }
+                Value::Array(t) => {
+                    state.insert(path, super::Leaf::Array(t));
+                }
+                other => return Err(mismatch::<super::State>(&other)),
+            }
+        }
+        Ok(state)
+    }
+}
+
+impl super::GraphValue for super::State {}
+
+/// A GraphDef crosses a transform as a static value (part of the cache key).
+impl ToValue for super::GraphDef {
+    fn to_value(&self) -> Value {
+        Value::Static(Static::GraphDef(std::sync::Arc::new(self.clone())))
+    }
+}
+
+impl FromValue for super::GraphDef {
+    fn expected() -> String {
+        "a GraphDef".into()
+    }
+
+    fn from_value(value: &Value) -> Result<super::GraphDef> {
+        match value {
+            Value::Static(Static::GraphDef(def)) => Ok(def.as_ref().clone()),
+            other => Err(mismatch::<super::GraphDef>(other)),
+        }
+    }
+}

@@ -30,6 +30,9 @@ pub enum Static {
     Tuple(Vec<Static>),
     /// A dict with string keys, in insertion order.
     Dict(Vec<(String, Static)>),
+    /// A graph's structure, passed to a transform as an argument (the functional style:
+    /// `jit` over `(graphdef, state)` with `merge` inside).
+    GraphDef(std::sync::Arc<super::GraphDef>),
 }
 
 impl Static {
@@ -65,6 +68,7 @@ impl PartialEq for Static {
             (Static::Str(a), Static::Str(b)) => a == b,
             (Static::List(a), Static::List(b)) | (Static::Tuple(a), Static::Tuple(b)) => a == b,
             (Static::Dict(a), Static::Dict(b)) => a == b,
+            (Static::GraphDef(a), Static::GraphDef(b)) => a == b,
             _ => false,
         }
     }
@@ -83,6 +87,7 @@ impl Hash for Static {
             Static::Str(s) => s.hash(state),
             Static::List(items) | Static::Tuple(items) => items.hash(state),
             Static::Dict(items) => items.hash(state),
+            Static::GraphDef(def) => def.hash(state),
         }
     }
 }
@@ -107,6 +112,7 @@ impl fmt::Display for Static {
                     .collect();
                 write!(f, "{{{}}}", parts.join(", "))
             }
+            Static::GraphDef(def) => write!(f, "{def}"),
         }
     }
 }
