@@ -598,8 +598,15 @@ impl Point<'_> {
                 .map(|k| f64::from(u[k]) * terms.iter().map(|(c, y)| c * y[k]).sum::<f64>())
                 .sum()
         };
+        // `NNX_DEBUG_ORACLE=1` prints why the oracle failed, with the program.
+        let oracle_failed = |e: &nnx_core::Error| {
+            if std::env::var_os("NNX_DEBUG_ORACLE").is_some() {
+                eprintln!("the oracle fails: {e}\n{}", traced.program);
+            }
+            "the oracle fails"
+        };
         // The point itself first: it records the values held constant (see [`Oracle`]).
-        let at = y(0.0).map_err(|_| "the oracle fails")?;
+        let at = y(0.0).map_err(|e| oracle_failed(&e))?;
         if oracle.borrow().met_a_tie() {
             return Err("a tie of maximum or minimum");
         }
@@ -613,9 +620,9 @@ impl Point<'_> {
             let kink = combine(&[(1.0 / h, &up), (-2.0 / h, &at), (1.0 / h, &down)]);
             Ok((central, kink))
         };
-        let (Ok((coarse, coarse_kink)), Ok((fine, fine_kink))) = (sides(1e-3), sides(2.5e-4))
-        else {
-            return Err("the oracle fails");
+        let ((coarse, coarse_kink), (fine, fine_kink)) = match (sides(1e-3), sides(2.5e-4)) {
+            (Ok(coarse), Ok(fine)) => (coarse, fine),
+            (Err(e), _) | (_, Err(e)) => return Err(oracle_failed(&e)),
         };
         if !coarse.is_finite() || !fine.is_finite() {
             return Err("not finite");

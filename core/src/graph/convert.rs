@@ -422,71 +422,6 @@ macro_rules! map_conversion {
 map_conversion!(BTreeMap, "BTreeMap");
 map_conversion!(IndexMap, "IndexMap");
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::graph::Param;
-
-    #[test]
-    fn statics_and_tuples_round_trip() {
-        let v = (3usize, "a".to_owned(), true).to_value();
-        assert!(matches!(v, Value::Static(Static::Tuple(_))));
-        let back: (usize, String, bool) = FromValue::from_value(&v).unwrap();
-        assert_eq!(back, (3, "a".to_owned(), true));
-        let t = (Tensor::ones([2]), 1i64).to_value();
-        assert!(matches!(t, Value::Tuple(_)));
-    }
-
-    #[test]
-    fn mismatches_name_the_rust_type_and_the_value() {
-        let err = Tensor::from_value(&Value::Object(Object::new("Weights"))).unwrap_err();
-        assert_eq!(err.to_string(), "expected Tensor, found a 'Weights' object");
-        let nested = <(Tensor, usize)>::from_value(&(Tensor::ones([1]), 2.5f64).to_value())
-            .unwrap_err()
-            .within("argument 1");
-        assert_eq!(
-            nested.to_string(),
-            "argument 1, item 1: expected usize, found the static value 2.5"
-        );
-    }
-
-    #[test]
-    fn vecs_of_handles_are_lists_with_identity() {
-        let items = [
-            Param::new(Tensor::ones([1])),
-            Param::new(Tensor::zeros([1])),
-        ];
-        let vars: Vec<Variable> = items.iter().map(|p| (**p).clone()).collect();
-        let (Value::List(a), Value::List(b)) = (vars.to_value(), vars.to_value()) else {
-            panic!("expected lists");
-        };
-        assert!(a.ptr_eq(&b));
-        let mut layers = BTreeMap::new();
-        layers.insert("a".to_owned(), vars[0].clone());
-        let (Value::Dict(d), Value::Dict(e)) = (layers.to_value(), layers.to_value()) else {
-            panic!("expected dicts");
-        };
-        assert!(d.ptr_eq(&e));
-        let back: BTreeMap<String, Variable> = FromValue::from_value(&Value::Dict(d)).unwrap();
-        assert!(back["a"].ptr_eq(&vars[0]));
-        let mut sizes = IndexMap::new();
-        sizes.insert("b".to_owned(), 2usize);
-        sizes.insert("a".to_owned(), 1usize);
-        let stat = sizes.to_value();
-        assert!(stat.same_as(&Value::Static(Static::Dict(vec![
-            ("b".to_owned(), Static::Int(2)),
-            ("a".to_owned(), Static::Int(1))
-        ]))));
-        let back: IndexMap<String, usize> = FromValue::from_value(&stat).unwrap();
-        assert_eq!(back, sizes);
-        let statics = vec![1usize, 2].to_value();
-        assert!(statics.same_as(&Value::Static(Static::List(vec![
-            Static::Int(1),
-            Static::Int(2)
-        ]))));
-    }
-}
-
 /// A State crosses a transform as the nested [`Dict`](super::Dict)s of its leaves (the
 /// graph's own Variables and raw arrays), so a function can take and return States (the
 /// functional style); the Variables are lowered, raised and written back as any others.
@@ -571,5 +506,70 @@ impl FromValue for super::GraphDef {
             Value::Static(Static::GraphDef(def)) => Ok(def.as_ref().clone()),
             other => Err(mismatch::<super::GraphDef>(other)),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::graph::Param;
+
+    #[test]
+    fn statics_and_tuples_round_trip() {
+        let v = (3usize, "a".to_owned(), true).to_value();
+        assert!(matches!(v, Value::Static(Static::Tuple(_))));
+        let back: (usize, String, bool) = FromValue::from_value(&v).unwrap();
+        assert_eq!(back, (3, "a".to_owned(), true));
+        let t = (Tensor::ones([2]), 1i64).to_value();
+        assert!(matches!(t, Value::Tuple(_)));
+    }
+
+    #[test]
+    fn mismatches_name_the_rust_type_and_the_value() {
+        let err = Tensor::from_value(&Value::Object(Object::new("Weights"))).unwrap_err();
+        assert_eq!(err.to_string(), "expected Tensor, found a 'Weights' object");
+        let nested = <(Tensor, usize)>::from_value(&(Tensor::ones([1]), 2.5f64).to_value())
+            .unwrap_err()
+            .within("argument 1");
+        assert_eq!(
+            nested.to_string(),
+            "argument 1, item 1: expected usize, found the static value 2.5"
+        );
+    }
+
+    #[test]
+    fn vecs_of_handles_are_lists_with_identity() {
+        let items = [
+            Param::new(Tensor::ones([1])),
+            Param::new(Tensor::zeros([1])),
+        ];
+        let vars: Vec<Variable> = items.iter().map(|p| (**p).clone()).collect();
+        let (Value::List(a), Value::List(b)) = (vars.to_value(), vars.to_value()) else {
+            panic!("expected lists");
+        };
+        assert!(a.ptr_eq(&b));
+        let mut layers = BTreeMap::new();
+        layers.insert("a".to_owned(), vars[0].clone());
+        let (Value::Dict(d), Value::Dict(e)) = (layers.to_value(), layers.to_value()) else {
+            panic!("expected dicts");
+        };
+        assert!(d.ptr_eq(&e));
+        let back: BTreeMap<String, Variable> = FromValue::from_value(&Value::Dict(d)).unwrap();
+        assert!(back["a"].ptr_eq(&vars[0]));
+        let mut sizes = IndexMap::new();
+        sizes.insert("b".to_owned(), 2usize);
+        sizes.insert("a".to_owned(), 1usize);
+        let stat = sizes.to_value();
+        assert!(stat.same_as(&Value::Static(Static::Dict(vec![
+            ("b".to_owned(), Static::Int(2)),
+            ("a".to_owned(), Static::Int(1))
+        ]))));
+        let back: IndexMap<String, usize> = FromValue::from_value(&stat).unwrap();
+        assert_eq!(back, sizes);
+        let statics = vec![1usize, 2].to_value();
+        assert!(statics.same_as(&Value::Static(Static::List(vec![
+            Static::Int(1),
+            Static::Int(2)
+        ]))));
     }
 }
