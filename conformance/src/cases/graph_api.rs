@@ -41,6 +41,19 @@ fn model() -> Result<Object> {
         .with("i", Intermediate::new(Tensor::ones([3])))
 }
 
+/// The numbers of a nested JSON array, flattened in order.
+fn numbers(json: &Json) -> Vec<f64> {
+    let mut out = Vec::new();
+    let mut stack = vec![json];
+    while let Some(v) = stack.pop() {
+        match v {
+            Json::Array(items) => stack.extend(items.iter().rev()),
+            other => out.extend(other.as_f64()),
+        }
+    }
+    out
+}
+
 /// A path as the probe writes it (`a/w`, the root as the empty string).
 fn slashed(path: &graph::Path) -> String {
     match path.is_empty() {
@@ -161,17 +174,7 @@ pub fn graph_api_matches_flax(_engine: &dyn Engine) -> CaseResult {
 /// shape under `match_shape`) and `Rngs.split` with a `{filter: k}` mapping, as Flax.
 pub fn rngs_reseed_and_split_match_flax(_engine: &dyn Engine) -> CaseResult {
     let g = golden();
-    let words = |j: &Json| -> Vec<u32> {
-        let mut out = Vec::new();
-        let mut stack = vec![j];
-        while let Some(v) = stack.pop() {
-            match v {
-                Json::Array(items) => stack.extend(items.iter().rev()),
-                other => out.extend(other.as_u64().map(|w| w as u32)),
-            }
-        }
-        out
-    };
+    let words = |j: &Json| -> Vec<u32> { numbers(j).into_iter().map(|w| w as u32).collect() };
     let module = || -> Result<(Object, Rngs)> {
         let rngs = Rngs::builder()
             .stream("params", 0)
@@ -261,17 +264,7 @@ pub fn rngs_reseed_and_split_match_flax(_engine: &dyn Engine) -> CaseResult {
 /// Flax gives them.
 pub fn functional_style_matches_flax(engine: &dyn Engine) -> CaseResult {
     let g = &golden()["functional"];
-    let floats = |j: &Json| -> Vec<f32> {
-        let mut out = Vec::new();
-        let mut stack = vec![j];
-        while let Some(v) = stack.pop() {
-            match v {
-                Json::Array(items) => stack.extend(items.iter().rev()),
-                other => out.extend(other.as_f64().map(|x| x as f32)),
-            }
-        }
-        out
-    };
+    let floats = |j: &Json| -> Vec<f32> { numbers(j).into_iter().map(|x| x as f32).collect() };
     let lin = Object::new("Lin")
         .with(
             "w",
