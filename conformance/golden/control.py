@@ -259,6 +259,42 @@ def numbers_in_jit():
 
 out['numbers_in_jit'] = numbers_in_jit()
 
+# graph_updates=False: Variables updated in place, structure changes dropped, outputs new
+def graph_updates_false():
+  res = {}
+  m = M()
+  @nnx.jit(graph_updates=False)
+  def f(m, x):
+    m.count[...] += 1
+    m.extra = 3
+    m.new = nnx.Param(jnp.zeros(1))
+    w0 = m.w
+    m.w = nnx.Param(jnp.zeros(3))
+    return (w0[...] * x).sum()
+  w_before = m.w
+  res['y'] = float(f(m, 2.0))
+  res['count'] = int(m.count[...])
+  res['extra'] = hasattr(m, 'extra') or hasattr(m, 'new')
+  res['w_same'] = m.w is w_before
+  res['w'] = m.w[...].tolist()
+  @nnx.jit(graph_updates=False)
+  def g(m):
+    return m
+  res['return_input_error'] = err(lambda: g(M()))
+  @nnx.jit(graph_updates=False)
+  def h(m):
+    return nnx.Param(m.w[...] * 2)
+  m = M()
+  p = h(m)
+  res['new_variable'] = [type(p).__name__, p[...].tolist(), p is m.w]
+  @nnx.vmap(in_axes=(None, 0), graph_updates=False)
+  def v(m, x):
+    return (m.w[...] * x).sum()
+  res['vmap'] = v(M(), jnp.ones((2, 3))).tolist()
+  return res
+
+out['graph_updates_false'] = graph_updates_false()
+
 # eval_shape: abstract outputs, nothing propagates to the arguments
 def run_eval_shape():
   m = M()

@@ -617,3 +617,86 @@ pub fn numbers_assigned_inside_jit_stay_static(engine: &dyn Engine) -> CaseResul
     );
     Ok(Outcome::Pass)
 }
+
+/// `graph_updates(false)` on `jit` and `vmap` as flax 0.12.8 has it: the inputs' Variables
+/// take their new values in place, attributes added or replaced inside are dropped, a new
+/// Variable comes out new, and returning an input object is an error that changes nothing.
+pub fn graph_updates_false_updates_variables_only(engine: &dyn Engine) -> CaseResult {
+    let g = &golden()["graph_updates_false"];
+    let m = model()?;
+    let w_before = m.var("w")?;
+    let step = jit(|m: &Object, x: &Tensor| -> Result<Tensor> {
+        bump(m, &Tensor::scalar(1i32))?;
+        m.set("extra", 3)?;
+        m.set("new", Param::new(Tensor::zeros([1])))?;
+        let w0 = m.value("w")?;
+        m.set("w", Param::new(Tensor::zeros([3])))?;
+        w0.mul(x)?.sum(Axes::All)
+    })
+    .graph_updates(false);
+    let y = step
+        .call(engine, (&m, &Tensor::scalar(2.0f32)))?
+        .item::<f32>()?;
+    let got = (
+        y,
+        count(&m)?,
+        m.has("extra") || m.has("new"),
+        m.var("w")?.ptr_eq(&w_before),
+        m.value("w")?.to_vec::<f32>()?,
+    );
+    let expected = (
+        g["y"].as_f64().unwrap_or(f64::NAN) as f32,
+        g["count"].as_i64().unwrap_or(-1) as i32,
+        g["extra"].as_bool().unwrap_or(true),
+        g["w_same"].as_bool().unwrap_or(false),
+        floats(&g["w"]),
+    );
+    ensure!(
+        got == expected,
+        "jit(graph_updates=False): {got:?}; Flax: {expected:?}"
+    );
+
+    let m = model()?;
+    let err = jit(|m: &Object| -> Result<Object> {
+        bump(m, &Tensor::scalar(1i32))?;
+        Ok(m.clone())
+    })
+    .graph_updates(false)
+    .call(engine, (&m,))
+    .err()
+    .ok_or_else(|| Failure("returning an input object was accepted".into()))?;
+    ensure!(
+        matches!(err, Error::GraphUpdates(_))
+            && count(&m)? == 0
+            && g["return_input_error"]
+                .as_str()
+                .unwrap_or_default()
+                .starts_with("ValueError: Duplicate"),
+        "returning an input without graph updates: {err}"
+    );
+    snapshot("graph_updates_false_returns_an_input", &err.to_string());
+
+    let m = model()?;
+    let doubled = jit(|m: &Object| -> Result<Param> { Ok(Param::new((&m.value("w")? * 2.0)?)) })
+        .graph_updates(false)
+        .call(engine, (&m,))?;
+    let expected = &g["new_variable"];
+    ensure!(
+        !doubled.ptr_eq(&m.var("w")?)
+            && doubled.value().to_vec::<f32>()? == floats(&expected[1])
+            && expected[2].as_bool() == Some(false),
+        "a new Variable returned without graph updates; Flax: {expected}"
+    );
+
+    let per_lane = vmap(|m: &Object, x: &Tensor| m.value("w")?.mul(x)?.sum(Axes::All))
+        .in_axes((None::<i32>, 0))
+        .graph_updates(false)
+        .call(engine, (&model()?, &Tensor::ones([2, 3])))?
+        .to_vec::<f32>()?;
+    ensure!(
+        per_lane == floats(&g["vmap"]),
+        "vmap(graph_updates=False): {per_lane:?}; Flax: {}",
+        g["vmap"]
+    );
+    Ok(Outcome::Pass)
+}

@@ -331,6 +331,10 @@ pub enum Error {
     /// results do not fit its inputs, forward-mode differentiation through it, …).
     #[error("custom_vjp: {0}")]
     CustomVjp(String),
+    /// A transform without graph updates (`graph_updates(false)`) given what it cannot keep
+    /// apart: input Variables or objects returned as outputs.
+    #[error("{0}")]
+    GraphUpdates(String),
     /// Lifted control flow used in a way it does not allow: a predicate or branch index
     /// that is not a scalar of the right dtype, branches that leave different structures,
     /// a `while_loop` body that changes its loop value's structure, or reverse-mode
@@ -655,6 +659,7 @@ impl Error {
             | Error::InvalidRngSeed { .. }
             | Error::JacobianOutput { .. }
             | Error::TangentShape { .. } => ErrorKind::DType,
+            Error::GraphUpdates(_) => ErrorKind::Aliasing,
             Error::TangentCount { .. } | Error::CustomVjp(_) | Error::ControlFlow(_) => {
                 ErrorKind::Value
             }

@@ -243,6 +243,97 @@ pub fn write_back<L>(
     }
 }
 
+/// Step 4 without graph updates (`graph_updates(false)`): only the inputs' Variables take
+/// their new values, in place; structural changes made inside (attributes added, deleted or
+/// replaced) are dropped, and the output is built from new objects and Variables. Call
+/// [`check_outputs_are_new`] on the outputs first.
+///
+/// # Errors
+/// As [`write_back`]; the closure rule's error for a Variable of another trace level.
+pub fn write_back_values<L>(
+    inputs: &Lowered<L>,
+    outputs: &Lowered<L>,
+    values: Vec<Tensor>,
+) -> Result<Value> {
+    let _consistent = crate::graph::sync::consistency(true);
+    let outer: std::collections::HashMap<Path, usize> = (outputs.def.walk())
+        .filter_map(|step| match step {
+            crate::graph::graphdef::Step::Enter { entry, path, .. } => match &entry.def {
+                NodeDef::Variable(vd) => vd.outer_index.map(|o| (path, o)),
+                _ => None,
+            },
+            crate::graph::graphdef::Step::Leave => None,
+        })
+        .collect();
+    let updates: Vec<(Variable, Tensor)> = (outputs.leaves.iter().zip(&values))
+        .filter_map(
+            |(leaf, value)| match outer.get(&leaf.path).map(|&o| &inputs.by_index[o]) {
+                Some(Value::Variable(v)) => Some((v.clone(), value.clone())),
+                _ => None,
+            },
+        )
+        .collect();
+    let built = rebuild(outputs, values, None)?;
+    for (variable, value) in updates {
+        variable.set_value(value)?;
+    }
+    match built.value {
+        Value::Tuple(mut items) if items.len() == outputs.roots => Ok(items
+            .pop()
+            .unwrap_or(Value::Static(crate::graph::Static::None))),
+        other => Ok(other),
+    }
+}
+
+/// Without graph updates a transform's output must not hold the inputs' Variables or
+/// objects (Flax: "does not support Variable aliasing … input Variables returned as
+/// outputs"): they would come out as copies. `transform` names the transform in the error.
+///
+/// # Errors
+/// [`Error::GraphUpdates`] naming each returned input Variable or object by its path in the
+/// output.
+pub fn check_outputs_are_new<L>(outputs: &Lowered<L>, transform: &str) -> Result<()> {
+    let output_root = Key::from(outputs.roots.saturating_sub(1));
+    let mut by_index: std::collections::HashMap<usize, bool> = std::collections::HashMap::new();
+    let mut returned = Vec::new();
+    for step in outputs.def.walk() {
+        let crate::graph::graphdef::Step::Enter { entry, path, .. } = step else {
+            continue;
+        };
+        let in_output = path.keys().first() == Some(&output_root);
+        let (index, outer) = match &entry.def {
+            NodeDef::Variable(vd) => (Some(vd.index), vd.outer_index.is_some()),
+            NodeDef::Node {
+                index, outer_index, ..
+            } => (Some(*index), outer_index.is_some()),
+            NodeDef::Ref(index) => (None, by_index.get(index).copied().unwrap_or(false)),
+            _ => (None, false),
+        };
+        if let Some(index) = index {
+            by_index.insert(index, outer);
+        }
+        if in_output && outer {
+            let mut at = RootLabel::Output.to_string();
+            for key in path.keys().iter().skip(1) {
+                let _ = match key {
+                    Key::Str(name) => write!(at, ".{name}"),
+                    Key::Int(i) => write!(at, "[{i}]"),
+                };
+            }
+            returned.push(at);
+        }
+    }
+    if returned.is_empty() {
+        return Ok(());
+    }
+    Err(Error::GraphUpdates(format!(
+        "{transform} with graph_updates(false) does not support Variable aliasing: the output \
+         returns input Variables or objects at {}. Return new ones (graph::clone), or use graph \
+         updates (the default)",
+        returned.join(", ")
+    )))
+}
+
 fn rebuild<L>(
     lowered: &Lowered<L>,
     values: Vec<Tensor>,

@@ -33,5 +33,8 @@
 pub mod boundary;
 mod prefix;
 
-pub use boundary::{Lowered, LoweredLeaf, Raised, lower_args, lower_outputs, raise, write_back};
+pub use boundary::{
+    Lowered, LoweredLeaf, Raised, check_outputs_are_new, lower_args, lower_outputs, raise,
+    write_back, write_back_values,
+};
 pub use prefix::Prefix;

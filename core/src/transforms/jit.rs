@@ -40,6 +40,7 @@ pub fn jit<M, F: IntoBody<M>>(f: F) -> Jit<F::Body> {
         f: f.into_body(),
         cache: Cache::default(),
         checkpoint: None,
+        graph_updates: true,
     }
 }
 
@@ -62,6 +63,7 @@ pub fn remat<M, F: IntoBody<M>>(f: F) -> Jit<F::Body> {
         f: f.into_body(),
         cache: Cache::default(),
         checkpoint: Some(RematPolicy::default()),
+        graph_updates: true,
     }
 }
 
@@ -71,6 +73,8 @@ pub struct Jit<F> {
     cache: Cache<Whole, ()>,
     /// `Some` for [`remat`]: the program is a checkpoint with this policy.
     checkpoint: Option<RematPolicy>,
+    /// `graph_updates(false)` when `false`.
+    graph_updates: bool,
 }
 
 impl<F: Body> Rules for Jit<F> {
@@ -113,9 +117,33 @@ impl<F: Body> Rules for Jit<F> {
         };
         Ok((primitive, ()))
     }
+
+    fn without_graph_updates(&self) -> Option<&'static str> {
+        match (self.graph_updates, self.checkpoint) {
+            (true, _) => None,
+            (false, None) => Some("jit"),
+            (false, Some(_)) => Some("remat"),
+        }
+    }
 }
 
 impl<F: Body> Jit<F> {
+    /// `nnx.jit(f, graph_updates=False)` with `false`: the inputs' Variables take their new
+    /// values in place, but structural changes made inside (attributes added, deleted or
+    /// replaced) are not propagated, and the output may not return input Variables or
+    /// objects (an `Error::GraphUpdates` naming them; return new ones). With `true` (the
+    /// default), everything propagates.
+    ///
+    /// ```
+    /// use nnx_core::{Value, transforms::jit};
+    /// let step = jit(|args: &[Value]| Ok(args[0].clone())).graph_updates(false);
+    /// assert_eq!(step.trace_count(), 0);
+    /// ```
+    pub fn graph_updates(mut self, graph_updates: bool) -> Jit<F> {
+        self.graph_updates = graph_updates;
+        self
+    }
+
     /// How many times the function has been traced.
     pub fn trace_count(&self) -> usize {
         self.cache.trace_count()

@@ -86,6 +86,14 @@ pub(crate) trait Rules {
     /// ([`Outcome::leaf_variables`]); collecting them costs a handle clone per leaf.
     const LEAF_VARIABLES: bool = false;
 
+    /// `Some(name)` when the transform runs without graph updates (`graph_updates(false)`):
+    /// only the inputs' Variables take new values, structural changes are dropped, and the
+    /// output may not return input Variables or objects (`name` names the transform in
+    /// that error). Default: graph updates.
+    fn without_graph_updates(&self) -> Option<&'static str> {
+        None
+    }
+
     /// Results that are, on every call, an input as it came in: `(result, lowered input)`
     /// pairs (a scan that runs no iteration keeps its broadcast state). Default: none.
     fn passthrough(&self, _extra: &Self::Extra) -> Vec<(usize, usize)> {
@@ -419,6 +427,9 @@ pub(crate) fn call_full<R: Rules>(
             let (avals, prepared) = rules.prepare(args, &mut lowered)?;
             let traced = trace_fn(&avals, |ins| rules.body(&lowered, &prefix, &prepared, ins))?;
             let mut outputs = traced.extra;
+            if let Some(name) = rules.without_graph_updates() {
+                lift::check_outputs_are_new(&outputs, name)?;
+            }
             let program = Arc::new(traced.program);
             let (primitive, extra) = rules.finish(
                 prepared,
@@ -457,7 +468,8 @@ pub(crate) fn call_full<R: Rules>(
                 extra,
                 plans: Mutex::new(Vec::new()),
                 cached,
-                no_shortcut: AtomicBool::new(false),
+                // The shortcut writes back with graph updates.
+                no_shortcut: AtomicBool::new(rules.without_graph_updates().is_some()),
             });
             if cached {
                 cache
@@ -477,7 +489,10 @@ pub(crate) fn call_full<R: Rules>(
             reason: "a result is missing".into(),
         })?;
     let rest = results.split_off(entry.outputs.leaves().len().min(results.len()));
-    let value = lift::write_back(&lowered, &entry.outputs, results)?;
+    let value = match rules.without_graph_updates() {
+        None => lift::write_back(&lowered, &entry.outputs, results)?,
+        Some(_) => lift::write_back_values(&lowered, &entry.outputs, results)?,
+    };
     Ok(Called {
         value,
         rest,

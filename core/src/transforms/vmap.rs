@@ -114,6 +114,7 @@ pub fn vmap<M, F: IntoBody<M>>(f: F) -> Vmap<F::Body> {
         out_axes: Prefix::Leaf(Axis(Some(0))),
         axis_size: None,
         partition: None,
+        graph_updates: true,
         cache: Cache::default(),
     }
 }
@@ -125,10 +126,22 @@ pub struct Vmap<F> {
     out_axes: AxisSpec,
     axis_size: Option<usize>,
     partition: Option<String>,
+    /// `graph_updates(false)` when `false`.
+    graph_updates: bool,
     cache: Cache<Axis, ()>,
 }
 
 impl<F: Body> Vmap<F> {
+    /// `nnx.vmap(f, graph_updates=False)` with `false`: as [`Jit::graph_updates`]
+    /// (only Variables' values propagate; returning input Variables or objects is an
+    /// error).
+    ///
+    /// [`Jit::graph_updates`]: super::Jit::graph_updates
+    pub fn graph_updates(mut self, graph_updates: bool) -> Vmap<F> {
+        self.graph_updates = graph_updates;
+        self
+    }
+
     /// How each argument is mapped (default `0`).
     pub fn in_axes(mut self, axes: impl Into<AxisSpec>) -> Vmap<F> {
         self.in_axes = axes.into();
@@ -266,6 +279,10 @@ impl<F: Body> Rules for Vmap<F> {
             enter_partition(lowered, &in_axes, name)?;
         }
         Ok((in_avals, Mapped { in_axes, axis_size }))
+    }
+
+    fn without_graph_updates(&self) -> Option<&'static str> {
+        (!self.graph_updates).then_some("vmap")
     }
 
     fn finish(
