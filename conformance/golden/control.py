@@ -291,6 +291,14 @@ def graph_updates_false():
   def v(m, x):
     return (m.w[...] * x).sum()
   res['vmap'] = v(M(), jnp.ones((2, 3))).tolist()
+  @nnx.scan(in_axes=(nnx.Carry, 0), out_axes=(nnx.Carry, 0), graph_updates=False)
+  def s(c, x):
+    c.count[...] += 1
+    return c, (c.w[...] * x).sum()
+  m = M()
+  m2, ys = s(m, jnp.ones((3,)))
+  res['scan'] = {'count': int(m.count[...]), 'same_object': m2 is m, 'same_w': m2.w is m.w,
+                 'extra': hasattr(m, 'extra'), 'ys': ys.tolist()}
   return res
 
 out['graph_updates_false'] = graph_updates_false()

@@ -618,9 +618,11 @@ pub fn numbers_assigned_inside_jit_stay_static(engine: &dyn Engine) -> CaseResul
     Ok(Outcome::Pass)
 }
 
-/// `graph_updates(false)` on `jit` and `vmap` as flax 0.12.8 has it: the inputs' Variables
-/// take their new values in place, attributes added or replaced inside are dropped, a new
-/// Variable comes out new, and returning an input object is an error that changes nothing.
+/// `graph_updates(false)` on `jit`, `vmap` and `scan` as flax 0.12.8 has it: the inputs'
+/// Variables take their new values in place, attributes added or replaced inside are
+/// dropped, a new Variable comes out new, returning an input object is an error that
+/// changes nothing, and a scan's carry comes out as a new object holding the same
+/// Variables.
 pub fn graph_updates_false_updates_variables_only(engine: &dyn Engine) -> CaseResult {
     let g = &golden()["graph_updates_false"];
     let m = model()?;
@@ -697,6 +699,33 @@ pub fn graph_updates_false_updates_variables_only(engine: &dyn Engine) -> CaseRe
         per_lane == floats(&g["vmap"]),
         "vmap(graph_updates=False): {per_lane:?}; Flax: {}",
         g["vmap"]
+    );
+
+    // scan: the carry comes out as a new object holding the input's own Variables.
+    let m = model()?;
+    let (m2, ys) = scan(|c: &Object, x: &Tensor| -> Result<(Object, Tensor)> {
+        bump(c, &Tensor::scalar(1i32))?;
+        let y = c.value("w")?.mul(x)?.sum(Axes::All)?;
+        Ok((c.clone(), y))
+    })
+    .graph_updates(false)
+    .call(engine, (&m, &Tensor::ones([3])))?;
+    let s = &g["scan"];
+    let got = (
+        count(&m)?,
+        m2.ptr_eq(&m),
+        m2.var("w")?.ptr_eq(&m.var("w")?),
+        ys.to_vec::<f32>()?,
+    );
+    let expected = (
+        s["count"].as_i64().unwrap_or(-1) as i32,
+        s["same_object"].as_bool().unwrap_or(true),
+        s["same_w"].as_bool().unwrap_or(false),
+        floats(&s["ys"]),
+    );
+    ensure!(
+        got == expected,
+        "scan(graph_updates=False): {got:?}; Flax: {expected:?}"
     );
     Ok(Outcome::Pass)
 }

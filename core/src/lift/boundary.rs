@@ -245,8 +245,9 @@ pub fn write_back<L>(
 
 /// Step 4 without graph updates (`graph_updates(false)`): only the inputs' Variables take
 /// their new values, in place; structural changes made inside (attributes added, deleted or
-/// replaced) are dropped, and the output is built from new objects and Variables. Call
-/// [`check_outputs_are_new`] on the outputs first.
+/// replaced) are dropped, and the output is built from new objects (holding the inputs'
+/// own Variables where it returns them, as a `scan` carry does). Call
+/// [`check_outputs_are_new`] on the outputs first where returning inputs is an error.
 ///
 /// # Errors
 /// As [`write_back`]; the closure rule's error for a Variable of another trace level.
@@ -256,27 +257,15 @@ pub fn write_back_values<L>(
     values: Vec<Tensor>,
 ) -> Result<Value> {
     let _consistent = crate::graph::sync::consistency(true);
-    let outer: std::collections::HashMap<Path, usize> = (outputs.def.walk())
-        .filter_map(|step| match step {
-            crate::graph::graphdef::Step::Enter { entry, path, .. } => match &entry.def {
-                NodeDef::Variable(vd) => vd.outer_index.map(|o| (path, o)),
-                _ => None,
-            },
-            crate::graph::graphdef::Step::Leave => None,
+    // The inputs' Variables are reused (their values overwritten); their objects, lists
+    // and dicts are not: the rebuilt ones are new, and the caller's keep their structure.
+    let variables_only: Vec<Value> = (inputs.by_index.iter())
+        .map(|v| match v {
+            Value::Variable(_) => v.clone(),
+            _ => Value::Static(crate::graph::Static::None),
         })
         .collect();
-    let updates: Vec<(Variable, Tensor)> = (outputs.leaves.iter().zip(&values))
-        .filter_map(
-            |(leaf, value)| match outer.get(&leaf.path).map(|&o| &inputs.by_index[o]) {
-                Some(Value::Variable(v)) => Some((v.clone(), value.clone())),
-                _ => None,
-            },
-        )
-        .collect();
-    let built = rebuild(outputs, values, None)?;
-    for (variable, value) in updates {
-        variable.set_value(value)?;
-    }
+    let built = rebuild(outputs, values, Some(&variables_only))?;
     match built.value {
         Value::Tuple(mut items) if items.len() == outputs.roots => Ok(items
             .pop()
@@ -287,12 +276,17 @@ pub fn write_back_values<L>(
 
 /// Without graph updates a transform's output must not hold the inputs' Variables or
 /// objects (Flax: "does not support Variable aliasing … input Variables returned as
-/// outputs"): they would come out as copies. `transform` names the transform in the error.
+/// outputs"), except where `allowed` says so for a path in the output (a `scan` carry).
+/// `transform` names the transform in the error.
 ///
 /// # Errors
 /// [`Error::GraphUpdates`] naming each returned input Variable or object by its path in the
 /// output.
-pub fn check_outputs_are_new<L>(outputs: &Lowered<L>, transform: &str) -> Result<()> {
+pub fn check_outputs_are_new<L>(
+    outputs: &Lowered<L>,
+    transform: &str,
+    allowed: impl Fn(&Path) -> bool,
+) -> Result<()> {
     let output_root = Key::from(outputs.roots.saturating_sub(1));
     let mut by_index: std::collections::HashMap<usize, bool> = std::collections::HashMap::new();
     let mut returned = Vec::new();
@@ -312,7 +306,7 @@ pub fn check_outputs_are_new<L>(outputs: &Lowered<L>, transform: &str) -> Result
         if let Some(index) = index {
             by_index.insert(index, outer);
         }
-        if in_output && outer {
+        if in_output && outer && !allowed(&path) {
             let mut at = RootLabel::Output.to_string();
             for key in path.keys().iter().skip(1) {
                 let _ = match key {

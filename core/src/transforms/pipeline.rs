@@ -94,6 +94,12 @@ pub(crate) trait Rules {
         None
     }
 
+    /// Without graph updates, whether the output may hold the inputs' own Variables at
+    /// `path` (the output's path, its root key first): a `scan` carry. Default: nowhere.
+    fn may_return_inputs(&self, _path: &crate::graph::Path) -> bool {
+        false
+    }
+
     /// Results that are, on every call, an input as it came in: `(result, lowered input)`
     /// pairs (a scan that runs no iteration keeps its broadcast state). Default: none.
     fn passthrough(&self, _extra: &Self::Extra) -> Vec<(usize, usize)> {
@@ -428,7 +434,7 @@ pub(crate) fn call_full<R: Rules>(
             let traced = trace_fn(&avals, |ins| rules.body(&lowered, &prefix, &prepared, ins))?;
             let mut outputs = traced.extra;
             if let Some(name) = rules.without_graph_updates() {
-                lift::check_outputs_are_new(&outputs, name)?;
+                lift::check_outputs_are_new(&outputs, name, |path| rules.may_return_inputs(path))?;
             }
             let program = Arc::new(traced.program);
             let (primitive, extra) = rules.finish(

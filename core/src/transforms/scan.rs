@@ -101,6 +101,7 @@ pub fn scan<M, F: IntoBody<M>>(f: F) -> Scan<F::Body> {
         length: None,
         reverse: false,
         partition: None,
+        graph_updates: true,
         cache: Cache::default(),
     }
 }
@@ -114,6 +115,8 @@ pub struct Scan<F> {
     reverse: bool,
     /// `transform_metadata`'s partition name.
     partition: Option<String>,
+    /// `graph_updates(false)` when `false`.
+    graph_updates: bool,
     cache: Cache<ScanAxis, ZeroLength>,
 }
 
@@ -191,6 +194,16 @@ impl<F: Body> Scan<F> {
     /// stacking axis of stacked outputs.
     pub fn transform_metadata(mut self, partition_name: &str) -> Scan<F> {
         self.partition = Some(partition_name.to_owned());
+        self
+    }
+
+    /// `nnx.scan(f, graph_updates=False)` with `false`: the inputs' Variables take their new
+    /// values in place and structural changes are dropped, as
+    /// [`Jit::graph_updates`](super::Jit::graph_updates); the carry comes out as new objects
+    /// holding the inputs' own Variables (Flax: `m2 is not m`, `m2.w is m.w`), and returning
+    /// input Variables anywhere but in the carry is an error.
+    pub fn graph_updates(mut self, graph_updates: bool) -> Scan<F> {
+        self.graph_updates = graph_updates;
         self
     }
 
@@ -536,6 +549,24 @@ impl<F: Body> Rules for Scan<F> {
             spec,
         };
         Ok((primitive, ZeroLength(zero_length)))
+    }
+
+    fn without_graph_updates(&self) -> Option<&'static str> {
+        (!self.graph_updates).then_some("scan")
+    }
+
+    fn may_return_inputs(&self, path: &Path) -> bool {
+        let mut prefix = &self.out_axes;
+        for key in path.keys().iter().skip(1) {
+            match (prefix, key) {
+                (Prefix::Tuple(items), Key::Int(i)) => match items.get(*i as usize) {
+                    Some(p) => prefix = p,
+                    None => return false,
+                },
+                _ => break,
+            }
+        }
+        matches!(prefix, Prefix::Leaf(ScanAxis::Carry))
     }
 
     fn passthrough(&self, zero_length: &ZeroLength) -> Vec<(usize, usize)> {
