@@ -127,6 +127,28 @@ def loss(params, rest, x):
 g = nnx.grad(loss)(params, rest, x)
 out['functional'] = {'y': y.tolist(), 'count_out': int(new_state['count'][...]),
                      'count_state': int(state['count'][...]), 'grad_w': g['w'][...].tolist()}
+# StateAxes from a State whose leaves are axes (nnx.StateAxes(state)), and map_prefix
+class Stacked(nnx.Module):
+  def __init__(self):
+    self.w = nnx.Param(jnp.arange(6.0).reshape(3, 2))
+    self.b = nnx.Param(jnp.array([1.0, -1.0, 0.5]))
+    self.scale = Count(jnp.array(2.0))
+
+
+axes = nnx.StateAxes(nnx.State({'w': 0, 'b': 0, 'scale': None}))
+
+
+@nnx.vmap(in_axes=(axes, 0))
+def per_lane(m, x):
+  return (m.w[...] * x).sum() * m.scale[...] + m.b[...]
+
+
+sm = Stacked()
+out['state_axes_from_state'] = {
+    'y': per_lane(sm, jnp.array([[1.0, 2.0], [3.0, 4.0], [5.0, 6.0]])).tolist(),
+    'map_prefix_b': axes.map_prefix(('b',), sm.b),
+    'map_prefix_scale': axes.map_prefix(('scale',), sm.scale),
+}
 s = nnx.Rngs(params=1, dropout=2, noise=3).split({'params': 5, 'dropout': None, ...: (2, 5)})
 out['split_mapping'] = {name: list(getattr(s, name).key.shape) for name in ['params', 'dropout', 'noise']}
 print(json.dumps(out, indent=1, sort_keys=True))

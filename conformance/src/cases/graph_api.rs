@@ -9,7 +9,7 @@ use serde_json::Value as Json;
 
 use nnx_core::graph::{self, Filter, GraphDef, Leaf, NestedState, State};
 use nnx_core::random::{self, ReseedPolicy};
-use nnx_core::transforms::{jit, value_and_grad};
+use nnx_core::transforms::{StateAxes, jit, value_and_grad, vmap};
 use nnx_core::{
     BatchStat, Engine, Intermediate, List, Object, Param, Result, Rngs, Static, Tensor, Value,
     VariableType,
@@ -326,6 +326,51 @@ pub fn functional_style_matches_flax(engine: &dyn Engine) -> CaseResult {
             .variable(&graph::Path::from(["w"]))?
             .ptr_eq(&lin.var("w")?),
         "the returned State does not hold the model's own Variables"
+    );
+    Ok(Outcome::Pass)
+}
+
+/// `nnx.StateAxes(state)`: axes given per path (a State of axes in Flax) map a model's
+/// Variables under `vmap`, and `map_prefix` answers for one Variable, as in Flax.
+pub fn state_axes_from_paths_match_flax(engine: &dyn Engine) -> CaseResult {
+    let g = &golden()["state_axes_from_state"];
+    let model = Object::new("Stacked")
+        .with(
+            "w",
+            Param::new(Tensor::from_vec(
+                &[3, 2],
+                vec![0.0f32, 1.0, 2.0, 3.0, 4.0, 5.0],
+            )?),
+        )?
+        .with("b", Param::new(Tensor::from_slice(&[1.0f32, -1.0, 0.5])))?
+        .with("scale", super::guide::Count::new(Tensor::scalar(2.0f32)))?;
+    let path = |p: &str| graph::Path::parse(p);
+    let axes = StateAxes::from_paths([
+        (path("w")?, Some(0)),
+        (path("b")?, Some(0)),
+        (path("scale")?, None),
+    ]);
+    let x = Tensor::from_vec(&[3, 2], vec![1.0f32, 2.0, 3.0, 4.0, 5.0, 6.0])?;
+    let y = vmap(|m: &Object, x: &Tensor| -> Result<Tensor> {
+        let dot = m.value("w")?.mul(x)?.sum(nnx_core::Axes::All)?;
+        dot.mul(&m.value("scale")?)?.add(&m.value("b")?)
+    })
+    .in_axes((axes.clone(), 0))
+    .call(engine, (&model, &x))?
+    .to_vec::<f32>()?;
+    let expected: Vec<f32> = numbers(&g["y"]).into_iter().map(|v| v as f32).collect();
+    let leaf = |name: &str| -> Result<Leaf> { Ok(Leaf::Variable(model.var(name)?)) };
+    let got_prefix = (
+        axes.map_prefix(&path("b")?, &leaf("b")?)?,
+        axes.map_prefix(&path("scale")?, &leaf("scale")?)?,
+    );
+    let want_prefix = (
+        g["map_prefix_b"].as_i64().map(|a| a as i32),
+        g["map_prefix_scale"].as_i64().map(|a| a as i32),
+    );
+    ensure!(
+        y == expected && got_prefix == want_prefix,
+        "StateAxes from paths: {y:?} {got_prefix:?}; Flax: {expected:?} {want_prefix:?}"
     );
     Ok(Outcome::Pass)
 }

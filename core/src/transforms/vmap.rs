@@ -9,7 +9,7 @@ use super::pipeline::{self, Cache, Rules};
 use super::typed::{self, Body, IntoBody};
 use crate::engine::Engine;
 use crate::error::{Error, Result};
-use crate::graph::{Filter, Value};
+use crate::graph::{Filter, Path, Value};
 use crate::lift::{self, Lowered, Prefix};
 use crate::program::{AbstractValue, Batching, Primitive, Program, ProgramRef};
 
@@ -85,6 +85,68 @@ impl StateAxes {
                 .map(|(f, a)| (f, Axis(a.map(|a| a as isize))))
                 .collect(),
         )
+    }
+}
+
+impl StateAxes {
+    /// `nnx.StateAxes(state)`: axes given per path, as a State whose leaves are axes is in
+    /// Flax: one `PathIn` group per distinct axis, holding the paths that have it, in the
+    /// order the axes first appear.
+    ///
+    /// ```
+    /// use nnx_core::{Path, Param, Tensor, graph::Leaf, transforms::StateAxes};
+    /// let axes = StateAxes::from_paths([
+    ///     (Path::parse("w")?, Some(0)),
+    ///     (Path::parse("b")?, Some(0)),
+    ///     (Path::parse("count")?, None),
+    /// ]);
+    /// let leaf = Leaf::Variable(Param::new(Tensor::zeros([2])).into());
+    /// assert_eq!(axes.map_prefix(&Path::parse("b")?, &leaf)?, Some(0));
+    /// assert_eq!(axes.map_prefix(&Path::parse("count")?, &leaf)?, None);
+    /// assert!(axes.map_prefix(&Path::parse("other")?, &leaf).is_err());
+    /// # Ok::<(), nnx_core::Error>(())
+    /// ```
+    pub fn from_paths(axes: impl IntoIterator<Item = (Path, Option<i32>)>) -> StateAxes {
+        let mut groups: Vec<(Option<i32>, Vec<Path>)> = Vec::new();
+        for (path, axis) in axes {
+            match groups.iter_mut().find(|(a, _)| *a == axis) {
+                Some((_, paths)) => paths.push(path),
+                None => groups.push((axis, vec![path])),
+            }
+        }
+        StateAxes::new((groups.into_iter()).map(|(axis, paths)| (Filter::PathIn(paths), axis)))
+    }
+
+    /// `StateAxes(state)` for a State whose leaves are integer scalars, each the axis of the
+    /// Variable at its path ([`StateAxes::from_paths`]; give broadcast paths there, as a
+    /// State cannot hold `None`).
+    ///
+    /// # Errors
+    /// [`Error::WrongValueKind`](crate::Error::WrongValueKind)-like errors for a leaf that is
+    /// not an integer scalar.
+    pub fn from_state(state: &crate::graph::State) -> Result<StateAxes> {
+        let axes = (state.iter())
+            .map(|(path, leaf)| Ok((path.clone(), Some(leaf.value().item::<i32>()?))))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(StateAxes::from_paths(axes))
+    }
+
+    /// The axis of the Variable at `path` (inside the node the mapping applies to): the
+    /// first group whose filter matches (`StateAxes.map_prefix`).
+    ///
+    /// # Errors
+    /// [`Error::NoAxisFound`](crate::Error::NoAxisFound) when no filter matches.
+    pub fn map_prefix(&self, path: &Path, leaf: &crate::graph::Leaf) -> Result<Option<i32>> {
+        (self.0.iter())
+            .find(|(filter, _)| filter.matches(path, leaf))
+            .map(|(_, axis)| axis.0.map(|a| a as i32))
+            .ok_or_else(|| crate::Error::NoAxisFound {
+                path: path.clone(),
+                variable: match leaf {
+                    crate::graph::Leaf::Variable(v) => v.to_string(),
+                    crate::graph::Leaf::Array(t) => t.repr(),
+                },
+            })
     }
 }
 
