@@ -303,6 +303,24 @@ def graph_updates_false():
 
 out['graph_updates_false'] = graph_updates_false()
 
+# scan: a new bare Variable as the carry is accepted; a new Module is an error
+def scan_new_variable_carry():
+  v = nnx.Param(jnp.zeros(2))
+  @nnx.scan(in_axes=(nnx.Carry, 0), out_axes=(nnx.Carry, 0))
+  def f(c, x):
+    return nnx.Param(c[...] + x), x.sum()
+  c2, _ = f(v, jnp.ones((3, 2)))
+  def module_carry():
+    m = M()
+    @nnx.scan(in_axes=(nnx.Carry, 0), out_axes=(nnx.Carry, 0))
+    def g(c, x):
+      return M(), x.sum()
+    g(m, jnp.ones((3, 2)))
+  return {'new': c2[...].tolist(), 'input': v[...].tolist(), 'same': c2 is v,
+          'new_module_error': err(module_carry)}
+
+out['scan_new_variable_carry'] = scan_new_variable_carry()
+
 # eval_shape: abstract outputs, nothing propagates to the arguments
 def run_eval_shape():
   m = M()

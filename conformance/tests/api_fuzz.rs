@@ -405,3 +405,56 @@ fn a_panicking_closure_leaves_objects_and_the_library_as_they_were() {
         after_transform(&kept).unwrap();
     }
 }
+
+/// A scan that runs no iteration passes its broadcast state through (the result is the
+/// input as it came in); the results after it must still be the program's own outputs.
+/// They were taken in order instead, so each was its neighbour's value (the derivative
+/// property found it: a key carry where a float output belonged).
+#[test]
+fn a_zero_length_scan_keeps_every_result_in_place() {
+    let m = Object::new("M")
+        .with("b", Param::new(Tensor::full([2], 5.0f32)))
+        .unwrap();
+    let run = |engine: &dyn nnx_core::Engine, m: &Object| -> nnx_core::Result<(Tensor, Tensor)> {
+        let f = scan(|args: &[Value]| {
+            let (m, c, x) = (
+                args[0].object()?,
+                args[1].as_tensor()?,
+                args[2].as_tensor()?,
+            );
+            m.var("b")?.update(|b| b * 1.0)?;
+            Ok(Value::tuple(vec![
+                Value::from((&c + &x)?),
+                Value::from(x.sum(nnx_core::Axes::All)?),
+            ]))
+        })
+        .in_axes((None::<i32>, Carry, 0))
+        .out_axes((Carry, 0));
+        let out = f.call(
+            engine,
+            (&m, &Tensor::full([3], 1.0f32), &Tensor::zeros([0, 3])),
+        )?;
+        let Value::Tuple(items) = out else {
+            unreachable!("(carry, ys)")
+        };
+        Ok((items[0].as_tensor()?, items[1].as_tensor()?))
+    };
+    let (carry, ys) = run(&Reference, &m).unwrap();
+    assert_eq!(carry.to_vec::<f32>().unwrap(), [1.0, 1.0, 1.0]);
+    assert_eq!(ys.shape(), &[0]);
+    assert_eq!(m.value("b").unwrap().to_vec::<f32>().unwrap(), [5.0, 5.0]);
+    // Recorded into an enclosing trace, the same.
+    let outer = jit(|args: &[Value]| {
+        let (carry, ys) = run(&Reference, &args[0].object()?)?;
+        Ok(Value::tuple(vec![Value::from(carry), Value::from(ys)]))
+    })
+    .call(&Reference, (&m,))
+    .unwrap();
+    let Value::Tuple(items) = outer else {
+        unreachable!("(carry, ys)")
+    };
+    assert_eq!(
+        items[0].as_tensor().unwrap().to_vec::<f32>().unwrap(),
+        [1.0, 1.0, 1.0]
+    );
+}

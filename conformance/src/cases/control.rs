@@ -729,3 +729,45 @@ pub fn graph_updates_false_updates_variables_only(engine: &dyn Engine) -> CaseRe
     );
     Ok(Outcome::Pass)
 }
+
+/// A bare Variable given as a `scan` carry may be replaced by a new Variable the body
+/// returns in its place (Flax accepts it: the new Variable comes out with the threaded
+/// value, the argument is unchanged); a new Module as the carry stays an error with Flax's
+/// phrase.
+pub fn scan_carry_may_be_a_new_variable(engine: &dyn Engine) -> CaseResult {
+    let g = &golden()["scan_new_variable_carry"];
+    let v = Param::new(Tensor::zeros([2]));
+    let (c2, _ys) = scan(|c: &Param, x: &Tensor| -> Result<(Param, Tensor)> {
+        Ok((Param::new((&c.value() + x)?), x.sum(Axes::All)?))
+    })
+    .call(engine, (&v, &Tensor::ones([3, 2])))?;
+    let got = (
+        c2.value().to_vec::<f32>()?,
+        v.value().to_vec::<f32>()?,
+        c2.ptr_eq(&v),
+    );
+    let expected = (
+        floats(&g["new"]),
+        floats(&g["input"]),
+        g["same"].as_bool().unwrap_or(true),
+    );
+    ensure!(
+        got == expected,
+        "a new Variable as the carry: {got:?}; Flax: {expected:?}"
+    );
+
+    let m = model()?;
+    let err = scan(|_c: &Object, x: &Tensor| -> Result<(Object, Tensor)> {
+        Ok((model()?, x.sum(Axes::All)?))
+    })
+    .call(engine, (&m, &Tensor::ones([3, 2])))
+    .err()
+    .ok_or_else(|| Failure("a new Module as the carry was accepted".into()))?;
+    let flax = g["new_module_error"].as_str().unwrap_or_default();
+    let phrase = "Carry references must be the same between iterations";
+    ensure!(
+        flax.contains(phrase) && err.to_string().contains(phrase),
+        "a new Module as the carry: {err}; Flax: {flax}"
+    );
+    Ok(Outcome::Pass)
+}

@@ -474,12 +474,13 @@ impl<C: Body, B: Body> Rules for WhileLoop<C, B> {
                 self.body.apply(args)
             })
         })?;
-        let kinds = output_kinds(
+        let (kinds, _) = output_kinds(
             lowered.num_roots(),
             lowered,
             &body.extra,
             &body.program,
             &vec![ScanInput::Carry; n],
+            false,
         )
         .map_err(|e| {
             Error::ControlFlow(format!(

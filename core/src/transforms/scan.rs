@@ -290,14 +290,18 @@ impl<F: Body> Scan<F> {
 /// path of a carried object must still hold the same thing: the same Variable, or a raw
 /// array where there was one; otherwise the carry was *replaced* there (the body put
 /// another Variable, or a Variable where an array was), and the iterations would thread
-/// one Variable's value into another.
+/// one Variable's value into another. The one exception (`renew_variables`, Flax's rule): a
+/// carry argument that is itself a Variable, replaced by a new Variable the function
+/// returns in its place; the argument's own leaf is then returned among the results that
+/// are inputs as they came in.
 pub(super) fn output_kinds(
     output_root: usize,
     lowered_inputs: &Lowered<ScanAxis>,
     lowered_outputs: &Lowered<ScanAxis>,
     program: &Program,
     input_kinds: &[ScanInput],
-) -> Result<Vec<ScanOutput>> {
+    renew_variables: bool,
+) -> Result<(Vec<ScanOutput>, Unchanged)> {
     let inputs = lowered_inputs.leaves();
     let outputs = lowered_outputs.leaves();
     let input_variables = variable_indexes(lowered_inputs.graphdef());
@@ -330,14 +334,52 @@ pub(super) fn output_kinds(
         .map(|k| *k != ScanInput::Broadcast)
         .collect();
     let depends = program.depends_on(&varying);
+    // A carry argument that is itself a Variable, replaced by a new Variable the body
+    // returns in its place (`renew_variables`): Flax accepts it — the new Variable carries
+    // the value and comes out, the argument is unchanged (its own leaf is written back as it
+    // came in).
+    let returned_at =
+        |out: &LoweredLeaf<ScanAxis>| out.path.ancestor(1).last() == Some(&Key::from(output_root));
+    let renewed: Option<(usize, usize)> = renew_variables
+        .then(|| {
+            let bare: Vec<usize> = (carries.iter().copied())
+                .filter(|&i| inputs[i].path.len() == 1 && inputs[i].variable.is_some())
+                .collect();
+            let new: Vec<usize> = (outputs.iter().enumerate())
+                .filter(|(_, out)| {
+                    out.prefix == ScanAxis::Carry
+                        && returned_at(out)
+                        && matches!(output_variables.get(&out.path), Some((_, None)))
+                })
+                .map(|(j, _)| j)
+                .collect();
+            match (bare.as_slice(), new.as_slice()) {
+                ([i], [j]) => Some((*i, *j)),
+                _ => None,
+            }
+        })
+        .flatten();
+    let mut unchanged = Vec::new();
     let mut kinds = Vec::with_capacity(outputs.len());
     for (j, out) in outputs.iter().enumerate() {
+        if let Some((i, new)) = renewed {
+            if j == new {
+                matched[i] = true;
+                kinds.push(ScanOutput::Carry(i));
+                continue;
+            }
+            if out.path == inputs[i].path {
+                unchanged.push((j, i));
+                kinds.push(ScanOutput::Broadcast);
+                continue;
+            }
+        }
         kinds.push(match out.prefix {
                 ScanAxis::Carry => {
                     let by_path = carries_by_path.get_mut(&out.path).and_then(|pending| {
                         std::iter::from_fn(|| pending.pop_front()).find(|&i| !matched[i])
                     });
-                    let returned = out.path.ancestor(1).last() == Some(&Key::from(output_root));
+                    let returned = returned_at(out);
                     let positional = || {
                         if !returned {
                             return None;
@@ -414,11 +456,11 @@ pub(super) fn output_kinds(
             parts.push(format!("removed {}", removed.join(", ")));
         }
         return Err(Error::InvalidPrefix(format!(
-            "scan carry must keep the same structure and reference the same objects between iterations, but the body {}",
+            "Carry references must be the same between iterations: the scan carry must keep the same structure and reference the same objects, but the body {}",
             parts.join("; ")
         )));
     }
-    Ok(kinds)
+    Ok((kinds, unchanged))
 }
 
 /// What `prepare` finds: each leaf's kind, and the number of iterations.
@@ -427,9 +469,13 @@ pub(crate) struct Looped {
     length: usize,
 }
 
-/// Outputs that, when the loop runs no iteration, keep the broadcast input at the same
-/// path (output index, lowered input index).
-pub(crate) struct ZeroLength(Vec<(usize, usize)>);
+/// Outputs that are, on every call, an input as it came in (output index, lowered input
+/// index): broadcast state when the loop runs no iteration, and a Variable carry argument
+/// the body replaced by a new Variable.
+pub(crate) struct ZeroLength(Unchanged);
+
+/// `(output index, lowered input index)` pairs of results that are inputs as they came in.
+type Unchanged = Vec<(usize, usize)>;
 
 impl<F: Body> Rules for Scan<F> {
     type Leaf = ScanAxis;
@@ -510,8 +556,14 @@ impl<F: Body> Rules for Scan<F> {
     ) -> Result<(Primitive, ZeroLength)> {
         let mut input_kinds = looped.kinds;
         input_kinds.extend(std::iter::repeat_n(ScanInput::Broadcast, captured));
-        let output_kinds =
-            output_kinds(lowered.num_roots(), lowered, outputs, program, &input_kinds)?;
+        let (output_kinds, unchanged) = output_kinds(
+            lowered.num_roots(),
+            lowered,
+            outputs,
+            program,
+            &input_kinds,
+            true,
+        )?;
         if let Some(name) = &self.partition {
             let axes: Vec<Option<usize>> = (output_kinds.iter())
                 .map(|k| match k {
@@ -523,7 +575,7 @@ impl<F: Body> Rules for Scan<F> {
         }
         // Zero iterations run nothing, so broadcast state keeps its value (an engine has no
         // iteration to take a broadcast output from, and gives zeros).
-        let mut zero_length = Vec::new();
+        let mut zero_length = unchanged;
         if looped.length == 0 {
             let broadcast_inputs: HashMap<&Path, usize> = lowered
                 .leaves()
