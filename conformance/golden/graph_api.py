@@ -149,6 +149,14 @@ out['state_axes_from_state'] = {
     'map_prefix_b': axes.map_prefix(('b',), sm.b),
     'map_prefix_scale': axes.map_prefix(('scale',), sm.scale),
 }
+# a dict-shaped axis prefix on a dict argument
+@nnx.vmap(in_axes=({'a': 0, 'b': None},))
+def dict_lanes(d):
+  return (d['a'] * d['b']).sum()
+
+
+out['dict_prefix'] = dict_lanes({'a': jnp.arange(6.0).reshape(3, 2),
+                                 'b': jnp.array([1.0, -2.0])}).tolist()
 s = nnx.Rngs(params=1, dropout=2, noise=3).split({'params': 5, 'dropout': None, ...: (2, 5)})
 out['split_mapping'] = {name: list(getattr(s, name).key.shape) for name in ['params', 'dropout', 'noise']}
 print(json.dumps(out, indent=1, sort_keys=True))

@@ -374,3 +374,28 @@ pub fn state_axes_from_paths_match_flax(engine: &dyn Engine) -> CaseResult {
     );
     Ok(Outcome::Pass)
 }
+
+/// A dict-shaped axis prefix (`in_axes=({'a': 0, 'b': None},)`) on a dict argument maps
+/// each entry as its key says, as Flax does.
+pub fn dict_shaped_axes_match_flax(engine: &dyn Engine) -> CaseResult {
+    let expected: Vec<f32> = (numbers(&golden()["dict_prefix"]).into_iter())
+        .map(|v| v as f32)
+        .collect();
+    let d = nnx_core::Dict::new();
+    d.insert(
+        "a",
+        Tensor::from_vec(&[3, 2], vec![0.0f32, 1.0, 2.0, 3.0, 4.0, 5.0])?,
+    )?;
+    d.insert("b", Tensor::from_slice(&[1.0f32, -2.0]))?;
+    let y = vmap(|d: &nnx_core::Dict| -> Result<Tensor> {
+        d.get("a")?
+            .as_tensor()?
+            .mul(&d.get("b")?.as_tensor()?)?
+            .sum(nnx_core::Axes::All)
+    })
+    .in_axes((StateAxes::by_key([("a", Some(0)), ("b", None)]),))
+    .call(engine, (&d,))?
+    .to_vec::<f32>()?;
+    ensure!(y == expected, "dict-shaped axes: {y:?}; Flax: {expected:?}");
+    Ok(Outcome::Pass)
+}

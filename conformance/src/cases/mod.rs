@@ -78,6 +78,7 @@ macro_rules! for_each_case {
             graph_api::rngs_reseed_and_split_match_flax,
             graph_api::functional_style_matches_flax,
             graph_api::state_axes_from_paths_match_flax,
+            graph_api::dict_shaped_axes_match_flax,
             custom_vjp::custom_vjp_flax_example,
             custom_vjp::custom_vjp_backward_pass_is_used_everywhere,
             custom_vjp::custom_vjp_state_updates_and_errors,

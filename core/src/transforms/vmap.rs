@@ -117,6 +117,26 @@ impl StateAxes {
         StateAxes::new((groups.into_iter()).map(|(axis, paths)| (Filter::PathIn(paths), axis)))
     }
 
+    /// A dict-shaped prefix (`in_axes=({'a': 0, 'b': None},)` on a dict argument): each key
+    /// maps everything under that key of the `Dict` (or object) it is applied to. A key of
+    /// the argument the prefix does not name is [`Error::NoAxisFound`](crate::Error::NoAxisFound).
+    ///
+    /// ```
+    /// use nnx_core::transforms::{AxisSpec, StateAxes};
+    /// let axes = StateAxes::by_key([("a", Some(0)), ("b", None)]);
+    /// assert_eq!(AxisSpec::from(axes).to_string(), "StateAxes({Predicate('a'): 0, Predicate('b'): None})");
+    /// ```
+    pub fn by_key<K: Into<crate::graph::Key>>(
+        entries: impl IntoIterator<Item = (K, Option<i32>)>,
+    ) -> StateAxes {
+        StateAxes::new(entries.into_iter().map(|(key, axis)| {
+            let key: crate::graph::Key = key.into();
+            let name = format!("{key}");
+            let filter = Filter::predicate(&name, move |path, _| path.keys().first() == Some(&key));
+            (filter, axis)
+        }))
+    }
+
     /// `StateAxes(state)` for a State whose leaves are integer scalars, each the axis of the
     /// Variable at its path ([`StateAxes::from_paths`]; give broadcast paths there, as a
     /// State cannot hold `None`).
