@@ -145,7 +145,9 @@ pub fn pop(node: &impl GraphValue, filter: &Filter) -> Result<State> {
         };
         let mut holder = root.clone();
         for k in parent.keys() {
-            holder = child_of(&holder, &k)?;
+            holder = super::update::child(&holder, &k).ok_or_else(|| {
+                Error::StructureMismatch(format!("pop: no value at '{}'", parent.slashed()))
+            })?;
         }
         match (&holder, key) {
             (Value::Object(_), Key::Str(_)) | (Value::Dict(_), _) => {
@@ -172,23 +174,6 @@ pub fn pop(node: &impl GraphValue, filter: &Filter) -> Result<State> {
         }
     }
     Ok(popped)
-}
-
-/// The child of a graph value at `key`.
-fn child_of(value: &Value, key: &Key) -> Result<Value> {
-    match (value, key) {
-        (Value::Object(o), Key::Str(name)) => o.get(name),
-        (Value::List(l), Key::Int(i)) => l.get(*i as usize),
-        (Value::Dict(d), key) => d.get(key.clone()),
-        (Value::Tuple(items), Key::Int(i)) => items
-            .get(*i as usize)
-            .cloned()
-            .ok_or_else(|| Error::StructureMismatch(format!("a tuple has no element {i}"))),
-        (other, key) => Err(Error::StructureMismatch(format!(
-            "{} has no child '{key}'",
-            other.kind_name()
-        ))),
-    }
 }
 
 /// A deep copy of a graph with the same structure and sharing but new objects and new

@@ -265,7 +265,8 @@ fn replace_in_tuple(current: Value, positions: &[usize], value: Value) -> Result
     }
 }
 
-fn child(value: &Value, key: &Key) -> Option<Value> {
+/// The child of a graph value (node or tuple) at `key`.
+pub(super) fn child(value: &Value, key: &Key) -> Option<Value> {
     match value {
         Value::Object(o) => o.0.get(key),
         Value::List(l) => l.0.get(key),

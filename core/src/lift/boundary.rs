@@ -35,6 +35,9 @@ use crate::graph::{GraphDef, Key, Leaf, NodeDef, NodeId, NodeKind, Path, Static,
 use crate::tensor::Tensor;
 use crate::trace::current_level;
 
+mod graph_updates;
+pub use graph_updates::{check_outputs_are_new, write_back_values};
+
 /// The flat, transform-ready form of some values: their structure, and every array that
 /// crosses the boundary with the prefix it got.
 pub struct Lowered<L> {
@@ -69,18 +72,19 @@ impl<L> LoweredLeaf<L> {
             .path
             .ancestor(self.path.len().saturating_sub(self.local.len()));
         let mut out = position_location(self.root, position);
-        for key in self.local.keys() {
-            match key {
-                Key::Str(s) => {
-                    out.push('.');
-                    out.push_str(&s);
-                }
-                Key::Int(i) => {
-                    let _ = write!(out, "[{i}]");
-                }
-            }
-        }
+        push_keys(&mut out, &self.local.keys());
         out
+    }
+}
+
+/// Appends keys in the location style: `.name` for attributes and entries, `[i]` for
+/// positions.
+fn push_keys(out: &mut String, keys: &[Key]) {
+    for key in keys {
+        let _ = match key {
+            Key::Str(name) => write!(out, ".{name}"),
+            Key::Int(i) => write!(out, "[{i}]"),
+        };
     }
 }
 
@@ -233,99 +237,20 @@ pub fn write_back<L>(
     outputs: &Lowered<L>,
     values: Vec<Tensor>,
 ) -> Result<Value> {
+    build_output(outputs, values, &inputs.by_index)
+}
+
+/// Rebuilds `outputs` from `values`, reusing (and updating in place) the values of `outer`
+/// that the outputs' definitions point at; returns the output root's value.
+fn build_output<L>(outputs: &Lowered<L>, values: Vec<Tensor>, outer: &[Value]) -> Result<Value> {
     let _consistent = crate::graph::sync::consistency(true);
-    let built = rebuild(outputs, values, Some(&inputs.by_index))?;
+    let built = rebuild(outputs, values, Some(outer))?;
     match built.value {
         Value::Tuple(mut items) if items.len() == outputs.roots => Ok(items
             .pop()
             .unwrap_or(Value::Static(crate::graph::Static::None))),
         other => Ok(other),
     }
-}
-
-/// Step 4 without graph updates (`graph_updates(false)`): only the inputs' Variables take
-/// their new values, in place; structural changes made inside (attributes added, deleted or
-/// replaced) are dropped, and the output is built from new objects (holding the inputs'
-/// own Variables where it returns them, as a `scan` carry does). Call
-/// [`check_outputs_are_new`] on the outputs first where returning inputs is an error.
-///
-/// # Errors
-/// As [`write_back`]; the closure rule's error for a Variable of another trace level.
-pub fn write_back_values<L>(
-    inputs: &Lowered<L>,
-    outputs: &Lowered<L>,
-    values: Vec<Tensor>,
-) -> Result<Value> {
-    let _consistent = crate::graph::sync::consistency(true);
-    // The inputs' Variables are reused (their values overwritten); their objects, lists
-    // and dicts are not: the rebuilt ones are new, and the caller's keep their structure.
-    let variables_only: Vec<Value> = (inputs.by_index.iter())
-        .map(|v| match v {
-            Value::Variable(_) => v.clone(),
-            _ => Value::Static(crate::graph::Static::None),
-        })
-        .collect();
-    let built = rebuild(outputs, values, Some(&variables_only))?;
-    match built.value {
-        Value::Tuple(mut items) if items.len() == outputs.roots => Ok(items
-            .pop()
-            .unwrap_or(Value::Static(crate::graph::Static::None))),
-        other => Ok(other),
-    }
-}
-
-/// Without graph updates a transform's output must not hold the inputs' Variables or
-/// objects (Flax: "does not support Variable aliasing … input Variables returned as
-/// outputs"), except where `allowed` says so for a path in the output (a `scan` carry).
-/// `transform` names the transform in the error.
-///
-/// # Errors
-/// [`Error::GraphUpdates`] naming each returned input Variable or object by its path in the
-/// output.
-pub fn check_outputs_are_new<L>(
-    outputs: &Lowered<L>,
-    transform: &str,
-    allowed: impl Fn(&Path) -> bool,
-) -> Result<()> {
-    let output_root = Key::from(outputs.roots.saturating_sub(1));
-    let mut by_index: std::collections::HashMap<usize, bool> = std::collections::HashMap::new();
-    let mut returned = Vec::new();
-    for step in outputs.def.walk() {
-        let crate::graph::graphdef::Step::Enter { entry, path, .. } = step else {
-            continue;
-        };
-        let in_output = path.keys().first() == Some(&output_root);
-        let (index, outer) = match &entry.def {
-            NodeDef::Variable(vd) => (Some(vd.index), vd.outer_index.is_some()),
-            NodeDef::Node {
-                index, outer_index, ..
-            } => (Some(*index), outer_index.is_some()),
-            NodeDef::Ref(index) => (None, by_index.get(index).copied().unwrap_or(false)),
-            _ => (None, false),
-        };
-        if let Some(index) = index {
-            by_index.insert(index, outer);
-        }
-        if in_output && outer && !allowed(&path) {
-            let mut at = RootLabel::Output.to_string();
-            for key in path.keys().iter().skip(1) {
-                let _ = match key {
-                    Key::Str(name) => write!(at, ".{name}"),
-                    Key::Int(i) => write!(at, "[{i}]"),
-                };
-            }
-            returned.push(at);
-        }
-    }
-    if returned.is_empty() {
-        return Ok(());
-    }
-    Err(Error::GraphUpdates(format!(
-        "{transform} with graph_updates(false) does not support Variable aliasing: the output \
-         returns input Variables or objects at {}. Return new ones (graph::clone), or use graph \
-         updates (the default)",
-        returned.join(", ")
-    )))
 }
 
 fn rebuild<L>(

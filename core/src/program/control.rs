@@ -2,6 +2,8 @@
 //! which branch a [`Primitive::Cond`](super::Primitive::Cond) takes, and the one while loop
 //! ([`while_loop`]), over any kind of value (arrays, tape slots, duals).
 
+use super::ir::{Atom, Program};
+use super::primitive::ProgramRef;
 use crate::error::{Error, Result};
 use crate::tensor::{Array, DType};
 
@@ -87,6 +89,71 @@ pub fn while_loop<S, V: Clone>(
             )));
         }
         values = next;
+    }
+}
+
+/// [`Program::depends_on`] for a `cond` equation (operand 0 the index; `inputs` says
+/// which operands depend): an output that every branch returns as the same operand,
+/// unchanged, depends on that operand only; any other output depends on the index and on
+/// what the branches compute it from. Batching rules use it to know which outputs are
+/// batched.
+pub fn cond_depends_on(branches: &[ProgramRef], inputs: &[bool]) -> Vec<bool> {
+    let Some((&index, operands)) = inputs.split_first() else {
+        return Vec::new();
+    };
+    let Some(first) = branches.first() else {
+        return Vec::new();
+    };
+    let passed = |branch: &Program, j: usize| match branch.outputs.get(j) {
+        Some(Atom::Var(v)) => branch.inputs.iter().position(|i| i == v),
+        _ => None,
+    };
+    let each: Vec<Vec<bool>> = branches.iter().map(|b| b.0.depends_on(operands)).collect();
+    (0..first.0.outputs.len())
+        .map(|j| {
+            let same = passed(&first.0, j)
+                .filter(|&k| branches.iter().all(|b| passed(&b.0, j) == Some(k)));
+            match same {
+                Some(k) => operands[k],
+                None => index || each.iter().any(|d| d[j]),
+            }
+        })
+        .collect()
+}
+
+/// [`Program::depends_on`] for a `while` equation, with whether its number of iterations
+/// depends: a loop value depends once
+/// its next value does, and every value the body changes does when the number of
+/// iterations does (one the body passes through unchanged stays as it came in).
+pub fn while_depends_on(
+    cond: &Program,
+    body: &Program,
+    cond_consts: usize,
+    body_consts: usize,
+    inputs: &[bool],
+) -> (Vec<bool>, bool) {
+    let (cc, bc) = (cond_consts, body_consts);
+    let (Some(cond_inputs), Some(body_inputs)) = (inputs.get(..cc), inputs.get(cc..cc + bc)) else {
+        return (Vec::new(), false);
+    };
+    let mut values: Vec<bool> = inputs.iter().skip(cc + bc).copied().collect();
+    let moves: Vec<bool> = (0..values.len())
+        .map(|k| !body.returns_input(k, bc + k))
+        .collect();
+    loop {
+        let at = |consts: &[bool]| -> Vec<bool> { consts.iter().chain(&values).copied().collect() };
+        let count = cond.depends_on(&at(cond_inputs)).contains(&true);
+        let next = body.depends_on(&at(body_inputs));
+        let mut changed = false;
+        for ((v, n), &moves) in values.iter_mut().zip(next).zip(&moves) {
+            if (n || (count && moves)) && !*v {
+                *v = true;
+                changed = true;
+            }
+        }
+        if !changed {
+            return (values, count);
+        }
     }
 }
 

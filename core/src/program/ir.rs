@@ -128,38 +128,15 @@ impl Program {
                         }
                     }
                 }
-                Primitive::Cond { branches } => cond_depends_on(branches, &inputs),
+                Primitive::Cond { branches } => super::control::cond_depends_on(branches, &inputs),
                 Primitive::While {
                     cond,
                     body,
                     cond_consts,
                     body_consts,
                 } => {
-                    // A loop value becomes dependent once its next value is, and every
-                    // value the body changes does when the number of iterations does (one
-                    // the body passes through unchanged stays as it came in).
                     let (cc, bc) = (*cond_consts, *body_consts);
-                    let mut values: Vec<bool> = inputs.iter().skip(cc + bc).copied().collect();
-                    let moves: Vec<bool> = (0..values.len())
-                        .map(|k| !body.0.returns_input(k, bc + k))
-                        .collect();
-                    loop {
-                        let at = |consts: &[bool]| -> Vec<bool> {
-                            consts.iter().chain(&values).copied().collect()
-                        };
-                        let count = cond.0.depends_on(&at(&inputs[..cc])).contains(&true);
-                        let next = body.0.depends_on(&at(&inputs[cc..cc + bc]));
-                        let mut changed = false;
-                        for ((v, n), &moves) in values.iter_mut().zip(next).zip(&moves) {
-                            if (n || (count && moves)) && !*v {
-                                *v = true;
-                                changed = true;
-                            }
-                        }
-                        if !changed {
-                            break values;
-                        }
-                    }
+                    super::control::while_depends_on(&cond.0, &body.0, cc, bc, &inputs).0
                 }
                 _ => vec![inputs.iter().any(|&m| m); eq.outputs.len()],
             };
@@ -235,31 +212,4 @@ impl fmt::Display for Program {
         let outs: Vec<String> = self.outputs.iter().map(atom).collect();
         write!(f, "  in ({}) }}", outs.join(", "))
     }
-}
-
-/// [`Program::depends_on`] for a `cond` equation (operand 0 the index): an output that
-/// every branch returns as the same operand, unchanged, depends on that operand only;
-/// any other output depends on the index and on what the branches compute it from.
-fn cond_depends_on(branches: &[super::ProgramRef], inputs: &[bool]) -> Vec<bool> {
-    let Some((&index, operands)) = inputs.split_first() else {
-        return Vec::new();
-    };
-    let Some(first) = branches.first() else {
-        return Vec::new();
-    };
-    let passed = |branch: &Program, j: usize| match branch.outputs.get(j) {
-        Some(Atom::Var(v)) => branch.inputs.iter().position(|i| i == v),
-        _ => None,
-    };
-    let each: Vec<Vec<bool>> = branches.iter().map(|b| b.0.depends_on(operands)).collect();
-    (0..first.0.outputs.len())
-        .map(|j| {
-            let same = passed(&first.0, j)
-                .filter(|&k| branches.iter().all(|b| passed(&b.0, j) == Some(k)));
-            match same {
-                Some(k) => operands[k],
-                None => index || each.iter().any(|d| d[j]),
-            }
-        })
-        .collect()
 }

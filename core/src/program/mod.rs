@@ -17,7 +17,7 @@ mod shape_rules;
 mod tracing;
 
 pub use aval::AbstractValue;
-pub use control::{branch_index, predicate, while_loop};
+pub use control::{branch_index, cond_depends_on, predicate, while_depends_on, while_loop};
 pub use interpret::{Outputs, interpret, interpret_indexed, interpret_owned, interpret_with};
 pub use ir::{Atom, Equation, Program, VarId};
 pub use loops::{ArrayLoops, LoopValues, lanes_loop, scan_loop};

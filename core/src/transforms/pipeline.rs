@@ -390,17 +390,19 @@ fn execute<L, X>(
             .map(Tensor::from)
             .collect()
     };
-    // Result `j` is output `k` of the program where it says `Computed(k)` (a result the
-    // rules pass through, such as a scan's unchanged Variable carry, leaves its output
-    // unread).
-    let mut computed: Vec<Option<Tensor>> = computed.into_iter().map(Some).collect();
+    // Result `j` is output `k` of the program where it says `Computed(k)` (increasing in
+    // `j`); a result the rules pass through, such as a scan's unchanged Variable carry,
+    // leaves its output unread.
+    let mut computed = computed.into_iter().enumerate();
     for (result, passed) in results.iter_mut().zip(&entry.results) {
         if let Passed::Computed(k) = passed {
-            *result = Some(computed.get_mut(*k).and_then(Option::take).ok_or_else(|| {
-                Error::MalformedProgram {
+            let value = (computed.by_ref())
+                .find(|(i, _)| i == k)
+                .map(|(_, t)| t)
+                .ok_or_else(|| Error::MalformedProgram {
                     reason: "an engine returned fewer results than the program has outputs".into(),
-                }
-            })?);
+                })?;
+            *result = Some(value);
         }
     }
     Ok(results)

@@ -3,7 +3,9 @@
 
 use std::sync::Arc;
 
-use nnx_core::program::{Atom, Batching, Equation, Primitive, Program, ProgramRef};
+use nnx_core::program::{
+    Atom, Batching, Equation, Primitive, Program, ProgramRef, cond_depends_on, while_depends_on,
+};
 use nnx_core::tensor::elementwise::CompareOp;
 
 use super::{Builder, Value, batched_program};
@@ -18,14 +20,10 @@ impl Builder {
     pub(super) fn cond(&mut self, branches: &[ProgramRef], args: Vec<Value>) -> Option<Vec<Value>> {
         let (index, operands) = args.split_first()?;
         if !index.batched {
-            // An output is batched when some branch computes it from a batched operand.
+            // An output is batched when a branch computes it from a batched operand.
             let in_batched: Vec<bool> = operands.iter().map(|v| v.batched).collect();
-            let mut batched = vec![false; branches.first()?.0.outputs.len()];
-            for branch in branches {
-                for (b, d) in batched.iter_mut().zip(branch.0.depends_on(&in_batched)) {
-                    *b |= d;
-                }
-            }
+            let flags: Vec<bool> = args.iter().map(|v| v.batched).collect();
+            let batched = cond_depends_on(branches, &flags);
             let batching = Batching {
                 in_axes: in_batched.iter().map(|&b| b.then_some(0)).collect(),
                 out_axes: batched.iter().map(|&b| b.then_some(0)).collect(),
@@ -99,31 +97,9 @@ impl Builder {
     ) -> Option<Vec<Value>> {
         let (consts, values) = args.split_at(cond_consts + body_consts);
         let (cc, bc) = consts.split_at(cond_consts);
-        let flags = |vs: &[Value]| vs.iter().map(|v| v.batched).collect::<Vec<_>>();
-        let changed: Vec<bool> = (0..values.len())
-            .map(|k| !body.returns_input(k, body_consts + k))
-            .collect();
-        let mut batched = flags(values);
-        let pred_batched = loop {
-            let at = |consts: &[Value]| {
-                flags(consts)
-                    .into_iter()
-                    .chain(batched.iter().copied())
-                    .collect::<Vec<_>>()
-            };
-            let pred = cond.depends_on(&at(cc)).first().copied().unwrap_or(false);
-            let next = body.depends_on(&at(bc));
-            let mut grew = false;
-            for k in 0..batched.len() {
-                if !batched[k] && (next[k] || (pred && changed[k])) {
-                    batched[k] = true;
-                    grew = true;
-                }
-            }
-            if !grew {
-                break pred;
-            }
-        };
+        let flags: Vec<bool> = args.iter().map(|v| v.batched).collect();
+        let (batched, pred_batched) =
+            while_depends_on(cond, body, cond_consts, body_consts, &flags);
         let values = (values.iter().zip(&batched))
             .map(|(v, &b)| {
                 Some(Value {
