@@ -303,6 +303,48 @@ def graph_updates_false():
 
 out['graph_updates_false'] = graph_updates_false()
 
+# grad(graph_updates=False), Flax's tree mode: every Variable of a differentiated argument
+# is differentiated; updates in place, structure changes dropped; its own errors.
+class F(nnx.Module):
+  def __init__(self):
+    self.w = nnx.Param(jnp.array([1.0, 2.0, 3.0]))
+    self.s = nnx.BatchStat(jnp.array([0.5]))
+
+def grad_graph_updates_false():
+  res = {}
+  def loss(m, x):
+    m.s[...] = m.s[...] + 1.0
+    m.extra = nnx.Param(jnp.zeros(1))
+    w0 = m.w
+    m.w = nnx.Param(w0[...] * 10)
+    return (w0[...] * x).sum() + (m.s[...] * m.s[...]).sum()
+  m = F()
+  w_before = m.w
+  value, g = nnx.value_and_grad(loss, graph_updates=False)(m, 2.0)
+  res['value'] = float(value)
+  res['grads'] = {k: v[...].tolist() for k, v in nnx.state(g).flat_state()
+                  for k in ['.'.join(map(str, k))]}
+  res['s'] = m.s[...].tolist()
+  res['w'] = m.w[...].tolist()
+  res['w_same'] = m.w is w_before
+  res['extra'] = hasattr(m, 'extra')
+  res['int_error'] = err(lambda: nnx.grad(lambda m: m.w[...].sum(), graph_updates=False)(M()))
+  res['diffstate_error'] = err(lambda: nnx.grad(
+      lambda m: m.w[...].sum(), argnums=nnx.DiffState(0, nnx.Param), graph_updates=False)(F()))
+  captured = nnx.Param(jnp.array([1.0]))
+  res['aux_captured_error'] = err(lambda: nnx.grad(
+      lambda m: (m.w[...].sum(), captured), has_aux=True, graph_updates=False)(F()))
+  res['aux_input_error'] = err(lambda: nnx.grad(
+      lambda m: (m.w[...].sum(), m.w), has_aux=True, graph_updates=False)(F()))
+  m = F()
+  _, aux = nnx.grad(lambda m: (m.w[...].sum(), m.w), has_aux=True)(m)
+  res['aux_input_default_same'] = aux is m.w
+  res['jit_captured_error'] = err(lambda: nnx.jit(lambda x: captured, graph_updates=False)(1.0))
+  res['jit_captured_default_error'] = err(lambda: nnx.jit(lambda x: captured)(1.0))
+  return res
+
+out['grad_graph_updates_false'] = grad_graph_updates_false()
+
 # scan: a new bare Variable as the carry is accepted; a new Module is an error
 def scan_new_variable_carry():
   v = nnx.Param(jnp.zeros(2))

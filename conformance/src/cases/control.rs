@@ -11,10 +11,13 @@ use std::sync::OnceLock;
 use serde_json::Value as Json;
 
 use nnx_core::transforms::{
-    Carry, Tangent, cond, eval_shape, fori_loop, jit, jvp, scan, switch, value_and_grad, vmap,
-    while_loop,
+    Carry, DiffState, Tangent, cond, eval_shape, fori_loop, grad, jit, jvp, scan, switch,
+    value_and_grad, vmap, while_loop,
 };
-use nnx_core::{Axes, Engine, Error, Object, Param, Path, Result, Tensor, Value, static_tuple};
+use nnx_core::{
+    Axes, BatchStat, Engine, Error, Object, Param, Path, Result, Tensor, Value, VariableType,
+    static_tuple,
+};
 
 use super::guide::{Count, golden_sharding, sharded_weights, sharding_of};
 use crate::snapshots::snapshot;
@@ -726,6 +729,161 @@ pub fn graph_updates_false_updates_variables_only(engine: &dyn Engine) -> CaseRe
     ensure!(
         got == expected,
         "scan(graph_updates=False): {got:?}; Flax: {expected:?}"
+    );
+    Ok(Outcome::Pass)
+}
+
+/// `grad(..).graph_updates(false)`, Flax 0.12's tree mode, against flax 0.12.8: every
+/// Variable of the differentiated argument is differentiated (a float `BatchStat` too, an
+/// integer one is an error), Variables take their new values in place while structural
+/// changes are dropped (the gradient is with respect to the Variable that came in), and the
+/// mode's own errors: `DiffState`s refused, an input or captured Variable returned in the
+/// auxiliary output; `jit` returning a captured Variable says so too.
+pub fn grad_without_graph_updates_differentiates_every_variable(
+    engine: &dyn Engine,
+) -> CaseResult {
+    let g = &golden()["grad_graph_updates_false"];
+    let float_model = || -> Result<Object> {
+        Object::new("F")
+            .with("w", Param::new(Tensor::from_slice(&[1.0f32, 2.0, 3.0])))?
+            .with("s", BatchStat::new(Tensor::from_slice(&[0.5f32])))
+    };
+    let m = float_model()?;
+    let w_before = m.var("w")?;
+    let out = value_and_grad(|m: &Object, x: &Tensor| -> Result<Tensor> {
+        let s = (&m.value("s")? + 1.0)?;
+        m.var("s")?.set_value(s.clone())?;
+        m.set("extra", Param::new(Tensor::zeros([1])))?;
+        let w0 = m.value("w")?;
+        m.set("w", Param::new((&w0 * 10.0)?))?;
+        w0.mul(x)?.sum(Axes::All)? + s.mul(&s)?.sum(Axes::All)?
+    })
+    .graph_updates(false)
+    .call(engine, (&m, &Tensor::scalar(2.0f32)))?;
+    let grads = out.grads[0].state()?;
+    let grad_of = |name: &str| -> Result<Vec<f32>> {
+        let path = Path::parse(name)?;
+        match grads.get(&path).and_then(|l| l.as_variable()) {
+            Some(v) => v.value().to_vec::<f32>(),
+            None => Ok(Vec::new()),
+        }
+    };
+    ensure!(
+        close(&[out.value.item::<f32>()?], &[g["value"].as_f64().unwrap_or(f64::NAN) as f32])
+            && grads.len() == 2
+            && close(&grad_of("w")?, &floats(&g["grads"]["w"]))
+            && close(&grad_of("s")?, &floats(&g["grads"]["s"]))
+            && close(&m.value("s")?.to_vec::<f32>()?, &floats(&g["s"]))
+            && m.value("w")?.to_vec::<f32>()? == floats(&g["w"])
+            && m.var("w")?.ptr_eq(&w_before) == g["w_same"].as_bool().unwrap_or(false)
+            && m.has("extra") == g["extra"].as_bool().unwrap_or(true),
+        "value_and_grad(graph_updates=False): {} {grads:?}, s {:?}; Flax: {g}",
+        out.value,
+        m.value("s")?
+    );
+
+    // An integer Variable in the differentiated argument: jax.grad's error, nothing runs.
+    let m = model()?;
+    let err = grad(|m: &Object| m.value("w")?.sum(Axes::All))
+        .graph_updates(false)
+        .call(engine, (&m,))
+        .err()
+        .ok_or_else(|| Failure("an integer Variable was differentiated".into()))?;
+    ensure!(
+        matches!(err, Error::NonDifferentiable { .. })
+            && g["int_error"]
+                .as_str()
+                .unwrap_or_default()
+                .starts_with("TypeError: grad requires real"),
+        "an integer Variable without graph updates: {err}"
+    );
+    snapshot("grad_graph_updates_false_integer_variable", &err.to_string());
+
+    let err = grad(|m: &Object| m.value("w")?.sum(Axes::All))
+        .wrt([DiffState::new(0, VariableType::PARAM)])
+        .graph_updates(false)
+        .call(engine, (&float_model()?,))
+        .err()
+        .ok_or_else(|| Failure("a DiffState was accepted without graph updates".into()))?;
+    ensure!(
+        matches!(err, Error::InvalidPrefix(_))
+            && g["diffstate_error"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("cannot contain `DiffState`"),
+        "a DiffState without graph updates: {err}"
+    );
+
+    // The auxiliary output may not return an input Variable, nor a captured one.
+    let m = float_model()?;
+    let err = grad(|m: &Object| -> Result<(Tensor, nnx_core::Variable)> {
+        m.var("s")?.set_value(Tensor::from_slice(&[9.0f32]))?;
+        Ok((m.value("w")?.sum(Axes::All)?, m.var("w")?))
+    })
+    .has_aux(true)
+    .graph_updates(false)
+    .call(engine, (&m,))
+    .err()
+    .ok_or_else(|| Failure("an input Variable returned as aux was accepted".into()))?;
+    ensure!(
+        matches!(err, Error::GraphUpdates(_))
+            && m.value("s")?.to_vec::<f32>()? == [0.5]
+            && g["aux_input_error"]
+                .as_str()
+                .unwrap_or_default()
+                .starts_with("ValueError: Duplicate"),
+        "an input Variable as aux without graph updates: {err}"
+    );
+    // With graph updates (the default) it comes out as it is.
+    let m = float_model()?;
+    let out = grad(|m: &Object| -> Result<(Tensor, nnx_core::Variable)> {
+        Ok((m.value("w")?.sum(Axes::All)?, m.var("w")?))
+    })
+    .has_aux(true)
+    .call(engine, (&m,))?;
+    let aux: nnx_core::Variable = out.aux_as()?;
+    ensure!(
+        aux.ptr_eq(&m.var("w")?) == g["aux_input_default_same"].as_bool().unwrap_or(false),
+        "an input Variable as aux with graph updates; Flax: {}",
+        g["aux_input_default_same"]
+    );
+    let captured = Param::new(Tensor::from_slice(&[1.0f32]));
+    let err = grad(|m: &Object| -> Result<(Tensor, Param)> {
+        Ok((m.value("w")?.sum(Axes::All)?, captured.clone()))
+    })
+    .has_aux(true)
+    .graph_updates(false)
+    .call(engine, (&float_model()?,))
+    .err()
+    .ok_or_else(|| Failure("a captured Variable returned as aux was accepted".into()))?;
+    let phrase = "Cannot return captured Variable of type Param from ";
+    ensure!(
+        matches!(err, Error::GraphUpdates(_))
+            && err.to_string().starts_with(phrase)
+            && (g["aux_captured_error"].as_str().unwrap_or_default()).contains(phrase),
+        "a captured Variable as aux without graph updates: {err}"
+    );
+    snapshot("grad_graph_updates_false_captured_aux", &err.to_string());
+    let err = jit(|_x: &Tensor| -> Result<Param> { Ok(captured.clone()) })
+        .graph_updates(false)
+        .call(engine, (&Tensor::scalar(1.0f32),))
+        .err()
+        .ok_or_else(|| Failure("jit returned a captured Variable".into()))?;
+    ensure!(
+        err.to_string().starts_with(phrase)
+            && (g["jit_captured_error"].as_str().unwrap_or_default()).contains(phrase),
+        "jit(graph_updates=False) returning a captured Variable: {err}"
+    );
+    // With graph updates it is the closure rule's error, as in Flax.
+    let err = jit(|_x: &Tensor| -> Result<Param> { Ok(captured.clone()) })
+        .call(engine, (&Tensor::scalar(1.0f32),))
+        .err()
+        .ok_or_else(|| Failure("jit returned a captured Variable".into()))?;
+    ensure!(
+        matches!(err, Error::ExtractFromOtherTrace { .. })
+            && (g["jit_captured_default_error"].as_str().unwrap_or_default())
+                .contains("Cannot extract graph node from different trace level"),
+        "jit returning a captured Variable: {err}"
     );
     Ok(Outcome::Pass)
 }

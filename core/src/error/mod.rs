@@ -195,13 +195,12 @@ pub enum Error {
         bytes: usize,
     },
     /// A differentiated input that is not floating point (JAX's `grad` rejects these too).
-    #[error(
-        "{transform} requires float32 inputs, but {location} has dtype {dtype}; select only \
-         float Variables with DiffState or argnums"
-    )]
+    #[error("{transform} requires float32 inputs, but {location} has dtype {dtype}; {hint}")]
     NonDifferentiable {
         /// The transform (`grad`, `jvp`, `jacrev`, `jacfwd`).
         transform: &'static str,
+        /// How to fix the call.
+        hint: &'static str,
         /// Where the input is (`args[0].count`).
         location: String,
         /// Its dtype.
@@ -567,6 +566,8 @@ pub enum Error {
     ExtractFromOtherTrace {
         /// Type name of the object or Variable.
         type_name: String,
+        /// Whether it is a Variable (else an object, list or dict).
+        variable: bool,
         /// Where it was found (`args[0].sub`).
         path: String,
         /// The level that owns it.

@@ -174,6 +174,7 @@ pub fn lower_args<L: Clone + PartialEq + fmt::Display>(
             label: RootLabel::Arg(i),
             value: value.clone(),
             prefix,
+            checked: true,
         })
         .collect();
     lower(&roots, None)
@@ -207,6 +208,22 @@ pub fn lower_outputs<L: Clone + PartialEq + fmt::Display>(
     output: &Value,
     out_prefix: &Prefix<L>,
 ) -> Result<Lowered<L>> {
+    lower_outputs_with(raised, in_prefix, output, out_prefix, true)
+}
+
+/// [`lower_outputs`], where `check_output` says whether the output's prefix takes part in
+/// the aliasing check: `grad`'s output has no prefix that means anything, so an input
+/// Variable may come out as it is (in the auxiliary output).
+///
+/// # Errors
+/// As [`lower_outputs`].
+pub fn lower_outputs_with<L: Clone + PartialEq + fmt::Display>(
+    raised: &Raised,
+    in_prefix: &Prefix<L>,
+    output: &Value,
+    out_prefix: &Prefix<L>,
+    check_output: bool,
+) -> Result<Lowered<L>> {
     let prefixes = per_root(in_prefix, raised.args.len(), "in_axes")?;
     let mut roots: Vec<Root<'_, L>> = raised
         .args
@@ -217,12 +234,14 @@ pub fn lower_outputs<L: Clone + PartialEq + fmt::Display>(
             label: RootLabel::Arg(i),
             value: graph_nodes_only(value),
             prefix,
+            checked: true,
         })
         .collect();
     roots.push(Root {
         label: RootLabel::Output,
         value: output.clone(),
         prefix: out_prefix,
+        checked: check_output,
     });
     lower(&roots, Some(&raised.inner_to_outer))
 }
@@ -338,6 +357,8 @@ struct Root<'p, L> {
     label: RootLabel,
     value: Value,
     prefix: &'p Prefix<L>,
+    /// Whether its prefixes take part in the aliasing check.
+    checked: bool,
 }
 
 /// Where a prefix leaf or StateAxes applies: a subtree position.
@@ -396,7 +417,11 @@ fn lower<L: Clone + PartialEq + fmt::Display>(
             &mut positions,
         )?;
     }
-    check_positions(&positions)?;
+    let unchecked: Vec<RootLabel> = (roots.iter())
+        .filter(|r| !r.checked)
+        .map(|r| r.label)
+        .collect();
+    check_positions(&positions, &unchecked)?;
     let tuple = Value::Tuple(roots.iter().map(|r| r.value.clone()).collect());
     let flat = Flattener::flatten_with(&tuple, outer_indexes);
     let mut leaves = Vec::with_capacity(flat.leaves.len());
@@ -489,9 +514,11 @@ const MAX_EXPANSIONS_PER_NODE: usize = 8;
 /// cycles are cut at the first repeat on the current path). A raw array in a shared node is
 /// state with one place, like a Variable: reached with two prefixes it would be mapped one
 /// way and written back the other (Flax does not check these and silently stacks a
-/// broadcast array).
+/// broadcast array). Occurrences under the `unchecked` roots are not compared (their
+/// trace levels still are).
 fn check_positions<L: Clone + PartialEq + fmt::Display>(
     positions: &[Position<'_, L>],
+    unchecked: &[RootLabel],
 ) -> Result<()> {
     let mut walk = AliasWalk {
         level: current_level(),
@@ -509,6 +536,10 @@ fn check_positions<L: Clone + PartialEq + fmt::Display>(
     } = walk;
     let conflicts: Vec<AliasConflict> = seen
         .into_values()
+        .map(|(type_name, mut occurrences)| {
+            occurrences.retain(|o| !unchecked.contains(&positions[o.position].root));
+            (type_name, occurrences)
+        })
         .filter(|(_, occurrences)| {
             occurrences
                 .iter()
@@ -634,7 +665,7 @@ impl<L: Clone> AliasWalk<L> {
             };
             match &value {
                 Value::Variable(v) => {
-                    check_level(v.type_name(), v.trace_level(), self.level, || {
+                    check_level(v.type_name(), true, v.trace_level(), self.level, || {
                         render(position, &at, &self.containers)
                     })?;
                     let prefix = position
@@ -656,6 +687,7 @@ impl<L: Clone> AliasWalk<L> {
                     };
                     check_level(
                         node.kind().type_name(),
+                        false,
                         node.trace_level(),
                         self.level,
                         || render(position, &at, &self.containers),
@@ -730,6 +762,7 @@ impl<L: Clone> AliasWalk<L> {
 
 fn check_level(
     type_name: &str,
+    variable: bool,
     owner: u32,
     current: u32,
     location: impl FnOnce() -> String,
@@ -739,6 +772,7 @@ fn check_level(
     } else {
         Err(Error::ExtractFromOtherTrace {
             type_name: type_name.to_owned(),
+            variable,
             path: location(),
             object_level: owner,
             current_level: current,

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use super::args::IntoArgs;
 use super::control_diff::{captured_at, record_cond};
 use super::jit::Whole;
-use super::pipeline::{self, Cache, Rules, lift_apply};
+use super::pipeline::{self, Cache, OutputChecks, Rules, lift_apply};
 use super::scan::{ScanAxis, output_kinds};
 use super::typed::{self, Body, IntoBody};
 use super::{Carry, Scan, scan};
@@ -259,7 +259,7 @@ impl<O: crate::graph::FromValue> Rules for Switch<'_, O> {
             .iter()
             .map(|branch| {
                 trace_fn(&avals, |ins| {
-                    lift_apply(lowered, prefix, &out_prefix, ins, |args| {
+                    lift_apply(lowered, prefix, &out_prefix, ins, OutputChecks::default(), |args| {
                         branch.apply(&args[1..])
                     })
                 })
@@ -470,7 +470,7 @@ impl<C: Body, B: Body> Rules for WhileLoop<C, B> {
         })?;
         let out_prefix = self.out_prefix();
         let body = trace_fn(&avals, |ins| {
-            lift_apply(lowered, prefix, &out_prefix, ins, |args| {
+            lift_apply(lowered, prefix, &out_prefix, ins, OutputChecks::default(), |args| {
                 self.body.apply(args)
             })
         })?;

@@ -3,7 +3,7 @@
 
 use super::args::IntoArgs;
 use super::jit::Whole;
-use super::pipeline::lift_apply;
+use super::pipeline::{OutputChecks, lift_apply};
 use super::typed::{self, Body, IntoBody};
 use crate::error::Result;
 use crate::graph::{self, Value};
@@ -61,7 +61,7 @@ impl<F: Body> EvalShape<F> {
         let prefix = Prefix::Leaf(Whole);
         let lowered = lift::lower_args(&copied, &prefix)?;
         let traced = trace_fn(&lowered.avals(), |inputs| {
-            lift_apply(&lowered, &prefix, &prefix, inputs, |args| {
+            lift_apply(&lowered, &prefix, &prefix, inputs, OutputChecks::default(), |args| {
                 self.f.apply(args)
             })
         })?;

@@ -146,6 +146,8 @@ pub fn value_and_grad<M, F: IntoBody<M>>(f: F) -> GradFn<F::Body> {
     GradFn {
         f: f.into_body(),
         wrt: vec![DiffState::new(0, VariableType::PARAM)],
+        wrt_given: false,
+        graph_updates: true,
         has_aux: false,
         jacobian: None,
         cache: Cache::default(),
@@ -193,6 +195,10 @@ pub fn jacfwd<M, F: IntoBody<M>>(f: F) -> GradFn<F::Body> {
 pub struct GradFn<F> {
     f: F,
     wrt: Vec<DiffState>,
+    /// Whether `wrt` came from [`GradFn::wrt`] (`DiffState`s) rather than argnums.
+    wrt_given: bool,
+    /// `graph_updates(false)` when `false`.
+    graph_updates: bool,
     has_aux: bool,
     /// `None` for a gradient (scalar output), else how the Jacobian is computed.
     jacobian: Option<Mode>,
@@ -229,6 +235,15 @@ impl<F: Body> Rules for GradFn<F> {
         Prefix::Leaf(Diff(false))
     }
 
+    fn without_graph_updates(&self) -> Option<&'static str> {
+        (!self.graph_updates).then_some("grad")
+    }
+
+    /// An input Variable returned in the auxiliary output comes out as it is (Flax).
+    fn checks_output_aliasing(&self) -> bool {
+        false
+    }
+
     fn apply(&self, args: &[Value]) -> Result<Value> {
         self.f.apply(args)
     }
@@ -239,7 +254,13 @@ impl<F: Body> Rules for GradFn<F> {
         args: &[Value],
         lowered: &mut Lowered<Diff>,
     ) -> Result<(Vec<AbstractValue>, Vec<Target>)> {
-        check_differentiable(lowered, self.jacobian.map_or("grad", Mode::name))?;
+        let hint = if self.graph_updates {
+            SELECT_FLOATS
+        } else {
+            "with graph_updates(false) every Variable of a differentiated argument is \
+             differentiated: pass integer Variables in an argument that is not"
+        };
+        check_differentiable(lowered, self.jacobian.map_or("grad", Mode::name), hint)?;
         let leaf_of_variable: HashMap<NodeId, usize> = (lowered.leaves().iter().enumerate())
             .filter_map(|(i, l)| l.variable.as_ref().map(|v| (v.id(), i)))
             .collect();
@@ -349,19 +370,56 @@ impl<F: Body> GradFn<F> {
         self.cache.trace_count()
     }
 
-    /// Differentiate these arguments, each with respect to its `Param`s (`argnums`).
+    /// Differentiate these arguments, each with respect to its `Param`s (`argnums`); with
+    /// [`graph_updates(false)`](GradFn::graph_updates), with respect to all its Variables.
     pub fn argnums(mut self, argnums: &[usize]) -> GradFn<F> {
         self.wrt = argnums
             .iter()
-            .map(|&a| DiffState::new(a, VariableType::PARAM))
+            .map(|&a| DiffState::new(a, self.argnum_filter()))
             .collect();
+        self.wrt_given = false;
         self
     }
 
     /// Differentiate with respect to these `DiffState`s.
     pub fn wrt(mut self, wrt: impl IntoIterator<Item = DiffState>) -> GradFn<F> {
         self.wrt = wrt.into_iter().collect();
+        self.wrt_given = true;
         self
+    }
+
+    /// `nnx.grad(f, graph_updates=False)` with `false`, Flax 0.12's tree mode: each argument
+    /// in `argnums` is differentiated with respect to *every* Variable it holds (an integer
+    /// one is an error, as in `jax.grad`; `DiffState`s are refused), the inputs' Variables
+    /// take their new values in place while structural changes made inside are dropped,
+    /// and the output (the auxiliary value) may not return input or captured Variables.
+    /// The gradient of an argument is a `State` of all its Variables (Flax returns a copy
+    /// of the argument holding them; `nnx.state` of it is this State).
+    ///
+    /// ```
+    /// use nnx_core::transforms::grad;
+    /// use nnx_core::Value;
+    /// let g = grad(|args: &[Value]| Ok(args[0].clone())).graph_updates(false);
+    /// assert_eq!(g.trace_count(), 0);
+    /// ```
+    pub fn graph_updates(mut self, graph_updates: bool) -> GradFn<F> {
+        self.graph_updates = graph_updates;
+        if !self.wrt_given {
+            let filter = self.argnum_filter();
+            for d in &mut self.wrt {
+                d.filter = filter.clone();
+            }
+        }
+        self
+    }
+
+    /// What an argnum differentiates: `Param`s, or everything without graph updates.
+    fn argnum_filter(&self) -> Filter {
+        if self.graph_updates {
+            VariableType::PARAM.into()
+        } else {
+            Filter::Everything
+        }
     }
 
     /// The function returns `(loss, aux)` (a tuple value); `aux` is passed through.
@@ -380,6 +438,13 @@ impl<F: Body> GradFn<F> {
     /// out-of-range argnums, aliasing and closure-rule errors, and whatever `f` returns. On error the caller's objects are
     /// unchanged.
     pub fn call(&self, engine: &(impl Engine + ?Sized), args: impl IntoArgs) -> Result<GradOutput> {
+        if self.wrt_given && !self.graph_updates {
+            return Err(Error::InvalidPrefix(
+                "argnums cannot contain DiffState objects with graph_updates(false): give \
+                 argument positions (argnums), or use graph updates (the default)"
+                    .into(),
+            ));
+        }
         let args = &args.into_args()[..];
         let outcome = pipeline::call(self, &self.cache, engine, args)?;
         let targets = &outcome.entry.extra;
@@ -430,6 +495,9 @@ impl<F: Body> GradFn<F> {
         Ok(GradOutput { value, aux, grads })
     }
 }
+
+/// The usual fix for a non-float differentiated input.
+pub(super) const SELECT_FLOATS: &str = "select only float Variables with DiffState or argnums";
 
 /// The prefix of differentiated arguments: per `DiffState`, its filter's Variables (or the
 /// whole array) are `Diff(true)`, everything else `Diff(false)`.
@@ -482,10 +550,15 @@ pub(super) fn diff_prefix(wrt: &[DiffState], args: &[Value]) -> Result<Prefix<Di
 ///
 /// # Errors
 /// [`Error::NonDifferentiable`] naming the first that is not.
-pub(super) fn check_differentiable(lowered: &Lowered<Diff>, transform: &'static str) -> Result<()> {
+pub(super) fn check_differentiable(
+    lowered: &Lowered<Diff>,
+    transform: &'static str,
+    hint: &'static str,
+) -> Result<()> {
     match (lowered.leaves().iter()).find(|l| l.prefix.0 && !l.value.dtype().is_float()) {
         Some(leaf) => Err(Error::NonDifferentiable {
             transform,
+            hint,
             location: leaf.location(),
             dtype: leaf.value.dtype(),
         }),

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use super::args::IntoArgs;
 use super::forward::{Dual, jvp_program};
-use super::grad::{Diff, DiffState, Grad, check_differentiable, diff_prefix};
+use super::grad::{Diff, DiffState, Grad, SELECT_FLOATS, check_differentiable, diff_prefix};
 use super::pipeline::{self, Cache, Rules, lift_body};
 use super::typed::{Body, IntoBody};
 use crate::engine::Engine;
@@ -142,7 +142,7 @@ impl<F: Body> Rules for JvpFn<F> {
         args: &[Value],
         lowered: &mut Lowered<Diff>,
     ) -> Result<(Vec<AbstractValue>, TangentLeaves)> {
-        check_differentiable(lowered, "jvp")?;
+        check_differentiable(lowered, "jvp", SELECT_FLOATS)?;
         let n = args.len().saturating_sub(1);
         let leaf_of_variable: HashMap<NodeId, usize> = (lowered.leaves().iter().enumerate())
             .filter_map(|(i, l)| l.variable.as_ref().map(|v| (v.id(), i)))
@@ -282,6 +282,7 @@ impl<F: Body> JvpFn<F> {
                 if !primal_value.dtype().is_float() {
                     return Err(Error::NonDifferentiable {
                         transform: "jvp",
+                        hint: SELECT_FLOATS,
                         location,
                         dtype: primal_value.dtype(),
                     });

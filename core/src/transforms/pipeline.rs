@@ -100,6 +100,13 @@ pub(crate) trait Rules {
         false
     }
 
+    /// Whether an input Variable returned in the output must have the same prefix there as
+    /// in the arguments (the aliasing check). Default: yes; `grad`'s output prefix means
+    /// nothing, so an input Variable comes out as it is.
+    fn checks_output_aliasing(&self) -> bool {
+        true
+    }
+
     /// Results that are, on every call, an input as it came in: `(result, lowered input)`
     /// pairs (a scan that runs no iteration keeps its broadcast state). Default: none.
     fn passthrough(&self, _extra: &Self::Extra) -> Vec<(usize, usize)> {
@@ -114,26 +121,76 @@ pub(crate) fn lift_body<R: Rules + ?Sized>(
     prefix: &Prefix<R::Leaf>,
     inputs: Vec<Tensor>,
 ) -> Result<(Vec<Tensor>, Lowered<R::Leaf>)> {
-    lift_apply(lowered, prefix, &rules.out_prefix(), inputs, |args| {
+    let checks = OutputChecks {
+        without_graph_updates: rules.without_graph_updates(),
+        aliasing: rules.checks_output_aliasing(),
+    };
+    lift_apply(lowered, prefix, &rules.out_prefix(), inputs, checks, |args| {
         rules.apply(args)
     })
 }
 
+/// How [`lift_apply`] checks the output.
+#[derive(Clone, Copy)]
+pub(crate) struct OutputChecks {
+    /// The transform's name when it runs with `graph_updates(false)`: its output may not
+    /// return a captured Variable or object.
+    pub without_graph_updates: Option<&'static str>,
+    /// Whether the output's prefix takes part in the aliasing check.
+    pub aliasing: bool,
+}
+
+impl Default for OutputChecks {
+    fn default() -> OutputChecks {
+        OutputChecks {
+            without_graph_updates: None,
+            aliasing: true,
+        }
+    }
+}
+
 /// The boundary's steps 2 and 3 around `apply`: raise the lowered arguments on `inputs`,
 /// apply, lower the arguments and the output again. Returns the output leaves' values and
-/// the lowered outputs.
+/// the lowered outputs, checked as `checks` says.
 pub(crate) fn lift_apply<L: Clone + PartialEq + fmt::Display>(
     lowered: &Lowered<L>,
     prefix: &Prefix<L>,
     out_prefix: &Prefix<L>,
     inputs: Vec<Tensor>,
+    checks: OutputChecks,
     apply: impl FnOnce(&[Value]) -> Result<Value>,
 ) -> Result<(Vec<Tensor>, Lowered<L>)> {
     let raised = lift::raise(lowered, inputs)?;
     let output = apply(&raised.args)?;
-    let outputs = lift::lower_outputs(&raised, prefix, &output, out_prefix)?;
+    let outputs = lift::lower_outputs_with(&raised, prefix, &output, out_prefix, checks.aliasing)
+        .map_err(|e| captured_output(e, checks.without_graph_updates))?;
     let values = outputs.leaves().iter().map(|l| l.value.clone()).collect();
     Ok((values, outputs))
+}
+
+/// Without graph updates, an output that returns a Variable or object of an enclosing
+/// trace is Flax's "Cannot return captured Variable" error (with graph updates it stays
+/// the closure rule's error).
+fn captured_output(error: Error, without_graph_updates: Option<&'static str>) -> Error {
+    match (error, without_graph_updates) {
+        (
+            Error::ExtractFromOtherTrace {
+                type_name,
+                variable,
+                path,
+                ..
+            },
+            Some(transform),
+        ) if path.starts_with("output") => {
+            let what = if variable { "Variable" } else { "object" };
+            Error::GraphUpdates(format!(
+                "Cannot return captured {what} of type {type_name} from {transform} with \
+                 graph_updates(false) (found at {path}): pass it as an argument, or return a \
+                 copy (graph::clone)"
+            ))
+        }
+        (error, _) => error,
+    }
 }
 
 /// The traces of one transform, by cache key, and how many traces it made.
