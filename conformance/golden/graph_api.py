@@ -159,4 +159,50 @@ out['dict_prefix'] = dict_lanes({'a': jnp.arange(6.0).reshape(3, 2),
                                  'b': jnp.array([1.0, -2.0])}).tolist()
 s = nnx.Rngs(params=1, dropout=2, noise=3).split({'params': 5, 'dropout': None, ...: (2, 5)})
 out['split_mapping'] = {name: list(getattr(s, name).key.shape) for name in ['params', 'dropout', 'noise']}
+
+
+# plain dicts and tuples (pytrees, no identity): a dict given twice is two dicts holding the
+# same Variable; structure changes inside stay inside; grad differentiates them whole.
+def plain_containers():
+  res = {}
+  v = nnx.Param(jnp.array([1.0, 2.0]))
+  d = {'a': v, 'b': jnp.array([3.0])}
+
+  @nnx.jit
+  def f(x, y):
+    same = {'same_dict': x is y, 'same_var': x['a'] is y['a']}
+    x['a'][...] = x['a'][...] + 1
+    x['c'] = jnp.array(5.0)
+    return same, x['b'] * 2
+  same, b2 = f(d, d)
+  res['twice'] = {'same_dict': bool(same['same_dict']), 'same_var': bool(same['same_var']),
+                  'keys': sorted(d.keys()), 'v': v[...].tolist(), 'b': d['b'].tolist(),
+                  'b2': b2.tolist()}
+  out_d = nnx.jit(lambda x: x)(d)
+  res['returned'] = {'type': type(out_d).__name__, 'same_dict': out_d is d,
+                     'same_var': out_d['a'] is v}
+  w = nnx.Param(jnp.ones((3, 2)))
+
+  @nnx.vmap(in_axes=({'w': 0, 's': None},))
+  def lanes(x):
+    x['w'][...] = x['w'][...] * 2
+    return (x['w'][...] * x['s']).sum()
+  res['vmap'] = {'y': lanes({'w': w, 's': jnp.array([1.0, 2.0])}).tolist(),
+                 'w': w[...].tolist()}
+
+  def loss(x):
+    return (x['a'][...] * x['b']).sum() + x['c'][...].sum()
+  p = nnx.Param(jnp.array([1.0, 2.0]))
+  bs = nnx.BatchStat(jnp.array([1.0]))
+  g = nnx.grad(loss)({'a': p, 'b': jnp.array([3.0]), 'c': bs})
+  res['grad_plain'] = {'a': [type(g['a']).__name__, g['a'][...].tolist()],
+                       'b': g['b'].tolist(), 'c': [type(g['c']).__name__, g['c'][...].tolist()]}
+  g = nnx.grad(loss)(nnx.Dict(a=p, b=jnp.array([3.0]), c=bs))
+  res['grad_dict'] = sorted('/'.join(map(str, k)) for k, _ in g.flat_state())
+  g = nnx.grad(lambda t: (t[0]['a'][...] * t[1]).sum())(({'a': p}, jnp.array([2.0])))
+  res['grad_tuple'] = {'a': g[0]['a'][...].tolist(), 'x': g[1].tolist()}
+  return res
+
+
+out['plain_containers'] = plain_containers()
 print(json.dumps(out, indent=1, sort_keys=True))

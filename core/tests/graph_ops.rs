@@ -377,3 +377,64 @@ fn update_checks_every_trace_level_before_writing() {
     );
     assert_eq!(outer.value().to_vec::<f32>().unwrap(), vec![0.0]);
 }
+
+/// A plain map (`Value::Map`, Flax's plain dict) is a value: described at every occurrence,
+/// so split/merge of two occurrences gives two maps that share the Variable inside.
+#[test]
+fn plain_maps_split_merge_and_print_as_dicts() {
+    let w = Param::new(Tensor::ones([2]));
+    let d = Value::map([("w", Value::from(&w)), ("raw", Tensor::arange(2).into())]);
+    let pair = Value::tuple(vec![d.clone(), d.clone()]);
+    let (def, state) = graph::split(&pair);
+    let paths: Vec<String> = state.paths().map(Path::slashed).collect();
+    // The Variable once (shared), each map's raw array at its own path.
+    assert_eq!(paths, ["0/raw", "0/w", "1/raw"]);
+    let rebuilt: Value = graph::merge(&def, [&state]).unwrap();
+    let (a, b) = (rebuilt.entry(0).unwrap(), rebuilt.entry(1).unwrap());
+    assert!(matches!(a, Value::Map(_)) && matches!(b, Value::Map(_)));
+    let (wa, wb) = (
+        a.entry("w").unwrap().variable().unwrap(),
+        b.entry("w").unwrap().variable().unwrap(),
+    );
+    assert!(wa.ptr_eq(&wb) && wa.ptr_eq(&w));
+    insta::assert_snapshot!(d.to_string(), @r"
+    {'raw': Array([0, 1], dtype=int32), 'w': Param( # 2 (8 B)
+      value=Array([1., 1.], dtype=float32)
+    )}
+    ");
+    let err = d.entry("missing").unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::NotFound);
+    insta::assert_snapshot!(err.to_string(), @"key 'missing' not found in dict (keys: 'raw', 'w')");
+}
+
+/// `update` writes through a plain map held by an object: a Variable in place, a raw array
+/// by rebuilding the map.
+#[test]
+fn update_writes_through_a_plain_map_attribute() {
+    let w = Param::new(Tensor::ones([2]));
+    let m = Object::new("M")
+        .with(
+            "d",
+            Value::map([("w", Value::from(&w)), ("raw", Tensor::zeros([1]).into())]),
+        )
+        .unwrap();
+    let mut new = State::new();
+    new.insert(Path::parse("d/w").unwrap(), Leaf::Array(Tensor::zeros([2])));
+    new.insert(
+        Path::parse("d/raw").unwrap(),
+        Leaf::Array(Tensor::ones([1])),
+    );
+    graph::update(&m, &new).unwrap();
+    assert_eq!(w.value().to_vec::<f32>().unwrap(), [0.0, 0.0]);
+    let d = m.get("d").unwrap();
+    assert_eq!(
+        d.entry("raw")
+            .unwrap()
+            .as_tensor()
+            .unwrap()
+            .to_vec::<f32>()
+            .unwrap(),
+        [1.0]
+    );
+    assert!(d.entry("w").unwrap().variable().unwrap().ptr_eq(&w));
+}

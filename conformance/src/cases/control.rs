@@ -739,9 +739,7 @@ pub fn graph_updates_false_updates_variables_only(engine: &dyn Engine) -> CaseRe
 /// changes are dropped (the gradient is with respect to the Variable that came in), and the
 /// mode's own errors: `DiffState`s refused, an input or captured Variable returned in the
 /// auxiliary output; `jit` returning a captured Variable says so too.
-pub fn grad_without_graph_updates_differentiates_every_variable(
-    engine: &dyn Engine,
-) -> CaseResult {
+pub fn grad_without_graph_updates_differentiates_every_variable(engine: &dyn Engine) -> CaseResult {
     let g = &golden()["grad_graph_updates_false"];
     let float_model = || -> Result<Object> {
         Object::new("F")
@@ -769,8 +767,10 @@ pub fn grad_without_graph_updates_differentiates_every_variable(
         }
     };
     ensure!(
-        close(&[out.value.item::<f32>()?], &[g["value"].as_f64().unwrap_or(f64::NAN) as f32])
-            && grads.len() == 2
+        close(
+            &[out.value.item::<f32>()?],
+            &[g["value"].as_f64().unwrap_or(f64::NAN) as f32]
+        ) && grads.len() == 2
             && close(&grad_of("w")?, &floats(&g["grads"]["w"]))
             && close(&grad_of("s")?, &floats(&g["grads"]["s"]))
             && close(&m.value("s")?.to_vec::<f32>()?, &floats(&g["s"]))
@@ -797,7 +797,10 @@ pub fn grad_without_graph_updates_differentiates_every_variable(
                 .starts_with("TypeError: grad requires real"),
         "an integer Variable without graph updates: {err}"
     );
-    snapshot("grad_graph_updates_false_integer_variable", &err.to_string());
+    snapshot(
+        "grad_graph_updates_false_integer_variable",
+        &err.to_string(),
+    );
 
     let err = grad(|m: &Object| m.value("w")?.sum(Axes::All))
         .wrt([DiffState::new(0, VariableType::PARAM)])

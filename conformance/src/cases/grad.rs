@@ -143,8 +143,9 @@ pub fn grad_diffstate_argnums_and_aux(engine: &dyn Engine) -> CaseResult {
             "unexpected error {err:?}"
         );
     }
-    // A differentiated tuple argument has no array gradient to give back.
-    let err = value_and_grad(|args: &[Value]| match &args[0] {
+    // A differentiated tuple argument is a pytree to jax.grad: differentiated whole, its
+    // gradient a tuple of the same structure.
+    let out = value_and_grad(|args: &[Value]| match &args[0] {
         Value::Tuple(items) => Ok(Value::from(items[0].as_tensor()?.sum(Axes::All)?)),
         other => Ok(other.clone()),
     })
@@ -155,9 +156,19 @@ pub fn grad_diffstate_argnums_and_aux(engine: &dyn Engine) -> CaseResult {
             Value::from(vector(&[1.0])),
             Value::from(vector(&[2.0])),
         ])],
-    )
-    .err()
-    .ok_or_else(|| Failure("a differentiated tuple argument must fail".into()))?;
+    )?;
+    let tree = out.grads[0].tree()?;
+    let leaves = (tree.entry(0)?.as_tensor()?.to_vec::<f32>()?)
+        .into_iter()
+        .chain(tree.entry(1)?.as_tensor()?.to_vec::<f32>()?)
+        .collect::<Vec<_>>();
+    ensure!(leaves == [1.0, 0.0], "the gradient of a tuple: {tree:?}");
+    // A static argument has nothing to differentiate.
+    let err = value_and_grad(|_: &[Value]| Ok(Value::from(vector(&[1.0]).sum(Axes::All)?)))
+        .argnums(&[0])
+        .call(engine, &[Value::from(3)])
+        .err()
+        .ok_or_else(|| Failure("a differentiated static argument must fail".into()))?;
     ensure!(
         err == Error::NoDifferentiableArray { argnum: 0 },
         "unexpected error {err:?}"

@@ -69,6 +69,7 @@ fn type_name(value: &Value) -> String {
         Value::List(_) => "List".into(),
         Value::Dict(_) => "Dict".into(),
         Value::Tuple(_) => "tuple".into(),
+        Value::Map(_) => "dict".into(),
         Value::Array(_) => "Array".into(),
         Value::Static(Static::Int(_)) => "int".into(),
         Value::Static(other) => format!("{other:?}"),
@@ -397,5 +398,172 @@ pub fn dict_shaped_axes_match_flax(engine: &dyn Engine) -> CaseResult {
     .call(engine, (&d,))?
     .to_vec::<f32>()?;
     ensure!(y == expected, "dict-shaped axes: {y:?}; Flax: {expected:?}");
+    Ok(Outcome::Pass)
+}
+
+/// Plain dicts and tuples ([`Value::Map`], [`Value::Tuple`]) are Flax's pytree arguments,
+/// against flax 0.12.8: a dict given twice is two dicts holding the same Variable (an
+/// update through one is seen through the other and outside), a returned dict is a new one
+/// holding the same Variable, a dict-shaped axis prefix maps its entries (an update of a
+/// mapped Variable propagates), and `grad` differentiates a plain dict or tuple whole,
+/// every Variable and array in it, where an `nnx.Dict` is filtered to its Params.
+pub fn plain_dicts_and_tuples_are_pytrees(engine: &dyn Engine) -> CaseResult {
+    let g = &golden()["plain_containers"];
+    let floats =
+        |json: &Json| -> Vec<f32> { numbers(json).into_iter().map(|v| v as f32).collect() };
+    let v = Param::new(Tensor::from_slice(&[1.0f32, 2.0]));
+    let d = Value::map([
+        ("a", Value::from(&v)),
+        ("b", Tensor::from_slice(&[3.0f32]).into()),
+    ]);
+    let twice = jit(|args: &[Value]| -> Result<Value> {
+        let (x, y) = (&args[0], &args[1]);
+        let same_var = match (x.entry("a")?, y.entry("a")?) {
+            (Value::Variable(a), Value::Variable(b)) => a.ptr_eq(&b),
+            _ => false,
+        };
+        let var = x.entry("a")?.variable()?;
+        var.set_value((&var.value() + 1.0)?)?;
+        let b2 = (&x.entry("b")?.as_tensor()? * 2.0)?;
+        Ok(Value::tuple(vec![
+            Value::from(x.same_as(y)),
+            Value::from(same_var),
+            Value::from(b2),
+        ]))
+    })
+    .call(engine, (&d, &d))?;
+    let t = &g["twice"];
+    let got = (
+        twice.entry(0)?.as_static().cloned(),
+        twice.entry(1)?.as_static().cloned(),
+        v.value().to_vec::<f32>()?,
+        d.entry("b")?.as_tensor()?.to_vec::<f32>()?,
+        twice.entry(2)?.as_tensor()?.to_vec::<f32>()?,
+    );
+    let expected = (
+        Some(Static::from(t["same_dict"].as_bool().unwrap_or(true))),
+        Some(Static::from(t["same_var"].as_bool().unwrap_or(false))),
+        floats(&t["v"]),
+        floats(&t["b"]),
+        floats(&t["b2"]),
+    );
+    ensure!(
+        got == expected,
+        "a dict given twice: {got:?}; Flax: {expected:?}"
+    );
+
+    let returned =
+        jit(|args: &[Value]| -> Result<Value> { Ok(args[0].clone()) }).call(engine, (&d,))?;
+    // (A map has no identity to compare: Flax's `out is d` is False.)
+    let r = &g["returned"];
+    ensure!(
+        matches!(returned, Value::Map(_))
+            && r["type"] == "dict"
+            && r["same_dict"] == false
+            && matches!(returned.entry("a")?, Value::Variable(w) if w.ptr_eq(&v))
+                == r["same_var"].as_bool().unwrap_or(false),
+        "a returned dict: {returned:?}; Flax: {r}"
+    );
+
+    let w = Param::new(Tensor::ones([3, 2]));
+    let arg = Value::map([
+        ("w", Value::from(&w)),
+        ("s", Tensor::from_slice(&[1.0f32, 2.0]).into()),
+    ]);
+    let y = vmap(|args: &[Value]| -> Result<Value> {
+        let w = args[0].entry("w")?.variable()?;
+        w.set_value((&w.value() * 2.0)?)?;
+        Ok(w.value()
+            .mul(&args[0].entry("s")?.as_tensor()?)?
+            .sum(nnx_core::Axes::All)?
+            .into())
+    })
+    .in_axes((StateAxes::by_key([("w", Some(0)), ("s", None)]),))
+    .call(engine, (&arg,))?
+    .as_tensor()?
+    .to_vec::<f32>()?;
+    ensure!(
+        y == floats(&g["vmap"]["y"]) && w.value().to_vec::<f32>()? == floats(&g["vmap"]["w"]),
+        "vmap over a plain dict: {y:?}, w {:?}; Flax: {}",
+        w.value(),
+        g["vmap"]
+    );
+
+    // grad: a plain dict is differentiated whole (a BatchStat in it too), an nnx.Dict by
+    // its Params.
+    let loss = |args: &[Value]| -> Result<Value> {
+        let x = &args[0];
+        let (a, b, c) = (
+            x.entry("a")?.as_tensor()?,
+            x.entry("b")?.as_tensor()?,
+            x.entry("c")?.as_tensor()?,
+        );
+        let l = (a.mul(&b)?.sum(nnx_core::Axes::All)? + c.sum(nnx_core::Axes::All)?)?;
+        Ok(l.into())
+    };
+    let p = Param::new(Tensor::from_slice(&[1.0f32, 2.0]));
+    let bs = BatchStat::new(Tensor::from_slice(&[1.0f32]));
+    let plain = Value::map([
+        ("a", Value::from(&p)),
+        ("b", Tensor::from_slice(&[3.0f32]).into()),
+        ("c", Value::from(&bs)),
+    ]);
+    let out = value_and_grad(loss).call(engine, (&plain,))?;
+    let tree = out.grads[0].tree()?;
+    let gp = &g["grad_plain"];
+    let variable = |key: &str| -> Result<(String, Vec<f32>)> {
+        match tree.entry(key)? {
+            Value::Variable(v) => Ok((v.type_name().to_owned(), v.value().to_vec::<f32>()?)),
+            other => Ok((other.kind_name(), Vec::new())),
+        }
+    };
+    let expected_variable = |json: &Json| -> (String, Vec<f32>) {
+        (
+            json[0].as_str().unwrap_or_default().to_owned(),
+            floats(&json[1]),
+        )
+    };
+    ensure!(
+        variable("a")? == expected_variable(&gp["a"])
+            && variable("c")? == expected_variable(&gp["c"])
+            && tree.entry("b")?.as_tensor()?.to_vec::<f32>()? == floats(&gp["b"])
+            && !matches!(tree.entry("a")?, Value::Variable(a) if a.ptr_eq(&p)),
+        "grad of a plain dict: {tree:?}; Flax: {gp}"
+    );
+    let dict = nnx_core::Dict::new();
+    dict.insert("a", &p)?;
+    dict.insert("b", Tensor::from_slice(&[3.0f32]))?;
+    dict.insert("c", &bs)?;
+    let out = value_and_grad(loss).call(engine, (&dict,))?;
+    let paths: Vec<String> = (out.grads[0].state()?.iter())
+        .map(|(path, _)| path.slashed())
+        .collect();
+    let expected: Vec<String> = (g["grad_dict"].as_array().into_iter().flatten())
+        .filter_map(|p| p.as_str().map(str::to_owned))
+        .collect();
+    ensure!(
+        paths == expected,
+        "grad of an nnx.Dict: {paths:?}; Flax: {expected:?}"
+    );
+
+    let pair = Value::tuple(vec![
+        Value::map([("a", Value::from(&p))]),
+        Tensor::from_slice(&[2.0f32]).into(),
+    ]);
+    let out = value_and_grad(|args: &[Value]| -> Result<Value> {
+        let t = &args[0];
+        let a = t.entry(0)?.entry("a")?.as_tensor()?;
+        Ok(a.mul(&t.entry(1)?.as_tensor()?)?
+            .sum(nnx_core::Axes::All)?
+            .into())
+    })
+    .call(engine, (&pair,))?;
+    let tree = out.grads[0].tree()?;
+    let gt = &g["grad_tuple"];
+    ensure!(
+        tree.entry(0)?.entry("a")?.as_tensor()?.to_vec::<f32>()? == floats(&gt["a"])
+            && tree.entry(1)?.as_tensor()?.to_vec::<f32>()? == floats(&gt["x"]),
+        "grad of a tuple: {tree:?}; Flax: {gt}"
+    );
     Ok(Outcome::Pass)
 }

@@ -80,6 +80,7 @@ macro_rules! for_each_case {
             graph_api::functional_style_matches_flax,
             graph_api::state_axes_from_paths_match_flax,
             graph_api::dict_shaped_axes_match_flax,
+            graph_api::plain_dicts_and_tuples_are_pytrees,
             custom_vjp::custom_vjp_flax_example,
             custom_vjp::custom_vjp_backward_pass_is_used_everywhere,
             custom_vjp::custom_vjp_state_updates_and_errors,

@@ -381,6 +381,11 @@ fn run_level(level: &Level, engine: &dyn Engine, m: &Object, x: &Tensor) -> Resu
                             parts.push(leaf.value().reshape(&[-1])?);
                         }
                     }
+                    Grad::Tree(v) => {
+                        for (_, leaf) in &nnx_core::graph::state(v) {
+                            parts.push(leaf.value().reshape(&[-1])?);
+                        }
+                    }
                 }
             }
             Tensor::concatenate(&parts, 0)

@@ -374,7 +374,7 @@ impl World {
                 }
                 MVal::Node(n)
             }
-            Value::Tuple(_) => unreachable!("the fuzzer stores no tuples"),
+            Value::Tuple(_) | Value::Map(_) => unreachable!("the fuzzer stores no tuples or maps"),
         }
     }
 

@@ -355,14 +355,17 @@ fn key_name(key: Key) -> String {
     }
 }
 
-/// Entries of a string-keyed map value: a [`Dict`] node's, or a static dict's.
+/// Entries of a string-keyed map value: a [`Dict`] node's, a plain map's, or a static
+/// dict's.
 fn map_entries(value: &Value) -> Option<Vec<(String, Value)>> {
+    let by_string = |(k, v): (Key, Value)| match k {
+        Key::Str(k) => Some((k, v)),
+        Key::Int(_) => None,
+    };
     match value {
-        Value::Dict(dict) => (dict.entries().into_iter())
-            .map(|(k, v)| match k {
-                Key::Str(k) => Some((k, v)),
-                Key::Int(_) => None,
-            })
+        Value::Dict(dict) => dict.entries().into_iter().map(by_string).collect(),
+        Value::Map(_) => (value.pytree_children()?.into_iter())
+            .map(by_string)
             .collect(),
         Value::Static(Static::Dict(entries)) => Some(
             (entries.iter())

@@ -47,9 +47,12 @@ enum Frame<'s> {
         next: usize,
         close: &'static str,
     },
-    /// `(` was written; the items follow separated by `, `.
-    Tuple {
-        items: Vec<Value>,
+    /// `(` (a tuple) or `{` (a map, its items keyed) was written; the items follow
+    /// separated by `, `.
+    Inline {
+        items: Vec<(Option<super::Key>, Value)>,
+        /// Whether it is a map (closed by `}`).
+        map: bool,
         next: usize,
         ctx: Context,
     },
@@ -125,8 +128,20 @@ impl<'s> Printer<'s> {
             Value::Dict(d) => self.node(&d.0),
             Value::Tuple(items) => {
                 self.out.push('(');
-                self.stack.push(Frame::Tuple {
-                    items: items.clone(),
+                self.stack.push(Frame::Inline {
+                    items: items.iter().map(|v| (None, v.clone())).collect(),
+                    map: false,
+                    next: 0,
+                    ctx,
+                });
+            }
+            Value::Map(entries) => {
+                self.out.push('{');
+                self.stack.push(Frame::Inline {
+                    items: (entries.iter())
+                        .map(|(k, v)| (Some(k.clone()), v.clone()))
+                        .collect(),
+                    map: true,
                     next: 0,
                     ctx,
                 });
@@ -234,18 +249,30 @@ impl<'s> Printer<'s> {
                         }
                     }
                 }
-                Frame::Tuple { items, next, ctx } => {
+                Frame::Inline {
+                    items,
+                    map,
+                    next,
+                    ctx,
+                } => {
                     let ctx = *ctx;
                     let i = *next;
                     *next += 1;
-                    let Some(item) = items.get(i).cloned() else {
-                        let one = items.len() == 1;
+                    let Some((key, item)) = items.get(i).cloned() else {
+                        let close = match (*map, items.len()) {
+                            (true, _) => "}",
+                            (false, 1) => ",)",
+                            (false, _) => ")",
+                        };
                         self.stack.pop();
-                        self.out.push_str(if one { ",)" } else { ")" });
+                        self.out.push_str(close);
                         continue;
                     };
                     if i > 0 {
                         self.out.push_str(", ");
+                    }
+                    if let Some(key) = key {
+                        self.out.push_str(&format!("{key}: "));
                     }
                     self.value(&item, ctx);
                 }
@@ -317,6 +344,7 @@ impl Stats {
                     }
                 }
                 Value::Tuple(items) => open.children.extend(items.iter().rev().cloned()),
+                Value::Map(entries) => open.children.extend(entries.values().rev().cloned()),
                 Value::Object(_) | Value::List(_) | Value::Dict(_) => {
                     let Some(node) = super::graphdef::node_of(&child) else {
                         continue;
@@ -371,6 +399,7 @@ fn child_nodes(node: &Node) -> Vec<Node> {
         match value {
             Value::Object(Object(n)) | Value::List(List(n)) | Value::Dict(Dict(n)) => out.push(n),
             Value::Tuple(items) => pending.extend(items),
+            Value::Map(entries) => pending.extend(entries.into_values()),
             Value::Static(_) | Value::Array(_) | Value::Variable(_) => {}
         }
     }
@@ -544,6 +573,10 @@ fn collect_stats(root: &Node) -> Totals {
             }
             Value::Tuple(items) => {
                 stack.extend(items.iter().rev().cloned());
+                continue;
+            }
+            Value::Map(entries) => {
+                stack.extend(entries.values().rev().cloned());
                 continue;
             }
             Value::Object(o) => &o.0,

@@ -89,6 +89,12 @@ pub enum NodeDef {
         /// The number of items.
         len: usize,
     },
+    /// A plain dict ([`Value::Map`]: no identity, described at every occurrence); its `len`
+    /// entries follow it, each with its key.
+    Map {
+        /// The number of entries.
+        len: usize,
+    },
     /// A raw array (one leaf).
     Leaf,
     /// A static value.
@@ -100,7 +106,7 @@ impl NodeDef {
     /// tuples).
     pub fn len(&self) -> usize {
         match self {
-            NodeDef::Node { len, .. } | NodeDef::Tuple { len } => *len,
+            NodeDef::Node { len, .. } | NodeDef::Tuple { len } | NodeDef::Map { len } => *len,
             _ => 0,
         }
     }
@@ -232,7 +238,10 @@ impl<'a> Iterator for Walk<'a> {
             _ => parent,
         };
         let depth = self.open.len();
-        if matches!(entry.def, NodeDef::Node { .. } | NodeDef::Tuple { .. }) {
+        if matches!(
+            entry.def,
+            NodeDef::Node { .. } | NodeDef::Tuple { .. } | NodeDef::Map { .. }
+        ) {
             self.open.push((entry.def.len(), path.clone()));
         }
         Some(Step::Enter { entry, path, depth })
@@ -274,6 +283,7 @@ impl fmt::Display for GraphDef {
                 NodeDef::Variable(v) => writeln!(f, "{indent}{label}{}[{}]", v.ty, v.index)?,
                 NodeDef::Ref(index) => writeln!(f, "{indent}{label}Ref[{index}]")?,
                 NodeDef::Tuple { .. } => writeln!(f, "{indent}{label}tuple")?,
+                NodeDef::Map { .. } => writeln!(f, "{indent}{label}dict")?,
                 NodeDef::Leaf => writeln!(f, "{indent}{label}Array")?,
                 NodeDef::Static(s) => writeln!(f, "{indent}{label}{s}")?,
             }
@@ -380,14 +390,15 @@ impl<'a> Flattener<'a> {
             }
             Value::Variable(v) => (self.visit_variable(v, path), None),
             Value::Object(_) | Value::List(_) | Value::Dict(_) => self.visit_node(value),
-            Value::Tuple(items) => {
-                let children: Vec<(Key, Value)> = items
-                    .iter()
-                    .enumerate()
-                    .rev()
-                    .map(|(i, item)| (Key::from(i), item.clone()))
-                    .collect();
-                (NodeDef::Tuple { len: items.len() }, Some(children))
+            Value::Tuple(_) | Value::Map(_) => {
+                let mut children = value.pytree_children().unwrap_or_default();
+                let len = children.len();
+                children.reverse();
+                let def = match value {
+                    Value::Map(_) => NodeDef::Map { len },
+                    _ => NodeDef::Tuple { len },
+                };
+                (def, Some(children))
             }
         }
     }

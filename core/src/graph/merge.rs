@@ -186,18 +186,29 @@ struct Frame {
     key: Option<Key>,
     remaining: usize,
     children: Vec<(Key, Value)>,
-    /// The node being built (`None` for a tuple).
-    node: Option<(Node, Value)>,
+    /// What is being built.
+    building: Building,
+}
+
+/// What a [`Frame`] builds.
+enum Building {
+    /// A graph node (reused or new) and its value.
+    Node(Node, Value),
+    /// A tuple.
+    Tuple,
+    /// A plain dict.
+    Map,
 }
 
 impl Frame {
     fn finish(self) -> Result<(Option<Key>, Value)> {
-        let value = match self.node {
-            Some((node, value)) => {
+        let value = match self.building {
+            Building::Node(node, value) => {
                 node.replace_children(self.children)?;
                 value
             }
-            None => Value::Tuple(self.children.into_iter().map(|(_, v)| v).collect()),
+            Building::Tuple => Value::Tuple(self.children.into_iter().map(|(_, v)| v).collect()),
+            Building::Map => Value::Map(self.children.into_iter().collect()),
         };
         Ok((self.key, value))
     }
@@ -240,12 +251,15 @@ impl Builder<'_> {
                     (key, value)
                 }
                 NodeDef::Variable(vd) => (key.clone(), self.variable(vd, path)?),
-                NodeDef::Tuple { len } => {
+                NodeDef::Tuple { len } | NodeDef::Map { len } => {
                     let frame = Frame {
                         key,
                         remaining: *len,
                         children: Vec::with_capacity(*len),
-                        node: None,
+                        building: match &entry.def {
+                            NodeDef::Map { .. } => Building::Map,
+                            _ => Building::Tuple,
+                        },
                     };
                     if *len > 0 {
                         stack.push(frame);
@@ -272,7 +286,7 @@ impl Builder<'_> {
                         key,
                         remaining: *len,
                         children: Vec::with_capacity(*len),
-                        node: Some((node, value)),
+                        building: Building::Node(node, value),
                     };
                     if *len > 0 {
                         stack.push(frame);

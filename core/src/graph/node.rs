@@ -58,7 +58,7 @@ struct NodeCell {
 
 impl Drop for NodeCell {
     /// Iterative: when the last handle to a node goes, its children that are themselves
-    /// last handles (nodes, and tuples holding nodes) are moved onto an explicit stack and
+    /// last handles (nodes, and tuples and maps holding nodes) are moved onto an explicit stack and
     /// emptied there, so dropping a very deep graph does not recurse.
     fn drop(&mut self) {
         let mut stack: Vec<Value> = children_mut(&mut self.children)
@@ -73,6 +73,7 @@ impl Drop for NodeCell {
                     }
                 }
                 Value::Tuple(items) => stack.extend(items),
+                Value::Map(entries) => stack.extend(entries.into_values()),
                 Value::Static(_) | Value::Array(_) | Value::Variable(_) => {}
             }
         }
@@ -247,7 +248,7 @@ fn children_mut(children: &mut RwLock<IndexMap<Key, Value>>) -> &mut IndexMap<Ke
 
 /// Whether replacing `old` by `new` keeps a node's structure: arrays replaced by arrays
 /// (their shapes and dtypes are checked separately, as abstract values), the same node or
-/// Variable handle, an equal static, and tuples of such.
+/// Variable handle, an equal static, and tuples and maps of such.
 fn same_structure(old: &Value, new: &Value) -> bool {
     match (old, new) {
         (Value::Array(_), Value::Array(_)) => true,
@@ -255,6 +256,10 @@ fn same_structure(old: &Value, new: &Value) -> bool {
         (Value::Static(a), Value::Static(b)) => a == b,
         (Value::Tuple(a), Value::Tuple(b)) => {
             a.len() == b.len() && a.iter().zip(b).all(|(a, b)| same_structure(a, b))
+        }
+        (Value::Map(a), Value::Map(b)) => {
+            a.len() == b.len()
+                && (a.iter().zip(b)).all(|((ka, a), (kb, b))| ka == kb && same_structure(a, b))
         }
         (a, b) => match (node_of(a), node_of(b)) {
             (Some(a), Some(b)) => a.ptr_eq(b),

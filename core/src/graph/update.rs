@@ -44,12 +44,13 @@ pub(crate) fn update(root: &Value, state: &State) -> Result<()> {
 enum Write {
     UpdateVariable(super::variable::Variable, Leaf),
     SetChild(Node, Key, Value),
-    /// Tuples are immutable values: rebuild the tuple held by `node[key]` with the element at
-    /// `positions` replaced, and set it back.
+    /// Tuples and maps are immutable values: rebuild the one held by `node[key]` with the
+    /// element at `positions` (keys, through nested tuples and maps) replaced, and set it
+    /// back.
     SetInTuple {
         node: Node,
         key: Key,
-        positions: Vec<usize>,
+        positions: Vec<Key>,
         value: Value,
     },
 }
@@ -106,16 +107,17 @@ fn plan(
         Some(parent) => resolver.resolve(root, parent, path)?,
         None => (root.clone(), None),
     };
-    if let Value::Tuple(items) = &current {
-        let (Some((node, key, mut positions)), Key::Int(i)) = (anchor, last) else {
+    if let Value::Tuple(_) | Value::Map(_) = &current {
+        let Some((node, key, mut positions)) = anchor else {
             return Err(Error::StructureMismatch(format!(
-                "cannot update path {path}: the tuple holding it is not inside an object, list or dict"
+                "cannot update path {path}: the {} holding it is not inside an object, list or dict",
+                current.kind_name()
             )));
         };
-        return match items.get(*i as usize) {
+        return match child(&current, last) {
             Some(Value::Variable(v)) => Ok(Write::UpdateVariable(v.clone(), leaf.clone())),
             Some(Value::Array(_)) => {
-                positions.push(*i as usize);
+                positions.push(last.clone());
                 Ok(Write::SetInTuple {
                     node,
                     key,
@@ -124,7 +126,8 @@ fn plan(
                 })
             }
             _ => Err(Error::StructureMismatch(format!(
-                "cannot update path {path}: the tuple has no array or Variable there"
+                "cannot update path {path}: the {} has no array or Variable there",
+                current.kind_name()
             ))),
         };
     }
@@ -182,8 +185,8 @@ fn check_new_key(
 }
 
 /// The nearest graph node above a position, the key under which the tuple chain below it
-/// starts, and the positions inside nested tuples below that.
-type Anchor = Option<(Node, Key, Vec<usize>)>;
+/// starts, and the keys inside nested tuples and maps below that.
+type Anchor = Option<(Node, Key, Vec<Key>)>;
 
 /// Resolves the parents of the State's paths in the graph, remembering every path prefix
 /// already resolved (by the identity of its shared path node), so that resolving all the
@@ -222,10 +225,10 @@ impl Resolver {
                 ))
             })?;
             match (&current, key, &mut anchor) {
-                (Value::Tuple(_), Key::Int(i), Some((_, _, positions))) => {
-                    positions.push(*i as usize)
+                (Value::Tuple(_) | Value::Map(_), key, Some((_, _, positions))) => {
+                    positions.push(key.clone())
                 }
-                (Value::Tuple(_), _, _) => {}
+                (Value::Tuple(_) | Value::Map(_), _, _) => {}
                 _ => anchor = as_node(&current).map(|n| (n, key.clone(), Vec::new())),
             }
             current = next;
@@ -247,25 +250,25 @@ fn as_node(value: &Value) -> Option<Node> {
     }
 }
 
-fn replace_in_tuple(current: Value, positions: &[usize], value: Value) -> Result<Value> {
-    let Some((&first, rest)) = positions.split_first() else {
+fn replace_in_tuple(current: Value, positions: &[Key], value: Value) -> Result<Value> {
+    let Some((first, rest)) = positions.split_first() else {
         return Ok(value);
     };
-    match current {
-        Value::Tuple(mut items) if first < items.len() => {
-            let inner =
-                std::mem::replace(&mut items[first], Value::Static(crate::graph::Static::None));
-            items[first] = replace_in_tuple(inner, rest, value)?;
-            Ok(Value::Tuple(items))
+    let mut children = current.pytree_children().unwrap_or_default();
+    match children.iter_mut().find(|(k, _)| k == first) {
+        Some((_, slot)) => {
+            let inner = std::mem::replace(slot, Value::Static(crate::graph::Static::None));
+            *slot = replace_in_tuple(inner, rest, value)?;
+            Ok(current.with_pytree_children(children))
         }
-        other => Err(Error::StructureMismatch(format!(
-            "expected a tuple during update, found {}",
-            other.kind_name()
+        None => Err(Error::StructureMismatch(format!(
+            "expected a tuple or dict with {first} during update, found {}",
+            current.kind_name()
         ))),
     }
 }
 
-/// The child of a graph value (node or tuple) at `key`.
+/// The child of a graph value (node, tuple or map) at `key`.
 pub(super) fn child(value: &Value, key: &Key) -> Option<Value> {
     match value {
         Value::Object(o) => o.0.get(key),
@@ -275,6 +278,7 @@ pub(super) fn child(value: &Value, key: &Key) -> Option<Value> {
             Key::Int(i) => usize::try_from(*i).ok().and_then(|i| items.get(i).cloned()),
             Key::Str(_) => None,
         },
+        Value::Map(entries) => entries.get(key).cloned(),
         _ => None,
     }
 }

@@ -27,6 +27,11 @@ pub enum Value {
     Dict(Dict),
     /// An immutable tuple holding data (a tuple of statics is [`Static::Tuple`]).
     Tuple(Vec<Value>),
+    /// A plain dict without identity (a Python `dict` where Flax takes pytrees): like a
+    /// tuple with keys, described and copied at every occurrence, so the same map given
+    /// twice is two maps while the Variables and objects inside stay shared. Entries in
+    /// key order. A map of statics is [`Static::Dict`] when its keys are strings.
+    Map(std::collections::BTreeMap<super::Key, Value>),
 }
 
 impl Value {
@@ -40,7 +45,85 @@ impl Value {
             Value::List(_) => "a List".to_owned(),
             Value::Dict(_) => "a Dict".to_owned(),
             Value::Tuple(_) => "a tuple".to_owned(),
+            Value::Map(_) => "a dict".to_owned(),
         }
+    }
+
+    /// A plain dict ([`Value::Map`]) of these entries; if every value is static and every
+    /// key a string the result is a [`Static::Dict`].
+    ///
+    /// ```
+    /// use nnx_core::{Param, Tensor, Value};
+    /// let w = Param::new(Tensor::ones(&[2]));
+    /// let d = Value::map([("w", Value::from(&w)), ("n", Value::from(3))]);
+    /// assert!(matches!(d, Value::Map(_)));
+    /// assert!(matches!(Value::map([("n", Value::from(3))]), Value::Static(_)));
+    /// ```
+    pub fn map<K: Into<super::Key>>(entries: impl IntoIterator<Item = (K, Value)>) -> Value {
+        let entries: std::collections::BTreeMap<super::Key, Value> =
+            entries.into_iter().map(|(k, v)| (k.into(), v)).collect();
+        let statics: Option<Vec<(String, Static)>> = (entries.iter())
+            .map(|(k, v)| match (k, v) {
+                (super::Key::Str(k), Value::Static(s)) => Some((k.clone(), s.clone())),
+                _ => None,
+            })
+            .collect();
+        match statics {
+            Some(statics) => Value::Static(Static::Dict(statics.into_iter().collect())),
+            None => Value::Map(entries),
+        }
+    }
+
+    /// The children of a plain value that holds others (a tuple's items by position, a
+    /// map's entries by key), in key order; `None` for anything else.
+    pub fn pytree_children(&self) -> Option<Vec<(super::Key, Value)>> {
+        match self {
+            Value::Tuple(items) => Some(
+                (0_usize..)
+                    .map(super::Key::from)
+                    .zip(items.iter().cloned())
+                    .collect(),
+            ),
+            Value::Map(entries) => Some(
+                (entries.iter())
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect(),
+            ),
+            _ => None,
+        }
+    }
+
+    /// The same kind of plain container as `self` (a tuple or a map) holding `children`
+    /// (given in `self`'s key order); `self` unchanged for anything else.
+    pub fn with_pytree_children(&self, children: Vec<(super::Key, Value)>) -> Value {
+        match self {
+            Value::Tuple(_) => Value::Tuple(children.into_iter().map(|(_, v)| v).collect()),
+            Value::Map(_) => Value::Map(children.into_iter().collect()),
+            other => other.clone(),
+        }
+    }
+
+    /// The child at `key`: a plain map's or tuple's entry (`d['a']`, `t[0]`), a [`Dict`]'s
+    /// entry, a [`List`]'s item, an object's attribute.
+    ///
+    /// # Errors
+    /// [`Error::KeyNotFound`](crate::Error::KeyNotFound) when there is none (or `self`
+    /// holds nothing).
+    pub fn entry(&self, key: impl Into<super::Key>) -> crate::Result<Value> {
+        let key = key.into();
+        super::update::child(self, &key).ok_or_else(|| crate::Error::KeyNotFound {
+            container: match self {
+                Value::Tuple(_) => "tuple",
+                Value::Map(_) | Value::Dict(_) => "dict",
+                Value::List(_) => "List",
+                Value::Object(_) => "object",
+                _ => "a value without children",
+            },
+            key: key.to_string(),
+            available: (super::walk::children(self).iter())
+                .map(|(k, _)| k.to_string())
+                .collect(),
+        })
     }
 
     /// A tuple of values; if every item is static the result is a [`Static::Tuple`].
@@ -82,6 +165,19 @@ impl Value {
         }
     }
 
+    /// The Variable held, as a `Result` (convenient with `?` in transformed functions).
+    ///
+    /// # Errors
+    /// [`Error::WrongValueKind`] for any other kind of value.
+    pub fn variable(&self) -> Result<Variable> {
+        self.as_variable()
+            .cloned()
+            .ok_or_else(|| Error::WrongValueKind {
+                expected: "a Variable",
+                found: self.kind_name(),
+            })
+    }
+
     /// The object held, as a `Result` (convenient with `?` in transformed functions).
     ///
     /// # Errors
@@ -112,8 +208,8 @@ impl Value {
     }
 
     /// Whether two values are the same value: identical handles for Variables, objects and
-    /// containers (Python's `is`), equal statics, bit-identical arrays, and tuples of same
-    /// values.
+    /// containers (Python's `is`), equal statics, bit-identical arrays, and tuples and maps
+    /// of same values.
     pub fn same_as(&self, other: &Value) -> bool {
         match (self, other) {
             (Value::Static(a), Value::Static(b)) => a == b,
@@ -124,6 +220,10 @@ impl Value {
             (Value::Dict(a), Value::Dict(b)) => a.ptr_eq(b),
             (Value::Tuple(a), Value::Tuple(b)) => {
                 a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.same_as(y))
+            }
+            (Value::Map(a), Value::Map(b)) => {
+                a.len() == b.len()
+                    && (a.iter().zip(b)).all(|((ka, x), (kb, y))| ka == kb && x.same_as(y))
             }
             _ => false,
         }

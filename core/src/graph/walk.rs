@@ -12,19 +12,19 @@ fn identity(value: &Value) -> Option<NodeId> {
         Value::List(l) => Some(l.id()),
         Value::Dict(d) => Some(d.id()),
         Value::Variable(v) => Some(v.id()),
-        Value::Tuple(_) | Value::Static(_) | Value::Array(_) => None,
+        Value::Tuple(_) | Value::Map(_) | Value::Static(_) | Value::Array(_) => None,
     }
 }
 
 /// A value's children, by key in sorted order.
-fn children(value: &Value) -> Vec<(Key, Value)> {
+pub(super) fn children(value: &Value) -> Vec<(Key, Value)> {
     let mut children: Vec<(Key, Value)> = match value {
         Value::Object(o) => (o.attributes().into_iter())
             .map(|(k, v)| (Key::Str(k), v))
             .collect(),
         Value::List(l) => (0_usize..).map(Key::from).zip(l.items()).collect(),
         Value::Dict(d) => d.entries(),
-        Value::Tuple(items) => (0_usize..).map(Key::from).zip(items.clone()).collect(),
+        Value::Tuple(_) | Value::Map(_) => value.pytree_children().unwrap_or_default(),
         Value::Static(_) | Value::Array(_) | Value::Variable(_) => Vec::new(),
     };
     children.sort_by(|a, b| a.0.cmp(&b.0));
@@ -214,10 +214,10 @@ pub fn recursive_map(
                     _ => {}
                 }
             }
-            items.push(new);
+            items.push((key, new));
         }
-        if let Value::Tuple(_) = value {
-            value = Value::Tuple(items);
+        if let Value::Tuple(_) | Value::Map(_) = value {
+            value = value.with_pytree_children(items);
         }
         let id = identity(&value);
         let out = f(&path, value)?;

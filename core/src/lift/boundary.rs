@@ -321,6 +321,11 @@ fn graph_nodes_only(value: &Value) -> Value {
     match value {
         Value::Object(_) | Value::List(_) | Value::Dict(_) | Value::Variable(_) => value.clone(),
         Value::Tuple(items) => Value::Tuple(items.iter().map(graph_nodes_only).collect()),
+        Value::Map(entries) => Value::Map(
+            (entries.iter())
+                .map(|(k, v)| (k.clone(), graph_nodes_only(v)))
+                .collect(),
+        ),
         Value::Array(_) | Value::Static(_) => Value::Static(crate::graph::Static::None),
     }
 }
@@ -469,14 +474,16 @@ fn collect_positions<'p, L: fmt::Display>(
             prefix: PrefixAt::Leaf(l),
         }),
         Prefix::StateAxes(groups) => match value {
-            Value::Object(_) | Value::List(_) | Value::Dict(_) | Value::Variable(_) => {
-                out.push(Position {
-                    path,
-                    root,
-                    value: value.clone(),
-                    prefix: PrefixAt::StateAxes(groups),
-                })
-            }
+            Value::Object(_)
+            | Value::List(_)
+            | Value::Dict(_)
+            | Value::Variable(_)
+            | Value::Map(_) => out.push(Position {
+                path,
+                root,
+                value: value.clone(),
+                prefix: PrefixAt::StateAxes(groups),
+            }),
             other => {
                 return Err(Error::InvalidPrefix(format!(
                     "Cannot use StateAxes on non-graph nodes, found {prefix} for {} at {}; StateAxes can only be used directly on objects, lists, dicts or Variables, not as a prefix of a tuple of them",
@@ -702,9 +709,10 @@ impl<L: Clone> AliasWalk<L> {
                     let container =
                         self.enter(at.parent, matches!(node.kind(), NodeKind::Object(_)));
                     for (key, child) in node.sorted_children().into_iter().rev() {
-                        // Only arrays (possibly inside tuples) need their slot.
-                        let holder = matches!(child, Value::Array(_) | Value::Tuple(_))
-                            .then(|| (node.id(), Path::root().child(key.clone())));
+                        // Only arrays (possibly inside tuples and maps) need their slot.
+                        let holder =
+                            matches!(child, Value::Array(_) | Value::Tuple(_) | Value::Map(_))
+                                .then(|| (node.id(), Path::root().child(key.clone())));
                         stack.push(Task::Visit {
                             value: child,
                             at: At {
@@ -715,16 +723,21 @@ impl<L: Clone> AliasWalk<L> {
                         });
                     }
                 }
-                Value::Tuple(items) => {
+                Value::Tuple(_) | Value::Map(_) => {
                     let container = self.enter(at.parent, false);
-                    for (i, item) in items.iter().enumerate().rev() {
+                    for (key, item) in value
+                        .pytree_children()
+                        .unwrap_or_default()
+                        .into_iter()
+                        .rev()
+                    {
                         stack.push(Task::Visit {
-                            value: item.clone(),
+                            value: item,
                             at: At {
-                                local: at.local.child(i),
+                                local: at.local.child(key.clone()),
                                 parent: Some(container),
                             },
-                            holder: holder.as_ref().map(|(n, p)| (*n, p.child(i))),
+                            holder: holder.as_ref().map(|(n, p)| (*n, p.child(key))),
                         });
                     }
                 }

@@ -34,7 +34,7 @@ pub mod boundary;
 mod prefix;
 
 pub use boundary::{
-    Lowered, LoweredLeaf, Raised, check_outputs_are_new, lower_args, lower_outputs, lower_outputs_with, raise,
-    write_back, write_back_values,
+    Lowered, LoweredLeaf, Raised, check_outputs_are_new, lower_args, lower_outputs,
+    lower_outputs_with, raise, write_back, write_back_values,
 };
 pub use prefix::Prefix;

@@ -259,9 +259,14 @@ impl<O: crate::graph::FromValue> Rules for Switch<'_, O> {
             .iter()
             .map(|branch| {
                 trace_fn(&avals, |ins| {
-                    lift_apply(lowered, prefix, &out_prefix, ins, OutputChecks::default(), |args| {
-                        branch.apply(&args[1..])
-                    })
+                    lift_apply(
+                        lowered,
+                        prefix,
+                        &out_prefix,
+                        ins,
+                        OutputChecks::default(),
+                        |args| branch.apply(&args[1..]),
+                    )
                 })
             })
             .collect::<Result<_>>()?;
@@ -470,9 +475,14 @@ impl<C: Body, B: Body> Rules for WhileLoop<C, B> {
         })?;
         let out_prefix = self.out_prefix();
         let body = trace_fn(&avals, |ins| {
-            lift_apply(lowered, prefix, &out_prefix, ins, OutputChecks::default(), |args| {
-                self.body.apply(args)
-            })
+            lift_apply(
+                lowered,
+                prefix,
+                &out_prefix,
+                ins,
+                OutputChecks::default(),
+                |args| self.body.apply(args),
+            )
         })?;
         let (kinds, _) = output_kinds(
             lowered.num_roots(),

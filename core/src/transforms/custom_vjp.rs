@@ -35,7 +35,8 @@ pub struct Cotangents {
 /// differentiation runs `fwd` — which returns `f`'s output and the residuals (arrays, in
 /// tuples) — and then `bwd(residuals, cotangents)`, which returns one cotangent per argument
 /// ([`Grad::State`] for a graph node: by path, Variables it leaves out get zeros;
-/// [`Grad::Array`] for an array). Outside differentiation `f` runs. Forward-mode
+/// [`Grad::Array`] for an array; [`Grad::Tree`] for a plain tuple or dict, leaves by path).
+/// Outside differentiation `f` runs. Forward-mode
 /// differentiation through it is an error, as in JAX.
 ///
 /// The output must be arrays (or tuples of them). Residuals are arrays too: where Flax's
@@ -378,6 +379,7 @@ fn input_cotangent(grads: &[Grad], path: &Path, value: &Tensor, location: &str) 
     let (root, within) = split_root(path);
     let given = match root.and_then(|k| grads.get(k)) {
         Some(Grad::State(state)) => state.get(&within).map(Leaf::value),
+        Some(Grad::Tree(tree)) => crate::graph::state(tree).get(&within).map(Leaf::value),
         Some(Grad::Array(t)) if within.keys().is_empty() => Some(t.clone()),
         Some(Grad::Array(_)) => {
             return Err(Error::CustomVjp(format!(

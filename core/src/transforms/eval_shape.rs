@@ -61,9 +61,14 @@ impl<F: Body> EvalShape<F> {
         let prefix = Prefix::Leaf(Whole);
         let lowered = lift::lower_args(&copied, &prefix)?;
         let traced = trace_fn(&lowered.avals(), |inputs| {
-            lift_apply(&lowered, &prefix, &prefix, inputs, OutputChecks::default(), |args| {
-                self.f.apply(args)
-            })
+            lift_apply(
+                &lowered,
+                &prefix,
+                &prefix,
+                inputs,
+                OutputChecks::default(),
+                |args| self.f.apply(args),
+            )
         })?;
         let values = (traced.program.output_avals().into_iter())
             .map(Tensor::abstract_of)

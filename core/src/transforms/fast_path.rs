@@ -99,7 +99,7 @@ impl Shortcut {
                 Value::Dict(d) => Some(Root::Node(d.id())),
                 Value::Variable(v) => Some(Root::Variable(v.id())),
                 Value::Array(_) => Some(Root::Array),
-                Value::Static(_) | Value::Tuple(_) => None,
+                Value::Static(_) | Value::Tuple(_) | Value::Map(_) => None,
             })
             .collect::<Option<Vec<_>>>()?;
         let mut nodes = Vec::new();

@@ -13,7 +13,7 @@ use super::pipeline::{self, Cache, Rules};
 use super::typed::{Body, IntoBody};
 use crate::engine::Engine;
 use crate::error::{Error, Result};
-use crate::graph::{self, Filter, Key, Leaf, NodeId, Path, State, Value, VariableType};
+use crate::graph::{self, Filter, GraphDef, Key, Leaf, NodeId, Path, State, Value, VariableType};
 use crate::lift::{Lowered, Prefix};
 use crate::program::{AbstractValue, Primitive, Program, ProgramRef, trace_fn};
 use crate::tensor::Tensor;
@@ -56,6 +56,12 @@ pub enum Grad {
     State(State),
     /// For an array argument.
     Array(Tensor),
+    /// For a plain tuple or map argument ([`Value::Tuple`], [`Value::Map`]), differentiated
+    /// whole as `jax.grad` differentiates a pytree (every Variable and array in it, whatever
+    /// the filter): a value of the same structure holding the gradient in place of each
+    /// array, and a new Variable of the same type and metadata holding it in place of each
+    /// Variable (Flax's result for a plain dict argument).
+    Tree(Value),
 }
 
 impl GradOutput {
@@ -80,10 +86,32 @@ impl Grad {
     pub fn state(&self) -> Result<&State> {
         match self {
             Grad::State(s) => Ok(s),
-            Grad::Array(_) => Err(Error::WrongValueKind {
+            other => Err(Error::WrongValueKind {
                 expected: "a State gradient",
-                found: "an array gradient".to_owned(),
+                found: other.kind_name().to_owned(),
             }),
+        }
+    }
+
+    /// The value, for a plain tuple or map argument.
+    ///
+    /// # Errors
+    /// [`Error::WrongValueKind`] for a State or array gradient.
+    pub fn tree(&self) -> Result<&Value> {
+        match self {
+            Grad::Tree(v) => Ok(v),
+            other => Err(Error::WrongValueKind {
+                expected: "a tuple or map gradient",
+                found: other.kind_name().to_owned(),
+            }),
+        }
+    }
+
+    fn kind_name(&self) -> &'static str {
+        match self {
+            Grad::State(_) => "a State gradient",
+            Grad::Array(_) => "an array gradient",
+            Grad::Tree(_) => "a tuple or map gradient",
         }
     }
 
@@ -94,9 +122,9 @@ impl Grad {
     pub fn array(&self) -> Result<&Tensor> {
         match self {
             Grad::Array(t) => Ok(t),
-            Grad::State(_) => Err(Error::WrongValueKind {
+            other => Err(Error::WrongValueKind {
                 expected: "an array gradient",
-                found: "a State gradient".to_owned(),
+                found: other.kind_name().to_owned(),
             }),
         }
     }
@@ -218,6 +246,8 @@ pub(crate) struct Targets {
 pub(crate) enum Target {
     State(Vec<(Path, usize)>),
     Array(usize),
+    /// A plain tuple or map argument: its structure, and each of its leaves by path.
+    Tree(GraphDef, Vec<(Path, usize)>),
 }
 
 impl<F: Body> Rules for GradFn<F> {
@@ -276,6 +306,21 @@ impl<F: Body> Rules for GradFn<F> {
                         Some((path.clone(), i))
                     });
                     Ok(Target::State(selected.collect()))
+                }
+                Value::Tuple(_) | Value::Map(_) => {
+                    let (def, state) = graph::split(&args[d.argnum]);
+                    let leaves = state.iter().filter_map(|(path, leaf)| {
+                        let i = match leaf.as_variable() {
+                            Some(v) => *leaf_of_variable.get(&v.id())?,
+                            None => {
+                                let keys = std::iter::once(Key::from(d.argnum)).chain(path.keys());
+                                let at = Path::from(keys.collect::<Vec<_>>());
+                                lowered.leaves().iter().position(|l| l.path == at)?
+                            }
+                        };
+                        Some((path.clone(), i))
+                    });
+                    Ok(Target::Tree(def, leaves.collect()))
                 }
                 _ => {
                     let root = Path::from(vec![Key::from(d.argnum)]);
@@ -485,6 +530,16 @@ impl<F: Body> GradFn<F> {
                         }
                     }
                     Ok(Grad::State(state))
+                }
+                Target::Tree(def, leaves) => {
+                    let mut state = State::new();
+                    for (path, i) in leaves {
+                        let g = gradient[*i].clone().ok_or_else(|| {
+                            Error::internal("a differentiated tree leaf has no gradient")
+                        })?;
+                        state.insert(path.clone(), Leaf::Array(g));
+                    }
+                    Ok(Grad::Tree(graph::merge(def, [&state])?))
                 }
                 Target::Array(i) => gradient[*i]
                     .clone()

@@ -125,9 +125,14 @@ pub(crate) fn lift_body<R: Rules + ?Sized>(
         without_graph_updates: rules.without_graph_updates(),
         aliasing: rules.checks_output_aliasing(),
     };
-    lift_apply(lowered, prefix, &rules.out_prefix(), inputs, checks, |args| {
-        rules.apply(args)
-    })
+    lift_apply(
+        lowered,
+        prefix,
+        &rules.out_prefix(),
+        inputs,
+        checks,
+        |args| rules.apply(args),
+    )
 }
 
 /// How [`lift_apply`] checks the output.
