@@ -63,12 +63,13 @@ impl fmt::Debug for Plan {
 }
 
 /// Executes programs. Implementations must give the results the reference engine gives
-/// (up to floating-point tolerance), which the conformance suite checks.
+/// (up to floating-point tolerance), which the conformance suite checks. Engines are shared
+/// between threads (`Sync`): a `shard_map` runs one device per thread.
 ///
 /// Programs may contain higher-order equations ([`Primitive::Call`],
 /// [`Primitive::Vmap`]) from nested transforms; an engine
 /// evaluates them with its own `run` / `run_batched`.
-pub trait Engine {
+pub trait Engine: Sync {
     /// A short name, for messages and benchmarks (`"reference"`, `"fast"`). Cached
     /// transforms keep one [`Plan`] per engine name, so engines whose plans differ must have
     /// different names.
@@ -144,6 +145,23 @@ pub trait Engine {
             self.run(program, step)
         })
     }
+    /// Runs a `shard_map` equation ([`Primitive::ShardMap`]): `program` once per device of
+    /// `spec.mesh`, each on its own thread with its block of every input, collectives
+    /// exchanging values between them. Provided ([`run_sharded`](crate::shard::run_sharded)
+    /// with [`Engine::run`] per device); engines may override it.
+    ///
+    /// # Errors
+    /// Kernel errors, inputs that do not split as `spec` says, and devices that disagree
+    /// on their collectives.
+    fn run_shard_map(
+        &self,
+        program: &Program,
+        inputs: &[Array],
+        spec: &crate::shard::ShardSpec,
+    ) -> Result<Vec<Array>> {
+        crate::shard::run_sharded(self, program, spec, inputs)
+    }
+
     /// Runs a control-flow equation ([`Primitive::Cond`] or [`Primitive::While`]) with
     /// [`Engine::run`] for its programs: the branch the index selects, or the one while
     /// loop ([`while_loop`]). Provided; engines may override it.

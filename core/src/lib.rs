@@ -40,6 +40,7 @@ pub mod graph;
 pub mod lift;
 pub mod program;
 pub mod random;
+pub mod shard;
 pub mod tensor;
 pub mod trace;
 pub mod transforms;

@@ -374,6 +374,13 @@ impl Builder {
             // Draws from a batch of keys run lane by lane (`runs_per_lane`): a one-equation
             // `vmap`, which the engine's batching rule runs as one pass over the keys.
             Primitive::Random(_) => None,
+            // Collectives are elementwise across devices: the batch axis leads.
+            Primitive::Collective(op) => {
+                let x = self.batched(&args[0])?;
+                one(self, Primitive::Collective(op.batched()), vec![x])
+            }
+            // A mesh inside a vmap: lane by lane.
+            Primitive::ShardMap { .. } => None,
         }
     }
 

@@ -347,13 +347,15 @@ fn rule(primitive: &Primitive, args: &[Value], size: usize) -> Result<Option<Arr
             }
             _ => return Ok(None),
         },
+        Primitive::Collective(op) => Primitive::Collective(op.batched()).eval(&[first()?])?,
         Primitive::Call { .. }
         | Primitive::Remat { .. }
         | Primitive::CustomVjp { .. }
         | Primitive::Vmap { .. }
         | Primitive::Scan { .. }
         | Primitive::Cond { .. }
-        | Primitive::While { .. } => {
+        | Primitive::While { .. }
+        | Primitive::ShardMap { .. } => {
             return Ok(None);
         }
     }))

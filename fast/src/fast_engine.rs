@@ -69,6 +69,7 @@ impl Fast {
             control @ (Primitive::Cond { .. } | Primitive::While { .. }) => {
                 self.run_control(control, args)
             }
+            Primitive::ShardMap { program, spec } => self.run_shard_map(&program.0, args, spec),
             other => match ops::eval(other, args) {
                 Some(result) => Ok(vec![result?]),
                 None => Ok(vec![other.eval(args)?]),

@@ -45,6 +45,7 @@ impl Engine for Reference {
             control @ (Primitive::Cond { .. } | Primitive::While { .. }) => {
                 self.run_control(control, args)
             }
+            Primitive::ShardMap { program, spec } => self.run_shard_map(&program.0, args, spec),
             primitive => Ok(vec![primitive.eval(args)?]),
         })
     }

@@ -13,6 +13,7 @@ pub mod guide;
 pub mod loop_grads;
 pub mod properties;
 pub mod scan;
+pub mod shard;
 pub mod transforms;
 pub mod typed;
 
@@ -81,6 +82,13 @@ macro_rules! for_each_case {
             graph_api::state_axes_from_paths_match_flax,
             graph_api::dict_shaped_axes_match_flax,
             graph_api::plain_dicts_and_tuples_are_pytrees,
+            shard::collectives_match_their_definitions,
+            shard::tensor_parallel_linear_pair_matches_unsharded,
+            shard::data_parallel_training_matches_one_device,
+            shard::collectives_differentiate_and_batch,
+            shard::shard_map_errors_name_the_argument_and_axis,
+            shard::shard_map_updates_sharded_and_replicated_state,
+            shard::pmap_maps_the_leading_axis,
             custom_vjp::custom_vjp_flax_example,
             custom_vjp::custom_vjp_backward_pass_is_used_everywhere,
             custom_vjp::custom_vjp_state_updates_and_errors,

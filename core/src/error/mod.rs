@@ -340,6 +340,11 @@ pub enum Error {
     /// differentiation through a `while_loop`.
     #[error("{0}")]
     ControlFlow(String),
+    /// A mesh, partition spec or collective used in a way it does not allow: an axis name
+    /// not in the mesh, a spec that does not fit its argument, a shape that does not split
+    /// evenly, a collective outside `shard_map`, devices that disagree on collectives.
+    #[error("{0}")]
+    Sharding(String),
     /// An argument differentiated by `grad` that is neither a graph node nor an array (a
     /// tuple or a static value), so it has no gradient to return.
     #[error("argument {argnum} has no differentiable array")]
@@ -661,6 +666,7 @@ impl Error {
             | Error::JacobianOutput { .. }
             | Error::TangentShape { .. } => ErrorKind::DType,
             Error::GraphUpdates(_) => ErrorKind::Aliasing,
+            Error::Sharding(_) => ErrorKind::Prefix,
             Error::TangentCount { .. } | Error::CustomVjp(_) | Error::ControlFlow(_) => {
                 ErrorKind::Value
             }

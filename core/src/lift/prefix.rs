@@ -26,6 +26,27 @@ impl<L> Prefix<L> {
     pub fn state_axes(groups: impl IntoIterator<Item = (Filter, L)>) -> Prefix<L> {
         Prefix::StateAxes(groups.into_iter().collect())
     }
+
+    /// The same tree with each leaf mapped by `f`.
+    ///
+    /// # Errors
+    /// The first error `f` returns.
+    pub fn try_map<M>(&self, f: &impl Fn(&L) -> crate::Result<M>) -> crate::Result<Prefix<M>> {
+        Ok(match self {
+            Prefix::Leaf(l) => Prefix::Leaf(f(l)?),
+            Prefix::Tuple(items) => Prefix::Tuple(
+                items
+                    .iter()
+                    .map(|p| p.try_map(f))
+                    .collect::<crate::Result<_>>()?,
+            ),
+            Prefix::StateAxes(groups) => Prefix::StateAxes(
+                (groups.iter())
+                    .map(|(filter, l)| Ok((filter.clone(), f(l)?)))
+                    .collect::<crate::Result<_>>()?,
+            ),
+        })
+    }
 }
 
 impl<L> From<L> for Prefix<L> {

@@ -25,4 +25,4 @@ pub use primitive::Primitive;
 pub use primitive::{Batching, ProgramRef, RematPolicy, ScanInput, ScanOutput, ScanSpec};
 pub use schedule::{Schedule, Step};
 pub use tracing::{TraceId, TracedFunction, Tracer, trace_fn};
-pub(crate) use tracing::{note_read, record, record_multi};
+pub(crate) use tracing::{note_read, record, record_in_innermost, record_multi, tracing_active};

@@ -406,6 +406,19 @@ pub enum Primitive {
         /// How many operands only the body reads (they follow the predicate's).
         body_consts: usize,
     },
+    /// A collective over the named axes of the mesh a `shard_map` runs on (`psum`,
+    /// `all_gather`, …): first-order, evaluated on a device that exchanges values with the
+    /// others.
+    Collective(crate::shard::CollectiveOp),
+    /// Higher-order: `shard_map`. The program runs once per device of `spec.mesh` on each
+    /// operand's block (split as `spec.in_specs` says); its results are that device's blocks
+    /// of the results (`spec.out_specs`).
+    ShardMap {
+        /// The per-device program.
+        program: ProgramRef,
+        /// The mesh and how operands and results are split over it.
+        spec: crate::shard::ShardSpec,
+    },
 }
 
 impl Primitive {
@@ -449,6 +462,8 @@ impl Primitive {
             Primitive::Scan { .. } => "scan".to_owned(),
             Primitive::Cond { .. } => "cond".to_owned(),
             Primitive::While { .. } => "while".to_owned(),
+            Primitive::Collective(op) => op.name().to_owned(),
+            Primitive::ShardMap { .. } => "shard_map".to_owned(),
         }
     }
 
@@ -477,6 +492,13 @@ impl Primitive {
                 .map(|b| b.0.output_avals())
                 .ok_or_else(|| Error::malformed_program("cond has no branch")),
             Primitive::While { body, .. } => Ok(body.0.output_avals()),
+            Primitive::ShardMap { program, spec } => Ok((program.0.output_avals().into_iter())
+                .zip(&spec.out_specs)
+                .map(|(mut aval, dims)| {
+                    aval.shape = spec.global_shape(&aval.shape, dims);
+                    aval
+                })
+                .collect()),
             _ => Ok(vec![self.abstract_eval(inputs)?]),
         }
     }
@@ -554,7 +576,9 @@ impl Primitive {
             Primitive::Random(op) => op.eval(arg(0)?),
             Primitive::FoldInEach => crate::random::fold_in_each_array(arg(0)?, arg(1)?),
             Primitive::SeedKeys => crate::random::seed_keys_array(arg(0)?),
-            Primitive::Call { .. }
+            Primitive::Collective(op) => op.eval(inputs),
+            Primitive::ShardMap { .. }
+            | Primitive::Call { .. }
             | Primitive::Remat { .. }
             | Primitive::CustomVjp { .. }
             | Primitive::Vmap { .. }
@@ -627,6 +651,12 @@ impl fmt::Display for Primitive {
                 batching.axis_size, batching.in_axes, batching.out_axes
             ),
             Primitive::Cond { branches } => write!(f, "cond[branches={}]", branches.len()),
+            Primitive::Collective(op) => write!(f, "{op}"),
+            Primitive::ShardMap { spec, .. } => write!(
+                f,
+                "shard_map[mesh={}, in_specs={:?}, out_specs={:?}]",
+                spec.mesh, spec.in_specs, spec.out_specs
+            ),
             Primitive::While {
                 cond_consts,
                 body_consts,

@@ -338,13 +338,15 @@ impl Primitive {
                 }
                 AbstractValue::new(a.shape.clone(), DType::Key, false)
             }
+            Primitive::Collective(op) => op.abstract_eval(inputs)?,
             Primitive::Call { .. }
             | Primitive::Remat { .. }
             | Primitive::CustomVjp { .. }
             | Primitive::Vmap { .. }
             | Primitive::Scan { .. }
             | Primitive::Cond { .. }
-            | Primitive::While { .. } => {
+            | Primitive::While { .. }
+            | Primitive::ShardMap { .. } => {
                 return Err(Error::malformed_program(format!(
                     "{} has several outputs; use output_avals",
                     self.name()

@@ -249,6 +249,27 @@ pub(crate) fn record(primitive: Primitive, inputs: &[&Tensor]) -> Result<Tensor>
 
 /// Records a primitive with any number of outputs (a nested transform).
 pub(crate) fn record_multi(primitive: Primitive, inputs: &[&Tensor]) -> Result<Vec<Tensor>> {
+    record_at(primitive, inputs, false)
+}
+
+/// Whether a trace is open on this thread.
+pub(crate) fn tracing_active() -> bool {
+    STACK.with(|s| !s.borrow().is_empty())
+}
+
+/// Records a primitive into the innermost trace open on this thread, whatever its inputs
+/// (none, concrete, or tracers of enclosing traces, which it captures): a collective inside
+/// a `shard_map` body.
+///
+/// # Errors
+/// [`Error::Internal`] when no trace is open; as [`record`].
+pub(crate) fn record_in_innermost(primitive: Primitive, inputs: &[&Tensor]) -> Result<Tensor> {
+    record_at(primitive, inputs, true)?
+        .pop()
+        .ok_or_else(|| Error::internal("primitive produced no output"))
+}
+
+fn record_at(primitive: Primitive, inputs: &[&Tensor], innermost: bool) -> Result<Vec<Tensor>> {
     if let Some(t) = inputs.iter().find(|t| t.is_abstract()) {
         return Err(Error::AbstractArray {
             aval: t.aval().to_string(),
@@ -275,7 +296,11 @@ pub(crate) fn record_multi(primitive: Primitive, inputs: &[&Tensor]) -> Result<V
                 target = Some(target.map_or(depth, |d: usize| d.max(depth)));
             }
         }
-        let depth = target.ok_or_else(|| Error::internal("record called without tracers"))?;
+        let depth = match innermost {
+            true => stack.len().checked_sub(1),
+            false => target,
+        }
+        .ok_or_else(|| Error::internal("record called without tracers"))?;
         let frame = &mut stack[depth];
         let atoms: Vec<Atom> = inputs.iter().map(|t| frame.atom(t)).collect();
         let avals: Vec<AbstractValue> = inputs.iter().map(|t| t.aval()).collect();

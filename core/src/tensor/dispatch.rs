@@ -395,6 +395,11 @@ impl Tensor {
         if inputs.iter().any(|t| t.is_traced()) {
             return record(primitive, inputs);
         }
+        // A collective belongs to the trace being made (a `shard_map` body), whatever its
+        // operands.
+        if matches!(primitive, Primitive::Collective(_)) && crate::program::tracing_active() {
+            return crate::program::record_in_innermost(primitive, inputs);
+        }
         let arrays: Vec<Array> = inputs
             .iter()
             .map(|t| t.concrete().cloned())

@@ -229,6 +229,13 @@ impl Tape {
                             |tape, a| tape.run(&body.0, a),
                         )?,
                     },
+                    // Recorded whole: it has no derivative rule, so a gradient that reaches it
+                    // is an error in the backward pass.
+                    Primitive::ShardMap { .. } => {
+                        let visible = eq.outputs.len();
+                        let p = eq.primitive.clone();
+                        self.record_step(p.clone(), p, &args, visible)?
+                    }
                     primitive => vec![self.apply_one(primitive.clone(), args)?],
                 }))
             },

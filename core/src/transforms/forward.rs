@@ -18,6 +18,7 @@ use crate::program::{
     AbstractValue, Batching, LoopValues, Outputs, Primitive, Program, ProgramRef, ScanInput,
     ScanOutput, ScanSpec, interpret_with, lanes_loop, record_multi, scan_loop, trace_fn,
 };
+use crate::shard::CollectiveOp;
 use crate::tensor::elementwise::{BinaryOp, UnaryOp};
 use crate::tensor::{ReduceOp, Tensor};
 
@@ -76,6 +77,9 @@ pub(crate) fn jvp_program(program: &Program, inputs: Vec<Dual>) -> Result<Vec<Du
                 | Primitive::Vmap { program, .. }
                 | Primitive::Scan { program, .. } => higher_order(&eq.primitive, &program.0, args)?,
                 Primitive::Cond { branches } => control_diff::cond_jvp(branches, args)?,
+                Primitive::ShardMap { .. } => {
+                    return Err(super::rules::no_derivative(&eq.primitive));
+                }
                 Primitive::While {
                     cond,
                     body,
@@ -437,6 +441,19 @@ fn jvp_rule(
             Some(or_zeros(0).dynamic_update_slice_in_dim(&or_zeros(1), &x[2], *axis as isize)?)
         }
         Primitive::QrQ => return Err(super::rules::no_derivative(p)),
+        Primitive::Collective(op) => match op {
+            CollectiveOp::AxisIndex { .. } => None,
+            CollectiveOp::Pmax { axes } => {
+                // The tangents of the devices that attain the maximum, shared.
+                let (shares, _) = super::rules::pmax_shares(&x[0], y, axes)?;
+                Some(crate::shard::psum(
+                    &or_zeros(0).mul(&shares)?,
+                    axes.as_slice(),
+                )?)
+            }
+            _ => Some(linear()?),
+        },
+        Primitive::ShardMap { .. } => return Err(super::rules::no_derivative(p)),
         Primitive::Compare(_)
         | Primitive::ArgReduce { .. }
         | Primitive::StopGradient

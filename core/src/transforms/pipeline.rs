@@ -533,7 +533,10 @@ pub(crate) fn call_full<R: Rules>(
             let top = single_equation(pruned.primitive.clone(), top_avals)?;
             // A trace that captured tracers of an enclosing trace is valid only there, and
             // one that read captured state baked that state in: neither is reused.
-            let cached = traced.captured.is_empty() && !traced.reads_outer;
+            // Nor is one made inside a `shard_map` body: it depends on the mesh.
+            let cached = traced.captured.is_empty()
+                && !traced.reads_outer
+                && !crate::shard::axis_env_active();
             let entry = Arc::new(Entry {
                 primitive: pruned.primitive,
                 inputs: pruned.inputs,

@@ -163,6 +163,11 @@ pub fn prune(primitive: Primitive) -> Pruned {
             };
             kept(primitive, &p)
         }
+        // Its operands and results are split over devices: kept whole.
+        Primitive::ShardMap { program, spec } => {
+            let p = program.0.clone();
+            kept(Primitive::ShardMap { program, spec }, &p)
+        }
         // Transforms build only these higher-order primitives.
         other => Pruned {
             primitive: other,

@@ -6,6 +6,7 @@
 
 use crate::error::{Error, Result};
 use crate::program::Primitive;
+use crate::shard::{self, CollectiveOp};
 use crate::tensor::elementwise::{BinaryOp, CompareOp, UnaryOp};
 use crate::tensor::{DType, ReduceOp, Tensor};
 
@@ -289,6 +290,8 @@ pub(super) fn first_order_vjp(
         | Primitive::Random(_)
         | Primitive::FoldInEach
         | Primitive::SeedKeys => vec![None; x.len()],
+        Primitive::Collective(op) => collective_vjp(op, x, y, g0)?,
+        Primitive::ShardMap { .. } => return Err(no_derivative(p)),
         Primitive::Call { .. }
         | Primitive::Remat { .. }
         | Primitive::CustomVjp { .. }
@@ -303,6 +306,42 @@ pub(super) fn first_order_vjp(
             )));
         }
     })
+}
+
+/// The cotangents of a collective's operand: each linear collective's transpose (`psum`'s
+/// is `psum`, `all_gather`'s is `psum_scatter` and back, `ppermute`'s the inverse
+/// permutation), and for `pmax` the summed cotangent shared by the devices that attain the
+/// maximum.
+fn collective_vjp(
+    op: &CollectiveOp,
+    x: &[Tensor],
+    y: &Tensor,
+    g0: Tensor,
+) -> Result<Vec<Option<Tensor>>> {
+    let axes = op.axes();
+    Ok(vec![Some(match op {
+        CollectiveOp::AxisIndex { .. } => return Ok(Vec::new()),
+        CollectiveOp::Psum { .. } => shard::psum(&g0, axes)?,
+        CollectiveOp::Pmean { .. } => shard::pmean(&g0, axes)?,
+        CollectiveOp::Pmax { .. } => {
+            let (shares, _) = pmax_shares(&x[0], y, axes)?;
+            shard::psum(&g0, axes)?.mul(&shares)?
+        }
+        CollectiveOp::AllGather { dim, tiled, .. } => shard::psum_scatter(&g0, axes, *dim, *tiled)?,
+        CollectiveOp::PsumScatter { dim, tiled, .. } => shard::all_gather(&g0, axes, *dim, *tiled)?,
+        CollectiveOp::Ppermute { perm, .. } => {
+            let inverse: Vec<(usize, usize)> = perm.iter().map(|&(a, b)| (b, a)).collect();
+            shard::ppermute(&g0, axes, &inverse)?
+        }
+    })])
+}
+
+/// The share of `pmax`'s result `y` each device's `x` gets: 1/k on the k devices that
+/// attain the maximum, 0 elsewhere (as the VJP of `max` shares a tie); and the mask.
+pub(super) fn pmax_shares(x: &Tensor, y: &Tensor, axes: &[String]) -> Result<(Tensor, Tensor)> {
+    let mask = x.compare(CompareOp::Eq, y)?.astype(DType::F32)?;
+    let count = shard::psum(&mask, axes)?;
+    Ok((mask.div(&count)?, mask))
 }
 
 /// The error for a derivative through a primitive that has no derivative rule.

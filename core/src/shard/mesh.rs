@@ -1,0 +1,244 @@
+//! `Mesh` (devices arranged along named axes) and `PartitionSpec` (how an array's dimensions
+//! are split over them), as `jax.sharding` has them.
+
+use std::fmt;
+
+use crate::error::{Error, Result};
+
+/// A device mesh: devices arranged in a grid whose axes have names (`Mesh(devices, ('data',
+/// 'model'))`). On one machine a device is a worker thread: `shard_map` runs one per device.
+/// Device `d` sits at the coordinates of `d` in row-major order over the axes.
+///
+/// ```
+/// use nnx_core::shard::Mesh;
+/// let mesh = Mesh::new([("data", 2), ("model", 2)])?;
+/// assert_eq!(mesh.devices(), 4);
+/// assert_eq!(mesh.coords(3), vec![1, 1]);
+/// assert_eq!(mesh.to_string(), "Mesh('data': 2, 'model': 2)");
+/// # Ok::<(), nnx_core::Error>(())
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Mesh {
+    axes: Vec<(String, usize)>,
+}
+
+/// The most devices a mesh may have: each is a thread.
+pub const MAX_DEVICES: usize = 256;
+
+impl Mesh {
+    /// A mesh with these axes, major first.
+    ///
+    /// # Errors
+    /// [`Error::Sharding`] for no axis, an axis of size 0, a repeated or empty name, or more
+    /// than [`MAX_DEVICES`] devices.
+    pub fn new<S: Into<String>>(axes: impl IntoIterator<Item = (S, usize)>) -> Result<Mesh> {
+        let axes: Vec<(String, usize)> = axes.into_iter().map(|(n, s)| (n.into(), s)).collect();
+        if axes.is_empty() {
+            return Err(Error::Sharding("a mesh needs at least one axis".into()));
+        }
+        for (i, (name, size)) in axes.iter().enumerate() {
+            if name.is_empty() {
+                return Err(Error::Sharding("a mesh axis name is empty".into()));
+            }
+            if *size == 0 {
+                return Err(Error::Sharding(format!("mesh axis '{name}' has size 0")));
+            }
+            if axes[..i].iter().any(|(n, _)| n == name) {
+                return Err(Error::Sharding(format!(
+                    "mesh axis name '{name}' is repeated"
+                )));
+            }
+        }
+        let devices = axes
+            .iter()
+            .try_fold(1usize, |n, (_, s)| n.checked_mul(*s))
+            .filter(|&n| n <= MAX_DEVICES);
+        if devices.is_none() {
+            return Err(Error::Sharding(format!(
+                "a mesh of {} has more than {MAX_DEVICES} devices",
+                Mesh { axes }.shape_text()
+            )));
+        }
+        Ok(Mesh { axes })
+    }
+
+    /// The axes, major first: `(name, size)`.
+    pub fn axes(&self) -> &[(String, usize)] {
+        &self.axes
+    }
+
+    /// The number of devices.
+    pub fn devices(&self) -> usize {
+        self.axes.iter().map(|(_, s)| s).product()
+    }
+
+    /// The position of the axis `name`.
+    pub fn axis(&self, name: &str) -> Option<usize> {
+        self.axes.iter().position(|(n, _)| n == name)
+    }
+
+    /// The size of the axis `name`.
+    pub fn size(&self, name: &str) -> Option<usize> {
+        self.axis(name).map(|i| self.axes[i].1)
+    }
+
+    /// Device `device`'s coordinates, one per axis.
+    pub fn coords(&self, device: usize) -> Vec<usize> {
+        let mut coords = vec![0; self.axes.len()];
+        let mut rest = device;
+        for (c, (_, size)) in coords.iter_mut().zip(&self.axes).rev() {
+            *c = rest % size;
+            rest /= size;
+        }
+        coords
+    }
+
+    /// The device at `coords`.
+    pub fn device(&self, coords: &[usize]) -> usize {
+        coords
+            .iter()
+            .zip(&self.axes)
+            .fold(0, |d, (c, (_, size))| d * size + c)
+    }
+
+    /// The position, among the devices that differ only along `names`, of the device at
+    /// `coords` (row-major over `names` in the order given), and how many there are.
+    pub fn index_along(&self, coords: &[usize], names: &[String]) -> (usize, usize) {
+        names
+            .iter()
+            .fold((0, 1), |(index, count), name| match self.axis(name) {
+                Some(a) => (index * self.axes[a].1 + coords[a], count * self.axes[a].1),
+                None => (index, count),
+            })
+    }
+
+    /// The devices that share `coords` on every axis but `names`, ordered by their
+    /// [`Mesh::index_along`] `names`.
+    pub fn group(&self, coords: &[usize], names: &[String]) -> Vec<usize> {
+        let (_, count) = self.index_along(coords, names);
+        let mut group = vec![0; count];
+        for device in 0..self.devices() {
+            let other = self.coords(device);
+            let same_elsewhere = (0..self.axes.len())
+                .all(|a| names.contains(&self.axes[a].0) || other[a] == coords[a]);
+            if same_elsewhere {
+                group[self.index_along(&other, names).0] = device;
+            }
+        }
+        group
+    }
+
+    /// Checks that every name is an axis of this mesh.
+    ///
+    /// # Errors
+    /// [`Error::Sharding`] naming the first unknown axis, `what` saying where it was used.
+    pub fn check_names(&self, names: &[String], what: impl FnOnce() -> String) -> Result<()> {
+        match names.iter().find(|n| self.axis(n).is_none()) {
+            Some(name) => Err(Error::Sharding(format!(
+                "{}: axis name '{name}' is not in the mesh ({})",
+                what(),
+                self.shape_text()
+            ))),
+            None => Ok(()),
+        }
+    }
+
+    fn shape_text(&self) -> String {
+        let parts: Vec<String> = (self.axes.iter())
+            .map(|(n, s)| format!("'{n}': {s}"))
+            .collect();
+        parts.join(", ")
+    }
+}
+
+impl fmt::Display for Mesh {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Mesh({})", self.shape_text())
+    }
+}
+
+/// How an array's dimensions are split over mesh axes (`jax.sharding.PartitionSpec`): one
+/// entry per leading dimension, naming the mesh axes it is split over (none: replicated
+/// along it). Dimensions past the entries, and mesh axes no entry names, are replicated.
+///
+/// ```
+/// use nnx_core::shard::PartitionSpec;
+/// let p = PartitionSpec::new([Some("data"), None]);
+/// assert_eq!(p.to_string(), "PartitionSpec('data', None)");
+/// assert_eq!(PartitionSpec::replicated().to_string(), "PartitionSpec()");
+/// let both = PartitionSpec::from_dims(vec![vec!["x".into(), "y".into()]]);
+/// assert_eq!(both.to_string(), "PartitionSpec(('x', 'y'),)");
+/// ```
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+pub struct PartitionSpec(Vec<Vec<String>>);
+
+impl PartitionSpec {
+    /// `P('data', None)`: each dimension split over at most one axis.
+    pub fn new<'a>(dims: impl IntoIterator<Item = Option<&'a str>>) -> PartitionSpec {
+        PartitionSpec(
+            dims.into_iter()
+                .map(|d| d.map(|n| vec![n.to_owned()]).unwrap_or_default())
+                .collect(),
+        )
+    }
+
+    /// `P()`: replicated on every device.
+    pub fn replicated() -> PartitionSpec {
+        PartitionSpec(Vec::new())
+    }
+
+    /// Each dimension split over any number of axes (`P(('x', 'y'), None)`), major first.
+    pub fn from_dims(dims: Vec<Vec<String>>) -> PartitionSpec {
+        PartitionSpec(dims)
+    }
+
+    /// The axes each leading dimension is split over.
+    pub fn dims(&self) -> &[Vec<String>] {
+        &self.0
+    }
+
+    /// The spec read from a Variable's `sharding` metadata (Flax's
+    /// `nnx.get_partition_spec`): a tuple of axis names and `None`s.
+    pub fn from_sharding(sharding: &crate::graph::Static) -> Option<PartitionSpec> {
+        use crate::graph::Static;
+        let items = sharding.as_sequence()?;
+        let dims = items
+            .iter()
+            .map(|item| match item {
+                Static::None => Some(Vec::new()),
+                Static::Str(name) => Some(vec![name.clone()]),
+                other => (other.as_sequence()?.iter())
+                    .map(|s| match s {
+                        Static::Str(name) => Some(name.clone()),
+                        _ => None,
+                    })
+                    .collect(),
+            })
+            .collect::<Option<Vec<_>>>()?;
+        Some(PartitionSpec(dims))
+    }
+
+    /// Every axis name it uses, in order.
+    pub fn names(&self) -> Vec<String> {
+        self.0.iter().flatten().cloned().collect()
+    }
+}
+
+impl fmt::Display for PartitionSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let parts: Vec<String> = (self.0.iter())
+            .map(|d| match d.as_slice() {
+                [] => "None".to_owned(),
+                [one] => format!("'{one}'"),
+                many => {
+                    let names: Vec<String> = many.iter().map(|n| format!("'{n}'")).collect();
+                    format!("({})", names.join(", "))
+                }
+            })
+            .collect();
+        match parts.as_slice() {
+            [one] if self.0[0].len() > 1 => write!(f, "PartitionSpec({one},)"),
+            _ => write!(f, "PartitionSpec({})", parts.join(", ")),
+        }
+    }
+}

@@ -1,0 +1,18 @@
+//! Scaling out: a [`Mesh`] of devices with named axes, [`PartitionSpec`]s saying how arrays
+//! are split over them, the collectives (`psum`, `pmean`, `pmax`, `all_gather`,
+//! `psum_scatter`, `ppermute`, `axis_index`) and the machinery that runs a
+//! [`shard_map`](crate::transforms::shard_map) once per device. On one machine a device is
+//! a worker thread; collectives exchange values through memory.
+
+mod collective;
+mod device;
+mod mesh;
+mod varying;
+
+pub use collective::{
+    AxisNames, CollectiveOp, all_gather, axis_index, pmax, pmean, ppermute, psum, psum_scatter,
+};
+pub(crate) use collective::{AxisScope, axis_env_active};
+pub use device::{ShardSpec, run_sharded};
+pub use mesh::{MAX_DEVICES, Mesh, PartitionSpec};
+pub(crate) use varying::{bits, varying};
