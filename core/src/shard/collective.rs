@@ -203,13 +203,24 @@ impl CollectiveOp {
             let x = inputs
                 .first()
                 .ok_or_else(|| Error::Sharding(format!("{} takes one operand", self.name())))?;
+            let mean = |total: Array, size: usize| {
+                total.binary(
+                    crate::tensor::elementwise::BinaryOp::Div,
+                    &Array::scalar(size as f32).astype(x.dtype())?,
+                )
+            };
+            if let CollectiveOp::Psum { .. } | CollectiveOp::Pmean { .. } = self
+                && let Some(total) = dev.transport_sum(self, x)
+            {
+                return match self {
+                    CollectiveOp::Pmean { size, .. } => mean(total?, *size),
+                    _ => total,
+                };
+            }
             let values = dev.exchange(self, x.clone())?;
             match self {
                 CollectiveOp::Psum { .. } => sum(&values),
-                CollectiveOp::Pmean { size, .. } => sum(&values)?.binary(
-                    crate::tensor::elementwise::BinaryOp::Div,
-                    &Array::scalar(*size as f32).astype(x.dtype())?,
-                ),
+                CollectiveOp::Pmean { size, .. } => mean(sum(&values)?, *size),
                 CollectiveOp::Pmax { .. } => {
                     values.iter().skip(1).try_fold(values[0].clone(), |m, v| {
                         m.binary(crate::tensor::elementwise::BinaryOp::Maximum, v)

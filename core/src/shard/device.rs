@@ -54,7 +54,81 @@ impl ShardSpec {
     }
 }
 
-/// The exchange of values between the devices of one `shard_map` run.
+/// How the devices of a `shard_map` run exchange the values of their collectives: in
+/// memory between the threads of one process ([`run_sharded`]'s own), or between
+/// processes ([`ProcessGroup::transport`], such as `nnx-mpi`'s over MPI).
+pub trait Transport: Send + Sync {
+    /// Gives `value` as `device`'s part of collective number `seq` (`name`: `psum`, …; the
+    /// devices number their collectives alike) and returns the values of the devices in
+    /// `group`, in that order, once they have all given theirs. Every device of the mesh
+    /// calls it for every collective, each with its own group (the groups partition the
+    /// mesh).
+    ///
+    /// # Errors
+    /// [`Error::Sharding`] when devices disagree or a device of the group will never give
+    /// its value; the transport's failures.
+    fn exchange(
+        &self,
+        seq: u64,
+        name: &'static str,
+        device: usize,
+        group: &[usize],
+        value: Array,
+    ) -> Result<Vec<Array>>;
+
+    /// `device`'s program ended (normally or not): a peer waiting for it must not wait
+    /// forever.
+    fn finish(&self, device: usize);
+
+    /// The elementwise sum of the group's values, when the transport has a reduction of
+    /// its own for this value (an `MPI_Allreduce`); `None` to exchange the values and add
+    /// them in device order. Provided: `None`.
+    ///
+    /// # Errors
+    /// As [`Transport::exchange`].
+    fn sum(
+        &self,
+        _seq: u64,
+        _device: usize,
+        _group: &[usize],
+        _value: &Array,
+    ) -> Option<Result<Array>> {
+        None
+    }
+}
+
+/// The processes of a multi-process run (one device each): what a [`Mesh`] made with
+/// [`Mesh::over_processes`] runs on. Installed for the whole process with
+/// [`set_process_group`].
+pub trait ProcessGroup: Send + Sync {
+    /// This process's index.
+    fn rank(&self) -> usize;
+    /// The number of processes.
+    fn size(&self) -> usize;
+    /// The exchange between the processes.
+    fn transport(&self) -> Arc<dyn Transport>;
+}
+
+static PROCESS_GROUP: std::sync::RwLock<Option<Arc<dyn ProcessGroup>>> =
+    std::sync::RwLock::new(None);
+
+/// Installs (or with `None` removes) the process group that meshes made with
+/// [`Mesh::over_processes`] run on.
+pub fn set_process_group(group: Option<Arc<dyn ProcessGroup>>) {
+    *PROCESS_GROUP
+        .write()
+        .unwrap_or_else(PoisonError::into_inner) = group;
+}
+
+/// The installed process group.
+pub fn process_group() -> Option<Arc<dyn ProcessGroup>> {
+    PROCESS_GROUP
+        .read()
+        .unwrap_or_else(PoisonError::into_inner)
+        .clone()
+}
+
+/// The exchange of values between the devices (threads) of one in-process `shard_map` run.
 struct Comm {
     state: Mutex<CommState>,
     changed: Condvar,
@@ -68,6 +142,23 @@ struct CommState {
     slots: HashMap<u64, (&'static str, Vec<Option<Array>>, usize)>,
     /// Devices whose program ended (normally or not).
     finished: Vec<bool>,
+}
+
+impl Transport for Comm {
+    fn exchange(
+        &self,
+        seq: u64,
+        name: &'static str,
+        device: usize,
+        group: &[usize],
+        value: Array,
+    ) -> Result<Vec<Array>> {
+        Comm::exchange(self, seq, name, device, group, value)
+    }
+
+    fn finish(&self, device: usize) {
+        Comm::finish(self, device);
+    }
 }
 
 impl Comm {
@@ -162,7 +253,7 @@ pub(crate) struct Device {
     pub(crate) mesh: Mesh,
     pub(crate) coords: Vec<usize>,
     index: usize,
-    comm: Arc<Comm>,
+    comm: Arc<dyn Transport>,
     seq: u64,
 }
 
@@ -175,6 +266,21 @@ impl Device {
         self.seq += 1;
         self.comm
             .exchange(seq, op.name(), self.index, &group, value)
+    }
+
+    /// The sum of the group's values by the transport's own reduction, if it has one
+    /// ([`Transport::sum`]); the collective number is used either way.
+    pub(crate) fn transport_sum(
+        &mut self,
+        op: &CollectiveOp,
+        value: &Array,
+    ) -> Option<Result<Array>> {
+        let group = self.mesh.group(&self.coords, op.axes());
+        let result = self.comm.sum(self.seq, self.index, &group, value);
+        if result.is_some() {
+            self.seq += 1;
+        }
+        result
     }
 }
 
@@ -288,8 +394,11 @@ pub fn run_sharded(
     inputs: &[Array],
 ) -> Result<Vec<Array>> {
     let mesh = &spec.mesh;
+    if mesh.is_over_processes() {
+        return run_in_processes(engine, program, spec, inputs);
+    }
     let devices = mesh.devices();
-    let comm = Arc::new(Comm::new(devices));
+    let comm: Arc<dyn Transport> = Arc::new(Comm::new(devices));
     let shards = (0..devices)
         .map(|device| {
             let coords = mesh.coords(device);
@@ -306,20 +415,7 @@ pub fn run_sharded(
                 let comm = comm.clone();
                 let mesh = mesh.clone();
                 scope.spawn(move || {
-                    let coords = mesh.coords(index);
-                    DEVICE.with(|d| {
-                        *d.borrow_mut() = Some(Device {
-                            mesh,
-                            coords,
-                            index,
-                            comm: comm.clone(),
-                            seq: 0,
-                        })
-                    });
-                    let result = engine.run(program, &shard);
-                    DEVICE.with(|d| *d.borrow_mut() = None);
-                    comm.finish(index);
-                    result
+                    run_device(engine, program, &shard, mesh, index, comm).map(|(out, _)| out)
                 })
             })
             .collect();
@@ -356,4 +452,180 @@ pub fn run_sharded(
             assemble(mesh, &blocks, &spec.out_specs[j], spec.mapped)
         })
         .collect()
+}
+
+/// Runs `program` as device `index` on this thread, its collectives going through `comm`;
+/// returns the outputs and the device's next collective number.
+fn run_device(
+    engine: &(impl Engine + ?Sized),
+    program: &Program,
+    inputs: &[Array],
+    mesh: Mesh,
+    index: usize,
+    comm: Arc<dyn Transport>,
+) -> Result<(Vec<Array>, u64)> {
+    let nested = DEVICE.with(|d| d.borrow().is_some());
+    if nested {
+        comm.finish(index);
+        return Err(Error::Sharding(
+            "a shard_map over processes inside a shard_map body is not supported".into(),
+        ));
+    }
+    let coords = mesh.coords(index);
+    DEVICE.with(|d| {
+        *d.borrow_mut() = Some(Device {
+            mesh,
+            coords,
+            index,
+            comm: comm.clone(),
+            seq: 0,
+        })
+    });
+    let result = engine.run(program, inputs);
+    let seq = DEVICE.with(|d| d.borrow_mut().take().map_or(0, |d| d.seq));
+    comm.finish(index);
+    result.map(|out| (out, seq))
+}
+
+/// [`run_sharded`] over the processes of the installed [`ProcessGroup`]: this process runs
+/// its device on this thread, then the devices exchange their result blocks so that every
+/// process gets the whole results (the arguments are whole in every process too).
+fn run_in_processes(
+    engine: &(impl Engine + ?Sized),
+    program: &Program,
+    spec: &ShardSpec,
+    inputs: &[Array],
+) -> Result<Vec<Array>> {
+    let mesh = &spec.mesh;
+    let group = process_group().ok_or_else(|| {
+        Error::Sharding("the mesh is over processes but no process group is installed".into())
+    })?;
+    if group.size() != mesh.devices() {
+        return Err(Error::Sharding(format!(
+            "{mesh} has {} devices but the process group has {} processes",
+            mesh.devices(),
+            group.size()
+        )));
+    }
+    let index = group.rank();
+    let coords = mesh.coords(index);
+    let shard = (inputs.iter().zip(&spec.in_specs))
+        .map(|(a, dims)| block(mesh, &coords, a, dims, spec.mapped))
+        .collect::<Result<Vec<_>>>()?;
+    let transport = group.transport();
+    // Every process says whether its device succeeded before any result moves, so that a
+    // failure on one is an error on all rather than a wait.
+    let (outputs, mut seq) = match run_device(
+        engine,
+        program,
+        &shard,
+        mesh.clone(),
+        index,
+        transport.clone(),
+    ) {
+        Ok((outputs, seq)) => (Ok(outputs), seq),
+        Err(e) => (Err(e), u64::MAX / 2),
+    };
+    let everyone: Vec<usize> = (0..mesh.devices()).collect();
+    let ok = Array::scalar(i32::from(outputs.is_ok()));
+    let status = transport.exchange(u64::MAX / 2, "status", index, &everyone, ok)?;
+    let outputs = outputs?;
+    if status
+        .iter()
+        .any(|s| s.to_vec::<i32>().map_or(true, |v| v != [1]))
+    {
+        return Err(Error::Sharding(
+            "shard_map failed on another process".into(),
+        ));
+    }
+    seq = seq.max(u64::MAX / 2 + 1);
+    (outputs.into_iter().zip(&spec.out_specs))
+        .map(|(block_j, dims)| {
+            // Replicated (checked when traced): every process already has it.
+            if dims.iter().all(Vec::is_empty) {
+                return Ok(block_j);
+            }
+            let blocks = transport.exchange(seq, "gather", index, &everyone, block_j)?;
+            seq += 1;
+            assemble(mesh, &blocks, dims, spec.mapped)
+        })
+        .collect()
+}
+
+/// An array as bytes (dtype, shape, little-endian data), for transports between processes.
+///
+/// # Errors
+/// [`Error::Sharding`] for a dtype that does not travel (PRNG keys).
+pub fn encode_array(array: &Array) -> Result<Vec<u8>> {
+    use crate::tensor::DType;
+    let (tag, data): (u8, Vec<u8>) = match array.dtype() {
+        DType::F32 => (0, le_bytes(&array.to_vec::<f32>()?, f32::to_le_bytes)),
+        DType::I32 => (1, le_bytes(&array.to_vec::<i32>()?, i32::to_le_bytes)),
+        DType::U32 => (2, le_bytes(&array.to_vec::<u32>()?, u32::to_le_bytes)),
+        DType::Bool => (
+            3,
+            array
+                .to_vec::<bool>()?
+                .iter()
+                .map(|&v| u8::from(v))
+                .collect(),
+        ),
+        other => {
+            return Err(Error::Sharding(format!(
+                "arrays of dtype {other} cannot be sent between processes"
+            )));
+        }
+    };
+    let mut out = vec![tag, u8::from(array.is_weak())];
+    out.extend((array.shape().len() as u64).to_le_bytes());
+    for &d in array.shape() {
+        out.extend((d as u64).to_le_bytes());
+    }
+    out.extend(data);
+    Ok(out)
+}
+
+fn le_bytes<T: Copy>(values: &[T], bytes: fn(T) -> [u8; 4]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(values.len() * 4);
+    for &v in values {
+        out.extend_from_slice(&bytes(v));
+    }
+    out
+}
+
+/// The array [`encode_array`] encoded.
+///
+/// # Errors
+/// [`Error::Sharding`] for bytes that are not an encoded array.
+pub fn decode_array(bytes: &[u8]) -> Result<Array> {
+    let bad = || Error::Sharding("a transport delivered bytes that are not an array".into());
+    let word = |at: usize| -> Result<u64> {
+        let b: [u8; 8] = bytes
+            .get(at..at + 8)
+            .and_then(|b| b.try_into().ok())
+            .ok_or_else(bad)?;
+        Ok(u64::from_le_bytes(b))
+    };
+    let (&tag, &weak) = (
+        bytes.first().ok_or_else(bad)?,
+        bytes.get(1).ok_or_else(bad)?,
+    );
+    let ndim = usize::try_from(word(2)?).map_err(|_| bad())?;
+    let shape = (0..ndim)
+        .map(|i| word(10 + 8 * i).and_then(|d| usize::try_from(d).map_err(|_| bad())))
+        .collect::<Result<Vec<_>>>()?;
+    let data = bytes.get(10 + 8 * ndim..).ok_or_else(bad)?;
+    fn words<T>(data: &[u8], from: fn([u8; 4]) -> T) -> Vec<T> {
+        data.chunks_exact(4)
+            .map(|c| from([c[0], c[1], c[2], c[3]]))
+            .collect()
+    }
+    let array = match tag {
+        0 => Array::from_vec(&shape, words(data, f32::from_le_bytes))?,
+        1 => Array::from_vec(&shape, words(data, i32::from_le_bytes))?,
+        2 => Array::from_vec(&shape, words(data, u32::from_le_bytes))?,
+        3 => Array::from_vec(&shape, data.iter().map(|&b| b != 0).collect::<Vec<bool>>())?,
+        _ => return Err(bad()),
+    };
+    Ok(array.with_weak(weak != 0))
 }

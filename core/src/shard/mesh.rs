@@ -20,6 +20,8 @@ use crate::error::{Error, Result};
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Mesh {
     axes: Vec<(String, usize)>,
+    /// One device per process of the installed process group, rather than threads.
+    over_processes: bool,
 }
 
 /// The most devices a mesh may have: each is a thread.
@@ -56,10 +58,49 @@ impl Mesh {
         if devices.is_none() {
             return Err(Error::Sharding(format!(
                 "a mesh of {} has more than {MAX_DEVICES} devices",
-                Mesh { axes }.shape_text()
+                Mesh {
+                    axes,
+                    over_processes: false
+                }
+                .shape_text()
             )));
         }
-        Ok(Mesh { axes })
+        Ok(Mesh {
+            axes,
+            over_processes: false,
+        })
+    }
+
+    /// A mesh whose devices are the processes of the installed process group
+    /// ([`set_process_group`](super::set_process_group), e.g. `nnx-mpi`'s), one each, in
+    /// rank order: `shard_map` over it runs this process's device here and exchanges
+    /// collectives and results with the others. Arguments are whole in every process, and
+    /// so are results.
+    ///
+    /// # Errors
+    /// As [`Mesh::new`]; [`Error::Sharding`] when no process group is installed or its size
+    /// is not the mesh's number of devices.
+    pub fn over_processes<S: Into<String>>(
+        axes: impl IntoIterator<Item = (S, usize)>,
+    ) -> Result<Mesh> {
+        let mut mesh = Mesh::new(axes)?;
+        let group = super::process_group().ok_or_else(|| {
+            Error::Sharding("Mesh::over_processes needs an installed process group".into())
+        })?;
+        if group.size() != mesh.devices() {
+            return Err(Error::Sharding(format!(
+                "{mesh} has {} devices but the process group has {} processes",
+                mesh.devices(),
+                group.size()
+            )));
+        }
+        mesh.over_processes = true;
+        Ok(mesh)
+    }
+
+    /// Whether its devices are processes ([`Mesh::over_processes`]).
+    pub fn is_over_processes(&self) -> bool {
+        self.over_processes
     }
 
     /// The axes, major first: `(name, size)`.

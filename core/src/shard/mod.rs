@@ -13,6 +13,9 @@ pub use collective::{
     AxisNames, CollectiveOp, all_gather, axis_index, pmax, pmean, ppermute, psum, psum_scatter,
 };
 pub(crate) use collective::{AxisScope, axis_env_active};
-pub use device::{ShardSpec, run_sharded};
+pub use device::{
+    ProcessGroup, ShardSpec, Transport, decode_array, encode_array, process_group, run_sharded,
+    set_process_group,
+};
 pub use mesh::{MAX_DEVICES, Mesh, PartitionSpec};
 pub(crate) use varying::{bits, varying};
