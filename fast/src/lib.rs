@@ -58,9 +58,11 @@ pub mod prelude {
     pub use crate::{Fast, nn};
     pub use nnx_core::graph::{self, FromValue, GraphValue, ToValue, TypedModule};
     pub use nnx_core::random::{self, Rngs};
+    pub use nnx_core::shard::{self, Mesh, PartitionSpec};
     pub use nnx_core::transforms::{
-        Carry, DiffState, StateAxes, cond, custom_vjp, eval_shape, fori_loop, grad, jacfwd, jacrev,
-        jit, jvp, remat, scan, switch, value_and_grad, vmap, while_loop,
+        Carry, DiffState, Spec, StateAxes, StateSharding, cond, custom_vjp, eval_shape, fori_loop,
+        grad, jacfwd, jacrev, jit, jvp, pmap, remat, scan, shard_map, switch, value_and_grad, vmap,
+        while_loop,
     };
     pub use nnx_core::{
         Axes, BatchStat, Cache, DType, Dict, Engine, Error, ErrorKind, Filter, GraphDef,

@@ -1,4 +1,4 @@
-//! Multi-process `shard_map` over MPI: [`Mpi::init`] joins the MPI job and installs a
+//! Multi-process `shard_map` over MPI: `Mpi::init` (feature `mpi`) joins the MPI job and installs a
 //! [`ProcessGroup`](nnx_core::shard::ProcessGroup) whose processes are the devices of a
 //! [`Mesh::over_processes`](nnx_core::shard::Mesh::over_processes); collectives and result
 //! blocks travel with MPI's `MPI_Allgatherv` over the world communicator (or a

@@ -89,6 +89,7 @@ macro_rules! for_each_case {
             shard::shard_map_errors_name_the_argument_and_axis,
             shard::shard_map_updates_sharded_and_replicated_state,
             shard::pmap_maps_the_leading_axis,
+            shard::shard_map_differentiates_from_outside,
             custom_vjp::custom_vjp_flax_example,
             custom_vjp::custom_vjp_backward_pass_is_used_everywhere,
             custom_vjp::custom_vjp_state_updates_and_errors,

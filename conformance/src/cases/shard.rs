@@ -7,9 +7,7 @@ use nnx_core::shard::{
     Mesh, PartitionSpec as P, all_gather, axis_index, pmax, pmean, ppermute, psum, psum_scatter,
 };
 use nnx_core::transforms::{Spec, StateSharding, grad, jit, pmap, shard_map, vmap};
-use nnx_core::{
-    Axes, Engine, Error, Filter, Object, Param, Result, Tensor, Value, VariableType, graph,
-};
+use nnx_core::{Axes, Engine, Error, Filter, Object, Param, Result, Tensor, Value, VariableType};
 
 use super::guide::Count;
 use crate::snapshots::snapshot;
@@ -209,13 +207,7 @@ pub fn data_parallel_training_matches_one_device(engine: &dyn Engine) -> CaseRes
     let step = shard_map(
         |m: &Object, x: &Tensor, y: &Tensor| -> Result<Tensor> {
             let out = nnx_core::transforms::value_and_grad(loss).call(engine_of(), (m, x, y))?;
-            let mut grads = nnx_core::graph::State::new();
-            for (path, leaf) in out.grads[0].state()?.iter() {
-                grads.insert(
-                    path.clone(),
-                    graph::Leaf::Array(pmean(&leaf.value(), "data")?),
-                );
-            }
+            let grads = out.grads[0].state()?.map(|_, g| pmean(g, "data"))?;
             sgd(m, &grads, 0.1)?;
             pmean(&out.value, "data")
         },
@@ -496,6 +488,76 @@ pub fn pmap_maps_the_leading_axis(engine: &dyn Engine) -> CaseResult {
         close(&m.value("w")?, &(&before + &offsets)?, 0.0)?,
         "pmap over a stacked model: {}",
         m.value("w")?
+    );
+    Ok(Outcome::Pass)
+}
+
+/// Differentiating through a `shard_map` from outside: its backward pass is a `shard_map`
+/// of the body's (a replicated output's cotangent shared by its devices, a replicated
+/// operand's cotangent the `psum` of theirs), so the gradient equals the unsharded one;
+/// forward mode pushes tangents through the same way.
+pub fn shard_map_differentiates_from_outside(engine: &dyn Engine) -> CaseResult {
+    let mesh = Mesh::new([("model", 2)])?;
+    let (w1, w2, x) = (
+        grid(&[4, 6], 0.1)?,
+        grid(&[6, 3], 0.2)?,
+        grid(&[5, 4], 0.3)?,
+    );
+    // The tensor-parallel pair, its loss taken outside the shard_map.
+    let sharded = |w1: &Tensor, w2: &Tensor, x: &Tensor| -> Result<Tensor> {
+        let y = shard_map(
+            |w1: &Tensor, w2: &Tensor, x: &Tensor| -> Result<Tensor> {
+                psum(&x.matmul(w1)?.relu()?.matmul(w2)?, "model")
+            },
+            &mesh,
+        )
+        .in_specs((
+            P::new([None, Some("model")]),
+            P::new([Some("model"), None]),
+            P::replicated(),
+        ))
+        .call(engine_of(), (w1, w2, x))?;
+        y.mul(&y)?.sum(Axes::All)
+    };
+    let plain = |w1: &Tensor, w2: &Tensor, x: &Tensor| -> Result<Tensor> {
+        let y = x.matmul(w1)?.relu()?.matmul(w2)?;
+        y.mul(&y)?.sum(Axes::All)
+    };
+    let through = grad(sharded)
+        .argnums(&[0, 1, 2])
+        .call(engine, (&w1, &w2, &x))?;
+    let expected = grad(plain)
+        .argnums(&[0, 1, 2])
+        .call(engine, (&w1, &w2, &x))?;
+    ensure!(
+        close(&through.value, &expected.value, 1e-5)?,
+        "loss {} vs {}",
+        through.value,
+        expected.value
+    );
+    for (k, (a, b)) in through.grads.iter().zip(&expected.grads).enumerate() {
+        ensure!(
+            close(a.array()?, b.array()?, 1e-4)?,
+            "gradient {k} through shard_map: {}; unsharded {}",
+            a.array()?,
+            b.array()?
+        );
+    }
+    let tangent = grid(&[5, 4], 0.05)?;
+    let pushed = nnx_core::transforms::jvp(sharded).argnums(&[2]).call(
+        engine,
+        (&w1, &w2, &x),
+        &[nnx_core::transforms::Tangent::Array(tangent.clone())],
+    )?;
+    let reference = nnx_core::transforms::jvp(plain).argnums(&[2]).call(
+        engine,
+        (&w1, &w2, &x),
+        &[nnx_core::transforms::Tangent::Array(tangent)],
+    )?;
+    let (a, b) = (pushed.tangent.as_tensor()?, reference.tangent.as_tensor()?);
+    ensure!(
+        close(&a, &b, 1e-4)?,
+        "jvp through shard_map: {a}; unsharded {b}"
     );
     Ok(Outcome::Pass)
 }

@@ -6,7 +6,7 @@ use std::cell::RefCell;
 use std::fmt;
 
 use super::device;
-use super::mesh::Mesh;
+use super::mesh::{Mesh, PartitionSpec};
 use crate::error::{Error, Result};
 use crate::program::{AbstractValue, Primitive};
 use crate::tensor::{Array, DType, Tensor};
@@ -329,13 +329,13 @@ fn bound_size(op: &str, axes: &[String]) -> Result<usize> {
         if axes.is_empty() {
             return Err(Error::Sharding(format!("{op} names no mesh axis")));
         }
-        mesh.check_names(axes, || format!("{op} over {}", quoted(axes)))?;
+        mesh.check_names(axes, &|| format!("{op} over {}", quoted(axes)))?;
         for (i, a) in axes.iter().enumerate() {
             if axes[..i].contains(a) {
                 return Err(Error::Sharding(format!("{op}: axis '{a}' is repeated")));
             }
         }
-        Ok(mesh.index_along(&vec![0; mesh.axes().len()], axes).1)
+        Ok(mesh.count(axes))
     })
 }
 
@@ -488,4 +488,28 @@ pub fn axis_index(axes: impl AxisNames) -> Result<Tensor> {
         Primitive::Collective(CollectiveOp::AxisIndex { axes }),
         &[],
     )
+}
+
+/// `jax.lax.with_sharding_constraint(x, NamedSharding(mesh, spec))`: says how `x` should be
+/// laid out over `mesh`. Here layouts are decided by `shard_map`'s specs (there is no
+/// compiler to propagate shardings), so it returns `x` unchanged after checking that the
+/// constraint could hold: the axes are the mesh's, each used once, the spec has no more
+/// entries than `x` has dimensions, and each split dimension divides evenly.
+///
+/// ```
+/// use nnx_core::{Tensor, shard::{Mesh, PartitionSpec, with_sharding_constraint}};
+/// let mesh = Mesh::new([("data", 2)])?;
+/// let x = Tensor::ones([4, 3]);
+/// assert!(with_sharding_constraint(&x, &mesh, &PartitionSpec::new([Some("data")])).is_ok());
+/// assert!(with_sharding_constraint(&x, &mesh, &PartitionSpec::new([None, Some("data")])).is_err());
+/// # Ok::<(), nnx_core::Error>(())
+/// ```
+///
+/// # Errors
+/// [`Error::Sharding`] when the constraint cannot hold.
+pub fn with_sharding_constraint(x: &Tensor, mesh: &Mesh, spec: &PartitionSpec) -> Result<Tensor> {
+    mesh.check_spec(spec, x.shape(), 0, true, &|| {
+        format!("with_sharding_constraint({spec})")
+    })?;
+    Ok(x.clone())
 }

@@ -50,7 +50,7 @@ impl ShardSpec {
 
     /// How many blocks a dimension split over `names` has.
     pub fn count(&self, names: &[String]) -> usize {
-        names.iter().filter_map(|n| self.mesh.size(n)).product()
+        self.mesh.count(names)
     }
 }
 

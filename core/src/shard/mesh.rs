@@ -173,7 +173,7 @@ impl Mesh {
     ///
     /// # Errors
     /// [`Error::Sharding`] naming the first unknown axis, `what` saying where it was used.
-    pub fn check_names(&self, names: &[String], what: impl FnOnce() -> String) -> Result<()> {
+    pub fn check_names(&self, names: &[String], what: &dyn Fn() -> String) -> Result<()> {
         match names.iter().find(|n| self.axis(n).is_none()) {
             Some(name) => Err(Error::Sharding(format!(
                 "{}: axis name '{name}' is not in the mesh ({})",
@@ -182,6 +182,60 @@ impl Mesh {
             ))),
             None => Ok(()),
         }
+    }
+
+    /// The number of devices along `names` (1 for none).
+    pub fn count(&self, names: &[String]) -> usize {
+        names.iter().filter_map(|n| self.size(n)).product()
+    }
+
+    /// Checks that `spec` can place a value of shape `shape` on this mesh: its axes are the
+    /// mesh's, each named once; it has at most `shape.len() + extra` entries (`extra`: a
+    /// `pmap` output's axis, added outside); with `split`, each split dimension divides
+    /// evenly. `what` names the value in the error (`in_specs for args[0].w`).
+    ///
+    /// # Errors
+    /// [`Error::Sharding`] naming the value, the spec and the axis.
+    pub fn check_spec(
+        &self,
+        spec: &PartitionSpec,
+        shape: &[usize],
+        extra: usize,
+        split: bool,
+        what: &dyn Fn() -> String,
+    ) -> Result<()> {
+        let names = spec.names();
+        self.check_names(&names, what)?;
+        if let Some(name) =
+            (names.iter().enumerate()).find_map(|(i, n)| names[..i].contains(n).then_some(n))
+        {
+            return Err(Error::Sharding(format!(
+                "{}: {spec} uses mesh axis '{name}' twice",
+                what()
+            )));
+        }
+        if spec.dims().len() > shape.len() + extra {
+            return Err(Error::Sharding(format!(
+                "{}: {spec} has {} entries but the value has shape {shape:?} ({} dimensions)",
+                what(),
+                spec.dims().len(),
+                shape.len()
+            )));
+        }
+        for (d, dim) in spec.dims().iter().enumerate().filter(|_| split) {
+            let count = self.count(dim);
+            if !shape[d].is_multiple_of(count) {
+                let axes: Vec<String> = dim.iter().map(|n| format!("'{n}'")).collect();
+                return Err(Error::Sharding(format!(
+                    "{}: dimension {d} of shape {shape:?} has {} elements, which do not split \
+                     evenly over the {count} devices along {}",
+                    what(),
+                    shape[d],
+                    axes.join(", ")
+                )));
+            }
+        }
+        Ok(())
     }
 
     fn shape_text(&self) -> String {

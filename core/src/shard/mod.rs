@@ -11,6 +11,7 @@ mod varying;
 
 pub use collective::{
     AxisNames, CollectiveOp, all_gather, axis_index, pmax, pmean, ppermute, psum, psum_scatter,
+    with_sharding_constraint,
 };
 pub(crate) use collective::{AxisScope, axis_env_active};
 pub use device::{

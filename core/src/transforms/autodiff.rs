@@ -229,8 +229,7 @@ impl Tape {
                             |tape, a| tape.run(&body.0, a),
                         )?,
                     },
-                    // Recorded whole: it has no derivative rule, so a gradient that reaches it
-                    // is an error in the backward pass.
+                    // Recorded whole; its backward pass is a `shard_map` of its body's.
                     Primitive::ShardMap { .. } => {
                         let visible = eq.outputs.len();
                         let p = eq.primitive.clone();
@@ -515,6 +514,9 @@ fn vjp(
         } => return custom_vjp_rule(&program.0, &backward.0, out, g),
         Primitive::Cond { branches } => return control_diff::cond_vjp(branches, x, g, needed),
         Primitive::While { .. } => return Err(control_diff::while_vjp_error()),
+        Primitive::ShardMap { program, spec } => {
+            return loop_vjp::shard_map_vjp(&program.0, spec, x, g, needed);
+        }
         _ => {}
     }
     match g.first().cloned().flatten() {

@@ -77,8 +77,8 @@ pub(crate) fn jvp_program(program: &Program, inputs: Vec<Dual>) -> Result<Vec<Du
                 | Primitive::Vmap { program, .. }
                 | Primitive::Scan { program, .. } => higher_order(&eq.primitive, &program.0, args)?,
                 Primitive::Cond { branches } => control_diff::cond_jvp(branches, args)?,
-                Primitive::ShardMap { .. } => {
-                    return Err(super::rules::no_derivative(&eq.primitive));
+                Primitive::ShardMap { program, .. } => {
+                    higher_order(&eq.primitive, &program.0, args)?
                 }
                 Primitive::While {
                     cond,
@@ -193,6 +193,11 @@ fn higher_order(primitive: &Primitive, body: &Program, args: Vec<Dual>) -> Resul
         .chain(tangent_inputs.iter().map(|&i| lane_inputs[i].clone()))
         .collect();
     let n = args.len();
+    // A `shard_map` body's collectives name its mesh's axes.
+    let _axes = match primitive {
+        Primitive::ShardMap { spec, .. } => Some(crate::shard::AxisScope::enter(&spec.mesh)),
+        _ => None,
+    };
     let traced = trace_fn(&avals, |values| {
         let (values, tangents) = values.split_at(n);
         let mut duals: Vec<Dual> = values.iter().cloned().map(Dual::constant).collect();
@@ -255,6 +260,18 @@ fn higher_order(primitive: &Primitive, body: &Program, args: Vec<Dual>) -> Resul
                 },
             }
         }
+        Primitive::ShardMap { spec, .. } => {
+            let mut shard = spec.clone();
+            let in_specs = tangent_inputs.iter().map(|&i| spec.in_specs[i].clone());
+            shard.in_specs.extend(in_specs);
+            shard.in_specs.extend((0..captured).map(|_| Vec::new()));
+            let out_specs = tangent_outputs.iter().map(|&j| spec.out_specs[j].clone());
+            shard.out_specs.extend(out_specs);
+            Primitive::ShardMap {
+                program,
+                spec: shard,
+            }
+        }
         _ => return Err(Error::internal("a first-order primitive in higher_order")),
     };
     let mut operands: Vec<Tensor> = primals;
@@ -297,6 +314,10 @@ fn unrolled(primitive: &Primitive, body: &Program, args: Vec<Dual>) -> Result<Ve
                 jvp_program(body, step.to_vec())
             })
         }
+        // Its body runs per device: there is no device here.
+        Primitive::ShardMap { .. } => Err(Error::Sharding(
+            "forward-mode differentiation of a shard_map whose inputs are all constants".into(),
+        )),
         _ => jvp_program(body, args),
     }
 }

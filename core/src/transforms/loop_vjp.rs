@@ -1,6 +1,7 @@
 //! The backward passes of loops, as loops: a `vmap` equation's is one `vmap` of its body's
 //! backward pass, a `scan`'s one reverse `scan` of its body's backward pass over the carries
-//! the forward scan saved. Each body's backward pass is traced once with the tape of
+//! the forward scan saved, a `shard_map`'s one `shard_map` of its body's backward pass. Each
+//! body's backward pass is traced once with the tape of
 //! [`autodiff`](super::autodiff) (so loops nested in the body get the same treatment), and
 //! the program size does not depend on the number of lanes or iterations.
 
@@ -13,6 +14,7 @@ use crate::program::{
     AbstractValue, Atom, Batching, Primitive, Program, ProgramRef, ScanInput, ScanOutput, ScanSpec,
     record_multi, trace_fn,
 };
+use crate::shard::{AxisScope, ShardSpec};
 use crate::tensor::Tensor;
 
 /// The cotangents of a `vmap` equation's operands `x` that are `needed`, given its outputs'
@@ -82,6 +84,91 @@ pub(super) fn vmap_vjp(
             Some(_) => cot,
             None => cot.sum(0)?,
         });
+    }
+    Ok(result)
+}
+
+/// The cotangents of a `shard_map`'s operands: one `shard_map` of its body's backward pass
+/// (the body re-run from the operands' blocks), as JAX transposes one. An output replicated
+/// along mesh axes is one value its devices share, so each device's part of its cotangent
+/// is divided by their number; an operand replicated along mesh axes is used by each of
+/// their devices, so its cotangent is the `psum` of theirs.
+pub(super) fn shard_map_vjp(
+    body: &Program,
+    spec: &ShardSpec,
+    x: &[Tensor],
+    g: &[Option<Tensor>],
+    needed: &[bool],
+) -> Result<Vec<Option<Tensor>>> {
+    let block_outputs = body.output_avals();
+    let seeded: Vec<(usize, Tensor)> = (g.iter().enumerate())
+        .filter_map(|(j, g)| Some((j, g.clone()?)))
+        .filter(|(j, _)| {
+            block_outputs
+                .get(*j)
+                .is_some_and(|a| differentiable(a.dtype))
+        })
+        .collect();
+    let wrt: Vec<usize> = (0..x.len()).filter(|&i| needed[i]).collect();
+    if seeded.is_empty() || wrt.is_empty() {
+        return Ok(vec![None; x.len()]);
+    }
+    let mesh = &spec.mesh;
+    // The mesh axes a value placed as `dims` is replicated along.
+    let unmentioned = |dims: &[Vec<String>]| -> Vec<String> {
+        (mesh.axes().iter())
+            .filter(|(name, _)| !dims.iter().flatten().any(|n| n == name))
+            .map(|(name, _)| name.clone())
+            .collect()
+    };
+    let mut avals = body.input_avals();
+    avals.extend(seeded.iter().map(|(j, _)| block_outputs[*j].clone()));
+    let backward = {
+        let _axes = AxisScope::enter(mesh);
+        trace_fn(&avals, |values| {
+            let (inputs, cotangents) = values.split_at(x.len());
+            let cotangents = (seeded.iter().zip(cotangents))
+                .map(|((j, _), ct)| {
+                    let shared = unmentioned(&spec.out_specs[*j]);
+                    match shared.is_empty() {
+                        true => Ok(ct.clone()),
+                        false => ct / spec.count(&shared) as f32,
+                    }
+                })
+                .collect::<Result<Vec<_>>>()?;
+            let outputs: Vec<usize> = seeded.iter().map(|(j, _)| *j).collect();
+            let grads = body_cotangents(body, inputs, &[], &outputs, &cotangents, &wrt)?;
+            let grads = (wrt.iter().zip(grads))
+                .map(|(&i, grad)| {
+                    let shared = unmentioned(&spec.in_specs[i]);
+                    match shared.is_empty() {
+                        true => Ok(grad),
+                        false => crate::shard::psum(&grad, shared.as_slice()),
+                    }
+                })
+                .collect::<Result<Vec<_>>>()?;
+            Ok((grads, ()))
+        })?
+    };
+    let mut shard = spec.clone();
+    shard
+        .in_specs
+        .extend(seeded.iter().map(|(j, _)| spec.out_specs[*j].clone()));
+    shard
+        .in_specs
+        .extend(backward.captured.iter().map(|_| Vec::new()));
+    shard.out_specs = wrt.iter().map(|&i| spec.in_specs[i].clone()).collect();
+    let operands: Vec<&Tensor> = (x.iter())
+        .chain(seeded.iter().map(|(_, g)| g))
+        .chain(&backward.captured)
+        .collect();
+    let primitive = Primitive::ShardMap {
+        program: ProgramRef(Arc::new(backward.program)),
+        spec: shard,
+    };
+    let mut result = vec![None; x.len()];
+    for (&i, cot) in wrt.iter().zip(record_multi(primitive, &operands)?) {
+        result[i] = Some(cot);
     }
     Ok(result)
 }

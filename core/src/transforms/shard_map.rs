@@ -238,25 +238,13 @@ impl<F: Body> ShardMap<F> {
                 .and_then(|s| PartitionSpec::from_sharding(&s))
                 .unwrap_or_default(),
         };
-        let location = || format!("{what} for {}", leaf.location());
-        let names = spec.names();
-        mesh.check_names(&names, location)?;
-        if let Some((_, name)) = (names.iter().enumerate()).find(|(i, n)| names[..*i].contains(n)) {
-            return Err(Error::Sharding(format!(
-                "{}: {spec} uses mesh axis '{name}' twice",
-                location()
-            )));
-        }
-        // A pmap output gets its mapped axis added.
-        let added = usize::from(self.mapped() && what == "out_specs");
-        if spec.dims().len() > shape.len() + added {
-            return Err(Error::Sharding(format!(
-                "{}: {spec} has {} entries but the value has shape {shape:?} ({} dimensions)",
-                location(),
-                spec.dims().len(),
-                shape.len()
-            )));
-        }
+        // A pmap output gets its mapped axis added; inputs are split, outputs put together.
+        let inputs = what == "in_specs";
+        let added = usize::from(self.mapped() && !inputs);
+        let split = inputs && !self.mapped();
+        mesh.check_spec(&spec, shape, added, split, &|| {
+            format!("{what} for {}", leaf.location())
+        })?;
         Ok(spec.dims().to_vec())
     }
 
@@ -343,21 +331,7 @@ impl<F: Body> Rules for ShardMap<F> {
                     aval.shape.remove(d);
                     continue;
                 }
-                let (_, count) = mesh.index_along(&vec![0; mesh.axes().len()], names);
-                if aval.shape[d] % count != 0 {
-                    return Err(Error::Sharding(format!(
-                        "in_specs for {}: dimension {d} of shape {:?} has {} elements, which do \
-                         not split evenly over the {count} devices along {}",
-                        leaf.location(),
-                        aval.shape,
-                        aval.shape[d],
-                        names
-                            .iter()
-                            .map(|n| format!("'{n}'"))
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    )));
-                }
+                let count = mesh.count(names);
                 aval.shape[d] /= count;
             }
             in_dims.push(dims);

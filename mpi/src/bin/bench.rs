@@ -15,7 +15,7 @@ use std::time::Instant;
 use mpi::collective::SystemOperation;
 use mpi::topology::SimpleCommunicator;
 use mpi::traits::CommunicatorCollectives;
-use nnx_core::graph::{Leaf, State};
+use nnx_core::graph::State;
 use nnx_core::shard::{Mesh, PartitionSpec as P, pmean, psum};
 use nnx_core::transforms::{jit, shard_map, value_and_grad};
 use nnx_core::{Axes, Object, Param, Result, Tensor};
@@ -98,10 +98,7 @@ fn step_bench(mpi: &Mpi, mesh: &Mesh) -> Result<()> {
     let parallel = shard_map(
         |m: &Object, x: &Tensor, y: &Tensor| -> Result<Tensor> {
             let out = value_and_grad(loss).call(&Fast, (m, x, y))?;
-            let mut grads = State::new();
-            for (path, leaf) in out.grads[0].state()?.iter() {
-                grads.insert(path.clone(), Leaf::Array(pmean(&leaf.value(), "data")?));
-            }
+            let grads = out.grads[0].state()?.map(|_, g| pmean(g, "data"))?;
             sgd(m, &grads)?;
             pmean(&out.value, "data")
         },

@@ -60,11 +60,7 @@ fn run(engine: &dyn Engine) -> Result<String> {
     let step = shard_map(
         |m: &Object, x: &Tensor, y: &Tensor| -> Result<Tensor> {
             let out = value_and_grad(loss).call(engine, (m, x, y))?;
-            let mut grads = State::new();
-            for (path, leaf) in out.grads[0].state()?.iter() {
-                let averaged = pmean(&leaf.value(), "data")?;
-                grads.insert(path.clone(), nnx_core::graph::Leaf::Array(averaged));
-            }
+            let grads = out.grads[0].state()?.map(|_, g| pmean(g, "data"))?;
             sgd(m, &grads)?;
             pmean(&out.value, "data")
         },
