@@ -37,20 +37,15 @@ impl ShardSpec {
                 continue;
             }
             match self.mapped {
-                true => shape.insert(d.min(shape.len()), self.count(names)),
+                true => shape.insert(d.min(shape.len()), self.mesh.count(names)),
                 false => {
                     if let Some(n) = shape.get_mut(d) {
-                        *n *= self.count(names);
+                        *n *= self.mesh.count(names);
                     }
                 }
             }
         }
         shape
-    }
-
-    /// How many blocks a dimension split over `names` has.
-    pub fn count(&self, names: &[String]) -> usize {
-        self.mesh.count(names)
     }
 }
 
@@ -144,23 +139,6 @@ struct CommState {
     finished: Vec<bool>,
 }
 
-impl Transport for Comm {
-    fn exchange(
-        &self,
-        seq: u64,
-        name: &'static str,
-        device: usize,
-        group: &[usize],
-        value: Array,
-    ) -> Result<Vec<Array>> {
-        Comm::exchange(self, seq, name, device, group, value)
-    }
-
-    fn finish(&self, device: usize) {
-        Comm::finish(self, device);
-    }
-}
-
 impl Comm {
     fn new(devices: usize) -> Comm {
         Comm {
@@ -172,15 +150,16 @@ impl Comm {
             devices,
         }
     }
+}
 
+impl Transport for Comm {
     fn finish(&self, device: usize) {
         let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
         state.finished[device] = true;
         self.changed.notify_all();
     }
 
-    /// Gives `value` as `device`'s part of collective `seq`, and returns the values of the
-    /// devices in `group`, in order, once they have all given theirs.
+    /// Waits on a condition variable until every device of the group has given its value.
     fn exchange(
         &self,
         seq: u64,

@@ -132,7 +132,7 @@ pub(super) fn shard_map_vjp(
                     let shared = unmentioned(&spec.out_specs[*j]);
                     match shared.is_empty() {
                         true => Ok(ct.clone()),
-                        false => ct / spec.count(&shared) as f32,
+                        false => ct / spec.mesh.count(&shared) as f32,
                     }
                 })
                 .collect::<Result<Vec<_>>>()?;
