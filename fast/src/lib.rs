@@ -61,8 +61,8 @@ pub mod prelude {
     pub use nnx_core::shard::{self, Mesh, PartitionSpec};
     pub use nnx_core::transforms::{
         Carry, DiffState, Spec, StateAxes, StateSharding, cond, custom_vjp, eval_shape, fori_loop,
-        grad, jacfwd, jacrev, jit, jvp, pmap, remat, scan, shard_map, switch, value_and_grad, vmap,
-        while_loop,
+        get_partition_spec, grad, jacfwd, jacrev, jit, jvp, pmap, remat, scan, shard_map, switch,
+        value_and_grad, vmap, while_loop,
     };
     pub use nnx_core::{
         Axes, BatchStat, Cache, DType, Dict, Engine, Error, ErrorKind, Filter, GraphDef,

@@ -6,7 +6,9 @@
 use nnx_core::shard::{
     Mesh, PartitionSpec as P, all_gather, axis_index, pmax, pmean, ppermute, psum, psum_scatter,
 };
-use nnx_core::transforms::{Spec, StateSharding, grad, jit, pmap, shard_map, vmap};
+use nnx_core::transforms::{
+    Spec, StateSharding, get_partition_spec, grad, jit, pmap, shard_map, vmap,
+};
 use nnx_core::{Axes, Engine, Error, Filter, Object, Param, Result, Tensor, Value, VariableType};
 
 use super::guide::Count;
@@ -168,6 +170,14 @@ pub fn tensor_parallel_linear_pair_matches_unsharded(engine: &dyn Engine) -> Cas
     ensure!(
         close(&y2, &expected, 1e-5)?,
         "tensor-parallel by filter: {y2}"
+    );
+    // And with the specs read once into a StateSharding (`nnx.get_partition_spec`).
+    let y3 = shard_map(forward, &mesh)
+        .in_specs((get_partition_spec(&mlp), P::replicated()))
+        .call(engine, (&mlp, &x))?;
+    ensure!(
+        close(&y3, &expected, 1e-5)?,
+        "tensor-parallel by get_partition_spec: {y3}"
     );
     Ok(Outcome::Pass)
 }

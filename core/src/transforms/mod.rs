@@ -37,6 +37,8 @@ pub use jit::{Jit, Whole, jit, remat};
 pub use jvp::{JvpFn, JvpOutput, Tangent, jvp};
 pub use prune::{Passed, Pruned, prune};
 pub use scan::{Carry, Scan, ScanAxes, ScanAxis, scan};
-pub use shard_map::{ShardMap, Spec, SpecPrefix, StateSharding, pmap, shard_map};
+pub use shard_map::{
+    ShardMap, Spec, SpecPrefix, StateSharding, get_partition_spec, pmap, shard_map,
+};
 pub use typed::{Body, Dynamic, IntoBody, Typed};
 pub use vmap::{Axis, AxisSpec, StateAxes, Vmap, vmap};

@@ -77,6 +77,39 @@ impl StateSharding {
     }
 }
 
+/// `nnx.get_partition_spec(state)`: each Variable's `sharding` metadata as its
+/// `PartitionSpec` (replicated without one; raw arrays replicated), grouped by path into a
+/// [`StateSharding`] for `in_specs` / `out_specs`. What `Spec::FromMetadata` reads at each
+/// call, fixed to the Variables `node` has now.
+///
+/// ```
+/// use nnx_core::{Object, Param, Tensor, static_tuple, Static};
+/// use nnx_core::transforms::get_partition_spec;
+/// let w = Param::new(Tensor::ones([4, 2]));
+/// w.set_metadata("sharding", static_tuple!["data", Static::None])?;
+/// let m = Object::new("M").with("w", &w)?.with("b", Param::new(Tensor::zeros([2])))?;
+/// let specs = get_partition_spec(&m);
+/// assert_eq!(
+///     nnx_core::transforms::SpecPrefix::from(specs).to_string(),
+///     "StateAxes({PathIn(('b',)): PartitionSpec(), PathIn(('w',)): PartitionSpec('data', None)})"
+/// );
+/// # Ok::<(), nnx_core::Error>(())
+/// ```
+pub fn get_partition_spec(node: &impl crate::graph::GraphValue) -> StateSharding {
+    let mut groups: Vec<(PartitionSpec, Vec<crate::graph::Path>)> = Vec::new();
+    for (path, leaf) in crate::graph::state(node).iter() {
+        let spec = (leaf.as_variable())
+            .and_then(|v| v.metadata_value("sharding"))
+            .and_then(|s| PartitionSpec::from_sharding(&s))
+            .unwrap_or_default();
+        match groups.iter_mut().find(|(s, _)| *s == spec) {
+            Some((_, paths)) => paths.push(path.clone()),
+            None => groups.push((spec, vec![path.clone()])),
+        }
+    }
+    StateSharding::new((groups.into_iter()).map(|(spec, paths)| (Filter::PathIn(paths), spec)))
+}
+
 impl From<StateSharding> for Prefix<Spec> {
     fn from(sharding: StateSharding) -> SpecPrefix {
         Prefix::StateAxes(sharding.0)
