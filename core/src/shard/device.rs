@@ -476,16 +476,7 @@ fn run_in_processes(
     inputs: &[Array],
 ) -> Result<Vec<Array>> {
     let mesh = &spec.mesh;
-    let group = process_group().ok_or_else(|| {
-        Error::Sharding("the mesh is over processes but no process group is installed".into())
-    })?;
-    if group.size() != mesh.devices() {
-        return Err(Error::Sharding(format!(
-            "{mesh} has {} devices but the process group has {} processes",
-            mesh.devices(),
-            group.size()
-        )));
-    }
+    let group = mesh.process_group()?;
     let index = group.rank();
     let coords = mesh.coords(index);
     let shard = (inputs.iter().zip(&spec.in_specs))
@@ -607,4 +598,49 @@ pub fn decode_array(bytes: &[u8]) -> Result<Array> {
         _ => return Err(bad()),
     };
     Ok(array.with_weak(weak != 0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn arrays_survive_encoding() -> Result<()> {
+        let arrays = [
+            Array::from_vec(&[2, 2], vec![1.5f32, -2.0, 0.0, 3.25])?,
+            Array::from_vec(&[3], vec![1i32, -7, 9])?,
+            Array::from_vec(&[2], vec![true, false])?,
+            Array::weak_scalar(2.0f32),
+        ];
+        for a in arrays {
+            let back = decode_array(&encode_array(&a)?)?;
+            assert_eq!(
+                (back.shape(), back.dtype(), back.is_weak()),
+                (a.shape(), a.dtype(), a.is_weak())
+            );
+            assert!(back.identical(&a) || back.to_f64_vec()? == a.to_f64_vec()?);
+        }
+        assert!(decode_array(&[9, 0]).is_err());
+        Ok(())
+    }
+
+    #[test]
+    fn blocks_are_split_and_put_back_together() -> Result<()> {
+        let mesh = Mesh::new([("x", 2), ("y", 2)])?;
+        let a = Array::from_vec(&[4, 2], (0..8).map(|i| i as f32).collect())?;
+        let dims = vec![vec!["x".to_owned()], vec!["y".to_owned()]];
+        let blocks = (0..4)
+            .map(|d| block(&mesh, &mesh.coords(d), &a, &dims, false))
+            .collect::<Result<Vec<_>>>()?;
+        assert_eq!(blocks[1].to_vec::<f32>()?, vec![1.0, 3.0]);
+        let whole = assemble(&mesh, &blocks, &dims, false)?;
+        assert_eq!(whole.to_vec::<f32>()?, a.to_vec::<f32>()?);
+        // Replicated along y: the first replica is taken.
+        let rows = vec![vec!["x".to_owned()]];
+        let blocks = (0..4)
+            .map(|d| block(&mesh, &mesh.coords(d), &a, &rows, false))
+            .collect::<Result<Vec<_>>>()?;
+        assert_eq!(assemble(&mesh, &blocks, &rows, false)?.shape(), &[4, 2]);
+        Ok(())
+    }
 }

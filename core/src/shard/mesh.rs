@@ -84,18 +84,31 @@ impl Mesh {
         axes: impl IntoIterator<Item = (S, usize)>,
     ) -> Result<Mesh> {
         let mut mesh = Mesh::new(axes)?;
+        mesh.process_group()?;
+        mesh.over_processes = true;
+        Ok(mesh)
+    }
+
+    /// The installed process group, with one process per device of this mesh.
+    ///
+    /// # Errors
+    /// [`Error::Sharding`] when none is installed or its size is not the mesh's number of
+    /// devices.
+    pub(crate) fn process_group(&self) -> Result<std::sync::Arc<dyn super::ProcessGroup>> {
         let group = super::process_group().ok_or_else(|| {
-            Error::Sharding("Mesh::over_processes needs an installed process group".into())
+            Error::Sharding(format!(
+                "{self} is over processes but no process group is installed (nnx-mpi's \
+                 Mpi::init installs one)"
+            ))
         })?;
-        if group.size() != mesh.devices() {
+        if group.size() != self.devices() {
             return Err(Error::Sharding(format!(
-                "{mesh} has {} devices but the process group has {} processes",
-                mesh.devices(),
+                "{self} has {} devices but the process group has {} processes",
+                self.devices(),
                 group.size()
             )));
         }
-        mesh.over_processes = true;
-        Ok(mesh)
+        Ok(group)
     }
 
     /// Whether its devices are processes ([`Mesh::over_processes`]).
@@ -335,5 +348,51 @@ impl fmt::Display for PartitionSpec {
             [one] if self.0[0].len() > 1 => write!(f, "PartitionSpec({one},)"),
             _ => write!(f, "PartitionSpec({})", parts.join(", ")),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn meshes_check_their_axes() {
+        assert!(Mesh::new(Vec::<(&str, usize)>::new()).is_err());
+        assert!(Mesh::new([("x", 0)]).is_err());
+        assert!(Mesh::new([("x", 2), ("x", 2)]).is_err());
+        assert!(Mesh::new([("", 2)]).is_err());
+        assert!(Mesh::new([("x", 1 << 20)]).is_err());
+        // No process group is installed in unit tests.
+        assert!(Mesh::over_processes([("x", 2)]).is_err());
+    }
+
+    #[test]
+    fn groups_are_the_devices_that_differ_along_the_named_axes() -> Result<()> {
+        let mesh = Mesh::new([("x", 2), ("y", 3)])?;
+        assert_eq!(mesh.coords(4), vec![1, 1]);
+        assert_eq!(mesh.device(&[1, 1]), 4);
+        let y = vec!["y".to_owned()];
+        assert_eq!(mesh.group(&[1, 1], &y), vec![3, 4, 5]);
+        assert_eq!(mesh.group(&[1, 1], &["x".to_owned()]), vec![1, 4]);
+        let both = vec!["y".to_owned(), "x".to_owned()];
+        // y major, x minor: (y, x) = (1, 1) is index 3 of 6.
+        assert_eq!(mesh.index_along(&[1, 1], &both), (3, 6));
+        assert_eq!(mesh.count(&both), 6);
+        Ok(())
+    }
+
+    #[test]
+    fn specs_check_rank_names_and_splits() -> Result<()> {
+        let mesh = Mesh::new([("data", 2)])?;
+        let what = || "x".to_owned();
+        let p = PartitionSpec::new([Some("data")]);
+        assert!(mesh.check_spec(&p, &[4, 3], 0, true, &what).is_ok());
+        assert!(mesh.check_spec(&p, &[3], 0, true, &what).is_err());
+        assert!(mesh.check_spec(&p, &[3], 0, false, &what).is_ok());
+        assert!(mesh.check_spec(&p, &[], 0, true, &what).is_err());
+        assert!(mesh.check_spec(&p, &[], 1, false, &what).is_ok());
+        let unknown = PartitionSpec::new([Some("model")]);
+        assert!(mesh.check_spec(&unknown, &[4], 0, true, &what).is_err());
+        Ok(())
     }
 }

@@ -17,6 +17,21 @@ use crate::program::{
 use crate::shard::{AxisScope, ShardSpec};
 use crate::tensor::Tensor;
 
+/// The outputs a loop body's backward pass starts from (those with a float cotangent, with
+/// it) and the operands it gives cotangents for; `None` when either is empty.
+fn seeds(
+    outputs: &[AbstractValue],
+    g: &[Option<Tensor>],
+    needed: &[bool],
+) -> Option<(Vec<(usize, Tensor)>, Vec<usize>)> {
+    let seeded: Vec<(usize, Tensor)> = (g.iter().enumerate())
+        .filter_map(|(j, g)| Some((j, g.clone()?)))
+        .filter(|(j, _)| outputs.get(*j).is_some_and(|a| differentiable(a.dtype)))
+        .collect();
+    let wrt: Vec<usize> = (0..needed.len()).filter(|&i| needed[i]).collect();
+    (!seeded.is_empty() && !wrt.is_empty()).then_some((seeded, wrt))
+}
+
 /// The cotangents of a `vmap` equation's operands `x` that are `needed`, given its outputs'
 /// cotangents `g`: one `vmap`, over the same lanes, of the body's backward pass. Each lane
 /// re-runs the body's forward pass (nothing is saved between the passes) and sweeps back
@@ -31,18 +46,9 @@ pub(super) fn vmap_vjp(
     needed: &[bool],
 ) -> Result<Vec<Option<Tensor>>> {
     let lane_outputs = body.output_avals();
-    let seeded: Vec<(usize, Tensor)> = (g.iter().enumerate())
-        .filter_map(|(j, g)| Some((j, g.clone()?)))
-        .filter(|(j, _)| {
-            lane_outputs
-                .get(*j)
-                .is_some_and(|a| differentiable(a.dtype))
-        })
-        .collect();
-    let wrt: Vec<usize> = (0..x.len()).filter(|&i| needed[i]).collect();
-    if seeded.is_empty() || wrt.is_empty() {
+    let Some((seeded, wrt)) = seeds(&lane_outputs, g, needed) else {
         return Ok(vec![None; x.len()]);
-    }
+    };
     let mut avals: Vec<AbstractValue> = (x.iter().zip(&batching.in_axes))
         .map(|(t, axis)| {
             let mut aval = t.aval();
@@ -101,18 +107,9 @@ pub(super) fn shard_map_vjp(
     needed: &[bool],
 ) -> Result<Vec<Option<Tensor>>> {
     let block_outputs = body.output_avals();
-    let seeded: Vec<(usize, Tensor)> = (g.iter().enumerate())
-        .filter_map(|(j, g)| Some((j, g.clone()?)))
-        .filter(|(j, _)| {
-            block_outputs
-                .get(*j)
-                .is_some_and(|a| differentiable(a.dtype))
-        })
-        .collect();
-    let wrt: Vec<usize> = (0..x.len()).filter(|&i| needed[i]).collect();
-    if seeded.is_empty() || wrt.is_empty() {
+    let Some((seeded, wrt)) = seeds(&block_outputs, g, needed) else {
         return Ok(vec![None; x.len()]);
-    }
+    };
     let mesh = &spec.mesh;
     // The mesh axes a value placed as `dims` is replicated along.
     let unmentioned = |dims: &[Vec<String>]| -> Vec<String> {
