@@ -17,14 +17,17 @@ use crate::program::{
 use crate::shard::{AxisScope, ShardSpec};
 use crate::tensor::Tensor;
 
+/// Output positions with their cotangents.
+type Seeded = Vec<(usize, Tensor)>;
+
 /// The outputs a loop body's backward pass starts from (those with a float cotangent, with
 /// it) and the operands it gives cotangents for; `None` when either is empty.
 fn seeds(
     outputs: &[AbstractValue],
     g: &[Option<Tensor>],
     needed: &[bool],
-) -> Option<(Vec<(usize, Tensor)>, Vec<usize>)> {
-    let seeded: Vec<(usize, Tensor)> = (g.iter().enumerate())
+) -> Option<(Seeded, Vec<usize>)> {
+    let seeded: Seeded = (g.iter().enumerate())
         .filter_map(|(j, g)| Some((j, g.clone()?)))
         .filter(|(j, _)| outputs.get(*j).is_some_and(|a| differentiable(a.dtype)))
         .collect();
