@@ -380,6 +380,12 @@ pub fn shard_map_errors_name_the_argument_and_axis(engine: &dyn Engine) -> CaseR
                 .call(engine, (&Tensor::ones([4]),)),
         ),
         (
+            "process-local arguments on a mesh of threads",
+            shard_map(|x: &Tensor| -> Result<Tensor> { Ok(x.clone()) }, &mesh)
+                .process_local(true)
+                .call(engine, (&Tensor::ones([4]),)),
+        ),
+        (
             "a collective outside shard_map",
             psum(&Tensor::ones([2]), "data"),
         ),

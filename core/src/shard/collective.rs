@@ -9,6 +9,7 @@ use super::device;
 use super::mesh::{Mesh, PartitionSpec};
 use crate::error::{Error, Result};
 use crate::program::{AbstractValue, Primitive};
+use crate::tensor::elementwise::BinaryOp;
 use crate::tensor::{Array, DType, Tensor};
 
 /// One collective over mesh axes, with those axes' total size (known when it is traced).
@@ -205,7 +206,7 @@ impl CollectiveOp {
                 .ok_or_else(|| Error::Sharding(format!("{} takes one operand", self.name())))?;
             let mean = |total: Array, size: usize| {
                 total.binary(
-                    crate::tensor::elementwise::BinaryOp::Div,
+                    BinaryOp::Div,
                     &Array::scalar(size as f32).astype(x.dtype())?,
                 )
             };
@@ -218,14 +219,11 @@ impl CollectiveOp {
                 };
             }
             let values = dev.exchange(self, x.clone())?;
+            let sum = || combine(&values, BinaryOp::Add);
             match self {
-                CollectiveOp::Psum { .. } => sum(&values),
-                CollectiveOp::Pmean { size, .. } => mean(sum(&values)?, *size),
-                CollectiveOp::Pmax { .. } => {
-                    values.iter().skip(1).try_fold(values[0].clone(), |m, v| {
-                        m.binary(crate::tensor::elementwise::BinaryOp::Maximum, v)
-                    })
-                }
+                CollectiveOp::Psum { .. } => sum(),
+                CollectiveOp::Pmean { size, .. } => mean(sum()?, *size),
+                CollectiveOp::Pmax { .. } => combine(&values, BinaryOp::Maximum),
                 CollectiveOp::AllGather { dim, tiled, .. } => match tiled {
                     true => Array::concatenate(&values, *dim as isize),
                     false => Array::stack(&values, *dim as isize),
@@ -233,7 +231,7 @@ impl CollectiveOp {
                 CollectiveOp::PsumScatter {
                     dim, tiled, size, ..
                 } => {
-                    let total = sum(&values)?;
+                    let total = sum()?;
                     let block = total.shape()[*dim] / size;
                     let mine =
                         total.slice_axis(*dim as isize, index * block..(index + 1) * block)?;
@@ -244,7 +242,9 @@ impl CollectiveOp {
                 }
                 CollectiveOp::Ppermute { perm, .. } => {
                     match perm.iter().find(|(_, to)| *to == index) {
-                        Some((from, _)) => Ok(values[*from].clone()),
+                        Some((from, _)) => values.get(*from).cloned().ok_or_else(|| {
+                            Error::Sharding(format!("ppermute: no device {from} to receive from"))
+                        }),
                         None => Array::zeros_of(x.shape(), x.dtype()),
                     }
                 }
@@ -254,15 +254,14 @@ impl CollectiveOp {
     }
 }
 
-/// The elementwise sum of the devices' values, in device order (every device adds in the
-/// same order, so replicas are bit-identical).
-fn sum(values: &[Array]) -> Result<Array> {
+/// The devices' values combined elementwise by `op`, in device order (every device combines
+/// in the same order, so replicas are bit-identical).
+fn combine(values: &[Array], op: BinaryOp) -> Result<Array> {
     let (first, rest) = values
         .split_first()
         .ok_or_else(|| Error::internal("a collective over no device"))?;
-    rest.iter().try_fold(first.clone(), |acc, v| {
-        acc.binary(crate::tensor::elementwise::BinaryOp::Add, v)
-    })
+    rest.iter()
+        .try_fold(first.clone(), |acc, v| acc.binary(op, v))
 }
 
 impl fmt::Display for CollectiveOp {

@@ -26,12 +26,19 @@ pub struct ShardSpec {
     /// `pmap`: a dimension split over mesh axes has one element per device, removed inside
     /// (each device sees its slice) and stacked outside.
     pub mapped: bool,
+    /// Over processes: operands and results are this process's blocks, not whole arrays
+    /// (`ShardMap::process_local`).
+    pub local: bool,
 }
 
 impl ShardSpec {
     /// The global shape of a value whose block on one device has `local` shape.
+    /// With [`ShardSpec::local`], the block's shape itself.
     pub fn global_shape(&self, local: &[usize], dims: &[Vec<String>]) -> Vec<usize> {
         let mut shape = local.to_vec();
+        if self.local {
+            return shape;
+        }
         for (d, names) in dims.iter().enumerate() {
             if names.is_empty() {
                 continue;
@@ -468,7 +475,8 @@ fn run_device(
 
 /// [`run_sharded`] over the processes of the installed [`ProcessGroup`]: this process runs
 /// its device on this thread, then the devices exchange their result blocks so that every
-/// process gets the whole results (the arguments are whole in every process too).
+/// process gets the whole results (the arguments are whole in every process too) — or,
+/// with [`ShardSpec::local`], arguments and results are this process's blocks.
 fn run_in_processes(
     engine: &(impl Engine + ?Sized),
     program: &Program,
@@ -479,9 +487,12 @@ fn run_in_processes(
     let group = mesh.process_group()?;
     let index = group.rank();
     let coords = mesh.coords(index);
-    let shard = (inputs.iter().zip(&spec.in_specs))
-        .map(|(a, dims)| block(mesh, &coords, a, dims, spec.mapped))
-        .collect::<Result<Vec<_>>>()?;
+    let shard = match spec.local {
+        true => inputs.to_vec(),
+        false => (inputs.iter().zip(&spec.in_specs))
+            .map(|(a, dims)| block(mesh, &coords, a, dims, spec.mapped))
+            .collect::<Result<Vec<_>>>()?,
+    };
     let transport = group.transport();
     // Every process says whether its device succeeded before any result moves, so that a
     // failure on one is an error on all rather than a wait.
@@ -511,8 +522,9 @@ fn run_in_processes(
     seq = seq.max(u64::MAX / 2 + 1);
     (outputs.into_iter().zip(&spec.out_specs))
         .map(|(block_j, dims)| {
-            // Replicated (checked when traced): every process already has it.
-            if dims.iter().all(Vec::is_empty) {
+            // Replicated (checked when traced): every process already has it; process-local
+            // results stay this process's blocks.
+            if spec.local || dims.iter().all(Vec::is_empty) {
                 return Ok(block_j);
             }
             let blocks = transport.exchange(seq, "gather", index, &everyone, block_j)?;

@@ -145,6 +145,7 @@ pub fn shard_map<M, F: IntoBody<M>>(f: F, mesh: &Mesh) -> ShardMap<F::Body> {
         devices: Devices::Mesh(mesh.clone()),
         in_specs: PartitionSpec::replicated().into(),
         out_specs: PartitionSpec::replicated().into(),
+        local: false,
         invalid: None,
         cache: Cache::default(),
     }
@@ -168,6 +169,7 @@ pub fn pmap<M, F: IntoBody<M>>(f: F, axis_name: &str) -> ShardMap<F::Body> {
         devices: Devices::Pmap(axis_name.to_owned()),
         in_specs: mapped.clone().into(),
         out_specs: mapped.into(),
+        local: false,
         invalid: None,
         cache: Cache::default(),
     }
@@ -187,6 +189,8 @@ pub struct ShardMap<F> {
     devices: Devices,
     in_specs: SpecPrefix,
     out_specs: SpecPrefix,
+    /// Arguments and results over processes are this process's blocks.
+    local: bool,
     /// An `in_axes`/`out_axes` that `pmap` cannot take, reported when called.
     invalid: Option<String>,
     cache: Cache<Spec, ()>,
@@ -233,6 +237,16 @@ impl<F: Body> ShardMap<F> {
         self
     }
 
+    /// On a mesh over processes ([`Mesh::over_processes`]), with `true`: each process
+    /// passes *its* block of every argument split over the mesh (its part of the batch, as
+    /// it loaded it) and gets its block of every such result, instead of whole arrays in
+    /// every process (`jax.make_array_from_process_local_data`). Replicated values are
+    /// whole, as always. Memory per process then shrinks with the number of processes.
+    pub fn process_local(mut self, local: bool) -> ShardMap<F> {
+        self.local = local;
+        self
+    }
+
     /// How each output is put together (default: replicated); arguments' state keeps its
     /// `in_specs`.
     pub fn out_specs(mut self, specs: impl Into<SpecPrefix>) -> ShardMap<F> {
@@ -274,7 +288,7 @@ impl<F: Body> ShardMap<F> {
         // A pmap output gets its mapped axis added; inputs are split, outputs put together.
         let inputs = what == "in_specs";
         let added = usize::from(self.mapped() && !inputs);
-        let split = inputs && !self.mapped();
+        let split = inputs && !self.mapped() && !self.local;
         mesh.check_spec(&spec, shape, added, split, &|| {
             format!("{what} for {}", leaf.location())
         })?;
@@ -351,6 +365,15 @@ impl<F: Body> Rules for ShardMap<F> {
         lowered: &mut Lowered<Spec>,
     ) -> Result<(Vec<AbstractValue>, Placed)> {
         let mesh = self.mesh_for(lowered)?;
+        if self.local && (self.mapped() || !mesh.is_over_processes()) {
+            return Err(Error::Sharding(format!(
+                "process_local(true) needs a shard_map over a mesh over processes, not {}",
+                match self.mapped() {
+                    true => "pmap".to_owned(),
+                    false => mesh.to_string(),
+                }
+            )));
+        }
         let mut in_dims = Vec::with_capacity(lowered.leaves().len());
         let mut avals = Vec::with_capacity(lowered.leaves().len());
         for leaf in lowered.leaves() {
@@ -362,6 +385,10 @@ impl<F: Body> Rules for ShardMap<F> {
                 }
                 if self.mapped() {
                     aval.shape.remove(d);
+                    continue;
+                }
+                // A process-local argument is its block already.
+                if self.local {
                     continue;
                 }
                 let count = mesh.count(names);
@@ -424,6 +451,7 @@ impl<F: Body> Rules for ShardMap<F> {
         let spec = ShardSpec {
             mesh: mesh.clone(),
             mapped: self.mapped(),
+            local: self.local,
             in_specs: (placed.in_dims.into_iter())
                 .chain(std::iter::repeat_n(Vec::new(), captured))
                 .collect(),
