@@ -100,6 +100,7 @@ macro_rules! for_each_case {
             scan::scan_over_layers_nests_with_vmap_jit_and_grad,
             scan::scan_state_axes_and_split_rngs,
             properties::vmap_matches_the_per_example_loop,
+            properties::shard_map_matches_the_unsharded_program,
             properties::jit_matches_eager_results_and_state,
             properties::shared_variables_update_every_alias,
             typed::typed_modules_cross_every_transform,

@@ -141,6 +141,62 @@ pub fn vmap_matches_the_per_example_loop(engine: &dyn Engine) -> CaseResult {
     })
 }
 
+/// `shard_map` over a mesh of 1–3 devices, rows split over them, of a random row-wise
+/// program equals the program on the whole array; a `psum` of each device's total equals
+/// the whole total, and an `all_gather` of the blocks is the whole result.
+pub fn shard_map_matches_the_unsharded_program(engine: &dyn Engine) -> CaseResult {
+    use nnx_core::shard::{Mesh, PartitionSpec, all_gather, psum};
+    use nnx_core::transforms::shard_map;
+    let strategy = (
+        1usize..4,
+        1usize..3,
+        1usize..4,
+        vec(step(), 1..5),
+        vec(-1.0f32..1.0, 16),
+    );
+    run("shard_map_matches_the_unsharded_program", |runner| {
+        runner.run(&strategy, |(devices, rows, d, steps, values)| {
+            // Every step but a sum over the last axis acts row by row.
+            let steps: Vec<Step> = (steps.into_iter())
+                .filter(|s| !matches!(s, Step::SumLast))
+                .collect();
+            let x = array(&[devices * rows, d], &values).map_err(fail)?;
+            let mesh = Mesh::new([("data", devices)]).map_err(fail)?;
+            let split = PartitionSpec::new([Some("data")]);
+            let expected = apply(&steps, &x).map_err(fail)?;
+            let blocks = shard_map(|b: &Tensor| apply(&steps, b), &mesh)
+                .in_specs((split.clone(),))
+                .out_specs(split.clone())
+                .call(engine, (&x,))
+                .map_err(fail)?;
+            let total = shard_map(
+                |b: &Tensor| psum(&apply(&steps, b)?.sum(Axes::All)?, "data"),
+                &mesh,
+            )
+            .in_specs((split.clone(),))
+            .call(engine, (&x,))
+            .map_err(fail)?;
+            let gathered = shard_map(
+                |b: &Tensor| all_gather(&apply(&steps, b)?, "data", 0, true),
+                &mesh,
+            )
+            .in_specs((split,))
+            .call(engine, (&x,))
+            .map_err(fail)?;
+            let whole_total = expected.sum(Axes::All).map_err(fail)?;
+            let ok = blocks.allclose(&expected, 1e-5, 1e-5).map_err(fail)?
+                && gathered.allclose(&expected, 1e-5, 1e-5).map_err(fail)?
+                && total.allclose(&whole_total, 1e-4, 1e-4).map_err(fail)?;
+            prop_assert!(
+                ok,
+                "steps {steps:?} on {devices} devices: {blocks} / {gathered} / {total}; \
+                 expected {expected} / {whole_total}"
+            );
+            Ok(())
+        })
+    })
+}
+
 /// `jit(f)` gives `f`'s outputs and state changes, call after call.
 pub fn jit_matches_eager_results_and_state(engine: &dyn Engine) -> CaseResult {
     let strategy = (
