@@ -9,6 +9,7 @@ pub mod derivatives;
 pub mod differential;
 pub mod grad;
 pub mod graph_api;
+pub mod graph_updates;
 pub mod guide;
 pub mod loop_grads;
 pub mod properties;
@@ -73,8 +74,8 @@ macro_rules! for_each_case {
             control::eval_shape_computes_nothing,
             control::scan_details_match_flax,
             control::numbers_assigned_inside_jit_stay_static,
-            control::graph_updates_false_updates_variables_only,
-            control::grad_without_graph_updates_differentiates_every_variable,
+            graph_updates::graph_updates_false_updates_variables_only,
+            graph_updates::grad_without_graph_updates_differentiates_every_variable,
             control::scan_carry_may_be_a_new_variable,
             graph_api::graph_api_matches_flax,
             graph_api::rngs_reseed_and_split_match_flax,

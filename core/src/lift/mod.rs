@@ -38,3 +38,4 @@ pub use boundary::{
     lower_outputs_with, raise, write_back, write_back_values,
 };
 pub use prefix::Prefix;
+pub(crate) use prefix::prefix_from_tuples;

@@ -49,6 +49,28 @@ impl<L> Prefix<L> {
     }
 }
 
+/// `From` tuples of up to four values that convert to `Prefix<$leaf>` (`in_axes=(0, None)`):
+/// one implementation for every transform's prefix leaf.
+macro_rules! prefix_from_tuples {
+    ($leaf:ty) => {
+        $crate::lift::prefix_from_tuples!(@one $leaf; A);
+        $crate::lift::prefix_from_tuples!(@one $leaf; A, B);
+        $crate::lift::prefix_from_tuples!(@one $leaf; A, B, C);
+        $crate::lift::prefix_from_tuples!(@one $leaf; A, B, C, D);
+    };
+    (@one $leaf:ty; $($name:ident),+) => {
+        impl<$($name: Into<$crate::lift::Prefix<$leaf>>),+> From<($($name,)+)>
+            for $crate::lift::Prefix<$leaf>
+        {
+            #[allow(non_snake_case)]
+            fn from(($($name,)+): ($($name,)+)) -> $crate::lift::Prefix<$leaf> {
+                $crate::lift::Prefix::Tuple(vec![$($name.into()),+])
+            }
+        }
+    };
+}
+pub(crate) use prefix_from_tuples;
+
 impl<L> From<L> for Prefix<L> {
     fn from(leaf: L) -> Prefix<L> {
         Prefix::Leaf(leaf)

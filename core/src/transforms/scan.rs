@@ -63,20 +63,7 @@ impl From<Option<i32>> for Prefix<ScanAxis> {
     }
 }
 
-macro_rules! tuple_axes {
-    ($($name:ident),+) => {
-        impl<$($name: Into<ScanAxes>),+> From<($($name,)+)> for Prefix<ScanAxis> {
-            #[allow(non_snake_case)]
-            fn from(($($name,)+): ($($name,)+)) -> ScanAxes {
-                Prefix::Tuple(vec![$($name.into()),+])
-            }
-        }
-    };
-}
-tuple_axes!(A);
-tuple_axes!(A, B);
-tuple_axes!(A, B, C);
-tuple_axes!(A, B, C, D);
+crate::lift::prefix_from_tuples!(ScanAxis);
 
 /// Loops `f` (`nnx.scan`). `in_axes` marks one argument as the carry (`Carry`), others as
 /// scanned along an axis or broadcast (`None`); `f` returns `(carry, y)` as a tuple matching

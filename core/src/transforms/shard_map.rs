@@ -45,20 +45,7 @@ impl From<PartitionSpec> for Prefix<Spec> {
     }
 }
 
-macro_rules! tuple_spec {
-    ($($name:ident),+) => {
-        impl<$($name: Into<SpecPrefix>),+> From<($($name,)+)> for Prefix<Spec> {
-            #[allow(non_snake_case)]
-            fn from(($($name,)+): ($($name,)+)) -> SpecPrefix {
-                Prefix::Tuple(vec![$($name.into()),+])
-            }
-        }
-    };
-}
-tuple_spec!(A);
-tuple_spec!(A, B);
-tuple_spec!(A, B, C);
-tuple_spec!(A, B, C, D);
+crate::lift::prefix_from_tuples!(Spec);
 
 /// `nnx.StateSharding`: places the Variables of one object by filter (the first that
 /// matches); only valid directly on a graph node.

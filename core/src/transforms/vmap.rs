@@ -50,20 +50,7 @@ impl From<()> for Prefix<Axis> {
     }
 }
 
-macro_rules! tuple_spec {
-    ($($name:ident),+) => {
-        impl<$($name: Into<AxisSpec>),+> From<($($name,)+)> for Prefix<Axis> {
-            #[allow(non_snake_case)]
-            fn from(($($name,)+): ($($name,)+)) -> AxisSpec {
-                Prefix::Tuple(vec![$($name.into()),+])
-            }
-        }
-    };
-}
-tuple_spec!(A);
-tuple_spec!(A, B);
-tuple_spec!(A, B, C);
-tuple_spec!(A, B, C, D);
+crate::lift::prefix_from_tuples!(Axis);
 
 /// `nnx.StateAxes`: maps the Variables of one object by filter; only valid directly on a
 /// graph node. Axis `None` broadcasts that group.
