@@ -5,6 +5,11 @@
 #
 #   bash benches/anchors.sh            # all workloads
 #   NNX_FLAX_VENV=/path/to/venv bash benches/anchors.sh
+#   bash benches/anchors.sh --interleaved [ROUNDS] [key ...]   # rounds of both sides in turn
+#
+# --interleaved (benches/interleave.py) alternates rounds of the two sides instead of running
+# one after the other: on a shared machine whose cores change speed for seconds at a time,
+# that is the comparison to report. It prints the median of the per-round ratios.
 #
 # The Python side needs flax 0.12.8 and jax 0.10.2 in a venv; this script creates one in
 # .venv-flax (or $NNX_FLAX_VENV) on first use. Nothing here tunes the process environment:
@@ -17,8 +22,15 @@ if [ ! -x "$venv/bin/python" ]; then
     "$venv/bin/pip" install --quiet flax==0.12.8 jax==0.10.2
 fi
 venv="$(cd "$venv" && pwd)"
-out="$(mktemp -d)"
 cargo build --quiet --release -p nnx-benches --example anchors
+if [ "${1:-}" = "--interleaved" ]; then
+    shift
+    rounds="${1:-10}"
+    [ $# -gt 0 ] && shift
+    exec python3 benches/interleave.py "$PWD/target/release/examples/anchors" \
+        "$venv/bin/python" "$PWD/benches/flax/anchors.py" "$rounds" "$@"
+fi
+out="$(mktemp -d)"
 ./target/release/examples/anchors fast | tee "$out/fast.tsv"
 ./target/release/examples/anchors reference e | tee "$out/reference.tsv"
 (cd benches/flax && "$venv/bin/python" -W ignore anchors.py) | tee "$out/xla.txt"
