@@ -290,33 +290,40 @@ pub(crate) fn run(chain: &Chain, args: &[Array]) -> Option<Result<Array>> {
     let mut out = pool::take(len);
     // One run of blocks per thread (large outputs only; see `parallel::for_each_chunk`).
     let per_thread = len.div_ceil(parallel::threads()).div_ceil(BLOCK) * BLOCK;
+    let last = chain.steps.len() - 1;
     parallel::for_each_chunk(&mut out, per_thread.max(BLOCK), |piece, out| {
         let offset = piece * per_thread.max(BLOCK);
-        let mut regs = vec![[0.0f32; BLOCK]; chain.steps.len()];
+        let mut regs = vec![[0.0f32; BLOCK]; last];
+        // Inputs of the output's shape are read in place; scalars and repeated rows are
+        // staged block by block in the block's layout.
         let mut staged = vec![[0.0f32; BLOCK]; n_in];
+        for (i, d) in data.iter().enumerate() {
+            if let [x] = d[..] {
+                staged[i].fill(x);
+            }
+        }
         for local in (0..out.len()).step_by(BLOCK) {
             let (start, m) = (offset + local, BLOCK.min(out.len() - local));
-            // Inputs of this block (rows are gathered into the block's layout).
             for (i, d) in data.iter().enumerate() {
-                let dst = &mut staged[i][..m];
-                match d.len() {
-                    n if n == len => dst.copy_from_slice(&d[start..start + m]),
-                    1 => dst.fill(d[0]),
-                    _ => {
-                        for (j, x) in dst.iter_mut().enumerate() {
-                            *x = d[(start + j) % d.len()];
-                        }
+                if d.len() != len && d.len() != 1 {
+                    for (j, x) in staged[i][..m].iter_mut().enumerate() {
+                        *x = d[(start + j) % d.len()];
                     }
                 }
             }
+            // The last step writes the output block itself.
+            let block = &mut out[local..local + m];
             for (s, step) in chain.steps.iter().enumerate() {
-                let (done, rest) = regs.split_at_mut(s);
-                let dst = &mut rest[0][..m];
+                let (done, rest) = regs.split_at_mut(s.min(last));
+                let dst = match rest.first_mut() {
+                    Some(reg) if s < last => &mut reg[..m],
+                    _ => &mut *block,
+                };
                 let read = |r: usize| -> &[f32] {
-                    if r < n_in {
-                        &staged[r][..m]
-                    } else {
-                        &done[r - n_in][..m]
+                    match data.get(r) {
+                        Some(d) if d.len() == len => &d[start..start + m],
+                        Some(_) => &staged[r][..m],
+                        None => &done[r - n_in][..m],
                     }
                 };
                 match *step {
@@ -328,7 +335,6 @@ pub(crate) fn run(chain: &Chain, args: &[Array]) -> Option<Result<Array>> {
                     }
                 }
             }
-            out[local..local + m].copy_from_slice(&regs[chain.steps.len() - 1][..m]);
         }
     });
     Some(Array::from_vec(&shape, out))

@@ -380,8 +380,9 @@ fn gemm(a: &[f32], b: &[f32], batch: usize, m: usize, k: usize, n: usize) -> Vec
 }
 
 /// What a fused product applies to its result, a block of whole rows at a time (the bias
-/// and activation of a dense layer), while the block is still in cache.
-pub(crate) type Epilogue<'a> = &'a (dyn Fn(&mut [f32]) + Sync);
+/// and activation of a dense layer, a relu mask), while the block is still in cache: called
+/// with the index of the block's first element in the result, and the block.
+pub(crate) type Epilogue<'a> = &'a (dyn Fn(usize, &mut [f32]) + Sync);
 
 /// `out = lhs · rhs` (every element overwritten; `out` row-major), then `epilogue` on it.
 /// Large products are split across threads by blocks of rows of the result, each thread one
@@ -394,17 +395,18 @@ fn product(
     epilogue: Option<Epilogue<'_>>,
 ) {
     let (m, k, n) = (lhs.nrows(), lhs.ncols(), rhs.ncols());
-    let one = |out: &mut [f32], lhs: MatRef<'_, f32>| {
+    // The product of `lhs`'s rows from `first` on into `out`, then the epilogue.
+    let one = |out: &mut [f32], first: usize, lhs: MatRef<'_, f32>| {
         let rows = lhs.nrows();
         let dst = MatMut::from_row_major_slice_mut(out, rows, n);
         faer_matmul(dst, Accum::Replace, lhs, rhs, 1.0f32, Par::Seq);
         if let Some(epilogue) = epilogue {
-            epilogue(out);
+            epilogue(first * n, out);
         }
     };
     let blocks = parallel::row_blocks(m, k * n);
     if blocks <= 1 || n == 0 {
-        one(out, lhs);
+        one(out, 0, lhs);
         return;
     }
     let rows = m.div_ceil(blocks);
@@ -418,7 +420,7 @@ fn product(
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .take();
         if let Some(block) = block {
-            one(block, lhs.subrows(i * rows, block.len() / n));
+            one(block, i * rows, lhs.subrows(i * rows, block.len() / n));
         }
     });
 }

@@ -13,7 +13,7 @@ use nnx_core::tensor::ReduceOp;
 use nnx_core::tensor::elementwise::CompareOp;
 use nnx_core::tensor::{Windows, pool};
 
-use crate::fuse::Dataflow;
+use crate::fuse::{Dataflow, rewritten};
 use nnx_core::{Array, DType, Result};
 
 /// The fast kernel for `primitive` on `args`, or `None` when it has none for these operands.
@@ -48,7 +48,7 @@ fn strong_f32(x: &Array) -> Option<&[f32]> {
 
 /// The one value of a scalar operand that promotes to float32 against a float32 array
 /// (a float32 scalar, or a weak integer literal).
-fn scalar_f32(x: &Array) -> Option<f32> {
+pub(crate) fn scalar_f32(x: &Array) -> Option<f32> {
     if x.shape().iter().product::<usize>() != 1 {
         return None;
     }
@@ -197,6 +197,25 @@ pub(crate) fn masked_select(op: CompareOp, args: &[Array]) -> Option<Result<Arra
     Some(Array::from_vec(shape, out).map(|r| r.with_weak(t.is_weak() && f.is_weak())))
 }
 
+/// `out[i] = if y[i] op against { out[i] } else { otherwise }`, block by block: the mask of
+/// [`masked_select`] applied in place (a fused product's epilogue), with the same results.
+pub(crate) fn mask_in_place(
+    op: CompareOp,
+    out: &mut [f32],
+    y: &[f32],
+    against: f32,
+    otherwise: f32,
+) {
+    let mut mask = [false; MASK_BLOCK];
+    for (block, ys) in out.chunks_mut(MASK_BLOCK).zip(y.chunks(MASK_BLOCK)) {
+        let mask = &mut mask[..block.len()];
+        compare_into(op, mask, ys, &[against]);
+        for (o, &c) in block.iter_mut().zip(mask.iter()) {
+            *o = if c { *o } else { otherwise };
+        }
+    }
+}
+
 /// `program` with each `select` whose condition is a float32 comparison read by nothing else
 /// rewritten as one `call` of the pair, which the plan runs as [`masked_select`]; `None` when
 /// there is none.
@@ -251,23 +270,7 @@ pub(crate) fn fuse_masks(program: &Program) -> Option<Program> {
             outputs: eq.outputs.clone(),
         });
     }
-    if replaced.iter().all(Option::is_none) {
-        return None;
-    }
-    let equations = program
-        .equations
-        .iter()
-        .zip(replaced)
-        .zip(&absorbed)
-        .filter(|(_, absorbed)| !**absorbed)
-        .map(|((eq, new), _)| new.unwrap_or_else(|| eq.clone()))
-        .collect();
-    Some(Program::new(
-        program.inputs.clone(),
-        equations,
-        program.outputs.clone(),
-        program.avals.clone(),
-    ))
+    rewritten(program, replaced, &absorbed)
 }
 
 /// A float32 array with zeros around it along `axis`: one zeroed buffer from the pool and

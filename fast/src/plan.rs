@@ -12,7 +12,7 @@ use nnx_core::{Array, DType, Result};
 use crate::Fast;
 use crate::batch::batched_program;
 use crate::chain::{self, Chain, chain_of, fuse_chains};
-use crate::fuse::{self, Gemm, fuse, gemm_of};
+use crate::fuse::{self, Gemm, drop_identity_reshapes, fuse, fuse_mask_epilogues, gemm_of};
 use crate::helper;
 use crate::kernels::{self, Layout};
 use crate::ops;
@@ -93,9 +93,11 @@ fn unwrap_call(program: &Program) -> Option<Arc<Program>> {
 impl Compiled {
     /// `program` with its dense chains fused ([`fuse`]), and its compiled form.
     pub(crate) fn fused(program: &Arc<Program>) -> (Arc<Program>, Compiled) {
-        let program = fuse(program).map_or_else(|| program.clone(), Arc::new);
+        let program = drop_identity_reshapes(program).map_or_else(|| program.clone(), Arc::new);
+        let program = fuse(&program).map_or(program, Arc::new);
         let program = fuse_chains(&program).map_or(program, Arc::new);
         let program = ops::fuse_masks(&program).map_or(program, Arc::new);
+        let program = fuse_mask_epilogues(&program).map_or(program, Arc::new);
         let program = pair(&program).map_or(program, Arc::new);
         let compiled = Compiled::new(&program);
         (program, compiled)
