@@ -151,6 +151,37 @@ def step_i(stack, opt, x, y):
   return l
 measure('i', lambda X=X: step_i(stack, opt_i, X, Yi), 50,
         lambda t: "(i) nnx.jit train step through scan over 16 layers b=256 w=256: %.3f ms" % (t*1e3))
+# (j), (k): the CNN of Flax NNX's MNIST tutorial, batch 64 of 28x28x1 (benches/src/cnn.rs)
+from functools import partial
+class CNN(nnx.Module):
+  def __init__(self, *, rngs):
+    self.conv1 = nnx.Conv(1, 32, kernel_size=(3, 3), rngs=rngs)
+    self.conv2 = nnx.Conv(32, 64, kernel_size=(3, 3), rngs=rngs)
+    self.avg_pool = partial(nnx.avg_pool, window_shape=(2, 2), strides=(2, 2))
+    self.linear1 = nnx.Linear(3136, 256, rngs=rngs)
+    self.linear2 = nnx.Linear(256, 10, rngs=rngs)
+  def __call__(self, x):
+    x = self.avg_pool(nnx.relu(self.conv1(x)))
+    x = self.avg_pool(nnx.relu(self.conv2(x)))
+    x = x.reshape(x.shape[0], -1)
+    x = nnx.relu(self.linear1(x))
+    return self.linear2(x)
+cnn = CNN(rngs=nnx.Rngs(0))
+images = random.normal(random.key(4), (64, 28, 28, 1))
+labels = jnp.array([i * 7 % 10 for i in range(64)], dtype=jnp.int32)
+cnn_forward = nnx.jit(lambda m, x: m(x))
+measure('j', lambda: cnn_forward(cnn, images), 20,
+        lambda t: "(j) jit CNN forward (Flax MNIST tutorial CNN) b=64 28x28x1: %.3f ms" % (t*1e3))
+cnn_opt = nnx.Optimizer(cnn, optax.sgd(1e-3), wrt=nnx.Param)
+@nnx.jit
+def cnn_step(m, opt, x, y):
+  def loss_fn(m):
+    return optax.softmax_cross_entropy_with_integer_labels(m(x), y).mean()
+  l, g = nnx.value_and_grad(loss_fn)(m)
+  opt.update(m, g)
+  return l
+measure('k', lambda: cnn_step(cnn, cnn_opt, images, labels), 20,
+        lambda t: "(k) jit CNN train step (value_and_grad + Optimizer sgd) b=64: %.3f ms" % (t*1e3))
 # numpy (OpenBLAS) float32 GEMM at the size of workload d: the practical peak
 A = np.asarray(random.normal(random.key(0), (1024, 1024)), dtype=np.float32)
 Bm = np.asarray(random.normal(random.key(1), (1024, 1024)), dtype=np.float32)

@@ -15,13 +15,16 @@
 //! | `g` | `jit` train step: `value_and_grad` + SGD on the same MLP, batch 256 |
 //! | `h` | `jit(scan)` over 16 stacked Linear 256×256 + relu, batch 256 |
 //! | `i` | `jit` train step through the same scan: `value_and_grad` of the MSE + SGD |
+//! | `j` | `jit` forward of Flax's MNIST tutorial CNN ([`crate::cnn`]), batch 64 of 28×28×1 |
+//! | `k` | `jit` train step of the same CNN: `value_and_grad` of the cross-entropy + `Optimizer` (SGD) |
 
 use nnx_core::transforms::{Carry, Grad, StateAxes, grad, jit, scan, value_and_grad, vmap};
 use nnx_core::{
     Axes, Engine, Filter, List, Object, Param, Result, Tensor, Value, VariableType, graph, random,
 };
 
-use crate::{stateful_vector_dot, weights};
+use crate::{cnn, stateful_vector_dot, weights};
+use nnx_core::random::Rngs;
 
 /// One workload: its key, a description, its floating-point operation count (0 when not
 /// meaningful) and a closure running it once.
@@ -179,6 +182,42 @@ pub fn workloads<'e>(
         });
     }
 
+    if keep("j") || keep("k") {
+        let model = cnn::Cnn::new(&Rngs::new(0)?)?;
+        let (images, labels) = cnn::batch(64)?;
+        if keep("j") {
+            let (model, images) = (model.clone(), images.clone());
+            let forward = jit(|m: &cnn::Cnn, x: &Tensor| m.forward(x));
+            out.push(Workload {
+                key: "j",
+                what: "(j) jit CNN forward (Flax MNIST tutorial CNN) b=64 28x28x1",
+                flops: 0.0,
+                run: Box::new(move || forward.call(engine, (&model, &images)).map(drop)),
+            });
+        }
+        if keep("k") {
+            let optimizer = cnn::optimizer(&model)?;
+            let step = jit(
+                move |m: &cnn::Cnn,
+                      opt: &nnx_fast::nn::optim::Optimizer,
+                      x: &Tensor,
+                      y: &Tensor| {
+                    let out = value_and_grad(cnn::loss).call(engine, (m, x, y))?;
+                    opt.update(m, out.grads[0].state()?)?;
+                    Ok(out.value)
+                },
+            );
+            out.push(Workload {
+                key: "k",
+                what: "(k) jit CNN train step (value_and_grad + Optimizer sgd) b=64",
+                flops: 0.0,
+                run: Box::new(move || {
+                    step.call(engine, (&model, &optimizer, &images, &labels))
+                        .map(drop)
+                }),
+            });
+        }
+    }
     if !["e", "f", "g", "h", "i"].iter().any(|k| keep(k)) {
         return Ok(out);
     }

@@ -5,6 +5,7 @@
 use nnx_core::{Axes, BatchStat, List, Object, Param, Result, Tensor, Value, random};
 
 pub mod anchors;
+pub mod cnn;
 
 /// The guide's `Weights`: a kernel of 10 stacked 2×3 matrices, a bias and a counter.
 ///

@@ -166,8 +166,19 @@ pub(crate) fn f32_binary(
     let x = a.as_slice::<f32>().ok()?;
     let y = right_operand(b, layout, x.len())?;
     let mut out = pool::take(x.len());
-    zip_op(op, &mut out, Some(x), &y);
+    zip_op_split(op, &mut out, Some(x), &y);
     Some(Array::from_vec_like(a, out, false))
+}
+
+/// [`zip_op`] split across the threads when `out` is large, in pieces of whole repeats of
+/// `y`: the same operation per element, so the same results.
+fn zip_op_split(op: BinaryOp, out: &mut [f32], x: Option<&[f32]>, y: &[f32]) {
+    let unit = y.len().max(1);
+    let piece = (out.len().div_ceil(parallel::threads()).div_ceil(unit) * unit).max(unit);
+    parallel::for_each_chunk(out, piece, |i, chunk| {
+        let at = i * piece;
+        zip_op(op, chunk, x.map(|x| &x[at..at + chunk.len()]), y);
+    });
 }
 
 /// [`f32_binary`] computed in `a`'s buffer, when `a` is the only handle to it (an operand
@@ -183,7 +194,7 @@ pub(crate) fn f32_binary_in_place(op: BinaryOp, a: &mut Array, b: &Array, layout
     };
     match a.unique_f32_mut() {
         Some(x) => {
-            zip_op(op, x, None, &y);
+            zip_op_split(op, x, None, &y);
             true
         }
         None => false,

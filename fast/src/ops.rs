@@ -14,6 +14,7 @@ use nnx_core::tensor::elementwise::CompareOp;
 use nnx_core::tensor::{Windows, pool};
 
 use crate::fuse::{Dataflow, rewritten};
+use crate::parallel;
 use nnx_core::{Array, DType, Result};
 
 /// The fast kernel for `primitive` on `args`, or `None` when it has none for these operands.
@@ -177,7 +178,7 @@ fn select(c: &Array, t: &Array, f: &Array) -> Option<Result<Array>> {
 /// Elements per block of a masked select: the block's mask stays on the stack.
 const MASK_BLOCK: usize = 1024;
 
-/// `where(a op b, t, f)` in one pass, without the bool array (a backward pass's relu mask,
+/// `where(a op b, t, f)` in one pass (split across threads when large), without the bool array (a backward pass's relu mask,
 /// `where(pre == post, g, 0)`): the comparison of a block, then the selection of that block.
 /// Operands as [`compare`] and [`select`] take them; the same results.
 pub(crate) fn masked_select(op: CompareOp, args: &[Array]) -> Option<Result<Array>> {
@@ -186,14 +187,14 @@ pub(crate) fn masked_select(op: CompareOp, args: &[Array]) -> Option<Result<Arra
     let shape = a.shape();
     let (on_true, on_false) = (Branch::of(t, shape)?, Branch::of(f, shape)?);
     let mut out = pool::take(x.len());
-    let mut mask = [false; MASK_BLOCK];
-    for (k, block) in out.chunks_mut(MASK_BLOCK).enumerate() {
+    parallel::for_each_chunk(&mut out, MASK_BLOCK, |k, block| {
+        let mut mask = [false; MASK_BLOCK];
         let at = k * MASK_BLOCK..k * MASK_BLOCK + block.len();
         let ys = if y.len() == 1 { &y[..] } else { &y[at.clone()] };
         let mask = &mut mask[..block.len()];
         compare_into(op, mask, &x[at.clone()], ys);
         select_into(block, mask, on_true.range(at.clone()), on_false.range(at));
-    }
+    });
     Some(Array::from_vec(shape, out).map(|r| r.with_weak(t.is_weak() && f.is_weak())))
 }
 
@@ -297,29 +298,36 @@ fn pad(axis: usize, before: usize, after: usize, x: &Array) -> Option<Result<Arr
 }
 
 /// The im2col of a convolution: every window's rows copied into a pooled buffer (the
-/// reference's row map, so the same elements land in the same places).
+/// reference's row map, so the same elements land in the same places), batch entries split
+/// across threads.
 fn patches(windows: &Windows, x: &Array) -> Option<Result<Array>> {
     let data = strong_f32(x)?;
     let run = || -> Result<Array> {
         let shape = windows.patches_shape(x.shape())?;
         nnx_core::tensor::check_allocation(&shape, DType::F32)?;
         let rows = windows.rows(x.shape())?;
-        let mut out = pool::take_zeroed(rows.patch_len());
-        rows.gather_into(data, &mut out);
+        // Every element is written (padding rows with zeros), batch entries side by side.
+        let mut out = pool::take(rows.patch_len());
+        parallel::for_each_chunk(&mut out, rows.batch_len(), |b, patches| {
+            rows.gather_batch_into(b, data, patches, Some(0.0));
+        });
         Array::from_vec(&shape, out)
     };
     Some(run())
 }
 
 /// The col2im of a convolution's input gradient: patch rows added back in patch order, as
-/// the reference adds them.
+/// the reference adds them, batch entries split across threads.
 fn patches_transpose(windows: &Windows, spatial: &[usize], x: &Array) -> Option<Result<Array>> {
     let data = strong_f32(x)?;
     let run = || -> Result<Array> {
         let input = nnx_core::tensor::patches_input_shape(windows, x.shape(), spatial)?;
         let rows = windows.rows(&input)?;
+        // Each batch entry adds into its own part of the input: entries side by side.
         let mut out = pool::take_zeroed(rows.input_len());
-        rows.scatter_add_into(data, &mut out, |a, b| a + b);
+        parallel::for_each_chunk(&mut out, rows.input_batch_len(), |b, input| {
+            rows.scatter_add_batch_into(b, data, input, |a, b| a + b);
+        });
         Array::from_vec(&input, out)
     };
     Some(run())
@@ -342,9 +350,11 @@ pub(crate) fn mask_of(program: &Program) -> Option<CompareOp> {
     }
 }
 
-/// Sum or mean of a float32 array over a leading or a trailing block of axes, accumulating
-/// each output element in float32 from the first reduced element to the last, as the
-/// reference does.
+/// Sum or mean of a float32 array over one block of consecutive axes (leading, trailing or
+/// in the middle: a pooling window's taps), accumulating each output element in float32
+/// from the first reduced element to the last, as the reference does. Large outputs are
+/// split across threads (by rows of the kept axes, or by columns when only trailing axes
+/// are kept).
 fn reduce(op: ReduceOp, axes: &[usize], keepdims: bool, x: &Array) -> Option<Result<Array>> {
     if !matches!(op, ReduceOp::Sum | ReduceOp::Mean) || axes.is_empty() {
         return None;
@@ -356,36 +366,50 @@ fn reduce(op: ReduceOp, axes: &[usize], keepdims: bool, x: &Array) -> Option<Res
     sorted.dedup();
     let contiguous = sorted.windows(2).all(|w| w[1] == w[0] + 1) && sorted.len() == axes.len();
     let (first, last) = (*sorted.first()?, *sorted.last()?);
-    if !contiguous || last >= rank || (first != 0 && last != rank - 1) {
+    if !contiguous || last >= rank {
         return None;
     }
-    let reduced: usize = sorted.iter().map(|&a| x.shape()[a]).product();
-    let kept = data.len().checked_div(reduced).unwrap_or(0);
+    let shape = x.shape();
+    let reduced: usize = shape[first..=last].iter().product();
+    let outer: usize = shape[..first].iter().product();
+    let inner: usize = shape[last + 1..].iter().product();
     if reduced == 0 {
         return None;
     }
-    let mut out = if first == 0 {
-        // Leading axes: add rows of `kept` elements into the accumulator, in order.
-        let mut acc = pool::take_zeroed(kept);
-        for row in data.chunks_exact(kept.max(1)).take(reduced) {
-            acc.iter_mut().zip(row).for_each(|(a, &v)| *a += v);
-        }
-        acc
-    } else {
+    let mut out = pool::take(outer * inner);
+    if inner == 1 {
         // Trailing axes: one sequential sum per contiguous group.
-        let mut acc = pool::take(kept);
-        for (a, group) in acc.iter_mut().zip(data.chunks_exact(reduced)) {
-            *a = group.iter().fold(0.0f32, |s, &v| s + v);
-        }
-        acc
-    };
+        parallel::for_each_chunk(&mut out, 4096, |i, acc| {
+            let groups = data[i * 4096 * reduced..].chunks_exact(reduced);
+            for (a, group) in acc.iter_mut().zip(groups) {
+                *a = group.iter().fold(0.0f32, |s, &v| s + v);
+            }
+        });
+    } else {
+        // Rows of `inner` elements added in order into the accumulator of their outer
+        // index; a piece is a row (several outer indices) or a run of columns (one).
+        let piece = if outer > 1 {
+            inner
+        } else {
+            inner.div_ceil(parallel::threads()).next_multiple_of(16)
+        };
+        parallel::for_each_chunk(&mut out, piece, |i, acc| {
+            let (o, column) = ((i * piece) / inner, (i * piece) % inner);
+            acc.fill(0.0);
+            for j in 0..reduced {
+                let at = (o * reduced + j) * inner + column;
+                let row = &data[at..at + acc.len()];
+                acc.iter_mut().zip(row).for_each(|(a, &v)| *a += v);
+            }
+        });
+    }
     if op == ReduceOp::Mean {
         out.iter_mut()
             .for_each(|v| *v = (f64::from(*v) / reduced as f64) as f32);
     }
     let shape: Vec<usize> = (0..rank)
         .filter_map(|a| match (sorted.contains(&a), keepdims) {
-            (false, _) => Some(x.shape()[a]),
+            (false, _) => Some(shape[a]),
             (true, true) => Some(1),
             (true, false) => None,
         })
@@ -528,12 +552,62 @@ mod tests {
             keepdims: false,
         };
         assert!(eval(&max, std::slice::from_ref(&x)).is_none());
-        let middle = Primitive::Reduce {
+        let strided = Primitive::Reduce {
             op: ReduceOp::Sum,
-            axes: vec![1],
+            axes: vec![0, 2],
             keepdims: false,
         };
-        assert!(eval(&middle, std::slice::from_ref(&x)).is_none());
+        assert!(eval(&strided, std::slice::from_ref(&x)).is_none());
+    }
+
+    /// `primitive` on `args` with the fast kernel, on one thread and on two, is exactly the
+    /// reference's result.
+    fn agrees_on_every_split(primitive: &Primitive, args: &[Array]) {
+        let reference = primitive.eval(args).unwrap();
+        for parallelism in [
+            crate::Parallelism::Sequential,
+            crate::Parallelism::Threads(2),
+        ] {
+            let before = crate::Fast::parallelism();
+            crate::Fast::set_parallelism(parallelism);
+            let fast = eval(primitive, args);
+            crate::Fast::set_parallelism(before);
+            let fast = fast.expect("a kernel").unwrap();
+            assert!(fast.identical(&reference), "{primitive:?} {parallelism:?}");
+        }
+    }
+
+    #[test]
+    fn patches_agree_with_the_reference_bit_for_bit_on_every_split() {
+        // Padded windows (their rows are zeros), batch entries split across threads.
+        let windows = Windows::new(&[3, 3], &[1, 1], &[(1, 1), (1, 1)], &[1, 1], &[1, 1]).unwrap();
+        let x = arr(&[8, 20, 20, 16], 0.25);
+        agrees_on_every_split(&Primitive::Patches { windows }, &[x]);
+    }
+
+    #[test]
+    fn sums_over_any_block_of_axes_agree_with_the_reference_bit_for_bit_on_every_split() {
+        // A middle block (pooling taps), leading and trailing blocks, small and large
+        // enough to be split across threads by rows, by columns and by groups.
+        let cases: Vec<(Vec<usize>, Vec<usize>)> = vec![
+            (vec![5, 3, 4], vec![1]),
+            (vec![2, 3, 4, 5], vec![1, 2]),
+            (vec![128, 9, 1024], vec![1]),
+            (vec![3, 70_000], vec![0]),
+            (vec![70_000, 3], vec![1]),
+            (vec![0, 3, 4], vec![1]),
+        ];
+        for (shape, axes) in cases {
+            let x = arr(&shape, 0.5);
+            for op in [ReduceOp::Sum, ReduceOp::Mean] {
+                let reduce = Primitive::Reduce {
+                    op,
+                    axes: axes.clone(),
+                    keepdims: false,
+                };
+                agrees_on_every_split(&reduce, std::slice::from_ref(&x));
+            }
+        }
     }
 
     #[test]

@@ -72,7 +72,7 @@ pub(crate) fn threads() -> usize {
 const ROW_SPLIT: usize = 1 << 22;
 
 /// Rows of the result each thread gets at least, when splitting by rows.
-const MIN_ROWS: usize = 64;
+const MIN_ROWS: usize = 32;
 
 /// How many blocks of rows a product of `m` result rows, each costing `row_madds`
 /// multiply-adds, is split into (1: not split), one sequential GEMM per thread.

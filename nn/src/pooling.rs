@@ -72,17 +72,17 @@ fn pad_spatial(x: &Tensor, first: usize, pads: &[(usize, usize)], value: f32) ->
     let mut padded = x.clone();
     for (i, &(lo, hi)) in pads.iter().enumerate() {
         let axis = isize_of(first + i)?;
-        padded = if value == 0.0 {
+        padded = if lo + hi == 0 {
+            padded
+        } else if value == 0.0 {
             padded.pad_axis(axis, lo, hi)?
-        } else if lo + hi > 0 {
+        } else {
             let block = |n: usize| {
                 let mut shape = padded.shape().to_vec();
                 shape[first + i] = n;
                 Tensor::try_full(&shape, value)
             };
             Tensor::concatenate(&[block(lo)?, padded.clone(), block(hi)?], axis)?
-        } else {
-            padded
         };
     }
     Ok(padded)

@@ -162,6 +162,56 @@ pub fn grad_of_vmap_does_not_unroll_lanes(engine: &dyn Engine) -> CaseResult {
     Ok(Outcome::Pass)
 }
 
+/// The gradient of a matrix applied to every row of a batch of sequences (a dense layer on
+/// `[batch, time, features]`, a convolution's kernel on its patches) is one product over
+/// all rows, `xᵀ · g` with the leading axes flattened, as JAX's `dot_general` transposes:
+/// no product per batch entry summed afterwards. Its value is the sum over rows.
+pub fn grad_of_a_matrix_over_batched_rows_is_one_product(engine: &dyn Engine) -> CaseResult {
+    let recorder = Recorder::new(engine);
+    let w = Tensor::from_vec(&[3, 2], vec![0.5, -0.25, 1.0, 0.75, -0.5, 0.125])?;
+    let m = Object::new("Dense").with("w", Param::new(w.clone()))?;
+    let x = Tensor::from_vec(&[2, 4, 3], (0..24).map(|i| i as f32 * 0.1 - 1.0).collect())?;
+    let out = value_and_grad(|args: &[Value]| {
+        let y = args[1]
+            .as_tensor()?
+            .matmul(&args[0].object()?.value("w")?)?;
+        Ok(Value::from(y.tanh()?.sum(Axes::All)?))
+    })
+    .call(&recorder, (&m, &x))?;
+    let products = recorder.count(&|p| matches!(p, Primitive::Matmul));
+    let sums = recorder.count(&|p| matches!(p, Primitive::Reduce { .. }));
+    ensure!(
+        products == 2 && sums == 1,
+        "grad of x[2, 4, 3] @ w[3, 2]: {products} products (expected the forward one and one \
+         for the gradient) and {sums} reductions (expected only the loss's sum)"
+    );
+    // By hand: dL/dw[i, j] = Σ_rows x[r, i] · (1 − tanh²(x[r] · w[:, j])).
+    let (xs, ws) = (x.to_vec::<f32>()?, w.to_vec::<f32>()?);
+    let mut expected = [0.0f32; 6];
+    for row in xs.chunks_exact(3) {
+        for j in 0..2 {
+            let pre: f32 = (0..3).map(|i| row[i] * ws[i * 2 + j]).sum();
+            let slope = 1.0 - pre.tanh().powi(2);
+            for i in 0..3 {
+                expected[i * 2 + j] += row[i] * slope;
+            }
+        }
+    }
+    let got = out.grads[0]
+        .state()
+        .map_err(Failure::from)?
+        .variable(&Path::from(["w"]))?
+        .value()
+        .to_vec::<f32>()?;
+    ensure!(
+        got.iter()
+            .zip(&expected)
+            .all(|(g, e)| (g - e).abs() <= 1e-5 * (1.0 + e.abs())),
+        "gradient {got:?}, expected {expected:?}"
+    );
+    Ok(Outcome::Pass)
+}
+
 /// `grad(scan(f))` over stacked layers is a program whose size does not depend on the number
 /// of iterations (the backward pass is one reverse scan, not one copy of the body per
 /// layer), and its gradients equal those of the loop written out by hand.

@@ -58,6 +58,7 @@ macro_rules! for_each_case {
             grad::grad_through_vmap,
             grad::stop_gradient_blocks_gradients,
             loop_grads::grad_of_vmap_does_not_unroll_lanes,
+            loop_grads::grad_of_a_matrix_over_batched_rows_is_one_product,
             loop_grads::grad_of_scan_does_not_unroll_iterations,
             loop_grads::loop_gradients_match_hand_written_loops,
             loop_grads::remat_recomputes_in_the_backward_pass,

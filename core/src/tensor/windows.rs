@@ -252,18 +252,46 @@ impl PatchRows {
 
     /// Copies the patches of `input` into `out` (padding stays as `out` has it).
     pub fn gather_into<T: Copy>(&self, input: &[T], out: &mut [T]) {
+        let per_batch = self.batch_len();
+        if per_batch == 0 {
+            return;
+        }
+        for (b, patches) in out.chunks_exact_mut(per_batch).enumerate() {
+            self.gather_batch_into(b, input, patches, None);
+        }
+    }
+
+    /// The elements of one batch entry's patches.
+    pub fn batch_len(&self) -> usize {
+        self.sources.len() * self.features
+    }
+
+    /// Copies the patches of batch entry `b` of `input` into `out` (its
+    /// [`PatchRows::batch_len`] elements); padding rows are set to `pad`, or left as `out`
+    /// has them when `None`. Batch entries are independent: engines may copy them on
+    /// several threads.
+    pub fn gather_batch_into<T: Copy>(&self, b: usize, input: &[T], out: &mut [T], pad: Option<T>) {
         let c = self.features;
         if c == 0 {
             return;
         }
-        let per_batch = self.sources.len() * c;
-        for b in 0..self.batch {
-            let x = &input[b * self.input_rows * c..(b + 1) * self.input_rows * c];
-            let patches = &mut out[b * per_batch..(b + 1) * per_batch];
-            for (row, source) in patches.chunks_exact_mut(c).zip(&self.sources) {
-                if let Some(s) = source {
-                    row.copy_from_slice(&x[s * c..(s + 1) * c]);
+        let x = &input[b * self.input_rows * c..(b + 1) * self.input_rows * c];
+        if c == 1 {
+            // One feature (a grayscale image): element by element, not one copy call each.
+            for (o, source) in out.iter_mut().zip(&self.sources) {
+                match (source, pad) {
+                    (Some(s), _) => *o = x[*s],
+                    (None, Some(pad)) => *o = pad,
+                    (None, None) => {}
                 }
+            }
+            return;
+        }
+        for (row, source) in out.chunks_exact_mut(c).zip(&self.sources) {
+            match (source, pad) {
+                (Some(s), _) => row.copy_from_slice(&x[s * c..(s + 1) * c]),
+                (None, Some(pad)) => row.fill(pad),
+                (None, None) => {}
             }
         }
     }
@@ -272,19 +300,37 @@ impl PatchRows {
     /// input's shape, zeroed by the caller): in patch order, so every engine sums in the
     /// same order. `add` is the element type's addition (wrapping for integers).
     pub fn scatter_add_into<T: Copy>(&self, patches: &[T], out: &mut [T], add: impl Fn(T, T) -> T) {
-        let c = self.features;
-        if c == 0 {
+        let per_batch = self.input_batch_len();
+        if per_batch == 0 {
             return;
         }
-        let per_batch = self.sources.len() * c;
-        for b in 0..self.batch {
-            let x = &mut out[b * self.input_rows * c..(b + 1) * self.input_rows * c];
-            let rows = &patches[b * per_batch..(b + 1) * per_batch];
-            for (row, source) in rows.chunks_exact(c).zip(&self.sources) {
-                if let Some(s) = source {
-                    for (o, &v) in x[s * c..(s + 1) * c].iter_mut().zip(row) {
-                        *o = add(*o, v);
-                    }
+        for (b, input) in out.chunks_exact_mut(per_batch).enumerate() {
+            self.scatter_add_batch_into(b, patches, input, &add);
+        }
+    }
+
+    /// The elements of one batch entry of the input.
+    pub fn input_batch_len(&self) -> usize {
+        self.input_rows * self.features
+    }
+
+    /// [`PatchRows::scatter_add_into`] for batch entry `b` alone: its patch rows of
+    /// `patches` added into `input` (that entry's [`PatchRows::input_batch_len`] elements).
+    /// Batch entries are independent: engines may add them on several threads.
+    pub fn scatter_add_batch_into<T: Copy>(
+        &self,
+        b: usize,
+        patches: &[T],
+        input: &mut [T],
+        add: impl Fn(T, T) -> T,
+    ) {
+        let c = self.features;
+        let per_batch = self.batch_len();
+        let rows = &patches[b * per_batch..(b + 1) * per_batch];
+        for (row, source) in rows.chunks_exact(c.max(1)).zip(&self.sources) {
+            if let Some(s) = source {
+                for (o, &v) in input[s * c..(s + 1) * c].iter_mut().zip(row) {
+                    *o = add(*o, v);
                 }
             }
         }

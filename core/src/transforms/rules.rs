@@ -378,6 +378,20 @@ fn matmul_vjp(a: &Tensor, b: &Tensor, g: &Tensor, needed: &[bool]) -> Result<Vec
         false => None,
     };
     let gb = match want(1) {
+        // A matrix `b` (a dense layer's kernel, a convolution's kernel over patches): every
+        // leading axis of `a` is a row of one product, `aᵀ · g` over the rows flattened
+        // (JAX's `dot_general` transpose), instead of a batch of products summed after.
+        true if b2.ndim() == 2 && a2.ndim() > 2 => {
+            let (k, n) = (b2.shape()[0] as isize, b2.shape()[1] as isize);
+            // The row count spelled out: `-1` is ambiguous for empty arrays.
+            let m = a2.shape()[..a2.ndim() - 1].iter().product::<usize>() as isize;
+            let rows = a2.reshape(&[m, k])?;
+            Some(
+                rows.transpose()?
+                    .matmul(&g2.reshape(&[m, n])?)?
+                    .reshape(&dims(b))?,
+            )
+        }
         true => Some(unbroadcast(&swap(&a2)?.matmul(&g2)?, b2.shape())?.reshape(&dims(b))?),
         false => None,
     };
