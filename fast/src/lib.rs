@@ -6,6 +6,7 @@
 //! `use nnx_fast::prelude::*;` brings the everyday names into scope, `Fast` included.
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
+mod along;
 mod batch;
 mod batching;
 mod chain;

@@ -14,7 +14,7 @@ use nnx_core::tensor::elementwise::CompareOp;
 use nnx_core::tensor::{Windows, pool};
 
 use crate::fuse::{Dataflow, rewritten};
-use crate::parallel;
+use crate::{along, parallel};
 use nnx_core::{Array, DType, Result};
 
 /// The fast kernel for `primitive` on `args`, or `None` when it has none for these operands.
@@ -34,6 +34,17 @@ pub(crate) fn eval(primitive: &Primitive, args: &[Array]) -> Option<Result<Array
         (Primitive::Patches { windows }, [x]) => patches(windows, x),
         (Primitive::PatchesTranspose { windows, spatial }, [x]) => {
             patches_transpose(windows, spatial, x)
+        }
+        (Primitive::Take { axis, fill }, [table, indices]) => {
+            along::take(*axis, *fill, table, indices)
+        }
+        (Primitive::TakeTranspose { axis, size }, [cotangent, indices]) => {
+            along::take_transpose(*axis, *size, cotangent, indices)
+        }
+        (Primitive::Cumsum { axis, reverse }, [x]) => along::cumsum(*axis, *reverse, x),
+        (Primitive::ArgReduce { op, axis }, [x]) => along::arg_reduce(*op, *axis, x),
+        (Primitive::DynamicUpdateSlice { axis }, [operand, update, start]) => {
+            along::dynamic_update_slice(*axis, operand, update, start)
         }
         _ => None,
     }
@@ -420,7 +431,7 @@ fn reduce(op: ReduceOp, axes: &[usize], keepdims: bool, x: &Array) -> Option<Res
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::test_util::{arr, aval};
+    use crate::test_util::{agrees_on_every_split, arr, aval};
     use nnx_core::tensor::elementwise::CompareOp;
     use nnx_core::{Engine, Tensor};
 
@@ -560,29 +571,12 @@ mod tests {
         assert!(eval(&strided, std::slice::from_ref(&x)).is_none());
     }
 
-    /// `primitive` on `args` with the fast kernel, on one thread and on two, is exactly the
-    /// reference's result.
-    fn agrees_on_every_split(primitive: &Primitive, args: &[Array]) {
-        let reference = primitive.eval(args).unwrap();
-        for parallelism in [
-            crate::Parallelism::Sequential,
-            crate::Parallelism::Threads(2),
-        ] {
-            let before = crate::Fast::parallelism();
-            crate::Fast::set_parallelism(parallelism);
-            let fast = eval(primitive, args);
-            crate::Fast::set_parallelism(before);
-            let fast = fast.expect("a kernel").unwrap();
-            assert!(fast.identical(&reference), "{primitive:?} {parallelism:?}");
-        }
-    }
-
     #[test]
     fn patches_agree_with_the_reference_bit_for_bit_on_every_split() {
         // Padded windows (their rows are zeros), batch entries split across threads.
         let windows = Windows::new(&[3, 3], &[1, 1], &[(1, 1), (1, 1)], &[1, 1], &[1, 1]).unwrap();
         let x = arr(&[8, 20, 20, 16], 0.25);
-        agrees_on_every_split(&Primitive::Patches { windows }, &[x]);
+        agrees_on_every_split(eval, &Primitive::Patches { windows }, &[x]);
     }
 
     #[test]
@@ -605,7 +599,7 @@ mod tests {
                     axes: axes.clone(),
                     keepdims: false,
                 };
-                agrees_on_every_split(&reduce, std::slice::from_ref(&x));
+                agrees_on_every_split(eval, &reduce, std::slice::from_ref(&x));
             }
         }
     }

@@ -17,8 +17,12 @@ pub fn take_shape(shape: &[usize], indices: &[usize], axis: usize) -> Vec<usize>
 }
 
 /// The row each index names along an axis of length `n` (negative indices count from the
-/// end, as numpy's), or `None` out of range.
-fn rows_of(indices: &Array, n: usize) -> Result<Vec<Option<usize>>> {
+/// end, as numpy's), or `None` out of range: how [`Array::take_at`] reads its indices, for
+/// engines with kernels of their own.
+///
+/// # Errors
+/// [`Error::UnsupportedDType`] for indices that are not int32 or uint32.
+pub fn take_rows(indices: &Array, n: usize) -> Result<Vec<Option<usize>>> {
     let resolve = |i: i64| {
         let i = if i < 0 { i + n as i64 } else { i };
         usize::try_from(i).ok().filter(|&i| i < n)
@@ -137,7 +141,7 @@ impl Array {
         let shape = take_shape(self.shape(), indices.shape(), axis);
         check_allocation(&shape, self.dtype())?;
         let split = around(self.shape(), axis);
-        let rows = rows_of(indices, split.1)?;
+        let rows = take_rows(indices, split.1)?;
         let buffer = map_buffer!(self.buffer(), data => gather(data, &rows, split, fill));
         Ok(Array::from_parts(shape, buffer, self.is_weak()))
     }
@@ -152,7 +156,7 @@ impl Array {
     pub fn take_transpose(&self, indices: &Array, axis: usize, size: usize) -> Result<Array> {
         let shape = take_transpose_shape(self.shape(), indices.shape(), axis, size)?;
         let split = around(&shape, axis);
-        let rows = rows_of(indices, size)?;
+        let rows = take_rows(indices, size)?;
         let buffer = match self.buffer() {
             Buffer::F32(d) => f32::into_buffer(scatter_add(d, &rows, split, |a, b| a + b)),
             Buffer::I32(d) => i32::into_buffer(scatter_add(d, &rows, split, i32::wrapping_add)),
@@ -172,7 +176,11 @@ impl Array {
 /// The start of a `size`-long window along an axis of length `n` for the scalar index
 /// `start`: negative counts from the end, then clamped so the window fits, as
 /// `lax.dynamic_slice` does.
-fn window_start(start: &Array, n: usize, size: usize) -> Result<usize> {
+///
+/// # Errors
+/// [`Error::Shape`] for a start that is not a scalar; [`Error::UnsupportedDType`] for one
+/// that is not an integer.
+pub fn window_start(start: &Array, n: usize, size: usize) -> Result<usize> {
     check_start(start.shape(), start.dtype())?;
     let i = match start.buffer() {
         Buffer::I32(d) => i64::from(d[0]),

@@ -64,7 +64,8 @@ pub(crate) use dtype::promote;
 pub use fallible::{Operand, TensorResult};
 pub(crate) use indexing::check_indices;
 pub use indexing::{
-    check_slice_window, check_start, check_update, take_shape, take_transpose_shape,
+    check_slice_window, check_start, check_update, take_rows, take_shape, take_transpose_shape,
+    window_start,
 };
 pub use linalg::{check_tall, signed_thin_q};
 pub(crate) use matmul::matmul_shape;
