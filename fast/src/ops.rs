@@ -361,35 +361,38 @@ pub(crate) fn mask_of(program: &Program) -> Option<CompareOp> {
     }
 }
 
-/// Sum or mean of a float32 array over one block of consecutive axes (leading, trailing or
-/// in the middle: a pooling window's taps), accumulating each output element in float32
-/// from the first reduced element to the last, as the reference does. Large outputs are
-/// split across threads (by rows of the kept axes, or by columns when only trailing axes
-/// are kept).
+/// Sum or mean of a float32 array over any axes (leading, trailing, in the middle — a
+/// pooling window's taps —, several apart), accumulating each output element in float32
+/// over the reduced elements in the reference's order (the axes as listed, the first the
+/// most significant), so the results are identical. Rows of the axes kept after the last
+/// reduced one are added as vectors; large outputs are split across threads (by rows, or by
+/// columns when only one row is kept).
 fn reduce(op: ReduceOp, axes: &[usize], keepdims: bool, x: &Array) -> Option<Result<Array>> {
     if !matches!(op, ReduceOp::Sum | ReduceOp::Mean) || axes.is_empty() {
         return None;
     }
     let data = strong_f32(x)?;
-    let rank = x.ndim();
+    let shape = x.shape();
+    let rank = shape.len();
     let mut sorted = axes.to_vec();
     sorted.sort_unstable();
     sorted.dedup();
-    let contiguous = sorted.windows(2).all(|w| w[1] == w[0] + 1) && sorted.len() == axes.len();
-    let (first, last) = (*sorted.first()?, *sorted.last()?);
-    if !contiguous || last >= rank {
+    let last = *sorted.last()?;
+    if sorted.len() != axes.len() || last >= rank {
         return None;
     }
-    let shape = x.shape();
-    let reduced: usize = shape[first..=last].iter().product();
-    let outer: usize = shape[..first].iter().product();
     let inner: usize = shape[last + 1..].iter().product();
+    let reduced: usize = axes.iter().map(|&a| shape[a]).product();
+    let kept_before: Vec<usize> = (0..last).filter(|a| !sorted.contains(a)).collect();
+    let outer: usize = kept_before.iter().map(|&a| shape[a]).product();
     if reduced == 0 {
         return None;
     }
     let mut out = pool::take(outer * inner);
-    if inner == 1 {
-        // Trailing axes: one sequential sum per contiguous group.
+    let trailing_block =
+        inner == 1 && axes.windows(2).all(|w| w[1] == w[0] + 1) && last == rank - 1;
+    if trailing_block {
+        // The last axes, in order: one sequential sum per contiguous group.
         parallel::for_each_chunk(&mut out, 4096, |i, acc| {
             let groups = data[i * 4096 * reduced..].chunks_exact(reduced);
             for (a, group) in acc.iter_mut().zip(groups) {
@@ -397,8 +400,21 @@ fn reduce(op: ReduceOp, axes: &[usize], keepdims: bool, x: &Array) -> Option<Res
             }
         });
     } else {
-        // Rows of `inner` elements added in order into the accumulator of their outer
-        // index; a piece is a row (several outer indices) or a run of columns (one).
+        // Row-major strides; where each reduced element and each kept row starts.
+        let mut strides = vec![1usize; rank];
+        for a in (0..rank.saturating_sub(1)).rev() {
+            strides[a] = strides[a + 1] * shape[a + 1];
+        }
+        let offsets = |axes: &[usize]| {
+            axes.iter().fold(vec![0usize], |offsets, &a| {
+                let (n, stride) = (shape[a], strides[a]);
+                offsets
+                    .iter()
+                    .flat_map(|&o| (0..n).map(move |i| o + i * stride))
+                    .collect()
+            })
+        };
+        let (terms, rows) = (offsets(axes), offsets(&kept_before));
         let piece = if outer > 1 {
             inner
         } else {
@@ -407,8 +423,8 @@ fn reduce(op: ReduceOp, axes: &[usize], keepdims: bool, x: &Array) -> Option<Res
         parallel::for_each_chunk(&mut out, piece, |i, acc| {
             let (o, column) = ((i * piece) / inner, (i * piece) % inner);
             acc.fill(0.0);
-            for j in 0..reduced {
-                let at = (o * reduced + j) * inner + column;
+            for &term in &terms {
+                let at = rows[o] + term + column;
                 let row = &data[at..at + acc.len()];
                 acc.iter_mut().zip(row).for_each(|(a, &v)| *a += v);
             }
@@ -563,12 +579,6 @@ mod tests {
             keepdims: false,
         };
         assert!(eval(&max, std::slice::from_ref(&x)).is_none());
-        let strided = Primitive::Reduce {
-            op: ReduceOp::Sum,
-            axes: vec![0, 2],
-            keepdims: false,
-        };
-        assert!(eval(&strided, std::slice::from_ref(&x)).is_none());
     }
 
     #[test]
@@ -580,12 +590,18 @@ mod tests {
     }
 
     #[test]
-    fn sums_over_any_block_of_axes_agree_with_the_reference_bit_for_bit_on_every_split() {
+    fn sums_over_any_axes_agree_with_the_reference_bit_for_bit_on_every_split() {
         // A middle block (pooling taps), leading and trailing blocks, small and large
         // enough to be split across threads by rows, by columns and by groups.
         let cases: Vec<(Vec<usize>, Vec<usize>)> = vec![
             (vec![5, 3, 4], vec![1]),
             (vec![2, 3, 4, 5], vec![1, 2]),
+            // Axes apart (a 2×2 pooling window on a reshaped image), and listed out of order.
+            (vec![2, 3, 2, 4, 2, 5], vec![2, 4]),
+            (vec![5, 3, 4], vec![0, 2]),
+            (vec![5, 3, 4], vec![2, 1]),
+            (vec![5, 3, 4], vec![1, 0]),
+            (vec![64, 14, 2, 14, 2, 32], vec![2, 4]),
             (vec![128, 9, 1024], vec![1]),
             (vec![3, 70_000], vec![0]),
             (vec![70_000, 3], vec![1]),

@@ -26,24 +26,71 @@ fn windows_of(
         ));
     }
     let first = shape.len() - 1 - rank;
-    let spatial = &shape[first..shape.len() - 1];
-    let pads = match padding {
-        Padding::Same => same_pads(spatial, window, strides),
-        Padding::Valid => vec![(0, 0); rank],
-        Padding::Explicit(pairs) if pairs.len() == rank => pairs.clone(),
-        Padding::Explicit(_) => {
-            return Err(Error::shape(
-                "pool",
-                "explicit padding needs one pair per spatial axis",
-            ));
-        }
-    };
+    let pads = pads_of(&shape[first..shape.len() - 1], window, strides, padding)?;
     let padded = pad_spatial(x, first, &pads, fill)?;
     let windows = Windows::new(window, strides, &vec![(0, 0); rank], &ones, &ones)?;
     let patches = padded.patches(&windows)?;
     let mut flat = dims(&patches.shape()[..first + rank])?;
     flat.extend([-1, isize_of(shape[shape.len() - 1])?]);
     Ok((patches.reshape(&flat)?, isize_of(first + rank)?))
+}
+
+/// The `(low, high)` padding per spatial axis.
+fn pads_of(
+    spatial: &[usize],
+    window: &[usize],
+    strides: &[usize],
+    padding: &Padding,
+) -> Result<Vec<(usize, usize)>> {
+    Ok(match padding {
+        Padding::Same => same_pads(spatial, window, strides),
+        Padding::Valid => vec![(0, 0); window.len()],
+        Padding::Explicit(pairs) if pairs.len() == window.len() => pairs.clone(),
+        Padding::Explicit(_) => {
+            return Err(Error::shape(
+                "pool",
+                "explicit padding needs one pair per spatial axis",
+            ));
+        }
+    })
+}
+
+/// `x` as `[batch…, out₀, window₀, out₁, window₁, …, features]` and the window axes, when
+/// the windows tile it: strides equal to the window and no padding (the usual 2×2 pool).
+/// Rows and columns past the last whole window are dropped, as the windows drop them. Then
+/// a window's sum is a sum over its axes of a view — no patches are copied — in the patches'
+/// tap order, so the results are the same.
+fn tiles(
+    x: &Tensor,
+    window: &[usize],
+    strides: Option<&[usize]>,
+    padding: &Padding,
+) -> Result<Option<(Tensor, Vec<isize>)>> {
+    let (rank, shape) = (window.len(), x.shape().to_vec());
+    if strides != Some(window) || rank == 0 || shape.len() < rank + 1 || window.contains(&0) {
+        return Ok(None);
+    }
+    let first = shape.len() - 1 - rank;
+    let spatial = &shape[first..shape.len() - 1];
+    if pads_of(spatial, window, window, padding)?
+        .iter()
+        .any(|&(lo, hi)| lo + hi > 0)
+    {
+        return Ok(None);
+    }
+    let mut whole = x.clone();
+    let mut tiled = dims(&shape[..first])?;
+    let mut taps = Vec::with_capacity(rank);
+    for (i, (&n, &w)) in spatial.iter().zip(window).enumerate() {
+        let out = n / w;
+        if out * w != n {
+            whole = whole.slice_axis(isize_of(first + i)?, 0..out * w)?;
+        }
+        tiled.extend([isize_of(out)?, isize_of(w)?]);
+        taps.push(isize_of(first + 2 * i + 1)?);
+    }
+    tiled.push(isize_of(shape[shape.len() - 1])?);
+    Ok(Some((whole.reshape(&tiled)?, taps)))
 }
 
 /// The first extremum of each window, so that its gradient goes to that one element, as
@@ -127,6 +174,56 @@ pub fn avg_pool(
     strides: Option<&[usize]>,
     padding: Padding,
 ) -> Result<Tensor> {
+    let count = window.iter().product::<usize>() as f32;
+    if let Some((tiled, taps)) = tiles(x, window, strides, &padding)? {
+        return tiled.sum(taps)? / count;
+    }
     let (windows, taps) = windows_of(x, window, strides, &padding, 0.0)?;
-    windows.sum(taps)? / window.iter().product::<usize>() as f32
+    windows.sum(taps)? / count
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use nnx_core::random;
+
+    #[test]
+    fn tiled_average_pools_equal_the_patches_bit_for_bit_with_their_gradients() {
+        // Odd sizes: the last row and column are dropped, as the windows drop them.
+        let x = random::normal(&random::key(3), [2, 7, 5, 3]).unwrap();
+        let by_patches = |x: &Tensor| -> Result<Tensor> {
+            let (windows, taps) = windows_of(x, &[2, 2], Some(&[2, 2]), &Padding::Valid, 0.0)?;
+            windows.sum(taps)? / 4.0f32
+        };
+        let tiled = |x: &Tensor| avg_pool(x, &[2, 2], Some(&[2, 2]), Padding::Valid);
+        assert!(
+            tiles(&x, &[2, 2], Some(&[2, 2]), &Padding::Valid)
+                .unwrap()
+                .is_some()
+        );
+        let (a, b) = (tiled(&x).unwrap(), by_patches(&x).unwrap());
+        assert_eq!(a.shape(), &[2, 3, 2, 3]);
+        assert!(a.identical(&b), "{a} vs {b}");
+        let grad = |f: &dyn Fn(&Tensor) -> Result<Tensor>| -> Tensor {
+            let out = nnx_core::transforms::grad(|x: &Tensor| f(x)?.sum(None))
+                .call(&nnx_reference::Reference, (&x,))
+                .unwrap();
+            match &out.grads[0] {
+                nnx_core::transforms::Grad::Array(g) => g.clone(),
+                other => panic!("an array's gradient, got {other:?}"),
+            }
+        };
+        assert!(grad(&tiled).identical(&grad(&by_patches)));
+        // Overlapping windows or padding take the patches.
+        assert!(
+            tiles(&x, &[2, 2], Some(&[1, 1]), &Padding::Valid)
+                .unwrap()
+                .is_none()
+        );
+        assert!(
+            tiles(&x, &[2, 2], Some(&[2, 2]), &Padding::Same)
+                .unwrap()
+                .is_none()
+        );
+    }
 }
