@@ -446,6 +446,43 @@ mod tests {
     }
 
     #[test]
+    fn large_elementwise_operations_agree_with_the_reference_on_every_split() {
+        let values = |i: usize| (i as f32 * 0.37).sin();
+        let x = arr(&[300, 500], values);
+        let same = arr(&[300, 500], |i| (i as f32 * 0.11).cos() + 2.0);
+        let row = arr(&[500], |i| i as f32 * 0.5 + 1.0);
+        let scalar = Array::scalar(3.0f32);
+        for (b, layout) in [
+            (&same, Layout::Same),
+            (&row, Layout::Row),
+            (&scalar, Layout::Scalar),
+        ] {
+            for op in [BinaryOp::Sub, BinaryOp::Div] {
+                let reference = x.binary(op, b).unwrap();
+                for parallelism in [
+                    crate::Parallelism::Sequential,
+                    crate::Parallelism::Threads(2),
+                ] {
+                    let before = crate::Fast::parallelism();
+                    crate::Fast::set_parallelism(parallelism);
+                    let fast = f32_binary(op, &x, b, layout).unwrap().unwrap();
+                    let mut in_place = arr(&[300, 500], values);
+                    let computed_in = f32_binary_in_place(op, &mut in_place, b, layout);
+                    crate::Fast::set_parallelism(before);
+                    assert!(
+                        fast.identical(&reference),
+                        "{op:?} {layout:?} {parallelism:?}"
+                    );
+                    assert!(
+                        computed_in && in_place.identical(&reference),
+                        "{op:?} {layout:?}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
     fn agrees_with_the_reference_kernel() {
         let cases: Vec<(Vec<usize>, Vec<usize>)> = vec![
             (vec![3, 4], vec![4, 5]),
