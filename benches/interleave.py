@@ -20,9 +20,9 @@ import sys
 TARGETS = {"e": 1.2, "f": 5.0, "g": 1.2, "h": 1.2, "d_batched": 2.0}
 
 
-def start(argv, cwd=None):
+def start(argv):
     proc = subprocess.Popen(
-        argv, cwd=cwd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1
+        argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1
     )
     for line in proc.stdout:
         if line.strip() == "ready":
@@ -48,7 +48,7 @@ def main():
     rounds = int(rounds)
     keys = keys or ["e", "f", "g", "h", "i"]
     fast = start([rust, "fast", "--serve", *keys])
-    xla = start([python, "-W", "ignore", anchors_py, "--serve"], cwd=None)
+    xla = start([python, "-W", "ignore", anchors_py, "--serve"])
     times = {k: ([], []) for k in keys}
     for r in range(rounds):
         for key in keys:

@@ -389,8 +389,7 @@ fn reduce(op: ReduceOp, axes: &[usize], keepdims: bool, x: &Array) -> Option<Res
         return None;
     }
     let mut out = pool::take(outer * inner);
-    let trailing_block =
-        inner == 1 && axes.windows(2).all(|w| w[1] == w[0] + 1) && last == rank - 1;
+    let trailing_block = last == rank - 1 && axes.windows(2).all(|w| w[1] == w[0] + 1);
     if trailing_block {
         // The last axes, in order: one sequential sum per contiguous group.
         parallel::for_each_chunk(&mut out, 4096, |i, acc| {
