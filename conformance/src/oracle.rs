@@ -250,7 +250,6 @@ fn is_float(v: &Value64) -> bool {
     matches!(v, Value64::Float { .. })
 }
 
-/// One first-order primitive.
 /// One first-order primitive; sets `tie` when an extremum is attained twice.
 fn first_order(p: &Primitive, x: &[Value64], tie: &mut bool) -> Result<Value64> {
     let any_float = x.iter().any(is_float);
@@ -351,6 +350,15 @@ fn first_order(p: &Primitive, x: &[Value64], tie: &mut bool) -> Result<Value64> 
                     .collect(),
             };
             Ok(float(shape, q))
+        }
+        Primitive::TriangularSolve(spec) if any_float => {
+            let m = x[0].shape().last().copied().unwrap_or(0);
+            let a = x[0].floats()?;
+            let mut solution = x[1].floats()?;
+            nnx_core::tensor::for_each_matrix(&a, m, &mut solution, |a, block| {
+                spec.solve_in_place(a, m, block)
+            });
+            Ok(float(x[1].shape().to_vec(), solution))
         }
         // col2im: the patches of the input's element indices say where each element goes.
         Primitive::PatchesTranspose { windows, spatial } if any_float => {

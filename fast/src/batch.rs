@@ -281,6 +281,12 @@ impl Builder {
                 let x = self.batched(&args[0])?;
                 one(self, eq.primitive.clone(), vec![x])
             }
+            // Both operands with the batch axis as one more leading (batch) axis.
+            Primitive::TriangularSolve(_) => {
+                let a = self.batched(&args[0])?;
+                let b = self.batched(&args[1])?;
+                one(self, eq.primitive.clone(), vec![a, b])
+            }
             // A batched table: the axis moves past the batch axis. Batched indices into one
             // table: the batch axis comes out where the axis was, and moves to the front.
             Primitive::Take { axis, fill } => match (args[0].batched, args[1].batched) {

@@ -287,6 +287,7 @@ fn rule(primitive: &Primitive, args: &[Value], size: usize) -> Result<Option<Arr
         Primitive::Patches { .. } | Primitive::PatchesTranspose { .. } | Primitive::QrQ => {
             primitive.eval(&[first()?])?
         }
+        Primitive::TriangularSolve(_) => primitive.eval(&[first()?, args[1].batched(size)?])?,
         Primitive::Take { axis, fill } => match (&args[0], &args[1]) {
             (Value::Batched(table), Value::Unbatched(indices)) => {
                 table.take_at(indices, *axis as isize + 1, *fill)?

@@ -19,6 +19,7 @@ mod pair;
 mod parallel;
 mod plan;
 mod scan;
+mod solve;
 #[cfg(test)]
 mod test_util;
 

@@ -14,7 +14,7 @@ use nnx_core::tensor::elementwise::CompareOp;
 use nnx_core::tensor::{Windows, pool};
 
 use crate::fuse::{Dataflow, rewritten};
-use crate::{along, parallel};
+use crate::{along, parallel, solve};
 use nnx_core::{Array, DType, Result};
 
 /// The fast kernel for `primitive` on `args`, or `None` when it has none for these operands.
@@ -46,6 +46,7 @@ pub(crate) fn eval(primitive: &Primitive, args: &[Array]) -> Option<Result<Array
         (Primitive::DynamicUpdateSlice { axis }, [operand, update, start]) => {
             along::dynamic_update_slice(*axis, operand, update, start)
         }
+        (Primitive::TriangularSolve(spec), [a, b]) => solve::triangular_solve(*spec, a, b),
         _ => None,
     }
 }

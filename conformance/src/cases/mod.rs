@@ -11,6 +11,7 @@ pub mod grad;
 pub mod graph_api;
 pub mod graph_updates;
 pub mod guide;
+pub mod linalg;
 pub mod loop_grads;
 pub mod properties;
 pub mod scan;
@@ -67,6 +68,8 @@ macro_rules! for_each_case {
             derivatives::jvp_of_loops_does_not_unroll,
             derivatives::jvp_of_an_empty_scan_passes_carries_through,
             derivatives::generated_derivatives_agree,
+            linalg::triangular_solve_matches_jax,
+            linalg::qr_derivatives_match_jax,
             control::cond_and_switch_match_flax,
             control::while_and_fori_loops_match_flax,
             control::control_flow_errors_change_nothing,

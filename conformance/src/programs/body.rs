@@ -2,8 +2,8 @@
 //! every Variable's value, then the Variable updates and the new attribute.
 
 use nnx_core::random;
-use nnx_core::tensor::Windows;
 use nnx_core::tensor::elementwise::{BinaryOp, UnaryOp};
+use nnx_core::tensor::{TriangularSolve, Windows};
 use nnx_core::{Axes, DType, Object, Param, Result, Tensor, Value, Variable};
 
 use super::{AxesPick, Body, MatmulForm, Op, RandomPick, Reg, Src};
@@ -170,6 +170,19 @@ fn compatible(a: &Tensor, b: &Tensor) -> Result<Tensor> {
     } else {
         b.sum(Axes::All)
     }
+}
+
+/// `tanh(x) + 3` on the diagonal of each matrix (the last two axes): every square block
+/// strictly diagonally dominant for the generator's small matrices, so triangular solves
+/// and QRs of it are well conditioned, and smooth in `x`.
+fn well_conditioned(x: &Tensor) -> Result<Tensor> {
+    let [.., rows, cols] = *x.shape() else {
+        return Err(nnx_core::Error::shape("well_conditioned", "takes matrices"));
+    };
+    let diagonal = (0..rows * cols)
+        .map(|e| if e / cols == e % cols { 3.0f32 } else { 0.0 })
+        .collect();
+    x.tanh()?.add(&Tensor::from_vec(&[rows, cols], diagonal)?)
 }
 
 fn run_op(op: &Op, regs: &mut Regs) -> Result<()> {
@@ -414,19 +427,37 @@ fn run_op(op: &Op, regs: &mut Regs) -> Result<()> {
                 x.dynamic_update_slice_in_dim(&update, &start, axis)?
             }
         }
-        Op::QrQ(a) => {
-            let x = as_float(&numeric(regs.get(a))?)?.stop_gradient()?;
+        Op::QrQ(conditioned, a) => {
+            let x = as_float(&numeric(regs.get(a))?)?;
             let x = match x.ndim() {
                 0 => x.reshape(&[1, 1])?,
                 1 => x.expand_dims(-1)?,
                 _ => x,
             };
             let (rows, cols) = (x.shape()[x.ndim() - 2], x.shape()[x.ndim() - 1]);
-            if rows < cols {
-                x.moveaxis(-1, -2)?.qr_q()?
-            } else {
-                x.qr_q()?
+            let x = if rows < cols { x.moveaxis(-1, -2)? } else { x };
+            match conditioned {
+                true => well_conditioned(&x)?.qr_q()?,
+                false => x.stop_gradient()?.qr_q()?,
             }
+        }
+        Op::TriangularSolve([left_side, lower, transpose_a, unit_diagonal], a, b) => {
+            let spec = TriangularSolve {
+                left_side,
+                lower,
+                transpose_a,
+                unit_diagonal,
+            };
+            let b = at_least_1d(&as_float(&numeric(regs.get(b))?)?)?;
+            let (batch, m) = match (b.ndim(), left_side) {
+                (1, _) => (0, b.shape()[0]),
+                (n, true) => (n - 2, b.shape()[n - 2]),
+                (n, false) => (n - 2, b.shape()[n - 1]),
+            };
+            let mut shape = b.shape()[..batch].to_vec();
+            shape.extend([m, m]);
+            let a = to_shape(&as_float(&numeric(regs.get(a))?)?, &shape)?;
+            well_conditioned(&a)?.triangular_solve(&b, spec)?
         }
         Op::Cumsum(i, reverse, a) => {
             let x = at_least_1d(&numeric(regs.get(a))?)?;

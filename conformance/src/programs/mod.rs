@@ -164,8 +164,15 @@ pub enum Op {
     /// second register (adapted), at a start chosen as [`Op::DynamicSlice`]'s.
     DynamicUpdate(i8, u8, Reg, Reg),
     /// The `Q` of the register seen as `[…, rows, cols]` matrices (transposed when wide; a
-    /// vector as a column), its input's gradient stopped (`qr_q` has no derivative rule).
-    QrQ(Reg),
+    /// vector as a column). With `conditioned`, of `tanh` of it plus 3 on the diagonal
+    /// (full column rank, so the derivative is finite and smooth); otherwise of the raw
+    /// values (zeros, repeated columns), the input's gradient stopped.
+    QrQ(bool, Reg),
+    /// `triangular_solve(a, b)` with the flags (`left_side`, `lower`, `transpose_a`,
+    /// `unit_diagonal`): `b` the second register (a scalar made a vector), `a` the first
+    /// adapted to `b`'s batch axes and solved length, made well conditioned (`tanh` of it
+    /// plus 3 on the diagonal).
+    TriangularSolve([bool; 4], Reg, Reg),
     /// Cast.
     Astype(DType, Reg),
     /// `stop_gradient(a)`.
@@ -462,7 +469,8 @@ fn op() -> impl Strategy<Value = Op> {
         2 => (axis(), prop::bool::weighted(0.2), reg(), reg()).prop_map(|(x, o, a, b)| Op::Take(x, o, a, b)),
         1 => (axis(), 0u8..3, reg(), reg()).prop_map(|(x, n, a, b)| Op::DynamicSlice(x, n, a, b)),
         1 => (axis(), 0u8..3, reg(), reg()).prop_map(|(x, n, a, b)| Op::DynamicUpdate(x, n, a, b)),
-        1 => reg().prop_map(Op::QrQ),
+        1 => (any::<bool>(), reg()).prop_map(|(c, a)| Op::QrQ(c, a)),
+        1 => (any::<[bool; 4]>(), reg(), reg()).prop_map(|(f, a, b)| Op::TriangularSolve(f, a, b)),
         1 => (axis(), any::<bool>(), reg()).prop_map(|(x, r, a)| Op::Cumsum(x, r, a)),
         1 => (any::<bool>(), axis(), reg()).prop_map(|(m, x, a)| Op::Arg(m, x, a)),
         2 => (any::<[u8; 6]>(), any::<bool>(), any::<bool>(), reg()).prop_map(|(w, two, t, a)| Op::Patches(w, two, t, a)),

@@ -220,7 +220,7 @@ pub enum Error {
         /// One line per problem, naming the path.
         problems: Vec<String>,
     },
-    /// A derivative through a primitive without derivative rules (`qr_q`).
+    /// A derivative through a primitive without derivative rules.
     #[error(
         "{primitive} has no derivative rule, so it cannot be differentiated; apply \
          stop_gradient to its input"

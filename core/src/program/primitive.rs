@@ -301,9 +301,11 @@ pub enum Primitive {
         axis: usize,
     },
     /// The `Q` factor of each matrix's thin QR, columns signed by `R`'s diagonal (what the
-    /// orthogonal initializer draws). It has no derivative rule: differentiating through it
-    /// is an error (its use, on a random draw from a key, carries no derivative).
+    /// orthogonal initializer draws), differentiated as JAX differentiates `jnp.linalg.qr`.
     QrQ,
+    /// `lax.linalg.triangular_solve` (operands: the triangular matrices `a`, the right-hand
+    /// sides `b`): `x` with `op(a) @ x = b` or `x @ op(a) = b`, as the flags say.
+    TriangularSolve(crate::tensor::TriangularSolve),
     /// The sliding windows of `[batch…, spatial…, features]` (im2col):
     /// `[batch…, windows…, size…, features]`. A convolution is these patches times the
     /// kernel (one GEMM); a pooling, a reduction over the window axes.
@@ -444,6 +446,7 @@ impl Primitive {
             Primitive::Patches { .. } => "patches".to_owned(),
             Primitive::Take { .. } => "take".to_owned(),
             Primitive::QrQ => "qr_q".to_owned(),
+            Primitive::TriangularSolve(_) => "triangular_solve".to_owned(),
             Primitive::DynamicSlice { .. } => "dynamic_slice".to_owned(),
             Primitive::DynamicUpdateSlice { .. } => "dynamic_update_slice".to_owned(),
             Primitive::TakeTranspose { .. } => "take_transpose".to_owned(),
@@ -565,6 +568,7 @@ impl Primitive {
                 arg(0)?.dynamic_update_slice_in_dim(arg(1)?, arg(2)?, *axis as isize)
             }
             Primitive::QrQ => arg(0)?.qr_q(),
+            Primitive::TriangularSolve(spec) => arg(0)?.triangular_solve(arg(1)?, *spec),
             Primitive::Patches { windows } => arg(0)?.patches(windows),
             Primitive::PatchesTranspose { windows, spatial } => {
                 arg(0)?.patches_transpose(windows, spatial)
@@ -634,6 +638,7 @@ impl fmt::Display for Primitive {
                 write!(f, "take_transpose[axis={axis}, size={size}]")
             }
             Primitive::Patches { windows } => write!(f, "patches[{windows}]"),
+            Primitive::TriangularSolve(spec) => write!(f, "triangular_solve[{spec}]"),
             Primitive::PatchesTranspose { windows, spatial } => {
                 write!(f, "patches_transpose[{windows}, spatial={spatial:?}]")
             }

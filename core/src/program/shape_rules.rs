@@ -274,6 +274,12 @@ impl Primitive {
                 }
                 a.clone()
             }
+            Primitive::TriangularSolve(spec) => {
+                arity(2)?;
+                let (a, b) = (&inputs[0], &inputs[1]);
+                let shape = spec.check((&a.shape, a.dtype), (&b.shape, b.dtype))?;
+                AbstractValue::new(shape, DType::F32, a.weak && b.weak)
+            }
             Primitive::Patches { windows } => {
                 let a = one()?;
                 if a.dtype == DType::Key {

@@ -1,5 +1,5 @@
 //! The [`Tensor`] operations the layer primitives record: running sums and extrema along an
-//! axis, gathers and their scatter-add transposes, dynamic slices, the QR's `Q`, and the
+//! axis, gathers and their scatter-add transposes, dynamic slices, and the
 //! sliding windows of convolutions and pooling (with their transposes).
 
 #[cfg(doc)]
@@ -128,16 +128,6 @@ impl Tensor {
     /// As [`Array::take_transpose`].
     pub fn take_transpose(&self, indices: &Tensor, axis: usize, size: usize) -> Result<Tensor> {
         Tensor::apply(Primitive::TakeTranspose { axis, size }, &[self, indices])
-    }
-
-    /// The `Q` factor of each matrix's thin QR, columns signed by `R`'s diagonal; see
-    /// [`Array::qr_q`]. Traceable (so the orthogonal initializer runs inside `vmap` and
-    /// `scan`), not differentiable.
-    ///
-    /// # Errors
-    /// As [`Array::qr_q`].
-    pub fn qr_q(&self) -> Result<Tensor> {
-        Tensor::apply(Primitive::QrQ, &[self])
     }
 
     /// The sliding windows of `self` (`[batch…, spatial…, features]`); see

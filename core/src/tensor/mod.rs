@@ -67,7 +67,7 @@ pub use indexing::{
     check_slice_window, check_start, check_update, take_rows, take_shape, take_transpose_shape,
     window_start,
 };
-pub use linalg::{check_tall, signed_thin_q};
+pub use linalg::{TriangularSolve, check_tall, for_each_matrix, signed_thin_q};
 pub(crate) use matmul::matmul_shape;
 pub use reduce::{Axes, ReduceOp};
 pub(crate) use shape::broadcast_shapes;

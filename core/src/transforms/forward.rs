@@ -461,7 +461,14 @@ fn jvp_rule(
         Primitive::DynamicUpdateSlice { axis } => {
             Some(or_zeros(0).dynamic_update_slice_in_dim(&or_zeros(1), &x[2], *axis as isize)?)
         }
-        Primitive::QrQ => return Err(super::rules::no_derivative(p)),
+        Primitive::QrQ => Some(super::linalg_rules::qr_q_jvp(&x[0], y, &or_zeros(0))?),
+        Primitive::TriangularSolve(spec) => Some(super::linalg_rules::triangular_solve_jvp(
+            *spec,
+            x,
+            y,
+            t[0].as_ref(),
+            t[1].as_ref(),
+        )?),
         Primitive::Collective(op) => match op {
             CollectiveOp::AxisIndex { .. } => None,
             CollectiveOp::Pmax { axes } => {

@@ -18,6 +18,7 @@ mod grad;
 mod jacobian;
 mod jit;
 mod jvp;
+mod linalg_rules;
 mod loop_vjp;
 mod metadata;
 mod pipeline;

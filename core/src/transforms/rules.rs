@@ -236,7 +236,10 @@ pub(super) fn first_order_vjp(
             vec![Some(g0.cumsum(*axis as isize, !reverse)?)]
         }
         Primitive::ArgReduce { .. } => vec![None],
-        Primitive::QrQ => return Err(no_derivative(p)),
+        Primitive::QrQ => vec![Some(super::linalg_rules::qr_q_vjp(&x[0], y, &g0)?)],
+        Primitive::TriangularSolve(spec) => {
+            super::linalg_rules::triangular_solve_vjp(*spec, x, y, &g0, needed)?
+        }
         Primitive::Patches { windows } => {
             let first = x[0].ndim() - 1 - windows.rank();
             let spatial = &x[0].shape()[first..x[0].ndim() - 1];
