@@ -106,7 +106,7 @@ impl TriangularSolve {
     where
         T: Copy + Sub<Output = T> + Mul<Output = T> + Div<Output = T>,
     {
-        if m == 0 || b.is_empty() || a.len() != m * m || b.len() % m != 0 {
+        if m == 0 || b.is_empty() || a.len() != m * m || !b.len().is_multiple_of(m) {
             return;
         }
         // A row of `x @ op(a) = b` is a column of `op(a)ᵀ @ xᵀ = bᵀ`: every case solves
