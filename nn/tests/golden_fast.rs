@@ -1,8 +1,10 @@
-//! The golden layer cases (`golden/cases.rs`) on the fast engine, eager work included.
+//! The golden layer cases (`golden/cases.rs`, `golden/spatial_and_recurrent.rs`) on the fast engine, eager work included.
 
 #[path = "golden/cases.rs"]
 mod cases;
 mod common;
+#[path = "golden/spatial_and_recurrent.rs"]
+mod spatial_and_recurrent;
 
 /// The engine every case runs on, made the engine of eager work too.
 fn engine() -> &'static nnx_fast::Fast {

@@ -1,8 +1,10 @@
-//! The golden layer cases (`golden/cases.rs`) on the reference engine.
+//! The golden layer cases (`golden/cases.rs`, `golden/spatial_and_recurrent.rs`) on the reference engine.
 
 #[path = "golden/cases.rs"]
 mod cases;
 mod common;
+#[path = "golden/spatial_and_recurrent.rs"]
+mod spatial_and_recurrent;
 
 /// The engine every case runs on: eager work stays on the reference kernels.
 fn engine() -> &'static nnx_reference::Reference {

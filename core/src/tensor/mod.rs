@@ -49,6 +49,7 @@ mod named_ops;
 pub mod pool;
 mod reduce;
 mod shape;
+mod tensor_layout;
 mod view;
 mod windows;
 
