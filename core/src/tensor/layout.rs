@@ -11,7 +11,7 @@ use super::shape::{
     broadcast_shapes, check_slice, normalize_axes, normalize_axis, normalize_index, squeeze_axes,
     strides,
 };
-use super::{Array, Buffer, map_buffer};
+use super::{Array, Buffer, DType, map_buffer};
 use crate::error::{Error, Result};
 
 impl Array {
@@ -246,31 +246,11 @@ impl Array {
             .first()
             .ok_or_else(|| Error::shape("concatenate", "need at least one array to concatenate"))?;
         let a = normalize_axis("concatenate", axis, first.shape())?;
-        for t in tensors {
-            if t.dtype() != first.dtype() {
-                return Err(Error::DTypeMismatch {
-                    op: "concatenate",
-                    lhs: first.dtype(),
-                    rhs: t.dtype(),
-                });
-            }
-            let same_off_axis = t.ndim() == first.ndim()
-                && t.shape()
-                    .iter()
-                    .zip(first.shape())
-                    .enumerate()
-                    .all(|(i, (x, y))| i == a || x == y);
-            if !same_off_axis {
-                return Err(Error::shape(
-                    "concatenate",
-                    format!(
-                        "all input array dimensions except for the concatenation axis {a} must match, got {:?} and {:?}",
-                        first.shape(),
-                        t.shape()
-                    ),
-                ));
-            }
-        }
+        check_joinable(
+            "concatenate",
+            tensors.iter().map(|t| (t.shape(), t.dtype())),
+            Some(a),
+        )?;
         let mut out_shape = first.shape().to_vec();
         out_shape[a] = tensors
             .iter()
@@ -370,6 +350,49 @@ pub(crate) fn resolve_reshape(from: &[usize], shape: &[isize]) -> Result<Vec<usi
         return Err(mismatch());
     }
     Ok(new_shape)
+}
+
+/// Checks that arrays joined by `op` (given as shape and dtype) share their dtype and their
+/// shape, except along axis `except` (the concatenation axis).
+///
+/// # Errors
+/// [`Error::DTypeMismatch`] or [`Error::Shape`], naming the first two that differ.
+pub(super) fn check_joinable<'a>(
+    op: &'static str,
+    arrays: impl IntoIterator<Item = (&'a [usize], DType)>,
+    except: Option<usize>,
+) -> Result<()> {
+    let mut arrays = arrays.into_iter();
+    let Some((first_shape, first_dtype)) = arrays.next() else {
+        return Ok(());
+    };
+    for (shape, dtype) in arrays {
+        if dtype != first_dtype {
+            return Err(Error::DTypeMismatch {
+                op,
+                lhs: first_dtype,
+                rhs: dtype,
+            });
+        }
+        let same = shape.len() == first_shape.len()
+            && (shape.iter().zip(first_shape).enumerate())
+                .all(|(i, (x, y))| Some(i) == except || x == y);
+        if !same {
+            let rule = match except {
+                Some(a) => {
+                    format!(
+                        "all input array dimensions except for the concatenation axis {a} must match"
+                    )
+                }
+                None => "all input arrays must have the same shape".to_owned(),
+            };
+            return Err(Error::shape(
+                op,
+                format!("{rule}, got {first_shape:?} and {shape:?}"),
+            ));
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -5,7 +5,7 @@
 #[cfg(doc)]
 use super::Array;
 use super::Tensor;
-use super::layout::resolve_reshape;
+use super::layout::{check_joinable, resolve_reshape};
 use super::reduce::Axes;
 use super::shape::{
     broadcast_shapes, check_slice, normalize_axes, normalize_axis, normalize_index, squeeze_axes,
@@ -210,33 +210,5 @@ impl Tensor {
 
 /// All tensors share dtype and shape (except along `except`).
 fn check_same_shapes(op: &'static str, tensors: &[Tensor], except: Option<usize>) -> Result<()> {
-    let Some(first) = tensors.first() else {
-        return Ok(());
-    };
-    for t in tensors {
-        if t.dtype() != first.dtype() {
-            return Err(Error::DTypeMismatch {
-                op,
-                lhs: first.dtype(),
-                rhs: t.dtype(),
-            });
-        }
-        let same = t.ndim() == first.ndim()
-            && t.shape()
-                .iter()
-                .zip(first.shape())
-                .enumerate()
-                .all(|(i, (x, y))| Some(i) == except || x == y);
-        if !same {
-            return Err(Error::shape(
-                op,
-                format!(
-                    "all input arrays must have matching shapes, got {:?} and {:?}",
-                    first.shape(),
-                    t.shape()
-                ),
-            ));
-        }
-    }
-    Ok(())
+    check_joinable(op, tensors.iter().map(|t| (t.shape(), t.dtype())), except)
 }
