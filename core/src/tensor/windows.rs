@@ -206,6 +206,7 @@ impl Windows {
             batch: shape[..first].iter().product(),
             input_rows: spatial.iter().product(),
             features: shape[shape.len() - 1],
+            runs: runs_of(&sources),
             sources,
         })
     }
@@ -237,6 +238,23 @@ pub struct PatchRows {
     input_rows: usize,
     features: usize,
     sources: Vec<Option<usize>>,
+    /// `sources` as runs `(first source, length)` of consecutive input rows (the taps of a
+    /// window along the last spatial axis, with unit strides), or of padding rows: what
+    /// one copy moves.
+    runs: Vec<(Option<usize>, usize)>,
+}
+
+/// `sources` as maximal runs of consecutive input rows, or of padding.
+fn runs_of(sources: &[Option<usize>]) -> Vec<(Option<usize>, usize)> {
+    let mut runs: Vec<(Option<usize>, usize)> = Vec::new();
+    for &source in sources {
+        match (runs.last_mut(), source) {
+            (Some((Some(first), len)), Some(s)) if *first + *len == s => *len += 1,
+            (Some((None, len)), None) => *len += 1,
+            _ => runs.push((source, 1)),
+        }
+    }
+    runs
 }
 
 impl PatchRows {
@@ -287,12 +305,15 @@ impl PatchRows {
             }
             return;
         }
-        for (row, source) in out.chunks_exact_mut(c).zip(&self.sources) {
+        let mut at = 0;
+        for &(source, len) in &self.runs {
+            let rows = &mut out[at * c..(at + len) * c];
             match (source, pad) {
-                (Some(s), _) => row.copy_from_slice(&x[s * c..(s + 1) * c]),
-                (None, Some(pad)) => row.fill(pad),
+                (Some(s), _) => rows.copy_from_slice(&x[s * c..(s + len) * c]),
+                (None, Some(pad)) => rows.fill(pad),
                 (None, None) => {}
             }
+            at += len;
         }
     }
 
