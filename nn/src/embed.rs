@@ -46,7 +46,8 @@ impl Embed {
     /// `layer(inputs)`: the vectors of integer `inputs`, shape `inputs.shape + [features]`.
     ///
     /// The lookup is one `take` (a gather of rows); its gradient adds the cotangent rows
-    /// back at their indices (a scatter-add), so repeated indices add up.
+    /// back at their indices (a scatter-add), so repeated indices add up. With one
+    /// embedding, every index reads it, in range or not, as in Flax (which broadcasts it).
     ///
     /// # Errors
     /// Non-integer inputs ("Input type must be an integer or unsigned integer", as Flax).
@@ -60,7 +61,14 @@ impl Embed {
                 ),
             ));
         }
-        self.embedding.value().take(inputs, 0)
+        let embedding = self.embedding.value();
+        // One embedding: every index reads it, in range or not (Flax broadcasts it).
+        if let [1, features] = *embedding.shape() {
+            let mut shape = inputs.shape().to_vec();
+            shape.push(features);
+            return embedding.reshape(&[features as isize])?.broadcast_to(&shape);
+        }
+        embedding.take(inputs, 0)
     }
 
     /// `layer.attend(query)`: `query @ embedding.T`, a score per vector (tied output
@@ -70,5 +78,21 @@ impl Embed {
     /// A query whose last axis is not `features`.
     pub fn attend(&self, query: &Tensor) -> Result<Tensor> {
         query.matmul(&self.embedding.value().transpose()?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_embedding_is_read_by_every_index() -> Result<()> {
+        let layer = Embed::new(1, 3, &Rngs::new(0)?)?;
+        let indices = Tensor::from_vec(&[2, 2], vec![0i32, 10, -4, 0])?;
+        let out = layer.forward(&indices)?;
+        assert_eq!(out.shape(), &[2, 2, 3]);
+        let row = layer.embedding.value().to_vec::<f32>()?;
+        assert_eq!(out.to_vec::<f32>()?, row.repeat(4));
+        Ok(())
     }
 }

@@ -27,7 +27,7 @@ pub enum Layer {
     Embed(Embed),
     /// `nnx.relu`.
     Relu,
-    /// `nnx.gelu` (exact).
+    /// `nnx.gelu`: `jax.nn.gelu` with its default, the tanh approximation.
     Gelu,
     /// `nnx.silu`.
     Silu,
@@ -77,7 +77,7 @@ impl Layer {
             Layer::Dropout(l) => l.forward(x),
             Layer::Embed(l) => l.forward(x),
             Layer::Relu => x.relu(),
-            Layer::Gelu => crate::gelu(x, false),
+            Layer::Gelu => crate::gelu(x, true),
             Layer::Silu => crate::silu(x),
             Layer::Sigmoid => crate::sigmoid(x),
             Layer::Tanh => x.tanh(),
@@ -206,3 +206,17 @@ impl Sequential {
 }
 
 crate::common::object_handle!(Sequential, "Sequential");
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gelu_is_jaxs_default_the_tanh_approximation() -> Result<()> {
+        let x = Tensor::from_slice(&[-2.0f32, -0.5, 0.3, 1.7]);
+        let y = Sequential::new([Layer::Gelu])?.forward(&x)?;
+        assert!(y.identical(&crate::gelu(&x, true)?));
+        assert!(!y.identical(&crate::gelu(&x, false)?));
+        Ok(())
+    }
+}
