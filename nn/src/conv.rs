@@ -4,7 +4,7 @@ use nnx_core::tensor::Windows;
 use nnx_core::{Error, Module, Param, Result, Rngs, Tensor};
 
 use crate::common::{dims, param};
-use crate::initializers;
+use crate::initializers::{self, Initializer};
 
 /// How a [`Conv`] pads each spatial axis: `'SAME'` (the output has `ceil(n / stride)`
 /// positions), `'VALID'` (no padding), or explicit `(low, high)` pairs.
@@ -16,6 +16,65 @@ pub enum Padding {
     Valid,
     /// `[(low, high), …]`, one pair per spatial axis.
     Explicit(Vec<(usize, usize)>),
+}
+
+/// `nnx.Conv`'s and `nnx.ConvTranspose`'s keyword arguments; [`Default`] gives Flax's
+/// defaults (unit strides and dilations, `'SAME'`, one feature group, a bias, `lecun_normal`
+/// and zeros).
+///
+/// ```
+/// use nnx_core::{Result, Rngs, Tensor};
+/// use nnx_nn::{Conv, conv::{ConvOptions, Padding}, initializers};
+/// # fn main() -> Result<()> {
+/// // nnx.Conv(4, 8, (3, 3), strides=2, feature_group_count=2, use_bias=False,
+/// //          kernel_init=nnx.initializers.he_normal(), rngs=nnx.Rngs(0))
+/// let options = ConvOptions {
+///     strides: Some(vec![2, 2]),
+///     feature_group_count: 2,
+///     use_bias: false,
+///     kernel_init: initializers::he_normal(),
+///     ..ConvOptions::default()
+/// };
+/// let conv = Conv::with_options(4, 8, &[3, 3], options, &Rngs::new(0)?)?;
+/// assert_eq!(conv.kernel.value().shape(), &[3, 3, 2, 8]);
+/// assert_eq!(conv.forward(&Tensor::ones([1, 8, 8, 4]))?.shape(), &[1, 4, 4, 8]);
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Clone, Debug, PartialEq)]
+pub struct ConvOptions {
+    /// The step per spatial axis (`None`: 1).
+    pub strides: Option<Vec<usize>>,
+    /// The padding.
+    pub padding: Padding,
+    /// `input_dilation` (`Conv` only; `None`: 1): `d - 1` zeros between input elements.
+    /// JAX refuses `'SAME'` and `'VALID'` with it: the padding must be explicit.
+    pub input_dilation: Option<Vec<usize>>,
+    /// The spacing between kernel taps per spatial axis (`None`: 1).
+    pub kernel_dilation: Option<Vec<usize>>,
+    /// `feature_group_count` (`Conv` only).
+    pub feature_group_count: usize,
+    /// Whether there is a bias.
+    pub use_bias: bool,
+    /// The kernel's initializer.
+    pub kernel_init: Initializer,
+    /// The bias's initializer.
+    pub bias_init: Initializer,
+}
+
+impl Default for ConvOptions {
+    fn default() -> Self {
+        ConvOptions {
+            strides: None,
+            padding: Padding::Same,
+            input_dilation: None,
+            kernel_dilation: None,
+            feature_group_count: 1,
+            use_bias: true,
+            kernel_init: initializers::lecun_normal(),
+            bias_init: initializers::zeros(),
+        }
+    }
 }
 
 /// `nnx.Conv(in_features, out_features, kernel_size, strides, padding, kernel_dilation)`:
@@ -41,6 +100,8 @@ pub struct Conv {
     pub strides: Vec<usize>,
     /// The spacing between kernel taps per spatial axis.
     pub kernel_dilation: Vec<usize>,
+    /// `d - 1` zeros between input elements per spatial axis.
+    pub input_dilation: Vec<usize>,
     /// The `(low, high)` padding per spatial axis with `padding_mode` `"EXPLICIT"` (empty
     /// otherwise).
     pub padding: Vec<(usize, usize)>,
@@ -79,8 +140,7 @@ impl Conv {
     /// `nnx.Conv(…, strides, padding, kernel_dilation, use_bias, rngs=rngs)`.
     ///
     /// # Errors
-    /// As [`Conv::new`]; `strides`, `kernel_dilation` or explicit padding of another length
-    /// than `kernel_size`, or zero.
+    /// As [`Conv::with_options`].
     #[allow(clippy::too_many_arguments)]
     pub fn with(
         in_features: usize,
@@ -92,54 +152,22 @@ impl Conv {
         use_bias: bool,
         rngs: &Rngs,
     ) -> Result<Conv> {
-        let rank = kernel_size.len();
-        let bad = |what: &str| Error::shape("Conv", what.to_owned());
-        if rank == 0 || kernel_size.contains(&0) {
-            return Err(bad("kernel_size needs one positive size per spatial axis"));
-        }
-        if strides.len() != rank || kernel_dilation.len() != rank {
-            return Err(bad(
-                "strides and kernel_dilation need one value per spatial axis",
-            ));
-        }
-        if strides.contains(&0) || kernel_dilation.contains(&0) {
-            return Err(bad("strides and kernel_dilation must be positive"));
-        }
-        let (mode, explicit) = match padding {
-            Padding::Same => ("SAME", Vec::new()),
-            Padding::Valid => ("VALID", Vec::new()),
-            Padding::Explicit(pairs) if pairs.len() == rank => ("EXPLICIT", pairs),
-            Padding::Explicit(_) => {
-                return Err(bad("explicit padding needs one pair per spatial axis"));
-            }
-        };
-        let mut shape = kernel_size.to_vec();
-        shape.extend([in_features, out_features]);
-        let kernel = param(&initializers::lecun_normal(), &shape, rngs)?;
-        let bias = use_bias
-            .then(|| param(&initializers::zeros(), [out_features], rngs))
-            .transpose()?;
-        Ok(Conv {
-            kernel,
-            bias,
-            in_features,
-            out_features,
-            kernel_size: kernel_size.to_vec(),
-            strides: strides.to_vec(),
-            kernel_dilation: kernel_dilation.to_vec(),
-            padding: explicit,
-            padding_mode: mode.to_owned(),
-            feature_group_count: 1,
+        let options = ConvOptions {
+            strides: Some(strides.to_vec()),
+            padding,
+            kernel_dilation: Some(kernel_dilation.to_vec()),
             use_bias,
-        })
+            ..ConvOptions::default()
+        };
+        Conv::with_options(in_features, out_features, kernel_size, options, rngs)
     }
 
     /// `nnx.Conv(…, feature_group_count=groups)`: each of `groups` slices of the input
     /// features is convolved with its own slice of the output features (depthwise with
-    /// `groups = in_features`). Otherwise as [`Conv::with`], stride 1 and `'SAME'`.
+    /// `groups = in_features`). Otherwise Flax's defaults.
     ///
     /// # Errors
-    /// `groups` zero or not dividing both feature counts; as [`Conv::with`].
+    /// As [`Conv::with_options`].
     pub fn grouped(
         in_features: usize,
         out_features: usize,
@@ -147,31 +175,95 @@ impl Conv {
         groups: usize,
         rngs: &Rngs,
     ) -> Result<Conv> {
+        let options = ConvOptions {
+            feature_group_count: groups,
+            ..ConvOptions::default()
+        };
+        Conv::with_options(in_features, out_features, kernel_size, options, rngs)
+    }
+
+    /// `nnx.Conv(in_features, out_features, kernel_size, **options, rngs=rngs)`: the kernel
+    /// `kernel_size + [in_features / groups, out_features]` from `kernel_init`, then the bias
+    /// from `bias_init`, one `params` key each, as Flax.
+    ///
+    /// # Errors
+    /// An empty or zero `kernel_size`; strides or dilations of another length than
+    /// `kernel_size`, or zero; explicit padding of another length; `'SAME'`/`'VALID'` with
+    /// an input dilation (JAX's "String padding is not implemented for transposed
+    /// convolution using this op"); a feature group count that is zero or does not divide
+    /// both feature counts; a missing `params` stream.
+    pub fn with_options(
+        in_features: usize,
+        out_features: usize,
+        kernel_size: &[usize],
+        options: ConvOptions,
+        rngs: &Rngs,
+    ) -> Result<Conv> {
+        let rank = kernel_size.len();
+        let bad = |what: String| Error::shape("Conv", what);
+        if rank == 0 || kernel_size.contains(&0) {
+            return Err(bad(
+                "kernel_size needs one positive size per spatial axis".into()
+            ));
+        }
+        let per_axis = |name: &str, given: Option<Vec<usize>>| -> Result<Vec<usize>> {
+            let values = given.unwrap_or_else(|| vec![1; rank]);
+            if values.len() != rank || values.contains(&0) {
+                return Err(bad(format!(
+                    "{name} needs one positive value per spatial axis ({rank}), got {values:?}"
+                )));
+            }
+            Ok(values)
+        };
+        let strides = per_axis("strides", options.strides)?;
+        let kernel_dilation = per_axis("kernel_dilation", options.kernel_dilation)?;
+        let input_dilation = per_axis("input_dilation", options.input_dilation)?;
+        let (mode, explicit) = match options.padding {
+            Padding::Same => ("SAME", Vec::new()),
+            Padding::Valid => ("VALID", Vec::new()),
+            Padding::Explicit(pairs) if pairs.len() == rank => ("EXPLICIT", pairs),
+            Padding::Explicit(_) => {
+                return Err(bad(
+                    "explicit padding needs one pair per spatial axis".into()
+                ));
+            }
+        };
+        if mode != "EXPLICIT" && input_dilation.iter().any(|&d| d > 1) {
+            return Err(bad(
+                "String padding is not implemented for transposed convolution using this op. \
+                 Please either exactly specify the required padding or use conv_transpose."
+                    .into(),
+            ));
+        }
+        let groups = options.feature_group_count;
         if groups == 0
             || !in_features.is_multiple_of(groups)
             || !out_features.is_multiple_of(groups)
         {
-            return Err(Error::shape(
-                "Conv",
-                format!(
-                    "feature_group_count {groups} must divide in_features {in_features} and out_features {out_features}"
-                ),
-            ));
+            return Err(bad(format!(
+                "feature_group_count {groups} must divide in_features {in_features} and out_features {out_features}"
+            )));
         }
-        let ones = vec![1; kernel_size.len()];
-        let mut conv = Conv::with(
-            in_features / groups,
+        let mut shape = kernel_size.to_vec();
+        shape.extend([in_features / groups, out_features]);
+        let kernel = param(&options.kernel_init, &shape, rngs)?;
+        let bias = (options.use_bias)
+            .then(|| param(&options.bias_init, [out_features], rngs))
+            .transpose()?;
+        Ok(Conv {
+            kernel,
+            bias,
+            in_features,
             out_features,
-            kernel_size,
-            &ones,
-            Padding::Same,
-            &ones,
-            true,
-            rngs,
-        )?;
-        conv.in_features = in_features;
-        conv.feature_group_count = groups;
-        Ok(conv)
+            kernel_size: kernel_size.to_vec(),
+            strides,
+            kernel_dilation,
+            input_dilation,
+            padding: explicit,
+            padding_mode: mode.to_owned(),
+            feature_group_count: groups,
+            use_bias: options.use_bias,
+        })
     }
 
     /// The `(low, high)` padding of each spatial axis for an input of spatial shape
@@ -198,11 +290,17 @@ impl Conv {
         let rank = self.kernel_size.len();
         let first = spatial_start(x, rank, self.in_features, "Conv")?;
         let spatial = &x.shape()[first..x.ndim() - 1];
+        if self.padding_mode != "EXPLICIT" && self.input_dilation.iter().any(|&d| d > 1) {
+            return Err(Error::shape(
+                "Conv",
+                "String padding is not implemented for transposed convolution using this op",
+            ));
+        }
         let windows = Windows::new(
             &self.kernel_size,
             &self.strides,
             &self.pads(spatial),
-            &vec![1; rank],
+            &self.input_dilation,
             &self.kernel_dilation,
         )?;
         let y = correlate(x, &windows, &self.kernel.value(), self.feature_group_count)?;
@@ -296,7 +394,7 @@ impl ConvTranspose {
     /// rngs=rngs)` (kernel dilation 1, with a bias).
     ///
     /// # Errors
-    /// As [`Conv::with`].
+    /// As [`ConvTranspose::with_options`].
     pub fn new(
         in_features: usize,
         out_features: usize,
@@ -305,17 +403,35 @@ impl ConvTranspose {
         padding: Padding,
         rngs: &Rngs,
     ) -> Result<ConvTranspose> {
-        let ones = vec![1; kernel_size.len()];
-        let conv = Conv::with(
-            in_features,
-            out_features,
-            kernel_size,
-            strides,
+        let options = ConvOptions {
+            strides: Some(strides.to_vec()),
             padding,
-            &ones,
-            true,
-            rngs,
-        )?;
+            ..ConvOptions::default()
+        };
+        ConvTranspose::with_options(in_features, out_features, kernel_size, options, rngs)
+    }
+
+    /// `nnx.ConvTranspose(in_features, out_features, kernel_size, **options, rngs=rngs)`
+    /// (`strides`, `padding`, `kernel_dilation`, `use_bias` and the initializers; strides
+    /// default to 1 as in Flax).
+    ///
+    /// # Errors
+    /// As [`Conv::with_options`]; an input dilation or feature groups, which
+    /// `nnx.ConvTranspose` does not take.
+    pub fn with_options(
+        in_features: usize,
+        out_features: usize,
+        kernel_size: &[usize],
+        options: ConvOptions,
+        rngs: &Rngs,
+    ) -> Result<ConvTranspose> {
+        if options.input_dilation.is_some() || options.feature_group_count != 1 {
+            return Err(Error::shape(
+                "ConvTranspose",
+                "takes neither input_dilation nor feature_group_count",
+            ));
+        }
+        let conv = Conv::with_options(in_features, out_features, kernel_size, options, rngs)?;
         Ok(ConvTranspose {
             kernel: conv.kernel,
             bias: conv.bias,
@@ -326,7 +442,7 @@ impl ConvTranspose {
             kernel_dilation: conv.kernel_dilation,
             padding: conv.padding,
             padding_mode: conv.padding_mode,
-            use_bias: true,
+            use_bias: conv.use_bias,
         })
     }
 

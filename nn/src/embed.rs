@@ -66,7 +66,9 @@ impl Embed {
         if let [1, features] = *embedding.shape() {
             let mut shape = inputs.shape().to_vec();
             shape.push(features);
-            return embedding.reshape(&[features as isize])?.broadcast_to(&shape);
+            return embedding
+                .reshape(&[features as isize])?
+                .broadcast_to(&shape);
         }
         embedding.take(inputs, 0)
     }

@@ -482,3 +482,83 @@ fn rnn_is_flaxs() -> Result<()> {
     assert_close("RNN seq_lengths", &y, &g["lengths_y"]);
     Ok(())
 }
+
+/// `golden/conv_options.json` (`golden/conv_options.py`): convolutions built with keyword
+/// arguments.
+fn conv_options() -> &'static Json {
+    static GOLDEN: std::sync::OnceLock<Json> = std::sync::OnceLock::new();
+    super::engine();
+    GOLDEN.get_or_init(|| {
+        serde_json::from_str(include_str!("../../golden/conv_options.json"))
+            .expect("conv_options.json parses")
+    })
+}
+
+#[test]
+fn convolutions_with_options_are_flaxs() -> Result<()> {
+    use nnx_nn::conv::{ConvOptions, Padding};
+    use nnx_nn::{Conv, ConvTranspose};
+    let g = conv_options();
+    let check = |name: &str, kernel: &Tensor, bias: Option<Tensor>, y: Tensor| {
+        let case = &g[name];
+        assert_bits(&format!("{name} kernel"), kernel, &case["kernel"]);
+        match bias {
+            Some(bias) => assert_bits(&format!("{name} bias"), &bias, &case["bias"]),
+            None => assert!(case["bias"].is_null(), "{name}: Flax has a bias"),
+        }
+        assert_close(&format!("{name} y"), &y, &case["y"]);
+    };
+
+    // Input dilation with explicit padding, custom initializers.
+    let options = ConvOptions {
+        input_dilation: Some(vec![2]),
+        padding: Padding::Explicit(vec![(2, 1)]),
+        kernel_init: initializers::normal(0.5),
+        bias_init: initializers::constant(0.25),
+        ..ConvOptions::default()
+    };
+    let conv = Conv::with_options(2, 3, &[3], options.clone(), &Rngs::new(0)?)?;
+    let x = tensor(&g["input_dilation"]["x"]);
+    let y = jit(|c: &Conv, x: &Tensor| c.forward(x)).call(super::engine(), (&conv, &x))?;
+    let bias = conv.bias.as_ref().map(|b| b.value());
+    check("input_dilation", &conv.kernel.value(), bias, y);
+    // JAX refuses string padding with an input dilation, with this message.
+    let same = ConvOptions {
+        padding: Padding::Same,
+        ..options
+    };
+    let err = Conv::with_options(2, 3, &[3], same, &Rngs::new(0)?).unwrap_err();
+    let expected = g["input_dilation_string_padding_error"]
+        .as_str()
+        .unwrap_or("?");
+    assert!(
+        err.to_string().contains(expected),
+        "{err} vs JAX's {expected}"
+    );
+
+    // Feature groups with strides, kernel dilation and explicit padding, no bias.
+    let options = ConvOptions {
+        strides: Some(vec![2, 2]),
+        padding: Padding::Explicit(vec![(1, 2), (0, 1)]),
+        kernel_dilation: Some(vec![1, 2]),
+        feature_group_count: 2,
+        use_bias: false,
+        ..ConvOptions::default()
+    };
+    let conv = Conv::with_options(4, 6, &[3, 3], options, &Rngs::new(1)?)?;
+    let y = conv.forward(&tensor(&g["groups_strided"]["x"]))?;
+    check("groups_strided", &conv.kernel.value(), None, y);
+
+    // A transposed convolution with kernel dilation, no bias, its own initializer.
+    let options = ConvOptions {
+        strides: Some(vec![2, 1]),
+        kernel_dilation: Some(vec![1, 2]),
+        use_bias: false,
+        kernel_init: initializers::uniform(0.4),
+        ..ConvOptions::default()
+    };
+    let layer = ConvTranspose::with_options(3, 2, &[3, 3], options, &Rngs::new(2)?)?;
+    let y = layer.forward(&tensor(&g["transpose"]["x"]))?;
+    check("transpose", &layer.kernel.value(), None, y);
+    Ok(())
+}

@@ -1,0 +1,58 @@
+"""Writes conv_options.json: nnx.Conv and nnx.ConvTranspose built with keyword arguments
+(initializers, input dilation, feature groups with strides, no bias) as Flax 0.12.8 / JAX
+0.10.2 (CPU, float32) build and apply them: parameters as float32 bit patterns, outputs too
+(tests compare outputs to 1e-5).
+
+Run from this directory with a venv that has flax==0.12.8 (and its jax):
+    python conv_options.py   # writes conv_options.json beside this file
+"""
+
+import json
+import os
+
+os.environ.setdefault("JAX_PLATFORMS", "cpu")
+
+import jax
+import numpy as np
+from flax import nnx
+
+
+def bits(x):
+    a = np.asarray(x, dtype=np.float32)
+    return {"shape": list(a.shape), "bits": [int(b) for b in a.reshape(-1).view(np.uint32)]}
+
+
+def pattern(shape, shift):
+    n = int(np.prod(shape))
+    return (np.sin(np.arange(n, dtype=np.float32) * 0.7 + shift) * 1.5).astype(np.float32).reshape(shape)
+
+
+def record(layer, x):
+    entry = {"x": bits(x), "kernel": bits(layer.kernel[...]), "y": bits(layer(x))}
+    if layer.bias is not None:
+        entry["bias"] = bits(layer.bias[...])
+    return entry
+
+
+out = {}
+# Input dilation (explicit padding: JAX refuses 'SAME' and 'VALID' with it), custom
+# initializers.
+layer = nnx.Conv(2, 3, (3,), input_dilation=2, padding=((2, 1),),
+                 kernel_init=nnx.initializers.normal(0.5),
+                 bias_init=nnx.initializers.constant(0.25), rngs=nnx.Rngs(0))
+out["input_dilation"] = record(layer, pattern((2, 5, 2), 0.0))
+try:
+    nnx.Conv(2, 3, (3,), input_dilation=2, rngs=nnx.Rngs(0))(pattern((2, 5, 2), 0.0))
+except ValueError as e:
+    out["input_dilation_string_padding_error"] = str(e)
+# Feature groups with strides, kernel dilation and explicit padding, no bias.
+layer = nnx.Conv(4, 6, (3, 3), strides=2, padding=((1, 2), (0, 1)), kernel_dilation=(1, 2),
+                 feature_group_count=2, use_bias=False, rngs=nnx.Rngs(1))
+out["groups_strided"] = record(layer, pattern((1, 7, 8, 4), 1.0))
+# A transposed convolution with kernel dilation, no bias, its own initializer.
+layer = nnx.ConvTranspose(3, 2, (3, 3), strides=(2, 1), kernel_dilation=(1, 2), use_bias=False,
+                          kernel_init=nnx.initializers.uniform(0.4), rngs=nnx.Rngs(2))
+out["transpose"] = record(layer, pattern((2, 4, 3, 3), 2.0))
+
+with open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "conv_options.json"), "w") as f:
+    json.dump(out, f)
