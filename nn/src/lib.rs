@@ -59,7 +59,7 @@ pub use embed::Embed;
 pub use functions::*;
 pub use initializers::Initializer;
 pub use linear::Linear;
-pub use normalization::{BatchNorm, GroupNorm, LayerNorm, RMSNorm};
+pub use normalization::{BatchNorm, GroupNorm, LayerNorm, NormOptions, RMSNorm};
 pub use pooling::{avg_pool, max_pool, min_pool};
 pub use recurrent::{GRUCell, LSTMCell, RnnCarry, RnnCell};
 pub use rnn::{RNN, RnnCall};

@@ -3,7 +3,65 @@
 use nnx_core::{BatchStat, Module, Param, Result, Rngs, Tensor};
 
 use crate::common::{dims, param};
-use crate::initializers;
+use crate::initializers::{self, Initializer};
+
+/// The normalisation layers' keyword arguments that shape their parameters; [`Default`]
+/// gives Flax's (the layer's own `epsilon`, a scale of ones and a bias of zeros).
+///
+/// ```
+/// use nnx_core::{Result, Rngs};
+/// use nnx_nn::{LayerNorm, NormOptions};
+/// # fn main() -> Result<()> {
+/// // nnx.LayerNorm(8, use_bias=False, epsilon=1e-5, rngs=nnx.Rngs(0)), as in GPT-style blocks.
+/// let options = NormOptions { use_bias: false, epsilon: Some(1e-5), ..NormOptions::default() };
+/// let norm = LayerNorm::with_options(8, options, &Rngs::new(0)?)?;
+/// assert!(norm.bias.is_none() && norm.scale.is_some());
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Clone, Debug, PartialEq)]
+pub struct NormOptions {
+    /// Added to the variance (`None`: the layer's default, 1e-5 for `BatchNorm`, else 1e-6).
+    pub epsilon: Option<f32>,
+    /// Whether there is a bias (not read by `RMSNorm`, which has none).
+    pub use_bias: bool,
+    /// Whether there is a scale.
+    pub use_scale: bool,
+    /// The bias's initializer.
+    pub bias_init: Initializer,
+    /// The scale's initializer.
+    pub scale_init: Initializer,
+}
+
+impl Default for NormOptions {
+    fn default() -> Self {
+        NormOptions {
+            epsilon: None,
+            use_bias: true,
+            use_scale: true,
+            bias_init: initializers::zeros(),
+            scale_init: initializers::ones(),
+        }
+    }
+}
+
+impl NormOptions {
+    /// The scale, then the bias (each only if used, one `params` key each), as every Flax
+    /// normalisation layer creates them.
+    fn scale_and_bias(
+        &self,
+        num_features: usize,
+        rngs: &Rngs,
+    ) -> Result<(Option<Param>, Option<Param>)> {
+        let scale = (self.use_scale)
+            .then(|| param(&self.scale_init, [num_features], rngs))
+            .transpose()?;
+        let bias = (self.use_bias)
+            .then(|| param(&self.bias_init, [num_features], rngs))
+            .transpose()?;
+        Ok((scale, bias))
+    }
+}
 
 /// Mean and variance over the last axis, kept as a size-1 axis, as Flax's `_compute_stats`
 /// with `use_fast_variance`: `var = max(0, mean(x²) - mean²)`; without `use_mean`, the
@@ -81,19 +139,32 @@ impl LayerNorm {
         use_scale: bool,
         rngs: &Rngs,
     ) -> Result<LayerNorm> {
-        let scale = use_scale
-            .then(|| param(&initializers::ones(), [num_features], rngs))
-            .transpose()?;
-        let bias = use_bias
-            .then(|| param(&initializers::zeros(), [num_features], rngs))
-            .transpose()?;
+        let options = NormOptions {
+            epsilon: Some(epsilon),
+            use_bias,
+            use_scale,
+            ..NormOptions::default()
+        };
+        LayerNorm::with_options(num_features, options, rngs)
+    }
+
+    /// `nnx.LayerNorm(num_features, **options, rngs=rngs)`.
+    ///
+    /// # Errors
+    /// As [`LayerNorm::new`].
+    pub fn with_options(
+        num_features: usize,
+        options: NormOptions,
+        rngs: &Rngs,
+    ) -> Result<LayerNorm> {
+        let (scale, bias) = options.scale_and_bias(num_features, rngs)?;
         Ok(LayerNorm {
             scale,
             bias,
             num_features,
-            epsilon,
-            use_bias,
-            use_scale,
+            epsilon: options.epsilon.unwrap_or(1e-6),
+            use_bias: options.use_bias,
+            use_scale: options.use_scale,
         })
     }
 
@@ -147,14 +218,30 @@ impl RMSNorm {
         use_scale: bool,
         rngs: &Rngs,
     ) -> Result<RMSNorm> {
-        let scale = use_scale
-            .then(|| param(&initializers::ones(), [num_features], rngs))
-            .transpose()?;
+        let options = NormOptions {
+            epsilon: Some(epsilon),
+            use_scale,
+            ..NormOptions::default()
+        };
+        RMSNorm::with_options(num_features, options, rngs)
+    }
+
+    /// `nnx.RMSNorm(num_features, **options, rngs=rngs)` (`use_bias` and `bias_init` are not
+    /// read: the layer has no bias).
+    ///
+    /// # Errors
+    /// As [`RMSNorm::new`].
+    pub fn with_options(num_features: usize, options: NormOptions, rngs: &Rngs) -> Result<RMSNorm> {
+        let options = NormOptions {
+            use_bias: false,
+            ..options
+        };
+        let (scale, _) = options.scale_and_bias(num_features, rngs)?;
         Ok(RMSNorm {
             scale,
             num_features,
-            epsilon,
-            use_scale,
+            epsilon: options.epsilon.unwrap_or(1e-6),
+            use_scale: options.use_scale,
         })
     }
 
@@ -209,19 +296,33 @@ impl BatchNorm {
     /// # Errors
     /// A missing `params` (or `default`) stream.
     pub fn new(num_features: usize, rngs: &Rngs) -> Result<BatchNorm> {
-        let scale = param(&initializers::ones(), [num_features], rngs)?;
-        let bias = param(&initializers::zeros(), [num_features], rngs)?;
+        BatchNorm::with_options(num_features, NormOptions::default(), rngs)
+    }
+
+    /// `nnx.BatchNorm(num_features, **options, rngs=rngs)` (`momentum` and
+    /// `use_running_average` are fields to set on the layer).
+    ///
+    /// # Errors
+    /// As [`BatchNorm::new`].
+    pub fn with_options(
+        num_features: usize,
+        options: NormOptions,
+        rngs: &Rngs,
+    ) -> Result<BatchNorm> {
+        let mean = BatchStat::new(Tensor::try_zeros([num_features])?);
+        let var = BatchStat::new(Tensor::try_ones([num_features])?);
+        let (scale, bias) = options.scale_and_bias(num_features, rngs)?;
         Ok(BatchNorm {
-            mean: BatchStat::new(Tensor::try_zeros([num_features])?),
-            var: BatchStat::new(Tensor::try_ones([num_features])?),
-            scale: Some(scale),
-            bias: Some(bias),
+            mean,
+            var,
+            scale,
+            bias,
             num_features,
             use_running_average: false,
             momentum: 0.99,
-            epsilon: 1e-5,
-            use_bias: true,
-            use_scale: true,
+            epsilon: options.epsilon.unwrap_or(1e-5),
+            use_bias: options.use_bias,
+            use_scale: options.use_scale,
         })
     }
 
@@ -288,6 +389,19 @@ impl GroupNorm {
     /// `num_groups` zero or not dividing `num_features` (Flax's message); a missing `params`
     /// stream.
     pub fn new(num_features: usize, num_groups: usize, rngs: &Rngs) -> Result<GroupNorm> {
+        GroupNorm::with_options(num_features, num_groups, NormOptions::default(), rngs)
+    }
+
+    /// `nnx.GroupNorm(num_features, num_groups=num_groups, **options, rngs=rngs)`.
+    ///
+    /// # Errors
+    /// As [`GroupNorm::new`].
+    pub fn with_options(
+        num_features: usize,
+        num_groups: usize,
+        options: NormOptions,
+        rngs: &Rngs,
+    ) -> Result<GroupNorm> {
         if num_groups == 0 || !num_features.is_multiple_of(num_groups) {
             return Err(nnx_core::Error::shape(
                 "GroupNorm",
@@ -296,17 +410,16 @@ impl GroupNorm {
                 ),
             ));
         }
-        let scale = param(&initializers::ones(), [num_features], rngs)?;
-        let bias = param(&initializers::zeros(), [num_features], rngs)?;
+        let (scale, bias) = options.scale_and_bias(num_features, rngs)?;
         Ok(GroupNorm {
-            scale: Some(scale),
-            bias: Some(bias),
+            scale,
+            bias,
             num_features,
             num_groups,
             group_size: num_features / num_groups,
-            epsilon: 1e-6,
-            use_bias: true,
-            use_scale: true,
+            epsilon: options.epsilon.unwrap_or(1e-6),
+            use_bias: options.use_bias,
+            use_scale: options.use_scale,
         })
     }
 

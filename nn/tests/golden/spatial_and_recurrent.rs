@@ -1,4 +1,5 @@
-//! Convolutions, pooling, attention and recurrent layers against what Flax 0.12.8 / JAX
+//! Convolutions, pooling, attention, recurrent layers and layers built with keyword
+//! arguments (`golden/layer_options.json`) against what Flax 0.12.8 / JAX
 //! 0.10.2 compute (`golden/layers.json`, as in `cases.rs`, whose helpers these share).
 
 use super::cases::{assert_bits, assert_close, golden};
@@ -483,14 +484,14 @@ fn rnn_is_flaxs() -> Result<()> {
     Ok(())
 }
 
-/// `golden/conv_options.json` (`golden/conv_options.py`): convolutions built with keyword
+/// `golden/layer_options.json` (`golden/layer_options.py`): layers built with keyword
 /// arguments.
-fn conv_options() -> &'static Json {
+fn layer_options() -> &'static Json {
     static GOLDEN: std::sync::OnceLock<Json> = std::sync::OnceLock::new();
     super::engine();
     GOLDEN.get_or_init(|| {
-        serde_json::from_str(include_str!("../../golden/conv_options.json"))
-            .expect("conv_options.json parses")
+        serde_json::from_str(include_str!("../../golden/layer_options.json"))
+            .expect("layer_options.json parses")
     })
 }
 
@@ -498,7 +499,7 @@ fn conv_options() -> &'static Json {
 fn convolutions_with_options_are_flaxs() -> Result<()> {
     use nnx_nn::conv::{ConvOptions, Padding};
     use nnx_nn::{Conv, ConvTranspose};
-    let g = conv_options();
+    let g = layer_options();
     let check = |name: &str, kernel: &Tensor, bias: Option<Tensor>, y: Tensor| {
         let case = &g[name];
         assert_bits(&format!("{name} kernel"), kernel, &case["kernel"]);
@@ -560,5 +561,86 @@ fn convolutions_with_options_are_flaxs() -> Result<()> {
     let layer = ConvTranspose::with_options(3, 2, &[3, 3], options, &Rngs::new(2)?)?;
     let y = layer.forward(&tensor(&g["transpose"]["x"]))?;
     check("transpose", &layer.kernel.value(), None, y);
+    Ok(())
+}
+
+#[test]
+fn normalization_layers_with_options_are_flaxs() -> Result<()> {
+    use nnx_nn::{BatchNorm, GroupNorm, LayerNorm, Linear, NormOptions, RMSNorm};
+    let g = &layer_options()["norms"];
+    let x = tensor(&g["x"]);
+    let options = |f: fn(&mut NormOptions)| {
+        let mut options = NormOptions::default();
+        f(&mut options);
+        options
+    };
+    /// A layer built from the key streams: its output on `x`, its scale and bias.
+    type Build<'a> = &'a dyn Fn(&Rngs) -> Result<(Tensor, Option<Tensor>, Option<Tensor>)>;
+    let cases: [(&str, Build); 4] = [
+        ("layer", &|rngs| {
+            let o = options(|o| {
+                o.use_bias = false;
+                o.epsilon = Some(1e-5);
+                o.scale_init = initializers::normal(1.0);
+            });
+            let n = LayerNorm::with_options(6, o, rngs)?;
+            Ok((
+                n.forward(&x)?,
+                n.scale.map(|p| p.value()),
+                n.bias.map(|p| p.value()),
+            ))
+        }),
+        ("rms", &|rngs| {
+            let o = options(|o| {
+                o.epsilon = Some(1e-3);
+                o.scale_init = initializers::normal(0.1);
+            });
+            let n = RMSNorm::with_options(6, o, rngs)?;
+            Ok((n.forward(&x)?, n.scale.map(|p| p.value()), None))
+        }),
+        ("batch", &|rngs| {
+            let o = options(|o| {
+                o.use_scale = false;
+                o.bias_init = initializers::constant(0.5);
+            });
+            let n = BatchNorm::with_options(6, o, rngs)?;
+            Ok((
+                n.forward(&x)?,
+                n.scale.map(|p| p.value()),
+                n.bias.map(|p| p.value()),
+            ))
+        }),
+        ("group", &|rngs| {
+            let o = options(|o| {
+                o.use_bias = false;
+                o.scale_init = initializers::uniform(2.0);
+            });
+            let n = GroupNorm::with_options(6, 3, o, rngs)?;
+            Ok((
+                n.forward(&x)?,
+                n.scale.map(|p| p.value()),
+                n.bias.map(|p| p.value()),
+            ))
+        }),
+    ];
+    for (name, build) in cases {
+        let case = &g[name];
+        let rngs = Rngs::new(3)?;
+        let (y, scale, bias) = build(&rngs)?;
+        for (what, param) in [("scale", scale), ("bias", bias)] {
+            match param {
+                Some(p) => assert_bits(&format!("{name} {what}"), &p, &case[what]),
+                None => assert!(case[what].is_null(), "{name}: Flax has a {what}"),
+            }
+        }
+        assert_close(&format!("{name} y"), &y, &case["y"]);
+        // The keys the layer drew: a Linear created after it is Flax's.
+        let after = Linear::new(6, 2, &rngs)?;
+        assert_bits(
+            &format!("{name}: the Linear after it"),
+            &after.kernel.value(),
+            &case["after"],
+        );
+    }
     Ok(())
 }

@@ -1,10 +1,11 @@
-"""Writes conv_options.json: nnx.Conv and nnx.ConvTranspose built with keyword arguments
-(initializers, input dilation, feature groups with strides, no bias) as Flax 0.12.8 / JAX
-0.10.2 (CPU, float32) build and apply them: parameters as float32 bit patterns, outputs too
-(tests compare outputs to 1e-5).
+"""Writes layer_options.json: layers built with keyword arguments as Flax 0.12.8 / JAX 0.10.2
+(CPU, float32) build and apply them — nnx.Conv and nnx.ConvTranspose (initializers, input
+dilation, feature groups with strides, no bias), the normalisation layers (initializers,
+no scale or no bias, epsilon; a Linear created after each shows the keys they used) —:
+parameters as float32 bit patterns, outputs too (tests compare outputs to 1e-5).
 
 Run from this directory with a venv that has flax==0.12.8 (and its jax):
-    python conv_options.py   # writes conv_options.json beside this file
+    python layer_options.py   # writes layer_options.json beside this file
 """
 
 import json
@@ -54,5 +55,29 @@ layer = nnx.ConvTranspose(3, 2, (3, 3), strides=(2, 1), kernel_dilation=(1, 2), 
                           kernel_init=nnx.initializers.uniform(0.4), rngs=nnx.Rngs(2))
 out["transpose"] = record(layer, pattern((2, 4, 3, 3), 2.0))
 
-with open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "conv_options.json"), "w") as f:
+# Normalisation layers with options; the Linear after each shows how many keys it used.
+norms = {
+    "layer": lambda rngs: nnx.LayerNorm(6, use_bias=False, epsilon=1e-5,
+                                        scale_init=nnx.initializers.normal(1.0), rngs=rngs),
+    "rms": lambda rngs: nnx.RMSNorm(6, epsilon=1e-3, scale_init=nnx.initializers.normal(0.1),
+                                    rngs=rngs),
+    "batch": lambda rngs: nnx.BatchNorm(6, use_scale=False,
+                                        bias_init=nnx.initializers.constant(0.5), rngs=rngs),
+    "group": lambda rngs: nnx.GroupNorm(6, num_groups=3, use_bias=False,
+                                        scale_init=nnx.initializers.uniform(2.0), rngs=rngs),
+}
+x = pattern((4, 6), 3.0)
+out["norms"] = {"x": bits(x)}
+for name, make in norms.items():
+    rngs = nnx.Rngs(3)
+    norm = make(rngs)
+    after = nnx.Linear(6, 2, rngs=rngs)
+    entry = {"y": bits(norm(x)), "after": bits(after.kernel[...])}
+    if norm.scale is not None:
+        entry["scale"] = bits(norm.scale[...])
+    if getattr(norm, "bias", None) is not None:
+        entry["bias"] = bits(norm.bias[...])
+    out["norms"][name] = entry
+
+with open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "layer_options.json"), "w") as f:
     json.dump(out, f)
