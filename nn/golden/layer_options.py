@@ -79,5 +79,32 @@ for name, make in norms.items():
         entry["bias"] = bits(norm.bias[...])
     out["norms"][name] = entry
 
+# Recurrent cells and Embed with their initializers (the recurrent kernels not orthogonal,
+# so every parameter is bit-comparable); one step of each cell from a zero carry.
+rngs = nnx.Rngs(4)
+lstm = nnx.LSTMCell(3, 4, kernel_init=nnx.initializers.normal(0.3),
+                    recurrent_kernel_init=nnx.initializers.lecun_normal(),
+                    bias_init=nnx.initializers.constant(0.1), rngs=rngs)
+gru = nnx.GRUCell(3, 4, kernel_init=nnx.initializers.uniform(0.5),
+                  recurrent_kernel_init=nnx.initializers.glorot_normal(),
+                  bias_init=nnx.initializers.normal(0.2), rngs=rngs)
+embed = nnx.Embed(5, 3, embedding_init=nnx.initializers.uniform(0.2), rngs=rngs)
+x = pattern((2, 3), 4.0)
+zeros = np.zeros((2, 4), np.float32)
+(c, h), _ = lstm((zeros, zeros), x)
+g, _ = gru(zeros, x)
+out["cells"] = {
+    "x": bits(x),
+    "lstm": {name: {"kernel": bits(getattr(lstm, name).kernel[...]),
+                    "bias": bits(getattr(lstm, name).bias[...]) if getattr(lstm, name).bias is not None else None}
+             for name in ["ii", "if_", "ig", "io", "hi", "hf", "hg", "ho"]},
+    "lstm_c": bits(c), "lstm_h": bits(h),
+    "gru": {name: {"kernel": bits(getattr(gru, name).kernel[...]),
+                   "bias": bits(getattr(gru, name).bias[...]) if getattr(gru, name).bias is not None else None}
+            for name in ["dense_i", "dense_h"]},
+    "gru_h": bits(g),
+    "embedding": bits(embed.embedding[...]),
+}
+
 with open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "layer_options.json"), "w") as f:
     json.dump(out, f)

@@ -36,8 +36,21 @@ impl Embed {
             out_axis: vec![0],
             batch_axis: Vec::new(),
         };
+        Embed::with_init(num_embeddings, features, &init, rngs)
+    }
+
+    /// `nnx.Embed(num_embeddings, features, embedding_init=init, rngs=rngs)`.
+    ///
+    /// # Errors
+    /// As [`Embed::new`].
+    pub fn with_init(
+        num_embeddings: usize,
+        features: usize,
+        init: &Initializer,
+        rngs: &Rngs,
+    ) -> Result<Embed> {
         Ok(Embed {
-            embedding: param(&init, [num_embeddings, features], rngs)?,
+            embedding: param(init, [num_embeddings, features], rngs)?,
             num_embeddings,
             features,
         })

@@ -61,7 +61,7 @@ pub use initializers::Initializer;
 pub use linear::Linear;
 pub use normalization::{BatchNorm, GroupNorm, LayerNorm, NormOptions, RMSNorm};
 pub use pooling::{avg_pool, max_pool, min_pool};
-pub use recurrent::{GRUCell, LSTMCell, RnnCarry, RnnCell};
+pub use recurrent::{CellOptions, GRUCell, LSTMCell, RnnCarry, RnnCell};
 pub use rnn::{RNN, RnnCall};
 pub use sequential::{Layer, Sequential};
 pub use stochastic::Dropout;

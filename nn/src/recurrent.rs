@@ -7,19 +7,61 @@ use crate::functions::sigmoid;
 use crate::initializers::{self, Initializer};
 use crate::linear::{Linear, LinearOptions};
 
-fn dense(
-    in_features: usize,
-    out_features: usize,
-    use_bias: bool,
-    kernel_init: Initializer,
-    rngs: &Rngs,
-) -> Result<Linear> {
-    let options = LinearOptions {
-        use_bias,
-        kernel_init,
-        bias_init: initializers::zeros(),
-    };
-    Linear::with(in_features, out_features, options, rngs)
+/// The recurrent cells' initializers (`kernel_init`, `recurrent_kernel_init`,
+/// `bias_init`); [`Default`] gives Flax's (`lecun_normal`, `orthogonal`, zeros).
+///
+/// ```
+/// use nnx_core::{Result, Rngs};
+/// use nnx_nn::{CellOptions, LSTMCell, initializers};
+/// # fn main() -> Result<()> {
+/// let options = CellOptions { recurrent_kernel_init: initializers::lecun_normal(), ..CellOptions::default() };
+/// let cell = LSTMCell::with_options(3, 4, options, &Rngs::new(0)?)?;
+/// assert_eq!(cell.hi.kernel.value().shape(), &[4, 4]);
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Clone, Debug, PartialEq)]
+pub struct CellOptions {
+    /// The input kernels' initializer.
+    pub kernel_init: Initializer,
+    /// The hidden (recurrent) kernels' initializer.
+    pub recurrent_kernel_init: Initializer,
+    /// The biases' initializer.
+    pub bias_init: Initializer,
+}
+
+impl Default for CellOptions {
+    fn default() -> Self {
+        CellOptions {
+            kernel_init: initializers::lecun_normal(),
+            recurrent_kernel_init: initializers::orthogonal(),
+            bias_init: initializers::zeros(),
+        }
+    }
+}
+
+impl CellOptions {
+    /// A gate's Linear: the input one (`kernel_init`) or the recurrent one
+    /// (`recurrent_kernel_init`), with a bias from `bias_init` when `use_bias`.
+    fn dense(
+        &self,
+        in_features: usize,
+        out_features: usize,
+        recurrent: bool,
+        use_bias: bool,
+        rngs: &Rngs,
+    ) -> Result<Linear> {
+        let kernel_init = match recurrent {
+            true => self.recurrent_kernel_init.clone(),
+            false => self.kernel_init.clone(),
+        };
+        let options = LinearOptions {
+            use_bias,
+            kernel_init,
+            bias_init: self.bias_init.clone(),
+        };
+        Linear::with(in_features, out_features, options, rngs)
+    }
 }
 
 /// The carry's shape for inputs of `input_shape`: its batch axes and `hidden`.
@@ -72,24 +114,22 @@ impl LSTMCell {
     /// # Errors
     /// A missing `params` stream.
     pub fn new(in_features: usize, hidden_features: usize, rngs: &Rngs) -> Result<LSTMCell> {
-        let input = |rngs| {
-            dense(
-                in_features,
-                hidden_features,
-                false,
-                initializers::lecun_normal(),
-                rngs,
-            )
-        };
-        let hidden = |rngs| {
-            dense(
-                hidden_features,
-                hidden_features,
-                true,
-                initializers::orthogonal(),
-                rngs,
-            )
-        };
+        LSTMCell::with_options(in_features, hidden_features, CellOptions::default(), rngs)
+    }
+
+    /// `nnx.LSTMCell(in_features, hidden_features, kernel_init=…, recurrent_kernel_init=…,
+    /// bias_init=…, rngs=rngs)`.
+    ///
+    /// # Errors
+    /// As [`LSTMCell::new`].
+    pub fn with_options(
+        in_features: usize,
+        hidden_features: usize,
+        options: CellOptions,
+        rngs: &Rngs,
+    ) -> Result<LSTMCell> {
+        let input = |rngs| options.dense(in_features, hidden_features, false, false, rngs);
+        let hidden = |rngs| options.dense(hidden_features, hidden_features, true, true, rngs);
         Ok(LSTMCell {
             ii: input(rngs)?,
             if_: input(rngs)?,
@@ -155,21 +195,24 @@ impl GRUCell {
     /// # Errors
     /// A missing `params` stream.
     pub fn new(in_features: usize, hidden_features: usize, rngs: &Rngs) -> Result<GRUCell> {
+        GRUCell::with_options(in_features, hidden_features, CellOptions::default(), rngs)
+    }
+
+    /// `nnx.GRUCell(in_features, hidden_features, kernel_init=…, recurrent_kernel_init=…,
+    /// bias_init=…, rngs=rngs)`.
+    ///
+    /// # Errors
+    /// As [`GRUCell::new`].
+    pub fn with_options(
+        in_features: usize,
+        hidden_features: usize,
+        options: CellOptions,
+        rngs: &Rngs,
+    ) -> Result<GRUCell> {
+        let gates = 3 * hidden_features;
         Ok(GRUCell {
-            dense_i: dense(
-                in_features,
-                3 * hidden_features,
-                true,
-                initializers::lecun_normal(),
-                rngs,
-            )?,
-            dense_h: dense(
-                hidden_features,
-                3 * hidden_features,
-                false,
-                initializers::orthogonal(),
-                rngs,
-            )?,
+            dense_i: options.dense(in_features, gates, false, true, rngs)?,
+            dense_h: options.dense(hidden_features, gates, true, false, rngs)?,
             in_features,
             hidden_features,
         })

@@ -644,3 +644,66 @@ fn normalization_layers_with_options_are_flaxs() -> Result<()> {
     }
     Ok(())
 }
+
+#[test]
+fn recurrent_cells_and_embed_with_initializers_are_flaxs() -> Result<()> {
+    use nnx_nn::{CellOptions, Embed, GRUCell, LSTMCell, Linear};
+    let g = &layer_options()["cells"];
+    let rngs = Rngs::new(4)?;
+    let lstm = LSTMCell::with_options(
+        3,
+        4,
+        CellOptions {
+            kernel_init: initializers::normal(0.3),
+            recurrent_kernel_init: initializers::lecun_normal(),
+            bias_init: initializers::constant(0.1),
+        },
+        &rngs,
+    )?;
+    let gru = GRUCell::with_options(
+        3,
+        4,
+        CellOptions {
+            kernel_init: initializers::uniform(0.5),
+            recurrent_kernel_init: initializers::glorot_normal(),
+            bias_init: initializers::normal(0.2),
+        },
+        &rngs,
+    )?;
+    let embed = Embed::with_init(5, 3, &initializers::uniform(0.2), &rngs)?;
+    let check = |what: String, layer: &Linear, expected: &Json| {
+        assert_bits(
+            &format!("{what} kernel"),
+            &layer.kernel.value(),
+            &expected["kernel"],
+        );
+        match &layer.bias {
+            Some(bias) => assert_bits(&format!("{what} bias"), &bias.value(), &expected["bias"]),
+            None => assert!(expected["bias"].is_null(), "{what}: Flax has no bias"),
+        }
+    };
+    let gates = [
+        ("ii", &lstm.ii),
+        ("if_", &lstm.if_),
+        ("ig", &lstm.ig),
+        ("io", &lstm.io),
+        ("hi", &lstm.hi),
+        ("hf", &lstm.hf),
+        ("hg", &lstm.hg),
+        ("ho", &lstm.ho),
+    ];
+    for (name, layer) in gates {
+        check(format!("lstm {name}"), layer, &g["lstm"][name]);
+    }
+    check("gru dense_i".into(), &gru.dense_i, &g["gru"]["dense_i"]);
+    check("gru dense_h".into(), &gru.dense_h, &g["gru"]["dense_h"]);
+    assert_bits("embedding", &embed.embedding.value(), &g["embedding"]);
+    let x = tensor(&g["x"]);
+    let zeros = Tensor::zeros([2, 4]);
+    let ((c, h), _) = lstm.forward(&(zeros.clone(), zeros.clone()), &x)?;
+    assert_close("lstm c", &c, &g["lstm_c"]);
+    assert_close("lstm h", &h, &g["lstm_h"]);
+    let (h, _) = gru.forward(&zeros, &x)?;
+    assert_close("gru h", &h, &g["gru_h"]);
+    Ok(())
+}
