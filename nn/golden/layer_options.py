@@ -106,5 +106,21 @@ out["cells"] = {
     "embedding": bits(embed.embedding[...]),
 }
 
+# MultiHeadAttention with its keyword arguments; keys and values from their own inputs.
+rngs = nnx.Rngs(5)
+mha = nnx.MultiHeadAttention(2, 4, qkv_features=6, out_features=3, in_kv_features=5,
+                             use_bias=False, normalize_qk=True,
+                             kernel_init=nnx.initializers.normal(0.3),
+                             out_kernel_init=nnx.initializers.uniform(0.5), decode=False,
+                             rngs=rngs)
+after = nnx.Linear(2, 2, rngs=rngs)
+q, k, v = pattern((2, 3, 4), 5.0), pattern((2, 4, 5), 6.0), pattern((2, 4, 5), 7.0)
+out["attention"] = {
+    "q": bits(q), "k": bits(k), "v": bits(v),
+    "params": {name: bits(getattr(mha, name).kernel[...]) for name in ["query", "key", "value", "out"]},
+    "query_ln": bits(mha.query_ln.scale[...]), "key_ln": bits(mha.key_ln.scale[...]),
+    "y": bits(mha(q, k, v)), "y_kv": bits(mha(q, k)), "after": bits(after.kernel[...]),
+}
+
 with open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "layer_options.json"), "w") as f:
     json.dump(out, f)

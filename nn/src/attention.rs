@@ -7,6 +7,69 @@ use nnx_core::{Cache, Error, Module, Param, Result, Rngs, Tensor};
 use crate::common::{dims, isize_of};
 use crate::functions::softmax;
 use crate::initializers::{self, Initializer};
+use crate::normalization::LayerNorm;
+
+/// `nnx.MultiHeadAttention`'s keyword arguments that shape its parameters; [`Default`]
+/// gives Flax's (every size `in_features`, no dropout, biases, no query/key normalisation,
+/// `lecun_normal` kernels and zero biases, the output projection's the same).
+///
+/// ```
+/// use nnx_core::{Result, Rngs, Tensor};
+/// use nnx_nn::{MultiHeadAttention, attention::AttentionOptions};
+/// # fn main() -> Result<()> {
+/// // nnx.MultiHeadAttention(2, 8, in_kv_features=5, use_bias=False, normalize_qk=True, …)
+/// let options = AttentionOptions {
+///     in_kv_features: Some(5),
+///     use_bias: false,
+///     normalize_qk: true,
+///     ..AttentionOptions::default()
+/// };
+/// let mha = MultiHeadAttention::with_options(2, 8, options, &Rngs::new(0)?)?;
+/// let (q, kv) = (Tensor::ones([1, 3, 8]), Tensor::ones([1, 4, 5]));
+/// assert_eq!(mha.attend(&q, &kv, None)?.shape(), &[1, 3, 8]);
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Clone, Debug, PartialEq)]
+pub struct AttentionOptions {
+    /// The total size of the heads (`None`: `in_features`).
+    pub qkv_features: Option<usize>,
+    /// The size of the output's last axis (`None`: `in_features`).
+    pub out_features: Option<usize>,
+    /// The size of the keys' and values' inputs' last axis (`None`: `in_features`).
+    pub in_kv_features: Option<usize>,
+    /// The probability of dropping an attention weight.
+    pub dropout_rate: f64,
+    /// Whether the projections have biases.
+    pub use_bias: bool,
+    /// A `LayerNorm` (no bias) on each head's queries and keys (`query_ln`, `key_ln`).
+    pub normalize_qk: bool,
+    /// The projections' kernel initializer.
+    pub kernel_init: Initializer,
+    /// The output projection's (`None`: `kernel_init`).
+    pub out_kernel_init: Option<Initializer>,
+    /// The projections' bias initializer.
+    pub bias_init: Initializer,
+    /// The output projection's (`None`: `bias_init`).
+    pub out_bias_init: Option<Initializer>,
+}
+
+impl Default for AttentionOptions {
+    fn default() -> Self {
+        AttentionOptions {
+            qkv_features: None,
+            out_features: None,
+            in_kv_features: None,
+            dropout_rate: 0.0,
+            use_bias: true,
+            normalize_qk: false,
+            kernel_init: initializers::lecun_normal(),
+            out_kernel_init: None,
+            bias_init: initializers::zeros(),
+            out_bias_init: None,
+        }
+    }
+}
 
 /// `nnx.LinearGeneral(in_features, out_features, axis)`: contracts the input's trailing axes
 /// `axis` (of sizes `in_features`) with a kernel of shape `in_features + out_features`.
@@ -146,6 +209,16 @@ pub struct MultiHeadAttention {
     pub out_features: usize,
     /// `qkv_features / num_heads`.
     pub head_dim: usize,
+    /// The size of the keys' and values' inputs' last axis.
+    pub in_kv_features: usize,
+    /// Whether the projections have biases.
+    pub use_bias: bool,
+    /// Whether queries and keys are normalised per head.
+    pub normalize_qk: bool,
+    /// The queries' `LayerNorm` with `normalize_qk`.
+    pub query_ln: Option<LayerNorm>,
+    /// The keys' `LayerNorm` with `normalize_qk`.
+    pub key_ln: Option<LayerNorm>,
     /// The probability of dropping an attention weight.
     pub dropout_rate: f64,
     /// No dropout (`eval()` sets it, `train()` clears it).
@@ -184,6 +257,30 @@ impl MultiHeadAttention {
         dropout_rate: f64,
         rngs: &Rngs,
     ) -> Result<MultiHeadAttention> {
+        let options = AttentionOptions {
+            qkv_features: Some(qkv_features),
+            out_features: Some(out_features),
+            dropout_rate,
+            ..AttentionOptions::default()
+        };
+        MultiHeadAttention::with_options(num_heads, in_features, options, rngs)
+    }
+
+    /// `nnx.MultiHeadAttention(num_heads, in_features, **options, rngs=rngs)`: the query,
+    /// key and value projections, the query and key `LayerNorm`s with `normalize_qk`, then
+    /// the output projection, in Flax's order (so the same keys).
+    ///
+    /// # Errors
+    /// As [`MultiHeadAttention::with`].
+    pub fn with_options(
+        num_heads: usize,
+        in_features: usize,
+        options: AttentionOptions,
+        rngs: &Rngs,
+    ) -> Result<MultiHeadAttention> {
+        let qkv_features = options.qkv_features.unwrap_or(in_features);
+        let out_features = options.out_features.unwrap_or(in_features);
+        let in_kv_features = options.in_kv_features.unwrap_or(in_features);
         if num_heads == 0 || !qkv_features.is_multiple_of(num_heads) {
             return Err(Error::shape(
                 "MultiHeadAttention",
@@ -193,10 +290,37 @@ impl MultiHeadAttention {
             ));
         }
         let head_dim = qkv_features / num_heads;
-        let projection =
-            |rngs: &Rngs| LinearGeneral::new(&[in_features], &[num_heads, head_dim], rngs);
-        let (query, key, value) = (projection(rngs)?, projection(rngs)?, projection(rngs)?);
-        let out = LinearGeneral::new(&[num_heads, head_dim], &[out_features], rngs)?;
+        let use_bias = options.use_bias;
+        let projection = |features: usize| {
+            LinearGeneral::with(
+                &[features],
+                &[num_heads, head_dim],
+                use_bias,
+                &options.kernel_init,
+                &options.bias_init,
+                rngs,
+            )
+        };
+        let query = projection(in_features)?;
+        let key = projection(in_kv_features)?;
+        let value = projection(in_kv_features)?;
+        let norm = || LayerNorm::with(head_dim, 1e-6, false, true, rngs);
+        let (query_ln, key_ln) = match options.normalize_qk {
+            true => (Some(norm()?), Some(norm()?)),
+            false => (None, None),
+        };
+        let out = LinearGeneral::with(
+            &[num_heads, head_dim],
+            &[out_features],
+            use_bias,
+            options
+                .out_kernel_init
+                .as_ref()
+                .unwrap_or(&options.kernel_init),
+            options.out_bias_init.as_ref().unwrap_or(&options.bias_init),
+            rngs,
+        )?;
+        let dropout_rate = options.dropout_rate;
         let stream = if dropout_rate > 0.0 {
             Some(rngs.stream("dropout")?.fork()?)
         } else {
@@ -212,6 +336,11 @@ impl MultiHeadAttention {
             qkv_features,
             out_features,
             head_dim,
+            in_kv_features,
+            use_bias,
+            normalize_qk: options.normalize_qk,
+            query_ln,
+            key_ln,
             dropout_rate,
             deterministic: false,
             rngs: stream,
@@ -219,6 +348,24 @@ impl MultiHeadAttention {
             cached_value: None,
             cache_index: None,
         })
+    }
+
+    /// The projected queries, keys and values, queries and keys normalised with
+    /// `normalize_qk`.
+    fn project(
+        &self,
+        inputs_q: &Tensor,
+        inputs_k: &Tensor,
+        inputs_v: &Tensor,
+    ) -> Result<(Tensor, Tensor, Tensor)> {
+        let mut query = self.query.forward(inputs_q)?;
+        let mut key = self.key.forward(inputs_k)?;
+        let value = self.value.forward(inputs_v)?;
+        if let (Some(query_ln), Some(key_ln)) = (&self.query_ln, &self.key_ln) {
+            query = query_ln.forward(&query)?;
+            key = key_ln.forward(&key)?;
+        }
+        Ok((query, key, value))
     }
 
     /// `layer.init_cache(input_shape)`: zero caches for inputs of shape
@@ -257,9 +404,7 @@ impl MultiHeadAttention {
                 "Autoregressive cache not initialized, call ``init_cache`` first.",
             ));
         };
-        let query = self.query.forward(x)?;
-        let key = self.key.forward(x)?;
-        let value = self.value.forward(x)?;
+        let (query, key, value) = self.project(x, x, x)?;
         let cache_shape = cached_key.value().shape().to_vec();
         let rank = cache_shape.len();
         let mut expected = cache_shape.clone();
@@ -324,9 +469,22 @@ impl MultiHeadAttention {
         inputs_kv: &Tensor,
         mask: Option<&Tensor>,
     ) -> Result<Tensor> {
-        let query = self.query.forward(inputs_q)?;
-        let key = self.key.forward(inputs_kv)?;
-        let value = self.value.forward(inputs_kv)?;
+        self.attend_qkv(inputs_q, inputs_kv, inputs_kv, mask)
+    }
+
+    /// `layer(inputs_q, inputs_k, inputs_v, mask=mask)`: queries, keys and values each from
+    /// their own inputs.
+    ///
+    /// # Errors
+    /// As [`MultiHeadAttention::forward`].
+    pub fn attend_qkv(
+        &self,
+        inputs_q: &Tensor,
+        inputs_k: &Tensor,
+        inputs_v: &Tensor,
+        mask: Option<&Tensor>,
+    ) -> Result<Tensor> {
+        let (query, key, value) = self.project(inputs_q, inputs_k, inputs_v)?;
         let dropout = match &self.rngs {
             Some(stream) if self.dropout_rate > 0.0 && !self.deterministic => {
                 Some((stream.next_key()?, self.dropout_rate))

@@ -707,3 +707,51 @@ fn recurrent_cells_and_embed_with_initializers_are_flaxs() -> Result<()> {
     assert_close("gru h", &h, &g["gru_h"]);
     Ok(())
 }
+
+#[test]
+fn multi_head_attention_with_options_is_flaxs() -> Result<()> {
+    use nnx_nn::attention::AttentionOptions;
+    use nnx_nn::{Linear, MultiHeadAttention};
+    let g = &layer_options()["attention"];
+    let rngs = Rngs::new(5)?;
+    let options = AttentionOptions {
+        qkv_features: Some(6),
+        out_features: Some(3),
+        in_kv_features: Some(5),
+        use_bias: false,
+        normalize_qk: true,
+        kernel_init: initializers::normal(0.3),
+        out_kernel_init: Some(initializers::uniform(0.5)),
+        ..AttentionOptions::default()
+    };
+    let mha = MultiHeadAttention::with_options(2, 4, options, &rngs)?;
+    let after = Linear::new(2, 2, &rngs)?;
+    for (name, layer) in [
+        ("query", &mha.query),
+        ("key", &mha.key),
+        ("value", &mha.value),
+        ("out", &mha.out),
+    ] {
+        assert_bits(name, &layer.kernel.value(), &g["params"][name]);
+        assert!(layer.bias.is_none(), "{name} has no bias");
+    }
+    fn scale(ln: &Option<nnx_nn::LayerNorm>) -> Tensor {
+        let param = ln.as_ref().and_then(|l| l.scale.as_ref());
+        param.expect("a LayerNorm with a scale").value()
+    }
+    assert_bits("query_ln", &scale(&mha.query_ln), &g["query_ln"]);
+    assert_bits("key_ln", &scale(&mha.key_ln), &g["key_ln"]);
+    assert_bits("the Linear after it", &after.kernel.value(), &g["after"]);
+    let (q, k, v) = (tensor(&g["q"]), tensor(&g["k"]), tensor(&g["v"]));
+    let y = jit(
+        |m: &MultiHeadAttention, q: &Tensor, k: &Tensor, v: &Tensor| m.attend_qkv(q, k, v, None),
+    )
+    .call(super::engine(), (&mha, &q, &k, &v))?;
+    assert_close("y", &y, &g["y"]);
+    assert_close(
+        "y, values from the keys' input",
+        &mha.attend(&q, &k, None)?,
+        &g["y_kv"],
+    );
+    Ok(())
+}
