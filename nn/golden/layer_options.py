@@ -122,5 +122,22 @@ out["attention"] = {
     "y": bits(mha(q, k, v)), "y_kv": bits(mha(q, k)), "after": bits(after.kernel[...]),
 }
 
+# The activations nnx exports, on points across their range, and PReLU with its gradient.
+xs = np.concatenate([np.linspace(-9.0, 9.0, 37, dtype=np.float32),
+                     np.array([0.0, 1.0, -1.0, 3.0, -3.0, 6.0, 100.0, -100.0], np.float32)])
+activations = {name: getattr(nnx, name) for name in [
+    "relu6", "hard_sigmoid", "hard_silu", "hard_swish", "hard_tanh", "soft_sign", "selu",
+    "celu", "log_sigmoid", "swish", "identity", "elu"]}
+out["activations"] = {"x": bits(xs), **{name: bits(f(xs)) for name, f in activations.items()}}
+glu_x = xs[:44].reshape(4, 11)[:, ::-1].copy().reshape(4, 11) * np.float32(0.5)
+glu_x = np.concatenate([xs[:44].reshape(4, 11), glu_x], axis=-1)
+out["activations"]["glu_x"] = bits(glu_x)
+out["activations"]["glu"] = bits(nnx.glu(glu_x, -1))
+# Gradients where a naive formula overflows: elu and selu at large inputs.
+out["activations"]["elu_grad"] = bits(jax.grad(lambda x: nnx.elu(x).sum())(xs))
+prelu = nnx.PReLU(0.2)
+out["prelu"] = {"y": bits(prelu(xs)),
+                "grad_slope": bits(nnx.grad(lambda m: m(xs).sum())(prelu).negative_slope[...])}
+
 with open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "layer_options.json"), "w") as f:
     json.dump(out, f)

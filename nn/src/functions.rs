@@ -13,7 +13,7 @@
 //! # }
 //! ```
 
-use nnx_core::tensor::elementwise::CompareOp;
+use nnx_core::tensor::elementwise::{CompareOp, UnaryOp};
 use nnx_core::{DType, Error, Result, Tensor};
 
 /// `max(x, 0)`.
@@ -72,8 +72,127 @@ pub fn softplus(x: &Tensor) -> Result<Tensor> {
 /// # Errors
 /// A non-float `x`.
 pub fn elu(x: &Tensor, alpha: f32) -> Result<Tensor> {
-    let negative = ((x.exp()? - 1.0f32)? * alpha)?;
-    positive(x)?.select(x, &negative)
+    // The exponential of the negative part only, as JAX: a large positive `x` would give an
+    // infinite slope, and a NaN gradient through the branch `where` does not take.
+    let is_positive = positive(x)?;
+    let negative_part = is_positive.select(&Tensor::from(0.0f32), x)?;
+    let negative = ((negative_part.exp()? - 1.0f32)? * alpha)?;
+    is_positive.select(x, &negative)
+}
+
+/// `min(max(x, 0), 6)` (`jax.nn.relu6`).
+///
+/// # Errors
+/// A non-numeric `x`.
+pub fn relu6(x: &Tensor) -> Result<Tensor> {
+    x.relu()?.minimum(&Tensor::from(6.0f32))
+}
+
+/// `relu6(x + 3) / 6` (`jax.nn.hard_sigmoid`).
+///
+/// # Errors
+/// A non-numeric `x`.
+pub fn hard_sigmoid(x: &Tensor) -> Result<Tensor> {
+    relu6(&(x + 3.0f32)?)? / 6.0f32
+}
+
+/// `x · hard_sigmoid(x)` (`jax.nn.hard_silu`, also `hard_swish`).
+///
+/// # Errors
+/// A non-numeric `x`.
+pub fn hard_silu(x: &Tensor) -> Result<Tensor> {
+    x.mul(&hard_sigmoid(x)?)
+}
+
+/// `jax.nn.hard_swish`: [`hard_silu`].
+///
+/// # Errors
+/// As [`hard_silu`].
+pub fn hard_swish(x: &Tensor) -> Result<Tensor> {
+    hard_silu(x)
+}
+
+/// `x` clipped to `[-1, 1]` (`jax.nn.hard_tanh`).
+///
+/// # Errors
+/// A non-numeric `x`.
+pub fn hard_tanh(x: &Tensor) -> Result<Tensor> {
+    let one = Tensor::from(1.0f32);
+    let below = x.compare(CompareOp::Lt, &Tensor::from(-1.0f32))?;
+    let inner = below.select(&Tensor::from(-1.0f32), x)?;
+    x.compare(CompareOp::Gt, &one)?.select(&one, &inner)
+}
+
+/// `x / (|x| + 1)` (`jax.nn.soft_sign`).
+///
+/// # Errors
+/// A non-numeric `x`.
+pub fn soft_sign(x: &Tensor) -> Result<Tensor> {
+    x.div(&(x.unary(UnaryOp::Abs)? + 1.0f32)?)
+}
+
+/// `scale · elu(x, alpha)` with the self-normalising constants (`jax.nn.selu`).
+///
+/// # Errors
+/// A non-float `x`.
+pub fn selu(x: &Tensor) -> Result<Tensor> {
+    const ALPHA: f32 = 1.673_263_2;
+    const SCALE: f32 = 1.050_701;
+    elu(x, ALPHA)? * SCALE
+}
+
+/// `max(x, 0) + alpha (exp(min(x, 0) / alpha) - 1)` (`jax.nn.celu`).
+///
+/// # Errors
+/// A non-float `x`.
+pub fn celu(x: &Tensor, alpha: f32) -> Result<Tensor> {
+    let zero = Tensor::from(0.0f32);
+    let negative = (((x.minimum(&zero)? / alpha)?.exp()? - 1.0f32)? * alpha)?;
+    x.maximum(&zero)? + negative
+}
+
+/// `-softplus(-x)` (`jax.nn.log_sigmoid`).
+///
+/// # Errors
+/// A non-float `x`.
+pub fn log_sigmoid(x: &Tensor) -> Result<Tensor> {
+    softplus(&(-x)?)?.negative()
+}
+
+/// The first half of `x` along `axis` times the sigmoid of the second (`jax.nn.glu`).
+///
+/// # Errors
+/// An axis out of range or of odd length.
+pub fn glu(x: &Tensor, axis: isize) -> Result<Tensor> {
+    let rank = x.ndim() as isize;
+    let at = if axis < 0 { axis + rank } else { axis };
+    let size = usize::try_from(at)
+        .ok()
+        .and_then(|a| x.shape().get(a))
+        .copied()
+        .ok_or_else(|| Error::shape("glu", format!("axis {axis} of a rank-{rank} array")))?;
+    if size % 2 != 0 {
+        return Err(Error::shape("glu", "axis size must be divisible by 2"));
+    }
+    let half = size / 2;
+    x.slice_axis(axis, 0..half)?
+        .mul(&sigmoid(&x.slice_axis(axis, half..size)?)?)
+}
+
+/// `jax.nn.swish`: [`silu`].
+///
+/// # Errors
+/// As [`silu`].
+pub fn swish(x: &Tensor) -> Result<Tensor> {
+    silu(x)
+}
+
+/// `x` itself (`jax.nn.identity`).
+///
+/// # Errors
+/// None.
+pub fn identity(x: &Tensor) -> Result<Tensor> {
+    Ok(x.clone())
 }
 
 /// `x` for `x >= 0`, `negative_slope · x` otherwise (`jax.nn.leaky_relu`; JAX's default

@@ -755,3 +755,46 @@ fn multi_head_attention_with_options_is_flaxs() -> Result<()> {
     );
     Ok(())
 }
+
+#[test]
+fn activations_and_prelu_are_jaxs() -> Result<()> {
+    use nnx_nn::functions as f;
+    let g = &layer_options()["activations"];
+    let x = tensor(&g["x"]);
+    type Activation = fn(&Tensor) -> Result<Tensor>;
+    let cases: [(&str, Activation); 12] = [
+        ("relu6", f::relu6),
+        ("hard_sigmoid", f::hard_sigmoid),
+        ("hard_silu", f::hard_silu),
+        ("hard_swish", f::hard_swish),
+        ("hard_tanh", f::hard_tanh),
+        ("soft_sign", f::soft_sign),
+        ("selu", f::selu),
+        ("celu", |x| f::celu(x, 1.0)),
+        ("log_sigmoid", f::log_sigmoid),
+        ("swish", f::swish),
+        ("identity", f::identity),
+        ("elu", |x| f::elu(x, 1.0)),
+    ];
+    for (name, activation) in cases {
+        let y = jit(move |x: &Tensor| activation(x)).call(super::engine(), (&x,))?;
+        assert_close(name, &y, &g[name]);
+    }
+    assert_close("glu", &f::glu(&tensor(&g["glu_x"]), -1)?, &g["glu"]);
+    // No NaN where the exponential of a large input overflows.
+    let grad = nnx_core::transforms::grad(|x: &Tensor| f::elu(x, 1.0)?.sum(None))
+        .call(super::engine(), (&x,))?;
+    assert_close("elu gradient", grad.grads[0].array()?, &g["elu_grad"]);
+
+    let p = &layer_options()["prelu"];
+    let prelu = nnx_nn::PReLU::new(0.2);
+    assert_close("prelu", &prelu.forward(&x)?, &p["y"]);
+    let grad = nnx_core::transforms::grad(|m: &nnx_nn::PReLU| m.forward(&x)?.sum(None))
+        .call(super::engine(), (&prelu,))?;
+    let slope = grad.grads[0]
+        .state()?
+        .variable(&nnx_core::Path::from(["negative_slope"]))?
+        .value();
+    assert_close("prelu slope gradient", &slope, &p["grad_slope"]);
+    Ok(())
+}
