@@ -139,5 +139,24 @@ prelu = nnx.PReLU(0.2)
 out["prelu"] = {"y": bits(prelu(xs)),
                 "grad_slope": bits(nnx.grad(lambda m: m(xs).sum())(prelu).negative_slope[...])}
 
+# Mask helpers, and dot_product_attention's shape errors.
+tokens = np.array([[3, 1, 0], [2, 0, 0]], np.float32)
+padding = nnx.make_attention_mask(tokens > 0, tokens > 0)
+causal = nnx.make_causal_mask(tokens)
+def error(f):
+    try:
+        f()
+    except ValueError as e:
+        return str(e)
+q4 = np.ones((2, 3, 2, 4), np.float32)
+out["masks"] = {
+    "tokens": bits(tokens),
+    "padding": bits(padding),
+    "combined": bits(nnx.combine_masks(padding, None, causal)),
+    "rank_error": error(lambda: nnx.dot_product_attention(q4, q4[0], q4)),
+    "batch_error": error(lambda: nnx.dot_product_attention(q4, q4[:1], q4)),
+    "length_error": error(lambda: nnx.dot_product_attention(q4, q4, q4[:, :2])),
+}
+
 with open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "layer_options.json"), "w") as f:
     json.dump(out, f)

@@ -525,7 +525,95 @@ pub fn dot_product_attention(
     value: &Tensor,
     mask: Option<&Tensor>,
 ) -> Result<Tensor> {
+    let fail = |why: String| Err(Error::shape("dot_product_attention", why));
+    let arrays = [query.shape(), key.shape(), value.shape()];
+    if arrays.iter().any(|s| s.len() != query.ndim()) {
+        let ranks: Vec<String> = arrays.iter().map(|s| s.len().to_string()).collect();
+        return fail(format!(
+            "q, k, v must have same rank, but got {}.",
+            ranks.join(", ")
+        ));
+    }
+    let batch = |s: &[usize]| s[..s.len().saturating_sub(3)].to_vec();
+    // Shapes as Python prints them, so the messages are Flax's.
+    let tuple = |s: &[usize]| match s {
+        [one] => format!("({one},)"),
+        _ => format!(
+            "({})",
+            s.iter()
+                .map(usize::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    };
+    if arrays.iter().any(|s| batch(s) != batch(query.shape())) {
+        let shapes: Vec<String> = arrays.iter().map(|s| tuple(s)).collect();
+        return fail(format!(
+            "q, k, v batch dims must match, but got shapes {}.",
+            shapes.join(", ")
+        ));
+    }
+    if let (Some(&k), Some(&v)) = (
+        key.shape().get(key.ndim().wrapping_sub(3)),
+        value.shape().get(value.ndim().wrapping_sub(3)),
+    ) && k != v
+    {
+        return fail(format!("k, v lengths must match, but got {k} and {v}."));
+    }
     attention(query, key, value, mask, None)
+}
+
+/// `nnx.make_attention_mask(query_input, key_input)` (`pairwise_fn = jnp.multiply`): for
+/// inputs `[batch…, q_length]` and `[batch…, kv_length]`, the float32 mask
+/// `[batch…, 1, q_length, kv_length]` of their pairwise products (padding tokens as 0 give
+/// 0 rows and columns).
+///
+/// ```
+/// use nnx_core::{Result, Tensor};
+/// use nnx_nn::attention::make_attention_mask;
+/// # fn main() -> Result<()> {
+/// let tokens = Tensor::from_vec(&[1, 3], vec![1.0f32, 1.0, 0.0])?; // the last is padding
+/// let mask = make_attention_mask(&tokens, &tokens)?;
+/// assert_eq!(mask.shape(), &[1, 1, 3, 3]);
+/// assert_eq!(mask.to_vec::<f32>()?, vec![1., 1., 0., 1., 1., 0., 0., 0., 0.]);
+/// # Ok(())
+/// # }
+/// ```
+///
+/// # Errors
+/// Inputs whose leading axes do not broadcast.
+pub fn make_attention_mask(query_input: &Tensor, key_input: &Tensor) -> Result<Tensor> {
+    // Bools multiply as their logical and, which their 0/1 values give.
+    let numeric = |t: &Tensor| match t.dtype() {
+        nnx_core::DType::Bool => t.astype(nnx_core::DType::F32),
+        _ => Ok(t.clone()),
+    };
+    let pairs = numeric(query_input)?
+        .expand_dims(-1)?
+        .mul(&numeric(key_input)?.expand_dims(-2)?)?;
+    pairs.expand_dims(-3)?.astype(nnx_core::DType::F32)
+}
+
+/// `nnx.combine_masks(*masks)`: the logical and of the masks given (`None`s skipped), as
+/// float32; `None` when none is given.
+///
+/// # Errors
+/// Masks of different ranks ("masks must have same rank"), or shapes that do not
+/// broadcast.
+pub fn combine_masks(masks: &[Option<&Tensor>]) -> Result<Option<Tensor>> {
+    let given: Vec<&Tensor> = masks.iter().flatten().copied().collect();
+    let Some(first) = given.first() else {
+        return Ok(None);
+    };
+    if given.iter().any(|m| m.ndim() != first.ndim()) {
+        return Err(Error::shape("combine_masks", "masks must have same rank"));
+    }
+    let truth = |m: &Tensor| m.compare(CompareOp::Ne, &Tensor::scalar(false));
+    let mut combined = truth(first)?;
+    for mask in &given[1..] {
+        combined = combined.select(&truth(mask)?, &Tensor::scalar(false))?;
+    }
+    combined.astype(nnx_core::DType::F32).map(Some)
 }
 
 /// [`dot_product_attention`], with dropout of the weights drawn from `(key, rate)`: one

@@ -54,7 +54,10 @@ mod rnn;
 mod sequential;
 mod stochastic;
 
-pub use attention::{LinearGeneral, MultiHeadAttention, dot_product_attention, make_causal_mask};
+pub use attention::{
+    LinearGeneral, MultiHeadAttention, combine_masks, dot_product_attention, make_attention_mask,
+    make_causal_mask,
+};
 pub use conv::{Conv, ConvTranspose, Padding};
 pub use embed::Embed;
 pub use functions::*;

@@ -798,3 +798,29 @@ fn activations_and_prelu_are_jaxs() -> Result<()> {
     assert_close("prelu slope gradient", &slope, &p["grad_slope"]);
     Ok(())
 }
+
+#[test]
+fn attention_masks_and_shape_errors_are_flaxs() -> Result<()> {
+    use nnx_nn::attention::{combine_masks, make_attention_mask};
+    let g = &layer_options()["masks"];
+    let present = tensor(&g["tokens"]).greater(&Tensor::scalar(0.0f32))?;
+    let padding = make_attention_mask(&present, &present)?;
+    assert_bits("padding mask", &padding, &g["padding"]);
+    let causal = nnx_nn::make_causal_mask(&tensor(&g["tokens"]))?;
+    let combined = combine_masks(&[Some(&padding), None, Some(&causal)])?.expect("a mask");
+    assert_bits("combined mask", &combined, &g["combined"]);
+    assert!(combine_masks(&[None, None])?.is_none());
+
+    let q = Tensor::ones([2, 3, 2, 4]);
+    let attend = |k: &Tensor, v: &Tensor| nnx_nn::dot_product_attention(&q, k, v, None);
+    for (key, result) in [
+        ("rank_error", attend(&q.index_axis(0, 0)?, &q)),
+        ("batch_error", attend(&q.slice_axis(0, 0..1)?, &q)),
+        ("length_error", attend(&q, &q.slice_axis(1, 0..2)?)),
+    ] {
+        let expected = g[key].as_str().expect("a message");
+        let err = result.expect_err(key).to_string();
+        assert!(err.contains(expected), "{key}: {err}; Flax: {expected}");
+    }
+    Ok(())
+}
