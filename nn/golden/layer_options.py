@@ -158,5 +158,12 @@ out["masks"] = {
     "length_error": error(lambda: nnx.dot_product_attention(q4, q4, q4[:, :2])),
 }
 
+# Dropout with its keyword arguments: negative broadcast axes, another stream.
+x = pattern((4, 3, 5), 8.0)
+broadcast = nnx.Dropout(0.5, broadcast_dims=(-1, 0), rngs=nnx.Rngs(dropout=7))
+other = nnx.Dropout(0.3, rng_collection="noise", rngs=nnx.Rngs(noise=3))
+out["dropout"] = {"x": bits(x), "broadcast": bits(broadcast(x)), "noise": bits(other(x)),
+                  "noise_eval": bits(other(x, deterministic=True))}
+
 with open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "layer_options.json"), "w") as f:
     json.dump(out, f)

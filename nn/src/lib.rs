@@ -69,4 +69,4 @@ pub use prelu::PReLU;
 pub use recurrent::{CellOptions, GRUCell, LSTMCell, RnnCarry, RnnCell};
 pub use rnn::{RNN, RnnCall};
 pub use sequential::{Layer, Sequential};
-pub use stochastic::Dropout;
+pub use stochastic::{Dropout, DropoutOptions};

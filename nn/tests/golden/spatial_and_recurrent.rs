@@ -824,3 +824,42 @@ fn attention_masks_and_shape_errors_are_flaxs() -> Result<()> {
     }
     Ok(())
 }
+
+#[test]
+fn dropout_with_options_is_flaxs() -> Result<()> {
+    use nnx_nn::{Dropout, DropoutOptions};
+    let g = &layer_options()["dropout"];
+    let x = tensor(&g["x"]);
+    let rngs = Rngs::builder().stream("dropout", 7).build()?;
+    let options = DropoutOptions {
+        broadcast_dims: vec![-1, 0],
+        ..DropoutOptions::default()
+    };
+    let broadcast = Dropout::with_options(0.5, options, Some(&rngs))?;
+    assert_bits("broadcast", &broadcast.forward(&x)?, &g["broadcast"]);
+    let rngs = Rngs::builder().stream("noise", 3).build()?;
+    let options = DropoutOptions {
+        rng_collection: "noise".into(),
+        ..DropoutOptions::default()
+    };
+    let noise = Dropout::with_options(0.3, options, Some(&rngs))?;
+    let y = jit(|d: &Dropout, x: &Tensor| d.forward(x)).call(super::engine(), (&noise, &x))?;
+    assert_bits("noise", &y, &g["noise"]);
+    assert_bits(
+        "eval",
+        &noise.forward_deterministic(&x, true)?,
+        &g["noise_eval"],
+    );
+    // A broadcast axis past the input's rank is an error, as Python's index error.
+    let options = DropoutOptions {
+        broadcast_dims: vec![3],
+        ..DropoutOptions::default()
+    };
+    let out_of_range = Dropout::with_options(0.5, options, None)?;
+    assert!(
+        out_of_range
+            .forward_with(&x, Some(&random::key(0)))
+            .is_err()
+    );
+    Ok(())
+}
