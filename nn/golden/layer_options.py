@@ -165,5 +165,15 @@ other = nnx.Dropout(0.3, rng_collection="noise", rngs=nnx.Rngs(noise=3))
 out["dropout"] = {"x": bits(x), "broadcast": bits(broadcast(x)), "noise": bits(other(x)),
                   "noise_eval": bits(other(x, deterministic=True))}
 
+# The exact (two-pass) variance, on inputs whose mean is large against their spread.
+x = pattern((4, 6), 9.0) * np.float32(0.01) + np.float32(300.0)
+exact = {
+    "layer": nnx.LayerNorm(6, use_fast_variance=False, rngs=nnx.Rngs(0)),
+    "batch": nnx.BatchNorm(6, use_fast_variance=False, rngs=nnx.Rngs(0)),
+    "group": nnx.GroupNorm(6, num_groups=3, use_fast_variance=False, rngs=nnx.Rngs(0)),
+}
+out["exact_variance"] = {"x": bits(x), **{name: bits(norm(x)) for name, norm in exact.items()}}
+out["exact_variance"]["batch_var"] = bits(exact["batch"].var[...])
+
 with open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "layer_options.json"), "w") as f:
     json.dump(out, f)

@@ -1,5 +1,6 @@
 //! `nnx.BatchNorm`, `nnx.LayerNorm`, `nnx.RMSNorm` and `nnx.GroupNorm`.
 
+use nnx_core::tensor::ReduceOp;
 use nnx_core::{BatchStat, Module, Param, Result, Rngs, Tensor};
 
 use crate::common::{dims, param};
@@ -31,6 +32,8 @@ pub struct NormOptions {
     pub bias_init: Initializer,
     /// The scale's initializer.
     pub scale_init: Initializer,
+    /// The one-pass variance `mean(x²) - mean²` (Flax's default), else `mean((x - mean)²)`.
+    pub use_fast_variance: bool,
 }
 
 impl Default for NormOptions {
@@ -41,6 +44,7 @@ impl Default for NormOptions {
             use_scale: true,
             bias_init: initializers::zeros(),
             scale_init: initializers::ones(),
+            use_fast_variance: true,
         }
     }
 }
@@ -63,17 +67,23 @@ impl NormOptions {
     }
 }
 
-/// Mean and variance over the last axis, kept as a size-1 axis, as Flax's `_compute_stats`
-/// with `use_fast_variance`: `var = max(0, mean(x²) - mean²)`; without `use_mean`, the
-/// mean is zero and `var = mean(x²)`.
-fn stats(x: &Tensor, use_mean: bool) -> Result<(Option<Tensor>, Tensor)> {
-    let mean_square = (x * x)?.mean(-1)?.expand_dims(-1)?;
-    if !use_mean {
-        return Ok((None, mean_square));
-    }
-    let mean = x.mean(-1)?.expand_dims(-1)?;
-    let variance = (mean_square - (&mean * &mean)?)?.maximum(&Tensor::from(0.0f32))?;
-    Ok((Some(mean), variance))
+/// `mean(x²)` over `axes`, kept as size-1 axes: Flax's `_compute_stats` without
+/// `use_mean` (`RMSNorm`'s variance).
+fn mean_square(x: &Tensor, axes: Vec<isize>) -> Result<Tensor> {
+    (x * x)?.reduce(ReduceOp::Mean, axes, true)
+}
+
+/// Mean and variance of `x` over `axes`, kept as size-1 axes, as Flax's `_compute_stats`:
+/// with `fast_variance`, `var = max(0, mean(x²) - mean²)` (one pass), otherwise
+/// `var = mean((x - mean)²)` (exact when the mean is large against the spread).
+fn moments(x: &Tensor, axes: Vec<isize>, fast_variance: bool) -> Result<(Tensor, Tensor)> {
+    let mean = x.reduce(ReduceOp::Mean, axes.clone(), true)?;
+    let variance = if fast_variance {
+        (mean_square(x, axes)? - (&mean * &mean)?)?.maximum(&Tensor::from(0.0f32))?
+    } else {
+        mean_square(&(x - &mean)?, axes)?
+    };
+    Ok((mean, variance))
 }
 
 /// Flax's `_normalize`: `(x - mean) · (rsqrt(var + ε) · scale) + bias`.
@@ -117,6 +127,8 @@ pub struct LayerNorm {
     pub use_bias: bool,
     /// Whether there is a scale.
     pub use_scale: bool,
+    /// The one-pass variance (see [`NormOptions::use_fast_variance`]).
+    pub use_fast_variance: bool,
 }
 
 impl LayerNorm {
@@ -165,6 +177,7 @@ impl LayerNorm {
             epsilon: options.epsilon.unwrap_or(1e-6),
             use_bias: options.use_bias,
             use_scale: options.use_scale,
+            use_fast_variance: options.use_fast_variance,
         })
     }
 
@@ -173,10 +186,10 @@ impl LayerNorm {
     /// # Errors
     /// An input whose last axis is not `num_features`.
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let (mean, variance) = stats(x, true)?;
+        let (mean, variance) = moments(x, vec![-1], self.use_fast_variance)?;
         normalize(
             x,
-            mean,
+            Some(mean),
             variance,
             self.epsilon,
             self.scale.as_ref(),
@@ -197,6 +210,8 @@ pub struct RMSNorm {
     pub epsilon: f32,
     /// Whether there is a scale.
     pub use_scale: bool,
+    /// The one-pass variance (see [`NormOptions::use_fast_variance`]).
+    pub use_fast_variance: bool,
 }
 
 impl RMSNorm {
@@ -242,6 +257,7 @@ impl RMSNorm {
             num_features,
             epsilon: options.epsilon.unwrap_or(1e-6),
             use_scale: options.use_scale,
+            use_fast_variance: options.use_fast_variance,
         })
     }
 
@@ -250,7 +266,7 @@ impl RMSNorm {
     /// # Errors
     /// An input whose last axis is not `num_features`.
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let (_, mean_square) = stats(x, false)?;
+        let mean_square = mean_square(x, vec![-1])?;
         normalize(
             x,
             None,
@@ -288,6 +304,8 @@ pub struct BatchNorm {
     pub use_bias: bool,
     /// Whether there is a scale.
     pub use_scale: bool,
+    /// The one-pass variance (see [`NormOptions::use_fast_variance`]).
+    pub use_fast_variance: bool,
 }
 
 impl BatchNorm {
@@ -323,6 +341,7 @@ impl BatchNorm {
             epsilon: options.epsilon.unwrap_or(1e-5),
             use_bias: options.use_bias,
             use_scale: options.use_scale,
+            use_fast_variance: options.use_fast_variance,
         })
     }
 
@@ -335,9 +354,10 @@ impl BatchNorm {
             (self.mean.value(), self.var.value())
         } else {
             let axes: Vec<isize> = (0..x.ndim().saturating_sub(1) as isize).collect();
-            let mean = x.mean(axes.clone())?;
-            let mean_square = (x * x)?.mean(axes)?;
-            let variance = (mean_square - (&mean * &mean)?)?.maximum(&Tensor::from(0.0f32))?;
+            let (mean, variance) = moments(x, axes, self.use_fast_variance)?;
+            // Per feature, as the running statistics are.
+            let features = [self.num_features as isize];
+            let (mean, variance) = (mean.reshape(&features)?, variance.reshape(&features)?);
             let momentum = self.momentum as f32;
             let decay = (1.0 - self.momentum) as f32;
             let moved = |running: &BatchStat, batch: &Tensor| -> Result<Tensor> {
@@ -379,6 +399,8 @@ pub struct GroupNorm {
     pub use_bias: bool,
     /// Whether there is a scale.
     pub use_scale: bool,
+    /// The one-pass variance (see [`NormOptions::use_fast_variance`]).
+    pub use_fast_variance: bool,
 }
 
 impl GroupNorm {
@@ -420,6 +442,7 @@ impl GroupNorm {
             epsilon: options.epsilon.unwrap_or(1e-6),
             use_bias: options.use_bias,
             use_scale: options.use_scale,
+            use_fast_variance: options.use_fast_variance,
         })
     }
 
@@ -442,9 +465,7 @@ impl GroupNorm {
         // Spatial axes and the in-group feature axis of the grouped array.
         let mut axes: Vec<isize> = (1..rank as isize - 1).collect();
         axes.push(rank as isize);
-        let mean = grouped.mean(axes.clone())?;
-        let mean_square = (&grouped * &grouped)?.mean(axes)?;
-        let variance = (mean_square - (&mean * &mean)?)?.maximum(&Tensor::from(0.0f32))?;
+        let (mean, variance) = moments(&grouped, axes, self.use_fast_variance)?;
         // [batch, groups] -> [batch, 1…, groups, 1] -> x's shape, as Flax's repeat and reshape.
         let mut kept = vec![shape[0]];
         kept.extend(std::iter::repeat_n(1, rank - 2));

@@ -863,3 +863,26 @@ fn dropout_with_options_is_flaxs() -> Result<()> {
     );
     Ok(())
 }
+
+#[test]
+fn normalization_with_the_exact_variance_is_flaxs() -> Result<()> {
+    use nnx_nn::{BatchNorm, GroupNorm, LayerNorm, NormOptions};
+    let g = &layer_options()["exact_variance"];
+    let x = tensor(&g["x"]);
+    let exact = || NormOptions {
+        use_fast_variance: false,
+        ..NormOptions::default()
+    };
+    let rngs = || Rngs::new(0);
+    let layer = LayerNorm::with_options(6, exact(), &rngs()?)?;
+    assert_close("layer", &layer.forward(&x)?, &g["layer"]);
+    let batch = BatchNorm::with_options(6, exact(), &rngs()?)?;
+    assert_close("batch", &batch.forward(&x)?, &g["batch"]);
+    assert_close("batch running var", &batch.var.value(), &g["batch_var"]);
+    let group = GroupNorm::with_options(6, 3, exact(), &rngs()?)?;
+    assert_close("group", &group.forward(&x)?, &g["group"]);
+    // The one-pass variance loses these inputs' spread: the flag matters here.
+    let fast = LayerNorm::new(6, &rngs()?)?.forward(&x)?;
+    assert!(!fast.allclose(&tensor(&g["layer"]), 1e-5, 1e-5)?);
+    Ok(())
+}
