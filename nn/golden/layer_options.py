@@ -175,5 +175,14 @@ exact = {
 out["exact_variance"] = {"x": bits(x), **{name: bits(norm(x)) for name, norm in exact.items()}}
 out["exact_variance"]["batch_var"] = bits(exact["batch"].var[...])
 
+# Average pooling without counting the padding.
+x = pattern((2, 5, 5, 3), 10.0)
+out["avg_pool_excluding_padding"] = {
+    "x": bits(x),
+    "same": bits(nnx.avg_pool(x, (3, 3), strides=(2, 2), padding="SAME", count_include_pad=False)),
+    "explicit": bits(nnx.avg_pool(x, (2, 3), strides=(1, 2), padding=((1, 0), (2, 1)),
+                                  count_include_pad=False)),
+}
+
 with open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "layer_options.json"), "w") as f:
     json.dump(out, f)

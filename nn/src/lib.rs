@@ -64,7 +64,7 @@ pub use functions::*;
 pub use initializers::Initializer;
 pub use linear::Linear;
 pub use normalization::{BatchNorm, GroupNorm, LayerNorm, NormOptions, RMSNorm};
-pub use pooling::{avg_pool, max_pool, min_pool};
+pub use pooling::{avg_pool, avg_pool_with, max_pool, min_pool};
 pub use prelu::PReLU;
 pub use recurrent::{CellOptions, GRUCell, LSTMCell, RnnCarry, RnnCell};
 pub use rnn::{RNN, RnnCall};

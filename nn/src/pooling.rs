@@ -174,12 +174,55 @@ pub fn avg_pool(
     strides: Option<&[usize]>,
     padding: Padding,
 ) -> Result<Tensor> {
+    avg_pool_with(x, window, strides, padding, true)
+}
+
+/// `nnx.avg_pool(x, window_shape, strides, padding, count_include_pad)`: with
+/// `count_include_pad = false`, each window's sum is divided by the number of input
+/// elements it covers (padding not counted), as Flax divides by a pool of ones.
+///
+/// ```
+/// use nnx_core::{Result, Tensor};
+/// use nnx_nn::{avg_pool_with, conv::Padding};
+/// # fn main() -> Result<()> {
+/// let x = Tensor::from_vec(&[1, 3, 1], vec![1.0f32, 2.0, 3.0])?;
+/// let y = avg_pool_with(&x, &[2], Some(&[1]), Padding::Same, false)?;
+/// assert_eq!(y.to_vec::<f32>()?, vec![1.5, 2.5, 3.0]); // the last window covers one element
+/// # Ok(())
+/// # }
+/// ```
+///
+/// # Errors
+/// As [`max_pool`].
+pub fn avg_pool_with(
+    x: &Tensor,
+    window: &[usize],
+    strides: Option<&[usize]>,
+    padding: Padding,
+    count_include_pad: bool,
+) -> Result<Tensor> {
     let count = window.iter().product::<usize>() as f32;
     if let Some((tiled, taps)) = tiles(x, window, strides, &padding)? {
         return tiled.sum(taps)? / count;
     }
     let (windows, taps) = windows_of(x, window, strides, &padding, 0.0)?;
-    windows.sum(taps)? / count
+    let sums = windows.sum(taps.clone())?;
+    if count_include_pad {
+        return sums / count;
+    }
+    // The elements each window covers: the same pooling of ones, one feature.
+    let mut ones_shape = x.shape().to_vec();
+    if let Some(features) = ones_shape.last_mut() {
+        *features = 1;
+    }
+    let (ones, taps) = windows_of(
+        &Tensor::try_ones(&ones_shape)?,
+        window,
+        strides,
+        &padding,
+        0.0,
+    )?;
+    sums.div(&ones.sum(taps)?)
 }
 
 #[cfg(test)]

@@ -886,3 +886,17 @@ fn normalization_with_the_exact_variance_is_flaxs() -> Result<()> {
     assert!(!fast.allclose(&tensor(&g["layer"]), 1e-5, 1e-5)?);
     Ok(())
 }
+
+#[test]
+fn average_pooling_without_the_padding_is_flaxs() -> Result<()> {
+    use nnx_nn::{avg_pool_with, conv::Padding};
+    let g = &layer_options()["avg_pool_excluding_padding"];
+    let x = tensor(&g["x"]);
+    let same = jit(|x: &Tensor| avg_pool_with(x, &[3, 3], Some(&[2, 2]), Padding::Same, false))
+        .call(super::engine(), (&x,))?;
+    assert_close("same", &same, &g["same"]);
+    let explicit = Padding::Explicit(vec![(1, 0), (2, 1)]);
+    let y = avg_pool_with(&x, &[2, 3], Some(&[1, 2]), explicit, false)?;
+    assert_close("explicit", &y, &g["explicit"]);
+    Ok(())
+}
