@@ -206,7 +206,7 @@ pub fn avg_pool_with(
         return tiled.sum(taps)? / count;
     }
     let (windows, taps) = windows_of(x, window, strides, &padding, 0.0)?;
-    let sums = windows.sum(taps.clone())?;
+    let sums = windows.sum(taps)?;
     if count_include_pad {
         return sums / count;
     }
