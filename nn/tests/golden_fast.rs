@@ -1,8 +1,11 @@
-//! The golden layer cases (`golden/cases.rs`, `golden/spatial_and_recurrent.rs`) on the fast engine, eager work included.
+//! The golden layer cases (`golden/cases.rs`, `golden/spatial_and_recurrent.rs`,
+//! `golden/options.rs`) on the fast engine, eager work included.
 
 #[path = "golden/cases.rs"]
 mod cases;
 mod common;
+#[path = "golden/options.rs"]
+mod options;
 #[path = "golden/spatial_and_recurrent.rs"]
 mod spatial_and_recurrent;
 
