@@ -32,7 +32,7 @@ pub struct DropoutOptions {
     pub broadcast_dims: Vec<i64>,
     /// No masking.
     pub deterministic: bool,
-    /// The stream the layer forks (and [`Rngs`] given at a call draw from).
+    /// The stream the layer forks.
     pub rng_collection: String,
 }
 
@@ -60,7 +60,7 @@ impl Dropout {
     /// needs a key ([`Dropout::forward_with`]).
     ///
     /// ```
-    /// use nnx_core::{Result, Rngs, Tensor, random};
+    /// use nnx_core::{Result, Tensor, random};
     /// use nnx_nn::{Dropout, DropoutOptions};
     /// # fn main() -> Result<()> {
     /// // One mask value per row, shared along the last axis.
