@@ -228,13 +228,7 @@ impl Conv {
                 ));
             }
         };
-        if mode != "EXPLICIT" && input_dilation.iter().any(|&d| d > 1) {
-            return Err(bad(
-                "String padding is not implemented for transposed convolution using this op. \
-                 Please either exactly specify the required padding or use conv_transpose."
-                    .into(),
-            ));
-        }
+        check_dilated_padding(mode, &input_dilation)?;
         let groups = options.feature_group_count;
         if groups == 0
             || !in_features.is_multiple_of(groups)
@@ -290,12 +284,7 @@ impl Conv {
         let rank = self.kernel_size.len();
         let first = spatial_start(x, rank, self.in_features, "Conv")?;
         let spatial = &x.shape()[first..x.ndim() - 1];
-        if self.padding_mode != "EXPLICIT" && self.input_dilation.iter().any(|&d| d > 1) {
-            return Err(Error::shape(
-                "Conv",
-                "String padding is not implemented for transposed convolution using this op",
-            ));
-        }
+        check_dilated_padding(&self.padding_mode, &self.input_dilation)?;
         let windows = Windows::new(
             &self.kernel_size,
             &self.strides,
@@ -309,6 +298,19 @@ impl Conv {
             None => Ok(y),
         }
     }
+}
+
+/// JAX refuses `'SAME'` and `'VALID'` padding with an input dilation: the padding must be
+/// explicit.
+fn check_dilated_padding(padding_mode: &str, input_dilation: &[usize]) -> Result<()> {
+    if padding_mode != "EXPLICIT" && input_dilation.iter().any(|&d| d > 1) {
+        return Err(Error::shape(
+            "Conv",
+            "String padding is not implemented for transposed convolution using this op. \
+             Please either exactly specify the required padding or use conv_transpose.",
+        ));
+    }
+    Ok(())
 }
 
 /// Checks `x` is `[batch…, rank spatial axes, features]`; returns the first spatial axis.

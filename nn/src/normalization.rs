@@ -210,8 +210,6 @@ pub struct RMSNorm {
     pub epsilon: f32,
     /// Whether there is a scale.
     pub use_scale: bool,
-    /// The one-pass variance (see [`NormOptions::use_fast_variance`]).
-    pub use_fast_variance: bool,
 }
 
 impl RMSNorm {
@@ -241,8 +239,8 @@ impl RMSNorm {
         RMSNorm::with_options(num_features, options, rngs)
     }
 
-    /// `nnx.RMSNorm(num_features, **options, rngs=rngs)` (`use_bias` and `bias_init` are not
-    /// read: the layer has no bias).
+    /// `nnx.RMSNorm(num_features, **options, rngs=rngs)` (`use_bias`, `bias_init` and
+    /// `use_fast_variance` are not read: the layer has no bias and no mean).
     ///
     /// # Errors
     /// As [`RMSNorm::new`].
@@ -257,7 +255,6 @@ impl RMSNorm {
             num_features,
             epsilon: options.epsilon.unwrap_or(1e-6),
             use_scale: options.use_scale,
-            use_fast_variance: options.use_fast_variance,
         })
     }
 
